@@ -1,0 +1,94 @@
+"""Settings: environment variables prefixed `YUJING_`, or a `.env` file.
+
+Every field here is documented in `.env.example`; a test keeps the two in step.
+Secrets are `SecretStr` so they never print in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="YUJING_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- where things are
+    config_dir: Path = Field(
+        Path("examples/liulin"),
+        description="County configuration directory (county.yaml, zones.yaml, people.yaml, rules/)",
+    )
+    database_url: str = Field(
+        "sqlite:///var/yujing.db",
+        description="SQLAlchemy URL; PostgreSQL: postgresql+psycopg://user:pass@host/db",
+    )
+    timezone: str = Field("Asia/Shanghai", description="Display timezone and local-day boundary")
+
+    # --- forecast feed
+    feed: Literal["openmeteo", "replay"] = Field("openmeteo", description="Forecast source")
+    replay_file: Path | None = Field(None, description="Recorded Open-Meteo JSON for feed=replay")
+    openmeteo_url: str = Field("https://api.open-meteo.com/v1/forecast")
+    openmeteo_api_key: SecretStr | None = Field(None, description="Only for the commercial API")
+    openmeteo_batch_size: int = Field(50, ge=1, le=1000, description="Locations per request")
+    openmeteo_forecast_days: int = Field(7, ge=1, le=16)
+    openmeteo_past_days: int = Field(3, ge=0, le=92, description="Past days, for 72 h drops")
+    point_resolution_deg: float = Field(
+        0.02, gt=0, description="Zones closer than this grid share one forecast point"
+    )
+    poll_interval_seconds: int = Field(1800, ge=10)
+    poll_jitter_seconds: int = Field(60, ge=0)
+    feed_retries: int = Field(4, ge=0, description="Retries of one request (429, 5xx, timeout)")
+    feed_backoff_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles")
+    http_timeout_seconds: float = Field(20.0, gt=0)
+
+    # --- delivery
+    channel: Literal["auto", "console", "twilio_sms"] = Field(
+        "auto", description="auto: twilio_sms when Twilio is configured, else console"
+    )
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str = Field(
+        "https://api.twilio.com", description="Override only to point at a test double"
+    )
+    public_base_url: str | None = Field(
+        None, description="Public URL of this server, for provider status callbacks"
+    )
+    delivery_concurrency: int = Field(8, ge=1, description="Messages in flight at once")
+    delivery_max_attempts: int = Field(8, ge=1)
+    delivery_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay; doubles")
+    delivery_backoff_max_seconds: float = Field(600.0, ge=0)
+    delivery_lease_seconds: float = Field(
+        120.0, gt=0, description="A claimed row not finished by then is claimed again"
+    )
+    delivery_poll_seconds: float = Field(1.0, gt=0, description="Outbox poll when idle")
+
+    # --- HTTP server
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8470, ge=0, le=65535)
+
+    # --- logs
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: JSON when not on a terminal"
+    )
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_messaging_service_sid)
+        )
+
+    @property
+    def default_channel(self) -> str:
+        if self.channel == "auto":
+            return "twilio_sms" if self.twilio_configured else "console"
+        return self.channel

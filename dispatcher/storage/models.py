@@ -1,0 +1,249 @@
+"""Database tables, as typed SQLAlchemy 2 models.
+
+All times are stored as timezone-aware UTC (`UtcDateTime`), on SQLite too, and
+shown in the county's timezone only at the edges. Rows that record what
+happened (alerts, notifications, receipts, audit events) are never deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass UTC-aware times")
+        value = value.astimezone(UTC)
+        # SQLite stores text without offsets: store naive UTC there
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT on PostgreSQL, INTEGER (rowid alias, autoincrement) on SQLite
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
+
+
+class Zone(Base):
+    """A geohazard point, synchronised from the county configuration."""
+
+    __tablename__ = "zones"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    township: Mapped[str] = mapped_column(String(64), index=True)
+    village: Mapped[str] = mapped_column(String(64), default="")
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    point_id: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime]
+
+    roles: Mapped[list[ZoneRole]] = relationship(back_populates="zone")
+
+
+class Person(Base):
+    """Someone who can be notified: zone people and the bureau's duty staff."""
+
+    __tablename__ = "people"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))
+    duty_role: Mapped[str | None] = mapped_column(String(32))  # duty_officer, leader_on_duty
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime]
+
+
+class ZoneRole(Base):
+    """Who holds which role (防灾责任人, 监测责任人, 群测群防员 …) at a zone."""
+
+    __tablename__ = "zone_roles"
+
+    zone_id: Mapped[str] = mapped_column(ForeignKey("zones.id"), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    zone: Mapped[Zone] = relationship(back_populates="roles")
+    person: Mapped[Person] = relationship()
+
+
+class ForecastRun(Base):
+    """One fetch of one feed: what, when, from where, and whether it was usable."""
+
+    __tablename__ = "forecast_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    ok: Mapped[bool]
+    points: Mapped[int] = mapped_column(default=0)
+    hours: Mapped[int] = mapped_column(default=0)
+    variables: Mapped[list[str]] = mapped_column(JSON, default=list)
+    first_time: Mapped[datetime | None]
+    last_time: Mapped[datetime | None]
+    checksum: Mapped[str | None] = mapped_column(String(64))  # sha256 of the parsed arrays
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_forecast_runs_source_finished", "source", "finished_at"),)
+
+
+class Alert(Base):
+    """One episode of one hazard at one zone (or one system condition).
+
+    States: firing → acknowledged → resolved; a level change marks the old row
+    `superseded` and opens a new one that points back to it.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)  # short code for SMS replies
+    kind: Mapped[str] = mapped_column(String(16), default="hazard")  # hazard | system
+    zone_id: Mapped[str | None] = mapped_column(ForeignKey("zones.id"))
+    hazard: Mapped[str] = mapped_column(String(64))
+    rule_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(128), default="")
+    level: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    onset: Mapped[datetime | None]
+    until: Mapped[datetime | None]
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    clear_since: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None]
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    forecast_run_id: Mapped[int | None] = mapped_column(ForeignKey("forecast_runs.id"))
+
+    __table_args__ = (Index("ix_alerts_state_zone_hazard", "state", "zone_id", "hazard"),)
+
+
+class Notification(Base):
+    """The outbox: one message to one recipient on one channel, sent at least once.
+
+    Written in the same transaction as the alert transition it announces; the
+    delivery worker claims due rows, sends, and records the outcome.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    transition: Mapped[str] = mapped_column(String(16))
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
+    recipient_name: Mapped[str] = mapped_column(String(64), default="")
+    address: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    # pending → sending → sent → delivered | undelivered | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_notifications_status_due", "status", "next_attempt_at"),)
+
+
+class Receipt(Base):
+    """A provider's report about a sent message (e.g. a Twilio status callback)."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id"), index=True
+    )
+    provider_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained record of everything that happened.
+
+    `hash` = sha256(prev_hash + canonical JSON of this event), so an edited,
+    deleted or inserted row breaks the chain from that row on.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))  # system, scheduler, person id, …
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(128), default="")  # alert:12, notification:7
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Alert",
+    "AuditEvent",
+    "Base",
+    "ForecastRun",
+    "Notification",
+    "Person",
+    "Receipt",
+    "UtcDateTime",
+    "Zone",
+    "ZoneRole",
+]

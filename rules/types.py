@@ -1,0 +1,117 @@
+"""The plain data the rule engine consumes and produces.
+
+`dispatcher/` builds these from feeds and configuration; `rules/` never does I/O.
+Times are timezone-aware UTC `datetime`s at the edges and `numpy.datetime64[s]`
+(UTC, naive) inside arrays.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Level(enum.IntEnum):
+    """Warning level; ordering is severity (blue < yellow < orange < red)."""
+
+    BLUE = 1
+    YELLOW = 2
+    ORANGE = 3
+    RED = 4
+
+    @property
+    def key(self) -> str:
+        """Lower-case English name as written in YAML and stored in the database."""
+        return self.name.lower()
+
+    @property
+    def zh(self) -> str:
+        """Chinese colour name as used in official signals (蓝色/黄色/橙色/红色)."""
+        return {1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}[self.value]
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        """Level from its YAML/database name (`blue`, `yellow`, `orange`, `red`)."""
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown level {text!r}; expected one of blue, yellow, orange, red"
+            ) from None
+
+
+@dataclass(frozen=True)
+class ForecastBatch:
+    """One poll of one source: hourly values for deduplicated forecast points.
+
+    `variables[name]` has shape (len(point_ids), len(times)); missing or invalid
+    values are NaN (masked), never zero. `times` are hourly, UTC, ascending.
+    """
+
+    source: str
+    issued_at: datetime
+    point_ids: tuple[str, ...]
+    latitudes: FloatArray
+    longitudes: FloatArray
+    times: npt.NDArray[np.datetime64]
+    variables: Mapping[str, FloatArray]
+    units: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape = (len(self.point_ids), len(self.times))
+        for name, values in self.variables.items():
+            if values.shape != shape:
+                raise ValueError(
+                    f"variable {name!r} has shape {values.shape}, expected {shape} "
+                    "(points × hours)"
+                )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.point_ids), len(self.times))
+
+
+@dataclass(frozen=True)
+class ZoneSpec:
+    """What the rule engine knows of a zone: attributes for selectors and its point."""
+
+    id: str
+    name: str
+    kind: str
+    township: str
+    risk_level: str
+    tags: frozenset[str]
+    latitude: float
+    longitude: float
+    point_id: str
+    village: str = ""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict of the rules on one hazard at one zone at evaluation time.
+
+    `level` is None when the data needed to decide was missing (masked): the
+    lifecycle must then neither raise nor clear a warning for this zone and hazard.
+    `evidence` holds the numbers that decided it, keyed by the expression text.
+    """
+
+    rule_id: str
+    hazard: str
+    zone_id: str
+    level: Level | None
+    onset: datetime | None
+    until: datetime | None
+    evidence: Mapping[str, float] = field(default_factory=dict)
+    title: str = ""
+
+    @property
+    def firing(self) -> bool:
+        return self.level is not None

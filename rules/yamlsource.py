@@ -1,0 +1,171 @@
+"""YAML with positions: every error an administrator sees names file:line:column.
+
+ruamel.yaml parses in round-trip mode (it keeps line/column of every node); we
+convert the tree to plain Python and keep a map from the node's path (the same
+tuple pydantic uses as an error `loc`) to its position. Validation errors from
+pydantic are then reported at the exact node, all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+Loc = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One error in one configuration file, at a 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in configuration files; `str()` lists them one per line."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class Document:
+    """A parsed YAML file: plain data plus the position of every node."""
+
+    path: str
+    data: Any
+    positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, loc: Sequence[str | int]) -> tuple[int, int]:
+        """Position of the node at `loc`, or of its nearest ancestor that exists."""
+        path = tuple(loc)
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            path = path[:-1]
+        return self.positions.get((), (1, 1))
+
+    def problem(self, loc: Sequence[str | int], message: str) -> Problem:
+        line, column = self.where(loc)
+        return Problem(self.path, line, column, message)
+
+
+def load_yaml_text(text: str, name: str) -> Document:
+    """Parse YAML text; a syntax error becomes a ConfigError with its position."""
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = (exc.problem or exc.context or "invalid YAML").strip()
+        raise ConfigError(
+            [Problem(name, line, column, f"YAML syntax: {what}; fix the YAML at this position")]
+        ) from None
+    except YAMLError as exc:  # errors without a mark (rare)
+        raise ConfigError([Problem(name, 1, 1, f"YAML syntax: {exc}")]) from None
+    doc = Document(name, None, {(): (1, 1)})
+    doc.data = _plain(tree, (), doc.positions)
+    return doc
+
+
+def load_yaml(path: Path, display_name: str | None = None) -> Document:
+    """Read and parse one YAML file (the name in errors is `display_name` or the path)."""
+    name = display_name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(name, 1, 1, "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [Problem(name, 1, 1, f"not UTF-8 text ({exc.reason}); save the file as UTF-8")]
+        ) from None
+    return load_yaml_text(text, name)
+
+
+def _plain(node: Any, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
+    if isinstance(node, CommentedMap):
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            child = (*loc, _key(key))
+            if isinstance(value, CommentedMap | CommentedSeq):
+                kl, kc = node.lc.key(key)
+                positions[child] = (kl + 1, kc + 1)
+            else:
+                vl, vc = node.lc.value(key)
+                positions[child] = (vl + 1, vc + 1)
+            out[_key(key)] = _plain(value, child, positions)
+        return out
+    if isinstance(node, CommentedSeq):
+        items: list[Any] = []
+        for index, value in enumerate(node):
+            il, ic = node.lc.item(index)
+            positions[(*loc, index)] = (il + 1, ic + 1)
+            items.append(_plain(value, (*loc, index), positions))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _key(key: Any) -> str | int:
+    return key if isinstance(key, int) and not isinstance(key, bool) else str(key)
+
+
+def problems_from_validation(
+    doc: Document, exc: ValidationError, prefix: Loc = ()
+) -> list[Problem]:
+    """Map each pydantic error to the YAML node it is about."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = (*prefix, *(part for part in error["loc"] if _is_data_path(part)))
+        problems.append(doc.problem(loc, _describe(error)))
+    return problems
+
+
+def _is_data_path(part: Any) -> bool:
+    # pydantic adds union-member tags such as 'function-after[...]' to locs
+    return isinstance(part, int) or (isinstance(part, str) and "[" not in part)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    loc = [p for p in error.get("loc", ()) if _is_data_path(p)]
+    name = str(loc[-1]) if loc else "document"
+    if kind == "extra_forbidden":
+        return f"unknown key {name!r}; remove it or check its spelling"
+    if kind == "missing":
+        return f"missing required key {name!r}"
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return f"{name}: {message}"
+
+
+def validate(doc: Document, model: type[M], data: Any = None, prefix: Loc = ()) -> M:
+    """Validate `data` (default: the whole document) as `model`, or raise ConfigError."""
+    try:
+        return model.model_validate(doc.data if data is None else data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(doc, exc, prefix)) from None

@@ -1,0 +1,63 @@
+"""Shared fixtures: a fresh database on SQLite and, when available, PostgreSQL.
+
+`db_url` is parametrised over both databases. PostgreSQL comes from
+YUJING_TEST_POSTGRES_URL (`.ci/run` starts a server and sets it); each test
+gets its own freshly created database. Under CI a missing PostgreSQL is an
+error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from dispatcher.storage.db import make_engine, session_factory
+from dispatcher.storage.models import Base
+
+POSTGRES_URL = os.environ.get("YUJING_TEST_POSTGRES_URL")
+
+
+def _postgres_database() -> Iterator[str]:
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("YUJING_TEST_POSTGRES_URL is not set under CI; .ci/run must start PostgreSQL")
+        pytest.skip("PostgreSQL not configured: set YUJING_TEST_POSTGRES_URL (see .ci/run)")
+    name = f"yujing_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of an empty database (no tables), on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'yujing.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on a database whose tables are created from the models."""
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
