@@ -156,7 +156,7 @@ class Alert(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     opened_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    clear_since: Mapped[datetime | None]
+    calm_since: Mapped[datetime | None]  # below the open level since (hold timer)
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     closed_at: Mapped[datetime | None]

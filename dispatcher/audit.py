@@ -1,0 +1,148 @@
+"""The audit log: append-only and hash-chained, so tampering shows.
+
+Every event carries `prev_hash` (the `hash` of the event before it, or 64 zeros
+for the first) and its own `hash`:
+
+    hash = sha256_hex(prev_hash + canonical_json({at, actor, action, subject, data}))
+
+where canonical JSON has sorted keys, no spaces, non-ASCII kept as is (UTF-8),
+and `at` is ISO 8601 in UTC with microseconds (`2025-01-15T00:00:00.000000+00:00`).
+The row id is deliberately not hashed: it is assigned by the database.
+
+Editing a row breaks its own hash; deleting or inserting a row breaks the
+`prev_hash` link of the row after it. What a chain alone cannot show is a
+forger who rewrites the tail and recomputes every hash after it (or truncates
+the tail): to catch that, copy the latest hash somewhere else now and then
+(the daily report) and compare.
+
+`record` never commits: the event is written in the caller's transaction, with
+the state change it describes, so both happen or neither does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from dispatcher.storage.models import AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+# Key of the PostgreSQL advisory lock that serialises appends to the chain.
+# Fixed and distinct from any other advisory lock in the project (the ASCII
+# of "YJAUDIT\0", which fits a signed 64-bit integer).
+AUDIT_CHAIN_LOCK_KEY = int.from_bytes(b"YJAUDIT\x00", "big")
+
+
+def record(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the audit chain in the session's transaction, without committing.
+
+    `at` must be timezone-aware. `data` must be JSON-serialisable with string
+    keys; it is stored as its JSON round-trip, so what is hashed is exactly
+    what is read back. The new row is flushed (it gets its id) so that a second
+    `record` in the same transaction chains onto it.
+
+    Concurrent appenders queue instead of forking the chain: on PostgreSQL this
+    takes a transaction-scoped advisory lock, held until the caller commits or
+    rolls back; on SQLite the engine's BEGIN IMMEDIATE already admits one
+    writer at a time. Either way the lock lasts until the caller's commit, so
+    record the event last, just before committing. On PostgreSQL the
+    transaction must run at READ COMMITTED (the default), so the tail is read
+    after the lock is granted, not from an older snapshot.
+    """
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("audit event time must be timezone-aware (pass UTC)")
+    stored_data = _json_round_trip(data or {})
+
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK_KEY}
+        )
+    prev_hash = session.scalar(
+        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ) or GENESIS_HASH
+
+    event = AuditEvent(
+        at=at.astimezone(UTC),
+        actor=actor,
+        action=action,
+        subject=subject,
+        data=stored_data,
+        prev_hash=prev_hash,
+    )
+    event.hash = event_hash(event)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def verify(session: Session) -> list[str]:
+    """Walk the whole chain in id order; return the problems found (empty: intact).
+
+    Each problem names the event and what is wrong with it. An edited row is
+    reported once, at that row: the walk continues from the row's stored hash,
+    so one edit does not drown everything after it in noise.
+    """
+    problems: list[str] = []
+    previous: AuditEvent | None = None
+    events = session.scalars(
+        select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=1000)
+    )
+    for event in events:
+        expected_prev = previous.hash if previous is not None else GENESIS_HASH
+        if event.prev_hash != expected_prev:
+            after = f"event {previous.id}" if previous is not None else "the start of the log"
+            problems.append(
+                f"event {event.id}: prev_hash does not match {after} (deleted or inserted row?)"
+            )
+        if event.hash != event_hash(event):
+            problems.append(f"event {event.id}: hash does not match its content (edited?)")
+        previous = event
+    return problems
+
+
+def event_hash(event: AuditEvent) -> str:
+    """The hash `event` should carry, from its prev_hash and its content."""
+    content = {
+        "at": event.at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": event.actor,
+        "action": event.action,
+        "subject": event.subject,
+        "data": event.data,
+    }
+    return hashlib.sha256((event.prev_hash + _canonical_json(content)).encode()).hexdigest()
+
+
+def _canonical_json(value: Any) -> str:
+    # NaN and infinities are not JSON and PostgreSQL refuses them: fail here, clearly
+    return json.dumps(
+        value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+
+
+def _json_round_trip(data: Mapping[str, Any]) -> dict[str, Any]:
+    # Tuples become lists, int keys become strings … exactly as they will come
+    # back from the JSON column, so the hash is computed over what is stored.
+    try:
+        stored: dict[str, Any] = json.loads(_canonical_json(dict(data)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"audit data must be plain JSON (strings as keys): {exc}") from exc
+    return stored
+
+
+__all__ = ["AUDIT_CHAIN_LOCK_KEY", "GENESIS_HASH", "event_hash", "record", "verify"]

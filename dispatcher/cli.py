@@ -1,0 +1,243 @@
+"""`yujing` — the command line for administrators and duty officers.
+
+Every error an operator can cause (bad YAML, bad setting, second instance)
+ends with a plain message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from dispatcher.settings import Settings
+from rules.yamlsource import ConfigError, Problem
+
+app = typer.Typer(
+    help="Yujing 预警 — geohazard early-warning dispatcher.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+rules_app = typer.Typer(help="Warning rules.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="County configuration directory [default: YUJING_CONFIG_DIR]"),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(message, markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def operator_errors() -> Iterator[None]:
+    """Turn the errors an operator can cause into plain messages and exit 1."""
+    try:
+        yield
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False, highlight=False)
+        fail(f"{len(exc.problems)} problem(s) in the configuration; nothing was changed.")
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            name = "YUJING_" + "_".join(str(p) for p in e["loc"]).upper()
+            err.print(f"{name}: {e['msg']}", markup=False, highlight=False)
+        fail("invalid settings (environment or .env); see .env.example")
+    except (ValueError, RuntimeError, OSError) as exc:
+        fail(f"error: {exc}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def run() -> None:
+    """Run the daemon: poll forecasts, evaluate rules, deliver and serve HTTP."""
+    from dispatcher import logs
+    from dispatcher.daemon import serve
+
+    with operator_errors():
+        settings = load_settings()
+        logs.configure(settings.log_level, settings.log_format)
+        asyncio.run(serve(settings))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply database migrations (idempotent)."""
+    from dispatcher.storage.migrate import current, upgrade
+
+    with operator_errors():
+        settings = load_settings()
+        upgrade(settings.database_url, revision)
+        out.print(f"database at revision {current(settings.database_url)}")
+
+
+@rules_app.command("check")
+def rules_check(config: ConfigOption = None) -> None:
+    """Validate the county configuration and rules; list every problem with file:line:column."""
+    from dispatcher.county import County, load_county
+    from rules.loader import RuleSet, load_ruleset
+
+    with operator_errors():
+        config_dir = load_settings(config_dir=config).config_dir
+        problems: list[Problem] = []
+        county: County | None = None
+        ruleset: RuleSet | None = None
+        try:
+            county = load_county(config_dir)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        try:
+            ruleset = load_ruleset(config_dir / "rules")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(problems)
+        assert county is not None and ruleset is not None
+        out.print(
+            f"ok: {len(county.zones)} zones, {len(county.people)} people, "
+            f"{len(ruleset.rules)} rules over {', '.join(sorted(ruleset.variables))}"
+        )
+
+
+@app.command()
+def drill(
+    replay: Annotated[Path, typer.Option("--replay", help="Recorded Open-Meteo JSON file")],
+    config: ConfigOption = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Evaluation time, ISO 8601 with offset [default: now]"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+) -> None:
+    """Run the whole pipeline once on a recorded forecast (throw-away database, console)."""
+    from dispatcher.drill import run_drill
+
+    with operator_errors():
+        settings = load_settings(config_dir=config)
+        when = parse_time(at, settings.timezone) if at else datetime.now(UTC)
+        if not replay.is_file():
+            fail(f"{replay}: no such file (a recorded forecast, e.g. examples/liulin/scenarios/)")
+        result = asyncio.run(run_drill(settings.config_dir, replay, when))
+    if as_json:
+        print(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+        return
+    show_drill(result.alerts, result.notifications, when, settings.timezone)
+
+
+def show_drill(
+    alerts: list[dict[str, Any]], notes: list[dict[str, Any]], at: datetime, tz: str
+) -> None:
+    local = at.astimezone(ZoneInfo(tz))
+    table = Table(title=f"Alerts at {local:%Y-%m-%d %H:%M %Z} ({len(alerts)})")
+    for col in ("code", "zone", "hazard", "level", "onset", "until", "rule"):
+        table.add_column(col)
+    for a in alerts:
+        table.add_row(
+            a["code"], a["zone_id"], a["hazard"], a["level"],
+            _short(a["onset"]), _short(a["until"]), a["rule_id"],
+        )
+    out.print(table)
+    by_alert: dict[str, int] = {}
+    for n in notes:
+        by_alert[n["alert"]] = by_alert.get(n["alert"], 0) + 1
+    out.print(f"{len(notes)} messages queued and delivered to the console channel")
+    shown = set()
+    for n in notes:
+        if n["alert"] in shown:
+            continue
+        shown.add(n["alert"])
+        out.print(f"  [{n['alert']}] → {by_alert[n['alert']]} recipients: {n['body']}", markup=False)
+
+
+def _short(iso: str | None) -> str:
+    return iso[5:16].replace("T", " ") if iso else "—"
+
+
+def parse_time(text: str, tz: str) -> datetime:
+    """ISO 8601; a time without an offset is read in the county's timezone."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at {text!r}: expected ISO 8601, e.g. 2026-01-05T08:00:00+08:00")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(tz))
+    return value.astimezone(UTC)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    all_: Annotated[bool, typer.Option("--all", help="Include closed alerts")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List open alerts (firing or acknowledged), newest first."""
+    from sqlalchemy import select
+
+    from dispatcher.storage.db import make_engine, session_factory
+    from dispatcher.storage.models import Alert
+
+    with operator_errors():
+        settings = load_settings()
+        engine = make_engine(settings.database_url)
+        with session_factory(engine)() as session:
+            query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id.desc())
+            if not all_:
+                query = query.where(Alert.state.in_(("firing", "acknowledged")))
+            rows = session.scalars(query).all()
+        engine.dispose()
+    tz = ZoneInfo(settings.timezone)
+    items = [
+        {
+            "code": a.code,
+            "kind": a.kind,
+            "zone_id": a.zone_id,
+            "hazard": a.hazard,
+            "level": a.level,
+            "state": a.state,
+            "onset": a.onset.astimezone(tz).isoformat() if a.onset else None,
+            "opened_at": a.opened_at.astimezone(tz).isoformat(),
+        }
+        for a in rows
+    ]
+    if as_json:
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{'All' if all_ else 'Open'} alerts ({len(items)})")
+    for col in ("code", "zone", "hazard", "level", "state", "onset", "opened"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(
+            i["code"], i["zone_id"] or "(system)", i["hazard"], i["level"], i["state"],
+            _short(i["onset"]), _short(i["opened_at"]),
+        )
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    command: Callable[..., Any] = typer.main.get_command(app)
+    sys.exit(command(args=argv, standalone_mode=True))

@@ -1,0 +1,170 @@
+"""`yujing run`: scheduler, delivery worker and HTTP server in one process.
+
+Shutdown (SIGTERM from systemd, or Ctrl-C): stop scheduling, let in-flight
+sends finish and record their outcome, stop the HTTP server. Nothing is lost
+even on SIGKILL: every message is an outbox row committed before it is sent,
+and rows a dead process had claimed are claimed again when their lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import make_url
+
+from dispatcher.runtime import Runtime, open_runtime, utc_now
+from dispatcher.settings import Settings
+from dispatcher.web.app import AppState, create_app
+
+log = logging.getLogger("yujing.daemon")
+
+
+class InstanceLockError(RuntimeError):
+    """A second instance on the same SQLite database."""
+
+
+class _Server(uvicorn.Server):
+    # the daemon owns SIGTERM/SIGINT and stops the server itself
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def sqlite_instance_lock(database_url: str) -> Iterator[None]:
+    """Refuse a second `yujing run` on one SQLite file: SQLite has no SKIP LOCKED."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
+        return
+    path = Path(url.database + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle: IO[str] = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise InstanceLockError(
+                f"another yujing instance (pid {holder}) is already running on {url.database}. "
+                "SQLite supports one instance; to run several, use PostgreSQL "
+                "(YUJING_DATABASE_URL=postgresql+psycopg://…)."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT."""
+    with sqlite_instance_lock(settings.database_url):
+        runtime = open_runtime(settings)
+        try:
+            await _serve(runtime)
+        finally:
+            await runtime.aclose()
+
+
+async def _serve(runtime: Runtime) -> None:
+    settings = runtime.settings
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        _logged(runtime.pipeline.poll, "poll"),
+        "interval",
+        seconds=settings.poll_interval_seconds,
+        jitter=settings.poll_jitter_seconds or None,
+        next_run_time=datetime.now(UTC),
+        id="poll",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=settings.poll_interval_seconds,
+    )
+    scheduler.add_job(
+        _logged(_check_feed(runtime), "watch_feed"),
+        "interval",
+        seconds=min(60, settings.poll_interval_seconds),
+        id="watch_feed",
+        max_instances=1,
+        coalesce=True,
+    )
+
+    state = AppState(
+        sessions=runtime.sessions,
+        settings=settings,
+        clock=utc_now,
+        feed_source=runtime.feed.source,
+        started_at=runtime.pipeline.started_at,
+        rules=runtime.rules.status,
+    )
+    server = _Server(
+        uvicorn.Config(
+            create_app(state),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    scheduler.start()
+    worker_task = asyncio.create_task(runtime.worker.run(stop), name="delivery")
+    server_task = asyncio.create_task(server.serve(), name="http")
+    log.info("yujing running: http://%s:%d/healthz", settings.http_host, settings.http_port)
+
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait(
+        {stopped, worker_task, server_task}, return_when=asyncio.FIRST_COMPLETED
+    )
+    if not stop.is_set():
+        # a part died on its own: report it and stop the rest cleanly
+        for task in done:
+            if task is not stopped and task.exception():
+                log.error("%s stopped unexpectedly", task.get_name(), exc_info=task.exception())
+        stop.set()
+    log.info("stopping: finishing in-flight deliveries")
+    scheduler.shutdown(wait=False)
+    server.should_exit = True
+    await asyncio.gather(worker_task, server_task, return_exceptions=True)
+    stopped.cancel()
+    log.info("stopped")
+
+
+def _check_feed(runtime: Runtime) -> Callable[[], Awaitable[object]]:
+    async def check() -> None:
+        runtime.pipeline.check_feed()
+
+    return check
+
+
+def _logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
+    """Log a job's unexpected exception plainly and keep the schedule going."""
+
+    async def run() -> None:
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed unexpectedly; will try again at the next interval", name)
+
+    run.__name__ = name
+    return run

@@ -1,0 +1,128 @@
+"""Replay a recorded Open-Meteo response: drills, demos and offline tests.
+
+The file is exactly what the API returned (one location object or a list of
+them), so recording is `curl 'https://api.open-meteo.com/v1/forecast?...' > f.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeGuard
+
+from dispatcher.feeds.base import (
+    FeedError,
+    ForecastPoint,
+    _hourly_times,
+    _utc,
+    check_variables,
+    parse_openmeteo,
+)
+from rules.types import ForecastBatch
+
+
+class ReplayFeed:
+    """Serves a recorded Open-Meteo response file as if it were the live API.
+
+    Each requested point takes the recorded location nearest to it (Open-Meteo
+    echoes grid-cell coordinates, which differ slightly from those requested);
+    none within `max_distance_deg` (Euclidean, in degrees) is an error naming the
+    point. Only the requested variables are read, and each must be recorded.
+
+    `issued_at` is deterministic: the value given to the constructor or, without
+    one, the first recorded hour plus `past_days` days — i.e. 00:00 UTC of the day
+    the recording was requested, when it was made with that `past_days`. The file
+    is read on every fetch, so a drill may swap it between polls.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        issued_at: datetime | None = None,
+        past_days: int = 0,
+        max_distance_deg: float = 0.25,
+    ) -> None:
+        if issued_at is not None and issued_at.tzinfo is None:
+            raise ValueError("issued_at must be timezone-aware")
+        if past_days < 0:
+            raise ValueError("past_days must not be negative")
+        self.path = path
+        self.source = f"replay:{path.name}"
+        self._issued_at = issued_at
+        self._past_days = past_days
+        self._max_distance = max_distance_deg
+
+    def __repr__(self) -> str:
+        return f"ReplayFeed({str(self.path)!r})"
+
+    async def fetch(
+        self, points: Sequence[ForecastPoint], variables: Collection[str]
+    ) -> ForecastBatch:
+        """Hourly `variables` at `points` from the recording, or `FeedError`."""
+        names = check_variables(variables)
+        payload = await asyncio.to_thread(self._read)
+        recorded = self._recorded_locations(payload)
+        coordinates = [self._coordinates(index, loc) for index, loc in enumerate(recorded)]
+        chosen = [recorded[self._nearest(point, coordinates)] for point in points]
+        if self._issued_at is not None:
+            issued_at = self._issued_at.astimezone(UTC)
+        else:
+            first_hour = _hourly_times(recorded[0], f"{self.path.name}: location 0")[0]
+            issued_at = _utc(first_hour) + timedelta(days=self._past_days)
+        try:
+            return parse_openmeteo(chosen, points, names, self.source, issued_at)
+        except FeedError as error:
+            raise FeedError(f"{self.path.name}: {error.reason}") from None
+
+    def _read(self) -> object:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise FeedError(f"cannot read replay file {self.path}: {error.strerror}") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise FeedError(
+                f"replay file {self.path} is not JSON (line {error.lineno}, "
+                f"column {error.colno}: {error.msg})"
+            ) from None
+
+    def _recorded_locations(self, payload: object) -> list[Mapping[str, object]]:
+        if isinstance(payload, Mapping):
+            if payload.get("error") is True:
+                raise FeedError(f"{self.path.name} records an Open-Meteo error, not a forecast")
+            return [payload]
+        if isinstance(payload, list) and payload:
+            if not all(isinstance(item, Mapping) for item in payload):
+                raise FeedError(f"{self.path.name}: the list holds non-object entries")
+            return payload
+        raise FeedError(f"{self.path.name}: expected an Open-Meteo object or a non-empty list")
+
+    def _coordinates(self, index: int, location: Mapping[str, object]) -> tuple[float, float]:
+        latitude, longitude = location.get("latitude"), location.get("longitude")
+        if _is_number(latitude) and _is_number(longitude):
+            return float(latitude), float(longitude)
+        raise FeedError(f"{self.path.name}: location {index} has no numeric latitude/longitude")
+
+    def _nearest(self, point: ForecastPoint, coordinates: Sequence[tuple[float, float]]) -> int:
+        """Index of the recorded location nearest to `point` (first one on a tie)."""
+        distances = [
+            math.hypot(lat - point.latitude, lon - point.longitude) for lat, lon in coordinates
+        ]
+        best = min(range(len(distances)), key=distances.__getitem__)
+        if distances[best] > self._max_distance:
+            raise FeedError(
+                f"{self.path.name}: no recorded location within {self._max_distance}° of point "
+                f"{point.id} ({point.latitude:.4f}, {point.longitude:.4f}); the nearest, "
+                f"location {best}, is {distances[best]:.3f}° away"
+            )
+        return best
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,693 @@
+"""The durable outbox: delivery workers that claim due notification rows and send them.
+
+A notification row is written in the same transaction as the alert transition it
+announces (see `dispatcher.alerts.lifecycle`). From then on this module owns it:
+
+    pending ──claim──► sending ──send OK──► sent ──receipt──► delivered | undelivered | failed
+       ▲                  │
+       └── retryable ─────┤ (backoff; after max_attempts → failed)
+                          └── permanent ──► failed
+
+Delivery is *at least once*. A claim is a lease: the row is marked `sending`
+with `lease_until`, in a short transaction that is committed before anything is
+sent. A worker that dies mid-send leaves the row `sending`; when the lease runs
+out any worker (this process after a restart, or another instance) claims it
+again. Providers deduplicate on the idempotency key where they can.
+
+Scale-out: several processes share one PostgreSQL outbox; the claim query uses
+``FOR UPDATE SKIP LOCKED`` so two workers never claim the same row and never
+wait for each other. On SQLite, ``BEGIN IMMEDIATE`` (see `storage.db`)
+serialises claims instead.
+
+Every outcome is recorded with a guard — the row must still be `sending` with
+the attempt number this worker claimed — so a worker whose lease expired while
+it was sending cannot overwrite the outcome of the attempt that replaced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from channels.base import Channel, Outcome, OutgoingMessage, SendResult
+from dispatcher import audit
+from dispatcher.settings import Settings
+from dispatcher.storage.models import Notification, Receipt
+
+__all__ = [
+    "JITTER_FRACTION",
+    "Claimed",
+    "DeliveryWorker",
+    "backoff_delay",
+    "record_receipt",
+]
+
+logger = logging.getLogger(__name__)
+
+PENDING: Final = "pending"
+SENDING: Final = "sending"
+SENT: Final = "sent"
+DELIVERED: Final = "delivered"
+UNDELIVERED: Final = "undelivered"
+FAILED: Final = "failed"
+
+# How far along a row is; a receipt may only move a row to a higher rank.
+_RANK: Final[Mapping[str, int]] = {
+    PENDING: 0,
+    SENDING: 1,
+    SENT: 2,
+    DELIVERED: 3,
+    UNDELIVERED: 3,
+    FAILED: 3,
+}
+
+# Provider (Twilio MessageStatus) values that end a message's life, and the
+# notification status each one means. queued/accepted/scheduled/sending/sent
+# are progress reports that never change the row: it is already `sent`.
+_TERMINAL_RECEIPTS: Final[Mapping[str, str]] = {
+    "delivered": DELIVERED,
+    "read": DELIVERED,  # WhatsApp: read implies delivered
+    "undelivered": UNDELIVERED,
+    "failed": FAILED,
+    "canceled": FAILED,  # a scheduled message cancelled before it went out
+}
+
+JITTER_FRACTION: Final = 0.2
+"""Retry delays are spread ±20% so rows that failed together do not retry together."""
+
+# Giving up on a send at this fraction of the lease keeps a single owner per
+# row: past the lease, another worker may already have claimed it again.
+_SEND_TIMEOUT_OF_LEASE: Final = 0.8
+
+# Column widths in `Notification`; a provider's over-long value must not make
+# the outcome's transaction fail (the row would then be re-sent on lease expiry).
+_ERROR_CODE_WIDTH: Final = 32
+_PROVIDER_ID_WIDTH: Final = 64
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A plain snapshot of one claimed outbox row, safe to use outside any session."""
+
+    id: int
+    channel: str
+    message: OutgoingMessage
+    attempt: int
+    """Which attempt this claim is: 1 for the first send, 2 for the first retry …"""
+    lease_until: datetime
+
+
+def backoff_delay(failed_attempt: int, *, base: float, cap: float, jitter: float) -> float:
+    """Seconds to wait after attempt number `failed_attempt` (1-based) failed.
+
+    `base` × 2^(failed_attempt − 1), spread by ±`JITTER_FRACTION` according to
+    `jitter` (a number in [0, 1); 0.5 means no spread), and never more than `cap`:
+    the cap is applied last so `delivery_backoff_max_seconds` is a true maximum.
+    """
+    # the exponent is bounded so a huge attempt count cannot overflow a float
+    raw = base * 2.0 ** min(max(failed_attempt - 1, 0), 62)
+    spread = raw * (1.0 + JITTER_FRACTION * (2.0 * jitter - 1.0))
+    return max(0.0, min(spread, cap))
+
+
+class DeliveryWorker:
+    """Claims due outbox rows, sends them through their channel and records the outcome.
+
+    Database work happens in short synchronous transactions (see `storage.db`);
+    no transaction is ever open while a message is on the network.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        channels: Mapping[str, Channel],
+        clock: Callable[[], datetime],
+        *,
+        concurrency: int = 8,
+        max_attempts: int = 8,
+        backoff_seconds: float = 5.0,
+        backoff_max_seconds: float = 600.0,
+        lease_seconds: float = 120.0,
+        poll_seconds: float = 1.0,
+        status_callback_url: str | None = None,
+        jitter_source: Callable[[], float] | None = None,
+        actor: str = "outbox",
+    ) -> None:
+        """Create a worker.
+
+        `clock` returns timezone-aware UTC now. `status_callback_url` is put on
+        every outgoing message (channels that cannot use it ignore it).
+        `jitter_source` returns a float in [0, 1) for the retry spread; tests
+        pass a constant. `actor` names this worker in audit events.
+        """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if lease_seconds <= 0 or poll_seconds <= 0:
+            raise ValueError("lease_seconds and poll_seconds must be positive")
+        if backoff_seconds < 0 or backoff_max_seconds < 0:
+            raise ValueError("backoff_seconds and backoff_max_seconds must not be negative")
+        self.sessions = sessions
+        self.channels = channels
+        self.clock = clock
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.status_callback_url = status_callback_url
+        self.actor = actor
+        self._jitter = jitter_source if jitter_source is not None else random.Random().random
+        self._wake = asyncio.Event()
+        # per channel: the loop time before which the next send may not start
+        self._next_send_slot: dict[str, float] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        sessions: sessionmaker[Session],
+        channels: Mapping[str, Channel],
+        clock: Callable[[], datetime],
+        status_callback_url: str | None = None,
+        jitter_source: Callable[[], float] | None = None,
+        actor: str = "outbox",
+    ) -> DeliveryWorker:
+        """A worker configured by the `delivery_*` settings."""
+        return cls(
+            sessions,
+            channels,
+            clock,
+            concurrency=settings.delivery_concurrency,
+            max_attempts=settings.delivery_max_attempts,
+            backoff_seconds=settings.delivery_backoff_seconds,
+            backoff_max_seconds=settings.delivery_backoff_max_seconds,
+            lease_seconds=settings.delivery_lease_seconds,
+            poll_seconds=settings.delivery_poll_seconds,
+            status_callback_url=status_callback_url,
+            jitter_source=jitter_source,
+            actor=actor,
+        )
+
+    # --- claiming ---------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[Claimed]:
+        """Lease up to `limit` due rows to this worker, in one short committed transaction.
+
+        Due means `pending` with `next_attempt_at` ≤ now, or `sending` whose lease
+        has expired (its worker died or hung). Each claim counts as an attempt.
+        A row whose expired lease was already its last allowed attempt is marked
+        failed instead of being sent again.
+        """
+        if limit <= 0:
+            return []
+        now = self.clock()
+        lease_until = now + timedelta(seconds=self.lease_seconds)
+        due = or_(
+            and_(Notification.status == PENDING, Notification.next_attempt_at <= now),
+            and_(Notification.status == SENDING, Notification.lease_until < now),
+        )
+        claimed: list[Claimed] = []
+        with self.sessions.begin() as session:
+            rows = session.scalars(
+                select(Notification)
+                .where(due)
+                .order_by(Notification.next_attempt_at, Notification.id)
+                .limit(limit)
+                # PostgreSQL: rows another worker is claiming right now are
+                # skipped, not waited for. SQLite ignores this clause; its
+                # BEGIN IMMEDIATE already makes claims one at a time.
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                if row.status == SENDING and row.attempts >= self.max_attempts:
+                    self._give_up_expired(session, row, now)
+                    continue
+                row.status = SENDING
+                row.attempts += 1
+                row.lease_until = lease_until
+                claimed.append(self._snapshot(row, lease_until))
+        return claimed
+
+    def _snapshot(self, row: Notification, lease_until: datetime) -> Claimed:
+        return Claimed(
+            id=row.id,
+            channel=row.channel,
+            message=OutgoingMessage(
+                idempotency_key=row.idempotency_key,
+                address=row.address,
+                body=row.body,
+                recipient_name=row.recipient_name,
+                status_callback_url=self.status_callback_url,
+            ),
+            attempt=row.attempts,
+            lease_until=lease_until,
+        )
+
+    def _give_up_expired(self, session: Session, row: Notification, now: datetime) -> None:
+        reason = (
+            f"gave up after {row.attempts} attempts: the worker sending attempt "
+            f"{row.attempts} stopped before recording an outcome (lease expired)"
+        )
+        row.status = FAILED
+        row.lease_until = None
+        row.finished_at = now
+        row.error_code = "lease_expired"
+        row.last_error = reason
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action="notification.failed",
+            subject=f"notification:{row.id}",
+            data={
+                "channel": row.channel,
+                "attempt": row.attempts,
+                "error_code": row.error_code,
+                "reason": reason,
+            },
+        )
+        logger.warning("notification %s: %s", row.id, reason)
+
+    # --- delivering -------------------------------------------------------------
+
+    async def deliver(self, claimed: Claimed) -> None:
+        """Send one claimed row and record the outcome in a new short transaction.
+
+        Provider and network errors come back as a `SendResult`; a database
+        error while recording propagates (the row stays `sending` and is sent
+        again when its lease expires).
+        """
+        result = await self._send(claimed)
+        self._record(claimed, result)
+
+    async def _send(self, claimed: Claimed) -> SendResult:
+        channel = self.channels.get(claimed.channel)
+        if channel is None:
+            configured = ", ".join(sorted(self.channels)) or "none"
+            return SendResult.permanent(
+                f"channel {claimed.channel!r} is not configured in this instance "
+                f"(configured: {configured})",
+                error_code="unknown_channel",
+            )
+        await self._pace(channel)
+        timeout = self.lease_seconds * _SEND_TIMEOUT_OF_LEASE
+        try:
+            async with asyncio.timeout(timeout):
+                return await channel.send(claimed.message)
+        except TimeoutError:
+            return SendResult.retryable(
+                f"{claimed.channel} did not answer within {timeout:g} s", error_code="timeout"
+            )
+        except Exception as exc:
+            # The protocol says channels never raise; one that does has a bug,
+            # but the message must still go out, so treat it as retryable.
+            logger.exception(
+                "channel %s raised while sending notification %s", claimed.channel, claimed.id
+            )
+            return SendResult.retryable(
+                f"{claimed.channel} raised {type(exc).__name__}: {exc}", error_code="channel_error"
+            )
+
+    async def _pace(self, channel: Channel) -> None:
+        """Honour the channel's declared `per_second` limit (within this process)."""
+        per_second = channel.limits.per_second
+        if not per_second or per_second <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._next_send_slot.get(channel.name, now))
+        self._next_send_slot[channel.name] = slot + 1.0 / per_second
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def _record(self, claimed: Claimed, result: SendResult) -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            row = session.scalars(
+                select(Notification)
+                .where(
+                    Notification.id == claimed.id,
+                    # still ours: nobody re-claimed it after our lease expired
+                    Notification.status == SENDING,
+                    Notification.attempts == claimed.attempt,
+                )
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                self._record_stale(session, claimed, result, now)
+            elif result.outcome is Outcome.OK:
+                self._record_sent(session, row, claimed, result, now)
+            elif result.outcome is Outcome.RETRYABLE and claimed.attempt < self.max_attempts:
+                self._record_retry(session, row, claimed, result, now)
+            else:
+                self._record_failed(session, row, claimed, result, now)
+
+    def _record_sent(
+        self,
+        session: Session,
+        row: Notification,
+        claimed: Claimed,
+        result: SendResult,
+        now: datetime,
+    ) -> None:
+        provider_id = _clip(result.provider_id, _PROVIDER_ID_WIDTH)
+        row.status = SENT
+        row.sent_at = now
+        row.provider_id = provider_id
+        row.lease_until = None
+        # the columns describe the row as it is now; earlier failures stay in the audit log
+        row.error_code = None
+        row.last_error = None
+        self._audit(session, now, "notification.sent", claimed, provider_id=provider_id)
+        logger.info(
+            "notification %s sent via %s (attempt %d, provider id %s)",
+            row.id,
+            claimed.channel,
+            claimed.attempt,
+            provider_id,
+        )
+        if provider_id:
+            _link_early_receipts(session, row, actor=self.actor, now=now)
+
+    def _record_retry(
+        self,
+        session: Session,
+        row: Notification,
+        claimed: Claimed,
+        result: SendResult,
+        now: datetime,
+    ) -> None:
+        delay = backoff_delay(
+            claimed.attempt,
+            base=self.backoff_seconds,
+            cap=self.backoff_max_seconds,
+            jitter=self._jitter(),
+        )
+        if result.retry_after is not None:
+            # the provider knows its own rate limits better than our schedule
+            delay = max(delay, result.retry_after)
+        row.status = PENDING
+        row.next_attempt_at = now + timedelta(seconds=delay)
+        row.lease_until = None
+        row.error_code = _clip(result.error_code, _ERROR_CODE_WIDTH)
+        row.last_error = result.reason
+        self._audit(
+            session,
+            now,
+            "notification.retry",
+            claimed,
+            error_code=row.error_code,
+            reason=result.reason,
+            next_attempt_at=row.next_attempt_at.isoformat(),
+        )
+        logger.warning(
+            "notification %s via %s failed (attempt %d): %s; retrying in %.0f s",
+            row.id,
+            claimed.channel,
+            claimed.attempt,
+            result.reason,
+            delay,
+        )
+
+    def _record_failed(
+        self,
+        session: Session,
+        row: Notification,
+        claimed: Claimed,
+        result: SendResult,
+        now: datetime,
+    ) -> None:
+        if result.outcome is Outcome.RETRYABLE:
+            reason = f"gave up after {claimed.attempt} attempts: {result.reason}"
+        else:
+            reason = result.reason
+        row.status = FAILED
+        row.finished_at = now
+        row.lease_until = None
+        row.error_code = _clip(result.error_code, _ERROR_CODE_WIDTH)
+        row.last_error = reason
+        self._audit(
+            session, now, "notification.failed", claimed, error_code=row.error_code, reason=reason
+        )
+        logger.error(
+            "notification %s via %s failed for good (attempt %d): %s",
+            row.id,
+            claimed.channel,
+            claimed.attempt,
+            reason,
+        )
+
+    def _record_stale(
+        self, session: Session, claimed: Claimed, result: SendResult, now: datetime
+    ) -> None:
+        # Our lease expired mid-send and the row moved on without us. Its state
+        # is left alone, but what we did is still recorded: a send that went
+        # through here means the recipient may get the message twice, and the
+        # provider id links any receipts for it.
+        self._audit(
+            session,
+            now,
+            "notification.stale",
+            claimed,
+            outcome=result.outcome.value,
+            provider_id=result.provider_id,
+            error_code=result.error_code,
+            reason=result.reason,
+        )
+        logger.warning(
+            "notification %s: outcome of attempt %d (%s) arrived after its lease "
+            "expired; not recorded on the row",
+            claimed.id,
+            claimed.attempt,
+            result.outcome.value,
+        )
+
+    def _audit(
+        self, session: Session, now: datetime, action: str, claimed: Claimed, **data: Any
+    ) -> None:
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action=action,
+            subject=f"notification:{claimed.id}",
+            data={"channel": claimed.channel, "attempt": claimed.attempt, **data},
+        )
+
+    # --- running ----------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Start delivering now rather than at the next poll (call after committing rows)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim up to `concurrency` due rows, deliver them concurrently; return how many.
+
+        All deliveries finish before this returns; if any raised (a database
+        error while recording), the first such error is raised afterwards.
+        """
+        claimed = self.claim(self.concurrency)
+        if not claimed:
+            return 0
+        results = await asyncio.gather(*(self.deliver(c) for c in claimed), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for error in errors[1:]:
+            logger.error("delivery failed", exc_info=error)
+        if errors:
+            raise errors[0]
+        return len(claimed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; then finish the sends in flight and return.
+
+        Up to `concurrency` sends are in flight at once. A slot that frees up is
+        refilled straight away while rows are due; when nothing is due the
+        worker sleeps `poll_seconds`, or less if `wake()` is called. Sends are
+        never cancelled part-way — not on `stop`, and not if this task is
+        cancelled: they run to completion and record their outcome.
+        """
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                in_flight = {t for t in in_flight if not t.done()}
+                # cleared before claiming, so a wake() during the claim is not lost
+                self._wake.clear()
+                free = self.concurrency - len(in_flight)
+                claimed: list[Claimed] = []
+                if free > 0:
+                    try:
+                        claimed = self.claim(free)
+                    except Exception:
+                        logger.exception(
+                            "could not claim outbox rows; trying again in %g s", self.poll_seconds
+                        )
+                for c in claimed:
+                    in_flight.add(
+                        asyncio.create_task(self._deliver_logged(c), name=f"notification-{c.id}")
+                    )
+                if free > 0 and len(claimed) < free:
+                    # nothing more is due: sleep until a poll, a wake or stop
+                    await self._wait_for(stop, self._wake, timeout=self.poll_seconds)
+                else:
+                    # every slot is busy and more may be due: wait for a free slot
+                    await self._wait_for(stop, *in_flight)
+        finally:
+            if in_flight:
+                await asyncio.wait(in_flight)
+
+    async def _deliver_logged(self, claimed: Claimed) -> None:
+        try:
+            await self.deliver(claimed)
+        except Exception:
+            # the loop must survive; the row is retried when its lease expires
+            logger.exception("could not record the outcome of notification %s", claimed.id)
+
+    @staticmethod
+    async def _wait_for(
+        stop: asyncio.Event,
+        *others: asyncio.Event | asyncio.Task[None],
+        timeout: float | None = None,
+    ) -> None:
+        """Return when `stop` or any of `others` is set/done, or after `timeout`."""
+        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+        tasks: set[asyncio.Task[Any]] = set()
+        for other in others:
+            if isinstance(other, asyncio.Event):
+                waiters.append(asyncio.create_task(other.wait()))
+            else:
+                tasks.add(other)
+        try:
+            await asyncio.wait(
+                {*waiters, *tasks}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+
+# --- receipts -------------------------------------------------------------------
+
+
+def record_receipt(
+    session: Session,
+    *,
+    provider_id: str,
+    status: str,
+    error_code: str | None,
+    payload: Mapping[str, str],
+    at: datetime,
+    actor: str = "provider",
+) -> Notification | None:
+    """Store a provider's status report and apply it to its notification; does not commit.
+
+    The receipt row is always stored — even when no notification carries
+    `provider_id` yet (then `notification_id` is NULL; the worker links it when
+    it records that provider id). Terminal statuses (delivered, read,
+    undelivered, failed, canceled) finish the notification; progress reports
+    (queued, sending, sent …) change nothing, and no receipt ever moves a row
+    backwards: a late "sent" after "delivered" is stored but ignored.
+    Returns the notification, or None when the provider id is unknown.
+    """
+    notification = session.scalars(
+        select(Notification)
+        .where(Notification.provider_id == provider_id)
+        .order_by(Notification.id)
+        .limit(1)
+        # two callbacks for one message may arrive at once; apply them one by one
+        .with_for_update()
+    ).first()
+    receipt = Receipt(
+        notification_id=notification.id if notification is not None else None,
+        provider_id=provider_id,
+        status=status,
+        error_code=error_code,
+        received_at=at,
+        payload=dict(payload),
+    )
+    session.add(receipt)
+    session.flush()  # assigns receipt.id for the audit event
+    change = _apply_receipt(notification, receipt) if notification is not None else None
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action="notification.receipt",
+        subject=(
+            f"notification:{notification.id}"
+            if notification is not None
+            else f"provider_message:{provider_id}"
+        ),
+        data=_receipt_audit_data(receipt, change),
+    )
+    return notification
+
+
+def _apply_receipt(notification: Notification, receipt: Receipt) -> tuple[str, str] | None:
+    """Move `notification` forward as `receipt` says; return (from, to) if it moved."""
+    target = _TERMINAL_RECEIPTS.get(receipt.status.lower())
+    if target is None or _RANK[target] <= _RANK.get(notification.status, 0):
+        return None
+    before = notification.status
+    notification.status = target
+    notification.finished_at = receipt.received_at
+    notification.lease_until = None
+    if target != DELIVERED:
+        notification.error_code = _clip(receipt.error_code, _ERROR_CODE_WIDTH)
+        code = f" (error {receipt.error_code})" if receipt.error_code else ""
+        notification.last_error = f"provider reported {receipt.status}{code}"
+    return before, target
+
+
+def _link_early_receipts(
+    session: Session, notification: Notification, *, actor: str, now: datetime
+) -> None:
+    """Attach receipts that arrived before the worker recorded their provider id.
+
+    A fast provider can call back while the outcome transaction is still
+    waiting for the database; those receipts were stored unattached and would
+    otherwise never reach the row.
+    """
+    early: Iterable[Receipt] = session.scalars(
+        select(Receipt)
+        .where(Receipt.provider_id == notification.provider_id, Receipt.notification_id.is_(None))
+        .order_by(Receipt.id)
+    ).all()
+    for receipt in early:
+        receipt.notification_id = notification.id
+        change = _apply_receipt(notification, receipt)
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action="notification.receipt",
+            subject=f"notification:{notification.id}",
+            data={**_receipt_audit_data(receipt, change), "linked_late": True},
+        )
+
+
+def _receipt_audit_data(receipt: Receipt, change: tuple[str, str] | None) -> dict[str, Any]:
+    return {
+        "receipt_id": receipt.id,
+        "provider_id": receipt.provider_id,
+        "status": receipt.status,
+        "error_code": receipt.error_code,
+        "received_at": receipt.received_at.isoformat(),
+        "from": change[0] if change else None,
+        "to": change[1] if change else None,
+    }
+
+
+def _clip(value: str | None, width: int) -> str | None:
+    return value[:width] if value is not None else None

@@ -1,0 +1,161 @@
+"""One poll: fetch the forecast, evaluate the rules, reconcile, commit, wake delivery.
+
+The pipeline owns no I/O of its own beyond the feed and the database it is
+given; the clock is passed in, so drills and tests run it at any instant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from dispatcher import audit
+from dispatcher.alerts.lifecycle import Wording, apply_transitions, open_hazard_alerts
+from dispatcher.alerts.reconcile import TransitionKind, reconcile
+from dispatcher.alerts.system import watch_feed
+from dispatcher.county import County
+from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
+from dispatcher.storage.models import ForecastRun
+from rules.evaluate import evaluate
+from rules.loader import RuleSet
+from rules.types import ZoneSpec
+
+log = logging.getLogger("yujing.pipeline")
+
+
+@dataclass(frozen=True)
+class PollResult:
+    ok: bool
+    forecast_run_id: int
+    transitions: dict[str, int] = field(default_factory=dict)  # kind → count
+    notifications: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Pipeline:
+    sessions: sessionmaker[Session]
+    county: County
+    rules: Callable[[], RuleSet]  # the rule set in force (reloads swap it)
+    feed: Feed
+    points: list[ForecastPoint]
+    zones: list[ZoneSpec]
+    channel: str
+    interval: timedelta
+    clock: Callable[[], datetime]
+    started_at: datetime
+    hold: timedelta = timedelta(0)
+    on_enqueued: Callable[[], None] = lambda: None
+
+    def wording(self, ruleset: RuleSet) -> Wording:
+        return Wording(
+            sender=self.county.sender,
+            timezone=self.county.timezone,
+            hazard_name=ruleset.hazard_name,
+            advice=ruleset.advice,
+        )
+
+    async def poll(self) -> PollResult:
+        """Run one whole cycle; a feed failure is recorded and watched, never raised."""
+        ruleset = self.rules()
+        started = self.clock()
+        try:
+            batch = await self.feed.fetch(self.points, sorted(ruleset.variables))
+        except FeedError as exc:
+            log.warning("forecast feed %s failed: %s", self.feed.source, exc.reason)
+            with self.sessions.begin() as session:
+                run = ForecastRun(
+                    source=self.feed.source,
+                    started_at=started,
+                    finished_at=self.clock(),
+                    ok=False,
+                    error=exc.reason,
+                )
+                session.add(run)
+                session.flush()
+                audit.record(
+                    session,
+                    at=run.finished_at,
+                    actor="system",
+                    action="feed.failed",
+                    subject=f"forecast_run:{run.id}",
+                    data={"source": self.feed.source, "reason": exc.reason},
+                )
+                run_id = run.id
+            self.check_feed()
+            return PollResult(False, run_id, error=exc.reason)
+
+        now = self.clock()
+        assessments = evaluate(ruleset, batch, self.zones, now, self.county.timezone)
+        with self.sessions.begin() as session:
+            run = ForecastRun(
+                source=self.feed.source,
+                started_at=started,
+                finished_at=now,
+                ok=True,
+                points=batch.shape[0],
+                hours=batch.shape[1],
+                variables=sorted(batch.variables),
+                first_time=_utc(batch.times[0]) if len(batch.times) else None,
+                last_time=_utc(batch.times[-1]) if len(batch.times) else None,
+                checksum=batch_checksum(batch),
+            )
+            session.add(run)
+            session.flush()
+            transitions = reconcile(assessments, open_hazard_alerts(session), now, hold=self.hold)
+            notes = apply_transitions(
+                session,
+                transitions,
+                now=now,
+                county=self.county,
+                wording=self.wording(ruleset),
+                channel=self.channel,
+                forecast_run_id=run.id,
+            )
+            run_id = run.id
+        counts: dict[str, int] = {}
+        for t in transitions:
+            counts[t.kind.value] = counts.get(t.kind.value, 0) + 1
+        changed = {k: v for k, v in counts.items() if k != TransitionKind.CONTINUED.value}
+        log.info(
+            "forecast run %d from %s: %d points × %d hours, transitions %s, %d notifications",
+            run_id,
+            self.feed.source,
+            batch.shape[0],
+            batch.shape[1],
+            changed or "none",
+            len(notes),
+        )
+        self.check_feed()
+        if notes:
+            self.on_enqueued()
+        return PollResult(True, run_id, counts, len(notes))
+
+    def check_feed(self) -> int:
+        """Raise or resolve the feed-down alert; returns the notifications enqueued."""
+        with self.sessions.begin() as session:
+            notes = watch_feed(
+                session,
+                now=self.clock(),
+                source=self.feed.source,
+                watching_since=self.started_at,
+                interval=self.interval,
+                county=self.county,
+                channel=self.channel,
+            )
+            count = len(notes)
+        if count:
+            log.warning("forecast feed %s: feed alert changed, %d notifications", self.feed.source, count)
+            self.on_enqueued()
+        return count
+
+
+def _utc(value: np.datetime64) -> datetime:
+    seconds = int(value.astype("datetime64[s]").astype("int64"))
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,208 @@
+"""The composition root: settings in, a wired pipeline and delivery worker out.
+
+`yujing run` and `yujing drill` both build their parts here, so a drill runs
+exactly the code the daemon runs, only with a recorded feed, a throw-away
+database and the console channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from channels.base import Channel
+from channels.console import ConsoleChannel
+from channels.twilio_sms import TwilioSmsChannel
+from dispatcher.county import County, load_county
+from dispatcher.directory import sync_directory
+from dispatcher.feeds.base import Feed, ForecastPoint
+from dispatcher.feeds.openmeteo import OpenMeteoFeed
+from dispatcher.feeds.points import assign_points
+from dispatcher.feeds.replay import ReplayFeed
+from dispatcher.outbox import DeliveryWorker
+from dispatcher.pipeline import Pipeline
+from dispatcher.settings import Settings
+from dispatcher.storage.db import make_engine, session_factory
+from dispatcher.storage.migrate import upgrade
+from dispatcher.web.app import RulesStatus
+from rules.loader import RuleSet, load_ruleset
+
+log = logging.getLogger("yujing")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RulesInForce:
+    """The rule set the pipeline uses now; a reload swaps `ruleset` atomically."""
+
+    ruleset: RuleSet
+    status: RulesStatus
+
+    def __call__(self) -> RuleSet:
+        return self.ruleset
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    county: County
+    rules: RulesInForce
+    points: list[ForecastPoint]
+    http: httpx.AsyncClient
+    feed: Feed
+    channels: Mapping[str, Channel]
+    worker: DeliveryWorker
+    pipeline: Pipeline
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        self.engine.dispose()
+
+
+def build_feed(settings: Settings, http: httpx.AsyncClient) -> Feed:
+    if settings.feed == "replay":
+        if settings.replay_file is None:
+            raise ValueError("YUJING_FEED=replay needs YUJING_REPLAY_FILE (a recorded forecast)")
+        return ReplayFeed(settings.replay_file)
+    return OpenMeteoFeed(
+        http,
+        url=settings.openmeteo_url,
+        api_key=settings.openmeteo_api_key,
+        batch_size=settings.openmeteo_batch_size,
+        forecast_days=settings.openmeteo_forecast_days,
+        past_days=settings.openmeteo_past_days,
+        retries=settings.feed_retries,
+        backoff_seconds=settings.feed_backoff_seconds,
+    )
+
+
+def build_channels(
+    settings: Settings, http: httpx.AsyncClient, console: TextIO | None = None
+) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {"console": ConsoleChannel(console)}
+    if settings.twilio_configured:
+        assert settings.twilio_account_sid and settings.twilio_auth_token
+        channels["twilio_sms"] = TwilioSmsChannel(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            from_number=settings.twilio_from_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            http=http,
+            api_base=settings.twilio_api_base,
+        )
+    elif settings.default_channel == "twilio_sms":
+        raise ValueError(
+            "YUJING_CHANNEL=twilio_sms but Twilio is not configured: set "
+            "YUJING_TWILIO_ACCOUNT_SID, YUJING_TWILIO_AUTH_TOKEN and "
+            "YUJING_TWILIO_FROM_NUMBER (or YUJING_TWILIO_MESSAGING_SERVICE_SID)"
+        )
+    return channels
+
+
+def open_runtime(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    console: TextIO | None = None,
+    wake: Callable[[], None] | None = None,
+) -> Runtime:
+    """Load the configuration, migrate the database and wire every part.
+
+    Raises `rules.yamlsource.ConfigError` for configuration problems and
+    ValueError for inconsistent settings; both carry a message for the operator.
+    """
+    county = load_county(settings.config_dir)
+    ruleset = load_ruleset(settings.config_dir / "rules")
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+
+    points, point_of = assign_points(
+        [(z.id, z.latitude, z.longitude) for z in county.zones], settings.point_resolution_deg
+    )
+    now = clock()
+    with sessions.begin() as session:
+        sync_directory(session, county, point_of, now)
+
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.http_timeout_seconds),
+        headers={"User-Agent": "yujing/0.1 (+county early-warning dispatcher)"},
+    )
+    feed = build_feed(settings, http)
+    channels = build_channels(settings, http, console)
+    callback = (
+        settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"
+        if settings.public_base_url
+        else None
+    )
+    worker = DeliveryWorker.from_settings(
+        settings, sessions=sessions, channels=channels, clock=clock, status_callback_url=callback
+    )
+    rules = RulesInForce(
+        ruleset,
+        RulesStatus(loaded_at=now, content_hash=ruleset.content_hash, rules=len(ruleset.rules)),
+    )
+    pipeline = Pipeline(
+        sessions=sessions,
+        county=county,
+        rules=rules,
+        feed=feed,
+        points=points,
+        zones=county.zone_specs(point_of),
+        channel=settings.default_channel,
+        interval=timedelta(seconds=settings.poll_interval_seconds),
+        clock=clock,
+        started_at=now,
+        on_enqueued=wake or worker.wake,
+    )
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        county=county,
+        rules=rules,
+        points=points,
+        http=http,
+        feed=feed,
+        channels=channels,
+        worker=worker,
+        pipeline=pipeline,
+    )
+    log.info(
+        "loaded %s: %d zones on %d forecast points, %d people, %d rules (%s); "
+        "feed %s; channel %s",
+        county.name,
+        len(county.zones),
+        len(points),
+        len(county.people),
+        len(ruleset.rules),
+        ruleset.content_hash[:12],
+        feed.source,
+        settings.default_channel,
+    )
+    return runtime
+
+
+async def drain(worker: DeliveryWorker, *, max_rounds: int = 1000) -> int:
+    """Deliver everything that is due now (drills and tests); returns rows processed."""
+    total = 0
+    for _ in range(max_rounds):
+        done = await worker.run_once()
+        if done == 0:
+            return total
+        total += done
+        await asyncio.sleep(0)
+    return total

@@ -1,0 +1,153 @@
+"""The HTTP side: health, provider webhooks (and later acks and the console).
+
+Provider webhooks are accepted only with a valid signature: Twilio signs the
+full public URL and the form parameters with the account's auth token
+(`X-Twilio-Signature`); anything else gets 403 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+from twilio.request_validator import RequestValidator
+
+from dispatcher.alerts.system import last_feed_success, open_feed_alert
+from dispatcher.outbox import record_receipt
+from dispatcher.settings import Settings
+from dispatcher.storage.models import Notification
+
+log = logging.getLogger("yujing.web")
+
+
+@dataclass
+class RulesStatus:
+    """The rule set in force and the last load attempt (shown by /healthz)."""
+
+    loaded_at: datetime | None = None
+    content_hash: str | None = None
+    rules: int = 0
+    error: str | None = None
+
+
+@dataclass
+class AppState:
+    sessions: sessionmaker[Session]
+    settings: Settings
+    clock: Callable[[], datetime]
+    feed_source: str
+    started_at: datetime
+    rules: RulesStatus = field(default_factory=RulesStatus)
+
+
+def create_app(state: AppState) -> FastAPI:
+    """Build the FastAPI application around explicit state (no globals)."""
+    app = FastAPI(title="Yujing 预警", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.yujing = state
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        return health(state)
+
+    @app.post("/webhooks/twilio/status")
+    async def twilio_status(request: Request) -> Response:
+        form = await _verified_twilio_form(request, state)
+        if form is None:
+            return Response("invalid signature", status_code=403, media_type="text/plain")
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        status = form.get("MessageStatus") or form.get("SmsStatus") or ""
+        if not sid or not status:
+            return Response("MessageSid and MessageStatus are required", status_code=400)
+        with state.sessions.begin() as session:
+            row = record_receipt(
+                session,
+                provider_id=sid,
+                status=status,
+                error_code=form.get("ErrorCode") or None,
+                payload=form,
+                at=state.clock(),
+            )
+        log.info(
+            "twilio status %s for %s%s", status, sid,
+            f" (notification {row.id})" if row is not None else " (unknown message)",
+        )
+        return Response(status_code=204)
+
+    return app
+
+
+async def _verified_twilio_form(request: Request, state: AppState) -> dict[str, str] | None:
+    token = state.settings.twilio_auth_token
+    signature = request.headers.get("X-Twilio-Signature", "")
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    if token is None or not signature:
+        log.warning("twilio webhook %s refused: %s", request.url.path,
+                    "Twilio is not configured" if token is None else "no signature")
+        return None
+    validator = RequestValidator(token.get_secret_value())
+    if not validator.validate(public_url(request, state.settings), form, signature):
+        log.warning("twilio webhook %s refused: signature does not match", request.url.path)
+        return None
+    return form
+
+
+def public_url(request: Request, settings: Settings) -> str:
+    """The URL Twilio called: behind a proxy, the configured public base URL."""
+    if not settings.public_base_url:
+        return str(request.url)
+    url = settings.public_base_url.rstrip("/") + request.url.path
+    return f"{url}?{request.url.query}" if request.url.query else url
+
+
+def health(state: AppState) -> JSONResponse:
+    """Database reachable, feed freshness, rules in force, outbox backlog."""
+    now = state.clock()
+    body: dict[str, Any] = {"time": now.isoformat()}
+    problems: list[str] = []
+    try:
+        with state.sessions() as session:
+            session.execute(text("SELECT 1"))
+            last_ok = last_feed_success(session, state.feed_source)
+            feed_alert = open_feed_alert(session, state.feed_source)
+            backlog = dict(
+                session.execute(
+                    select(Notification.status, func.count()).group_by(Notification.status)
+                ).tuples().all()
+            )
+        body["database"] = {"ok": True}
+    except Exception as exc:  # the point of a health check is to report this
+        body["database"] = {"ok": False, "error": type(exc).__name__}
+        body["status"] = "failing"
+        return JSONResponse(body, status_code=503)
+
+    stale_after = timedelta(seconds=2 * state.settings.poll_interval_seconds)
+    since = last_ok or state.started_at
+    feed_ok = now - since < stale_after and feed_alert is None
+    body["feed"] = {
+        "source": state.feed_source,
+        "ok": feed_ok,
+        "last_success": last_ok.isoformat() if last_ok else None,
+        "down_alert": feed_alert.code if feed_alert else None,
+    }
+    if not feed_ok:
+        problems.append("forecast feed stale")
+    rules = state.rules
+    body["rules"] = {
+        "loaded_at": rules.loaded_at.isoformat() if rules.loaded_at else None,
+        "content_hash": rules.content_hash,
+        "rules": rules.rules,
+        "error": rules.error,
+    }
+    if rules.error:
+        problems.append("rule load error")
+    body["outbox"] = {s: backlog.get(s, 0) for s in ("pending", "sending", "sent", "failed")}
+    body["status"] = "degraded" if problems else "ok"
+    body["problems"] = problems
+    return JSONResponse(body, status_code=200)

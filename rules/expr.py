@@ -1,0 +1,459 @@
+"""Condition and series expressions: the AST, its canonical text, and the parser.
+
+A condition string such as ``drop(daily_min(temperature_2m), 24h) >= 8 and
+weather_code in [56, 57]`` is parsed by a small hand-written tokenizer and
+recursive-descent parser. Errors carry the 0-based `offset` of the offending
+character inside the string, so the loader can point at file:line:column.
+
+AST nodes are frozen dataclasses: hashable and comparable, and `str(node)` is a
+canonical text (durations in hours, normalised spacing and numbers). The text is
+used as the evidence key and equal nodes share one cached array.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, cast
+
+VARIABLES: tuple[str, ...] = (
+    "temperature_2m",
+    "apparent_temperature",
+    "soil_temperature_0cm",
+    "precipitation",
+    "rain",
+    "showers",
+    "snowfall",
+    "weather_code",
+    "visibility",
+    "wind_speed_10m",
+    "wind_gusts_10m",
+    "freezing_level_height",
+    "snow_depth",
+    "relative_humidity_2m",
+    "dew_point_2m",
+)
+"""Raw forecast variables a rule may reference (Open-Meteo hourly names)."""
+
+DAILY_FUNCTIONS: tuple[str, ...] = ("daily_min", "daily_max")
+WINDOW_FUNCTIONS: tuple[str, ...] = ("drop", "sum", "min", "max", "mean")
+POINTWISE_FUNCTIONS: tuple[str, ...] = ("beaufort",)
+FUNCTIONS: tuple[str, ...] = (
+    "daily_min", "daily_max", "drop", "sum", "min", "max", "mean", "beaufort",
+)
+
+Operator = Literal["<", "<=", ">", ">=", "==", "!="]
+OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=")
+KEYWORDS: frozenset[str] = frozenset({"and", "or", "not", "in"})
+
+_DURATION = re.compile(r"^(\d+)([mhd])$")
+_MINUTES = {"m": 1, "h": 60, "d": 24 * 60}
+
+
+class ExprError(ValueError):
+    """A condition or series expression that cannot be parsed.
+
+    `offset` is the 0-based index of the offending character in the text.
+    """
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+def parse_duration_minutes(text: str) -> int:
+    """Minutes in a duration written `30m`, `2h` or `3d`; ValueError otherwise."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"invalid duration {text!r}; write a whole number and m, h or d, e.g. 24h")
+    return int(match.group(1)) * _MINUTES[match.group(2)]
+
+
+def whole_hours(text: str) -> int:
+    """Hours in a duration that must be a positive whole number of hours (data is hourly)."""
+    minutes = parse_duration_minutes(text)
+    if minutes <= 0 or minutes % 60:
+        raise ValueError(
+            f"duration {text!r} must be a positive whole number of hours "
+            "(the forecast is hourly), e.g. 1h, 24h or 2d"
+        )
+    return minutes // 60
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+# --- series expressions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Var:
+    """A raw forecast variable."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+    def variables(self) -> Iterator[str]:
+        yield self.name
+
+
+@dataclass(frozen=True)
+class Call:
+    """A function of a series; `hours` is the window of drop/sum/min/max/mean."""
+
+    function: str
+    arg: Series
+    hours: int | None = None
+
+    def __str__(self) -> str:
+        if self.hours is None:
+            return f"{self.function}({self.arg})"
+        return f"{self.function}({self.arg}, {self.hours}h)"
+
+    def variables(self) -> Iterator[str]:
+        yield from self.arg.variables()
+
+
+Series = Var | Call
+
+
+# --- conditions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`series OP value`."""
+
+    series: Series
+    op: Operator
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.series} {self.op} {_number_text(self.value)}"
+
+    def operands(self) -> Iterator[Series]:
+        yield self.series
+
+
+@dataclass(frozen=True)
+class InSet:
+    """`series in [v, v, ...]`: set membership (not a range)."""
+
+    series: Series
+    values: tuple[float, ...]
+
+    def __str__(self) -> str:
+        return f"{self.series} in [{', '.join(_number_text(v) for v in self.values)}]"
+
+    def operands(self) -> Iterator[Series]:
+        yield self.series
+
+
+@dataclass(frozen=True)
+class And:
+    """Every item holds (at the same hour)."""
+
+    items: tuple[Condition, ...]
+
+    def __str__(self) -> str:
+        return " and ".join(_wrap(item, (Or,)) for item in self.items)
+
+    def operands(self) -> Iterator[Series]:
+        for item in self.items:
+            yield from item.operands()
+
+
+@dataclass(frozen=True)
+class Or:
+    """At least one item holds."""
+
+    items: tuple[Condition, ...]
+
+    def __str__(self) -> str:
+        return " or ".join(str(item) for item in self.items)
+
+    def operands(self) -> Iterator[Series]:
+        for item in self.items:
+            yield from item.operands()
+
+
+@dataclass(frozen=True)
+class Not:
+    """The item does not hold (unknown stays unknown)."""
+
+    item: Condition
+
+    def __str__(self) -> str:
+        return f"not {_wrap(self.item, (And, Or))}"
+
+    def operands(self) -> Iterator[Series]:
+        yield from self.item.operands()
+
+
+Condition = Compare | InSet | And | Or | Not
+
+
+def _wrap(node: Condition, kinds: tuple[type, ...]) -> str:
+    return f"({node})" if isinstance(node, kinds) else str(node)
+
+
+def condition_series(condition: Condition) -> tuple[Series, ...]:
+    """The distinct series compared in a condition, in order of appearance."""
+    return tuple(dict.fromkeys(condition.operands()))
+
+
+def condition_variables(condition: Condition) -> frozenset[str]:
+    """The raw forecast variables a condition reads."""
+    return frozenset(name for series in condition.operands() for name in series.variables())
+
+
+# --- tokenizer ----------------------------------------------------------------------
+
+TokenKind = Literal["name", "number", "duration", "op", "punct", "end"]
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: TokenKind
+    text: str
+    offset: int
+
+    def describe(self) -> str:
+        return "end of expression" if self.kind == "end" else repr(self.text)
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<duration>\d+[A-Za-z]\w*)
+  | (?P<number>\d+(?:\.\d*)?|\.\d+)
+  | (?P<name>[A-Za-z_]\w*)
+  | (?P<op><=|>=|==|!=|<|>)
+  | (?P<punct>[()\[\],-])
+    """,
+    re.VERBOSE,
+)
+
+_MISTAKES = {
+    "=": "use '==' to compare for equality",
+    "&": "use 'and' to combine conditions",
+    "|": "use 'or' to combine conditions",
+    "!": "use 'not' to negate a condition, or '!=' for 'not equal'",
+    "≥": "write '>='",
+    "≤": "write '<='",
+    "≠": "write '!='",
+    "（": "write an ASCII '('",
+    "）": "write an ASCII ')'",
+    "，": "write an ASCII ','",
+}
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split an expression into tokens; ExprError at the first unexpected character."""
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            char = text[pos]
+            hint = _MISTAKES.get(char, "expected a name, number, operator or ( ) [ ] ,")
+            raise ExprError(f"unexpected character {char!r}; {hint}", pos)
+        kind = match.lastgroup
+        if kind != "space":
+            tokens.append(Token(cast(TokenKind, kind), match.group(), pos))
+        pos = match.end()
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+# --- parser -------------------------------------------------------------------------
+
+
+def parse_condition(text: str) -> Condition:
+    """Parse a condition string (comparisons combined with and/or/not/parentheses)."""
+    parser = _Parser(text)
+    node = parser.or_expr()
+    parser.expect_end("'and', 'or' or the end of the condition")
+    return node
+
+
+def parse_series(text: str) -> Series:
+    """Parse a series expression such as `drop(daily_min(temperature_2m), 24h)`."""
+    parser = _Parser(text)
+    node = parser.series()
+    parser.expect_end("the end of the expression")
+    return node
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.index = 0
+
+    @property
+    def token(self) -> Token:
+        return self.tokens[self.index]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.index]
+        if token.kind != "end":
+            self.index += 1
+        return token
+
+    def at(self, text: str) -> bool:
+        return self.token.kind in ("name", "op", "punct") and self.token.text == text
+
+    def fail(self, expected: str, token: Token | None = None) -> ExprError:
+        token = token or self.token
+        message = f"expected {expected}, found {token.describe()}"
+        if token.kind == "name" and token.text.lower() in KEYWORDS - {token.text}:
+            message += f"; write {token.text.lower()!r} in lower case"
+        return ExprError(message, token.offset)
+
+    def expect(self, text: str, expected: str) -> Token:
+        if not self.at(text):
+            raise self.fail(expected)
+        return self.advance()
+
+    def expect_end(self, expected: str) -> None:
+        if self.token.kind != "end":
+            if self.at(")"):
+                raise ExprError("unbalanced ')': no '(' to close", self.token.offset)
+            raise self.fail(expected)
+
+    # condition := or ; or := and ('or' and)* ; and := not ('and' not)*
+    def or_expr(self) -> Condition:
+        items = [self.and_expr()]
+        while self.at("or"):
+            self.advance()
+            items.append(self.and_expr())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def and_expr(self) -> Condition:
+        items = [self.not_expr()]
+        while self.at("and"):
+            self.advance()
+            items.append(self.not_expr())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def not_expr(self) -> Condition:
+        if self.at("not"):
+            self.advance()
+            return Not(self.not_expr())
+        if self.at("("):
+            opening = self.advance()
+            node = self.or_expr()
+            if not self.at(")"):
+                if self.token.kind == "end":
+                    raise ExprError("unclosed '(': expected ')'", opening.offset)
+                raise self.fail("')', 'and' or 'or'")
+            self.advance()
+            return node
+        return self.comparison()
+
+    def comparison(self) -> Condition:
+        series = self.series()
+        if self.token.kind == "op":
+            op = cast(Operator, self.advance().text)
+            return Compare(series, op, self.number(f"a number after {op!r}"))
+        if self.at("in"):
+            self.advance()
+            self.expect("[", "'[' to start the list of values after 'in'")
+            values = [self.number("a number in the list")]
+            while self.at(","):
+                self.advance()
+                values.append(self.number("a number after ','"))
+            self.expect("]", "',' or ']' to close the list")
+            return InSet(series, tuple(values))
+        raise self.fail(f"a comparison (< <= > >= == != or 'in') after '{series}'")
+
+    def number(self, expected: str) -> float:
+        sign = 1.0
+        start = self.token
+        if self.at("-"):
+            self.advance()
+            sign = -1.0
+        token = self.token
+        if token.kind == "number":
+            self.advance()
+            return sign * float(token.text)
+        if token.kind == "duration":
+            raise ExprError(
+                f"expected {expected}, found {token.describe()}; thresholds are plain numbers "
+                "in the variable's unit (write 500, not 500m)",
+                token.offset,
+            )
+        raise self.fail(expected, token if sign < 0 else start)
+
+    def series(self) -> Series:
+        token = self.token
+        if token.kind != "name" or token.text in KEYWORDS:
+            raise self.fail("a variable or function such as temperature_2m or daily_min(...)")
+        self.advance()
+        if self.at("("):
+            return self.call(token)
+        return self.variable(token)
+
+    def variable(self, token: Token) -> Var:
+        name = token.text
+        if name not in VARIABLES:
+            if name in FUNCTIONS:
+                raise ExprError(f"{name} is a function; write {name}(...)", token.offset)
+            if name.lower() in KEYWORDS:
+                raise ExprError(f"write {name.lower()!r} in lower case", token.offset)
+            raise ExprError(
+                f"unknown variable {name!r}; {_suggest(name, VARIABLES, always_list=False)}",
+                token.offset,
+            )
+        return Var(name)
+
+    def call(self, name: Token) -> Call:
+        function = name.text
+        if function not in FUNCTIONS:
+            if function in VARIABLES:
+                raise ExprError(f"{function} is a variable, not a function", name.offset)
+            raise ExprError(
+                f"unknown function {function!r}; {_suggest(function, FUNCTIONS, always_list=True)}",
+                name.offset,
+            )
+        self.advance()  # '('
+        arg = self.series()
+        hours: int | None = None
+        if function in WINDOW_FUNCTIONS:
+            self.expect(",", f"',' and a window such as 24h: {function}(X, 24h)")
+            hours = self.duration(function)
+        elif self.at(","):
+            raise ExprError(f"{function}() takes one argument and no window", self.token.offset)
+        self.expect(")", f"')' to close {function}(")
+        return Call(function, arg, hours)
+
+    def duration(self, function: str) -> int:
+        token = self.token
+        if token.kind == "number":
+            raise ExprError(
+                f"window of {function}() needs a unit: write {token.text}h", token.offset
+            )
+        if token.kind != "duration":
+            raise self.fail(f"a window such as 24h for {function}()")
+        try:
+            hours = whole_hours(token.text)
+        except ValueError as exc:
+            raise ExprError(f"window of {function}(): {exc}", token.offset) from None
+        self.advance()
+        return hours
+
+
+def _suggest(name: str, known: tuple[str, ...], *, always_list: bool) -> str:
+    listing = f"expected one of {', '.join(known)}"
+    close = difflib.get_close_matches(name, known, n=1)
+    if not close:
+        return listing
+    guess = f"did you mean {close[0]!r}?"
+    return f"{guess} ({listing})" if always_list else guess

@@ -1,0 +1,95 @@
+"""Three-valued (Kleene) truth of conditions, as arrays over points × hours.
+
+A condition evaluates to two boolean arrays: `true` and `known`. Where a series
+is missing (NaN) a comparison is unknown; `and`/`or` are unknown only when the
+known parts do not already decide (false and unknown is false; true or unknown
+is true). Missing data therefore never reads as "no hazard".
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from rules.expr import And, Compare, Condition, InSet, Not, Or
+from rules.series import SeriesCache
+
+BoolArray = npt.NDArray[np.bool_]
+
+_COMPARE: dict[str, Callable[[object, object], object]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Where a condition holds (`true`) and where its value is known (`known`).
+
+    `true` implies `known`.
+    """
+
+    true: BoolArray
+    known: BoolArray
+
+    def __and__(self, other: Truth) -> Truth:
+        a, b = self, other
+        known = (a.known & b.known) | (a.known & ~a.true) | (b.known & ~b.true)
+        return Truth(a.true & b.true, known)
+
+    def __or__(self, other: Truth) -> Truth:
+        a, b = self, other
+        return Truth(a.true | b.true, (a.known & b.known) | a.true | b.true)
+
+    def __invert__(self) -> Truth:
+        return Truth(self.known & ~self.true, self.known)
+
+
+class TruthCache:
+    """Truth arrays of conditions for one batch; equal conditions are computed once."""
+
+    def __init__(self, series: SeriesCache) -> None:
+        self.series = series
+        self._truths: dict[Condition, Truth] = {}
+
+    def get(self, condition: Condition) -> Truth:
+        """The truth of a condition at every point and hour."""
+        cached = self._truths.get(condition)
+        if cached is None:
+            cached = self._compute(condition)
+            self._truths[condition] = cached
+        return cached
+
+    def _compute(self, condition: Condition) -> Truth:
+        match condition:
+            case Compare(series=series, op=op, value=value):
+                x = self.series.get(series)
+                known = ~np.isnan(x)
+                with np.errstate(invalid="ignore"):
+                    holds = np.asarray(_COMPARE[op](x, value), dtype=np.bool_)
+                return Truth(holds & known, known)  # NaN != v is True in numpy: mask it
+            case InSet(series=series, values=values):
+                x = self.series.get(series)
+                known = ~np.isnan(x)
+                return Truth(np.isin(x, values) & known, known)
+            case And(items=items):
+                result = self.get(items[0])
+                for item in items[1:]:
+                    result = result & self.get(item)
+                return result
+            case Or(items=items):
+                result = self.get(items[0])
+                for item in items[1:]:
+                    result = result | self.get(item)
+                return result
+            case Not(item=item):
+                return ~self.get(item)
+        raise TypeError(f"not a condition: {condition!r}")

@@ -1,0 +1,100 @@
+"""ReplayFeed: a recorded Open-Meteo answer served for the requested points."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dispatcher.feeds.base import FeedError, ForecastPoint
+from dispatcher.feeds.replay import ReplayFeed
+
+RECORDING = Path(__file__).parent / "data" / "liulin_2026-01-03.json"
+SEAT = ForecastPoint("p37.4300_110.8900", 37.43, 110.89)
+NORTH = ForecastPoint("p37.5100_110.9100", 37.51, 110.91)
+
+
+async def test_each_point_takes_the_nearest_recorded_location() -> None:
+    # Recorded cells are at (37.430004, 110.89001) and (37.510002, 110.90999).
+    near_north = ForecastPoint("p37.5300_110.9300", 37.53, 110.93)
+
+    batch = await ReplayFeed(RECORDING).fetch([near_north, SEAT], ["temperature_2m"])
+
+    north_first_hour = -2.1 - 1.6
+    assert batch.point_ids == (near_north.id, SEAT.id)
+    assert batch.variables["temperature_2m"][:, 0] == pytest.approx([north_first_hour, -2.1])
+
+
+async def test_points_sharing_a_recorded_location_get_the_same_values() -> None:
+    beside = ForecastPoint("p37.4500_110.8700", 37.45, 110.87)
+
+    batch = await ReplayFeed(RECORDING).fetch([SEAT, beside], ["snowfall"])
+
+    assert np.array_equal(batch.variables["snowfall"][0], batch.variables["snowfall"][1])
+
+
+async def test_a_point_too_far_from_every_recording_is_an_error_naming_it() -> None:
+    taiyuan = ForecastPoint("p37.8700_112.5500", 37.87, 112.55)
+
+    with pytest.raises(FeedError, match=r"within 0.25° of point p37.8700_112.5500"):
+        await ReplayFeed(RECORDING).fetch([SEAT, taiyuan], ["temperature_2m"])
+
+
+async def test_a_variable_not_recorded_is_an_error() -> None:
+    with pytest.raises(FeedError, match=r"liulin_2026-01-03.json: .*hourly.relative_humidity_2m"):
+        await ReplayFeed(RECORDING).fetch([SEAT], ["relative_humidity_2m"])
+
+
+async def test_source_names_the_file() -> None:
+    feed = ReplayFeed(RECORDING)
+
+    batch = await feed.fetch([SEAT], ["temperature_2m"])
+
+    assert feed.source == batch.source == "replay:liulin_2026-01-03.json"
+
+
+async def test_issued_at_defaults_to_first_hour_plus_past_days() -> None:
+    batch = await ReplayFeed(RECORDING, past_days=1).fetch([SEAT], ["temperature_2m"])
+
+    assert batch.issued_at == datetime(2026, 1, 4, tzinfo=UTC)
+
+
+async def test_issued_at_can_be_given() -> None:
+    given = datetime(2026, 1, 2, 22, 0, tzinfo=UTC)
+
+    batch = await ReplayFeed(RECORDING, issued_at=given).fetch([SEAT], ["temperature_2m"])
+
+    assert batch.issued_at == given
+
+
+async def test_a_single_object_recording_serves_nearby_points(tmp_path: Path) -> None:
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps(json.loads(RECORDING.read_text(encoding="utf-8"))[0]))
+
+    batch = await ReplayFeed(single).fetch([SEAT], ["weather_code"])
+
+    assert batch.shape == (1, 24)
+
+
+async def test_a_missing_file_is_a_feed_error(tmp_path: Path) -> None:
+    with pytest.raises(FeedError, match="cannot read replay file"):
+        await ReplayFeed(tmp_path / "absent.json").fetch([SEAT], ["temperature_2m"])
+
+
+async def test_a_file_that_is_not_json_is_a_feed_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"latitude": 37.43,')
+
+    with pytest.raises(FeedError, match="not JSON"):
+        await ReplayFeed(broken).fetch([SEAT], ["temperature_2m"])
+
+
+async def test_a_recorded_error_body_is_a_feed_error(tmp_path: Path) -> None:
+    error = tmp_path / "error.json"
+    error.write_text(json.dumps({"error": True, "reason": "Latitude must be in range"}))
+
+    with pytest.raises(FeedError, match="records an Open-Meteo error"):
+        await ReplayFeed(error).fetch([SEAT], ["temperature_2m"])
