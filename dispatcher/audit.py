@@ -70,12 +70,11 @@ def record(
 
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK_KEY}
-        )
-    prev_hash = session.scalar(
-        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-    ) or GENESIS_HASH
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK_KEY})
+    prev_hash = (
+        session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+        or GENESIS_HASH
+    )
 
     event = AuditEvent(
         at=at.astimezone(UTC),

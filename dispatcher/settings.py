@@ -15,7 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="YUJING_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="YUJING_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `KEY=` in a copied .env.example means "default"
+        extra="ignore",
     )
 
     # --- where things are
@@ -40,7 +44,7 @@ class Settings(BaseSettings):
     point_resolution_deg: float = Field(
         0.02, gt=0, description="Zones closer than this grid share one forecast point"
     )
-    poll_interval_seconds: int = Field(1800, ge=10)
+    poll_interval_seconds: int = Field(1800, ge=1)
     poll_jitter_seconds: int = Field(60, ge=0)
     feed_retries: int = Field(4, ge=0, description="Retries of one request (429, 5xx, timeout)")
     feed_backoff_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles")

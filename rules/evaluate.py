@@ -49,14 +49,14 @@ def evaluate(
     for rule_index, rule in enumerate(ruleset.rules):
         verdict = verdicts.setdefault(rule.hazard, _Verdict.empty(len(zones)))
         selected = table.select(rule.zones)
-        for level in rule.levels:
-            window = _window(truths.get(level.when), start, level.within_hours)
-            verdict.add(rule_index, level, window, table.point_index, selected)
+        for rule_level in rule.levels:
+            window = _window(truths.get(rule_level.when), start, rule_level.within_hours)
+            verdict.add(rule_index, rule_level, window, table.point_index, selected)
 
     assessments: list[Assessment] = []
     for hazard, verdict in verdicts.items():
         title = ruleset.hazard_name(hazard)
-        for z in np.flatnonzero((verdict.level > 0) | (verdict.unknown_rule >= 0)):
+        for z in np.flatnonzero((verdict.level > 0) | (verdict.unknown_rule >= 0)).tolist():
             zone = zones[z]
             if verdict.level[z] == 0:
                 rule = ruleset.rules[verdict.unknown_rule[z]]
@@ -67,6 +67,7 @@ def evaluate(
             rule = ruleset.rules[verdict.rule[z]]
             level = Level(int(verdict.level[z]))
             onset = int(verdict.onset[z])
+            point = int(table.point_index[z])
             assessments.append(
                 Assessment(
                     rule_id=rule.id,
@@ -75,7 +76,7 @@ def evaluate(
                     level=level,
                     onset=_datetime(batch.times[onset]),
                     until=_datetime(batch.times[int(verdict.until[z])]),
-                    evidence=_evidence(series, _level_of(rule, level), int(table.point_index[z]), onset),
+                    evidence=_evidence(series, _level_of(rule, level), point, onset),
                     title=title,
                 )
             )

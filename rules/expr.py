@@ -208,6 +208,24 @@ def condition_series(condition: Condition) -> tuple[Series, ...]:
     return tuple(dict.fromkeys(condition.operands()))
 
 
+def lookback_hours(series: Series) -> int:
+    """Hours of data before an hour that the series needs to be known at that hour.
+
+    The feed must deliver this much history before `now`, or the first hours of
+    every window are unknown (e.g. `drop(daily_min(X), 48h)` needs 48 + 23 hours).
+    """
+    if isinstance(series, Var):
+        return 0
+    inner = lookback_hours(series.arg)
+    if series.function in DAILY_FUNCTIONS:
+        return inner + 23  # the local day may have begun 23 hours earlier
+    if series.function == "drop":
+        return inner + (series.hours or 0)
+    if series.function in WINDOW_FUNCTIONS:
+        return inner + (series.hours or 1) - 1
+    return inner
+
+
 def condition_variables(condition: Condition) -> frozenset[str]:
     """The raw forecast variables a condition reads."""
     return frozenset(name for series in condition.operands() for name in series.variables())

@@ -71,13 +71,16 @@ class RuleSet:
     """Every loaded rule and hazard.
 
     `variables` are the raw forecast variables the rules read (the feed requests
-    only these); `content_hash` is the sha256 of the files' bytes in load order.
+    only these); `lookback_hours` is the history before `now` the rules need (the
+    feed requests at least this many past hours); `content_hash` is the sha256 of
+    the files' bytes in load order.
     """
 
     rules: tuple[Rule, ...]
     hazards: Mapping[str, Hazard]
     variables: frozenset[str]
     content_hash: str
+    lookback_hours: int = 0
 
     def hazard_name(self, key: str) -> str:
         """Display name of a hazard, or its key when it is not declared."""

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import Call, Series, Var
+from rules.expr import Series, Var
 from rules.types import FloatArray, ForecastBatch
 
 IntArray = npt.NDArray[np.int64]

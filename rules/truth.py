@@ -8,26 +8,34 @@ is true). Missing data therefore never reads as "no hazard".
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import And, Compare, Condition, InSet, Not, Or
+from rules.expr import And, Compare, Condition, InSet, Not, Operator, Or
 from rules.series import SeriesCache
+from rules.types import FloatArray
 
 BoolArray = npt.NDArray[np.bool_]
 
-_COMPARE: dict[str, Callable[[object, object], object]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
+
+def _compare(x: FloatArray, op: Operator, value: float) -> BoolArray:
+    with np.errstate(invalid="ignore"):
+        match op:
+            case "<":
+                return np.less(x, value)
+            case "<=":
+                return np.less_equal(x, value)
+            case ">":
+                return np.greater(x, value)
+            case ">=":
+                return np.greater_equal(x, value)
+            case "==":
+                return np.equal(x, value)
+            case "!=":
+                return np.not_equal(x, value)
+    raise ValueError(f"unknown operator {op!r}")
 
 
 @dataclass(frozen=True)
@@ -73,9 +81,8 @@ class TruthCache:
             case Compare(series=series, op=op, value=value):
                 x = self.series.get(series)
                 known = ~np.isnan(x)
-                with np.errstate(invalid="ignore"):
-                    holds = np.asarray(_COMPARE[op](x, value), dtype=np.bool_)
-                return Truth(holds & known, known)  # NaN != v is True in numpy: mask it
+                # NaN != v is True in numpy: mask with known
+                return Truth(_compare(x, op, value) & known, known)
             case InSet(series=series, values=values):
                 x = self.series.get(series)
                 known = ~np.isnan(x)

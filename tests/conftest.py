@@ -26,7 +26,9 @@ POSTGRES_URL = os.environ.get("YUJING_TEST_POSTGRES_URL")
 def _postgres_database() -> Iterator[str]:
     if not POSTGRES_URL:
         if os.environ.get("CI"):
-            pytest.fail("YUJING_TEST_POSTGRES_URL is not set under CI; .ci/run must start PostgreSQL")
+            pytest.fail(
+                "YUJING_TEST_POSTGRES_URL is not set under CI; .ci/run must start PostgreSQL"
+            )
         pytest.skip("PostgreSQL not configured: set YUJING_TEST_POSTGRES_URL (see .ci/run)")
     name = f"yujing_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
@@ -41,7 +43,9 @@ def _postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """URL of an empty database (no tables), on each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'yujing.db'}"

@@ -130,6 +130,7 @@ def add_notifications(
             session.add(
                 Person(id="p1", name="张三", phone="+8613800000001", duty_role=None, updated_at=NOW)
             )
+            session.flush()  # the alert refers to the zone
             session.add(
                 Alert(
                     code="A1",

@@ -170,6 +170,11 @@ class OpenMeteoFeed:
                 raise FeedError(self._redact(f"bad feed URL: {exc}")) from None
             except httpx.TransportError as exc:
                 problem = self._redact(f"connection error ({type(exc).__name__}: {exc})")
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                # Not transient (bad URL, undecodable body): report, don't retry.
+                raise FeedError(
+                    self._redact(f"request failed: {type(exc).__name__}: {exc}")
+                ) from None
             else:
                 status = response.status_code
                 if status == 200:

@@ -96,9 +96,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_forecast_runs"),
     )
-    op.create_index(
-        "ix_forecast_runs_source_finished", "forecast_runs", ["source", "finished_at"]
-    )
+    op.create_index("ix_forecast_runs_source_finished", "forecast_runs", ["source", "finished_at"])
 
     op.create_table(
         "alerts",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -143,7 +142,9 @@ def test_a_row_edited_with_raw_sql_is_named(sessions: sessionmaker[Session]) -> 
             {"data": {"level": "none", "zone": "LL-001", "n": 1}, "id": events[1].id},
         )
     # then verification names that row, and only that row
-    assert _problems(sessions) == [f"event {events[1].id}: hash does not match its content (edited?)"]
+    assert _problems(sessions) == [
+        f"event {events[1].id}: hash does not match its content (edited?)"
+    ]
 
 
 def test_an_edit_with_a_recomputed_hash_is_caught_at_the_next_row(
@@ -231,7 +232,9 @@ def test_a_changed_time_is_detected(sessions: sessionmaker[Session]) -> None:
             .values(at=T0 - timedelta(hours=1))
         )
 
-    assert _problems(sessions) == [f"event {events[0].id}: hash does not match its content (edited?)"]
+    assert _problems(sessions) == [
+        f"event {events[0].id}: hash does not match its content (edited?)"
+    ]
 
 
 # --- concurrency

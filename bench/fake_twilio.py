@@ -1,0 +1,108 @@
+"""A Twilio-compatible fake Messages API: a real HTTP server on 127.0.0.1.
+
+Used by the kill-and-restart test and the dispatch benchmark. It answers
+`POST /2010-04-01/Accounts/{sid}/Messages.json` like Twilio (201 + JSON with a
+message SID), optionally after a delay and under a request-rate cap (429 with
+Retry-After beyond it), and appends every accepted message to a JSON-lines file.
+
+    python -m bench.fake_twilio --port 0 --record received.jsonl [--delay 0.15] [--rate 100]
+
+prints `listening on PORT` once ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+
+class FakeTwilio:
+    def __init__(self, record: Path | None, delay: float, rate: float | None) -> None:
+        self.record = record.open("a", encoding="utf-8") if record else None
+        self.delay = delay
+        self.rate = rate
+        self.window_start = time.monotonic()
+        self.window_count = 0
+
+    def over_rate(self) -> bool:
+        if self.rate is None:
+            return False
+        now = time.monotonic()
+        if now - self.window_start >= 1.0:
+            self.window_start, self.window_count = now, 0
+        self.window_count += 1
+        return self.window_count > self.rate
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    return
+                method, path, _ = request_line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                status, payload, extra = await self.respond(method, path, body)
+                data = json.dumps(payload).encode()
+                head = (
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n{extra}\r\n"
+                )
+                writer.write(head.encode() + data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            return
+        finally:
+            writer.close()
+
+    async def respond(self, method: str, path: str, body: bytes) -> tuple[str, object, str]:
+        if method != "POST" or not path.endswith("/Messages.json"):
+            return "404 Not Found", {"code": 20404, "message": "not found", "status": 404}, ""
+        if self.over_rate():
+            return (
+                "429 Too Many Requests",
+                {"code": 20429, "message": "Too Many Requests", "status": 429},
+                "Retry-After: 1\r\n",
+            )
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        form = dict(parse_qsl(body.decode("utf-8")))
+        sid = "SM" + uuid.uuid4().hex
+        if self.record:
+            entry = {"sid": sid, "to": form.get("To"), "body": form.get("Body"), "t": time.time()}
+            self.record.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self.record.flush()
+        return "201 Created", {"sid": sid, "status": "queued", "to": form.get("To")}, ""
+
+
+async def serve(port: int, record: Path | None, delay: float, rate: float | None) -> None:
+    fake = FakeTwilio(record, delay, rate)
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=1024)
+    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--record", type=Path)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--rate", type=float, help="requests per second before 429")
+    args = parser.parse_args()
+    try:
+        asyncio.run(serve(args.port, args.record, args.delay, args.rate))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

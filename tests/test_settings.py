@@ -1,0 +1,58 @@
+"""Settings come from YUJING_* variables; .env.example documents every one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dispatcher.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def documented() -> dict[str, str]:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    return dict(re.findall(r"^(YUJING_[A-Z0-9_]+)=(.*)$", text, flags=re.M))
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    fields = {f"YUJING_{name.upper()}" for name in Settings.model_fields}
+    assert fields == set(documented())
+
+
+def test_every_documented_setting_has_a_comment_above_it() -> None:
+    lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+    undocumented = [
+        line.split("=")[0]
+        for i, line in enumerate(lines)
+        if line.startswith("YUJING_") and not lines[i - 1].startswith("#")
+    ]
+    assert undocumented == []
+
+
+def test_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in documented():
+        monkeypatch.delenv(key, raising=False)
+    defaults = Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
+    for key, value in documented().items():
+        monkeypatch.setenv(key, value)
+    assert Settings(_env_file=None).model_dump() == defaults  # type: ignore[call-arg]
+
+
+def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUJING_TWILIO_AUTH_TOKEN", "s3cr3t-token-value")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert "s3cr3t-token-value" not in repr(settings)
+    assert "s3cr3t-token-value" not in str(settings.model_dump())
+
+
+def test_channel_auto_picks_twilio_only_when_fully_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("YUJING_TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("YUJING_TWILIO_AUTH_TOKEN", "token")
+    assert Settings(_env_file=None).default_channel == "console"  # type: ignore[call-arg]
+    monkeypatch.setenv("YUJING_TWILIO_FROM_NUMBER", "+15005550006")
+    assert Settings(_env_file=None).default_channel == "twilio_sms"  # type: ignore[call-arg]
