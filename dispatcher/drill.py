@@ -42,6 +42,7 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
             database_url=f"sqlite:///{tmp}/drill.db",
             feed="replay",
             replay_file=replay_file,
+            replay_rebase=False,
             channel="console",
             twilio_account_sid=None,
             twilio_auth_token=None,

@@ -23,7 +23,7 @@ from channels.console import ConsoleChannel
 from channels.twilio_sms import TwilioSmsChannel
 from dispatcher.county import County, load_county
 from dispatcher.directory import sync_directory
-from dispatcher.feeds.base import Feed, ForecastPoint
+from dispatcher.feeds.base import EXPECTED_UNITS, Feed, ForecastPoint
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
@@ -72,11 +72,17 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_feed(settings: Settings, http: httpx.AsyncClient) -> Feed:
+def build_feed(
+    settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime] = utc_now
+) -> Feed:
     if settings.feed == "replay":
         if settings.replay_file is None:
             raise ValueError("YUJING_FEED=replay needs YUJING_REPLAY_FILE (a recorded forecast)")
-        return ReplayFeed(settings.replay_file)
+        return ReplayFeed(
+            settings.replay_file,
+            past_days=settings.openmeteo_past_days,
+            rebase_to=clock if settings.replay_rebase else None,
+        )
     return OpenMeteoFeed(
         http,
         url=settings.openmeteo_url,
@@ -86,6 +92,7 @@ def build_feed(settings: Settings, http: httpx.AsyncClient) -> Feed:
         past_days=settings.openmeteo_past_days,
         retries=settings.feed_retries,
         backoff_seconds=settings.feed_backoff_seconds,
+        timeout_seconds=settings.http_timeout_seconds,
     )
 
 
@@ -126,6 +133,12 @@ def open_runtime(
     """
     county = load_county(settings.config_dir)
     ruleset = load_ruleset(settings.config_dir / "rules")
+    unfed = sorted(ruleset.variables - EXPECTED_UNITS.keys())
+    if unfed:
+        raise ValueError(
+            f"rules use {', '.join(unfed)}, which the forecast feed cannot supply "
+            f"(known: {', '.join(sorted(EXPECTED_UNITS))})"
+        )
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -141,7 +154,7 @@ def open_runtime(
         timeout=httpx.Timeout(settings.http_timeout_seconds),
         headers={"User-Agent": "yujing/0.1 (+county early-warning dispatcher)"},
     )
-    feed = build_feed(settings, http)
+    feed = build_feed(settings, http, clock)
     channels = build_channels(settings, http, console)
     callback = (
         settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # --- forecast feed
     feed: Literal["openmeteo", "replay"] = Field("openmeteo", description="Forecast source")
     replay_file: Path | None = Field(None, description="Recorded Open-Meteo JSON for feed=replay")
+    replay_rebase: bool = Field(
+        True, description="Shift the recording so it starts at the current hour (rehearsals)"
+    )
     openmeteo_url: str = Field("https://api.open-meteo.com/v1/forecast")
     openmeteo_api_key: SecretStr | None = Field(None, description="Only for the commercial API")
     openmeteo_batch_size: int = Field(50, ge=1, le=1000, description="Locations per request")

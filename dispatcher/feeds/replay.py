@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeGuard
+
+import numpy as np
 
 from dispatcher.feeds.base import (
     FeedError,
@@ -33,6 +36,10 @@ class ReplayFeed:
     none within `max_distance_deg` (Euclidean, in degrees) is an error naming the
     point. Only the requested variables are read, and each must be recorded.
 
+    With `rebase_to` (a clock), the recording is shifted by whole hours so its
+    issue time falls on the current hour: the daemon can rehearse a recorded
+    event as if it were happening now (`yujing run` with YUJING_FEED=replay).
+
     `issued_at` is deterministic: the value given to the constructor or, without
     one, the first recorded hour plus `past_days` days — i.e. 00:00 UTC of the day
     the recording was requested, when it was made with that `past_days`. The file
@@ -46,6 +53,7 @@ class ReplayFeed:
         issued_at: datetime | None = None,
         past_days: int = 0,
         max_distance_deg: float = 0.25,
+        rebase_to: Callable[[], datetime] | None = None,
     ) -> None:
         if issued_at is not None and issued_at.tzinfo is None:
             raise ValueError("issued_at must be timezone-aware")
@@ -56,6 +64,7 @@ class ReplayFeed:
         self._issued_at = issued_at
         self._past_days = past_days
         self._max_distance = max_distance_deg
+        self._rebase_to = rebase_to
 
     def __repr__(self) -> str:
         return f"ReplayFeed({str(self.path)!r})"
@@ -75,9 +84,14 @@ class ReplayFeed:
             first_hour = _hourly_times(recorded[0], f"{self.path.name}: location 0")[0]
             issued_at = _utc(first_hour) + timedelta(days=self._past_days)
         try:
-            return parse_openmeteo(chosen, points, names, self.source, issued_at)
+            batch = parse_openmeteo(chosen, points, names, self.source, issued_at)
         except FeedError as error:
             raise FeedError(f"{self.path.name}: {error.reason}") from None
+        if self._rebase_to is None:
+            return batch
+        now = self._rebase_to().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        shift = np.timedelta64(int((now - issued_at).total_seconds()), "s")
+        return replace(batch, issued_at=now, times=batch.times + shift)
 
     def _read(self) -> object:
         try:

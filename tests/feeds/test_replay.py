@@ -98,3 +98,16 @@ async def test_a_recorded_error_body_is_a_feed_error(tmp_path: Path) -> None:
 
     with pytest.raises(FeedError, match="records an Open-Meteo error"):
         await ReplayFeed(error).fetch([SEAT], ["temperature_2m"])
+
+
+
+async def test_a_rebased_replay_moves_the_recording_to_the_current_hour() -> None:
+    now = datetime(2026, 12, 1, 9, 41, tzinfo=UTC)
+    original = await ReplayFeed(RECORDING).fetch([SEAT], ["temperature_2m"])
+    moved = await ReplayFeed(RECORDING, rebase_to=lambda: now).fetch([SEAT], ["temperature_2m"])
+    assert moved.issued_at == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    shift = moved.times - original.times
+    assert set(shift.tolist()) == {moved.issued_at - original.issued_at}
+    assert np.array_equal(
+        moved.variables["temperature_2m"], original.variables["temperature_2m"], equal_nan=True
+    )
