@@ -1,0 +1,207 @@
+"""The daemon as a real process: crash safety, offline behaviour, clean shutdown.
+
+These start `python -m dispatcher run` with a real SQLite database and, for
+delivery, a real fake-Twilio HTTP server on 127.0.0.1 in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNTY = ROOT / "examples" / "liulin"
+COLDWAVE = COUNTY / "scenarios" / "coldwave-2026-01.json"
+ACCOUNT = "AC" + "1" * 32
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def fake_twilio(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    record = tmp_path / "received.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_twilio", "--record", str(record), "--delay", "0.2"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[-1])
+    yield port, record
+    proc.kill()
+    proc.wait()
+
+
+def daemon_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YUJING_")}
+    env.update(
+        YUJING_CONFIG_DIR=str(COUNTY),
+        YUJING_DATABASE_URL=f"sqlite:///{tmp_path / 'yujing.db'}",
+        YUJING_HTTP_PORT=str(free_port()),
+        YUJING_LOG_FORMAT="json",
+        YUJING_POLL_JITTER_SECONDS="0",
+    )
+    env.update(extra)
+    return env
+
+
+def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dispatcher", "run"], cwd=log.parent, env=env,
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def outbox(db: Path) -> dict[str, int]:
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT status, count(*) FROM notifications GROUP BY status"))
+            return {status: count for status, count in rows}
+    except Exception:  # the table may not exist yet while the daemon starts
+        return {}
+    finally:
+        engine.dispose()
+
+
+def received(record: Path) -> list[dict[str, str]]:
+    if not record.exists():
+        return []
+    return [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines() if line]
+
+
+def test_sigkill_during_delivery_then_restart_delivers_every_notification(
+    tmp_path: Path, fake_twilio: tuple[int, Path]
+) -> None:
+    port, record = fake_twilio
+    env = daemon_env(
+        tmp_path,
+        YUJING_FEED="replay",
+        YUJING_REPLAY_FILE=str(COLDWAVE),
+        YUJING_TWILIO_ACCOUNT_SID=ACCOUNT,
+        YUJING_TWILIO_AUTH_TOKEN="test-token-not-secret",
+        YUJING_TWILIO_FROM_NUMBER="+15005550006",
+        YUJING_TWILIO_API_BASE=f"http://127.0.0.1:{port}",
+        YUJING_DELIVERY_CONCURRENCY="4",
+        YUJING_DELIVERY_LEASE_SECONDS="3",
+        YUJING_POLL_INTERVAL_SECONDS="3600",
+    )
+    log = tmp_path / "daemon.log"
+    db = tmp_path / "yujing.db"
+
+    # given a daemon delivering a cold-wave warning through the fake provider
+    first = start(env, log)
+    wait_for(lambda: len(received(record)) >= 10, 60, "the first deliveries")
+    # when it is killed outright in the middle of delivering
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    before = outbox(db)
+    total = sum(before.values())
+    assert total > 10 and before.get("sent", 0) < total, f"not mid-delivery: {before}"
+
+    # and started again
+    second = start(env, log)
+    try:
+        wait_for(lambda: outbox(db).get("sent", 0) == total, 120, f"all {total} sent")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = second.wait(30)
+
+    # then every notification reached the provider, none was lost
+    assert code == 0, log.read_text(encoding="utf-8")[-3000:]
+    assert sum(outbox(db).values()) == total, "the restart must not enqueue the warning again"
+    got = {(m["to"], m["body"]) for m in received(record)}
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT address, body FROM notifications")).all()
+    engine.dispose()
+    missing = [r for r in rows if (r.address, r.body) not in got]
+    assert missing == []
+
+
+def test_offline_daemon_keeps_running_and_raises_the_feed_down_alert(tmp_path: Path) -> None:
+    env = daemon_env(
+        tmp_path,
+        YUJING_OPENMETEO_URL=f"http://127.0.0.1:{free_port()}/v1/forecast",  # nobody listens
+        YUJING_FEED_RETRIES="0",
+        YUJING_POLL_INTERVAL_SECONDS="2",
+        YUJING_CHANNEL="console",
+    )
+    log = tmp_path / "daemon.log"
+    proc = start(env, log)
+    health = f"http://127.0.0.1:{env['YUJING_HTTP_PORT']}/healthz"
+    try:
+        def feed_alert_raised() -> bool:
+            try:
+                return bool(httpx.get(health, timeout=2).json()["feed"]["down_alert"])
+            except (httpx.HTTPError, ValueError):
+                return False
+
+        wait_for(feed_alert_raised, 30, "the feed-down alert")
+        body = httpx.get(health, timeout=2).json()
+        assert body["status"] == "degraded"
+        assert body["database"] == {"ok": True}
+        wait_for(lambda: "系统告警：天气预报数据" in log.read_text(encoding="utf-8"), 15,
+                 "the feed-down message on the console")
+        assert proc.poll() is None, "the daemon must keep running offline"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    output = log.read_text(encoding="utf-8")
+    assert code == 0
+    assert "forecast feed open-meteo failed" in output
+    assert "Traceback" not in output
+
+
+def test_a_second_instance_on_one_sqlite_database_refuses_to_start(tmp_path: Path) -> None:
+    env = daemon_env(tmp_path, YUJING_FEED="replay", YUJING_REPLAY_FILE=str(COLDWAVE),
+                     YUJING_POLL_INTERVAL_SECONDS="3600")
+    first = start(env, tmp_path / "first.log")
+    try:
+        health = f"http://127.0.0.1:{env['YUJING_HTTP_PORT']}/healthz"
+
+        def up() -> bool:
+            try:
+                return httpx.get(health, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30, "the first instance")
+        second = subprocess.run(
+            [sys.executable, "-m", "dispatcher", "run"], cwd=tmp_path,
+            env={**env, "YUJING_HTTP_PORT": str(free_port())},
+            capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 1
+        assert "another yujing instance" in second.stderr
+        assert "PostgreSQL" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
