@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -98,10 +99,8 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--rate", type=float, help="requests per second before 429")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, args.record, args.delay, args.rate))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

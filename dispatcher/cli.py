@@ -158,8 +158,13 @@ def show_drill(
         table.add_column(col)
     for a in alerts:
         table.add_row(
-            a["code"], a["zone_id"], a["hazard"], a["level"],
-            _short(a["onset"]), _short(a["until"]), a["rule_id"],
+            a["code"],
+            a["zone_id"],
+            a["hazard"],
+            a["level"],
+            _short(a["onset"]),
+            _short(a["until"]),
+            a["rule_id"],
         )
     out.print(table)
     by_alert: dict[str, int] = {}
@@ -171,7 +176,9 @@ def show_drill(
         if n["alert"] in shown:
             continue
         shown.add(n["alert"])
-        out.print(f"  [{n['alert']}] → {by_alert[n['alert']]} recipients: {n['body']}", markup=False)
+        out.print(
+            f"  [{n['alert']}] → {by_alert[n['alert']]} recipients: {n['body']}", markup=False
+        )
 
 
 def _short(iso: str | None) -> str:
@@ -231,8 +238,13 @@ def alerts_list(
         table.add_column(col)
     for i in items:
         table.add_row(
-            i["code"], i["zone_id"] or "(system)", i["hazard"], i["level"], i["state"],
-            _short(i["onset"]), _short(i["opened_at"]),
+            i["code"],
+            i["zone_id"] or "(system)",
+            i["hazard"],
+            i["level"],
+            i["state"],
+            _short(i["onset"]),
+            _short(i["opened_at"]),
         )
     out.print(table)
 

@@ -54,7 +54,9 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
             tz = ZoneInfo(runtime.county.timezone)
             with runtime.sessions() as session:
                 alerts = session.scalars(
-                    select(Alert).where(Alert.state == "firing").order_by(Alert.zone_id, Alert.hazard)
+                    select(Alert)
+                    .where(Alert.state == "firing")
+                    .order_by(Alert.zone_id, Alert.hazard)
                 ).all()
                 codes = {a.id: a.code for a in session.scalars(select(Alert))}
                 notes = session.scalars(select(Notification).order_by(Notification.id)).all()

@@ -91,7 +91,9 @@ def render_hazard(message: HazardMessage, timezone: str) -> str:
     return text
 
 
-def render_feed(kind: str, *, sender: str, source: str, since: datetime, code: str, timezone: str) -> str:
+def render_feed(
+    kind: str, *, sender: str, source: str, since: datetime, code: str, timezone: str
+) -> str:
     """Render the system message for a forecast feed going down or coming back."""
     local = since.astimezone(ZoneInfo(timezone))
     return _compiled[kind].render(

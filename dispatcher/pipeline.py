@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
@@ -151,7 +150,9 @@ class Pipeline:
             )
             count = len(notes)
         if count:
-            log.warning("forecast feed %s: feed alert changed, %d notifications", self.feed.source, count)
+            log.warning(
+                "forecast feed %s: feed alert changed, %d notifications", self.feed.source, count
+            )
             self.on_enqueued()
         return count
 

@@ -195,8 +195,7 @@ def open_runtime(
         pipeline=pipeline,
     )
     log.info(
-        "loaded %s: %d zones on %d forecast points, %d people, %d rules (%s); "
-        "feed %s; channel %s",
+        "loaded %s: %d zones on %d forecast points, %d people, %d rules (%s); feed %s; channel %s",
         county.name,
         len(county.zones),
         len(points),

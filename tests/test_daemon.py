@@ -48,7 +48,9 @@ def fake_twilio(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     record = tmp_path / "received.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.fake_twilio", "--record", str(record), "--delay", "0.2"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     port = int(proc.stdout.readline().split()[-1])
@@ -73,8 +75,11 @@ def daemon_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "run"], cwd=log.parent, env=env,
-            stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "dispatcher", "run"],
+            cwd=log.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -157,6 +162,7 @@ def test_offline_daemon_keeps_running_and_raises_the_feed_down_alert(tmp_path: P
     proc = start(env, log)
     health = f"http://127.0.0.1:{env['YUJING_HTTP_PORT']}/healthz"
     try:
+
         def feed_alert_raised() -> bool:
             try:
                 return bool(httpx.get(health, timeout=2).json()["feed"]["down_alert"])
@@ -167,8 +173,11 @@ def test_offline_daemon_keeps_running_and_raises_the_feed_down_alert(tmp_path: P
         body = httpx.get(health, timeout=2).json()
         assert body["status"] == "degraded"
         assert body["database"] == {"ok": True}
-        wait_for(lambda: "系统告警：天气预报数据" in log.read_text(encoding="utf-8"), 15,
-                 "the feed-down message on the console")
+        wait_for(
+            lambda: "系统告警：天气预报数据" in log.read_text(encoding="utf-8"),
+            15,
+            "the feed-down message on the console",
+        )
         assert proc.poll() is None, "the daemon must keep running offline"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -180,8 +189,12 @@ def test_offline_daemon_keeps_running_and_raises_the_feed_down_alert(tmp_path: P
 
 
 def test_a_second_instance_on_one_sqlite_database_refuses_to_start(tmp_path: Path) -> None:
-    env = daemon_env(tmp_path, YUJING_FEED="replay", YUJING_REPLAY_FILE=str(COLDWAVE),
-                     YUJING_POLL_INTERVAL_SECONDS="3600")
+    env = daemon_env(
+        tmp_path,
+        YUJING_FEED="replay",
+        YUJING_REPLAY_FILE=str(COLDWAVE),
+        YUJING_POLL_INTERVAL_SECONDS="3600",
+    )
     first = start(env, tmp_path / "first.log")
     try:
         health = f"http://127.0.0.1:{env['YUJING_HTTP_PORT']}/healthz"
@@ -194,9 +207,12 @@ def test_a_second_instance_on_one_sqlite_database_refuses_to_start(tmp_path: Pat
 
         wait_for(up, 30, "the first instance")
         second = subprocess.run(
-            [sys.executable, "-m", "dispatcher", "run"], cwd=tmp_path,
+            [sys.executable, "-m", "dispatcher", "run"],
+            cwd=tmp_path,
             env={**env, "YUJING_HTTP_PORT": str(free_port())},
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert second.returncode == 1
         assert "another yujing instance" in second.stderr

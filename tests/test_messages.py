@@ -48,7 +48,11 @@ def test_a_warning_already_under_way_says_so() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "expected"),
-    [("upgraded", "寒潮预警升级为橙色"), ("downgraded", "寒潮预警降为橙色"), ("resolved", "寒潮橙色预警解除")],
+    [
+        ("upgraded", "寒潮预警升级为橙色"),
+        ("downgraded", "寒潮预警降为橙色"),
+        ("resolved", "寒潮橙色预警解除"),
+    ],
 )
 def test_each_transition_has_its_own_wording(kind: str, expected: str) -> None:
     assert expected in render_hazard(message(kind=kind, level_zh="橙色"), "Asia/Shanghai")
@@ -64,8 +68,12 @@ def test_an_overlong_text_drops_the_advice_then_shortens_the_zone_never_the_code
 
 def test_the_feed_down_message_tells_duty_officers_what_to_do() -> None:
     text = render_feed(
-        "feed_down", sender="柳林县自然资源局", source="open-meteo",
-        since=datetime(2026, 1, 4, 16, 30, tzinfo=UTC), code="AC3D", timezone="Asia/Shanghai",
+        "feed_down",
+        sender="柳林县自然资源局",
+        source="open-meteo",
+        since=datetime(2026, 1, 4, 16, 30, tzinfo=UTC),
+        code="AC3D",
+        timezone="Asia/Shanghai",
     )
     assert "天气预报数据（open-meteo）自1月5日00:30起未能更新" in text
     assert "编码AC3D" in text

@@ -42,15 +42,29 @@ def make_client(sessions: sessionmaker[Session], **settings: object) -> TestClie
 def sent_notification(sessions: sessionmaker[Session], sid: str) -> int:
     with sessions.begin() as session:
         alert = Alert(
-            code="KQ7A", kind="system", hazard="feed_down", rule_id="feed:x", level="orange",
-            state="firing", opened_at=NOW, updated_at=NOW,
+            code="KQ7A",
+            kind="system",
+            hazard="feed_down",
+            rule_id="feed:x",
+            level="orange",
+            state="firing",
+            opened_at=NOW,
+            updated_at=NOW,
         )
         session.add(alert)
         session.flush()
         row = Notification(
-            idempotency_key=f"{alert.id}:new:p1:twilio_sms", alert_id=alert.id,
-            transition="new", address="+8617000000001", channel="twilio_sms", body="测试",
-            status="sent", attempts=1, next_attempt_at=NOW, created_at=NOW, sent_at=NOW,
+            idempotency_key=f"{alert.id}:new:p1:twilio_sms",
+            alert_id=alert.id,
+            transition="new",
+            address="+8617000000001",
+            channel="twilio_sms",
+            body="测试",
+            status="sent",
+            attempts=1,
+            next_attempt_at=NOW,
+            created_at=NOW,
+            sent_at=NOW,
             provider_id=sid,
         )
         session.add(row)
@@ -76,16 +90,21 @@ def test_a_correctly_signed_delivery_report_is_recorded(sessions: sessionmaker[S
         assert session.get_one(Notification, note_id).status == "delivered"
         [receipt] = session.scalars(select(Receipt)).all()
         assert (receipt.provider_id, receipt.status, receipt.notification_id) == (
-            SID, "delivered", note_id,
+            SID,
+            "delivered",
+            note_id,
         )
 
 
 def test_an_undelivered_report_keeps_the_error_code(sessions: sessionmaker[Session]) -> None:
     note_id = sent_notification(sessions, SID)
     form = {"MessageSid": SID, "MessageStatus": "undelivered", "ErrorCode": "30003"}
-    assert make_client(sessions).post(
-        "/webhooks/twilio/status", data=form, headers=signed(form)
-    ).status_code == 204
+    assert (
+        make_client(sessions)
+        .post("/webhooks/twilio/status", data=form, headers=signed(form))
+        .status_code
+        == 204
+    )
     with sessions() as session:
         row = session.get_one(Notification, note_id)
         assert (row.status, row.error_code) == ("undelivered", "30003")
@@ -111,9 +130,12 @@ def test_an_unsigned_or_forged_report_is_refused_and_changes_nothing(
     with sessions() as session:
         assert session.get_one(Notification, note_id).status == "sent"
         assert session.scalars(select(Receipt)).all() == []
-        assert session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "notification.receipt")
-        ).all() == []
+        assert (
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "notification.receipt")
+            ).all()
+            == []
+        )
 
 
 def test_health_reports_database_feed_rules_and_outbox(sessions: sessionmaker[Session]) -> None:

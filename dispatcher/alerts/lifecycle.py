@@ -45,8 +45,7 @@ def open_hazard_alerts(session: Session) -> list[OpenAlert]:
         select(Alert).where(Alert.kind == "hazard", Alert.state.in_(OPEN_STATES))
     ).all()
     return [
-        OpenAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.calm_since)
-        for a in rows
+        OpenAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.calm_since) for a in rows
     ]
 
 

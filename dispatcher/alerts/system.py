@@ -86,8 +86,12 @@ def watch_feed(
             actor="system",
             action="alert.new",
             subject=f"alert:{alert.id}",
-            data={"code": alert.code, "hazard": FEED_DOWN, "source": source,
-                  "last_success": alert.evidence["last_success"]},
+            data={
+                "code": alert.code,
+                "hazard": FEED_DOWN,
+                "source": source,
+                "last_success": alert.evidence["last_success"],
+            },
         )
     elif not down and alert is not None and last_ok is not None and last_ok > alert.opened_at:
         alert.state = "resolved"
@@ -101,16 +105,26 @@ def watch_feed(
             actor="system",
             action="alert.resolved",
             subject=f"alert:{alert.id}",
-            data={"code": alert.code, "hazard": FEED_DOWN, "source": source,
-                  "last_success": last_ok.isoformat()},
+            data={
+                "code": alert.code,
+                "hazard": FEED_DOWN,
+                "source": source,
+                "last_success": last_ok.isoformat(),
+            },
         )
     else:
         return []
     body = render_feed(
-        kind, sender=county.sender, source=source, since=stale_since, code=alert.code,
+        kind,
+        sender=county.sender,
+        source=source,
+        since=stale_since,
+        code=alert.code,
         timezone=county.timezone,
     )
     transition = "new" if kind == "feed_down" else "resolved"
-    rows = [enqueue(session, alert, transition, r, channel, body, now) for r in duty_recipients(county)]
+    rows = [
+        enqueue(session, alert, transition, r, channel, body, now) for r in duty_recipients(county)
+    ]
     session.flush()
     return rows

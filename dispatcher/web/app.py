@@ -75,7 +75,9 @@ def create_app(state: AppState) -> FastAPI:
                 at=state.clock(),
             )
         log.info(
-            "twilio status %s for %s%s", status, sid,
+            "twilio status %s for %s%s",
+            status,
+            sid,
             f" (notification {row.id})" if row is not None else " (unknown message)",
         )
         return Response(status_code=204)
@@ -88,8 +90,11 @@ async def _verified_twilio_form(request: Request, state: AppState) -> dict[str, 
     signature = request.headers.get("X-Twilio-Signature", "")
     form = {k: str(v) for k, v in (await request.form()).items()}
     if token is None or not signature:
-        log.warning("twilio webhook %s refused: %s", request.url.path,
-                    "Twilio is not configured" if token is None else "no signature")
+        log.warning(
+            "twilio webhook %s refused: %s",
+            request.url.path,
+            "Twilio is not configured" if token is None else "no signature",
+        )
         return None
     validator = RequestValidator(token.get_secret_value())
     if not validator.validate(public_url(request, state.settings), form, signature):
@@ -119,7 +124,9 @@ def health(state: AppState) -> JSONResponse:
             backlog = dict(
                 session.execute(
                     select(Notification.status, func.count()).group_by(Notification.status)
-                ).tuples().all()
+                )
+                .tuples()
+                .all()
             )
         body["database"] = {"ok": True}
     except Exception as exc:  # the point of a health check is to report this

@@ -1,0 +1,502 @@
+"""The county configuration: county.yaml, people.yaml and zones.yaml (docs/config.md).
+
+`load_county` reads the three files, validates each entry on its own (one bad
+zone does not hide the problems of the others), then checks what only the files
+together can tell: duplicate ids, person ids that do not exist, zones without a
+disaster-prevention person, a bureau without a duty officer. Every problem of
+every file is reported at once, each at its file:line:column, in one
+`ConfigError` — the administrator fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rules.types import ZoneSpec
+from rules.yamlsource import ConfigError, Document, Problem, load_yaml, problems_from_validation
+
+#: Zone roles, in the order people are listed and notified, with their Chinese labels.
+ROLE_LABELS: Mapping[str, str] = {
+    "disaster_prevention": "防灾责任人",
+    "monitoring": "监测责任人",
+    "technical": "技术负责人",
+    "mass_monitor": "群测群防员",
+}
+
+#: The bureau's duty roles (`duty_role` in people.yaml) with their Chinese labels.
+DUTY_ROLE_LABELS: Mapping[str, str] = {
+    "duty_officer": "值班员",
+    "leader_on_duty": "带班领导",
+}
+
+ZONE_KINDS: tuple[str, ...] = (
+    "landslide", "collapse", "debris_flow", "subsidence", "ground_fissure", "unstable_slope",
+)
+RISK_LEVELS: tuple[str, ...] = ("low", "medium", "high", "very_high")
+EXPOSURE_TAGS: tuple[str, ...] = (
+    "school", "hospital", "scenic_area", "trunk_road", "work_shed", "slope_cut_housing",
+    "hillside_resettlement", "high_steep_slope", "urban_village", "residential",
+    "mining_site", "industrial_site",
+)
+
+# China's extent with a margin: a coordinate outside it is a typo (or swapped),
+# not a hazard point of a Chinese county.
+LATITUDE_RANGE = (3.0, 54.0)
+LONGITUDE_RANGE = (73.0, 136.0)
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_AREA_CODE = re.compile(r"^[0-9]{6}$")
+
+
+# --- field checks (each raises ValueError with the message the administrator sees)
+
+
+def _one_of(what: str, allowed: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        if value not in allowed:
+            hint = difflib.get_close_matches(value, allowed, n=1)
+            guess = f"did you mean {hint[0]!r}? " if hint else ""
+            raise ValueError(f"unknown {what} {value!r}; {guess}expected one of: {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid id; use letters, digits, '-' and '_' (e.g. LL-MC-001)"
+        )
+    return value
+
+
+def _quoted(example: str) -> Any:
+    # An unquoted +8617000000101 or 141125 reaches us as a number; say how to fix it
+    # rather than pydantic's "Input should be a valid string".
+    def check(value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"write it as a quoted string, e.g. \"{example}\"")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _check_phone(value: str) -> str:
+    if not _E164.match(value):
+        raise ValueError(
+            f"{value!r} is not an E.164 phone number; write '+', the country code and the "
+            "number without spaces, e.g. \"+8617000000101\""
+        )
+    return value
+
+
+def _check_area_code(value: str) -> str:
+    if not _AREA_CODE.match(value):
+        raise ValueError(
+            f"{value!r} is not a GB/T 2260 area code; expected six digits, e.g. \"141125\""
+        )
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}; expected an IANA name such as Asia/Shanghai"
+        ) from None
+    return value
+
+
+Id = Annotated[str, AfterValidator(_check_id)]
+Text = Annotated[str, Field(min_length=1)]
+Kind = Annotated[str, _one_of("kind", ZONE_KINDS)]
+Risk = Annotated[str, _one_of("risk level", RISK_LEVELS)]
+ExposureTag = Annotated[str, _one_of("exposure tag", EXPOSURE_TAGS)]
+Role = Annotated[str, _one_of("role", tuple(ROLE_LABELS))]
+DutyRole = Annotated[str, _one_of("duty_role", tuple(DUTY_ROLE_LABELS))]
+Phone = Annotated[str, _quoted("+8617000000101"), AfterValidator(_check_phone)]
+AreaCode = Annotated[str, _quoted("141125"), AfterValidator(_check_area_code)]
+TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- the YAML shapes
+
+
+class CountyConfig(_Strict):
+    """`county:` of county.yaml."""
+
+    name: Text
+    area_code: AreaCode
+    sender: Text
+    timezone: TimeZone = "Asia/Shanghai"
+
+
+class PersonConfig(_Strict):
+    """One entry of people.yaml."""
+
+    id: Id
+    name: Text
+    phone: Phone
+    duty_role: DutyRole | None = None
+
+
+class Location(_Strict):
+    """`location: {lat, lon}` of a zone, WGS 84 degrees."""
+
+    lat: float
+    lon: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_swapped(cls, data: Any) -> Any:
+        # Checked on the pair: a swap is the common mistake and deserves its own message.
+        if isinstance(data, Mapping):
+            lat, lon = data.get("lat"), data.get("lon")
+            if _number(lat) and _number(lon) and _plausible(lon, lat) and not _plausible(lat, lon):
+                raise ValueError(
+                    f"lat {lat} and lon {lon} look swapped; write {{lat: {lon}, lon: {lat}}}"
+                )
+        return data
+
+    @field_validator("lat")
+    @classmethod
+    def _latitude(cls, value: float) -> float:
+        low, high = LATITUDE_RANGE
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(
+                f"latitude {value} is outside the plausible range {low}..{high} (degrees north)"
+            )
+        return value
+
+    @field_validator("lon")
+    @classmethod
+    def _longitude(cls, value: float) -> float:
+        low, high = LONGITUDE_RANGE
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(
+                f"longitude {value} is outside the plausible range {low}..{high} (degrees east)"
+            )
+        return value
+
+
+class Threatened(_Strict):
+    """`threatened:` of a zone: what a failure would hit."""
+
+    households: int | None = Field(default=None, ge=0)
+    people: int | None = Field(default=None, ge=0)
+
+
+class ZoneConfig(_Strict):
+    """One entry of zones.yaml: a geohazard point with its people by role."""
+
+    id: Id
+    name: Text
+    kind: Kind
+    township: Text
+    village: str = ""
+    location: Location
+    risk: Risk
+    tags: tuple[ExposureTag, ...] = ()
+    threatened: Threatened | None = None
+    people: dict[Role, list[str]] = Field(default_factory=dict)
+
+    @property
+    def latitude(self) -> float:
+        return self.location.lat
+
+    @property
+    def longitude(self) -> float:
+        return self.location.lon
+
+
+class _CountyFile(_Strict):
+    county: dict[str, Any]
+
+
+class _PeopleFile(_Strict):
+    people: list[Any]
+
+
+class _ZonesFile(_Strict):
+    zones: list[Any]
+
+
+# --- the loaded county
+
+
+@dataclass(frozen=True)
+class County:
+    """A county's configuration, checked: every id unique, every reference resolved."""
+
+    name: str
+    area_code: str
+    sender: str
+    timezone: str
+    people: dict[str, PersonConfig]
+    zones: list[ZoneConfig]
+
+    def duty_officers(self) -> list[PersonConfig]:
+        """The bureau's duty officers (值班员), in file order."""
+        return [p for p in self.people.values() if p.duty_role == "duty_officer"]
+
+    def leaders_on_duty(self) -> list[PersonConfig]:
+        """The bureau's leaders on duty (带班领导), in file order."""
+        return [p for p in self.people.values() if p.duty_role == "leader_on_duty"]
+
+    def zone(self, zone_id: str) -> ZoneConfig:
+        """The zone with this id; KeyError naming it when there is none."""
+        for zone in self.zones:
+            if zone.id == zone_id:
+                return zone
+        raise KeyError(f"no zone {zone_id!r} in the county configuration")
+
+    def people_of(self, zone_id: str) -> list[tuple[str, PersonConfig]]:
+        """(role, person) of a zone in ROLE_LABELS order, then file order within a role.
+
+        A person who holds two roles at the zone appears once per role; a person
+        listed twice under one role appears once.
+        """
+        zone = self.zone(zone_id)
+        out: list[tuple[str, PersonConfig]] = []
+        for role in ROLE_LABELS:
+            for person_id in dict.fromkeys(zone.people.get(role, ())):
+                out.append((role, self.people[person_id]))
+        return out
+
+    def zone_specs(self, point_of: Mapping[str, str]) -> list[ZoneSpec]:
+        """What the rule engine needs of each zone; `point_of` maps zone id → forecast point id."""
+        missing = [zone.id for zone in self.zones if zone.id not in point_of]
+        if missing:
+            raise ValueError(f"no forecast point assigned to zone(s) {', '.join(missing)}")
+        return [
+            ZoneSpec(
+                id=zone.id,
+                name=zone.name,
+                kind=zone.kind,
+                township=zone.township,
+                risk_level=zone.risk,
+                tags=frozenset(zone.tags),
+                latitude=zone.latitude,
+                longitude=zone.longitude,
+                point_id=point_of[zone.id],
+                village=zone.village,
+            )
+            for zone in self.zones
+        ]
+
+
+# --- loading
+
+
+def load_county(config_dir: Path) -> County:
+    """Read county.yaml, people.yaml and zones.yaml of `config_dir`.
+
+    Raises ConfigError listing every problem of the three files (file:line:column,
+    what is wrong, what was expected).
+    """
+    problems: list[Problem] = []
+    county = _load_county_section(config_dir / "county.yaml", problems)
+    people, people_doc, person_ids = _load_people(config_dir / "people.yaml", problems)
+    zones, zones_doc = _load_zones(config_dir / "zones.yaml", problems)
+
+    if people_doc is not None:
+        problems.extend(_check_duty(people_doc, people))
+    if zones_doc is not None:
+        # Without a readable people.yaml every reference would look unknown: skip
+        # the check rather than bury the real problem under dozens of false ones.
+        known = person_ids if people_doc is not None else None
+        problems.extend(_check_zone_people(zones_doc, zones, known))
+
+    if problems:
+        raise ConfigError(problems)
+    assert county is not None  # no problems means every file loaded
+    return County(
+        name=county.name,
+        area_code=county.area_code,
+        sender=county.sender,
+        timezone=county.timezone,
+        people={person.id: person for _, person in people},
+        zones=[zone for _, zone in zones],
+    )
+
+
+def _read(path: Path, problems: list[Problem]) -> Document | None:
+    try:
+        return load_yaml(path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _top(doc: Document, model: type[BaseModel], key: str, problems: list[Problem]) -> Any:
+    """The list or mapping under the file's one top-level key, or None after a problem."""
+    if doc.data is None:
+        problems.append(doc.problem((), f"the file is empty; expected a top-level '{key}:'"))
+        return None
+    try:
+        model.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(problems_from_validation(doc, exc))
+        return None
+    return doc.data[key]
+
+
+def _entries(
+    doc: Document, items: list[Any], key: str, model: type[Entry], problems: list[Problem]
+) -> list[tuple[int, Entry]]:
+    """Validate each list item on its own; (index, model) of the valid ones."""
+    valid: list[tuple[int, Entry]] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append((index, model.model_validate(item)))
+        except ValidationError as exc:
+            problems.extend(problems_from_validation(doc, exc, (key, index)))
+    return valid
+
+
+def _load_county_section(path: Path, problems: list[Problem]) -> CountyConfig | None:
+    doc = _read(path, problems)
+    if doc is None:
+        return None
+    section = _top(doc, _CountyFile, "county", problems)
+    if section is None:
+        return None
+    try:
+        return CountyConfig.model_validate(section)
+    except ValidationError as exc:
+        problems.extend(problems_from_validation(doc, exc, ("county",)))
+        return None
+
+
+def _load_people(
+    path: Path, problems: list[Problem]
+) -> tuple[list[tuple[int, PersonConfig]], Document | None, set[str]]:
+    """Valid people with their index, the document, and every id written (valid or not)."""
+    doc = _read(path, problems)
+    if doc is None:
+        return [], None, set()
+    items = _top(doc, _PeopleFile, "people", problems)
+    if items is None:
+        return [], None, set()
+    people = _entries(doc, items, "people", PersonConfig, problems)
+    problems.extend(_duplicates(doc, "people", "person", people))
+    # An entry with a bad phone still has its id: references to it are not "unknown".
+    written = {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
+    return _first_of_each(people), doc, written
+
+
+def _load_zones(
+    path: Path, problems: list[Problem]
+) -> tuple[list[tuple[int, ZoneConfig]], Document | None]:
+    doc = _read(path, problems)
+    if doc is None:
+        return [], None
+    items = _top(doc, _ZonesFile, "zones", problems)
+    if items is None:
+        return [], None
+    zones = _entries(doc, items, "zones", ZoneConfig, problems)
+    problems.extend(_duplicates(doc, "zones", "zone", zones))
+    return _first_of_each(zones), doc
+
+
+class _HasId(BaseModel):
+    id: str
+
+
+Entry = Any  # a validated list entry: PersonConfig or ZoneConfig (both have `id`)
+
+
+def _duplicates(
+    doc: Document, key: str, what: str, entries: list[tuple[int, Entry]]
+) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    for index, entry in entries:
+        if entry.id in first:
+            line, column = doc.where((key, first[entry.id], "id"))
+            yield doc.problem(
+                (key, index, "id"),
+                f"duplicate {what} id {entry.id!r}; it is already used at line {line} "
+                f"({doc.path}:{line}:{column}); ids must be unique",
+            )
+        else:
+            first[entry.id] = index
+
+
+def _first_of_each(entries: list[tuple[int, Entry]]) -> list[tuple[int, Entry]]:
+    seen: set[str] = set()
+    out = []
+    for index, entry in entries:
+        if entry.id not in seen:
+            seen.add(entry.id)
+            out.append((index, entry))
+    return out
+
+
+def _check_duty(doc: Document, people: list[tuple[int, PersonConfig]]) -> Iterator[Problem]:
+    if people and not any(p.duty_role == "duty_officer" for _, p in people):
+        yield doc.problem(
+            ("people",),
+            "no duty officer: give at least one person 'duty_role: duty_officer' (值班员); "
+            "system alerts and every zone warning go to the duty officers",
+        )
+
+
+def _check_zone_people(
+    doc: Document, zones: list[tuple[int, ZoneConfig]], known: set[str] | None
+) -> Iterator[Problem]:
+    for index, zone in zones:
+        if not zone.people.get("disaster_prevention"):
+            where = ("zones", index, "people") if zone.people else ("zones", index, "id")
+            yield doc.problem(
+                where,
+                f"zone {zone.id} has no disaster_prevention person (防灾责任人); add "
+                "'disaster_prevention: [person-id]' under its people:",
+            )
+        if known is None:
+            continue
+        for role, person_ids in zone.people.items():
+            for position, person_id in enumerate(person_ids):
+                if person_id in known:
+                    continue
+                hint = difflib.get_close_matches(person_id, sorted(known), n=1, cutoff=0.6)
+                guess = f"; did you mean {hint[0]!r}?" if hint else ""
+                yield doc.problem(
+                    ("zones", index, "people", role, position),
+                    f"zone {zone.id}, role {role} ({ROLE_LABELS[role]}): unknown person "
+                    f"{person_id!r}, not in people.yaml{guess}",
+                )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _plausible(lat: Any, lon: Any) -> bool:
+    return bool(
+        LATITUDE_RANGE[0] <= lat <= LATITUDE_RANGE[1]
+        and LONGITUDE_RANGE[0] <= lon <= LONGITUDE_RANGE[1]
+    )
