@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -75,7 +75,9 @@ def _one_of(what: str, allowed: tuple[str, ...]) -> Any:
         if value not in allowed:
             hint = difflib.get_close_matches(value, allowed, n=1)
             guess = f"did you mean {hint[0]!r}? " if hint else ""
-            raise ValueError(f"unknown {what} {value!r}; {guess}expected one of: {', '.join(allowed)}")
+            raise ValueError(
+                f"unknown {what} {value!r}; {guess}expected one of: {', '.join(allowed)}"
+            )
         return value
 
     return AfterValidator(check)
@@ -131,7 +133,6 @@ Id = Annotated[str, AfterValidator(_check_id)]
 Text = Annotated[str, Field(min_length=1)]
 Kind = Annotated[str, _one_of("kind", ZONE_KINDS)]
 Risk = Annotated[str, _one_of("risk level", RISK_LEVELS)]
-ExposureTag = Annotated[str, _one_of("exposure tag", EXPOSURE_TAGS)]
 Role = Annotated[str, _one_of("role", tuple(ROLE_LABELS))]
 DutyRole = Annotated[str, _one_of("duty_role", tuple(DUTY_ROLE_LABELS))]
 Phone = Annotated[str, _quoted("+8617000000101"), AfterValidator(_check_phone)]
@@ -167,8 +168,8 @@ class PersonConfig(_Strict):
 class Location(_Strict):
     """`location: {lat, lon}` of a zone, WGS 84 degrees."""
 
-    lat: float
-    lon: float
+    lat: Annotated[float, Field(strict=True)]  # strict: a quoted "37.4" is a typo, not a number
+    lon: Annotated[float, Field(strict=True)]
 
     @model_validator(mode="before")
     @classmethod
@@ -206,8 +207,8 @@ class Location(_Strict):
 class Threatened(_Strict):
     """`threatened:` of a zone: what a failure would hit."""
 
-    households: int | None = Field(default=None, ge=0)
-    people: int | None = Field(default=None, ge=0)
+    households: int | None = Field(default=None, ge=0, strict=True)
+    people: int | None = Field(default=None, ge=0, strict=True)
 
 
 class ZoneConfig(_Strict):
@@ -220,7 +221,9 @@ class ZoneConfig(_Strict):
     village: str = ""
     location: Location
     risk: Risk
-    tags: tuple[ExposureTag, ...] = ()
+    # Values are checked by the loader (`_check_tags`) so the message can name the
+    # tag rather than its list index; see EXPOSURE_TAGS.
+    tags: tuple[str, ...] = ()
     threatened: Threatened | None = None
     people: dict[Role, list[str]] = Field(default_factory=dict)
 
@@ -320,16 +323,17 @@ def load_county(config_dir: Path) -> County:
     """
     problems: list[Problem] = []
     county = _load_county_section(config_dir / "county.yaml", problems)
-    people, people_doc, person_ids = _load_people(config_dir / "people.yaml", problems)
-    zones, zones_doc = _load_zones(config_dir / "zones.yaml", problems)
+    people = _load_list(config_dir / "people.yaml", _PeopleFile, PersonConfig, problems)
+    zones = _load_list(config_dir / "zones.yaml", _ZonesFile, ZoneConfig, problems)
 
-    if people_doc is not None:
-        problems.extend(_check_duty(people_doc, people))
-    if zones_doc is not None:
+    if people.doc is not None:
+        problems.extend(_check_duty(people))
+    if zones.doc is not None:
+        problems.extend(_check_tags(zones.doc, zones.raw))
         # Without a readable people.yaml every reference would look unknown: skip
         # the check rather than bury the real problem under dozens of false ones.
-        known = person_ids if people_doc is not None else None
-        problems.extend(_check_zone_people(zones_doc, zones, known))
+        known = people.written_ids if people.doc is not None else None
+        problems.extend(_check_zone_people(zones.doc, zones.raw, known))
 
     if problems:
         raise ConfigError(problems)
@@ -339,9 +343,30 @@ def load_county(config_dir: Path) -> County:
         area_code=county.area_code,
         sender=county.sender,
         timezone=county.timezone,
-        people={person.id: person for _, person in people},
-        zones=[zone for _, zone in zones],
+        people={person.id: person for _, person in people.valid},
+        zones=[zone for _, zone in zones.valid],
     )
+
+
+E = TypeVar("E", PersonConfig, ZoneConfig)
+
+
+@dataclass
+class _Loaded(Generic[E]):
+    """One list file: its document (None if unreadable) and its entries."""
+
+    doc: Document | None
+    raw: list[Any]
+    valid: list[tuple[int, E]]  # (index in the file, entry); first of each id only
+
+    @property
+    def written_ids(self) -> set[str]:
+        # An entry with a bad phone still has its id: references to it are not "unknown".
+        return {
+            item["id"]
+            for item in self.raw
+            if isinstance(item, dict) and isinstance(item.get("id"), str)
+        }
 
 
 def _read(path: Path, problems: list[Problem]) -> Document | None:
@@ -353,9 +378,12 @@ def _read(path: Path, problems: list[Problem]) -> Document | None:
 
 
 def _top(doc: Document, model: type[BaseModel], key: str, problems: list[Problem]) -> Any:
-    """The list or mapping under the file's one top-level key, or None after a problem."""
-    if doc.data is None:
-        problems.append(doc.problem((), f"the file is empty; expected a top-level '{key}:'"))
+    """The value under the file's one top-level key, or None after a problem."""
+    if not isinstance(doc.data, dict):
+        what = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
+        problems.append(
+            doc.problem((), f"the file is {what}; expected a mapping with the top-level key {key}:")
+        )
         return None
     try:
         model.model_validate(doc.data)
@@ -363,19 +391,6 @@ def _top(doc: Document, model: type[BaseModel], key: str, problems: list[Problem
         problems.extend(problems_from_validation(doc, exc))
         return None
     return doc.data[key]
-
-
-def _entries(
-    doc: Document, items: list[Any], key: str, model: type[Entry], problems: list[Problem]
-) -> list[tuple[int, Entry]]:
-    """Validate each list item on its own; (index, model) of the valid ones."""
-    valid: list[tuple[int, Entry]] = []
-    for index, item in enumerate(items):
-        try:
-            valid.append((index, model.model_validate(item)))
-        except ValidationError as exc:
-            problems.extend(problems_from_validation(doc, exc, (key, index)))
-    return valid
 
 
 def _load_county_section(path: Path, problems: list[Problem]) -> CountyConfig | None:
@@ -392,101 +407,113 @@ def _load_county_section(path: Path, problems: list[Problem]) -> CountyConfig | 
         return None
 
 
-def _load_people(
-    path: Path, problems: list[Problem]
-) -> tuple[list[tuple[int, PersonConfig]], Document | None, set[str]]:
-    """Valid people with their index, the document, and every id written (valid or not)."""
+def _load_list(
+    path: Path, file_model: type[BaseModel], model: type[E], problems: list[Problem]
+) -> _Loaded[E]:
+    """Read a file holding one list (its only key), validating each entry on its own."""
+    key = next(iter(file_model.model_fields))
     doc = _read(path, problems)
     if doc is None:
-        return [], None, set()
-    items = _top(doc, _PeopleFile, "people", problems)
+        return _Loaded(None, [], [])
+    items = _top(doc, file_model, key, problems)
     if items is None:
-        return [], None, set()
-    people = _entries(doc, items, "people", PersonConfig, problems)
-    problems.extend(_duplicates(doc, "people", "person", people))
-    # An entry with a bad phone still has its id: references to it are not "unknown".
-    written = {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
-    return _first_of_each(people), doc, written
-
-
-def _load_zones(
-    path: Path, problems: list[Problem]
-) -> tuple[list[tuple[int, ZoneConfig]], Document | None]:
-    doc = _read(path, problems)
-    if doc is None:
-        return [], None
-    items = _top(doc, _ZonesFile, "zones", problems)
-    if items is None:
-        return [], None
-    zones = _entries(doc, items, "zones", ZoneConfig, problems)
-    problems.extend(_duplicates(doc, "zones", "zone", zones))
-    return _first_of_each(zones), doc
-
-
-class _HasId(BaseModel):
-    id: str
-
-
-Entry = Any  # a validated list entry: PersonConfig or ZoneConfig (both have `id`)
-
-
-def _duplicates(
-    doc: Document, key: str, what: str, entries: list[tuple[int, Entry]]
-) -> Iterator[Problem]:
+        return _Loaded(None, [], [])
+    # Duplicates are found among the ids as written, so an entry that also has
+    # another error still counts and is not mistaken for the first of its id.
+    what = "person" if key == "people" else "zone"
     first: dict[str, int] = {}
-    for index, entry in entries:
-        if entry.id in first:
-            line, column = doc.where((key, first[entry.id], "id"))
-            yield doc.problem(
-                (key, index, "id"),
-                f"duplicate {what} id {entry.id!r}; it is already used at line {line} "
-                f"({doc.path}:{line}:{column}); ids must be unique",
+    duplicate: set[int] = set()
+    for index, item in enumerate(items):
+        entry_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(entry_id, str):
+            continue
+        if entry_id in first:
+            duplicate.add(index)
+            line, _ = doc.where((key, first[entry_id], "id"))
+            problems.append(
+                doc.problem(
+                    (key, index, "id"),
+                    f"duplicate {what} id {entry_id!r}; first used at line {line}; "
+                    "ids must be unique",
+                )
             )
         else:
-            first[entry.id] = index
+            first[entry_id] = index
+    valid: list[tuple[int, E]] = []
+    for index, item in enumerate(items):
+        try:
+            entry = model.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(problems_from_validation(doc, exc, (key, index)))
+            continue
+        if index not in duplicate:
+            valid.append((index, entry))
+    return _Loaded(doc, items, valid)
 
 
-def _first_of_each(entries: list[tuple[int, Entry]]) -> list[tuple[int, Entry]]:
-    seen: set[str] = set()
-    out = []
-    for index, entry in entries:
-        if entry.id not in seen:
-            seen.add(entry.id)
-            out.append((index, entry))
-    return out
-
-
-def _check_duty(doc: Document, people: list[tuple[int, PersonConfig]]) -> Iterator[Problem]:
-    if people and not any(p.duty_role == "duty_officer" for _, p in people):
-        yield doc.problem(
+def _check_duty(people: _Loaded[PersonConfig]) -> Iterator[Problem]:
+    assert people.doc is not None
+    # An officer whose entry has another error is still an officer: no second complaint.
+    written = any(isinstance(i, dict) and i.get("duty_role") == "duty_officer" for i in people.raw)
+    if not written:
+        yield people.doc.problem(
             ("people",),
             "no duty officer: give at least one person 'duty_role: duty_officer' (值班员); "
             "system alerts and every zone warning go to the duty officers",
         )
 
 
+def _check_tags(doc: Document, items: list[Any]) -> Iterator[Problem]:
+    for index, item in enumerate(items):
+        tags = item.get("tags") if isinstance(item, dict) else None
+        if not isinstance(tags, list):
+            continue  # absent, or a structural error the model reports
+        for position, tag in enumerate(tags):
+            if isinstance(tag, str) and tag not in EXPOSURE_TAGS:
+                hint = difflib.get_close_matches(tag, EXPOSURE_TAGS, n=1)
+                guess = f"did you mean {hint[0]!r}? " if hint else ""
+                yield doc.problem(
+                    ("zones", index, "tags", position),
+                    f"unknown exposure tag {tag!r}; {guess}expected one of: "
+                    f"{', '.join(EXPOSURE_TAGS)}",
+                )
+
+
 def _check_zone_people(
-    doc: Document, zones: list[tuple[int, ZoneConfig]], known: set[str] | None
+    doc: Document, items: list[Any], known: set[str] | None
 ) -> Iterator[Problem]:
-    for index, zone in zones:
-        if not zone.people.get("disaster_prevention"):
-            where = ("zones", index, "people") if zone.people else ("zones", index, "id")
+    """Every zone has a disaster-prevention person; every person id exists (`known`).
+
+    Works on the entries as written, so a zone with another error (a bad kind, say)
+    still has its people checked in the same pass.
+    """
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        zone_id = item.get("id") if isinstance(item.get("id"), str) else f"#{index + 1}"
+        people = item.get("people")
+        if people is not None and not isinstance(people, dict):
+            continue  # the model reports the shape
+        if not (people or {}).get("disaster_prevention"):
+            where = ("zones", index, "people") if people else ("zones", index)
             yield doc.problem(
                 where,
-                f"zone {zone.id} has no disaster_prevention person (防灾责任人); add "
+                f"zone {zone_id} has no disaster_prevention person (防灾责任人); add "
                 "'disaster_prevention: [person-id]' under its people:",
             )
-        if known is None:
+        if known is None or not people:
             continue
-        for role, person_ids in zone.people.items():
+        for role, person_ids in people.items():
+            if role not in ROLE_LABELS or not isinstance(person_ids, list):
+                continue  # the model reports unknown roles and non-lists
             for position, person_id in enumerate(person_ids):
-                if person_id in known:
+                if not isinstance(person_id, str) or person_id in known:
                     continue
                 hint = difflib.get_close_matches(person_id, sorted(known), n=1, cutoff=0.6)
                 guess = f"; did you mean {hint[0]!r}?" if hint else ""
                 yield doc.problem(
                     ("zones", index, "people", role, position),
-                    f"zone {zone.id}, role {role} ({ROLE_LABELS[role]}): unknown person "
+                    f"zone {zone_id}, role {role} ({ROLE_LABELS[role]}): unknown person "
                     f"{person_id!r}, not in people.yaml{guess}",
                 )
 

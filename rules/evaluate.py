@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import condition_series
+from rules.expr import Series, condition_series
 from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.series import SeriesCache
 from rules.truth import BoolArray, Truth, TruthCache
@@ -53,6 +53,8 @@ def evaluate(
             window = _window(truths.get(rule_level.when), start, rule_level.within_hours)
             verdict.add(rule_index, rule_level, window, table.point_index, selected)
 
+    hours = [_datetime(time) for time in batch.times]
+    compared: dict[tuple[int, Level], tuple[Series, ...]] = {}
     assessments: list[Assessment] = []
     for hazard, verdict in verdicts.items():
         title = ruleset.hazard_name(hazard)
@@ -64,19 +66,23 @@ def evaluate(
                     Assessment(rule.id, hazard, zone.id, None, None, None, {}, title)
                 )
                 continue
-            rule = ruleset.rules[verdict.rule[z]]
+            rule_index = int(verdict.rule[z])
+            rule = ruleset.rules[rule_index]
             level = Level(int(verdict.level[z]))
             onset = int(verdict.onset[z])
-            point = int(table.point_index[z])
+            if (rule_index, level) not in compared:
+                compared[rule_index, level] = condition_series(_level_of(rule, level).when)
             assessments.append(
                 Assessment(
                     rule_id=rule.id,
                     hazard=hazard,
                     zone_id=zone.id,
                     level=level,
-                    onset=_datetime(batch.times[onset]),
-                    until=_datetime(batch.times[int(verdict.until[z])]),
-                    evidence=_evidence(series, _level_of(rule, level), point, onset),
+                    onset=hours[onset],
+                    until=hours[int(verdict.until[z])],
+                    evidence=_evidence(
+                        series, compared[rule_index, level], int(table.point_index[z]), onset
+                    ),
                     title=title,
                 )
             )
@@ -216,10 +222,12 @@ def _level_of(rule: Rule, level: Level) -> RuleLevel:
     return next(item for item in rule.levels if item.level == level)
 
 
-def _evidence(series: SeriesCache, level: RuleLevel, point: int, hour: int) -> dict[str, float]:
-    """Value at the onset hour of every series the level's condition compares."""
+def _evidence(
+    series: SeriesCache, compared: tuple[Series, ...], point: int, hour: int
+) -> dict[str, float]:
+    """Value at the onset hour of every series the winning condition compares."""
     evidence: dict[str, float] = {}
-    for expression in condition_series(level.when):
+    for expression in compared:
         value = float(series.get(expression)[point, hour])
         if not np.isnan(value):
             evidence[str(expression)] = round(value, 2)

@@ -38,6 +38,8 @@ from rules.yamlsource import (
     problems_from_validation,
 )
 
+__all__ = ["ConfigError", "RuleSet", "load_ruleset"]
+
 
 def load_ruleset(paths: Sequence[Path] | Path) -> RuleSet:
     """Load rule files (a directory loads its `*.yaml` in name order).

@@ -87,9 +87,9 @@ class RuleSet:
         hazard = self.hazards.get(key)
         return hazard.name if hazard else key
 
-    def advice(self, hazard: str, level: Level) -> str | None:
-        """Advice for a hazard at a level: the level's own, else `default`, else None."""
+    def advice(self, hazard: str, level: Level) -> str:
+        """Advice for a hazard at a level: the level's own, else `default`, else ""."""
         declared = self.hazards.get(hazard)
         if declared is None:
-            return None
-        return declared.advice.get(level.key, declared.advice.get("default"))
+            return ""
+        return declared.advice.get(level.key, declared.advice.get("default", ""))

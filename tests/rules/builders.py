@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -21,6 +21,15 @@ def batch(
     **variables: Sequence[float] | Sequence[Sequence[float]],
 ) -> ForecastBatch:
     """A batch of hourly values from `start`; a flat list is one point's series."""
+    return forecast(variables, start, points)
+
+
+def forecast(
+    variables: Mapping[str, Sequence[float] | Sequence[Sequence[float]]],
+    start: datetime = START,
+    points: Sequence[str] = ("p0",),
+) -> ForecastBatch:
+    """Like `batch`, with the variables as a mapping."""
     arrays = {}
     for name, values in variables.items():
         array = np.array(values, dtype=np.float64)

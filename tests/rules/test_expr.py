@@ -157,7 +157,11 @@ def test_lookback_covers_drop_plus_the_start_of_the_local_day() -> None:
             "expected 'and', 'or' or the end of the condition, found 'AND'; "
             "write 'and' in lower case",
         ),
-        ("weather_code in 56", 16, "expected '[' to start the list of values after 'in', found '56'"),
+        (
+            "weather_code in 56",
+            16,
+            "expected '[' to start the list of values after 'in', found '56'",
+        ),
         ("temperature_2m ≤ 0", 15, "unexpected character '≤'; write '<='"),
     ],
 )

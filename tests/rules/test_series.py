@@ -10,12 +10,12 @@ import pytest
 
 from rules.expr import parse_series
 from rules.series import SeriesCache, beaufort, trailing
-from tests.rules.builders import NaN, batch
+from tests.rules.builders import NaN, batch, forecast
 
 
 def series_of(text: str, timezone: str = "Asia/Shanghai", **variables: list[float]) -> list[float]:
     """One point's values of a series expression."""
-    cache = SeriesCache(batch(**variables), timezone)
+    cache = SeriesCache(forecast(variables), timezone)
     return [float(v) for v in cache.get(parse_series(text))[0]]
 
 

@@ -7,7 +7,7 @@ import pytest
 from rules.expr import parse_condition
 from rules.series import SeriesCache
 from rules.truth import TruthCache
-from tests.rules.builders import NaN, batch
+from tests.rules.builders import NaN, forecast
 
 T, F, U = "true", "false", "unknown"
 # rain > 0 is true at 1.0, false at 0.0, unknown at NaN
@@ -16,7 +16,7 @@ RAIN = {T: 1.0, F: 0.0, U: NaN}
 
 def truth_of(condition: str, **variables: list[float]) -> list[str]:
     """The three-valued truth of a condition at each hour of one point."""
-    truth = TruthCache(SeriesCache(batch(**variables))).get(parse_condition(condition))
+    truth = TruthCache(SeriesCache(forecast(variables))).get(parse_condition(condition))
     return [
         (T if t else F) if k else U
         for t, k in zip(truth.true[0].tolist(), truth.known[0].tolist(), strict=True)
