@@ -14,7 +14,7 @@ import difflib
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from rules.schema import RISK_LEVELS, ZONE_KINDS  # one list for zones and rule selectors
 from rules.types import ZoneSpec
 from rules.yamlsource import ConfigError, Document, Problem, load_yaml, problems_from_validation
 
@@ -47,10 +48,6 @@ DUTY_ROLE_LABELS: Mapping[str, str] = {
     "leader_on_duty": "带班领导",
 }
 
-ZONE_KINDS: tuple[str, ...] = (
-    "landslide", "collapse", "debris_flow", "subsidence", "ground_fissure", "unstable_slope",
-)
-RISK_LEVELS: tuple[str, ...] = ("low", "medium", "high", "very_high")
 EXPOSURE_TAGS: tuple[str, ...] = (
     "school", "hospital", "scenic_area", "trunk_road", "work_shed", "slope_cut_housing",
     "hillside_resettlement", "high_steep_slope", "urban_village", "residential",
@@ -261,6 +258,11 @@ class County:
     timezone: str
     people: dict[str, PersonConfig]
     zones: list[ZoneConfig]
+    # routing looks zones up once per transition: keep that O(1) for large counties
+    _by_id: dict[str, ZoneConfig] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {zone.id: zone for zone in self.zones})
 
     def duty_officers(self) -> list[PersonConfig]:
         """The bureau's duty officers (值班员), in file order."""
@@ -272,10 +274,10 @@ class County:
 
     def zone(self, zone_id: str) -> ZoneConfig:
         """The zone with this id; KeyError naming it when there is none."""
-        for zone in self.zones:
-            if zone.id == zone_id:
-                return zone
-        raise KeyError(f"no zone {zone_id!r} in the county configuration")
+        try:
+            return self._by_id[zone_id]
+        except KeyError:
+            raise KeyError(f"no zone {zone_id!r} in the county configuration") from None
 
     def people_of(self, zone_id: str) -> list[tuple[str, PersonConfig]]:
         """(role, person) of a zone in ROLE_LABELS order, then file order within a role.

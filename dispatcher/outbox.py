@@ -228,7 +228,7 @@ class DeliveryWorker:
                 # PostgreSQL: rows another worker is claiming right now are
                 # skipped, not waited for. SQLite ignores this clause; its
                 # BEGIN IMMEDIATE already makes claims one at a time.
-                
+                .with_for_update(skip_locked=True)
             ).all()
             for row in rows:
                 if row.status == SENDING and row.attempts >= self.max_attempts:

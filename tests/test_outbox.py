@@ -530,13 +530,20 @@ def test_a_row_another_instance_is_claiming_is_skipped_not_waited_for(
     locked, *free = add_notifications(sessions, 3)
     worker = make_worker(sessions, Clock(), ScriptedChannel())
 
-    with engine.connect() as other_instance, other_instance.begin():
-        other_instance.execute(
-            select(Notification.id).where(Notification.id == locked).with_for_update()
-        )
-        with ThreadPoolExecutor(1) as pool:
-            # a blocking claim would hang until this transaction ends
-            claimed = pool.submit(worker.claim, 10).result(timeout=5)
+    pool = ThreadPoolExecutor(1)
+    try:
+        with engine.connect() as other_instance, other_instance.begin():
+            other_instance.execute(
+                select(Notification.id).where(Notification.id == locked).with_for_update()
+            )
+            claiming = pool.submit(worker.claim, 10)
+            try:
+                claimed = claiming.result(timeout=5)
+            except TimeoutError:
+                # leaving this block ends the other transaction, which frees the claim
+                pytest.fail("the claim waited for another instance's row lock")
+    finally:
+        pool.shutdown()
 
     assert [c.id for c in claimed] == free
 

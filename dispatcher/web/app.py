@@ -121,13 +121,10 @@ def health(state: AppState) -> JSONResponse:
             session.execute(text("SELECT 1"))
             last_ok = last_feed_success(session, state.feed_source)
             feed_alert = open_feed_alert(session, state.feed_source)
-            backlog = dict(
-                session.execute(
-                    select(Notification.status, func.count()).group_by(Notification.status)
-                )
-                .tuples()
-                .all()
+            counts = session.execute(
+                select(Notification.status, func.count()).group_by(Notification.status)
             )
+            backlog = {status: count for status, count in counts}
         body["database"] = {"ok": True}
     except Exception as exc:  # the point of a health check is to report this
         body["database"] = {"ok": False, "error": type(exc).__name__}

@@ -23,6 +23,7 @@ Deterministic: no randomness, so regenerating gives byte-identical files.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -125,7 +126,7 @@ def curve(anchors: Sequence[tuple[float, float]]) -> list[float]:
     points = sorted(anchors)
     out = []
     for i in range(HOURS):
-        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
             if x0 <= i <= x1:
                 f = (i - x0) / (x1 - x0)
                 out.append(y0 + (y1 - y0) * (1 - math.cos(math.pi * f)) / 2)
@@ -178,7 +179,7 @@ class Point:
         return self.lon >= EAST_LON
 
 
-Series = dict[str, list[float]]
+Series = dict[str, Sequence[float]]
 
 
 def coldwave(p: Point) -> Series:
@@ -309,11 +310,13 @@ def calm(p: Point) -> Series:
 
 def _rounded(name: str, values: Sequence[float]) -> list[float] | list[int]:
     if name in ("weather_code", "visibility"):
-        return [int(round(v)) for v in values]
+        return [round(v) for v in values]
     return [round(v, 1) + 0.0 for v in values]  # + 0.0: no "-0.0" in the file
 
 
-def response(points: Sequence[Point], scenario: Callable[[Point], Series]) -> list[dict[str, object]]:
+def response(
+    points: Sequence[Point], scenario: Callable[[Point], Series]
+) -> list[dict[str, object]]:
     """The multi-location response: one Open-Meteo object per point, in order."""
     times = [(START + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M") for i in range(HOURS)]
     out: list[dict[str, object]] = []
@@ -344,11 +347,18 @@ def write(path: Path, payload: list[dict[str, object]]) -> None:
     path.write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
 
 
-def main() -> None:
-    centres = grid_points(zone_locations(ZONES_FILE.read_text(encoding="utf-8")))
+SCENARIOS: dict[str, Callable[[Point], Series]] = {
+    "coldwave-2026-01.json": coldwave,
+    "calm-2026-01.json": calm,
+}
+
+
+def main(out_dir: Path = HERE, zones_file: Path = ZONES_FILE) -> None:
+    """Write every scenario into `out_dir` (a test writes elsewhere and compares)."""
+    centres = grid_points(zone_locations(zones_file.read_text(encoding="utf-8")))
     points = [Point(i, lat, lon, elevation(lat, lon)) for i, (lat, lon) in enumerate(centres)]
-    for name, scenario in (("coldwave-2026-01.json", coldwave), ("calm-2026-01.json", calm)):
-        write(HERE / name, response(points, scenario))
+    for name, scenario in SCENARIOS.items():
+        write(out_dir / name, response(points, scenario))
         print(f"wrote {name}: {len(points)} points × {HOURS} hours")
 
 
