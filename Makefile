@@ -31,7 +31,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 drill: $(STAMP)
-	$(BIN)/yujing drill --replay examples/liulin/scenarios/coldwave-2026-01.json --at 2026-01-05T08:00:00+08:00
+	$(BIN)/yujing drill --replay examples/liulin/scenarios/coldwave-2026-01.json --at 2026-01-07T00:00:00+08:00
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: wide enough
 err = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -152,8 +153,9 @@ def drill(
 def show_drill(
     alerts: list[dict[str, Any]], notes: list[dict[str, Any]], at: datetime, tz: str
 ) -> None:
+    """Alerts as a table, then one sample text per hazard and level."""
     local = at.astimezone(ZoneInfo(tz))
-    table = Table(title=f"Alerts at {local:%Y-%m-%d %H:%M %Z} ({len(alerts)})")
+    table = Table(title=f"Alerts at {local:%Y-%m-%d %H:%M} {tz} ({len(alerts)})")
     for col in ("code", "zone", "hazard", "level", "onset", "until", "rule"):
         table.add_column(col)
     for a in alerts:
@@ -167,18 +169,24 @@ def show_drill(
             a["rule_id"],
         )
     out.print(table)
-    by_alert: dict[str, int] = {}
+    tally = Counter((a["hazard"], a["level"]) for a in alerts)
+    out.print(
+        "summary: "
+        + (", ".join(f"{h} {lv} ×{n}" for (h, lv), n in sorted(tally.items())) or "no alert")
+    )
+    people = {n["address"] for n in notes}
+    statuses = Counter(n["status"] for n in notes)
+    out.print(
+        f"messages: {len(notes)} to {len(people)} people "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items())) or 'none'})"
+    )
+    level_of = {a["code"]: (a["hazard"], a["level"]) for a in alerts}
+    shown: set[tuple[str, str]] = set()
     for n in notes:
-        by_alert[n["alert"]] = by_alert.get(n["alert"], 0) + 1
-    out.print(f"{len(notes)} messages queued and delivered to the console channel")
-    shown = set()
-    for n in notes:
-        if n["alert"] in shown:
-            continue
-        shown.add(n["alert"])
-        out.print(
-            f"  [{n['alert']}] → {by_alert[n['alert']]} recipients: {n['body']}", markup=False
-        )
+        key = level_of.get(n["alert"])
+        if key and key not in shown:
+            shown.add(key)
+            out.print(f"  e.g. {n['body']}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _short(iso: str | None) -> str:

@@ -22,11 +22,11 @@ def sync_directory(
 ) -> None:
     """Upsert zones, people and zone roles from the configuration; does not commit."""
     people = {p.id: p for p in session.scalars(select(Person))}
-    for cfg in county.people.values():
-        person = people.get(cfg.id) or Person(id=cfg.id)
-        person.name = cfg.name
-        person.phone = cfg.phone
-        person.duty_role = cfg.duty_role
+    for person_cfg in county.people.values():
+        person = people.get(person_cfg.id) or Person(id=person_cfg.id)
+        person.name = person_cfg.name
+        person.phone = person_cfg.phone
+        person.duty_role = person_cfg.duty_role
         person.active = True
         person.updated_at = now
         session.add(person)

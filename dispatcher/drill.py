@@ -37,7 +37,7 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
     console = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as tmp:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             config_dir=config_dir,
             database_url=f"sqlite:///{tmp}/drill.db",
             feed="replay",

@@ -80,6 +80,7 @@ def build_feed(
             raise ValueError("YUJING_FEED=replay needs YUJING_REPLAY_FILE (a recorded forecast)")
         return ReplayFeed(
             settings.replay_file,
+            issued_at=settings.replay_at,
             past_days=settings.openmeteo_past_days,
             rebase_to=clock if settings.replay_rebase else None,
         )

@@ -6,6 +6,7 @@ Secrets are `SecretStr` so they never print in logs, reprs or error messages.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -39,11 +40,16 @@ class Settings(BaseSettings):
     replay_rebase: bool = Field(
         True, description="Shift the recording so it starts at the current hour (rehearsals)"
     )
+    replay_at: datetime | None = Field(
+        None, description="The recorded instant replayed as the current hour"
+    )
     openmeteo_url: str = Field("https://api.open-meteo.com/v1/forecast")
     openmeteo_api_key: SecretStr | None = Field(None, description="Only for the commercial API")
     openmeteo_batch_size: int = Field(50, ge=1, le=1000, description="Locations per request")
     openmeteo_forecast_days: int = Field(7, ge=1, le=16)
-    openmeteo_past_days: int = Field(3, ge=0, le=92, description="Past days, for 72 h drops")
+    openmeteo_past_days: int = Field(
+        5, ge=0, le=92, description="Past days: 72 h drops of local-day minima need 4 whole days"
+    )
     point_resolution_deg: float = Field(
         0.02, gt=0, description="Zones closer than this grid share one forecast point"
     )

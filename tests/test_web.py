@@ -23,7 +23,7 @@ STATUS_URL = f"{PUBLIC}/webhooks/twilio/status"
 
 def make_client(sessions: sessionmaker[Session], **settings: object) -> TestClient:
     config = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         twilio_auth_token=SecretStr(TOKEN),
         public_base_url=PUBLIC,
         **settings,  # type: ignore[arg-type]
