@@ -665,6 +665,18 @@ async def test_a_late_sent_receipt_does_not_move_a_delivered_row_back(
         ]
 
 
+async def test_the_first_final_receipt_wins_over_a_conflicting_later_one(
+    sessions: sessionmaker[Session],
+) -> None:
+    nid = await sent_notification(sessions, "SM42")
+    receive(sessions, "SM42", "delivered")
+
+    receive(sessions, "SM42", "failed", error_code="30008")
+
+    kept = row(sessions, nid)
+    assert (kept.status, kept.error_code) == ("delivered", None)
+
+
 async def test_a_progress_receipt_leaves_a_sent_row_sent(sessions: sessionmaker[Session]) -> None:
     nid = await sent_notification(sessions, "SM42")
 
