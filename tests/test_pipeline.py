@@ -292,9 +292,11 @@ async def test_gaps_in_the_forecast_keep_warnings_open(db_url: str, tmp_path: Pa
     try:
         await rt.pipeline.poll()
         gappy = json.loads(CALM.read_text(encoding="utf-8"))
-        for location in gappy:
-            location["hourly"]["temperature_2m"] = [None] * len(location["hourly"]["time"])
-            location["hourly"]["soil_temperature_0cm"] = [None] * len(location["hourly"]["time"])
+        for location in gappy:  # the provider sent nulls for every value
+            hourly = location["hourly"]
+            for name in hourly:
+                if name != "time":
+                    hourly[name] = [None] * len(hourly["time"])
         path = tmp_path / "gappy.json"
         path.write_text(json.dumps(gappy), encoding="utf-8")
         rt.pipeline.feed = ReplayFeed(path)
