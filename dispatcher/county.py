@@ -49,9 +49,18 @@ DUTY_ROLE_LABELS: Mapping[str, str] = {
 }
 
 EXPOSURE_TAGS: tuple[str, ...] = (
-    "school", "hospital", "scenic_area", "trunk_road", "work_shed", "slope_cut_housing",
-    "hillside_resettlement", "high_steep_slope", "urban_village", "residential",
-    "mining_site", "industrial_site",
+    "school",
+    "hospital",
+    "scenic_area",
+    "trunk_road",
+    "work_shed",
+    "slope_cut_housing",
+    "hillside_resettlement",
+    "high_steep_slope",
+    "urban_village",
+    "residential",
+    "mining_site",
+    "industrial_site",
 )
 
 # China's extent with a margin: a coordinate outside it is a typo (or swapped),
@@ -93,7 +102,7 @@ def _quoted(example: str) -> Any:
     # rather than pydantic's "Input should be a valid string".
     def check(value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            raise ValueError(f"write it as a quoted string, e.g. \"{example}\"")
+            raise ValueError(f'write it as a quoted string, e.g. "{example}"')
         return value
 
     return BeforeValidator(check)
@@ -103,7 +112,7 @@ def _check_phone(value: str) -> str:
     if not _E164.match(value):
         raise ValueError(
             f"{value!r} is not an E.164 phone number; write '+', the country code and the "
-            "number without spaces, e.g. \"+8617000000101\""
+            'number without spaces, e.g. "+8617000000101"'
         )
     return value
 
@@ -111,7 +120,7 @@ def _check_phone(value: str) -> str:
 def _check_area_code(value: str) -> str:
     if not _AREA_CODE.match(value):
         raise ValueError(
-            f"{value!r} is not a GB/T 2260 area code; expected six digits, e.g. \"141125\""
+            f'{value!r} is not a GB/T 2260 area code; expected six digits, e.g. "141125"'
         )
     return value
 

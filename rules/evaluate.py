@@ -60,10 +60,14 @@ def evaluate(
         title = ruleset.hazard_name(hazard)
         for z in np.flatnonzero((verdict.level > 0) | (verdict.unknown_rule >= 0)).tolist():
             zone = zones[z]
+            undecided = int(verdict.unknown_level[z])
+            undecided_above = Level(undecided) if undecided > verdict.level[z] else None
             if verdict.level[z] == 0:
                 rule = ruleset.rules[verdict.unknown_rule[z]]
                 assessments.append(
-                    Assessment(rule.id, hazard, zone.id, None, None, None, {}, title)
+                    Assessment(
+                        rule.id, hazard, zone.id, None, None, None, {}, title, undecided_above
+                    )
                 )
                 continue
             rule_index = int(verdict.rule[z])
@@ -84,6 +88,7 @@ def evaluate(
                         series, compared[rule_index, level], int(table.point_index[z]), onset
                     ),
                     title=title,
+                    undecided_above=undecided_above,
                 )
             )
     assessments.sort(key=lambda a: (a.zone_id, a.hazard))
@@ -134,6 +139,7 @@ class _Verdict:
     onset: IntArray
     until: IntArray
     unknown_rule: IntArray  # first rule with an unknown window, -1 if none
+    unknown_level: npt.NDArray[np.int8]  # highest level left undecided by missing data (0: none)
 
     @classmethod
     def empty(cls, zones: int) -> _Verdict:
@@ -143,6 +149,7 @@ class _Verdict:
             onset=np.zeros(zones, dtype=np.int64),
             until=np.zeros(zones, dtype=np.int64),
             unknown_rule=np.full(zones, -1, dtype=np.int64),
+            unknown_level=np.zeros(zones, dtype=np.int8),
         )
 
     def add(
@@ -157,15 +164,15 @@ class _Verdict:
         onset = window.onset[point_index]
         value = int(level.level)
         # higher level wins; on a tie the earlier onset, then the earlier rule
-        better = fires & (
-            (value > self.level) | ((value == self.level) & (onset < self.onset))
-        )
+        better = fires & ((value > self.level) | ((value == self.level) & (onset < self.onset)))
         self.level[better] = value
         self.rule[better] = rule_index
         self.onset[better] = onset[better]
         self.until[better] = window.until[point_index][better]
         unknown = window.unknown[point_index] & selected & (self.unknown_rule < 0)
         self.unknown_rule[unknown] = rule_index
+        undecided = window.unknown[point_index] & ~fires & selected & (value > self.unknown_level)
+        self.unknown_level[undecided] = value
 
 
 class _ZoneTable:

@@ -41,7 +41,14 @@ DAILY_FUNCTIONS: tuple[str, ...] = ("daily_min", "daily_max")
 WINDOW_FUNCTIONS: tuple[str, ...] = ("drop", "sum", "min", "max", "mean")
 POINTWISE_FUNCTIONS: tuple[str, ...] = ("beaufort",)
 FUNCTIONS: tuple[str, ...] = (
-    "daily_min", "daily_max", "drop", "sum", "min", "max", "mean", "beaufort",
+    "daily_min",
+    "daily_max",
+    "drop",
+    "sum",
+    "min",
+    "max",
+    "mean",
+    "beaufort",
 )
 
 Operator = Literal["<", "<=", ">", ">=", "==", "!="]

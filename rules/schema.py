@@ -112,7 +112,12 @@ class LevelDecl(_Strict):
 
 
 ZoneKind = Literal[
-    "landslide", "collapse", "debris_flow", "subsidence", "ground_fissure", "unstable_slope",
+    "landslide",
+    "collapse",
+    "debris_flow",
+    "subsidence",
+    "ground_fissure",
+    "unstable_slope",
 ]
 RiskLevel = Literal["low", "medium", "high", "very_high"]
 ZONE_KINDS: tuple[str, ...] = get_args(ZoneKind)

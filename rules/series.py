@@ -119,8 +119,7 @@ def local_days(times: npt.NDArray[np.datetime64], timezone: ZoneInfo) -> tuple[L
     bounds = np.searchsorted(times, midnights, side="left")
     lengths = np.diff(midnights) // _HOUR
     return tuple(
-        LocalDay(int(bounds[k]), int(bounds[k + 1]), int(lengths[k]))
-        for k in range(len(dates) - 1)
+        LocalDay(int(bounds[k]), int(bounds[k + 1]), int(lengths[k])) for k in range(len(dates) - 1)
     )
 
 

@@ -69,8 +69,7 @@ class ForecastBatch:
         for name, values in self.variables.items():
             if values.shape != shape:
                 raise ValueError(
-                    f"variable {name!r} has shape {values.shape}, expected {shape} "
-                    "(points × hours)"
+                    f"variable {name!r} has shape {values.shape}, expected {shape} (points × hours)"
                 )
 
     @property
@@ -98,9 +97,11 @@ class ZoneSpec:
 class Assessment:
     """The verdict of the rules on one hazard at one zone at evaluation time.
 
-    `level` is None when the data needed to decide was missing (masked): the
-    lifecycle must then neither raise nor clear a warning for this zone and hazard.
-    `evidence` holds the numbers that decided it, keyed by the expression text.
+    `level` is None when no level fires but the data needed to decide was
+    missing (masked). `undecided_above` is the highest level that could not be
+    decided for missing data, when it is above `level`: the lifecycle must not
+    step a warning down (or clear it) on such a verdict. `evidence` holds the
+    numbers that decided it, keyed by the expression text.
     """
 
     rule_id: str
@@ -111,6 +112,7 @@ class Assessment:
     until: datetime | None
     evidence: Mapping[str, float] = field(default_factory=dict)
     title: str = ""
+    undecided_above: Level | None = None
 
     @property
     def firing(self) -> bool:

@@ -59,8 +59,7 @@ def test_every_example_zone_lies_inside_liulin(liulin: County) -> None:
         zone.id
         for zone in liulin.zones
         if not (
-            LAT_BOX[0] <= zone.latitude <= LAT_BOX[1]
-            and LON_BOX[0] <= zone.longitude <= LON_BOX[1]
+            LAT_BOX[0] <= zone.latitude <= LAT_BOX[1] and LON_BOX[0] <= zone.longitude <= LON_BOX[1]
         )
     ]
     assert outside == []
@@ -261,9 +260,7 @@ def test_unknown_risk_lists_the_allowed_levels(tmp_path: Path) -> None:
 def test_unknown_tag_points_at_the_tag_and_lists_the_allowed_tags(tmp_path: Path) -> None:
     zones = ZONES.replace("tags: [school]", "tags: [school, schol]")
     found = problems(write_config(tmp_path, zones=zones))
-    message = only(
-        found, f"{tmp_path}/zones.yaml:9:20", "unknown exposure tag 'schol'", "'school'"
-    )
+    message = only(found, f"{tmp_path}/zones.yaml:9:20", "unknown exposure tag 'schol'", "'school'")
     assert "mining_site" in message
 
 
@@ -355,8 +352,15 @@ def _load(name: str) -> Any:
 
 SCENARIO_FILES = ["coldwave-2026-01.json", "calm-2026-01.json"]
 OPEN_METEO_KEYS = {
-    "latitude", "longitude", "generationtime_ms", "utc_offset_seconds", "timezone",
-    "timezone_abbreviation", "elevation", "hourly_units", "hourly",
+    "latitude",
+    "longitude",
+    "generationtime_ms",
+    "utc_offset_seconds",
+    "timezone",
+    "timezone_abbreviation",
+    "elevation",
+    "hourly_units",
+    "hourly",
 }
 HOURLY_UNITS = {
     "time": "iso8601",
@@ -386,7 +390,9 @@ def test_scenario_has_one_open_meteo_object_per_grid_point(name: str, liulin: Co
     for loc in payload:
         assert set(loc) == OPEN_METEO_KEYS
         assert (loc["utc_offset_seconds"], loc["timezone"], loc["timezone_abbreviation"]) == (
-            0, "GMT", "GMT",
+            0,
+            "GMT",
+            "GMT",
         )
 
 
@@ -424,9 +430,7 @@ def test_generator_grid_rule_matches_the_feed(liulin: County) -> None:
 async def _assess(name: str, at: datetime, liulin: County) -> dict[tuple[str, str], str | None]:
     """(zone id, hazard) → level key (None: indeterminate) under the example rules."""
     ruleset = load_ruleset(LIULIN / "rules")
-    points, point_of = assign_points(
-        [(z.id, z.latitude, z.longitude) for z in liulin.zones], 0.02
-    )
+    points, point_of = assign_points([(z.id, z.latitude, z.longitude) for z in liulin.zones], 0.02)
     batch = await ReplayFeed(SCENARIOS / name, past_days=3).fetch(points, ruleset.variables)
     assessments = evaluate(ruleset, batch, liulin.zone_specs(point_of), at, liulin.timezone)
     return {(a.zone_id, a.hazard): a.level.key if a.level else None for a in assessments}

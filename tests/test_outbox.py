@@ -522,11 +522,12 @@ def test_two_workers_claiming_at_once_never_get_the_same_row(
     assert sorted(claimed_ids) == ids
 
 
+# row locks are PostgreSQL's; SQLite serialises whole transactions
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_row_another_instance_is_claiming_is_skipped_not_waited_for(
     engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite serialises whole transactions")
     locked, *free = add_notifications(sessions, 3)
     worker = make_worker(sessions, Clock(), ScriptedChannel())
 

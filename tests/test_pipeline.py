@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -20,7 +21,6 @@ import respx
 from sqlalchemy import select
 
 from dispatcher import audit
-from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.runtime import Runtime, drain, open_runtime
 from dispatcher.settings import Settings
@@ -171,7 +171,7 @@ async def test_a_rising_level_supersedes_the_alert_and_points_back(db_url: str) 
 
 
 def recorded_answers(
-    recording: list[dict[str, object]],
+    recording: list[dict[str, Any]],
 ) -> Callable[[httpx.Request], httpx.Response]:
     """Answer each batched request with the recorded locations nearest to it."""
 
@@ -185,9 +185,8 @@ def recorded_answers(
             loc = min(
                 recording,
                 key=lambda r: (
-                    (float(r["latitude"]) - lat) ** 2  # type: ignore[arg-type]
-                    + (float(r["longitude"]) - lon) ** 2
-                ),  # type: ignore[arg-type]
+                    (float(r["latitude"]) - lat) ** 2 + (float(r["longitude"]) - lon) ** 2
+                ),
             )
             hourly = loc["hourly"]
             units = loc["hourly_units"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -99,6 +100,24 @@ def test_missing_data_never_clears_an_open_alert() -> None:
         True,
         calm,
     )
+
+
+def test_gaps_hiding_a_higher_level_never_step_a_warning_down() -> None:
+    calm = NOW - HOLD * 2
+    gappy = replace(said(Level.BLUE), undecided_above=Level.ORANGE)
+    [t] = reconcile([gappy], [opened(Level.ORANGE, calm)], NOW, hold=HOLD)
+    assert (t.kind, t.level, t.data_missing, t.calm_since) == (
+        TransitionKind.CONTINUED,
+        Level.ORANGE,
+        True,
+        calm,
+    )
+
+
+def test_gaps_above_a_level_that_still_upgrades_do_not_stop_the_upgrade() -> None:
+    gappy = replace(said(Level.ORANGE), undecided_above=Level.RED)
+    [t] = reconcile([gappy], [opened(Level.YELLOW)], NOW)
+    assert (t.kind, t.level) == (TransitionKind.UPGRADED, Level.ORANGE)
 
 
 def test_each_zone_and_hazard_is_decided_independently_in_a_stable_order() -> None:

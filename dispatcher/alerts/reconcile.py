@@ -13,6 +13,7 @@ Per (zone, hazard):
 | level L              | higher level   | DOWNGRADED once calm for `hold`, else CONTINUED |
 | nothing              | open           | RESOLVED once calm for `hold`, else CONTINUED |
 | indeterminate (gaps) | open           | CONTINUED, unchanged: missing data never clears |
+| lower, but a level above it undecided (gaps) | open | CONTINUED, unchanged          |
 | nothing / gaps       | none           | —                                            |
 
 "Calm" means the rules have said something lower than the open level since
@@ -126,10 +127,10 @@ def _step(
             data_missing=data_missing,
         )
 
-    if assessment is not None and assessment.level is None:
-        return continued(alert.calm_since, data_missing=True)
-
     level = assessment.level if assessment is not None else None
+    undecided = assessment.undecided_above if assessment is not None else None
+    if level is None and assessment is not None:
+        return continued(alert.calm_since, data_missing=True)
     if level is not None and level >= alert.level:
         kind = TransitionKind.UPGRADED if level > alert.level else TransitionKind.CONTINUED
         if kind is TransitionKind.CONTINUED:
@@ -144,7 +145,11 @@ def _step(
             assessment=assessment,
         )
 
-    # calmer than the open level: wait out the hold before stepping down
+    # calmer than the open level — unless missing data hides a level above the
+    # new one: then nothing is known to be calmer, and the warning stays as it is
+    if undecided is not None:
+        return continued(alert.calm_since, data_missing=True)
+    # wait out the hold before stepping down
     calm_since = alert.calm_since or now
     if now - calm_since < hold:
         return continued(calm_since)

@@ -208,9 +208,7 @@ class Receipt(Base):
     __tablename__ = "receipts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    notification_id: Mapped[int | None] = mapped_column(
-        ForeignKey("notifications.id"), index=True
-    )
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), index=True)
     provider_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     error_code: Mapped[str | None] = mapped_column(String(32))

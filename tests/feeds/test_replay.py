@@ -100,7 +100,6 @@ async def test_a_recorded_error_body_is_a_feed_error(tmp_path: Path) -> None:
         await ReplayFeed(error).fetch([SEAT], ["temperature_2m"])
 
 
-
 async def test_a_rebased_replay_moves_the_recording_to_the_current_hour() -> None:
     now = datetime(2026, 12, 1, 9, 41, tzinfo=UTC)
     original = await ReplayFeed(RECORDING).fetch([SEAT], ["temperature_2m"])

@@ -28,8 +28,14 @@ def test_a_level_fires_with_onset_and_until_of_the_first_run() -> None:
     result = only(evaluate(rules, forecast, [zone("Z1")], now=at(0)))
 
     assert result == Assessment(
-        rule_id="fog", hazard="fog", zone_id="Z1", level=Level.YELLOW,
-        onset=at(1), until=at(2), evidence={"visibility": 400.0}, title="大雾",
+        rule_id="fog",
+        hazard="fog",
+        zone_id="Z1",
+        level=Level.YELLOW,
+        onset=at(1),
+        until=at(2),
+        evidence={"visibility": 400.0},
+        title="大雾",
     )
 
 
@@ -108,7 +114,10 @@ def test_each_hazard_gets_its_own_assessment_sorted_by_zone_then_hazard() -> Non
     result = evaluate(rules, forecast, zones, now=at(0))
 
     assert [(a.zone_id, a.hazard) for a in result] == [
-        ("Z1", "fog"), ("Z1", "road_icing"), ("Z2", "fog"), ("Z2", "road_icing"),
+        ("Z1", "fog"),
+        ("Z1", "road_icing"),
+        ("Z2", "fog"),
+        ("Z2", "road_icing"),
     ]
 
 
@@ -153,7 +162,28 @@ def test_missing_data_without_a_firing_hour_is_indeterminate() -> None:
 
     result = only(evaluate(rules, forecast, [zone()], now=at(0)))
 
-    assert result == Assessment("fog", "fog", "Z1", None, None, None, {}, "大雾")
+    assert result == Assessment("fog", "fog", "Z1", None, None, None, {}, "大雾", Level.YELLOW)
+
+
+def test_a_lower_level_firing_under_an_undecided_higher_one_says_so() -> None:
+    rules = ruleset(
+        rule("fog", "fog", {"yellow": "visibility < 500", "orange": "visibility < 200"})
+    )
+    # yellow fires at hour 0; whether orange does is hidden by the gap at hour 1
+    forecast = batch(visibility=[400, NaN, 900])
+
+    result = only(evaluate(rules, forecast, [zone()], now=at(0)))
+
+    assert (result.level, result.undecided_above) == (Level.YELLOW, Level.ORANGE)
+
+
+def test_a_decided_higher_level_leaves_nothing_undecided() -> None:
+    rules = ruleset(
+        rule("fog", "fog", {"yellow": "visibility < 500", "orange": "visibility < 200"})
+    )
+    forecast = batch(visibility=[400, 300, 900])
+
+    assert only(evaluate(rules, forecast, [zone()], now=at(0))).undecided_above is None
 
 
 def test_a_firing_hour_decides_despite_missing_hours() -> None:
@@ -194,13 +224,15 @@ def test_a_stale_batch_is_indeterminate() -> None:
 
 def test_evidence_is_every_compared_series_at_the_onset_hour_rounded() -> None:
     rules = ruleset(
-        rule("cw", "cold_wave", {
-            "blue": "beaufort(wind_speed_10m) >= 5 and (temperature_2m <= 4 or rain > 0)",
-        })
+        rule(
+            "cw",
+            "cold_wave",
+            {
+                "blue": "beaufort(wind_speed_10m) >= 5 and (temperature_2m <= 4 or rain > 0)",
+            },
+        )
     )
-    forecast = batch(
-        wind_speed_10m=[3.0, 8.456], temperature_2m=[9.0, 3.14159], rain=[0.0, NaN]
-    )
+    forecast = batch(wind_speed_10m=[3.0, 8.456], temperature_2m=[9.0, 3.14159], rain=[0.0, NaN])
 
     result = only(evaluate(rules, forecast, [zone()], now=at(0)))
 
@@ -211,16 +243,25 @@ def test_cold_wave_fires_on_a_drop_of_the_local_daily_minimum() -> None:
     # given local 2 January (hours 16..39) min 6 ℃, local 3 January (40..63) min -4 ℃
     temps = [12.0] * 72
     temps[20], temps[50] = 6.0, -4.0
-    rules = ruleset(rule("cw", "cold_wave", {
-        "yellow": ("drop(daily_min(temperature_2m), 24h) >= 10 and daily_min(temperature_2m) <= 4",
-                   48),
-    }))
+    rules = ruleset(
+        rule(
+            "cw",
+            "cold_wave",
+            {
+                "yellow": (
+                    "drop(daily_min(temperature_2m), 24h) >= 10 and daily_min(temperature_2m) <= 4",
+                    48,
+                ),
+            },
+        )
+    )
 
     result = only(evaluate(rules, batch(temperature_2m=temps), [zone()], now=at(16)))
 
     assert (result.level, result.onset, result.until) == (Level.YELLOW, at(40), at(63))
     assert result.evidence == {
-        "drop(daily_min(temperature_2m), 24h)": 10.0, "daily_min(temperature_2m)": -4.0,
+        "drop(daily_min(temperature_2m), 24h)": 10.0,
+        "daily_min(temperature_2m)": -4.0,
     }
 
 

@@ -34,9 +34,7 @@ def test_comparison_parses_to_series_operator_and_number() -> None:
 def test_nested_functions_with_windows() -> None:
     node = parse_condition("drop(daily_min(temperature_2m), 24h) >= 8")
 
-    assert node == Compare(
-        Call("drop", Call("daily_min", Var("temperature_2m")), 24), ">=", 8.0
-    )
+    assert node == Compare(Call("drop", Call("daily_min", Var("temperature_2m")), 24), ">=", 8.0)
 
 
 def test_days_and_hours_are_the_same_window() -> None:
@@ -126,8 +124,12 @@ def test_lookback_covers_drop_plus_the_start_of_the_local_day() -> None:
             "unknown variable 'temprature_2m'; did you mean 'temperature_2m'?",
         ),
         ("visibility = 500", 11, "unexpected character '='; use '==' to compare for equality"),
-        ("visibility < 500m", 13, "expected a number after '<', found '500m'; thresholds are "
-         "plain numbers in the variable's unit (write 500, not 500m)"),
+        (
+            "visibility < 500m",
+            13,
+            "expected a number after '<', found '500m'; thresholds are "
+            "plain numbers in the variable's unit (write 500, not 500m)",
+        ),
         ("sum(rain) > 1", 8, "expected ',' and a window such as 24h: sum(X, 24h), found ')'"),
         ("sum(rain, 12) > 1", 10, "window of sum() needs a unit: write 12h"),
         (
@@ -148,8 +150,7 @@ def test_lookback_covers_drop_plus_the_start_of_the_local_day() -> None:
         (
             "rain",
             4,
-            "expected a comparison (< <= > >= == != or 'in') after 'rain', "
-            "found end of expression",
+            "expected a comparison (< <= > >= == != or 'in') after 'rain', found end of expression",
         ),
         (
             "rain > 0 AND snowfall > 0",

@@ -71,7 +71,8 @@ def test_a_rule_file_becomes_rules_with_parsed_conditions(tmp_path: Path) -> Non
         kinds=frozenset({"landslide"}), tags=frozenset({"trunk_road"})
     )
     assert [(lv.level, lv.within_hours) for lv in rule.levels] == [
-        (Level.YELLOW, 12), (Level.RED, 2),
+        (Level.YELLOW, 12),
+        (Level.RED, 2),
     ]
     assert rule.levels[0].when == parse_condition("soil_temperature_0cm <= 0 and precipitation > 0")
     assert (rule.file, rule.line) == (str(tmp_path / "icing.yaml"), 8)

@@ -149,8 +149,21 @@ def test_trailing_windows_agree_with_a_plain_loop(hours: int) -> None:
 
 @pytest.mark.parametrize(
     ("speed", "force"),
-    [(0.0, 0), (0.2, 0), (0.3, 1), (7.9, 4), (8.0, 5), (10.7, 5), (10.8, 6), (13.8, 6),
-     (13.9, 7), (32.6, 11), (32.7, 12), (37.0, 13), (61.3, 17)],
+    [
+        (0.0, 0),
+        (0.2, 0),
+        (0.3, 1),
+        (7.9, 4),
+        (8.0, 5),
+        (10.7, 5),
+        (10.8, 6),
+        (13.8, 6),
+        (13.9, 7),
+        (32.6, 11),
+        (32.7, 12),
+        (37.0, 13),
+        (61.3, 17),
+    ],
 )
 def test_beaufort_force_boundaries(speed: float, force: int) -> None:
     assert beaufort(np.array([[speed]]))[0, 0] == force

@@ -37,8 +37,17 @@ def test_in_on_a_missing_value_is_unknown() -> None:
 
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
-    [(T, T, T), (T, F, F), (T, U, U), (F, T, F), (F, F, F), (F, U, F), (U, T, U), (U, F, F),
-     (U, U, U)],
+    [
+        (T, T, T),
+        (T, F, F),
+        (T, U, U),
+        (F, T, F),
+        (F, F, F),
+        (F, U, F),
+        (U, T, U),
+        (U, F, F),
+        (U, U, U),
+    ],
 )
 def test_and_is_false_if_either_side_is_known_false(a: str, b: str, expected: str) -> None:
     assert truth_of("rain > 0 and snowfall > 0", rain=[RAIN[a]], snowfall=[RAIN[b]]) == [expected]
@@ -46,8 +55,17 @@ def test_and_is_false_if_either_side_is_known_false(a: str, b: str, expected: st
 
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
-    [(T, T, T), (T, F, T), (T, U, T), (F, T, T), (F, F, F), (F, U, U), (U, T, T), (U, F, U),
-     (U, U, U)],
+    [
+        (T, T, T),
+        (T, F, T),
+        (T, U, T),
+        (F, T, T),
+        (F, F, F),
+        (F, U, U),
+        (U, T, T),
+        (U, F, U),
+        (U, U, U),
+    ],
 )
 def test_or_is_true_if_either_side_is_true(a: str, b: str, expected: str) -> None:
     assert truth_of("rain > 0 or snowfall > 0", rain=[RAIN[a]], snowfall=[RAIN[b]]) == [expected]

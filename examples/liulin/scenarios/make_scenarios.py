@@ -136,9 +136,7 @@ def curve(anchors: Sequence[tuple[float, float]]) -> list[float]:
     return out
 
 
-def daily_anchors(
-    tmin: dict[int, float], tmax: dict[int, float]
-) -> list[tuple[float, float]]:
+def daily_anchors(tmin: dict[int, float], tmax: dict[int, float]) -> list[tuple[float, float]]:
     """Minimum at 07:00 and maximum at 15:00 local time of each given day."""
     return [(local_index(d, 7), v) for d, v in tmin.items()] + [
         (local_index(d, 15), v) for d, v in tmax.items()
@@ -195,10 +193,31 @@ def coldwave(p: Point) -> Series:
     pre = round(3.0 - (p.elevation - 650.0) / 600.0 * 2.2, 1)
     drop = round((13.0 if p.east else 10.6) + 0.6 * jitter(p.index), 1)
     low = pre - drop
-    tmin = {2: pre - 1.8, 3: pre - 1.5, 4: pre - 1.0, 5: pre - 0.5, 6: pre,
-            8: low - 1.5, 9: low - 0.5, 10: low + 1.0, 11: low + 2.0, 12: low + 2.5, 13: low + 3.0}
-    tmax = {2: pre + 5.5, 3: pre + 6.0, 4: pre + 6.5, 5: pre + 7.0, 6: pre + 6.0,
-            8: low + 4.5, 9: low + 6.5, 10: low + 8.0, 11: low + 8.5, 12: low + 9.0}
+    tmin = {
+        2: pre - 1.8,
+        3: pre - 1.5,
+        4: pre - 1.0,
+        5: pre - 0.5,
+        6: pre,
+        8: low - 1.5,
+        9: low - 0.5,
+        10: low + 1.0,
+        11: low + 2.0,
+        12: low + 2.5,
+        13: low + 3.0,
+    }
+    tmax = {
+        2: pre + 5.5,
+        3: pre + 6.0,
+        4: pre + 6.5,
+        5: pre + 7.0,
+        6: pre + 6.0,
+        8: low + 4.5,
+        9: low + 6.5,
+        10: low + 8.0,
+        11: low + 8.5,
+        12: low + 9.0,
+    }
     front = [  # the night stays mild under the frontal cloud until the front arrives
         (local_index(6, 23), pre + 2.5),
         (local_index(7, 3), pre + 2.0),
@@ -213,11 +232,17 @@ def coldwave(p: Point) -> Series:
     wind_anchors = [(local_index(d, 4), 2.0) for d in range(2, 7)]
     wind_anchors += [(local_index(d, 14), 3.5) for d in range(2, 7)]
     wind_anchors += [  # south-west breeze, then the north-west gale behind the front
-        (local_index(7, 0), 4.5), (local_index(7, 2), 7.0), (local_index(7, 3), 10.0),
-        (local_index(7, 4), 12.0 * ridge), (local_index(7, 7), 12.8 * ridge),
-        (local_index(7, 12), 12.5 * ridge), (local_index(7, 16), 11.0 * ridge),
-        (local_index(7, 19), 9.0), (local_index(7, 23), 7.0),
-        (local_index(8, 6), 5.0), (local_index(8, 14), 4.5),
+        (local_index(7, 0), 4.5),
+        (local_index(7, 2), 7.0),
+        (local_index(7, 3), 10.0),
+        (local_index(7, 4), 12.0 * ridge),
+        (local_index(7, 7), 12.8 * ridge),
+        (local_index(7, 12), 12.5 * ridge),
+        (local_index(7, 16), 11.0 * ridge),
+        (local_index(7, 19), 9.0),
+        (local_index(7, 23), 7.0),
+        (local_index(8, 6), 5.0),
+        (local_index(8, 14), 4.5),
     ]
     wind_anchors += [(local_index(d, 4), 2.0) for d in range(9, 14)]
     wind_anchors += [(local_index(d, 14), 3.5) for d in range(9, 14)]
@@ -229,8 +254,17 @@ def coldwave(p: Point) -> Series:
     # amounts on purpose (no 暴雪): at most ~3 mm water equivalent in any 12 h.
     wet = 0.9 + 0.25 * jitter(p.index + 3)
     rain_mm = {(7, 0): 0.2, (7, 1): 0.3, (7, 2): 0.3, (7, 3): 0.2}
-    snow_mm = {(7, 4): 0.1, (7, 5): 0.3, (7, 6): 0.4, (7, 7): 0.3, (7, 8): 0.2,
-               (7, 9): 0.2, (7, 10): 0.1, (7, 11): 0.1, (7, 12): 0.1}
+    snow_mm = {
+        (7, 4): 0.1,
+        (7, 5): 0.3,
+        (7, 6): 0.4,
+        (7, 7): 0.3,
+        (7, 8): 0.2,
+        (7, 9): 0.2,
+        (7, 10): 0.1,
+        (7, 11): 0.1,
+        (7, 12): 0.1,
+    }
     rain = [0.0] * HOURS
     snow_water = [0.0] * HOURS
     for (d, h), mm in rain_mm.items():
