@@ -39,7 +39,12 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 
 out = Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: wide enough
-err = Console(stderr=True)
+
+
+def say(message: str) -> None:
+    """One unwrapped line on stderr: `file:line:column: …` must stay greppable."""
+    print(message, file=sys.stderr, flush=True)
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -48,7 +53,7 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(message, markup=False, highlight=False)
+    say(message)
     raise typer.Exit(code)
 
 
@@ -59,12 +64,12 @@ def operator_errors() -> Iterator[None]:
         yield
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(str(problem), markup=False, highlight=False)
+            say(str(problem))
         fail(f"{len(exc.problems)} problem(s) in the configuration; nothing was changed.")
     except ValidationError as exc:
         for e in exc.errors(include_url=False):
             name = "YUJING_" + "_".join(str(p) for p in e["loc"]).upper()
-            err.print(f"{name}: {e['msg']}", markup=False, highlight=False)
+            say(f"{name}: {e['msg']}")
         fail("invalid settings (environment or .env); see .env.example")
     except (ValueError, RuntimeError, OSError) as exc:
         fail(f"error: {exc}")
