@@ -163,6 +163,10 @@ def _logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awa
     async def run() -> None:
         try:
             await job()
+        except asyncio.CancelledError:
+            # the scheduler cancels a running job when the daemon stops; the poll's
+            # transaction either committed or rolled back, so nothing is half-done
+            log.info("%s interrupted by shutdown", name)
         except Exception:
             log.exception("%s failed unexpectedly; will try again at the next interval", name)
 
