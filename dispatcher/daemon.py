@@ -23,6 +23,7 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
+from dispatcher.leader import Leadership, lead
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
 from dispatcher.web.app import AppState, create_app
@@ -94,7 +95,6 @@ async def _serve(runtime: Runtime) -> None:
         "interval",
         seconds=settings.poll_interval_seconds,
         jitter=settings.poll_jitter_seconds or None,
-        next_run_time=datetime.now(UTC),
         id="poll",
         max_instances=1,
         coalesce=True,
@@ -127,7 +127,23 @@ async def _serve(runtime: Runtime) -> None:
             lifespan="off",
         )
     )
-    scheduler.start()
+    # the scheduler runs only while this instance leads (always, on SQLite)
+    scheduler.start(paused=True)
+
+    def gain() -> None:
+        scheduler.resume()
+        scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+
+    leader_task = asyncio.create_task(
+        lead(
+            Leadership(runtime.engine),
+            on_gain=gain,
+            on_loss=scheduler.pause,
+            stop=stop,
+            every=settings.leader_poll_seconds,
+        ),
+        name="leadership",
+    )
     worker_task = asyncio.create_task(runtime.worker.run(stop), name="delivery")
     server_task = asyncio.create_task(server.serve(), name="http")
     log.info("yujing running: http://%s:%d/healthz", settings.http_host, settings.http_port)
@@ -145,7 +161,7 @@ async def _serve(runtime: Runtime) -> None:
     log.info("stopping: finishing in-flight deliveries")
     scheduler.shutdown(wait=False)
     server.should_exit = True
-    await asyncio.gather(worker_task, server_task, return_exceptions=True)
+    await asyncio.gather(worker_task, server_task, leader_task, return_exceptions=True)
     stopped.cancel()
     log.info("stopped")
 

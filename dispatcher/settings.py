@@ -82,9 +82,16 @@ class Settings(BaseSettings):
     )
     delivery_poll_seconds: float = Field(1.0, gt=0, description="Outbox poll when idle")
 
+    leader_poll_seconds: float = Field(
+        5.0, gt=0, description="How often an instance contends for scheduler leadership"
+    )
+
     # --- HTTP server
     http_host: str = "127.0.0.1"
     http_port: int = Field(8470, ge=0, le=65535)
+    session_ttl_seconds: int = Field(
+        43200, ge=60, description="Duty-console login lifetime; log in again after it"
+    )
 
     # --- logs
     log_level: str = "INFO"

@@ -6,99 +6,30 @@ delivery, a real fake-Twilio HTTP server on 127.0.0.1 in its own process.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-ROOT = Path(__file__).resolve().parents[1]
-COUNTY = ROOT / "examples" / "liulin"
-COLDWAVE = COUNTY / "scenarios" / "coldwave-2026-01.json"
-ACCOUNT = "AC" + "1" * 32
+from tests.processes import (
+    ACCOUNT,
+    COLDWAVE,
+    daemon_env,
+    fake_twilio,
+    free_port,
+    outbox,
+    received,
+    start,
+    wait_for,
+)
+
+__all__ = ["fake_twilio"]  # a fixture, used by name
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@pytest.fixture
-def fake_twilio(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    record = tmp_path / "received.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_twilio", "--record", str(record), "--delay", "0.2"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().split()[-1])
-    yield port, record
-    proc.kill()
-    proc.wait()
-
-
-def daemon_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YUJING_")}
-    env.update(
-        YUJING_CONFIG_DIR=str(COUNTY),
-        YUJING_DATABASE_URL=f"sqlite:///{tmp_path / 'yujing.db'}",
-        YUJING_HTTP_PORT=str(free_port()),
-        YUJING_LOG_FORMAT="json",
-        YUJING_POLL_JITTER_SECONDS="0",
-    )
-    env.update(extra)
-    return env
-
-
-def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "run"],
-            cwd=log.parent,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def outbox(db: Path) -> dict[str, int]:
-    engine = create_engine(f"sqlite:///{db}")
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT status, count(*) FROM notifications GROUP BY status"))
-            return {status: count for status, count in rows}
-    except Exception:  # the table may not exist yet while the daemon starts
-        return {}
-    finally:
-        engine.dispose()
-
-
-def received(record: Path) -> list[dict[str, str]]:
-    if not record.exists():
-        return []
-    return [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines() if line]
 
 
 def test_sigkill_during_delivery_then_restart_delivers_every_notification(

@@ -15,6 +15,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 import migrations
 from dispatcher.storage.db import make_engine
@@ -35,9 +37,25 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+# taken around migrations so several instances starting at once on one
+# PostgreSQL database migrate one after the other instead of racing
+MIGRATION_LOCK_KEY = 0x59554A4D4947  # "YUJMIG"
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at `url` forward to `revision` (default: the newest)."""
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    if make_url(url).get_backend_name() != "postgresql":
+        command.upgrade(config, revision)  # SQLite: one instance, BEGIN IMMEDIATE
+        return
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
 
 
 def downgrade(url: str, revision: str = "base") -> None:
