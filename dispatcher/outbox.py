@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, Outcome, OutgoingMessage, SendResult
 from dispatcher import audit
+from dispatcher.ratelimit import Rate, buckets, parse_rates
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Notification, Receipt
 
@@ -140,13 +141,15 @@ class DeliveryWorker:
         status_callback_url: str | None = None,
         jitter_source: Callable[[], float] | None = None,
         actor: str = "outbox",
+        rates: Mapping[str, Rate] | None = None,
     ) -> None:
         """Create a worker.
 
         `clock` returns timezone-aware UTC now. `status_callback_url` is put on
         every outgoing message (channels that cannot use it ignore it).
         `jitter_source` returns a float in [0, 1) for the retry spread; tests
-        pass a constant. `actor` names this worker in audit events.
+        pass a constant. `actor` names this worker in audit events. `rates`
+        override the per-second limits the channels declare.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -169,8 +172,10 @@ class DeliveryWorker:
         self.actor = actor
         self._jitter = jitter_source if jitter_source is not None else random.Random().random
         self._wake = asyncio.Event()
-        # per channel: the loop time before which the next send may not start
-        self._next_send_slot: dict[str, float] = {}
+        self._buckets = buckets(
+            {name: channel.limits.per_second for name, channel in channels.items()},
+            rates or {},
+        )
 
     @classmethod
     def from_settings(
@@ -198,6 +203,7 @@ class DeliveryWorker:
             status_callback_url=status_callback_url,
             jitter_source=jitter_source,
             actor=actor,
+            rates=parse_rates(settings.rate_limits),
         )
 
     # --- claiming ---------------------------------------------------------------
@@ -321,15 +327,10 @@ class DeliveryWorker:
             )
 
     async def _pace(self, channel: Channel) -> None:
-        """Honour the channel's declared `per_second` limit (within this process)."""
-        per_second = channel.limits.per_second
-        if not per_second or per_second <= 0:
-            return
-        now = asyncio.get_running_loop().time()
-        slot = max(now, self._next_send_slot.get(channel.name, now))
-        self._next_send_slot[channel.name] = slot + 1.0 / per_second
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        """Wait for the channel's token bucket (within this process)."""
+        bucket = self._buckets.get(channel.name)
+        if bucket is not None:
+            await bucket.acquire()
 
     def _record(self, claimed: Claimed, result: SendResult) -> None:
         now = self.clock()

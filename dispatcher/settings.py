@@ -10,8 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatcher.ratelimit import parse_rates
 
 
 class Settings(BaseSettings):
@@ -73,6 +75,12 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         None, description="Public URL of this server, for provider status callbacks"
     )
+    secret_key: SecretStr | None = Field(
+        None, description="Signs ack links and console sessions; unset: random per process"
+    )
+    ack_link_ttl_seconds: int = Field(
+        86400, ge=60, description="How long an acknowledgement link in a message stays valid"
+    )
     delivery_concurrency: int = Field(8, ge=1, description="Messages in flight at once")
     delivery_max_attempts: int = Field(8, ge=1)
     delivery_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay; doubles")
@@ -81,6 +89,9 @@ class Settings(BaseSettings):
         120.0, gt=0, description="A claimed row not finished by then is claimed again"
     )
     delivery_poll_seconds: float = Field(1.0, gt=0, description="Outbox poll when idle")
+    rate_limits: str = Field(
+        "", description="Per-channel send rates, e.g. twilio_sms=100/s,dingtalk=20/min"
+    )
 
     leader_poll_seconds: float = Field(
         5.0, gt=0, description="How often an instance contends for scheduler leadership"
@@ -98,6 +109,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto: JSON when not on a terminal"
     )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        parse_rates(value)  # a typo is an error at start, not a silent unlimited channel
+        return value
 
     @property
     def twilio_configured(self) -> bool:
