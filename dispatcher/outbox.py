@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -172,6 +172,7 @@ class DeliveryWorker:
         self.actor = actor
         self._jitter = jitter_source if jitter_source is not None else random.Random().random
         self._wake = asyncio.Event()
+        self._outcomes = _OutcomeBatcher(self._record_batch)
         self._buckets = buckets(
             {name: channel.limits.per_second for name, channel in channels.items()},
             rates or {},
@@ -296,7 +297,7 @@ class DeliveryWorker:
         again when its lease expires).
         """
         result = await self._send(claimed)
-        self._record(claimed, result)
+        await self._outcomes.record(claimed, result)
 
     async def _send(self, claimed: Claimed) -> SendResult:
         channel = self.channels.get(claimed.channel)
@@ -332,27 +333,43 @@ class DeliveryWorker:
         if bucket is not None:
             await bucket.acquire()
 
-    def _record(self, claimed: Claimed, result: SendResult) -> None:
+    def _record_batch(self, outcomes: Sequence[tuple[Claimed, SendResult]]) -> None:
+        """Record several outcomes in one short transaction (one commit, not one each)."""
         now = self.clock()
         with self.sessions.begin() as session:
-            row = session.scalars(
-                select(Notification)
-                .where(
-                    Notification.id == claimed.id,
-                    # still ours: nobody re-claimed it after our lease expired
-                    Notification.status == SENDING,
-                    Notification.attempts == claimed.attempt,
-                )
+            # lock every row of the batch first, in id order, before any audit
+            # lock: the same order as receipts take (row, then audit), so two
+            # writers never wait on each other in a circle
+            session.execute(
+                select(Notification.id)
+                .where(Notification.id.in_(sorted(c.id for c, _ in outcomes)))
+                .order_by(Notification.id)
                 .with_for_update()
-            ).one_or_none()
-            if row is None:
-                self._record_stale(session, claimed, result, now)
-            elif result.outcome is Outcome.OK:
-                self._record_sent(session, row, claimed, result, now)
-            elif result.outcome is Outcome.RETRYABLE and claimed.attempt < self.max_attempts:
-                self._record_retry(session, row, claimed, result, now)
-            else:
-                self._record_failed(session, row, claimed, result, now)
+            ).all()
+            for claimed, result in outcomes:
+                self._record(session, claimed, result, now)
+
+    def _record(
+        self, session: Session, claimed: Claimed, result: SendResult, now: datetime
+    ) -> None:
+        row = session.scalars(
+            select(Notification)
+            .where(
+                Notification.id == claimed.id,
+                # still ours: nobody re-claimed it after our lease expired
+                Notification.status == SENDING,
+                Notification.attempts == claimed.attempt,
+            )
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            self._record_stale(session, claimed, result, now)
+        elif result.outcome is Outcome.OK:
+            self._record_sent(session, row, claimed, result, now)
+        elif result.outcome is Outcome.RETRYABLE and claimed.attempt < self.max_attempts:
+            self._record_retry(session, row, claimed, result, now)
+        else:
+            self._record_failed(session, row, claimed, result, now)
 
     def _record_sent(
         self,
@@ -576,6 +593,56 @@ class DeliveryWorker:
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
+
+
+class _OutcomeBatcher:
+    """Collects send outcomes for a few milliseconds and records them together.
+
+    Under load, one commit (with its audit events) per batch instead of one per
+    message; each caller still returns only once its own outcome is committed,
+    and if the batch fails every caller in it sees the error (their rows are
+    sent again when the lease runs out, as after a crash).
+    """
+
+    def __init__(
+        self,
+        record: Callable[[Sequence[tuple[Claimed, SendResult]]], None],
+        *,
+        linger: float = 0.005,
+        max_batch: int = 256,
+    ) -> None:
+        self._record = record
+        self._linger = linger
+        self._max_batch = max_batch
+        self._waiting: list[tuple[Claimed, SendResult, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def record(self, claimed: Claimed, result: SendResult) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((claimed, result, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        # the flush runs to completion even if this caller is cancelled
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            if len(self._waiting) < self._max_batch:
+                await asyncio.sleep(self._linger)
+            batch, self._waiting = (
+                self._waiting[: self._max_batch],
+                self._waiting[self._max_batch :],
+            )
+            try:
+                self._record([(claimed, result) for claimed, result, _ in batch])
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
 
 
 # --- receipts -------------------------------------------------------------------

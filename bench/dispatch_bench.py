@@ -1,0 +1,299 @@
+"""Dispatch benchmark: 10,000 notifications through the outbox to a fake Twilio.
+
+    .venv/bin/python bench/dispatch_bench.py [--messages 10000] [--mode both]
+        [--concurrency 32] [--database URL]
+
+Starts `bench/fake_twilio.py` (a real HTTP server on 127.0.0.1, its own
+process), commits N outbox rows at once, runs the real `DeliveryWorker` with
+the real `twilio_sms` channel until every row is `sent`, and prints
+messages/s, p50/p99 latency from commit to the provider receiving the request,
+CPU seconds per 1,000 messages and peak RSS. Two modes:
+
+- realistic: the fake answers after 150 ms and allows 100 requests/s (429
+  beyond). Target: all sent within 110% of the cap-bound minimum, and ≥ 15×
+  a sequential loop with the `twilio` package's default client (timed on a
+  few hundred messages, scaled).
+- overhead: no delay, no cap. Target: ≥ 80% of a bare `httpx` loop with the
+  same concurrency against the same server in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import func, insert, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from channels.twilio_sms import TwilioSmsChannel  # noqa: E402
+from dispatcher.outbox import DeliveryWorker  # noqa: E402
+from dispatcher.ratelimit import Rate  # noqa: E402
+from dispatcher.storage.db import make_engine, session_factory  # noqa: E402
+from dispatcher.storage.migrate import upgrade  # noqa: E402
+from dispatcher.storage.models import Notification  # noqa: E402
+
+ACCOUNT = "AC" + "b" * 32
+TOKEN = "bench-token-not-a-secret"
+BODY = "【柳林县自然资源局】寒潮黄色预警：穆村镇冯家沟村黄土滑坡，预计1月7日08时起。加强巡查。回复1确认（编码{code}）#{index}"
+
+
+@dataclass
+class Figures:
+    mode: str
+    messages: int
+    seconds: float
+    cpu_seconds: float
+    latencies: list[float]
+    maxrss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    def show(self) -> str:
+        q = statistics.quantiles(self.latencies, n=100)
+        return (
+            f"{self.mode:>10}: {self.messages} messages in {self.seconds:.1f} s = "
+            f"{self.rate:.0f}/s; commit→provider p50 {q[49]:.2f} s, p99 {q[98]:.2f} s; "
+            f"CPU {1000 * self.cpu_seconds / self.messages:.2f} s per 1,000; "
+            f"peak RSS {self.maxrss_mb:.0f} MB"
+        )
+
+
+@contextmanager
+def fake_twilio(record: Path, delay: float, rate: float | None) -> Iterator[str]:
+    args = [sys.executable, "-m", "bench.fake_twilio", "--record", str(record)]
+    args += ["--delay", str(delay)] + (["--rate", str(rate)] if rate else [])
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[-1])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def received_at(record: Path) -> dict[int, float]:
+    """Message index → when the provider received it (epoch seconds)."""
+    out: dict[int, float] = {}
+    for line in record.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        out.setdefault(int(entry["body"].rsplit("#", 1)[1]), entry["t"])
+    return out
+
+
+def http_client(concurrency: int) -> httpx.AsyncClient:
+    # As many kept-alive connections as sends in flight: with httpx's default of
+    # 20 keep-alive connections, every send beyond 20 opens and closes its own
+    # connection, and the churn (not the server) caps the rate.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0))
+
+
+async def run_outbox(
+    mode: str,
+    base: str,
+    record: Path,
+    messages: int,
+    concurrency: int,
+    database: str,
+    rate: float | None,
+) -> Figures:
+    engine = make_engine(database)
+    upgrade(database)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "idempotency_key": f"bench:{mode}:{i}",
+            "transition": "new",
+            "recipient_name": "测试",
+            "address": f"+86170{i:08d}",
+            "channel": "twilio_sms",
+            "body": BODY.format(code="BNCH", index=i),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for i in range(messages)
+    ]
+    with sessions.begin() as session:
+        session.execute(insert(Notification), rows)
+    committed = time.time()
+
+    http = http_client(concurrency)
+    channel = TwilioSmsChannel(
+        account_sid=ACCOUNT,
+        auth_token=SecretStr(TOKEN),
+        from_number="+15005550006",
+        messaging_service_sid=None,
+        http=http,
+        api_base=base,
+    )
+    worker = DeliveryWorker(
+        sessions,
+        {"twilio_sms": channel},
+        lambda: datetime.now(UTC),
+        concurrency=concurrency,
+        poll_seconds=0.05,
+        backoff_seconds=1.0,
+        rates={"twilio_sms": Rate(rate)} if rate else None,
+    )
+    stop = asyncio.Event()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    while True:
+        await asyncio.sleep(0.25)
+        with sessions() as session:
+            sent = session.scalar(select(func.count()).where(Notification.status == "sent"))
+        if sent == messages:
+            break
+    elapsed = time.perf_counter() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    stop.set()
+    await task
+    await http.aclose()
+    engine.dispose()
+    got = received_at(record)
+    return Figures(
+        mode,
+        messages,
+        elapsed,
+        (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+        [got[i] - committed for i in range(messages)],
+        cpu1.ru_maxrss / 1024,
+    )
+
+
+def sequential_twilio(base: str, count: int) -> float:
+    """Messages/s of a plain loop with the twilio package's default (requests) client."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    class Rebased(TwilioHttpClient):  # type: ignore[misc]
+        def request(self, method: str, url: str, *args: object, **kwargs: object) -> object:
+            return super().request(
+                method, url.replace("https://api.twilio.com", base), *args, **kwargs
+            )
+
+    client = Client(ACCOUNT, TOKEN, http_client=Rebased())
+    started = time.perf_counter()
+    for i in range(count):
+        client.messages.create(
+            to=f"+86170{i:08d}", from_="+15005550006", body=BODY.format(code="SEQ", index=i)
+        )
+    return count / (time.perf_counter() - started)
+
+
+async def bare_httpx(base: str, count: int, concurrency: int) -> float:
+    """Messages/s of bare httpx POSTs with the same concurrency: the ceiling."""
+    url = f"{base}/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+    queue = iter(range(count))
+    async with http_client(concurrency) as http:
+
+        async def one() -> None:
+            for i in queue:
+                response = await http.post(
+                    url,
+                    data={
+                        "To": f"+86170{i:08d}",
+                        "From": "+15005550006",
+                        "Body": BODY.format(code="RAW", index=i),
+                    },
+                    auth=(ACCOUNT, TOKEN),
+                )
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Outbox dispatch benchmark")
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--mode", choices=["realistic", "overhead", "both"], default="both")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--database", help="SQLAlchemy URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--baseline", type=int, default=200, help="messages for the sequential loop"
+    )
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="yujing-bench-"))
+    print(
+        f"dispatch bench: {args.messages} messages, concurrency {args.concurrency}, "
+        f"database {args.database or 'SQLite (temporary)'}"
+    )
+
+    if args.mode in ("realistic", "both"):
+        record = tmp / "realistic.jsonl"
+        with fake_twilio(record, delay=0.15, rate=100) as base:
+            database = args.database or f"sqlite:///{tmp / 'realistic.db'}"
+            figures = asyncio.run(
+                run_outbox(
+                    "realistic",
+                    base,
+                    record,
+                    args.messages,
+                    args.concurrency,
+                    database,
+                    rate=100,
+                )
+            )
+            print(figures.show())
+            floor = args.messages / 100
+            print(
+                f"{'':>10}  cap-bound minimum {floor:.0f} s; took {figures.seconds / floor:.0%} "
+                f"of it (target ≤ 110%)"
+            )
+            seq = sequential_twilio(base, args.baseline)
+            print(
+                f"{'':>10}  sequential twilio client: {seq:.1f}/s → would take "
+                f"{args.messages / seq:.0f} s; outbox is {figures.rate / seq:.1f}× faster "
+                f"(target ≥ 15×)"
+            )
+
+    if args.mode in ("overhead", "both"):
+        record = tmp / "overhead.jsonl"
+        with fake_twilio(record, delay=0.0, rate=None) as base:
+            database = args.database or f"sqlite:///{tmp / 'overhead.db'}"
+            figures = asyncio.run(
+                run_outbox(
+                    "overhead",
+                    base,
+                    record,
+                    args.messages,
+                    args.concurrency,
+                    database,
+                    rate=None,
+                )
+            )
+            ceiling = asyncio.run(bare_httpx(base, args.messages, args.concurrency))
+            print(figures.show())
+            print(
+                f"{'':>10}  bare httpx loop, same concurrency: {ceiling:.0f}/s; outbox reaches "
+                f"{figures.rate / ceiling:.0%} of it (target ≥ 80%)"
+            )
+
+
+if __name__ == "__main__":
+    main()
