@@ -50,7 +50,10 @@ from dispatcher.storage.models import Notification  # noqa: E402
 
 ACCOUNT = "AC" + "b" * 32
 TOKEN = "bench-token-not-a-secret"
-BODY = "【柳林县自然资源局】寒潮黄色预警：穆村镇冯家沟村黄土滑坡，预计1月7日08时起。加强巡查。回复1确认（编码{code}）#{index}"
+BODY = (
+    "【柳林县自然资源局】寒潮黄色预警：穆村镇冯家沟村黄土滑坡，预计1月7日08时起。"
+    "加强巡查。回复1确认（编码{code}）#{index}"
+)
 
 
 @dataclass
