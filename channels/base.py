@@ -3,13 +3,20 @@
 A channel only *sends* one message and *classifies* the result. Retries,
 backoff, rate limits and failover live in the dispatcher's outbox worker, in one
 place, so every channel behaves the same under failure.
+
+Each channel declares its limits as data (`ChannelLimits`): how long a message
+may be and how fast the provider lets us send. The renderer keeps messages
+within the length, the worker paces sends within the rate, and a channel handed
+a message over its length refuses it as PERMANENT (error code ``too_long``)
+rather than cutting a warning short — the worker then fails over to the
+recipient's next contact method.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 
 class Outcome(enum.Enum):
@@ -23,10 +30,17 @@ class OutgoingMessage:
     """One rendered message for one recipient, as stored in the outbox row."""
 
     idempotency_key: str
-    address: str  # phone number in E.164, robot id, terminal group …
+    address: str  # phone number in E.164, robot id, village …
     body: str
     recipient_name: str = ""
     status_callback_url: str | None = None
+    # The outbox row's id: voice calls put it into the keypress-acknowledgement
+    # URL, webhooks into the payload. None outside the outbox (tests, tools).
+    notification_id: int | None = None
+    # Whom an IM robot should @-mention, in the platform's own terms: mobile
+    # numbers for WeCom and DingTalk, open_id/user_id for Feishu ("all" = everyone).
+    # Channels that cannot mention ignore it.
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,13 +66,38 @@ class SendResult:
         return cls(Outcome.PERMANENT, error_code=error_code, reason=reason)
 
 
+#: error_code of the PERMANENT result a channel gives a message over its length.
+TOO_LONG = "too_long"
+
+
 @dataclass(frozen=True)
 class ChannelLimits:
-    """Limits a channel declares as data (the worker and renderer honour them)."""
+    """Limits a channel declares as data (the worker and renderer honour them).
+
+    Lengths apply to `OutgoingMessage.body`. Rates are the provider's own rules:
+    `per_second` and `per_minute` both hold when both are set, `per_minute`
+    meaning at most that many sends in *any* 60-second window (DingTalk blocks a
+    robot for 10 minutes when that is broken, so a bucket that refills per
+    second must not let a minute's budget through twice). `rate_scope` says
+    whose budget it is: the whole channel (one account), or each address
+    separately (each IM robot has its own 20 per minute).
+    """
 
     max_chars: int | None = None  # e.g. SMS: 3 segments × 67 UCS-2 characters
-    max_bytes: int | None = None
+    max_bytes: int | None = None  # UTF-8 bytes, e.g. WeCom text: 2048
     per_second: float | None = None
+    per_minute: int | None = None
+    rate_scope: Literal["channel", "address"] = "channel"
+
+    def refusal(self, body: str) -> str | None:
+        """Why `body` is over these limits (a reason for the audit log), or None."""
+        if self.max_chars is not None and len(body) > self.max_chars:
+            return f"message is {len(body)} characters, the limit is {self.max_chars}"
+        if self.max_bytes is not None:
+            size = len(body.encode("utf-8"))
+            if size > self.max_bytes:
+                return f"message is {size} bytes in UTF-8, the limit is {self.max_bytes}"
+        return None
 
 
 @runtime_checkable

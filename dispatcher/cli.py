@@ -22,6 +22,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from dispatcher.commands.alerts import alerts_app
+from dispatcher.commands.audit import audit_app
+from dispatcher.commands.report import report
+from dispatcher.commands.rules_test import rules_test
+from dispatcher.commands.users import users_app
 from dispatcher.settings import Settings
 from rules.yamlsource import ConfigError, Problem
 
@@ -33,10 +38,13 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 rules_app = typer.Typer(help="Warning rules.", no_args_is_help=True)
-alerts_app = typer.Typer(help="Alerts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+app.command("report")(report)
+rules_app.command("test")(rules_test)
 
 out = Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: wide enough
 
@@ -207,59 +215,6 @@ def parse_time(text: str, tz: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(tz))
     return value.astimezone(UTC)
-
-
-@alerts_app.command("list")
-def alerts_list(
-    all_: Annotated[bool, typer.Option("--all", help="Include closed alerts")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """List open alerts (firing or acknowledged), newest first."""
-    from sqlalchemy import select
-
-    from dispatcher.storage.db import make_engine, session_factory
-    from dispatcher.storage.models import Alert
-
-    with operator_errors():
-        settings = load_settings()
-        engine = make_engine(settings.database_url)
-        with session_factory(engine)() as session:
-            query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id.desc())
-            if not all_:
-                query = query.where(Alert.state.in_(("firing", "acknowledged")))
-            rows = session.scalars(query).all()
-        engine.dispose()
-    tz = ZoneInfo(settings.timezone)
-    items = [
-        {
-            "code": a.code,
-            "kind": a.kind,
-            "zone_id": a.zone_id,
-            "hazard": a.hazard,
-            "level": a.level,
-            "state": a.state,
-            "onset": a.onset.astimezone(tz).isoformat() if a.onset else None,
-            "opened_at": a.opened_at.astimezone(tz).isoformat(),
-        }
-        for a in rows
-    ]
-    if as_json:
-        print(json.dumps(items, ensure_ascii=False, indent=2))
-        return
-    table = Table(title=f"{'All' if all_ else 'Open'} alerts ({len(items)})")
-    for col in ("code", "zone", "hazard", "level", "state", "onset", "opened"):
-        table.add_column(col)
-    for i in items:
-        table.add_row(
-            i["code"],
-            i["zone_id"] or "(system)",
-            i["hazard"],
-            i["level"],
-            i["state"],
-            _short(i["onset"]),
-            _short(i["opened_at"]),
-        )
-    out.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from rules.schema import RISK_LEVELS, ZONE_KINDS  # one list for zones and rule selectors
+from rules.schema import EXPOSURE_TAGS, RISK_LEVELS, ZONE_KINDS  # shared with rule selectors
 from rules.types import ZoneSpec
 from rules.yamlsource import ConfigError, Document, Problem, load_yaml, problems_from_validation
 
@@ -46,22 +46,9 @@ ROLE_LABELS: Mapping[str, str] = {
 DUTY_ROLE_LABELS: Mapping[str, str] = {
     "duty_officer": "值班员",
     "leader_on_duty": "带班领导",
+    "administrator": "系统管理员",  # edits rules and configuration; told when rules are refused
 }
 
-EXPOSURE_TAGS: tuple[str, ...] = (
-    "school",
-    "hospital",
-    "scenic_area",
-    "trunk_road",
-    "work_shed",
-    "slope_cut_housing",
-    "hillside_resettlement",
-    "high_steep_slope",
-    "urban_village",
-    "residential",
-    "mining_site",
-    "industrial_site",
-)
 
 # China's extent with a margin: a coordinate outside it is a typo (or swapped),
 # not a hazard point of a Chinese county.
@@ -280,6 +267,10 @@ class County:
     def leaders_on_duty(self) -> list[PersonConfig]:
         """The bureau's leaders on duty (带班领导), in file order."""
         return [p for p in self.people.values() if p.duty_role == "leader_on_duty"]
+
+    def administrators(self) -> list[PersonConfig]:
+        """The system's administrators (系统管理员), in file order."""
+        return [p for p in self.people.values() if p.duty_role == "administrator"]
 
     def zone(self, zone_id: str) -> ZoneConfig:
         """The zone with this id; KeyError naming it when there is none."""

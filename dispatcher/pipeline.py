@@ -15,10 +15,16 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
-from dispatcher.alerts.lifecycle import Wording, apply_transitions, open_hazard_alerts
-from dispatcher.alerts.reconcile import TransitionKind, reconcile
+from dispatcher.alerts.lifecycle import (
+    Wording,
+    apply_transitions,
+    open_hazard_alerts,
+    recently_resolved,
+)
+from dispatcher.alerts.reconcile import Timing, TransitionKind, reconcile
 from dispatcher.alerts.system import watch_feed
 from dispatcher.county import County
+from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
 from dispatcher.storage.models import ForecastRun
 from rules.evaluate import evaluate
@@ -49,8 +55,17 @@ class Pipeline:
     interval: timedelta
     clock: Callable[[], datetime]
     started_at: datetime
-    hold: timedelta = timedelta(0)
+    hold: timedelta = timedelta(0)  # for hazards whose rules set no `hold`
+    cooldown: timedelta = timedelta(0)  # for hazards whose rules set no `cooldown`
     on_enqueued: Callable[[], None] = lambda: None
+    escalation: Escalation | None = None  # None: built-in policies, no roster
+
+    def timing(self, ruleset: RuleSet) -> Timing:
+        """Hold and cooldown per hazard: the rules' own, else the configured defaults."""
+        hazards = set(ruleset.hazards) | {rule.hazard for rule in ruleset.rules}
+        holds = {h: v for h in hazards if (v := ruleset.hold(h)) is not None}
+        cooldowns = {h: v for h in hazards if (v := ruleset.cooldown(h)) is not None}
+        return Timing(self.hold, self.cooldown, holds, cooldowns)
 
     def wording(self, ruleset: RuleSet) -> Wording:
         return Wording(
@@ -107,7 +122,15 @@ class Pipeline:
             )
             session.add(run)
             session.flush()
-            transitions = reconcile(assessments, open_hazard_alerts(session), now, hold=self.hold)
+            timing = self.timing(ruleset)
+            transitions = reconcile(
+                assessments,
+                open_hazard_alerts(session),
+                now,
+                hold=timing.hold_of,
+                cooldown=timing.cooldown_of,
+                recently_resolved=recently_resolved(session, now - timing.longest_cooldown),
+            )
             notes = apply_transitions(
                 session,
                 transitions,
@@ -116,6 +139,7 @@ class Pipeline:
                 wording=self.wording(ruleset),
                 channel=self.channel,
                 forecast_run_id=run.id,
+                escalation=self.escalation,
             )
             run_id = run.id
         counts: dict[str, int] = {}
@@ -147,6 +171,7 @@ class Pipeline:
                 interval=self.interval,
                 county=self.county,
                 channel=self.channel,
+                escalation=self.escalation,
             )
             count = len(notes)
         if count:
@@ -155,6 +180,14 @@ class Pipeline:
             )
             self.on_enqueued()
         return count
+
+    def escalate(self) -> int:
+        """Run the escalation steps and deadlines now due; returns the notifications enqueued."""
+        escalation = self.escalation or Escalation.plain(self.county, self.channel)
+        run = escalate_due(self.sessions, escalation, self.clock())
+        if run.notifications:
+            self.on_enqueued()
+        return run.notifications
 
 
 def _utc(value: np.datetime64) -> datetime:

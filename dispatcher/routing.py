@@ -1,15 +1,29 @@
-"""Routing: who is told about an alert, on which channel.
+"""Routing: who a target such as `mass_monitor` or `duty_officer` means, now.
 
-First cut: the zone's people (every role) and the bureau's duty officers, each
-on the configured default channel. Rosters and escalation steps refine this
-later without changing the callers.
+Escalation steps name targets: zone roles (disaster_prevention, monitoring,
+technical, mass_monitor), the duty officer and the leader on duty *on duty at
+that instant* (per the roster), and named people. `recipients()` turns them into
+people with addresses, each once, in target order.
+
+When the roster has nobody for a duty role at that instant (no roster.yaml, or
+a day beyond its horizon), everyone with that duty role is told instead and the
+fallback is reported: better one message too many than a missed report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from dispatcher.county import ROLE_LABELS, County
+from dispatcher.county import ROLE_LABELS, County, PersonConfig
+from dispatcher.roster import ROSTER_ROLES, Roster
+
+log = logging.getLogger("yujing.routing")
+
+#: Every target a step may name besides people ids, in notification order.
+TARGETS: tuple[str, ...] = (*ROLE_LABELS, *ROSTER_ROLES)
 
 
 @dataclass(frozen=True)
@@ -17,26 +31,76 @@ class Recipient:
     person_id: str
     name: str
     address: str
-    role: str  # zone role key or duty role key
+    role: str  # zone role key, duty role key, or "person" for a named person
 
 
-def zone_recipients(county: County, zone_id: str) -> list[Recipient]:
-    """The zone's people (in role order) then the duty officers, each once."""
-    seen: set[str] = set()
+@dataclass(frozen=True)
+class Routed:
+    """The people a set of targets means, and the duty roles nobody was rostered for."""
+
+    recipients: list[Recipient]
+    unrostered: list[str] = field(default_factory=list)
+
+
+def recipients(
+    county: County,
+    roster: Roster,
+    *,
+    zone_id: str | None,
+    targets: Sequence[str],
+    people: Sequence[str] = (),
+    at: datetime,
+) -> Routed:
+    """The people `targets` (then `people` by id) mean for this zone at `at`, each once.
+
+    A zone role of a zone-less (system) alert means nobody. Unknown targets
+    raise ValueError (the configuration loader refuses them first).
+    """
     out: list[Recipient] = []
-    role_order = list(ROLE_LABELS)
-    people = sorted(county.people_of(zone_id), key=lambda rp: role_order.index(rp[0]))
-    for role, person in people:
+    seen: set[str] = set()
+    unrostered: list[str] = []
+
+    def add(person: PersonConfig, role: str) -> None:
         if person.id not in seen:
             seen.add(person.id)
             out.append(Recipient(person.id, person.name, person.phone, role))
-    for person in county.duty_officers():
-        if person.id not in seen:
-            seen.add(person.id)
-            out.append(Recipient(person.id, person.name, person.phone, "duty_officer"))
-    return out
+
+    for target in targets:
+        if target in ROLE_LABELS:
+            if zone_id is None:
+                continue
+            for role, person in county.people_of(zone_id):
+                if role == target:
+                    add(person, role)
+        elif target in ROSTER_ROLES:
+            holder = roster.on_duty(at)[ROSTER_ROLES.index(target)]
+            if holder is not None:
+                add(holder, target)
+                continue
+            if roster.configured:
+                log.warning("roster has no %s at %s: telling everyone with that role", target, at)
+                unrostered.append(target)
+            for person in county.people.values():
+                if person.duty_role == target:
+                    add(person, target)
+        else:
+            raise ValueError(f"unknown routing target {target!r}; expected one of {TARGETS}")
+    for person_id in people:
+        named = county.people.get(person_id)
+        if named is None:
+            log.warning("escalation names person %r, who is not in people.yaml", person_id)
+            continue
+        add(named, "person")
+    return Routed(out, unrostered)
 
 
-def duty_recipients(county: County) -> list[Recipient]:
-    """The bureau's duty officers: the audience of system alerts."""
-    return [Recipient(p.id, p.name, p.phone, "duty_officer") for p in county.duty_officers()]
+def duty_recipients(
+    county: County, roster: Roster | None = None, at: datetime | None = None
+) -> list[Recipient]:
+    """The duty officer and the leader on duty at `at`: the audience of system alerts.
+
+    Without a roster: every duty officer (the behaviour before rosters existed).
+    """
+    if roster is None or at is None:
+        return [Recipient(p.id, p.name, p.phone, "duty_officer") for p in county.duty_officers()]
+    return recipients(county, roster, zone_id=None, targets=ROSTER_ROLES, at=at).recipients

@@ -61,6 +61,34 @@ class Settings(BaseSettings):
     feed_backoff_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles")
     http_timeout_seconds: float = Field(20.0, gt=0)
 
+    # --- alerts and rules
+    alert_hold_seconds: int = Field(
+        10800, ge=0, description="Calm this long before a warning steps down or resolves"
+    )
+    alert_cooldown_seconds: int = Field(
+        21600, ge=0, description="A resolved warning is not re-issued this soon unless higher"
+    )
+    rules_watch_seconds: float = Field(
+        5.0, gt=0, description="How often the daemon looks for edited rule files"
+    )
+
+    # --- escalation and acknowledgement deadlines (issue 5)
+    escalation_poll_seconds: float = Field(
+        15.0, gt=0, description="How often due escalation steps and deadlines are run"
+    )
+    ack_deadline_blue_seconds: int = Field(
+        7200, ge=60, description="A blue warning not acknowledged by then is overdue (迟报)"
+    )
+    ack_deadline_yellow_seconds: int = Field(
+        5400, ge=60, description="A yellow warning not acknowledged by then is overdue"
+    )
+    ack_deadline_orange_seconds: int = Field(
+        900, ge=60, description="An orange warning not acknowledged by then is overdue"
+    )
+    ack_deadline_red_seconds: int = Field(
+        600, ge=60, description="A red warning not acknowledged by then is overdue"
+    )
+
     # --- delivery
     channel: Literal["auto", "console", "twilio_sms"] = Field(
         "auto", description="auto: twilio_sms when Twilio is configured, else console"

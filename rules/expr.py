@@ -1,8 +1,10 @@
 """Condition and series expressions: the AST, its canonical text, and the parser.
 
-A condition string such as ``drop(daily_min(temperature_2m), 24h) >= 8 and
+A condition string such as ``drop(daily_min(temperature_2m), 24h) >= $drop and
 weather_code in [56, 57]`` is parsed by a small hand-written tokenizer and
-recursive-descent parser. Errors carry the 0-based `offset` of the offending
+recursive-descent parser. `$name` is a rule parameter: a number the rule
+declares under `params:` and may change per zone; `bind()` replaces parameters
+with their values before evaluation. Errors carry the 0-based `offset` of the offending
 character inside the string, so the loader can point at file:line:column.
 
 AST nodes are frozen dataclasses: hashable and comparable, and `str(node)` is a
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -38,8 +40,10 @@ VARIABLES: tuple[str, ...] = (
 """Raw forecast variables a rule may reference (Open-Meteo hourly names)."""
 
 DAILY_FUNCTIONS: tuple[str, ...] = ("daily_min", "daily_max")
-WINDOW_FUNCTIONS: tuple[str, ...] = ("drop", "sum", "min", "max", "mean")
+WINDOW_FUNCTIONS: tuple[str, ...] = ("drop", "sum", "min", "max", "mean", "freeze_thaw")
 POINTWISE_FUNCTIONS: tuple[str, ...] = ("beaufort",)
+CONDITION_FUNCTIONS: tuple[str, ...] = ("count", "run")
+"""Functions of a condition (not of a series) over a trailing window."""
 FUNCTIONS: tuple[str, ...] = (
     "daily_min",
     "daily_max",
@@ -49,6 +53,9 @@ FUNCTIONS: tuple[str, ...] = (
     "max",
     "mean",
     "beaufort",
+    "count",
+    "run",
+    "freeze_thaw",
 )
 
 Operator = Literal["<", "<=", ">", ">=", "==", "!="]
@@ -127,7 +134,40 @@ class Call:
         yield from self.arg.variables()
 
 
-Series = Var | Call
+@dataclass(frozen=True)
+class CondCall:
+    """A function of a condition over a trailing window: `count(C, 24h)`, `run(C, 24h)`."""
+
+    function: str
+    condition: Condition
+    hours: int
+
+    def __str__(self) -> str:
+        return f"{self.function}({self.condition}, {self.hours}h)"
+
+    def variables(self) -> Iterator[str]:
+        for series in self.condition.operands():
+            yield from series.variables()
+
+
+Series = Var | Call | CondCall
+
+
+@dataclass(frozen=True)
+class Param:
+    """`$name`: a rule parameter standing for a number until `bind()` replaces it."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"${self.name}"
+
+
+Number = float | Param
+
+
+def _value_text(value: Number) -> str:
+    return str(value) if isinstance(value, Param) else _number_text(value)
 
 
 # --- conditions ---------------------------------------------------------------------
@@ -139,10 +179,10 @@ class Compare:
 
     series: Series
     op: Operator
-    value: float
+    value: Number
 
     def __str__(self) -> str:
-        return f"{self.series} {self.op} {_number_text(self.value)}"
+        return f"{self.series} {self.op} {_value_text(self.value)}"
 
     def operands(self) -> Iterator[Series]:
         yield self.series
@@ -153,10 +193,10 @@ class InSet:
     """`series in [v, v, ...]`: set membership (not a range)."""
 
     series: Series
-    values: tuple[float, ...]
+    values: tuple[Number, ...]
 
     def __str__(self) -> str:
-        return f"{self.series} in [{', '.join(_number_text(v) for v in self.values)}]"
+        return f"{self.series} in [{', '.join(_value_text(v) for v in self.values)}]"
 
     def operands(self) -> Iterator[Series]:
         yield self.series
@@ -223,6 +263,9 @@ def lookback_hours(series: Series) -> int:
     """
     if isinstance(series, Var):
         return 0
+    if isinstance(series, CondCall):
+        inner = max((lookback_hours(s) for s in series.condition.operands()), default=0)
+        return inner + series.hours - 1
     inner = lookback_hours(series.arg)
     if series.function in DAILY_FUNCTIONS:
         return inner + 23  # the local day may have begun 23 hours earlier
@@ -233,14 +276,74 @@ def lookback_hours(series: Series) -> int:
     return inner
 
 
+def condition_lookback(condition: Condition) -> int:
+    """The longest history any series of the condition needs (see `lookback_hours`)."""
+    return max((lookback_hours(series) for series in condition.operands()), default=0)
+
+
 def condition_variables(condition: Condition) -> frozenset[str]:
     """The raw forecast variables a condition reads."""
     return frozenset(name for series in condition.operands() for name in series.variables())
 
 
+def condition_params(condition: Condition) -> frozenset[str]:
+    """The names of the parameters (`$name`) a condition uses, inside functions too."""
+    names: set[str] = set()
+
+    def visit(node: Condition) -> None:
+        match node:
+            case Compare(series=series, value=value):
+                if isinstance(value, Param):
+                    names.add(value.name)
+                visit_series(series)
+            case InSet(series=series, values=values):
+                names.update(v.name for v in values if isinstance(v, Param))
+                visit_series(series)
+            case And(items=items) | Or(items=items):
+                for item in items:
+                    visit(item)
+            case Not(item=item):
+                visit(item)
+
+    def visit_series(series: Series) -> None:
+        if isinstance(series, CondCall):
+            visit(series.condition)
+        elif isinstance(series, Call):
+            visit_series(series.arg)
+
+    visit(condition)
+    return frozenset(names)
+
+
+def bind(condition: Condition, params: Mapping[str, float]) -> Condition:
+    """The condition with every parameter replaced by its value (KeyError if one is missing)."""
+    match condition:
+        case Compare(series=series, op=op, value=value):
+            number = params[value.name] if isinstance(value, Param) else value
+            return Compare(_bind_series(series, params), op, float(number))
+        case InSet(series=series, values=values):
+            numbers = tuple(float(params[v.name]) if isinstance(v, Param) else v for v in values)
+            return InSet(_bind_series(series, params), numbers)
+        case And(items=items):
+            return And(tuple(bind(item, params) for item in items))
+        case Or(items=items):
+            return Or(tuple(bind(item, params) for item in items))
+        case Not(item=item):
+            return Not(bind(item, params))
+    raise TypeError(f"not a condition: {condition!r}")
+
+
+def _bind_series(series: Series, params: Mapping[str, float]) -> Series:
+    if isinstance(series, CondCall):
+        return CondCall(series.function, bind(series.condition, params), series.hours)
+    if isinstance(series, Call):
+        return Call(series.function, _bind_series(series.arg, params), series.hours)
+    return series
+
+
 # --- tokenizer ----------------------------------------------------------------------
 
-TokenKind = Literal["name", "number", "duration", "op", "punct", "end"]
+TokenKind = Literal["name", "number", "duration", "param", "op", "punct", "end"]
 
 
 @dataclass(frozen=True)
@@ -259,6 +362,7 @@ _TOKEN = re.compile(
   | (?P<duration>\d+[A-Za-z]\w*)
   | (?P<number>\d+(?:\.\d*)?|\.\d+)
   | (?P<name>[A-Za-z_]\w*)
+  | (?P<param>\$[A-Za-z_]\w*)
   | (?P<op><=|>=|==|!=|<|>)
   | (?P<punct>[()\[\],-])
     """,
@@ -276,6 +380,7 @@ _MISTAKES = {
     "（": "write an ASCII '('",
     "）": "write an ASCII ')'",
     "，": "write an ASCII ','",
+    "$": "write a parameter as $name, e.g. $drop",
 }
 
 
@@ -300,27 +405,31 @@ def tokenize(text: str) -> list[Token]:
 # --- parser -------------------------------------------------------------------------
 
 
-def parse_condition(text: str) -> Condition:
-    """Parse a condition string (comparisons combined with and/or/not/parentheses)."""
-    parser = _Parser(text)
+def parse_condition(text: str, params: Collection[str] = ()) -> Condition:
+    """Parse a condition string (comparisons combined with and/or/not/parentheses).
+
+    `params` are the parameter names the rule declares; any other `$name` is an error.
+    """
+    parser = _Parser(text, params)
     node = parser.or_expr()
     parser.expect_end("'and', 'or' or the end of the condition")
     return node
 
 
-def parse_series(text: str) -> Series:
+def parse_series(text: str, params: Collection[str] = ()) -> Series:
     """Parse a series expression such as `drop(daily_min(temperature_2m), 24h)`."""
-    parser = _Parser(text)
+    parser = _Parser(text, params)
     node = parser.series()
     parser.expect_end("the end of the expression")
     return node
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, params: Collection[str] = ()) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.params = params
 
     @property
     def token(self) -> Token:
@@ -399,13 +508,21 @@ class _Parser:
             return InSet(series, tuple(values))
         raise self.fail(f"a comparison (< <= > >= == != or 'in') after '{series}'")
 
-    def number(self, expected: str) -> float:
+    def number(self, expected: str) -> Number:
         sign = 1.0
         start = self.token
+        if start.kind == "param":
+            return self.param()
         if self.at("-"):
             self.advance()
             sign = -1.0
         token = self.token
+        if token.kind == "param":
+            raise ExprError(
+                f"a parameter cannot be negated; declare it negative instead "
+                f"(e.g. {token.text[1:]}: -3)",
+                start.offset,
+            )
         if token.kind == "number":
             self.advance()
             return sign * float(token.text)
@@ -417,8 +534,29 @@ class _Parser:
             )
         raise self.fail(expected, token if sign < 0 else start)
 
+    def param(self) -> Param:
+        token = self.advance()
+        name = token.text[1:]
+        if name not in self.params:
+            if self.params:
+                declared = sorted(self.params)
+                hint = f"the rule declares ${', $'.join(declared)}"
+                close = difflib.get_close_matches(name, declared, n=1)
+                if close:
+                    hint = f"did you mean '${close[0]}'? ({hint})"
+            else:
+                hint = f"declare it in the rule's params, e.g. params: {{{name}: 10}}"
+            raise ExprError(f"unknown parameter '{token.text}'; {hint}", token.offset)
+        return Param(name)
+
     def series(self) -> Series:
         token = self.token
+        if token.kind == "param":
+            raise ExprError(
+                f"a parameter stands for a number and goes after the comparison, "
+                f"e.g. temperature_2m <= {token.text}",
+                token.offset,
+            )
         if token.kind != "name" or token.text in KEYWORDS:
             raise self.fail("a variable or function such as temperature_2m or daily_min(...)")
         self.advance()
@@ -439,7 +577,7 @@ class _Parser:
             )
         return Var(name)
 
-    def call(self, name: Token) -> Call:
+    def call(self, name: Token) -> Series:
         function = name.text
         if function not in FUNCTIONS:
             if function in VARIABLES:
@@ -449,6 +587,12 @@ class _Parser:
                 name.offset,
             )
         self.advance()  # '('
+        if function in CONDITION_FUNCTIONS:
+            condition = self.or_expr()
+            self.expect(",", f"',' and a window such as 24h: {function}(condition, 24h)")
+            window = self.duration(function)
+            self.expect(")", f"')' to close {function}(")
+            return CondCall(function, condition, window)
         arg = self.series()
         hours: int | None = None
         if function in WINDOW_FUNCTIONS:

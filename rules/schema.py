@@ -7,6 +7,7 @@ the exact character of an error.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -20,10 +21,27 @@ from pydantic import (
     Tag,
 )
 
-from rules.expr import whole_hours
+from rules.expr import parse_duration_minutes, whole_hours
 from rules.types import Level
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+EXPOSURE_TAGS: tuple[str, ...] = (
+    "school",
+    "hospital",
+    "scenic_area",
+    "trunk_road",
+    "work_shed",
+    "slope_cut_housing",
+    "hillside_resettlement",
+    "high_steep_slope",
+    "urban_village",
+    "residential",
+    "mining_site",
+    "industrial_site",
+)
+"""What a zone may expose (zones.yaml `tags`, rule selectors `tags`): one list for both."""
 
 
 def _identifier(text: str) -> str:
@@ -47,9 +65,63 @@ def _window_hours(value: Any) -> Any:
     return whole_hours(value)
 
 
+def _since_hours(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("write a duration with a unit, e.g. 3h")
+    if parse_duration_minutes(value) == 0:
+        return 0
+    return whole_hours(value)
+
+
+def _minutes(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("write a duration with a unit, e.g. 3h or 90m")
+    return parse_duration_minutes(value)
+
+
+def _tag(text: str) -> str:
+    if text not in EXPOSURE_TAGS:
+        close = difflib.get_close_matches(text, EXPOSURE_TAGS, n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown tag {text!r}; {guess}expected one of {', '.join(EXPOSURE_TAGS)}"
+        )
+    return text
+
+
+def _param_name(text: str) -> str:
+    if not _PARAM_NAME.match(text):
+        raise ValueError(
+            f"{text!r} is not a valid parameter name; use letters, digits and '_', "
+            "starting with a letter, e.g. drop"
+        )
+    return text
+
+
+def _vertex(value: Any) -> Any:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError("a vertex is [latitude, longitude] in degrees, e.g. [37.43, 110.89]")
+    lat, lon = float(value[0]), float(value[1])
+    if not -90 <= lat <= 90 or not -180 <= lon <= 180:
+        raise ValueError(
+            f"[{value[0]}, {value[1]}] is not [latitude, longitude]: latitude is -90..90 and "
+            "longitude -180..180 (in China, about [37.4, 110.9])"
+        )
+    return (lat, lon)
+
+
 Identifier = Annotated[str, AfterValidator(_identifier)]
 LevelName = Annotated[str, AfterValidator(_level_name)]
 WindowHours = Annotated[int, BeforeValidator(_window_hours)]
+SinceHours = Annotated[int, BeforeValidator(_since_hours)]
+Minutes = Annotated[int, BeforeValidator(_minutes)]
+ExposureTag = Annotated[str, AfterValidator(_tag)]
+ParamName = Annotated[str, AfterValidator(_param_name)]
+Vertex = Annotated[tuple[float, float], BeforeValidator(_vertex)]
 AdviceKey = Literal["default", "blue", "yellow", "orange", "red"]
 
 
@@ -107,7 +179,10 @@ ConditionDecl = Annotated[
 class LevelDecl(_Strict):
     """One level of a rule: the condition and the window it must hold in."""
 
+    model_config = ConfigDict(populate_by_name=True)
+    since: SinceHours = 0
     within: WindowHours | None = None
+    for_: WindowHours = Field(default=1, alias="for")
     when: ConditionDecl
 
 
@@ -132,7 +207,34 @@ class SelectorDecl(_Strict):
     kinds: list[ZoneKind] | None = Field(default=None, min_length=1)
     townships: list[str] | None = Field(default=None, min_length=1)
     risk: list[RiskLevel] | None = Field(default=None, min_length=1)
-    tags: list[str] | None = Field(default=None, min_length=1)
+    tags: list[ExposureTag] | None = Field(default=None, min_length=1)
+    polygon: list[Vertex] | None = Field(default=None, min_length=3)
+    exclude: SelectorDecl | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+
+Params = dict[ParamName, float]
+
+
+class ParamOverrideDecl(_Strict):
+    """`overrides:` item: other parameter values for the zones a selector picks."""
+
+    zones: SelectorDecl
+    params: Params = Field(min_length=1)
+
+
+class TemplatesDecl(_Strict):
+    """Jinja2 message templates per channel kind (rules/templates.py)."""
+
+    sms: str | None = None
+    voice: str | None = None
+    broadcast: str | None = None
+    im: str | None = None
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(kind, text) for kind, text in self.model_dump().items() if text is not None]
 
 
 class RuleDecl(_Strict):
@@ -144,23 +246,49 @@ class RuleDecl(_Strict):
     title: str | None = None
     description: str | None = None
     zones: SelectorDecl
+    params: Params = Field(default_factory=dict)
+    overrides: list[ParamOverrideDecl] = Field(default_factory=list, max_length=60)
+    hold: Minutes | None = None
+    cooldown: Minutes | None = None
+    templates: TemplatesDecl | None = None
     levels: dict[LevelName, LevelDecl] = Field(min_length=1)
 
 
+class RuleOverrideDecl(_Strict):
+    """`override:` item: change an (included) rule by id; each given key replaces its own."""
+
+    id: Identifier
+    enabled: bool = True
+    source: str | None = None
+    title: str | None = None
+    description: str | None = None
+    zones: SelectorDecl | None = None
+    params: Params | None = None
+    overrides: list[ParamOverrideDecl] | None = Field(default=None, max_length=60)
+    hold: Minutes | None = None
+    cooldown: Minutes | None = None
+    templates: TemplatesDecl | None = None
+    levels: dict[LevelName, LevelDecl] | None = Field(default=None, min_length=1)
+
+
 class HazardDecl(_Strict):
-    """Display name and advice of a hazard."""
+    """Display name, advice and message templates of a hazard."""
 
     name: str = Field(min_length=1)
     advice: dict[AdviceKey, str] = Field(default_factory=dict)
+    templates: TemplatesDecl | None = None
 
 
 class RulesFile(_Strict):
     """A whole rules file."""
 
+    include: list[str] = Field(default_factory=list)
     hazards: dict[Identifier, HazardDecl] = Field(default_factory=dict)
     rules: list[RuleDecl] = Field(default_factory=list)
+    override: list[RuleOverrideDecl] = Field(default_factory=list)
 
 
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 NotOf.model_rebuild()
+SelectorDecl.model_rebuild()

@@ -12,15 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import Series, Var
+from rules.expr import CondCall, Series, Var
 from rules.types import FloatArray, ForecastBatch
 
+if TYPE_CHECKING:
+    from rules.truth import TruthCache
+
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 Combine = Callable[[FloatArray, FloatArray], FloatArray]
 
 # Lower bounds of Beaufort forces 1..17 in tenths of m/s (force 5 = 8.0–10.7,
@@ -57,6 +62,21 @@ class SeriesCache:
             raise ValueError("forecast times must be consecutive hours")
         self._arrays: dict[Series, FloatArray] = {}
         self._days: tuple[LocalDay, ...] | None = None
+        self._truths: TruthCache | None = None
+
+    @property
+    def truths(self) -> TruthCache:
+        """The truth cache of conditions on this batch (for count/run and the evaluator)."""
+        if self._truths is None:
+            from rules.truth import TruthCache  # truth builds on series: import late
+
+            self._truths = TruthCache(self)
+        return self._truths
+
+    def attach(self, truths: TruthCache) -> None:
+        """Share `truths` as this batch's truth cache unless one is attached already."""
+        if self._truths is None:
+            self._truths = truths
 
     def get(self, series: Series) -> FloatArray:
         """The (points × hours) array of a series expression."""
@@ -79,6 +99,13 @@ class SeriesCache:
             if values is None:  # the feed did not deliver it: missing, not zero
                 return np.full(self.batch.shape, np.nan)
             return np.asarray(values, dtype=np.float64)
+        if isinstance(series, CondCall):
+            truth = self.truths.get(series.condition)
+            if series.function == "count":
+                return count(truth.true, truth.known, series.hours)
+            if series.function == "run":
+                return run(truth.true, truth.known, series.hours)
+            raise ValueError(f"unknown function {series.function!r}")
         arg = self.get(series.arg)
         match series.function:
             case "daily_min":
@@ -101,6 +128,8 @@ class SeriesCache:
                 return trailing(arg, hours, np.maximum)
             case "mean":
                 return trailing(arg, hours, np.add) / hours
+            case "freeze_thaw":
+                return freeze_thaw(arg, hours)
         raise ValueError(f"unknown function {series.function!r}")
 
 
@@ -178,6 +207,91 @@ def trailing(x: FloatArray, hours: int, combine: Combine) -> FloatArray:
         size *= 2
     assert result is not None  # hours >= 1 has at least one bit set
     return result
+
+
+def _window_sums(x: IntArray, hours: int) -> IntArray:
+    """Sum of the integers x over the trailing window (t − hours, t], exact."""
+    total = np.cumsum(x, axis=1)
+    out = total.copy()
+    out[:, hours:] -= total[:, :-hours] if hours < x.shape[1] else total[:, :0]
+    return out
+
+
+def _complete(known: BoolArray, hours: int) -> BoolArray:
+    """Where the trailing window (t − hours, t] lies in the batch with every hour known."""
+    unknown = _window_sums((~known).astype(np.int64), hours)
+    ok = unknown == 0
+    ok[:, : hours - 1] = False  # the window reaches before the batch
+    return ok
+
+
+def count(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
+    """Hours of the trailing window (t − hours, t] in which the condition holds.
+
+    Missing where any hour of the window is unknown or before the batch.
+    """
+    counts = _window_sums(true.astype(np.int64), hours).astype(np.float64)
+    return np.where(_complete(known, hours), counts, np.nan)
+
+
+def run(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
+    """Consecutive hours ending with t in which the condition holds, at most `hours`.
+
+    Counting back from t stops at the first hour where the condition does not
+    hold (known false: the run is exact) or after `hours` hours (the run is
+    capped). Missing where counting back meets an unknown hour or the batch start
+    first: 0 at an hour where the condition is false, missing where it is unknown.
+    """
+    points, steps = true.shape
+    index = np.arange(steps, dtype=np.int64)
+    # last hour ≤ t where the condition does not hold (false or unknown); -1: none
+    breaks = np.where(true, -1, index[None, :])
+    last = np.maximum.accumulate(breaks, axis=1)
+    length = index[None, :] - last
+    capped = length >= hours
+    # the hour that ended the run: known false → exact; unknown or before the batch → missing
+    stop = np.maximum(last, 0)
+    ended_known = (last >= 0) & np.take_along_axis(known, stop, axis=1)
+    value = np.minimum(length, hours).astype(np.float64)
+    return np.where(capped | ended_known, value, np.nan)
+
+
+def freeze_thaw(x: FloatArray, hours: int) -> FloatArray:
+    """Completed freeze-thaw cycles of x in the trailing window (t − hours, t].
+
+    An hour is *thawed* when x > 0 and *frozen* when x < 0; an hour at exactly 0
+    is neither. A cycle is a thawed hour, then one or more frozen hours, then a
+    thawed hour (hours at 0 may lie between them), all in the window: each run
+    of frozen hours with a thawed hour before and after it inside the window is
+    one cycle. Missing where any hour of the window is missing or before the batch.
+    """
+    points, steps = x.shape
+    index = np.arange(steps, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        thawed = x > 0
+        frozen = x < 0
+    # last thawed hour and last frozen hour at or before t (-1: none)
+    last_thaw = np.maximum.accumulate(np.where(thawed, index[None, :], -1), axis=1)
+    last_frost = np.maximum.accumulate(np.where(frozen, index[None, :], -1), axis=1)
+    prev_thaw = np.full_like(last_thaw, -1)
+    prev_frost = np.full_like(last_frost, -1)
+    prev_thaw[:, 1:] = last_thaw[:, :-1]
+    prev_frost[:, 1:] = last_frost[:, :-1]
+    # a cycle completes at a thawed hour u whose last sign-bearing hour before it
+    # was frozen and that frozen spell had a thawed hour `a` before it
+    completes = thawed & (prev_frost > prev_thaw) & (prev_thaw >= 0)
+    # each cycle is counted from its start a = the last thawed hour before u
+    started = np.zeros((points, steps), dtype=np.int64)
+    rows, cols = np.nonzero(completes)
+    started[rows, prev_thaw[rows, cols]] = 1
+    done = np.cumsum(completes, axis=1, dtype=np.int64)
+    begun = np.cumsum(started, axis=1, dtype=np.int64)
+    # cycles with u ≤ t and a > t − hours; both are prefixes of the cycles in time order
+    before = np.zeros_like(begun)
+    if hours < steps:
+        before[:, hours:] = begun[:, :-hours]
+    cycles = np.maximum(done - before, 0).astype(np.float64)
+    return np.where(_complete(~np.isnan(x), hours), cycles, np.nan)
 
 
 def beaufort(speed: FloatArray) -> FloatArray:

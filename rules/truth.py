@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import And, Compare, Condition, InSet, Not, Operator, Or
+from rules.expr import And, Compare, Condition, InSet, Not, Operator, Or, Param
 from rules.series import SeriesCache
 from rules.types import FloatArray
 
@@ -67,6 +67,7 @@ class TruthCache:
     def __init__(self, series: SeriesCache) -> None:
         self.series = series
         self._truths: dict[Condition, Truth] = {}
+        series.attach(self)  # count()/run() inside series share these truths
 
     def get(self, condition: Condition) -> Truth:
         """The truth of a condition at every point and hour."""
@@ -79,11 +80,15 @@ class TruthCache:
     def _compute(self, condition: Condition) -> Truth:
         match condition:
             case Compare(series=series, op=op, value=value):
+                if isinstance(value, Param):
+                    raise ValueError(f"parameter {value} is not bound; evaluate bind(condition)")
                 x = self.series.get(series)
                 known = ~np.isnan(x)
                 # NaN != v is True in numpy: mask with known
                 return Truth(_compare(x, op, value) & known, known)
             case InSet(series=series, values=values):
+                if any(isinstance(value, Param) for value in values):
+                    raise ValueError(f"{condition}: parameters are not bound")
                 x = self.series.get(series)
                 known = ~np.isnan(x)
                 return Truth(np.isin(x, values) & known, known)

@@ -154,6 +154,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     kind = error.get("type", "")
     loc = [p for p in error.get("loc", ()) if _is_data_path(p)]
     name = str(loc[-1]) if loc else "document"
+    if len(loc) >= 2 and isinstance(loc[-1], int):
+        name = f"{loc[-2]}[{loc[-1]}]"  # kinds[0], not a bare 0
     if kind == "extra_forbidden":
         return f"unknown key {name!r}; remove it or check its spelling"
     if kind == "missing":

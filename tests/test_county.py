@@ -123,7 +123,11 @@ def test_zone_specs_refuse_a_zone_without_a_point(liulin: County) -> None:
 def test_role_labels_are_the_chinese_titles() -> None:
     assert ROLE_LABELS["disaster_prevention"] == "防灾责任人"
     assert ROLE_LABELS["mass_monitor"] == "群测群防员"
-    assert DUTY_ROLE_LABELS == {"duty_officer": "值班员", "leader_on_duty": "带班领导"}
+    assert DUTY_ROLE_LABELS == {
+        "duty_officer": "值班员",
+        "leader_on_duty": "带班领导",
+        "administrator": "系统管理员",
+    }
 
 
 # --- errors: each names file:line:column

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dispatcher.alerts.reconcile import OpenAlert, TransitionKind, reconcile
+from dispatcher.alerts.reconcile import (
+    ClosedAlert,
+    OpenAlert,
+    Timing,
+    TransitionKind,
+    reconcile,
+)
 from rules.types import Assessment, Level
 
 NOW = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 HOLD = timedelta(hours=3)
+COOLDOWN = timedelta(hours=6)
 
 
 def said(level: Level | None, zone: str = "Z1", hazard: str = "cold_wave") -> Assessment:
@@ -139,5 +147,271 @@ def test_two_assessments_for_one_zone_and_hazard_are_refused() -> None:
 
 
 @pytest.mark.parametrize("kind", list(TransitionKind))
-def test_only_continued_is_silent(kind: TransitionKind) -> None:
-    assert kind.notifies is (kind is not TransitionKind.CONTINUED)
+def test_only_continued_and_suppressed_are_silent(kind: TransitionKind) -> None:
+    silent = (TransitionKind.CONTINUED, TransitionKind.SUPPRESSED)
+    assert kind.notifies is (kind not in silent)
+
+
+# --- hold and cooldown per hazard
+
+
+def closed(
+    level: Level, ago: timedelta, zone: str = "Z1", hazard: str = "cold_wave", id: int = 3
+) -> ClosedAlert:
+    return ClosedAlert(id, zone, hazard, level, NOW - ago)
+
+
+def test_the_hold_can_differ_per_hazard() -> None:
+    holds = {"fog": timedelta(hours=1)}
+    transitions = reconcile(
+        [],
+        [
+            opened(Level.YELLOW, NOW - timedelta(hours=1)),
+            opened(Level.YELLOW, NOW - timedelta(hours=1), hazard="fog"),
+        ],
+        NOW,
+        hold=lambda hazard: holds.get(hazard, HOLD),
+    )
+    assert [(t.hazard, t.kind) for t in transitions] == [
+        ("cold_wave", TransitionKind.CONTINUED),
+        ("fog", TransitionKind.RESOLVED),
+    ]
+
+
+def test_within_the_cooldown_the_same_level_is_suppressed_not_issued_again() -> None:
+    [t] = reconcile(
+        [said(Level.YELLOW)],
+        [],
+        NOW,
+        cooldown=COOLDOWN,
+        recently_resolved=[closed(Level.YELLOW, timedelta(hours=1))],
+    )
+    assert (t.kind, t.level, t.alert_id, t.previous_level) == (
+        TransitionKind.SUPPRESSED,
+        Level.YELLOW,
+        3,
+        Level.YELLOW,
+    )
+    assert not t.kind.notifies
+
+
+def test_within_the_cooldown_a_lower_level_is_suppressed_too() -> None:
+    [t] = reconcile(
+        [said(Level.BLUE)],
+        [],
+        NOW,
+        cooldown=COOLDOWN,
+        recently_resolved=[closed(Level.YELLOW, timedelta(hours=1))],
+    )
+    assert (t.kind, t.level) == (TransitionKind.SUPPRESSED, Level.BLUE)
+
+
+def test_within_the_cooldown_a_higher_level_is_issued_at_once() -> None:
+    [t] = reconcile(
+        [said(Level.ORANGE)],
+        [],
+        NOW,
+        cooldown=COOLDOWN,
+        recently_resolved=[closed(Level.YELLOW, timedelta(minutes=1))],
+    )
+    assert (t.kind, t.level, t.alert_id) == (TransitionKind.NEW, Level.ORANGE, None)
+
+
+def test_the_cooldown_ends_exactly_after_its_duration() -> None:
+    recent = [closed(Level.YELLOW, COOLDOWN)]
+    [t] = reconcile([said(Level.YELLOW)], [], NOW, cooldown=COOLDOWN, recently_resolved=recent)
+    assert t.kind is TransitionKind.NEW
+
+
+def test_just_inside_the_cooldown_still_suppresses() -> None:
+    recent = [closed(Level.YELLOW, COOLDOWN - timedelta(seconds=1))]
+    [t] = reconcile([said(Level.YELLOW)], [], NOW, cooldown=COOLDOWN, recently_resolved=recent)
+    assert t.kind is TransitionKind.SUPPRESSED
+
+
+def test_without_a_cooldown_a_resolved_warning_may_be_issued_again_at_once() -> None:
+    recent = [closed(Level.YELLOW, timedelta(0))]
+    [t] = reconcile([said(Level.YELLOW)], [], NOW, recently_resolved=recent)
+    assert t.kind is TransitionKind.NEW
+
+
+def test_the_cooldown_can_differ_per_hazard() -> None:
+    cooldowns = {"fog": timedelta(hours=1)}
+    transitions = reconcile(
+        [said(Level.YELLOW), said(Level.YELLOW, hazard="fog")],
+        [],
+        NOW,
+        cooldown=lambda hazard: cooldowns.get(hazard, COOLDOWN),
+        recently_resolved=[
+            closed(Level.YELLOW, timedelta(hours=2), id=3),
+            closed(Level.YELLOW, timedelta(hours=2), hazard="fog", id=4),
+        ],
+    )
+    assert [(t.hazard, t.kind) for t in transitions] == [
+        ("cold_wave", TransitionKind.SUPPRESSED),
+        ("fog", TransitionKind.NEW),
+    ]
+
+
+def test_a_cooldown_holds_back_only_its_own_zone_and_hazard() -> None:
+    transitions = reconcile(
+        [said(Level.YELLOW, "Z2"), said(Level.YELLOW, "Z1", "fog")],
+        [],
+        NOW,
+        cooldown=COOLDOWN,
+        recently_resolved=[closed(Level.RED, timedelta(hours=1))],
+    )
+    assert [t.kind for t in transitions] == [TransitionKind.NEW, TransitionKind.NEW]
+
+
+def test_a_new_level_must_rise_above_every_level_resolved_within_the_cooldown() -> None:
+    recent = [
+        closed(Level.RED, timedelta(hours=5), id=3),
+        closed(Level.YELLOW, timedelta(hours=1), id=4),
+    ]
+    [t] = reconcile([said(Level.ORANGE)], [], NOW, cooldown=COOLDOWN, recently_resolved=recent)
+    assert (t.kind, t.alert_id, t.previous_level) == (TransitionKind.SUPPRESSED, 3, Level.RED)
+
+
+def test_missing_data_during_a_cooldown_opens_nothing() -> None:
+    recent = [closed(Level.YELLOW, timedelta(hours=1))]
+    assert reconcile([said(None)], [], NOW, cooldown=COOLDOWN, recently_resolved=recent) == []
+
+
+def test_an_open_alert_is_reconciled_as_usual_during_a_cooldown() -> None:
+    recent = [closed(Level.YELLOW, timedelta(hours=1))]
+    [t] = reconcile(
+        [said(Level.ORANGE)],
+        [opened(Level.ORANGE)],
+        NOW,
+        cooldown=COOLDOWN,
+        recently_resolved=recent,
+    )
+    assert (t.kind, t.alert_id) == (TransitionKind.CONTINUED, 7)
+
+
+def test_timing_gives_each_hazard_its_own_hold_and_cooldown_or_the_defaults() -> None:
+    timing = Timing(
+        hold=HOLD,
+        cooldown=COOLDOWN,
+        holds={"fog": timedelta(hours=1)},
+        cooldowns={"fog": timedelta(hours=2), "blizzard": timedelta(hours=12)},
+    )
+    assert (timing.hold_of("fog"), timing.hold_of("cold_wave")) == (timedelta(hours=1), HOLD)
+    assert (timing.cooldown_of("fog"), timing.cooldown_of("cold_wave")) == (
+        timedelta(hours=2),
+        COOLDOWN,
+    )
+    assert timing.longest_cooldown == timedelta(hours=12)
+
+
+# --- sequences of polls: the lifecycle in miniature, applying each transition
+
+
+def play(
+    steps: list[tuple[float, Level | None]], hold: timedelta = HOLD, cooldown: timedelta = COOLDOWN
+) -> list[str]:
+    """Reconcile one zone and hazard at each (hours after NOW, level said; None = nothing).
+
+    Returns the transition of each poll ("-" for none) as the lifecycle would
+    apply it: an alert opens on new/upgraded/downgraded and closes on resolved.
+    """
+    alert: OpenAlert | None = None
+    resolved: list[ClosedAlert] = []
+    ids = itertools.count(1)
+    out: list[str] = []
+    for hours, level in steps:
+        now = NOW + timedelta(hours=hours)
+        transitions = reconcile(
+            [said(level)] if level is not None else [],
+            [alert] if alert is not None else [],
+            now,
+            hold=hold,
+            cooldown=cooldown,
+            recently_resolved=resolved,
+        )
+        if not transitions:
+            out.append("-")
+            continue
+        [t] = transitions
+        out.append(t.kind.value)
+        if t.kind is TransitionKind.CONTINUED:
+            assert alert is not None
+            alert = replace(alert, calm_since=t.calm_since)
+        elif t.kind is TransitionKind.RESOLVED:
+            assert alert is not None
+            resolved.append(ClosedAlert(alert.id, alert.zone_id, alert.hazard, alert.level, now))
+            alert = None
+        elif t.kind is not TransitionKind.SUPPRESSED:
+            alert = OpenAlert(next(ids), t.zone_id, t.hazard, t.level)
+    return out
+
+
+BLUE, YELLOW, ORANGE = Level.BLUE, Level.YELLOW, Level.ORANGE
+
+
+def test_flapping_yellow_nothing_yellow_within_the_hold_keeps_one_alert_open() -> None:
+    assert play(
+        [(0, YELLOW), (1, None), (2, YELLOW), (3, None), (5, YELLOW), (6, None), (7, YELLOW)]
+    ) == [
+        "new",
+        "continued",
+        "continued",
+        "continued",
+        "continued",
+        "continued",
+        "continued",
+    ]
+
+
+def test_flapping_between_two_levels_upgrades_once_and_steps_down_only_after_the_hold() -> None:
+    assert play(
+        [(0, YELLOW), (1, ORANGE), (2, YELLOW), (3, ORANGE), (4, YELLOW), (6, YELLOW), (7, YELLOW)]
+    ) == [
+        "new",
+        "upgraded",
+        "continued",
+        "continued",
+        "continued",
+        "continued",
+        "downgraded",
+    ]
+
+
+def test_a_warning_coming_back_within_the_cooldown_is_not_issued_again() -> None:
+    assert play([(0, YELLOW), (1, None), (4, None), (5, YELLOW), (8, YELLOW), (9, BLUE)]) == [
+        "new",
+        "continued",
+        "resolved",
+        "suppressed",
+        "suppressed",
+        "suppressed",
+    ]
+
+
+def test_a_warning_coming_back_higher_within_the_cooldown_is_issued_at_once() -> None:
+    assert play([(0, YELLOW), (1, None), (4, None), (5, ORANGE)]) == [
+        "new",
+        "continued",
+        "resolved",
+        "new",
+    ]
+
+
+def test_a_warning_coming_back_after_the_cooldown_is_issued_again() -> None:
+    assert play([(0, YELLOW), (1, None), (4, None), (9, YELLOW), (10, YELLOW)]) == [
+        "new",
+        "continued",
+        "resolved",
+        "suppressed",
+        "new",
+    ]
+
+
+def test_without_hold_and_cooldown_every_flap_is_a_new_warning() -> None:
+    zero = timedelta(0)
+    assert play([(0, YELLOW), (1, None), (2, YELLOW)], hold=zero, cooldown=zero) == [
+        "new",
+        "resolved",
+        "new",
+    ]

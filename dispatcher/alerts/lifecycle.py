@@ -10,18 +10,21 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
-from dispatcher.alerts.reconcile import OpenAlert, Transition, TransitionKind
+from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
 from dispatcher.county import County
 from dispatcher.messages import HazardMessage, render_hazard
-from dispatcher.routing import Recipient, zone_recipients
-from dispatcher.storage.models import Alert, Notification
+from dispatcher.routing import Recipient
+from dispatcher.storage.models import Alert, AuditEvent, Notification
 from rules.types import Level
+
+if TYPE_CHECKING:
+    from dispatcher.escalation import Escalation
 
 OPEN_STATES = ("firing", "acknowledged")
 # no 0/O, 1/I/L, 2/Z, 5/S, 8/B: codes are read aloud and typed on phones
@@ -49,6 +52,20 @@ def open_hazard_alerts(session: Session) -> list[OpenAlert]:
     ]
 
 
+def recently_resolved(session: Session, since: datetime) -> list[ClosedAlert]:
+    """Hazard alerts resolved at or after `since`, as reconcile's cooldown sees them."""
+    rows = session.scalars(
+        select(Alert).where(
+            Alert.kind == "hazard", Alert.state == "resolved", Alert.closed_at >= since
+        )
+    ).all()
+    return [
+        ClosedAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.closed_at)
+        for a in rows
+        if a.closed_at is not None
+    ]
+
+
 def new_code(session: Session) -> str:
     """A short alert code, unique among all alerts (people reply with it)."""
     while True:
@@ -66,13 +83,29 @@ def apply_transitions(
     wording: Wording,
     channel: str,
     forecast_run_id: int | None,
+    escalation: Escalation | None = None,
 ) -> list[Notification]:
-    """Write the transitions, their notifications and audit events; does not commit."""
+    """Write the transitions, their notifications and audit events; does not commit.
+
+    Who is told is the escalation policy's business (`dispatcher.escalation`):
+    a new, upgraded or downgraded alert starts its level's policy (the first
+    step's messages now, later steps as timers, in this transaction); a
+    resolved one cancels the rest of its escalation and tells everyone who was
+    told. `channel` is the default channel; without `escalation`, the built-in
+    policies apply with no roster (every duty officer and leader counts as on duty).
+    """
+    from dispatcher.escalation import AlertText, Escalation  # escalation enqueues via us
+
+    esc = escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
     notifications: list[Notification] = []
     for t in transitions:
         if t.kind is TransitionKind.CONTINUED:
             _continue(session, t, now)
             continue
+        if t.kind is TransitionKind.SUPPRESSED:
+            _suppress(session, t, now)
+            continue
+        previous: Alert | None = None
         if t.kind is TransitionKind.RESOLVED:
             alert = _close(session, t, now, "resolved")
         else:
@@ -84,7 +117,12 @@ def apply_transitions(
             actor="system",
             action=f"alert.{t.kind.value}",
             subject=f"alert:{alert.id}",
-            data=_audit_data(alert, t),
+            # the texts in force, so a CAP message derived later reads as it did then
+            data=_audit_data(alert, t)
+            | {
+                "hazard_name": wording.hazard_name(t.hazard),
+                "advice": wording.advice(t.hazard, t.level),
+            },
         )
         message = HazardMessage(
             kind=t.kind.value,
@@ -98,9 +136,21 @@ def apply_transitions(
             code=alert.code,
         )
         body = render_hazard(message, wording.timezone)
-        for recipient in zone_recipients(county, t.zone_id):
-            notifications.append(
-                enqueue(session, alert, t.kind.value, recipient, channel, body, now)
+        if t.kind is TransitionKind.RESOLVED:
+            notifications.extend(
+                esc.close(session, alert, transition=t.kind.value, body=body, now=now)
+            )
+        else:
+            summary = f"{message.zone}{message.hazard}{message.level_zh}预警"
+            notifications.extend(
+                esc.start(
+                    session,
+                    alert,
+                    transition=t.kind.value,
+                    text=AlertText(body, summary),
+                    now=now,
+                    previous=previous,
+                )
             )
     session.flush()
     return notifications
@@ -197,6 +247,36 @@ def _continue(session: Session, t: Transition, now: datetime) -> None:
             subject=f"alert:{alert.id}",
             data={"zone": t.zone_id, "hazard": t.hazard, "level": t.level.key},
         )
+
+
+def _suppress(session: Session, t: Transition, now: datetime) -> None:
+    """Audit, once per resolved alert and level, a warning its cooldown holds back."""
+    subject = f"alert:{t.alert_id}"
+    earlier = session.scalars(
+        select(AuditEvent.data).where(
+            AuditEvent.action == "alert.suppressed", AuditEvent.subject == subject
+        )
+    ).all()
+    if any(data.get("level") == t.level.key for data in earlier):
+        return
+    a = t.assessment
+    audit.record(
+        session,
+        at=now,
+        actor="system",
+        action="alert.suppressed",
+        subject=subject,
+        data={
+            "zone": t.zone_id,
+            "hazard": t.hazard,
+            "level": t.level.key,
+            "resolved_level": t.previous_level.key if t.previous_level else None,
+            "rule": a.rule_id if a else None,
+            "onset": a.onset.isoformat() if a and a.onset else None,
+            "evidence": dict(a.evidence) if a else {},
+            "reason": "cooldown",
+        },
+    )
 
 
 def _audit_data(alert: Alert, t: Transition) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Per (zone, hazard):
 
 | rules say            | open alert     | transition                                   |
 | -------------------- | -------------- | -------------------------------------------- |
-| level L              | none           | NEW at L                                     |
+| level L              | none           | NEW at L — or SUPPRESSED within a cooldown (below) |
 | level L              | lower level    | UPGRADED at once                             |
 | level L              | same level     | CONTINUED (calm clock reset)                 |
 | level L              | higher level   | DOWNGRADED once calm for `hold`, else CONTINUED |
@@ -18,16 +18,27 @@ Per (zone, hazard):
 
 "Calm" means the rules have said something lower than the open level since
 `calm_since`; the hold keeps a warning from flapping around a threshold.
+
+Cooldown: a warning resolved less than `cooldown` ago is not issued again at
+the level it had, or lower, when it was resolved — the rules saying so is a
+SUPPRESSED transition (silent, audited). A level above every level resolved
+within the cooldown is NEW at once: a rising danger is never held back.
+
+`hold` and `cooldown` are one duration for every hazard or a function of the
+hazard (rule files may set their own per hazard).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from rules.types import Assessment, Level
+
+#: One duration for every hazard, or a function of the hazard key.
+PerHazard = timedelta | Callable[[str], timedelta]
 
 
 class TransitionKind(enum.Enum):
@@ -36,11 +47,12 @@ class TransitionKind(enum.Enum):
     DOWNGRADED = "downgraded"
     CONTINUED = "continued"
     RESOLVED = "resolved"
+    SUPPRESSED = "suppressed"  # would be NEW, but a recent warning's cooldown holds it back
 
     @property
     def notifies(self) -> bool:
         """Whether people are told about this transition."""
-        return self is not TransitionKind.CONTINUED
+        return self not in (TransitionKind.CONTINUED, TransitionKind.SUPPRESSED)
 
 
 @dataclass(frozen=True)
@@ -55,16 +67,52 @@ class OpenAlert:
 
 
 @dataclass(frozen=True)
+class ClosedAlert:
+    """A hazard alert resolved recently: its cooldown may hold back a new one."""
+
+    id: int
+    zone_id: str
+    hazard: str
+    level: Level  # the level it had when it was resolved
+    closed_at: datetime
+
+
+@dataclass(frozen=True)
 class Transition:
     kind: TransitionKind
     zone_id: str
     hazard: str
     level: Level  # the level after the transition (for RESOLVED: the level that ended)
-    alert_id: int | None = None  # the open alert it acts on; None for NEW
-    previous_level: Level | None = None
+    # the open alert it acts on; None for NEW; for SUPPRESSED the resolved alert
+    # whose cooldown holds the new warning back
+    alert_id: int | None = None
+    previous_level: Level | None = None  # for SUPPRESSED: the level that was resolved
     assessment: Assessment | None = None  # what the rules said (None when nothing fires)
     calm_since: datetime | None = None  # for CONTINUED: the calm clock to store
     data_missing: bool = False  # CONTINUED only because the forecast had gaps
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Hold and cooldown per hazard, with defaults for hazards that set none."""
+
+    hold: timedelta = timedelta(0)
+    cooldown: timedelta = timedelta(0)
+    holds: Mapping[str, timedelta] = field(default_factory=dict)
+    cooldowns: Mapping[str, timedelta] = field(default_factory=dict)
+
+    def hold_of(self, hazard: str) -> timedelta:
+        """How long a hazard must stay calm before it steps down or resolves."""
+        return self.holds.get(hazard, self.hold)
+
+    def cooldown_of(self, hazard: str) -> timedelta:
+        """How long a resolved warning of this hazard is not issued again."""
+        return self.cooldowns.get(hazard, self.cooldown)
+
+    @property
+    def longest_cooldown(self) -> timedelta:
+        """How far back resolved alerts can still matter (what the lifecycle loads)."""
+        return max([self.cooldown, *self.cooldowns.values()])
 
 
 def reconcile(
@@ -72,13 +120,19 @@ def reconcile(
     open_alerts: Iterable[OpenAlert],
     now: datetime,
     *,
-    hold: timedelta = timedelta(0),
+    hold: PerHazard = timedelta(0),
+    cooldown: PerHazard = timedelta(0),
+    recently_resolved: Iterable[ClosedAlert] = (),
 ) -> list[Transition]:
     """Decide the transitions for every (zone, hazard) seen in either input.
 
     At most one assessment and one open alert per (zone, hazard) are expected;
-    a duplicate is a programming error and raises ValueError.
+    a duplicate is a programming error and raises ValueError. `recently_resolved`
+    may hold any number of alerts per (zone, hazard), and older ones than the
+    cooldown (they are ignored).
     """
+    hold_of = _per_hazard(hold)
+    cooldown_of = _per_hazard(cooldown)
     said: dict[tuple[str, str], Assessment] = {}
     for a in assessments:
         key = (a.zone_id, a.hazard)
@@ -91,29 +145,60 @@ def reconcile(
         if key in opened:
             raise ValueError(f"two open alerts for zone {alert.zone_id} hazard {alert.hazard}")
         opened[key] = alert
+    # per (zone, hazard): the highest level resolved within its cooldown, latest first on ties
+    cooling: dict[tuple[str, str], ClosedAlert] = {}
+    for closed in recently_resolved:
+        if now - closed.closed_at >= cooldown_of(closed.hazard):
+            continue
+        key = (closed.zone_id, closed.hazard)
+        known = cooling.get(key)
+        if known is None or (closed.level, closed.closed_at) > (known.level, known.closed_at):
+            cooling[key] = closed
 
     transitions = []
     for key in sorted(said.keys() | opened.keys()):
-        step = _step(said.get(key), opened.get(key), now, hold)
+        open_alert = opened.get(key)
+        if open_alert is None:
+            step = _start(said.get(key), cooling.get(key))
+        else:
+            step = _step(said.get(key), open_alert, now, hold_of(open_alert.hazard))
         if step is not None:
             transitions.append(step)
     return transitions
 
 
-def _step(
-    assessment: Assessment | None, alert: OpenAlert | None, now: datetime, hold: timedelta
-) -> Transition | None:
-    if alert is None:
-        if assessment is None or assessment.level is None:
-            return None
+def _per_hazard(value: PerHazard) -> Callable[[str], timedelta]:
+    if isinstance(value, timedelta):
+        return lambda _hazard: value
+    return value
+
+
+def _start(assessment: Assessment | None, cooling: ClosedAlert | None) -> Transition | None:
+    """No open alert: a firing assessment opens one, unless a cooldown holds it back."""
+    if assessment is None or assessment.level is None:
+        return None
+    if cooling is not None and assessment.level <= cooling.level:
         return Transition(
-            TransitionKind.NEW,
+            TransitionKind.SUPPRESSED,
             assessment.zone_id,
             assessment.hazard,
             assessment.level,
+            alert_id=cooling.id,
+            previous_level=cooling.level,
             assessment=assessment,
         )
+    return Transition(
+        TransitionKind.NEW,
+        assessment.zone_id,
+        assessment.hazard,
+        assessment.level,
+        assessment=assessment,
+    )
 
+
+def _step(
+    assessment: Assessment | None, alert: OpenAlert, now: datetime, hold: timedelta
+) -> Transition:
     def continued(calm_since: datetime | None, *, data_missing: bool = False) -> Transition:
         return Transition(
             TransitionKind.CONTINUED,

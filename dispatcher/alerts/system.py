@@ -1,8 +1,9 @@
 """System alerts: conditions of Yujing itself that people must hear about.
 
 A forecast feed that stops answering is a missed warning in the making, so it
-is raised like any other alert, to the duty officers, and resolved when the
-feed answers again.
+is raised like any other alert — to the duty officer and the leader on duty
+(per the roster), escalating by the `system` policy of escalation.yaml until
+acknowledged — and resolved when the feed answers again.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
-from dispatcher.alerts.lifecycle import OPEN_STATES, enqueue, new_code
+from dispatcher.alerts.lifecycle import OPEN_STATES, new_code
 from dispatcher.county import County
+from dispatcher.escalation import AlertText, Escalation
 from dispatcher.messages import render_feed
-from dispatcher.routing import duty_recipients
 from dispatcher.storage.models import Alert, ForecastRun, Notification
 
 FEED_DOWN = "feed_down"
@@ -51,6 +52,7 @@ def watch_feed(
     interval: timedelta,
     county: County,
     channel: str,
+    escalation: Escalation | None = None,
 ) -> list[Notification]:
     """Raise the feed-down alert after two silent poll intervals; resolve it on recovery.
 
@@ -122,9 +124,9 @@ def watch_feed(
         code=alert.code,
         timezone=county.timezone,
     )
-    transition = "new" if kind == "feed_down" else "resolved"
-    rows = [
-        enqueue(session, alert, transition, r, channel, body, now) for r in duty_recipients(county)
-    ]
-    session.flush()
-    return rows
+    esc = escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
+    if kind == "feed_down":
+        return esc.start(
+            session, alert, transition="new", text=AlertText(body, alert.title), now=now
+        )
+    return esc.close(session, alert, transition="resolved", body=body, now=now)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -235,15 +236,109 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+# --- duty console (issue 5): accounts and login sessions -------------------------
+
+
+class User(Base):
+    """A duty-console account: a name, an argon2 password hash and a role.
+
+    Roles: admin, duty (both may acknowledge), viewer (read only). `person_id`
+    links the account to a person of people.yaml, so a console acknowledgement
+    counts as that person's; it is checked against the configuration when the
+    account is made, not by a foreign key, because people rows are only synced
+    when the daemon starts and the first account is made before that.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # admin | duty | viewer
+    person_id: Mapped[str | None] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)  # consecutive; reset on success
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ConsoleSession(Base):
+    """One login: the cookie carries a random token; only its sha256 is stored here."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]  # logout
+
+
+# --- issue 5: escalation and acknowledgement (dispatcher/escalation.py,
+# dispatcher/alerts/acknowledge.py) ------------------------------------------
+
+
+class EscalationTimer(Base):
+    """One step of an alert's escalation policy, due at a time; a durable timer.
+
+    Every step (and every repeat of a step) and the acknowledgement deadline get
+    their own row when the alert opens, with what to do in `plan` (targets,
+    channels, the text), so a restart or another instance runs them as they were
+    planned. `escalate_due` claims due rows (lease; SKIP LOCKED on PostgreSQL);
+    an acknowledgement, a resolution or a supersession cancels the pending ones.
+    """
+
+    __tablename__ = "escalation_timers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # step | deadline
+    step: Mapped[int] = mapped_column(default=0)  # index in the policy's steps
+    round: Mapped[int] = mapped_column(default=0)  # 0 first time, 1.. repeats
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|cancelled
+    lease_until: Mapped[datetime | None]
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_escalation_timers_status_due", "status", "due_at"),
+        UniqueConstraint("alert_id", "kind", "step", "round"),
+    )
+
+
+class Acknowledgement(Base):
+    """Someone acknowledged an alert: who, when, how (sms, voice, link, console, cli)."""
+
+    __tablename__ = "acknowledgements"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
+    actor: Mapped[str] = mapped_column(String(128))  # person id, console user, phone …
+    method: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str | None] = mapped_column(String(32))  # the role they hold for this alert
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
 __all__ = [
     "NAMING_CONVENTION",
+    "Acknowledgement",
     "Alert",
     "AuditEvent",
+    "EscalationTimer",
     "Base",
+    "ConsoleSession",
     "ForecastRun",
     "Notification",
     "Person",
     "Receipt",
+    "User",
     "UtcDateTime",
     "Zone",
     "ZoneRole",

@@ -17,12 +17,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
-from twilio.request_validator import RequestValidator
 
 from dispatcher.alerts.system import last_feed_success, open_feed_alert
 from dispatcher.outbox import record_receipt
+from dispatcher.roster import Roster
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Notification
+from dispatcher.web import acks, cap, console
+from dispatcher.web.twilio_signature import verified_twilio_form
 
 log = logging.getLogger("yujing.web")
 
@@ -45,6 +47,7 @@ class AppState:
     feed_source: str
     started_at: datetime
     rules: RulesStatus = field(default_factory=RulesStatus)
+    roster: Roster | None = None  # who is on duty (the console's 值班 page)
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -58,7 +61,7 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.post("/webhooks/twilio/status")
     async def twilio_status(request: Request) -> Response:
-        form = await _verified_twilio_form(request, state)
+        form = await verified_twilio_form(request, state.settings)
         if form is None:
             return Response("invalid signature", status_code=403, media_type="text/plain")
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
@@ -82,33 +85,10 @@ def create_app(state: AppState) -> FastAPI:
         )
         return Response(status_code=204)
 
+    app.include_router(acks.router(state))
+    app.include_router(cap.router(state))
+    app.include_router(console.router(state))
     return app
-
-
-async def _verified_twilio_form(request: Request, state: AppState) -> dict[str, str] | None:
-    token = state.settings.twilio_auth_token
-    signature = request.headers.get("X-Twilio-Signature", "")
-    form = {k: str(v) for k, v in (await request.form()).items()}
-    if token is None or not signature:
-        log.warning(
-            "twilio webhook %s refused: %s",
-            request.url.path,
-            "Twilio is not configured" if token is None else "no signature",
-        )
-        return None
-    validator = RequestValidator(token.get_secret_value())
-    if not validator.validate(public_url(request, state.settings), form, signature):
-        log.warning("twilio webhook %s refused: signature does not match", request.url.path)
-        return None
-    return form
-
-
-def public_url(request: Request, settings: Settings) -> str:
-    """The URL Twilio called: behind a proxy, the configured public base URL."""
-    if not settings.public_base_url:
-        return str(request.url)
-    url = settings.public_base_url.rstrip("/") + request.url.path
-    return f"{url}?{request.url.query}" if request.url.query else url
 
 
 def health(state: AppState) -> JSONResponse:

@@ -116,7 +116,8 @@ def test_lookback_covers_drop_plus_the_start_of_the_local_day() -> None:
             "dailymin(temperature_2m) <= 4",
             0,
             "unknown function 'dailymin'; did you mean 'daily_min'? (expected one of "
-            "daily_min, daily_max, drop, sum, min, max, mean, beaufort)",
+            "daily_min, daily_max, drop, sum, min, max, mean, beaufort, count, run, "
+            "freeze_thaw)",
         ),
         (
             "daily_min(temprature_2m) <= 4",

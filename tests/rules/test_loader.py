@@ -283,7 +283,7 @@ def test_zone_kind_typo_is_refused(tmp_path: Path) -> None:
 
     (problem,) = problems(tmp_path, ("r.yaml", text))
 
-    assert problem.startswith("r.yaml:4:21: 0: Input should be 'landslide'")
+    assert problem.startswith("r.yaml:4:21: kinds[0]: Input should be 'landslide'")
 
 
 def test_an_empty_selector_list_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,107 @@
+"""`yujing report --from … --to …`: the information report (信息报送) for a shift or holiday."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+
+
+def report(
+    start: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start, ISO 8601 (2026-01-07T08:30 or 2026-01-07); no offset: county time",
+        ),
+    ],
+    end: Annotated[str, typer.Option("--to", help="End (exclusive), same forms as --from")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="html or csv [default: from --out's suffix, else html]"),
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file [default: stdout]")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="County configuration directory [default: YUJING_CONFIG_DIR]"
+        ),
+    ] = None,
+) -> None:
+    """Every warning of the period: who was told, on which channel, delivery, acks, overdue."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from dispatcher.cli import fail, load_settings, operator_errors, say
+    from dispatcher.report import build_report, render_csv, render_html
+    from dispatcher.storage.db import make_engine, session_factory
+
+    chosen = fmt or (
+        "csv" if out_file is not None and out_file.suffix.lower() == ".csv" else "html"
+    )
+    if chosen not in ("html", "csv"):
+        fail(f"--format {fmt!r}: expected html or csv")
+    with operator_errors():
+        settings = load_settings(config_dir=config)
+    since = _parse_time("--from", start, settings.timezone)
+    until = _parse_time("--to", end, settings.timezone)
+    if until <= since:
+        fail(f"--to {end} is not after --from {start}: nothing to report")
+    with operator_errors():
+        title = _county_name(settings.config_dir)
+        engine = make_engine(settings.database_url)
+        try:
+            with session_factory(engine)() as session:
+                built = build_report(
+                    session,
+                    start=since,
+                    end=until,
+                    timezone=settings.timezone,
+                    now=datetime.now(UTC),
+                    title=title,
+                )
+        except (OperationalError, ProgrammingError) as exc:
+            raise ValueError(
+                "the database is missing tables; run `yujing db upgrade` first "
+                f"({type(exc).__name__})"
+            ) from None
+        finally:
+            engine.dispose()
+        text = render_csv(built) if chosen == "csv" else render_html(built)
+        if out_file is None:
+            print(text, end="")
+            return
+        # a BOM lets spreadsheet programs open the Chinese CSV as UTF-8
+        out_file.write_text(text, encoding="utf-8-sig" if chosen == "csv" else "utf-8")
+    say(
+        f"report {since.isoformat()} – {until.isoformat()}: {len(built.episodes)} warning(s), "
+        f"{built.summary['messages']} message(s) → {out_file}"
+    )
+
+
+def _county_name(config_dir: Path) -> str:
+    """The county's name for the title; the report still works if the configuration does not."""
+    from dispatcher.county import load_county
+    from rules.yamlsource import ConfigError
+
+    try:
+        return load_county(config_dir).sender
+    except (ConfigError, OSError, ValueError):
+        return ""
+
+
+def _parse_time(option: str, text: str, tz: str) -> datetime:
+    """ISO 8601 date or time; without an offset it is read in the county's timezone."""
+    from dispatcher.cli import fail
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} {text!r}: expected ISO 8601, e.g. 2026-01-07T08:30 or 2026-01-07")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(tz))
+    return value.astimezone(UTC)

@@ -1,0 +1,381 @@
+"""Acknowledging from a phone: SMS reply, voice keypress and the signed link.
+
+    POST /webhooks/twilio/sms          Twilio inbound SMS (signed); answers in TwiML
+    POST /webhooks/twilio/voice/ack?n=ID
+                                       the voice call's <Gather> (signed); ID is the
+                                       notification the call delivers
+    GET  /ack/{token}                  the alert and a confirm button (never acknowledges)
+    POST /ack/{token}                  acknowledges, with an optional note
+
+Twilio webhooks without a valid signature get 403 and change nothing. Ack
+links that are altered get 403, expired ones 410, and record nothing. Every
+acknowledgement goes through `dispatcher.alerts.acknowledge`, which records who,
+when, how and the note; replies that acknowledge nothing are audited as
+`ack.refused` (a stranger's text or an unreadable reply is evidence too).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
+
+from dispatcher import audit
+from dispatcher.acklinks import AckClaim, LinkError, LinkExpired, ensure_secret_key, read_token
+from dispatcher.alerts.acknowledge import (
+    AckOutcome,
+    acknowledge,
+    find_open_alert_by_code,
+    latest_open_alert_for,
+)
+from dispatcher.storage.models import Alert, Notification, Person, Zone
+from dispatcher.web.twilio_signature import public_url, verified_twilio_form
+from rules.types import Level
+
+if TYPE_CHECKING:
+    from dispatcher.web.app import AppState
+
+__all__ = ["AckReply", "parse_ack_reply", "router"]
+
+OPEN_STATES: Final = ("firing", "acknowledged")
+STATE_ZH: Final = {
+    "firing": "待确认",
+    "acknowledged": "已确认",
+    "resolved": "已解除",
+    "superseded": "已被新的预警取代",
+    "cancelled": "已取消",
+}
+NOTE_MAX_CHARS: Final = 500
+_TWIML: Final = "application/xml"
+
+# After NFKC (full-width → ASCII) and casefold: an accepted word, optionally
+# the alert code (letters and digits) after spaces or punctuation, nothing else.
+_REPLY: Final = re.compile(
+    r"(?:1|收到|确认|ok)(?:[\s,.:;!、。：；]*(?P<code>[0-9a-z]{3,8}))?[\s,.!。]*",
+)
+_LINK_TAIL: Final = re.compile(r"\s*确认：https?://\S+\s*$")
+
+HELP_REPLY: Final = "确认预警请回复1，或回复1加短信中的预警编码，如“1 K7QA”。"
+
+
+@dataclass(frozen=True)
+class AckReply:
+    """A reply that means "acknowledged", and the alert code it names, if any."""
+
+    code: str | None
+
+
+def parse_ack_reply(text: str) -> AckReply | None:
+    """Read an SMS reply: `1`, `收到`, `确认`, `ok` (any width or case), optionally + code.
+
+    Returns None for anything else. The code comes back in upper case.
+    """
+    normal = unicodedata.normalize("NFKC", text).casefold().strip()
+    match = _REPLY.fullmatch(normal)
+    if match is None:
+        return None
+    code = match.group("code")
+    return AckReply(code.upper() if code else None)
+
+
+def router(state: AppState) -> APIRouter:
+    """The acknowledgement routes, bound to the application's state."""
+    ensure_secret_key(state.settings)  # the pipeline signs links with the same settings
+    r = APIRouter()
+    pages = Environment(
+        loader=PackageLoader("dispatcher.web", "templates"),
+        autoescape=select_autoescape(default=True),
+    )
+
+    @r.post("/webhooks/twilio/sms")
+    async def sms_reply(request: Request) -> Response:
+        form = await verified_twilio_form(request, state.settings)
+        if form is None:
+            return Response("invalid signature", status_code=403, media_type="text/plain")
+        with state.sessions.begin() as session:
+            answer = answer_sms(
+                session,
+                sender=form.get("From", ""),
+                body=form.get("Body", ""),
+                now=state.clock(),
+                timezone=state.settings.timezone,
+            )
+        reply = MessagingResponse()
+        reply.message(answer)
+        return Response(str(reply), media_type=_TWIML)
+
+    @r.post("/webhooks/twilio/voice/ack")
+    async def voice_ack(request: Request) -> Response:
+        form = await verified_twilio_form(request, state.settings)
+        if form is None:
+            return Response("invalid signature", status_code=403, media_type="text/plain")
+        call = VoiceResponse()
+        with state.sessions.begin() as session:
+            note = _notification(session, request.query_params.get("n", ""))
+            if note is None or note.alert_id is None or note.person_id is None:
+                call.say("未找到对应的预警信息，请联系县自然资源局值班室。", language="zh-CN")
+                call.hangup()
+                return Response(str(call), media_type=_TWIML)
+            digits = form.get("Digits", "").strip()
+            if digits == "1":
+                alert = session.get_one(Alert, note.alert_id)
+                outcome = acknowledge(
+                    session,
+                    alert=alert,
+                    person_id=note.person_id,
+                    actor=note.person_id,
+                    method="voice",
+                    note=None,
+                    at=state.clock(),
+                )
+                call.say(_voice_outcome(outcome), language="zh-CN")
+                call.hangup()
+                return Response(str(call), media_type=_TWIML)
+            body = _LINK_TAIL.sub("", note.body)
+        # any other key (or none): say the message again and ask once more
+        heard = f"您按的是{digits}。" if digits else ""
+        call.say(f"{heard}下面重复预警内容。", language="zh-CN")
+        gather = call.gather(
+            action=public_url(request, state.settings), method="POST", num_digits=1, timeout=8
+        )
+        gather.say(f"{body}。确认收到请按1。", language="zh-CN")
+        call.say("没有收到按键，再见。", language="zh-CN")
+        return Response(str(call), media_type=_TWIML)
+
+    @r.get("/ack/{token}")
+    def ack_page(token: str) -> HTMLResponse:
+        now = state.clock()
+        try:
+            claim = read_token(ensure_secret_key(state.settings), token, now)
+        except LinkError as exc:
+            return _link_refused(pages, exc)
+        with state.sessions() as session:
+            view = _alert_view(session, claim, state.settings.timezone)
+        if view is None:
+            return _page(pages, 404, title="未找到预警", message="该预警不存在，请联系值班室。")
+        return _page(pages, 200, title="预警确认", view=view, token=token)
+
+    @r.post("/ack/{token}")
+    async def ack_confirm(token: str, request: Request) -> HTMLResponse:
+        now = state.clock()
+        try:
+            claim = read_token(ensure_secret_key(state.settings), token, now)
+        except LinkError as exc:
+            return _link_refused(pages, exc)
+        form = await request.form()
+        note = str(form.get("note") or "").strip()[:NOTE_MAX_CHARS] or None
+        with state.sessions.begin() as session:
+            alert = session.get(Alert, claim.alert_id)
+            if alert is None:
+                return _page(pages, 404, title="未找到预警", message="该预警不存在，请联系值班室。")
+            outcome = acknowledge(
+                session,
+                alert=alert,
+                person_id=claim.person_id,
+                actor=claim.person_id,
+                method="link",
+                note=note,
+                at=now,
+            )
+            view = _alert_view(session, claim, state.settings.timezone)
+        if outcome.accepted:
+            message = f"{outcome.reason}。谢谢！"
+            return _page(pages, 200, title="已确认", message=message, view=view, done=True, ok=True)
+        message = f"未能确认：{outcome.reason}。"
+        return _page(pages, 409, title="未能确认", message=message, view=view, done=True)
+
+    return r
+
+
+# --- SMS ----------------------------------------------------------------------
+
+
+def answer_sms(session: Session, *, sender: str, body: str, now: datetime, timezone: str) -> str:
+    """Act on one SMS reply and return the text to send back; does not commit."""
+    people = _people_with_phone(session, sender)
+    if not people:
+        _refused(session, now, sender, body, "unknown_sender")
+        return "本号码未登记为预警接收人，无法确认预警。如有险情请直接拨打县自然资源局值班电话。"
+    reply = parse_ack_reply(body)
+    if reply is None:
+        _refused(session, now, sender, body, "unparseable", people[0].id)
+        shown = body.strip()[:20]
+        return f"未能识别您的回复“{shown}”。{HELP_REPLY}"
+
+    if reply.code is not None:
+        alert = find_open_alert_by_code(session, reply.code)
+        if alert is None:
+            _refused(session, now, sender, body, "no_open_alert_with_code", people[0].id)
+            known = session.scalar(select(Alert).where(Alert.code == reply.code))
+            if known is not None:
+                return f"预警{known.code}{STATE_ZH.get(known.state, known.state)}，无需确认。"
+            return f"未找到编码为{reply.code}的预警，请核对短信中的编码。{HELP_REPLY}"
+        person = _recipient_of(session, alert, people)
+    else:
+        latest = [(a, p) for p in people if (a := latest_open_alert_for(session, p.id)) is not None]
+        if not latest:
+            _refused(session, now, sender, body, "nothing_to_acknowledge", people[0].id)
+            return "您目前没有待确认的预警。"
+        alert, person = max(latest, key=lambda ap: (ap[0].opened_at, ap[0].id))
+
+    outcome = acknowledge(
+        session, alert=alert, person_id=person.id, actor=person.id, method="sms", note=None, at=now
+    )
+    what = _describe(session, alert)
+    if not outcome.accepted:
+        return f"未能确认预警{alert.code}（{what}）：{outcome.reason}。"
+    return f"预警{alert.code}（{what}）{outcome.reason}。谢谢！"
+
+
+def _people_with_phone(session: Session, phone: str) -> list[Person]:
+    number = re.sub(r"[\s\-()]", "", phone)
+    if not number:
+        return []
+    return list(
+        session.scalars(
+            select(Person)
+            .where(Person.phone == number, Person.active.is_(True))
+            .order_by(Person.id)
+        )
+    )
+
+
+def _recipient_of(session: Session, alert: Alert, people: list[Person]) -> Person:
+    """Of several people sharing one phone, the one this alert was sent to."""
+    if len(people) > 1:
+        told = set(
+            session.scalars(select(Notification.person_id).where(Notification.alert_id == alert.id))
+        )
+        for person in people:
+            if person.id in told:
+                return person
+    return people[0]
+
+
+def _refused(
+    session: Session,
+    now: datetime,
+    sender: str,
+    body: str,
+    reason: str,
+    person_id: str | None = None,
+) -> None:
+    audit.record(
+        session,
+        at=now,
+        actor=person_id or f"phone:{sender[:32]}",
+        action="ack.refused",
+        subject=f"person:{person_id}" if person_id else f"phone:{sender[:32]}",
+        data={"method": "sms", "from": sender, "body": body[:160], "reason": reason},
+    )
+
+
+# --- voice --------------------------------------------------------------------
+
+
+def _notification(session: Session, value: str) -> Notification | None:
+    return session.get(Notification, int(value)) if value.isdigit() else None
+
+
+def _voice_outcome(outcome: AckOutcome) -> str:
+    if not outcome.accepted:
+        return f"未能确认：{outcome.reason}。"
+    if outcome.reason == "已确认":
+        return "已确认，谢谢"
+    return f"{outcome.reason}。谢谢"
+
+
+# --- wording shared by the three ways -------------------------------------------
+
+
+def _describe(session: Session, alert: Alert) -> str:
+    """'寒潮黄色预警，穆村镇冯家沟村黄土滑坡' — hazard, level, zone."""
+    zone = session.get(Zone, alert.zone_id) if alert.zone_id else None
+    level = _level_zh(alert.level)
+    hazard = alert.title or alert.hazard
+    where = f"，{zone.name}" if zone is not None else ""
+    return f"{hazard}{level}预警{where}"
+
+
+def _level_zh(level: str) -> str:
+    try:
+        return Level.parse(level).zh
+    except ValueError:
+        return level
+
+
+# --- the ack link pages -----------------------------------------------------------
+
+
+def _alert_view(session: Session, claim: AckClaim, timezone: str) -> dict[str, Any] | None:
+    alert = session.get(Alert, claim.alert_id)
+    if alert is None:
+        return None
+    tz = ZoneInfo(timezone)
+    zone = session.get(Zone, alert.zone_id) if alert.zone_id else None
+    person = session.get(Person, claim.person_id)
+
+    def local(moment: datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+    return {
+        "code": alert.code,
+        "hazard": alert.title or alert.hazard,
+        "level": alert.level,
+        "level_zh": _level_zh(alert.level),
+        "zone": zone.name if zone is not None else "（系统告警）",
+        "place": " ".join(x for x in (zone.township, zone.village) if x) if zone else "",
+        "onset": local(alert.onset),
+        "until": local(alert.until),
+        "opened_at": local(alert.opened_at),
+        "state": alert.state,
+        "state_zh": STATE_ZH.get(alert.state, alert.state),
+        "open": alert.state in OPEN_STATES,
+        "acknowledged_at": local(alert.acknowledged_at) if alert.acknowledged_at else None,
+        "evidence": {str(k): _plain(v) for k, v in (alert.evidence or {}).items()},
+        "person": person.name if person is not None else claim.person_id,
+        "expires_at": local(claim.expires_at),
+        "note_max": NOTE_MAX_CHARS,
+    }
+
+
+def _plain(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _link_refused(pages: Environment, error: LinkError) -> HTMLResponse:
+    status = 410 if isinstance(error, LinkExpired) else 403
+    title = "链接已过期" if status == 410 else "链接无效"
+    return _page(pages, status, title=title, message=str(error))
+
+
+def _page(pages: Environment, status: int, **values: Any) -> HTMLResponse:
+    values.setdefault("view", None)
+    values.setdefault("message", None)
+    values.setdefault("done", False)
+    values.setdefault("ok", False)
+    body = pages.get_template("ack_link.html").render(**values)
+    return HTMLResponse(
+        body,
+        status_code=status,
+        headers={
+            # the token is in the URL: keep it out of caches, referrers and indexes
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Robots-Tag": "noindex, nofollow",
+            "Content-Security-Policy": (
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+            ),
+        },
+    )

@@ -1,0 +1,767 @@
+"""The duty console (值班台): server-rendered pages for the duty room and phones.
+
+Pages: the active-alert board (refreshes itself), alert detail with its
+timeline and an acknowledge form, who is on duty, the zones with an offline
+SVG map, and the rules in force. Everything is rendered here with Jinja2 from
+`templates/`; the CSS and the one small script ship in `static/` (no CDN).
+
+Every page needs a login (`auth.py`); every POST carries the login's CSRF
+token; only admin and duty accounts may acknowledge, and they do it through
+`alerts.acknowledge.acknowledge`, the same function the SMS reply, the voice
+keypress, the ack link and the CLI use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher.acklinks import ensure_secret_key
+from dispatcher.alerts.acknowledge import acknowledge
+from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
+from dispatcher.storage.models import (
+    Acknowledgement,
+    Alert,
+    AuditEvent,
+    EscalationTimer,
+    Notification,
+    Person,
+    Receipt,
+    Zone,
+)
+from dispatcher.web import auth
+
+if TYPE_CHECKING:
+    from dispatcher.web.app import AppState
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+REFRESH_SECONDS = 10
+LOGIN_FORM_SECONDS = 3600  # how long a login form may sit before it must be reloaded
+_SESSION_PURPOSE = "yujing-console-session:v1"
+_LOGIN_PURPOSE = "yujing-console-login:v1"
+
+#: Levels from most to least severe, with the Chinese signal colours.
+LEVELS: Mapping[str, str] = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
+LEVEL_RANK: Mapping[str, int] = {"red": 4, "orange": 3, "yellow": 2, "blue": 1}
+OPEN_STATES = ("firing", "acknowledged")
+STATE_LABELS: Mapping[str, str] = {
+    "firing": "待确认",
+    "acknowledged": "已确认",
+    "resolved": "已解除",
+    "superseded": "已变更等级",
+    "cancelled": "已取消",
+}
+KIND_LABELS: Mapping[str, str] = {
+    "landslide": "滑坡",
+    "collapse": "崩塌",
+    "debris_flow": "泥石流",
+    "subsidence": "地面塌陷",
+    "ground_fissure": "地裂缝",
+    "unstable_slope": "不稳定斜坡",
+}
+RISK_LABELS: Mapping[str, str] = {"low": "低", "medium": "中", "high": "高", "very_high": "极高"}
+METHOD_LABELS: Mapping[str, str] = {
+    "sms": "短信回复",
+    "voice": "电话按键",
+    "link": "确认链接",
+    "console": "值班台",
+    "cli": "命令行",
+}
+NOTIFICATION_STATUS_LABELS: Mapping[str, str] = {
+    "pending": "待发送",
+    "sending": "发送中",
+    "sent": "已发出",
+    "delivered": "已送达",
+    "undelivered": "未送达",
+    "failed": "发送失败",
+    "cancelled": "已取消",
+}
+CHANNEL_LABELS: Mapping[str, str] = {
+    "console": "控制台",
+    "twilio_sms": "短信",
+    "twilio_voice": "语音电话",
+    "sms": "短信",
+    "voice": "语音电话",
+}
+ACTION_LABELS: Mapping[str, str] = {
+    "alert.new": "发布预警",
+    "alert.upgraded": "等级升高",
+    "alert.downgraded": "等级降低",
+    "alert.continued": "预警持续",
+    "alert.resolved": "预警解除",
+    "alert.superseded": "等级变更，由新预警接替",
+    "alert.calming": "条件减弱，观察中",
+    "alert.data_missing": "预报数据缺失",
+    "alert.acknowledged": "已确认",
+    "alert.overdue": "超时未确认（迟报）",
+    "alert.ack": "收到确认",
+    "ack.refused": "确认未被接受",
+    "escalation.step": "逐级通知",
+    "escalation.deadline": "确认期限已到",
+    "escalation.cancelled": "后续通知已取消",
+}
+REFUSAL_TEXT: Mapping[str, str] = {
+    "bad_credentials": "用户名或密码不正确。",
+    "locked": "连续输错密码次数过多，账号已暂时锁定，请于 {until} 后再试。",
+}
+
+
+def router(state: AppState) -> APIRouter:
+    """The console's routes, bound to the application's state."""
+    return _Console(state).routes()
+
+
+# --- what the pages show
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One open alert as the board shows it."""
+
+    code: str
+    title: str
+    level: str
+    level_zh: str
+    state: str
+    state_zh: str
+    system: bool
+    place: str
+    opened: datetime
+    opened_at: str
+    window: str
+    overdue: bool
+    deadline: str | None
+    acknowledged_by: str | None
+    acknowledged_at: str | None
+
+
+def board_order(row: BoardRow) -> tuple[int, int, datetime]:
+    """Overdue first, then the most severe level, then the oldest."""
+    return (0 if row.overdue else 1, -LEVEL_RANK.get(row.level, 0), row.opened)
+
+
+@dataclass(frozen=True)
+class MapPoint:
+    """A zone placed on the SVG map."""
+
+    zone_id: str
+    name: str
+    x: float
+    y: float
+    r: float
+    level: str  # a LEVELS key, or "none"
+
+
+@dataclass(frozen=True)
+class CountyMap:
+    width: int
+    height: int
+    points: list[MapPoint]
+    labels: list[tuple[float, float, str]] = field(default_factory=list)  # township names
+
+
+def project(
+    places: Sequence[tuple[str, str, float, float, str]],
+    *,
+    width: int = 800,
+    pad: int = 24,
+    labels: Iterable[tuple[str, float, float]] = (),
+) -> CountyMap:
+    """Place (id, name, lat, lon, level) on an SVG box `width` wide.
+
+    An equirectangular projection around the county's mean latitude (longitude
+    shrunk by cos φ): for a county tens of kilometres across the distortion is
+    far below a symbol's size. North is up; the height follows the aspect.
+    """
+    if not places:
+        return CountyMap(width, width // 2, [])
+    lats = [p[2] for p in places]
+    lons = [p[3] for p in places]
+    shrink = math.cos(math.radians(sum(lats) / len(lats)))
+    span_x = max((max(lons) - min(lons)) * shrink, 1e-3)
+    span_y = max(max(lats) - min(lats), 1e-3)
+    scale = (width - 2 * pad) / max(span_x, span_y * 0.6)  # keep tall counties on screen
+    height = round(span_y * scale + 2 * pad)
+    x0 = pad + ((width - 2 * pad) - span_x * scale) / 2
+
+    def xy(lat: float, lon: float) -> tuple[float, float]:
+        return (
+            round(x0 + (lon - min(lons)) * shrink * scale, 1),
+            round(pad + (max(lats) - lat) * scale, 1),
+        )
+
+    points = [
+        MapPoint(zone_id, name, *xy(lat, lon), r=5.0 + LEVEL_RANK.get(level, 0), level=level)
+        for zone_id, name, lat, lon, level in places
+    ]
+    # severe points are drawn last, on top of the others
+    points.sort(key=lambda p: LEVEL_RANK.get(p.level, 0))
+    placed = [(*xy(lat, lon), text) for text, lat, lon in labels]
+    return CountyMap(width, height, points, placed)
+
+
+class _Console:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.secret = ensure_secret_key(state.settings).get_secret_value().encode()
+        self.tz = ZoneInfo(state.settings.timezone)
+        self.secure = (state.settings.public_base_url or "").startswith("https://")
+        self.templates = Jinja2Templates(directory=str(TEMPLATES))
+        env = self.templates.env
+        env.filters["local"] = self.local
+        env.globals.update(
+            level_labels=LEVELS,
+            role_labels=auth.ROLES,
+            state_labels=STATE_LABELS,
+            kind_labels=KIND_LABELS,
+            risk_labels=RISK_LABELS,
+            method_labels=METHOD_LABELS,
+            status_labels=NOTIFICATION_STATUS_LABELS,
+            channel_labels=CHANNEL_LABELS,
+            action_labels=ACTION_LABELS,
+            zone_role_labels=ROLE_LABELS,
+            duty_role_labels=DUTY_ROLE_LABELS,
+        )
+
+    def local(self, value: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+        return value.astimezone(self.tz).strftime(fmt) if value is not None else "—"
+
+    # --- plumbing
+
+    def page(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        response = self.templates.TemplateResponse(request, name, context, status_code=status_code)
+        _protect(response)
+        return response
+
+    def message(
+        self, request: Request, login: auth.Login | None, heading: str, text: str, status: int
+    ) -> HTMLResponse:
+        return self.page(
+            request,
+            "message.html",
+            {"login": login, "page": "", "heading": heading, "text": text, "back": None},
+            status,
+        )
+
+    def login_of(self, request: Request, db: Session) -> auth.Login | None:
+        cookie = request.cookies.get(auth.SESSION_COOKIE)
+        token = auth.unsign(self.secret, _SESSION_PURPOSE, cookie) if cookie else None
+        return auth.find_login(db, token, self.state.clock()) if token else None
+
+    def to_login(self, request: Request) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/console/login?next={quote(target)}", status_code=303)
+
+    def forbidden_form(self, request: Request, login: auth.Login | None) -> HTMLResponse:
+        return self.message(
+            request,
+            login,
+            "表单已失效",
+            "表单校验失败（可能已过期，或并非从本系统页面提交）。请返回页面刷新后重试；"
+            "本次提交未作任何更改。",
+            403,
+        )
+
+    # --- routes
+
+    def routes(self) -> APIRouter:
+        r = APIRouter()
+        r.mount("/console/static", StaticFiles(directory=str(STATIC)), name="console-static")
+
+        @r.get("/", include_in_schema=False)
+        def home() -> RedirectResponse:
+            return RedirectResponse("/console/", status_code=303)
+
+        @r.get("/console", include_in_schema=False)
+        def console_root() -> RedirectResponse:
+            return RedirectResponse("/console/", status_code=303)
+
+        r.add_api_route("/console/login", self.login_form, methods=["GET"])
+        r.add_api_route("/console/login", self.login_submit, methods=["POST"])
+        r.add_api_route("/console/logout", self.logout, methods=["POST"])
+        r.add_api_route("/console/", self.board, methods=["GET"])
+        r.add_api_route("/console/board/rows", self.board_rows, methods=["GET"])
+        r.add_api_route("/console/alerts/{code}", self.alert_detail, methods=["GET"])
+        r.add_api_route("/console/alerts/{code}/ack", self.acknowledge, methods=["POST"])
+        r.add_api_route("/console/duty", self.duty, methods=["GET"])
+        r.add_api_route("/console/zones", self.zones, methods=["GET"])
+        r.add_api_route("/console/rules", self.rules, methods=["GET"])
+        return r
+
+    # login and logout
+
+    def login_form(self, request: Request, next: str = "/console/") -> Response:
+        with self.state.sessions() as db:
+            if self.login_of(request, db) is not None:
+                return RedirectResponse(_safe_next(next), status_code=303)
+        return self._login_page(request, next=next)
+
+    def _login_page(
+        self,
+        request: Request,
+        *,
+        next: str,
+        error: str | None = None,
+        username: str = "",
+        status: int = 200,
+    ) -> HTMLResponse:
+        token = auth.new_token()
+        response = self.page(
+            request,
+            "login.html",
+            {
+                "login": None,
+                "csrf_token": token,
+                "next": _safe_next(next),
+                "error": error,
+                "username": username,
+            },
+            status,
+        )
+        response.set_cookie(
+            auth.LOGIN_COOKIE,
+            auth.sign(self.secret, _LOGIN_PURPOSE, token),
+            max_age=LOGIN_FORM_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            path="/console/login",
+        )
+        return response
+
+    def login_submit(
+        self,
+        request: Request,
+        username: Annotated[str, Form()] = "",
+        password: Annotated[str, Form()] = "",
+        csrf_token: Annotated[str, Form()] = "",
+        next: Annotated[str, Form()] = "/console/",
+    ) -> Response:
+        cookie = request.cookies.get(auth.LOGIN_COOKIE)
+        expected = auth.unsign(self.secret, _LOGIN_PURPOSE, cookie) if cookie else None
+        if not auth.tokens_match(expected, csrf_token):
+            return self._login_page(
+                request,
+                next=next,
+                error="登录页已过期，请重新输入用户名和密码。",
+                username=username,
+                status=403,
+            )
+        now = self.state.clock()
+        with self.state.sessions.begin() as db:
+            outcome = auth.authenticate(db, username, password, now)
+            if isinstance(outcome, auth.LoginRefused):
+                until = self.local(outcome.locked_until, "%H:%M")
+                error = REFUSAL_TEXT[outcome.reason].format(until=until)
+                token = None
+            else:
+                token = auth.start_session(
+                    db, outcome, at=now, ttl_seconds=self.state.settings.session_ttl_seconds
+                )
+        if token is None:
+            return self._login_page(request, next=next, error=error, username=username, status=401)
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie(
+            auth.SESSION_COOKIE,
+            auth.sign(self.secret, _SESSION_PURPOSE, token),
+            max_age=self.state.settings.session_ttl_seconds,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            path="/",
+        )
+        response.delete_cookie(auth.LOGIN_COOKIE, path="/console/login")
+        return response
+
+    def logout(self, request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+        with self.state.sessions.begin() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            if not auth.tokens_match(login.session.csrf_token, csrf_token):
+                return self.forbidden_form(request, login)
+            auth.end_session(db, login, self.state.clock())
+        response = RedirectResponse("/console/login", status_code=303)
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        return response
+
+    # the board
+
+    def board(self, request: Request) -> Response:
+        with self.state.sessions() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            return self.page(request, "board.html", self._board_context(db, login))
+
+    def board_rows(self, request: Request) -> Response:
+        with self.state.sessions() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return Response("login required", status_code=401, media_type="text/plain")
+            return self.page(request, "board_rows.html", self._board_context(db, login))
+
+    def _board_context(self, db: Session, login: auth.Login) -> dict[str, Any]:
+        now = self.state.clock()
+        rows = self.open_alerts(db, now)
+        return {
+            "login": login,
+            "page": "board",
+            "rows": rows,
+            "counts": Counter(r.level for r in rows),
+            "overdue_count": sum(r.overdue for r in rows),
+            "now_local": self.local(now, "%Y-%m-%d %H:%M:%S"),
+            "refresh_seconds": REFRESH_SECONDS,
+        }
+
+    def open_alerts(self, db: Session, now: datetime) -> list[BoardRow]:
+        """Open alerts (firing or acknowledged), hazard and system, in board order."""
+        alerts = db.scalars(select(Alert).where(Alert.state.in_(OPEN_STATES))).all()
+        ids = [a.id for a in alerts]
+        zones = {
+            z.id: z
+            for z in db.scalars(
+                select(Zone).where(Zone.id.in_({a.zone_id for a in alerts if a.zone_id}))
+            )
+        }
+        deadlines: dict[int, datetime] = {}
+        if ids:
+            for timer in db.scalars(
+                select(EscalationTimer).where(
+                    EscalationTimer.alert_id.in_(ids),
+                    EscalationTimer.kind == "deadline",
+                    EscalationTimer.status != "cancelled",
+                )
+            ):
+                first = deadlines.get(timer.alert_id)
+                deadlines[timer.alert_id] = min(first, timer.due_at) if first else timer.due_at
+        rows = []
+        for a in alerts:
+            zone = zones.get(a.zone_id) if a.zone_id else None
+            deadline = deadlines.get(a.id)
+            rows.append(
+                BoardRow(
+                    code=a.code,
+                    title=a.title or a.hazard,
+                    level=a.level,
+                    level_zh=LEVELS.get(a.level, a.level),
+                    state=a.state,
+                    state_zh=STATE_LABELS.get(a.state, a.state),
+                    system=a.kind == "system",
+                    place=f"{zone.township} · {zone.name}" if zone else "（系统）",
+                    opened=a.opened_at,
+                    opened_at=self.local(a.opened_at),
+                    window=_window(self.local(a.onset), self.local(a.until), a),
+                    overdue=a.state == "firing" and deadline is not None and deadline <= now,
+                    deadline=self.local(deadline) if deadline else None,
+                    acknowledged_by=a.acknowledged_by,
+                    acknowledged_at=self.local(a.acknowledged_at) if a.acknowledged_at else None,
+                )
+            )
+        rows.sort(key=board_order)
+        return rows
+
+    # one alert
+
+    def alert_detail(self, request: Request, code: str, done: str | None = None) -> Response:
+        with self.state.sessions() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            alert = db.scalar(select(Alert).where(Alert.code == code))
+            if alert is None:
+                return self.message(
+                    request, login, "找不到预警", f"没有代码为 {code} 的预警。", 404
+                )
+            return self.page(
+                request, "alert.html", self._alert_context(db, login, alert, done=done)
+            )
+
+    def _alert_context(
+        self,
+        db: Session,
+        login: auth.Login,
+        alert: Alert,
+        *,
+        done: str | None = None,
+        refused: str | None = None,
+        note: str = "",
+    ) -> dict[str, Any]:
+        zone = db.get(Zone, alert.zone_id) if alert.zone_id else None
+        events = db.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.subject == f"alert:{alert.id}")
+            .order_by(AuditEvent.id)
+        ).all()
+        notes = db.scalars(
+            select(Notification)
+            .where(Notification.alert_id == alert.id)
+            .order_by(Notification.created_at, Notification.id)
+        ).all()
+        receipts: dict[int, list[Receipt]] = {}
+        if notes:
+            for receipt in db.scalars(
+                select(Receipt)
+                .where(Receipt.notification_id.in_([n.id for n in notes]))
+                .order_by(Receipt.received_at, Receipt.id)
+            ):
+                assert receipt.notification_id is not None
+                receipts.setdefault(receipt.notification_id, []).append(receipt)
+        acks = db.scalars(
+            select(Acknowledgement)
+            .where(Acknowledgement.alert_id == alert.id)
+            .order_by(Acknowledgement.at, Acknowledgement.id)
+        ).all()
+        pending = db.scalars(
+            select(EscalationTimer)
+            .where(EscalationTimer.alert_id == alert.id, EscalationTimer.status == "pending")
+            .order_by(EscalationTimer.due_at, EscalationTimer.id)
+        ).all()
+        names = _person_names(
+            db,
+            [a.person_id for a in acks]
+            + [login.user.person_id]
+            + [p for t in pending for p in _plan_people(t.plan)],
+        )
+        later = db.scalar(select(Alert).where(Alert.supersedes_id == alert.id))
+        earlier = db.get(Alert, alert.supersedes_id) if alert.supersedes_id else None
+        return {
+            "login": login,
+            "page": "board",
+            "alert": alert,
+            "zone": zone,
+            "level_zh": LEVELS.get(alert.level, alert.level),
+            "events": events,
+            "notifications": notes,
+            "receipts": receipts,
+            "acks": acks,
+            "pending": [_step_view(t, names) for t in pending],
+            "names": names,
+            "earlier": earlier,
+            "later": later,
+            "can_ack": login.may_acknowledge and alert.state in OPEN_STATES,
+            "done": done,
+            "refused": refused,
+            "note": note,
+        }
+
+    def acknowledge(
+        self,
+        request: Request,
+        code: str,
+        csrf_token: Annotated[str, Form()] = "",
+        note: Annotated[str, Form()] = "",
+    ) -> Response:
+        now = self.state.clock()
+        note = note.strip()
+        with self.state.sessions.begin() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            if not auth.tokens_match(login.session.csrf_token, csrf_token):
+                return self.forbidden_form(request, login)
+            if not login.may_acknowledge:
+                return self.message(
+                    request,
+                    login,
+                    "无权确认",
+                    "只读账号不能确认预警；请由值班员或管理员确认。",
+                    403,
+                )
+            alert = db.scalar(select(Alert).where(Alert.code == code))
+            if alert is None:
+                return self.message(
+                    request, login, "找不到预警", f"没有代码为 {code} 的预警。", 404
+                )
+            outcome = acknowledge(
+                db,
+                alert=alert,
+                person_id=login.user.person_id,
+                actor=f"console:{login.user.name}",
+                method="console",
+                note=note or None,
+                at=now,
+            )
+            if not outcome.accepted:
+                return self.page(
+                    request,
+                    "alert.html",
+                    self._alert_context(
+                        db, login, alert, refused=outcome.reason or "确认未被接受。", note=note
+                    ),
+                    409,
+                )
+        done = "complete" if outcome.complete else "partial"
+        return RedirectResponse(f"/console/alerts/{quote(code)}?done={done}", status_code=303)
+
+    # duty, zones, rules
+
+    def duty(self, request: Request) -> Response:
+        with self.state.sessions() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            now = self.state.clock()
+            roster = self.state.roster
+            context: dict[str, Any] = {"login": login, "page": "duty", "roster": roster}
+            if roster is not None and roster.configured:
+                current = roster.shift_at(now)
+                context["shift"] = current
+                context["on_duty"] = roster.on_duty(now)
+                context["upcoming"] = roster.shifts(current.day + timedelta(days=1), 7)
+            elif roster is not None:
+                context["everyone"] = {
+                    role: [p for p in roster.people.values() if p.duty_role == role]
+                    for role in DUTY_ROLE_LABELS
+                }
+            return self.page(request, "duty.html", context)
+
+    def zones(self, request: Request) -> Response:
+        with self.state.sessions() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            zones = db.scalars(
+                select(Zone).where(Zone.active.is_(True)).order_by(Zone.township, Zone.id)
+            ).all()
+            level: dict[str, str] = {}
+            open_count: Counter[str] = Counter()
+            for a in db.scalars(
+                select(Alert).where(Alert.state.in_(OPEN_STATES), Alert.zone_id.is_not(None))
+            ):
+                assert a.zone_id is not None
+                open_count[a.zone_id] += 1
+                if LEVEL_RANK.get(a.level, 0) > LEVEL_RANK.get(level.get(a.zone_id, ""), 0):
+                    level[a.zone_id] = a.level
+            townships: dict[str, list[Zone]] = {}
+            for z in zones:
+                townships.setdefault(z.township, []).append(z)
+            county_map = project(
+                [(z.id, z.name, z.latitude, z.longitude, level.get(z.id, "none")) for z in zones],
+                labels=[
+                    (
+                        name,
+                        max(z.latitude for z in members) + 0.006,
+                        sum(z.longitude for z in members) / len(members),
+                    )
+                    for name, members in townships.items()
+                ],
+            )
+            return self.page(
+                request,
+                "zones.html",
+                {
+                    "login": login,
+                    "page": "zones",
+                    "zones": zones,
+                    "level": level,
+                    "open_count": open_count,
+                    "map": county_map,
+                },
+            )
+
+    def rules(self, request: Request) -> Response:
+        with self.state.sessions() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            return self.page(
+                request,
+                "rules.html",
+                {"login": login, "page": "rules", "rules": self.state.rules},
+            )
+
+
+# --- small helpers
+
+
+def _protect(response: Response) -> None:
+    """No framing, scripts and styles only from here, never cached."""
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+
+
+def _safe_next(target: str) -> str:
+    """Only a path inside the console; never another site (open redirect)."""
+    if target.startswith("/console") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/console/"
+
+
+def _window(onset: str, until: str, alert: Alert) -> str:
+    if alert.onset is None and alert.until is None:
+        return "—"
+    return f"{onset} 至 {until}"
+
+
+def _person_names(db: Session, ids: Iterable[str | None]) -> dict[str, str]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    return {p.id: p.name for p in db.scalars(select(Person).where(Person.id.in_(wanted)))}
+
+
+def _plan_people(plan: Mapping[str, Any]) -> list[str]:
+    people = plan.get("people") or plan.get("person_ids") or []
+    return [p for p in people if isinstance(p, str)] if isinstance(people, list) else []
+
+
+@dataclass(frozen=True)
+class StepView:
+    """A pending escalation timer, in words."""
+
+    due_at: datetime
+    what: str
+    who: str
+    channels: str
+
+
+def _step_view(timer: EscalationTimer, names: Mapping[str, str]) -> StepView:
+    plan = timer.plan or {}
+    if timer.kind == "deadline":
+        what = "确认期限：届时仍未确认即记为超时（迟报），并通知带班领导"
+    else:
+        repeat = f"（第 {timer.round + 1} 轮）" if timer.round else ""
+        what = f"第 {timer.step + 1} 步通知{repeat}"
+    people = _plan_people(plan)
+    targets = plan.get("targets")
+    who = "、".join(names.get(p, p) for p in people) or (
+        "、".join(str(t) for t in targets) if isinstance(targets, list) else ""
+    )
+    channels = plan.get("channels")
+    return StepView(
+        due_at=timer.due_at,
+        what=what,
+        who=who,
+        channels="、".join(CHANNEL_LABELS.get(str(c), str(c)) for c in channels)
+        if isinstance(channels, list)
+        else "",
+    )

@@ -1,0 +1,117 @@
+"""Signed, expiring acknowledgement links: what they carry and what they refuse."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from dispatcher.acklinks import (
+    AckClaim,
+    LinkExpired,
+    LinkInvalid,
+    ack_link,
+    ensure_secret_key,
+    make_token,
+    read_token,
+)
+from dispatcher.settings import Settings
+
+NOW = datetime(2026, 1, 7, 1, 0, tzinfo=UTC)
+KEY = SecretStr("test-secret-key-for-ack-links-0123456789")
+PUBLIC = "https://yujing.example.gov.cn"
+
+
+def settings(**changes: object) -> Settings:
+    values: dict[str, object] = {"public_base_url": PUBLIC, "secret_key": KEY, **changes}
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_a_token_names_the_alert_the_person_and_the_expiry() -> None:
+    token = make_token(KEY, 42, "p-duty-zhang", NOW + timedelta(hours=24))
+
+    assert read_token(KEY, token, NOW) == AckClaim(42, "p-duty-zhang", NOW + timedelta(hours=24))
+
+
+def test_a_person_id_with_separators_survives_the_round_trip() -> None:
+    token = make_token(KEY, 7, "p:村:1.2", NOW + timedelta(hours=1))
+
+    assert read_token(KEY, token, NOW).person_id == "p:村:1.2"
+
+
+def test_a_token_is_refused_from_its_expiry_on() -> None:
+    token = make_token(KEY, 42, "p-1", NOW + timedelta(hours=1))
+
+    read_token(KEY, token, NOW + timedelta(minutes=59, seconds=59))
+    with pytest.raises(LinkExpired, match="链接已过期"):
+        read_token(KEY, token, NOW + timedelta(hours=1))
+
+
+def test_a_token_signed_with_another_key_is_invalid() -> None:
+    token = make_token(SecretStr("someone else's key"), 42, "p-1", NOW + timedelta(hours=1))
+
+    with pytest.raises(LinkInvalid, match="链接无效"):
+        read_token(KEY, token, NOW)
+
+
+def test_an_expired_token_with_a_bad_signature_is_invalid_not_expired() -> None:
+    # the signature is checked first: a forger learns nothing from the answer
+    token = make_token(SecretStr("other"), 42, "p-1", NOW - timedelta(hours=1))
+
+    with pytest.raises(LinkInvalid):
+        read_token(KEY, token, NOW)
+
+
+def test_every_single_character_change_is_refused() -> None:
+    token = make_token(KEY, 42, "p-1", NOW + timedelta(hours=1))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+    for i, original in enumerate(token):
+        if original == ".":
+            continue
+        for replacement in {alphabet[(alphabet.index(original) + 1) % 64], "=", "!"}:
+            changed = token[:i] + replacement + token[i + 1 :]
+            with pytest.raises(LinkInvalid):
+                read_token(KEY, changed, NOW)
+
+
+def test_a_link_is_the_public_url_of_the_ack_page_and_valid_for_the_ttl() -> None:
+    link = ack_link(settings(ack_link_ttl_seconds=3600), 42, "p-1", NOW)
+
+    assert link is not None and link.startswith(f"{PUBLIC}/ack/")
+    claim = read_token(KEY, link.removeprefix(f"{PUBLIC}/ack/"), NOW)
+    assert claim == AckClaim(42, "p-1", NOW + timedelta(hours=1))
+
+
+def test_a_link_is_short_enough_for_an_sms() -> None:
+    link = ack_link(settings(), 123456, "p-duty-zhang", NOW)
+
+    assert link is not None and len(link) <= 100
+
+
+def test_there_is_no_link_without_a_public_base_url() -> None:
+    assert ack_link(settings(public_base_url=None), 42, "p-1", NOW) is None
+
+
+def test_without_a_configured_key_one_random_key_is_made_once_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = settings(secret_key=None)
+
+    with caplog.at_level(logging.WARNING, logger="yujing.acklinks"):
+        first = ensure_secret_key(config)
+        second = ensure_secret_key(config)
+
+    assert first is second and len(first.get_secret_value()) >= 32
+    assert config.secret_key is first
+    assert [r.message for r in caplog.records if "YUJING_SECRET_KEY" in r.message] == [
+        "YUJING_SECRET_KEY is not set: using a random key for this process; "
+        "acknowledgement links and console sessions will not survive a restart"
+    ]
+    assert ensure_secret_key(settings(secret_key=None)) != first
+
+
+def test_a_configured_key_is_used_as_is() -> None:
+    assert ensure_secret_key(settings()) == KEY
