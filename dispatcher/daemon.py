@@ -108,6 +108,14 @@ async def _serve(runtime: Runtime) -> None:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        _logged(_escalate(runtime), "escalate"),
+        "interval",
+        seconds=settings.escalation_poll_seconds,
+        id="escalate",
+        max_instances=1,
+        coalesce=True,
+    )
 
     state = AppState(
         sessions=runtime.sessions,
@@ -116,6 +124,8 @@ async def _serve(runtime: Runtime) -> None:
         feed_source=runtime.feed.source,
         started_at=runtime.pipeline.started_at,
         rules=runtime.rules.status,
+        roster=runtime.escalation.roster if runtime.escalation else None,
+        on_failed=runtime.failover,
     )
     server = _Server(
         uvicorn.Config(
@@ -171,6 +181,13 @@ def _check_feed(runtime: Runtime) -> Callable[[], Awaitable[object]]:
         runtime.pipeline.check_feed()
 
     return check
+
+
+def _escalate(runtime: Runtime) -> Callable[[], Awaitable[object]]:
+    async def escalate() -> None:
+        runtime.pipeline.escalate()
+
+    return escalate
 
 
 def _logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:

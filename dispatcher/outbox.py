@@ -41,7 +41,7 @@ from channels.base import Channel, Outcome, OutgoingMessage, SendResult
 from dispatcher import audit
 from dispatcher.ratelimit import Rate, buckets, parse_rates
 from dispatcher.settings import Settings
-from dispatcher.storage.models import Notification, Receipt
+from dispatcher.storage.models import Alert, Notification, Receipt
 
 __all__ = [
     "JITTER_FRACTION",
@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+OnFailed = Callable[[Session, Notification, str, datetime], object]
+"""Called in the recording transaction when a row failed for good (see dispatcher.failover)."""
 
 PENDING: Final = "pending"
 SENDING: Final = "sending"
@@ -104,6 +107,8 @@ class Claimed:
     attempt: int
     """Which attempt this claim is: 1 for the first send, 2 for the first retry …"""
     lease_until: datetime
+    expires_at: datetime | None = None
+    """After this the row is not retried but failed over (time-to-live by alert level)."""
 
 
 def backoff_delay(failed_attempt: int, *, base: float, cap: float, jitter: float) -> float:
@@ -142,6 +147,8 @@ class DeliveryWorker:
         jitter_source: Callable[[], float] | None = None,
         actor: str = "outbox",
         rates: Mapping[str, Rate] | None = None,
+        ttl_seconds: Mapping[str, float] | None = None,
+        on_failed: OnFailed | None = None,
     ) -> None:
         """Create a worker.
 
@@ -149,7 +156,10 @@ class DeliveryWorker:
         every outgoing message (channels that cannot use it ignore it).
         `jitter_source` returns a float in [0, 1) for the retry spread; tests
         pass a constant. `actor` names this worker in audit events. `rates`
-        override the per-second limits the channels declare.
+        override the per-second limits the channels declare. `ttl_seconds` maps
+        an alert level to how long its messages are retried before `on_failed`
+        (the failover, in the same transaction) takes over; `on_failed` is also
+        called for permanent failures and exhausted retries.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -172,6 +182,8 @@ class DeliveryWorker:
         self.actor = actor
         self._jitter = jitter_source if jitter_source is not None else random.Random().random
         self._wake = asyncio.Event()
+        self.ttl_seconds = dict(ttl_seconds or {})
+        self.on_failed = on_failed
         self._outcomes = _OutcomeBatcher(self._record_batch)
         self._buckets = buckets(
             {name: channel.limits.per_second for name, channel in channels.items()},
@@ -189,6 +201,7 @@ class DeliveryWorker:
         status_callback_url: str | None = None,
         jitter_source: Callable[[], float] | None = None,
         actor: str = "outbox",
+        on_failed: OnFailed | None = None,
     ) -> DeliveryWorker:
         """A worker configured by the `delivery_*` settings."""
         return cls(
@@ -205,6 +218,13 @@ class DeliveryWorker:
             jitter_source=jitter_source,
             actor=actor,
             rates=parse_rates(settings.rate_limits),
+            ttl_seconds={
+                "blue": settings.delivery_ttl_blue_seconds,
+                "yellow": settings.delivery_ttl_yellow_seconds,
+                "orange": settings.delivery_ttl_orange_seconds,
+                "red": settings.delivery_ttl_red_seconds,
+            },
+            on_failed=on_failed,
         )
 
     # --- claiming ---------------------------------------------------------------
@@ -227,27 +247,29 @@ class DeliveryWorker:
         )
         claimed: list[Claimed] = []
         with self.sessions.begin() as session:
-            rows = session.scalars(
-                select(Notification)
+            rows = session.execute(
+                select(Notification, Alert.level)
+                .outerjoin(Alert, Alert.id == Notification.alert_id)
                 .where(due)
                 .order_by(Notification.next_attempt_at, Notification.id)
                 .limit(limit)
                 # PostgreSQL: rows another worker is claiming right now are
                 # skipped, not waited for. SQLite ignores this clause; its
                 # BEGIN IMMEDIATE already makes claims one at a time.
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=True, of=Notification)
             ).all()
-            for row in rows:
+            for row, level in rows:
                 if row.status == SENDING and row.attempts >= self.max_attempts:
                     self._give_up_expired(session, row, now)
                     continue
                 row.status = SENDING
                 row.attempts += 1
                 row.lease_until = lease_until
-                claimed.append(self._snapshot(row, lease_until))
+                claimed.append(self._snapshot(row, lease_until, level))
         return claimed
 
-    def _snapshot(self, row: Notification, lease_until: datetime) -> Claimed:
+    def _snapshot(self, row: Notification, lease_until: datetime, level: str | None) -> Claimed:
+        ttl = self.ttl_seconds.get(level or "")
         return Claimed(
             id=row.id,
             channel=row.channel,
@@ -260,6 +282,7 @@ class DeliveryWorker:
             ),
             attempt=row.attempts,
             lease_until=lease_until,
+            expires_at=row.created_at + timedelta(seconds=ttl) if ttl else None,
         )
 
     def _give_up_expired(self, session: Session, row: Notification, now: datetime) -> None:
@@ -286,6 +309,8 @@ class DeliveryWorker:
             },
         )
         logger.warning("notification %s: %s", row.id, reason)
+        if self.on_failed is not None:
+            self.on_failed(session, row, reason, now)
 
     # --- delivering -------------------------------------------------------------
 
@@ -367,7 +392,10 @@ class DeliveryWorker:
         elif result.outcome is Outcome.OK:
             self._record_sent(session, row, claimed, result, now)
         elif result.outcome is Outcome.RETRYABLE and claimed.attempt < self.max_attempts:
-            self._record_retry(session, row, claimed, result, now)
+            if claimed.expires_at is not None and now >= claimed.expires_at:
+                self._record_failed(session, row, claimed, result, now, expired=True)
+            else:
+                self._record_retry(session, row, claimed, result, now)
         else:
             self._record_failed(session, row, claimed, result, now)
 
@@ -417,6 +445,9 @@ class DeliveryWorker:
             delay = max(delay, result.retry_after)
         row.status = PENDING
         row.next_attempt_at = now + timedelta(seconds=delay)
+        if claimed.expires_at is not None and row.next_attempt_at > claimed.expires_at:
+            # one last try when the time-to-live runs out, then failover
+            row.next_attempt_at = max(now, claimed.expires_at)
         row.lease_until = None
         row.error_code = _clip(result.error_code, _ERROR_CODE_WIDTH)
         row.last_error = result.reason
@@ -445,8 +476,12 @@ class DeliveryWorker:
         claimed: Claimed,
         result: SendResult,
         now: datetime,
+        *,
+        expired: bool = False,
     ) -> None:
-        if result.outcome is Outcome.RETRYABLE:
+        if expired:
+            reason = f"not delivered within its time-to-live: {result.reason}"
+        elif result.outcome is Outcome.RETRYABLE:
             reason = f"gave up after {claimed.attempt} attempts: {result.reason}"
         else:
             reason = result.reason
@@ -465,6 +500,8 @@ class DeliveryWorker:
             claimed.attempt,
             reason,
         )
+        if self.on_failed is not None:
+            self.on_failed(session, row, reason, now)
 
     def _record_stale(
         self, session: Session, claimed: Claimed, result: SendResult, now: datetime
@@ -657,8 +694,12 @@ def record_receipt(
     payload: Mapping[str, str],
     at: datetime,
     actor: str = "provider",
+    on_failed: OnFailed | None = None,
 ) -> Notification | None:
     """Store a provider's status report and apply it to its notification; does not commit.
+
+    A report that the message was undelivered or failed calls `on_failed` (the
+    failover) in the same transaction.
 
     The receipt row is always stored — even when no notification carries
     `provider_id` yet (then `notification_id` is NULL; the worker links it when
@@ -699,6 +740,13 @@ def record_receipt(
         ),
         data=_receipt_audit_data(receipt, change),
     )
+    if (
+        on_failed is not None
+        and notification is not None
+        and change is not None
+        and change[1] in (UNDELIVERED, FAILED)
+    ):
+        on_failed(session, notification, notification.last_error or receipt.status, at)
     return notification
 
 

@@ -23,12 +23,15 @@ from channels.console import ConsoleChannel
 from channels.twilio_sms import TwilioSmsChannel
 from dispatcher.county import County, load_county
 from dispatcher.directory import sync_directory
+from dispatcher.escalation import Escalation, load_policies
+from dispatcher.failover import FailoverPlan
 from dispatcher.feeds.base import EXPECTED_UNITS, Feed, ForecastPoint
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline
+from dispatcher.roster import load_roster
 from dispatcher.settings import Settings
 from dispatcher.storage.db import make_engine, session_factory
 from dispatcher.storage.migrate import upgrade
@@ -66,6 +69,8 @@ class Runtime:
     channels: Mapping[str, Channel]
     worker: DeliveryWorker
     pipeline: Pipeline
+    escalation: Escalation | None = None  # roster, escalation policies, deadlines
+    failover: FailoverPlan | None = None  # where a message goes when its channel failed
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -140,6 +145,13 @@ def open_runtime(
             f"rules use {', '.join(unfed)}, which the forecast feed cannot supply "
             f"(known: {', '.join(sorted(EXPECTED_UNITS))})"
         )
+    roster = load_roster(settings.config_dir, county)
+    policies = load_policies(
+        settings.config_dir,
+        county,
+        hazards=set(ruleset.hazards) | {r.hazard for r in ruleset.rules},
+        rules={r.id for r in ruleset.rules},
+    )
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -162,8 +174,17 @@ def open_runtime(
         if settings.public_base_url
         else None
     )
+    failover = FailoverPlan(county, frozenset(channels))
     worker = DeliveryWorker.from_settings(
-        settings, sessions=sessions, channels=channels, clock=clock, status_callback_url=callback
+        settings,
+        sessions=sessions,
+        channels=channels,
+        clock=clock,
+        status_callback_url=callback,
+        on_failed=failover,
+    )
+    escalation = Escalation.from_settings(
+        settings, county=county, roster=roster, policies=policies, channels=channels
     )
     rules = RulesInForce(
         ruleset,
@@ -181,6 +202,7 @@ def open_runtime(
         clock=clock,
         started_at=now,
         on_enqueued=wake or worker.wake,
+        escalation=escalation,
     )
     runtime = Runtime(
         settings=settings,
@@ -194,6 +216,8 @@ def open_runtime(
         channels=channels,
         worker=worker,
         pipeline=pipeline,
+        escalation=escalation,
+        failover=failover,
     )
     log.info(
         "loaded %s: %d zones on %d forecast points, %d people, %d rules (%s); feed %s; channel %s",

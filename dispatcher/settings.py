@@ -117,6 +117,10 @@ class Settings(BaseSettings):
         120.0, gt=0, description="A claimed row not finished by then is claimed again"
     )
     delivery_poll_seconds: float = Field(1.0, gt=0, description="Outbox poll when idle")
+    delivery_ttl_blue_seconds: float = Field(7200.0, gt=0)
+    delivery_ttl_yellow_seconds: float = Field(3600.0, gt=0)
+    delivery_ttl_orange_seconds: float = Field(1200.0, gt=0)
+    delivery_ttl_red_seconds: float = Field(600.0, gt=0)
     rate_limits: str = Field(
         "", description="Per-channel send rates, e.g. twilio_sms=100/s,dingtalk=20/min"
     )

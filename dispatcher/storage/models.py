@@ -199,6 +199,8 @@ class Notification(Base):
     provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
     error_code: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # the notification this one replaces after it failed for good (SMS → voice …)
+    failover_of_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
 
     __table_args__ = (Index("ix_notifications_status_due", "status", "next_attempt_at"),)
 

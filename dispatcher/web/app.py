@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.alerts.system import last_feed_success, open_feed_alert
-from dispatcher.outbox import record_receipt
+from dispatcher.outbox import OnFailed, record_receipt
 from dispatcher.roster import Roster
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Notification
@@ -48,6 +48,8 @@ class AppState:
     started_at: datetime
     rules: RulesStatus = field(default_factory=RulesStatus)
     roster: Roster | None = None  # who is on duty (the console's 值班 page)
+    # where an undelivered message goes next (dispatcher.failover); None: nowhere
+    on_failed: OnFailed | None = None
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -76,6 +78,7 @@ def create_app(state: AppState) -> FastAPI:
                 error_code=form.get("ErrorCode") or None,
                 payload=form,
                 at=state.clock(),
+                on_failed=state.on_failed,
             )
         log.info(
             "twilio status %s for %s%s",
