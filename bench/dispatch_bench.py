@@ -98,7 +98,8 @@ def received_at(record: Path) -> dict[int, float]:
     out: dict[int, float] = {}
     for line in record.read_text(encoding="utf-8").splitlines():
         entry = json.loads(line)
-        out.setdefault(int(entry["body"].rsplit("#", 1)[1]), entry["t"])
+        if entry.get("outcome", "ok") == "ok":
+            out.setdefault(int(entry["body"].rsplit("#", 1)[1]), entry["t"])
     return out
 
 

@@ -6,6 +6,12 @@ message SID), optionally after a delay and under a request-rate cap (429 with
 Retry-After beyond it), and appends every accepted message to a JSON-lines file.
 
     python -m bench.fake_twilio --port 0 --record received.jsonl [--delay 0.15] [--rate 100]
+        [--fail-rate 0.3 --seed 1 --hang 3]
+
+With `--fail-rate`, that share of requests fails at random, evenly among HTTP
+500, HTTP 429 with `Retry-After: 1`, and a hang of `--hang` seconds after which
+the connection is closed without an answer (a timeout for the client). Failed
+requests are not accepted (no SID); every request is logged with its outcome.
 
 prints `listening on PORT` once ready.
 """
@@ -16,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import time
 import uuid
 from pathlib import Path
@@ -23,10 +30,21 @@ from urllib.parse import parse_qsl
 
 
 class FakeTwilio:
-    def __init__(self, record: Path | None, delay: float, rate: float | None) -> None:
+    def __init__(
+        self,
+        record: Path | None,
+        delay: float,
+        rate: float | None,
+        fail_rate: float = 0.0,
+        seed: int | None = None,
+        hang: float = 3.0,
+    ) -> None:
         self.record = record.open("a", encoding="utf-8") if record else None
         self.delay = delay
         self.rate = rate
+        self.fail_rate = fail_rate
+        self.hang = hang
+        self.random = random.Random(seed)
         self.window_start = time.monotonic()
         self.window_count = 0
 
@@ -52,6 +70,8 @@ class FakeTwilio:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status, payload, extra = await self.respond(method, path, body)
+                if status == "hang":
+                    return  # close without answering: the client times out
                 data = json.dumps(payload).encode()
                 head = (
                     f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
@@ -76,16 +96,47 @@ class FakeTwilio:
         if self.delay:
             await asyncio.sleep(self.delay)
         form = dict(parse_qsl(body.decode("utf-8")))
+        failure = (
+            self.random.choice(("500", "429", "hang"))
+            if (self.random.random() < self.fail_rate)
+            else None
+        )
+        if failure == "hang":
+            self.log(form, None, "hang")
+            await asyncio.sleep(self.hang)
+            return "hang", None, ""
+        if failure == "500":
+            self.log(form, None, "500")
+            return (
+                "500 Internal Server Error",
+                {"code": 20500, "message": "Internal error", "status": 500},
+                "",
+            )
+        if failure == "429":
+            self.log(form, None, "429")
+            return (
+                "429 Too Many Requests",
+                {"code": 20429, "message": "Too Many Requests", "status": 429},
+                "Retry-After: 1\r\n",
+            )
         sid = "SM" + uuid.uuid4().hex
-        if self.record:
-            entry = {"sid": sid, "to": form.get("To"), "body": form.get("Body"), "t": time.time()}
-            self.record.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            self.record.flush()
+        self.log(form, sid, "ok")
         return "201 Created", {"sid": sid, "status": "queued", "to": form.get("To")}, ""
 
+    def log(self, form: dict[str, str], sid: str | None, outcome: str) -> None:
+        if self.record:
+            entry = {
+                "sid": sid,
+                "to": form.get("To"),
+                "body": form.get("Body"),
+                "t": time.time(),
+                "outcome": outcome,
+            }
+            self.record.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self.record.flush()
 
-async def serve(port: int, record: Path | None, delay: float, rate: float | None) -> None:
-    fake = FakeTwilio(record, delay, rate)
+
+async def serve(fake: FakeTwilio, port: int) -> None:
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=1024)
     print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -98,9 +149,13 @@ def main() -> None:
     parser.add_argument("--record", type=Path)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--rate", type=float, help="requests per second before 429")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share of failed requests")
+    parser.add_argument("--seed", type=int, help="seed of the failure draw")
+    parser.add_argument("--hang", type=float, default=3.0, help="seconds a 'timeout' hangs")
     args = parser.parse_args()
+    fake = FakeTwilio(args.record, args.delay, args.rate, args.fail_rate, args.seed, args.hang)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port, args.record, args.delay, args.rate))
+        asyncio.run(serve(fake, args.port))
 
 
 if __name__ == "__main__":
