@@ -30,7 +30,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, Outcome, OutgoingMessage, SendResult
 from dispatcher import audit
+from dispatcher.digest import DigestPolicy
 from dispatcher.ratelimit import Rate, buckets, parse_rates
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, Notification, Receipt
@@ -109,6 +110,8 @@ class Claimed:
     lease_until: datetime
     expires_at: datetime | None = None
     """After this the row is not retried but failed over (time-to-live by alert level)."""
+    members: tuple[tuple[int, int], ...] = ()
+    """Other rows (id, attempt) merged into this digest message; they share its outcome."""
 
 
 def backoff_delay(failed_attempt: int, *, base: float, cap: float, jitter: float) -> float:
@@ -149,6 +152,7 @@ class DeliveryWorker:
         rates: Mapping[str, Rate] | None = None,
         ttl_seconds: Mapping[str, float] | None = None,
         on_failed: OnFailed | None = None,
+        digest: DigestPolicy | None = None,
     ) -> None:
         """Create a worker.
 
@@ -159,7 +163,8 @@ class DeliveryWorker:
         override the per-second limits the channels declare. `ttl_seconds` maps
         an alert level to how long its messages are retried before `on_failed`
         (the failover, in the same transaction) takes over; `on_failed` is also
-        called for permanent failures and exhausted retries.
+        called for permanent failures and exhausted retries. `digest` merges
+        messages to bureau staff into one per person and channel.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -184,6 +189,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self.ttl_seconds = dict(ttl_seconds or {})
         self.on_failed = on_failed
+        self.digest = digest
         self._outcomes = _OutcomeBatcher(self._record_batch)
         self._buckets = buckets(
             {name: channel.limits.per_second for name, channel in channels.items()},
@@ -202,6 +208,7 @@ class DeliveryWorker:
         jitter_source: Callable[[], float] | None = None,
         actor: str = "outbox",
         on_failed: OnFailed | None = None,
+        digest: DigestPolicy | None = None,
     ) -> DeliveryWorker:
         """A worker configured by the `delivery_*` settings."""
         return cls(
@@ -225,6 +232,7 @@ class DeliveryWorker:
                 "red": settings.delivery_ttl_red_seconds,
             },
             on_failed=on_failed,
+            digest=digest if settings.digest_enabled else None,
         )
 
     # --- claiming ---------------------------------------------------------------
@@ -258,15 +266,80 @@ class DeliveryWorker:
                 # BEGIN IMMEDIATE already makes claims one at a time.
                 .with_for_update(skip_locked=True, of=Notification)
             ).all()
+            digestible = self._digestible(session, [row for row, _ in rows])
+            taken: set[int] = set()
             for row, level in rows:
+                if row.id in taken:
+                    continue  # already riding along in a digest claimed above
                 if row.status == SENDING and row.attempts >= self.max_attempts:
                     self._give_up_expired(session, row, now)
                     continue
-                row.status = SENDING
-                row.attempts += 1
-                row.lease_until = lease_until
+                if row.id in digestible:
+                    digest = self._claim_digest(session, row, level, now, lease_until)
+                    if digest is not None:
+                        taken.update(member for member, _ in digest.members)
+                        claimed.append(digest)
+                    continue
+                self._lease(row, lease_until)
                 claimed.append(self._snapshot(row, lease_until, level))
         return claimed
+
+    @staticmethod
+    def _lease(row: Notification, lease_until: datetime) -> None:
+        row.status = SENDING
+        row.attempts += 1
+        row.lease_until = lease_until
+
+    def _digestible(self, session: Session, rows: Sequence[Notification]) -> set[int]:
+        pending = [row.id for row in rows if row.status == PENDING]
+        if self.digest is None or not pending:
+            return set()
+        return set(
+            session.scalars(
+                select(Notification.id).where(
+                    Notification.id.in_(pending), self.digest.digestible()
+                )
+            )
+        )
+
+    def _claim_digest(
+        self,
+        session: Session,
+        row: Notification,
+        level: str | None,
+        now: datetime,
+        lease_until: datetime,
+    ) -> Claimed | None:
+        """Claim `row` with every pending digestible row to the same person and channel."""
+        assert self.digest is not None
+        ready = row.created_at + timedelta(seconds=self.digest.window_seconds)
+        if ready > now:
+            row.next_attempt_at = ready  # wait for the rest of the burst
+            return None
+        mates = session.scalars(
+            select(Notification)
+            .where(
+                Notification.status == PENDING,
+                Notification.person_id == row.person_id,
+                Notification.channel == row.channel,
+                Notification.id != row.id,
+                self.digest.digestible(),
+            )
+            .order_by(Notification.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        self._lease(row, lease_until)
+        snapshot = self._snapshot(row, lease_until, level)
+        if not mates:
+            return snapshot
+        for mate in mates:
+            self._lease(mate, lease_until)
+        body = self.digest.compose(session, [row, *mates])
+        return replace(
+            snapshot,
+            message=replace(snapshot.message, body=body),
+            members=tuple((mate.id, mate.attempts) for mate in mates),
+        )
 
     def _snapshot(self, row: Notification, lease_until: datetime, level: str | None) -> Claimed:
         ttl = self.ttl_seconds.get(level or "")
@@ -361,6 +434,12 @@ class DeliveryWorker:
     def _record_batch(self, outcomes: Sequence[tuple[Claimed, SendResult]]) -> None:
         """Record several outcomes in one short transaction (one commit, not one each)."""
         now = self.clock()
+        # a digest's rows all share its outcome
+        outcomes = [
+            (replace(claimed, id=member, attempt=attempt, members=()), result)
+            for claimed, result in outcomes
+            for member, attempt in ((claimed.id, claimed.attempt), *claimed.members)
+        ]
         with self.sessions.begin() as session:
             # lock every row of the batch first, in id order, before any audit
             # lock: the same order as receipts take (row, then audit), so two

@@ -22,38 +22,28 @@ from channels.base import Channel
 from channels.console import ConsoleChannel
 from channels.twilio_sms import TwilioSmsChannel
 from dispatcher.county import County, load_county
+from dispatcher.digest import DigestPolicy
 from dispatcher.directory import sync_directory
 from dispatcher.escalation import Escalation, load_policies
 from dispatcher.failover import FailoverPlan
-from dispatcher.feeds.base import EXPECTED_UNITS, Feed, ForecastPoint
+from dispatcher.feeds.base import Feed, ForecastPoint
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline
 from dispatcher.roster import load_roster
+from dispatcher.rulewatch import RulesInForce, RuleWatch, load_watched
 from dispatcher.settings import Settings
 from dispatcher.storage.db import make_engine, session_factory
 from dispatcher.storage.migrate import upgrade
 from dispatcher.web.app import RulesStatus
-from rules.loader import RuleSet, load_ruleset
 
 log = logging.getLogger("yujing")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class RulesInForce:
-    """The rule set the pipeline uses now; a reload swaps `ruleset` atomically."""
-
-    ruleset: RuleSet
-    status: RulesStatus
-
-    def __call__(self) -> RuleSet:
-        return self.ruleset
 
 
 @dataclass
@@ -69,6 +59,7 @@ class Runtime:
     channels: Mapping[str, Channel]
     worker: DeliveryWorker
     pipeline: Pipeline
+    rulewatch: RuleWatch  # reloads edited rule files into `rules`
     escalation: Escalation | None = None  # roster, escalation policies, deadlines
     failover: FailoverPlan | None = None  # where a message goes when its channel failed
 
@@ -138,20 +129,9 @@ def open_runtime(
     ValueError for inconsistent settings; both carry a message for the operator.
     """
     county = load_county(settings.config_dir)
-    ruleset = load_ruleset(settings.config_dir / "rules")
-    unfed = sorted(ruleset.variables - EXPECTED_UNITS.keys())
-    if unfed:
-        raise ValueError(
-            f"rules use {', '.join(unfed)}, which the forecast feed cannot supply "
-            f"(known: {', '.join(sorted(EXPECTED_UNITS))})"
-        )
+    ruleset, rule_files = load_watched(settings.config_dir / "rules")
     roster = load_roster(settings.config_dir, county)
-    policies = load_policies(
-        settings.config_dir,
-        county,
-        hazards=set(ruleset.hazards) | {r.hazard for r in ruleset.rules},
-        rules={r.id for r in ruleset.rules},
-    )
+    policies = load_policies(settings.config_dir, county, ruleset)
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -182,6 +162,7 @@ def open_runtime(
         clock=clock,
         status_callback_url=callback,
         on_failed=failover,
+        digest=DigestPolicy(settings.digest_window_seconds, county.sender),
     )
     escalation = Escalation.from_settings(
         settings, county=county, roster=roster, policies=policies, channels=channels
@@ -201,9 +182,22 @@ def open_runtime(
         interval=timedelta(seconds=settings.poll_interval_seconds),
         clock=clock,
         started_at=now,
+        hold=timedelta(seconds=settings.alert_hold_seconds),
+        cooldown=timedelta(seconds=settings.alert_cooldown_seconds),
         on_enqueued=wake or worker.wake,
         escalation=escalation,
     )
+    rulewatch = RuleWatch(
+        directory=settings.config_dir / "rules",
+        rules=rules,
+        sessions=sessions,
+        county=county,
+        channel=settings.default_channel,
+        clock=clock,
+        seen=rule_files,
+        on_enqueued=wake or worker.wake,
+    )
+    rulewatch.record_start()
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -216,6 +210,7 @@ def open_runtime(
         channels=channels,
         worker=worker,
         pipeline=pipeline,
+        rulewatch=rulewatch,
         escalation=escalation,
         failover=failover,
     )
