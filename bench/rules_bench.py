@@ -28,6 +28,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections import Counter
@@ -43,14 +44,14 @@ if str(ROOT) not in sys.path:  # run as a script: the reference lives in tests/
     sys.path.insert(0, str(ROOT))
 
 from rules.evaluate import evaluate  # noqa: E402
-from rules.loader import load_ruleset  # noqa: E402
+from rules.loader import library_names, load_ruleset  # noqa: E402
+from rules.ruleset import RuleSet  # noqa: E402
 from rules.schema import RISK_LEVELS, ZONE_KINDS  # noqa: E402
 from rules.types import Assessment, FloatArray, ForecastBatch, ZoneSpec  # noqa: E402
 from tests.rules.reference import reference_evaluate  # noqa: E402
 
-LIBRARY = ROOT / "rules" / "library"
 TIMEZONE = "Asia/Shanghai"
-NOW = datetime(2026, 1, 6, 0, tzinfo=UTC)  # 08:00 in Beijing
+NOW = datetime(2026, 3, 6, 0, tzinfo=UTC)  # 08:00 in Beijing
 TAGS = ("school", "work_shed", "slope_cut_housing", "trunk_road", "residential", "scenic_area")
 
 
@@ -60,24 +61,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--hours", type=int, default=168, help="hourly steps in the batch")
     parser.add_argument(
-        "--past", type=int, default=72, help="of those, hours before the evaluation time"
+        "--past",
+        type=int,
+        default=80,
+        help="of those, hours before the evaluation time [default: 80, from local midnight "
+        "three days back, so whole local days cover the 72 h drops and the 72 h windows]",
     )
     parser.add_argument("--runs", type=int, default=3, help="timed runs (after one warm-up)")
     parser.add_argument("--sample", type=int, default=100, help="points run by the reference")
     parser.add_argument("--seed", type=int, default=20260106)
-    parser.add_argument("--rules", type=Path, default=LIBRARY, help="rule files or directory")
+    parser.add_argument(
+        "--rules", type=Path, help="a rule file or directory [default: the whole built-in library]"
+    )
     args = parser.parse_args(argv)
     if args.points > args.zones:
         parser.error("--points must not exceed --zones (every point has a zone)")
     if not 0 <= args.past < args.hours:
         parser.error("--past must be at least 0 and less than --hours")
 
-    ruleset = load_ruleset(args.rules)
+    ruleset = load_ruleset(args.rules) if args.rules else whole_library()
     levels = sum(len(rule.levels) for rule in ruleset.rules)
     print(
         f"rules bench: {args.zones:,} zones on {args.points:,} points × {args.hours} hours "
         f"({args.past} before now), {len(ruleset.rules)} rules / {levels} levels "
-        f"from {args.rules.relative_to(ROOT) if args.rules.is_relative_to(ROOT) else args.rules}"
+        f"from {args.rules or 'the built-in library (every file)'}"
     )
     print(f"cpu: {_cpu()}, numpy {np.__version__}, {os.cpu_count()} cpus visible")
 
@@ -97,15 +104,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     rss_before = _max_rss()
     result = once()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(args.runs):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         result = once()
         times.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
     median = statistics.median(times)
     print(
-        f"evaluate: median {median:.3f} s of {args.runs} runs "
-        f"({', '.join(f'{t:.3f}' for t in times)}) after one warm-up"
+        f"evaluate: median {median:.3f} s wall of {args.runs} runs "
+        f"({', '.join(f'{t:.3f}' for t in times)}) after one warm-up; "
+        f"CPU time median {statistics.median(cpu):.3f} s (one thread)"
     )
 
     peak = _traced_peak(once)
@@ -129,8 +138,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"vectorised is {scaled / median:,.0f}× faster "
         f"(sample results {'agree' if agree else 'DISAGREE'})"
     )
-    met = median < 2.0 and scaled / median >= 20
-    print(f"targets (< 2 s, ≥ 20×): {'met' if met else 'MISSED'}")
+    cpu_median = statistics.median(cpu)
+    met = cpu_median < 2.0 and scaled / median >= 20
+    print(
+        f"targets (< 2 s on one core, ≥ 20×): {'met' if met else 'MISSED'} "
+        f"(judged on CPU time; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus)"
+    )
+
+
+def whole_library() -> RuleSet:
+    """Every file of the built-in library, included by one rule file as a county would."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "library.yaml"
+        path.write_text(f"include: [{', '.join(library_names())}]\n", encoding="utf-8")
+        return load_ruleset(path)
 
 
 # --- synthetic inputs ------------------------------------------------------------------
@@ -143,40 +164,43 @@ def synthetic_weather(
     rng: np.random.Generator,
     variables: frozenset[str],
 ) -> ForecastBatch:
-    """Hourly winter weather over China for `points` random places: a cold front passes.
+    """Hourly early-spring weather over China for `points` random places: a cold front passes.
 
     Values are rounded like the feed's (0.1 ℃, 0.1 mm, 0.1 m/s, 10 m).
     """
-    lat = rng.uniform(22.0, 50.0, points)
-    lon = rng.uniform(75.0, 133.0, points)
+    # geohazard points cluster in the south-west and centre (Yunnan to Shanxi)
+    lat = np.clip(rng.normal(30.0, 5.0, points), 21.0, 50.0)
+    lon = np.clip(rng.normal(108.0, 8.0, points), 75.0, 133.0)
     t = np.arange(hours, dtype=np.float64)[None, :]
     utc_hour = (start.hour + t) % 24
     solar = (utc_hour + lon[:, None] / 15.0) % 24  # local solar hour
-    col = lambda x: x[:, None]  # noqa: E731  (per-point column)
 
-    base = 12.0 - 0.9 * (lat - 22.0) + rng.normal(0.0, 2.0, points)
+    base = 14.0 - 0.9 * (lat - 22.0) + rng.normal(0.0, 2.0, points)  # early March
     amplitude = rng.uniform(3.0, 7.0, points)
-    diurnal = -col(amplitude) * np.cos(2 * np.pi * (solar - 15.0) / 24.0)
+    diurnal = -_col(amplitude) * np.cos(2 * np.pi * (solar - 15.0) / 24.0)
     # the front reaches the north-west first and sweeps south-east in about two days
-    arrival = 40.0 + (50.0 - lat) * 1.2 + (lon - 75.0) * 0.5 + rng.normal(0.0, 4.0, points)
-    depth = rng.uniform(3.0, 9.0, points) + 0.35 * (lat - 22.0)
-    since = t - col(arrival)
-    front = col(depth) * (_sigmoid(since / 3.0) - 0.5 * _sigmoid((since - 72.0) / 12.0))
+    past = int((NOW - start).total_seconds() // 3600)
+    arrival = past - 12.0 + (50.0 - lat) * 1.2 + (lon - 75.0) * 0.5 + rng.normal(0.0, 4.0, points)
+    depth = rng.uniform(2.0, 8.0, points) + 0.3 * (lat - 22.0)
+    since = t - _col(arrival)
+    front = _col(depth) * (_sigmoid(since / 3.0) - 0.5 * _sigmoid((since - 72.0) / 12.0))
     wobble = np.cumsum(rng.normal(0.0, 0.3, (points, hours)), axis=1)
-    temperature = col(base) + diurnal - front + wobble
+    temperature = _col(base) + diurnal - front + wobble
 
     calm = rng.gamma(2.0, 1.5, points)
     gust = rng.uniform(3.0, 12.0, points)
     wind = (
-        col(calm) + col(gust) * np.exp(-((since / 8.0) ** 2)) + rng.gamma(1.0, 0.6, (points, hours))
+        _col(calm)
+        + _col(gust) * np.exp(-((since / 8.0) ** 2))
+        + rng.gamma(1.0, 0.6, (points, hours))
     )
 
-    wet = rng.random(points) < 0.6
+    wet = rng.random(points) < 0.4
     rate = np.where(wet, rng.uniform(0.0, 2.5, points), 0.0)
     showers = np.where(
         rng.random((points, hours)) < 0.03, rng.uniform(0.0, 1.0, (points, hours)), 0.0
     )
-    frontal = col(rate) * np.exp(-(((since - 3.0) / 5.0) ** 2))
+    frontal = _col(rate) * np.exp(-(((since - 3.0) / 5.0) ** 2))
     precipitation = _tenths(frontal + showers)
     showers = np.minimum(_tenths(showers), precipitation)
     snow_share = np.clip((1.0 - temperature) / 2.0, 0.0, 1.0)  # all snow below -1 ℃
@@ -189,7 +213,7 @@ def synthetic_weather(
     fog_night = (solar < 9.0) & (
         rng.random((points, hours // 24 + 2))[:, (t[0] // 24).astype(int)] < 0.35
     )
-    fog = col(foggy) & fog_night
+    fog = foggy[:, None] & fog_night
     visibility = np.where(
         fog, np.exp(rng.uniform(np.log(30.0), np.log(1500.0), (points, hours))), 24140.0
     )
@@ -204,23 +228,23 @@ def synthetic_weather(
 
     soil = temperature + 0.6 * diurnal + 1.0
     made: dict[str, FloatArray] = {
-        "temperature_2m": np.round(temperature, 1),
-        "apparent_temperature": np.round(temperature - 0.4 * wind, 1),
-        "soil_temperature_0cm": np.round(soil, 1),
+        "temperature_2m": _round(temperature, 1),
+        "apparent_temperature": _round(temperature - 0.4 * wind, 1),
+        "soil_temperature_0cm": _round(soil, 1),
         "precipitation": precipitation,
         "rain": rain,
         "showers": showers,
         "snowfall": snowfall,
-        "snow_depth": np.round(snow_depth, 2),
+        "snow_depth": _round(snow_depth, 2),
         "weather_code": code,
-        "visibility": np.round(visibility, -1),
-        "wind_speed_10m": np.round(wind, 1),
-        "wind_gusts_10m": np.round(wind * 1.6, 1),
-        "freezing_level_height": np.round(np.maximum(temperature, 0.0) * 150.0, -1),
+        "visibility": _round(visibility, -1),
+        "wind_speed_10m": _round(wind, 1),
+        "wind_gusts_10m": _round(wind * 1.6, 1),
+        "freezing_level_height": _round(np.maximum(temperature, 0.0) * 150.0, -1),
         "relative_humidity_2m": np.clip(
-            np.round(70.0 + 10.0 * np.cos(2 * np.pi * solar / 24)), 0, 100
+            _round(70.0 + 10.0 * np.cos(2 * np.pi * solar / 24)), 0, 100
         ),
-        "dew_point_2m": np.round(temperature - 4.0, 1),
+        "dew_point_2m": _round(temperature - 4.0, 1),
     }
     wanted = sorted(variables) or sorted(made)
     first = np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "s")
@@ -228,8 +252,8 @@ def synthetic_weather(
         source="bench",
         issued_at=start,
         point_ids=tuple(f"P{k:06d}" for k in range(points)),
-        latitudes=np.round(lat, 4),
-        longitudes=np.round(lon, 4),
+        latitudes=_round(lat, 4),
+        longitudes=_round(lon, 4),
         times=first + np.arange(hours) * np.timedelta64(3600, "s"),
         variables={name: np.ascontiguousarray(made[name], dtype=np.float64) for name in wanted},
     )
@@ -285,8 +309,16 @@ def _sigmoid(x: FloatArray) -> FloatArray:
 
 
 def _tenths(x: FloatArray) -> FloatArray:
-    rounded: FloatArray = np.round(np.maximum(x, 0.0), 1)
-    return rounded
+    return _round(np.maximum(x, 0.0), 1)
+
+
+def _round(x: FloatArray, decimals: int = 0) -> FloatArray:
+    return np.asarray(np.round(x, decimals), dtype=np.float64)
+
+
+def _col(x: FloatArray) -> FloatArray:
+    """A per-point value as a column, to broadcast over the hours."""
+    return x[:, None]
 
 
 def _weights(count: int) -> list[float]:

@@ -33,6 +33,7 @@ from pydantic import SecretStr
 from dispatcher.settings import Settings
 
 __all__ = [
+    "LINK_CHANNELS",
     "AckClaim",
     "LinkError",
     "LinkExpired",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("yujing.acklinks")
+
+#: Channels whose message reaches one person's own phone or screen: only these
+#: carry a personal link (in a group chat or on a loudspeaker anyone could use it).
+LINK_CHANNELS: frozenset[str] = frozenset({"twilio_sms", "console"})
 
 _PURPOSE = b"yujing-ack-link:v1:"
 _MAC_BYTES = 16

@@ -25,6 +25,7 @@ from rich.table import Table
 from dispatcher.commands.alerts import alerts_app
 from dispatcher.commands.audit import audit_app
 from dispatcher.commands.report import report
+from dispatcher.commands.roster import roster_app
 from dispatcher.commands.rules_test import rules_test
 from dispatcher.commands.users import users_app
 from dispatcher.settings import Settings
@@ -43,6 +44,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(roster_app, name="roster")
 app.command("report")(report)
 rules_app.command("test")(rules_test)
 
@@ -114,6 +116,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 def rules_check(config: ConfigOption = None) -> None:
     """Validate the county configuration and rules; list every problem with file:line:column."""
     from dispatcher.county import County, load_county
+    from dispatcher.escalation import roster_and_escalation_problems
     from rules.loader import RuleSet, load_ruleset
 
     with operator_errors():
@@ -129,6 +132,8 @@ def rules_check(config: ConfigOption = None) -> None:
             ruleset = load_ruleset(config_dir / "rules")
         except ConfigError as exc:
             problems.extend(exc.problems)
+        if county is not None:
+            problems.extend(roster_and_escalation_problems(config_dir, county, ruleset))
         if problems:
             raise ConfigError(problems)
         assert county is not None and ruleset is not None

@@ -108,6 +108,15 @@ async def _serve(runtime: Runtime) -> None:
         max_instances=1,
         coalesce=True,
     )
+    # edited rule files take effect without a restart (on the leader, which polls)
+    scheduler.add_job(
+        _logged(runtime.rulewatch.poll, "watch_rules"),
+        "interval",
+        seconds=settings.rules_watch_seconds,
+        id="watch_rules",
+        max_instances=1,
+        coalesce=True,
+    )
     scheduler.add_job(
         _logged(_escalate(runtime), "escalate"),
         "interval",

@@ -30,9 +30,10 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -40,13 +41,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatcher import audit
+from dispatcher import acklinks, audit
 from dispatcher.alerts.lifecycle import enqueue
 from dispatcher.county import ROLE_LABELS, County
-from dispatcher.roster import Roster
+from dispatcher.messages import append_link
+from dispatcher.roster import Roster, load_roster
 from dispatcher.routing import TARGETS, Recipient, recipients
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Acknowledgement, Alert, EscalationTimer, Notification
+from rules.loader import RuleSet
 from rules.yamlsource import ConfigError, Document, Problem, load_yaml, problems_from_validation
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "escalate_due",
     "load_policies",
     "parse_duration",
+    "roster_and_escalation_problems",
 ]
 
 log = logging.getLogger("yujing.escalation")
@@ -276,18 +280,13 @@ class _EscalationFile(_Strict):
     escalation: dict[str, Any]
 
 
-def load_policies(
-    config_dir: Path,
-    county: County,
-    *,
-    hazards: Collection[str] | None = None,
-    rules: Collection[str] | None = None,
-) -> Policies:
+def load_policies(config_dir: Path, county: County, ruleset: RuleSet | None = None) -> Policies:
     """Read `escalation.yaml` of `config_dir`; without the file, the built-in defaults.
 
-    Levels the file leaves out keep their defaults. `hazards` and `rules` (the
-    rule set's keys, when known) let overrides naming neither be refused.
-    Raises ConfigError listing every problem (file:line:column).
+    Levels the file leaves out keep their defaults. With `ruleset`, an override
+    naming a hazard or rule it does not have is refused (a typo would otherwise
+    silently never apply). Raises ConfigError listing every problem
+    (file:line:column).
     """
     path = config_dir / ESCALATION_FILE
     if not path.exists():
@@ -297,6 +296,10 @@ def load_policies(
     config = _validate(doc, problems)
     if config is None:
         raise ConfigError(problems)
+    hazards = rules = None
+    if ruleset is not None:
+        hazards = set(ruleset.hazards) | {r.hazard for r in ruleset.rules}
+        rules = {r.id for r in ruleset.rules}
     problems.extend(_check(doc, config, county, hazards, rules))
     if problems:
         raise ConfigError(problems)
@@ -437,6 +440,22 @@ def _check(
             yield doc.problem((*at, key), f"unknown {key} {name!r}, not in rules/{guess}")
 
 
+def roster_and_escalation_problems(
+    config_dir: Path, county: County, ruleset: RuleSet | None = None
+) -> list[Problem]:
+    """Every problem of roster.yaml and escalation.yaml (for `yujing rules check`)."""
+    problems: list[Problem] = []
+    try:
+        load_roster(config_dir, county)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    try:
+        load_policies(config_dir, county, ruleset)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    return problems
+
+
 # --- running policies
 
 
@@ -467,6 +486,8 @@ class Escalation:
     default_channel: str
     deadlines: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
     actor: str = "escalation"
+    # (alert id, person id, now) → signed ack link or None (dispatcher.acklinks)
+    ack_link: Callable[[int, str, datetime], str | None] | None = None
 
     @classmethod
     def plain(cls, county: County, channel: str) -> Escalation:
@@ -488,7 +509,13 @@ class Escalation:
             for level in LEVELS
         }
         return cls(
-            county, roster, policies, frozenset(channels), settings.default_channel, deadlines
+            county,
+            roster,
+            policies,
+            frozenset(channels),
+            settings.default_channel,
+            deadlines,
+            ack_link=partial(acklinks.ack_link, settings),
         )
 
     def with_channel(self, channel: str) -> Escalation:
@@ -600,6 +627,27 @@ class Escalation:
         timer.status = DONE
         if timer.kind == "deadline":
             return self._overdue(session, alert, timer, now)
+        later = session.scalar(
+            select(EscalationTimer.round).where(
+                EscalationTimer.alert_id == alert.id,
+                EscalationTimer.kind == "step",
+                EscalationTimer.step == timer.step,
+                EscalationTimer.round > timer.round,
+                EscalationTimer.status == PENDING,
+                EscalationTimer.due_at <= now,
+            )
+        )
+        if later is not None:
+            # catching up after downtime: one reminder, not every one missed
+            audit.record(
+                session,
+                at=now,
+                actor=self.actor,
+                action="escalation.skipped",
+                subject=f"alert:{alert.id}",
+                data={"code": alert.code, "step": timer.step, "round": timer.round},
+            )
+            return 0
         notes, _ = self._fire(session, alert, {**timer.plan, "step": timer.step}, now)
         return len(notes)
 
@@ -692,6 +740,15 @@ class Escalation:
             used, fell_back = self.channel_for(name)
             if used not in {c for _, c, _ in channels}:
                 channels.append((name, used, fell_back))
+        # two steps firing together may name one person: one message each way
+        already = set(
+            session.execute(
+                select(Notification.person_id, Notification.channel).where(
+                    Notification.alert_id == alert.id,
+                    Notification.transition == plan["transition"],
+                )
+            ).tuples()
+        )
         notes: list[Notification] = []
         told: list[dict[str, Any]] = []
         for person in people:
@@ -702,9 +759,12 @@ class Escalation:
                 channels if person.role != "notified" else [("", self.default_channel, False)]
             )
             for _, used, _ in person_channels:
-                notes.append(
-                    enqueue(session, alert, plan["transition"], person, used, plan["body"], now)
-                )
+                if (person.person_id, used) in already:
+                    continue
+                body = plan["body"]
+                if self.ack_link is not None and used in acklinks.LINK_CHANNELS:
+                    body = append_link(body, self.ack_link(alert.id, person.person_id, now))
+                notes.append(enqueue(session, alert, plan["transition"], person, used, body, now))
                 told.append({"person": person.person_id, "role": person.role, "channel": used})
         session.flush()
         audit.record(

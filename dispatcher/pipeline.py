@@ -6,6 +6,7 @@ given; the clock is passed in, so drills and tests run it at any instant.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class Pipeline:
             timezone=self.county.timezone,
             hazard_name=ruleset.hazard_name,
             advice=ruleset.advice,
+            # looked up per transition: remember the answers for this poll
+            template=functools.lru_cache(maxsize=None)(ruleset.template),
         )
 
     async def poll(self) -> PollResult:

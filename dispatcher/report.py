@@ -15,8 +15,9 @@ alerts it superseded and those that superseded it — the report lists:
 `build_report` reads the database (one read-only pass; nothing is written);
 `render_html` makes a self-contained Chinese page (inline CSS and SVG
 timelines, no script, no CDN); `render_csv` makes one row per message with its
-alert's columns (plus one row for an alert nobody was told about, so nothing
-goes missing from a spreadsheet).
+alert's columns, plus a row for each acknowledgement by someone who got no
+message about that alert, and one for an alert nobody was told about — so
+nothing goes missing from a spreadsheet.
 """
 
 from __future__ import annotations
@@ -326,7 +327,9 @@ def build_report(
     for zr in _in(session, ZoneRole, ZoneRole.zone_id, zone_ids, ZoneRole.person_id):
         roles[(zr.zone_id, zr.person_id)].append(zr.role)
     person_ids = sorted(
-        {n.person_id for n in notes if n.person_id} | {a.person_id for a in acks if a.person_id}
+        {n.person_id for n in notes if n.person_id}
+        | {a.person_id for a in acks if a.person_id}
+        | {p for a in alerts.values() for p in _split(a.acknowledged_by)}
     )
     people = {p.id: p for p in _in(session, Person, Person.id, person_ids, Person.id)}
 
@@ -387,7 +390,8 @@ def build_report(
             onset=alert.onset,
             until=alert.until,
             acknowledged_at=alert.acknowledged_at,
-            acknowledged_by=alert.acknowledged_by,
+            acknowledged_by="、".join(_name(people, p, p) for p in _split(alert.acknowledged_by))
+            or None,
             supersedes_code=previous.code if previous is not None else None,
             overdue_at=overdue,
             deliveries=deliveries,
@@ -501,6 +505,11 @@ def _delivery(
     )
 
 
+def _split(acknowledged_by: str | None) -> list[str]:
+    """`Alert.acknowledged_by` is a comma-separated list of person ids (or actors)."""
+    return [p.strip() for p in (acknowledged_by or "").split(",") if p.strip()]
+
+
 def _name(people: dict[str, Person], person_id: str | None, fallback: str) -> str:
     person = people.get(person_id or "")
     return person.name if person is not None else fallback
@@ -521,7 +530,7 @@ def _marks(
         elif e.action == "alert.overdue":
             marks.append(Mark(e.at, "alert", "overdue", f"超时未确认（迟报）{alert.code}"))
         elif e.action == "alert.acknowledged":
-            marks.append(Mark(e.at, "ack", "good", f"确认完成 {alert.code}"))
+            marks.append(Mark(e.at, "alert", "good", f"确认完成 {alert.code}"))
     if not any(e.action == "alert.new" or e.action in _TRANSITIONS for e in audited):
         marks.append(Mark(alert.opened_at, "alert", alert.level, f"发布 {alert.code}"))
     for d in deliveries:
@@ -543,7 +552,8 @@ def _marks(
             marks.append(Mark(r.at, "receipt", tone, f"回执 {r.status}{code} {who}"))
     for a in acks:
         how = METHOD_ZH.get(a.method, a.method)
-        marks.append(Mark(a.at, "ack", "good", f"{a.name} {how}确认"))
+        note = f"：{a.note}" if a.note else ""
+        marks.append(Mark(a.at, "ack", "good", f"{a.name} {how}确认{note}"))
     return tuple(sorted(marks, key=lambda m: m.at))
 
 
@@ -618,7 +628,7 @@ _TICK_STEPS: Final = tuple(
 )
 
 
-def timeline(episode: Episode, report: Report, width: int = 900) -> Timeline:
+def timeline(episode: Episode, report: Report, width: int = 960) -> Timeline:
     """Place the episode's transitions, sends, receipts and acks on one time axis."""
     tz = ZoneInfo(report.timezone)
     marks = sorted((m for p in episode.parts for m in p.marks), key=lambda m: m.at)
@@ -718,7 +728,12 @@ def render_html(report: Report) -> str:
 
 
 def render_csv(report: Report) -> str:
-    """One row per message with its alert's columns (see CSV_COLUMNS); times local ISO 8601."""
+    """One row per message with its alert's columns (see CSV_COLUMNS); times local ISO 8601.
+
+    Acknowledgements by people who were sent nothing about the alert, and
+    alerts nobody was told about, get a row of their own with the message
+    columns empty.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -757,8 +772,23 @@ def csv_rows(report: Report) -> Iterable[dict[str, Any]]:
                 "overdue_at": ";".join(iso(t) for t in part.overdue_at),
             }
             acks = {a.person_id: a for a in reversed(part.acks) if a.person_id}
-            if not part.deliveries:
-                yield {**alert_columns, **{c: "" for c in CSV_COLUMNS if c not in alert_columns}}
+            blank = {c: "" for c in CSV_COLUMNS if c not in alert_columns}
+            if not part.deliveries and not part.acks:
+                yield {**alert_columns, **blank}
+            told = {d.person_id for d in part.deliveries}
+            for ack in part.acks:
+                if ack.person_id is None or ack.person_id not in told:
+                    # acknowledged without a message of their own (a duty officer on the console)
+                    yield {
+                        **alert_columns,
+                        **blank,
+                        "person_id": ack.person_id or "",
+                        "recipient_name": ack.name,
+                        "role": ack.role,
+                        "recipient_ack_at": iso(ack.at),
+                        "recipient_ack_method": ack.method,
+                        "recipient_ack_note": ack.note or "",
+                    }
             for d in part.deliveries:
                 ack = acks.get(d.person_id) if d.person_id else None
                 yield {

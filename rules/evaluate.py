@@ -4,12 +4,17 @@ Each rule level is evaluated once per forecast *point* over whole arrays, then
 mapped to the zones its selector picks (zones share points). A rule with
 per-zone parameter overrides is evaluated once per distinct parameter set.
 Per (zone, hazard) the highest firing level over all rules of the hazard wins.
+
+Points are processed in blocks of `BLOCK_POINTS`: the arrays of one block stay
+in the CPU cache while every rule reads them, and memory stays bounded however
+many points the batch has. Derived series are computed once per block and
+shared by every rule (`SeriesCache`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -17,11 +22,13 @@ import numpy.typing as npt
 
 from rules.expr import Series, bind, condition_series
 from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector, in_polygon
-from rules.series import SeriesCache
+from rules.series import LocalDay, SeriesCache
 from rules.truth import BoolArray, Truth
-from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
+from rules.types import Assessment, FloatArray, ForecastBatch, Level, ZoneSpec
 
 IntArray = npt.NDArray[np.int64]
+BLOCK_POINTS = 2048
+"""Forecast points evaluated together (tuned for cache size; results do not depend on it)."""
 
 
 def evaluate(
@@ -42,42 +49,97 @@ def evaluate(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    series = SeriesCache(batch, timezone)
-    truths = series.truths
     table = _ZoneTable(zones, batch.point_ids)
     start = _hour_index(batch, now)
+    slots = _slots(ruleset, table, len(batch.point_ids))
+    _evaluate_points(batch, timezone, start, slots, table)
 
-    variants: list[_Variant] = []
     verdicts: dict[str, _Verdict] = {}
-    for rule_index, rule in enumerate(ruleset.rules):
-        verdict = verdicts.setdefault(rule.hazard, _Verdict.empty(len(zones)))
-        for params, selected in _parameter_sets(rule, table):
-            variant = _Variant(rule_index, rule, _bound_levels(rule, params))
-            variants.append(variant)
-            for rule_level in variant.levels:
-                window = _window(truths.get(rule_level.when), start, rule_level)
-                verdict.add(len(variants) - 1, rule_index, rule_level, window, table, selected)
+    for index, slot in enumerate(slots):
+        verdict = verdicts.setdefault(slot.variant.rule.hazard, _Verdict.empty(table.count))
+        verdict.add(index, slot, table)
 
     hours = [_datetime(time) for time in batch.times]
     assessments: list[Assessment] = []
+    order: list[IntArray] = []  # the zone index of each assessment, for sorting
     for hazard, verdict in verdicts.items():
-        assessments.extend(
-            _assessments(hazard, verdict, ruleset, variants, series, table, zones, hours)
-        )
-    assessments.sort(key=lambda a: (a.zone_id, a.hazard))
-    return assessments
+        made, zones_of = _assessments(hazard, verdict, ruleset, slots, table, hours)
+        assessments.extend(made)
+        order.append(zones_of)
+    return _sorted(assessments, order, list(verdicts), table)
+
+
+# --- what to evaluate -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Variant:
-    """One rule with one set of parameter values bound into its conditions."""
+    """One rule with one set of parameter values, and the zones that get them."""
 
     rule_index: int
     rule: Rule
-    levels: tuple[RuleLevel, ...]
+    selected: BoolArray
 
-    def level(self, level: Level) -> RuleLevel:
-        return next(item for item in self.levels if item.level == level)
+
+@dataclass
+class _Slot:
+    """One level of one rule variant, with its outcome per forecast point.
+
+    The per-point arrays have one extra "no data" row (index = number of points)
+    that zones whose point is missing from the batch read: never fires, unknown.
+    Evidence is kept for the points where the level fires: `evidence_rows` (point
+    indices, ascending) and `evidence` (one column per compared series, at the onset).
+    """
+
+    variant: _Variant
+    level: RuleLevel
+    compared: tuple[Series, ...]
+    needed: BoolArray  # points some selected zone reads
+    fires: BoolArray
+    onset: IntArray
+    until: IntArray
+    unknown: BoolArray
+    evidence_rows: list[IntArray] = field(default_factory=list)
+    evidence: list[FloatArray] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, variant: _Variant, level: RuleLevel, needed: BoolArray) -> _Slot:
+        points = len(needed)
+        unknown = np.zeros(points + 1, dtype=np.bool_)
+        unknown[points] = True
+        return cls(
+            variant=variant,
+            level=level,
+            compared=condition_series(level.when),
+            needed=needed,
+            fires=np.zeros(points + 1, dtype=np.bool_),
+            onset=np.zeros(points + 1, dtype=np.int64),
+            until=np.zeros(points + 1, dtype=np.int64),
+            unknown=unknown,
+        )
+
+    def evidence_at(self, points: IntArray) -> FloatArray:
+        """Evidence rows (one per given firing point), columns as `compared`."""
+        rows = np.concatenate(self.evidence_rows) if self.evidence_rows else np.zeros(0, int)
+        values = (
+            np.concatenate(self.evidence)
+            if self.evidence
+            else np.zeros((0, len(self.compared)))
+        )
+        self.evidence_rows, self.evidence = [rows], [values]
+        return values[np.searchsorted(rows, points)]
+
+
+def _slots(ruleset: RuleSet, table: _ZoneTable, points: int) -> list[_Slot]:
+    slots = []
+    for rule_index, rule in enumerate(ruleset.rules):
+        for params, selected in _parameter_sets(rule, table):
+            variant = _Variant(rule_index, rule, selected)
+            needed = np.zeros(points + 1, dtype=np.bool_)
+            needed[table.point_index[selected]] = True
+            for level in _bound_levels(rule, params):
+                slots.append(_Slot.empty(variant, level, needed[:points]))
+    return slots
 
 
 def _bound_levels(rule: Rule, params: Mapping[str, float]) -> tuple[RuleLevel, ...]:
@@ -106,14 +168,60 @@ def _parameter_sets(rule: Rule, table: _ZoneTable) -> list[tuple[Mapping[str, fl
                 params.update(override.params)
         groups.setdefault(tuple(sorted(params.items())), []).append(code)
     return [
-        (dict(key), selected & np.isin(codes, group_codes))
-        for key, group_codes in groups.items()
+        (dict(key), selected & np.isin(codes, group_codes)) for key, group_codes in groups.items()
     ]
+
+
+# --- per point ------------------------------------------------------------------------
+
+
+def _evaluate_points(
+    batch: ForecastBatch, timezone: str, start: int, slots: list[_Slot], table: _ZoneTable
+) -> None:
+    """Fill every slot's per-point outcome, one block of points at a time."""
+    count = len(batch.point_ids)
+    used = np.zeros(count + 1, dtype=np.bool_)
+    used[table.point_index] = True
+    days: tuple[LocalDay, ...] | None = None
+    for lo in range(0, count, BLOCK_POINTS):
+        hi = min(lo + BLOCK_POINTS, count)
+        if not used[lo:hi].any():
+            continue
+        block = ForecastBatch(
+            source=batch.source,
+            issued_at=batch.issued_at,
+            point_ids=batch.point_ids[lo:hi],
+            latitudes=batch.latitudes[lo:hi],
+            longitudes=batch.longitudes[lo:hi],
+            times=batch.times,
+            variables={name: values[lo:hi] for name, values in batch.variables.items()},
+            units=batch.units,
+        )
+        series = SeriesCache(block, timezone, days)
+        days = series.local_days
+        truths = series.truths
+        for slot in slots:
+            if not slot.needed[lo:hi].any():
+                continue
+            window = _window(truths.get(slot.level.when), start, slot.level)
+            slot.fires[lo:hi] = window.fires
+            slot.onset[lo:hi] = window.onset
+            slot.until[lo:hi] = window.until
+            slot.unknown[lo:hi] = window.unknown
+            rows = np.flatnonzero(window.fires)
+            if len(rows):
+                onsets = window.onset[rows]
+                slot.evidence_rows.append(rows + lo)
+                slot.evidence.append(
+                    np.stack([series.get(expr)[rows, onsets] for expr in slot.compared], axis=1)
+                    if slot.compared
+                    else np.zeros((len(rows), 0))
+                )
 
 
 @dataclass(frozen=True)
 class _Window:
-    """One rule level's outcome per point (arrays have one extra "no data" row)."""
+    """One rule level's outcome per point."""
 
     fires: BoolArray
     onset: IntArray
@@ -135,39 +243,42 @@ def _window(truth: Truth, start: int, level: RuleLevel) -> _Window:
     lo, hi = max(first_hour, 0), min(stop, hours)
     # hours of the window outside the batch are missing data, not quiet hours
     outside = first_hour < 0 or stop > hours or lo >= hi
-    fires = np.zeros(points + 1, dtype=np.bool_)
-    onset = np.zeros(points + 1, dtype=np.int64)
-    until = np.zeros(points + 1, dtype=np.int64)
-    unknown = np.ones(points + 1, dtype=np.bool_)
+    fires = np.zeros(points, dtype=np.bool_)
+    onset = np.zeros(points, dtype=np.int64)
+    until = np.zeros(points, dtype=np.int64)
+    unknown = np.ones(points, dtype=np.bool_)
     span = level.for_hours
     if hi - lo >= span:
         true = truth.true[:, lo:hi]
         known = truth.known[:, lo:hi]
         if span > 1:
             true, known = _sustained(true, known, span)
-        fires[:points] = true.any(axis=1)
-        first = true.argmax(axis=1)  # with `for`: the first hour of the first full stretch
-        onset[:points] = lo + first
-        # the run may outlast the window (or the stretch): follow it to the end of the batch
-        end = lo + first + (span - 1)
-        rest = ~truth.true[:, lo:]
-        rest &= np.arange(lo, hours)[None, :] > end[:, None]
-        ends = np.where(rest.any(axis=1), lo + rest.argmax(axis=1), hours)
-        until[:points] = ends - 1
-        unknown[:points] = outside | ~known.all(axis=1)
+        fired = true.any(axis=1)
+        fires[:] = fired
+        unknown[:] = outside | ~known.all(axis=1)
+        rows = np.flatnonzero(fired)
+        if len(rows):
+            # with `for`: the first hour of the first full stretch
+            first = true[rows].argmax(axis=1)
+            onset[rows] = lo + first
+            # the run may outlast the window (or the stretch): follow it to the end of the batch
+            end = lo + first + (span - 1)
+            rest = ~truth.true[rows, lo:]
+            rest &= np.arange(lo, hours)[None, :] > end[:, None]
+            until[rows] = np.where(rest.any(axis=1), lo + rest.argmax(axis=1), hours) - 1
     return _Window(fires, onset, until, unknown)
 
 
 def _sustained(true: BoolArray, known: BoolArray, span: int) -> tuple[BoolArray, BoolArray]:
-    """Truth of "held at each of the `span` hours ending here", for each complete stretch.
+    """Truth of "held at each of the `span` hours starting here", per complete stretch.
 
     Three-valued: true when every hour is true, false when some hour is known
-    false, unknown otherwise. The result has `span − 1` fewer hours (the first
-    stretch ends at the window's hour `span − 1`).
+    false, unknown otherwise. The result has `span − 1` fewer hours: column j is
+    the stretch of hours j … j + span − 1.
     """
-    trues = np.cumsum(true, axis=1, dtype=np.int64)
-    falses = np.cumsum(known & ~true, axis=1, dtype=np.int64)
-    pad = np.zeros((true.shape[0], 1), dtype=np.int64)
+    trues = np.cumsum(true, axis=1, dtype=np.int32)
+    falses = np.cumsum(known & ~true, axis=1, dtype=np.int32)
+    pad = np.zeros((true.shape[0], 1), dtype=np.int32)
     trues = np.concatenate([pad, trues], axis=1)
     falses = np.concatenate([pad, falses], axis=1)
     held = (trues[:, span:] - trues[:, :-span]) == span
@@ -175,12 +286,15 @@ def _sustained(true: BoolArray, known: BoolArray, span: int) -> tuple[BoolArray,
     return held, held | broken
 
 
+# --- per zone -------------------------------------------------------------------------
+
+
 @dataclass
 class _Verdict:
     """Best level so far per zone for one hazard (0 = none)."""
 
     level: npt.NDArray[np.int8]
-    variant: IntArray
+    slot: IntArray
     onset: IntArray
     until: IntArray
     unknown_rule: IntArray  # first rule with an unknown window, -1 if none
@@ -190,39 +304,32 @@ class _Verdict:
     def empty(cls, zones: int) -> _Verdict:
         return cls(
             level=np.zeros(zones, dtype=np.int8),
-            variant=np.full(zones, -1, dtype=np.int64),
+            slot=np.full(zones, -1, dtype=np.int64),
             onset=np.zeros(zones, dtype=np.int64),
             until=np.zeros(zones, dtype=np.int64),
             unknown_rule=np.full(zones, -1, dtype=np.int64),
             unknown_level=np.zeros(zones, dtype=np.int8),
         )
 
-    def add(
-        self,
-        variant: int,
-        rule_index: int,
-        level: RuleLevel,
-        window: _Window,
-        table: _ZoneTable,
-        selected: BoolArray,
-    ) -> None:
+    def add(self, index: int, slot: _Slot, table: _ZoneTable) -> None:
         point_index = table.point_index
-        fires = window.fires[point_index] & selected
-        value = int(level.level)
-        unknown = window.unknown[point_index] & selected
+        selected = slot.variant.selected
+        fires = slot.fires[point_index] & selected
+        value = int(slot.level.level)
+        unknown = slot.unknown[point_index] & selected
         if fires.any():
-            onset = window.onset[point_index]
+            onset = slot.onset[point_index]
             # higher level wins; on a tie the earlier onset, then the earlier rule
             better = fires & (
                 (value > self.level) | ((value == self.level) & (onset < self.onset))
             )
             self.level[better] = value
-            self.variant[better] = variant
+            self.slot[better] = index
             self.onset[better] = onset[better]
-            self.until[better] = window.until[point_index][better]
+            self.until[better] = slot.until[point_index][better]
         if unknown.any():
             first = unknown & (self.unknown_rule < 0)
-            self.unknown_rule[first] = rule_index
+            self.unknown_rule[first] = slot.variant.rule_index
             undecided = unknown & ~fires & (value > self.unknown_level)
             self.unknown_level[undecided] = value
 
@@ -231,15 +338,19 @@ def _assessments(
     hazard: str,
     verdict: _Verdict,
     ruleset: RuleSet,
-    variants: list[_Variant],
-    series: SeriesCache,
+    slots: list[_Slot],
     table: _ZoneTable,
-    zones: Sequence[ZoneSpec],
     hours: list[datetime],
-) -> list[Assessment]:
-    """Assessments of one hazard; evidence is gathered per (rule variant, level) group."""
+) -> tuple[list[Assessment], IntArray]:
+    """Assessments of one hazard and the zone index of each.
+
+    Evidence is gathered once per (slot, point): zones on one point share the
+    evidence mapping (treat it as read-only).
+    """
     title = ruleset.hazard_name(hazard)
+    zone_ids = table.id_list
     out: list[Assessment] = []
+    append = out.append
     levels = [None, *Level]
     undecided_level = np.where(
         verdict.unknown_level > verdict.level, verdict.unknown_level, 0
@@ -249,46 +360,63 @@ def _assessments(
     for z, rule_index in zip(
         unknown_only.tolist(), verdict.unknown_rule[unknown_only].tolist(), strict=True
     ):
-        rule = ruleset.rules[rule_index]
+        rule_id = ruleset.rules[rule_index].id
         above = levels[undecided_level[z]]
-        out.append(Assessment(rule.id, hazard, zones[z].id, None, None, None, {}, title, above))
+        append(Assessment(rule_id, hazard, zone_ids[z], None, None, None, {}, title, above))
 
     firing = np.flatnonzero(verdict.level > 0)
-    if len(firing) == 0:
-        return out
-    keys = verdict.variant[firing] * 8 + verdict.level[firing]
-    for key in np.unique(keys).tolist():
-        group = firing[keys == key]
-        variant = variants[key // 8]
-        level = Level(key % 8)
-        rule_id = variant.rule.id
-        compared: tuple[Series, ...] = condition_series(variant.level(level).when)
-        onsets = verdict.onset[group]
+    chosen = verdict.slot[firing]
+    groups = [firing[chosen == index] for index in np.unique(chosen).tolist()]
+    for group in groups:
+        slot = slots[int(verdict.slot[group[0]])]
+        rule_id = slot.variant.rule.id
+        level = slot.level.level
         points = table.point_index[group]
-        values = [series.get(expr)[points, onsets].tolist() for expr in compared]
-        names = [str(expr) for expr in compared]
-        for i, (z, onset, until) in enumerate(
-            zip(group.tolist(), onsets.tolist(), verdict.until[group].tolist(), strict=True)
+        unique, inverse = np.unique(points, return_inverse=True)
+        names = [str(expr) for expr in slot.compared]
+        shared = [
+            {name: value for name, value in zip(names, row, strict=True) if value == value}
+            for row in np.round(slot.evidence_at(unique), 2).tolist()
+        ]
+        for z, onset, until, site in zip(
+            group.tolist(),
+            verdict.onset[group].tolist(),
+            verdict.until[group].tolist(),
+            inverse.ravel().tolist(),
+            strict=True,
         ):
-            evidence = {
-                name: round(column[i], 2)
-                for name, column in zip(names, values, strict=True)
-                if column[i] == column[i]  # not NaN
-            }
-            out.append(
+            append(
                 Assessment(
                     rule_id,
                     hazard,
-                    zones[z].id,
+                    zone_ids[z],
                     level,
                     hours[onset],
                     hours[until],
-                    evidence,
+                    shared[site],
                     title,
                     levels[undecided_level[z]],
                 )
             )
-    return out
+    return out, np.concatenate([unknown_only, *groups]).astype(np.int64)
+
+
+def _sorted(
+    assessments: list[Assessment], zones_of: list[IntArray], hazards: list[str], table: _ZoneTable
+) -> list[Assessment]:
+    """Sorted by (zone_id, hazard), with the keys computed as arrays."""
+    if len(assessments) < 2:
+        return assessments
+    ranks = sorted(range(len(hazards)), key=hazards.__getitem__)
+    hazard_rank = np.empty(len(hazards), dtype=np.int64)
+    hazard_rank[ranks] = np.arange(len(hazards))
+    keys = np.concatenate(
+        [
+            table.id_rank[zones] * len(hazards) + hazard_rank[index]
+            for index, zones in enumerate(zones_of)
+        ]
+    )
+    return [assessments[i] for i in np.argsort(keys, kind="stable").tolist()]
 
 
 class _ZoneTable:
@@ -301,7 +429,8 @@ class _ZoneTable:
         self.point_index = np.array(
             [points.get(zone.point_id, missing) for zone in zones], dtype=np.int64
         )
-        self.ids = np.array([zone.id for zone in zones], dtype=object)
+        self.id_list = [zone.id for zone in zones]
+        self.ids = np.array(self.id_list, dtype=object)
         self.kinds = np.array([zone.kind for zone in zones], dtype=object)
         self.townships = np.array([zone.township for zone in zones], dtype=object)
         self.risk = np.array([zone.risk_level for zone in zones], dtype=object)
@@ -312,6 +441,15 @@ class _ZoneTable:
         self.tag_name = np.array([tag for _, tag in pairs], dtype=object)
         self.count = len(zones)
         self._selections: dict[ZoneSelector, BoolArray] = {}
+        self._rank: IntArray | None = None
+
+    @property
+    def id_rank(self) -> IntArray:
+        """Rank of each zone's id in sorted order (equal ids, equal ranks)."""
+        if self._rank is None:
+            _, self._rank = np.unique(self.ids, return_inverse=True)
+            self._rank = self._rank.ravel().astype(np.int64)
+        return self._rank
 
     def select(self, selector: ZoneSelector) -> BoolArray:
         """Mask of the zones the selector picks."""
@@ -351,3 +489,4 @@ def _hour_index(batch: ForecastBatch, now: datetime) -> int:
 def _datetime(value: np.datetime64) -> datetime:
     seconds = int(value.astype("datetime64[s]").astype(np.int64))
     return datetime.fromtimestamp(seconds, tz=UTC)
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -35,6 +35,10 @@ _BEAUFORT_TENTHS = np.array(
     dtype=np.float64,
 )
 _HOUR = np.timedelta64(3600, "s")
+# force of every speed in tenths of m/s up to the top of force 17 and one beyond
+_FORCE_OF_TENTHS = np.searchsorted(
+    _BEAUFORT_TENTHS, np.arange(_BEAUFORT_TENTHS[-1] + 2), side="right"
+).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,13 @@ class LocalDay:
 class SeriesCache:
     """Arrays of series expressions for one batch, each computed at most once."""
 
-    def __init__(self, batch: ForecastBatch, timezone: str = "Asia/Shanghai") -> None:
+    def __init__(
+        self,
+        batch: ForecastBatch,
+        timezone: str = "Asia/Shanghai",
+        days: tuple[LocalDay, ...] | None = None,
+    ) -> None:
+        """`days` may pass the local days of another batch with the same times."""
         self.batch = batch
         self.timezone = ZoneInfo(timezone)
         self.times = batch.times.astype("datetime64[s]")
@@ -61,7 +71,9 @@ class SeriesCache:
             # windows are counted in array steps, which is only right on an hourly grid
             raise ValueError("forecast times must be consecutive hours")
         self._arrays: dict[Series, FloatArray] = {}
-        self._days: tuple[LocalDay, ...] | None = None
+        self._known: dict[Series, BoolArray] = {}
+        self._everywhere: BoolArray | None = None
+        self._days = days
         self._truths: TruthCache | None = None
 
     @property
@@ -85,6 +97,23 @@ class SeriesCache:
             cached = self._compute(series)
             self._arrays[series] = cached
         return cached
+
+    def known(self, series: Series) -> BoolArray:
+        """Where the series has a value (not missing), computed once per series."""
+        cached = self._known.get(series)
+        if cached is None:
+            cached = ~np.isnan(self.get(series))
+            if cached.all():
+                cached = self.everywhere  # one shared array: truth ops can skip work
+            self._known[series] = cached
+        return cached
+
+    @property
+    def everywhere(self) -> BoolArray:
+        """The all-true (points × hours) mask, one object per batch (do not modify it)."""
+        if self._everywhere is None:
+            self._everywhere = np.ones(self.batch.shape, dtype=np.bool_)
+        return self._everywhere
 
     @property
     def local_days(self) -> tuple[LocalDay, ...]:
@@ -172,7 +201,8 @@ def shift(x: FloatArray, hours: int) -> FloatArray:
     """`x(t − hours)`; NaN where that is before the batch."""
     if hours == 0:
         return x
-    out = np.full(x.shape, np.nan)
+    out = np.empty(x.shape)
+    out[:, :hours] = np.nan
     if hours < x.shape[1]:
         out[:, hours:] = x[:, :-hours]
     return out
@@ -180,7 +210,11 @@ def shift(x: FloatArray, hours: int) -> FloatArray:
 
 def drop(x: FloatArray, hours: int) -> FloatArray:
     """`x(t − hours) − x(t)`: how much x fell over the last `hours`."""
-    return shift(x, hours) - x
+    out = np.empty(x.shape)
+    out[:, :hours] = np.nan
+    if hours < x.shape[1]:
+        np.subtract(x[:, :-hours], x[:, hours:], out=out[:, hours:])
+    return out
 
 
 def trailing(x: FloatArray, hours: int, combine: Combine) -> FloatArray:
@@ -194,33 +228,49 @@ def trailing(x: FloatArray, hours: int, combine: Combine) -> FloatArray:
     """
     if hours < 1:
         raise ValueError("window must be at least one hour")
-    result: FloatArray | None = None
-    block, size, offset = x, 1, 0  # block(t) covers (t − size, t]
+    steps = x.shape[1]
+    out = np.empty(x.shape)
+    out[:, : hours - 1] = np.nan
+    if hours > steps:
+        return out
+    # Arrays are kept without their first (size − 1) columns, where a block would
+    # reach before the batch: block[:, j] covers the hours (j + size − 1 − size, j + size − 1].
+    result: FloatArray | None = None  # covers `offset` hours ending at column j + hours − 1
+    block, size, offset = x, 1, 0
     while True:
         if hours & size:
-            part = shift(block, offset)
-            result = part if result is None else combine(result, part)
+            # this block, ending `offset` hours before the window's last hour
+            part = block[:, hours - offset - size : steps - offset - size + 1]
+            result = part.copy() if result is None else combine(result, part)
             offset += size
         if size * 2 > hours:
             break
-        block = combine(block, shift(block, size))
+        block = combine(block[:, size:], block[:, :-size])
         size *= 2
     assert result is not None  # hours >= 1 has at least one bit set
-    return result
-
-
-def _window_sums(x: IntArray, hours: int) -> IntArray:
-    """Sum of the integers x over the trailing window (t − hours, t], exact."""
-    total = np.cumsum(x, axis=1)
-    out = total.copy()
-    out[:, hours:] -= total[:, :-hours] if hours < x.shape[1] else total[:, :0]
+    out[:, hours - 1 :] = result
     return out
+
+
+def _index_type(steps: int) -> type[np.signedinteger[Any]]:
+    """The smallest integer type that holds hour indices and counts (memory is the cost)."""
+    return np.int16 if steps < 2**15 - 1 else np.int32
+
+
+def _window_sums(x: BoolArray, hours: int) -> npt.NDArray[np.signedinteger[Any]]:
+    """How many hours of the trailing window (t − hours, t] are true, exactly."""
+    total = np.cumsum(x, axis=1, dtype=_index_type(x.shape[1]))
+    if hours < x.shape[1]:
+        total[:, hours:] -= total[:, :-hours].copy()
+    return total
 
 
 def _complete(known: BoolArray, hours: int) -> BoolArray:
     """Where the trailing window (t − hours, t] lies in the batch with every hour known."""
-    unknown = _window_sums((~known).astype(np.int64), hours)
-    ok = unknown == 0
+    if known.all():
+        ok = np.ones(known.shape, dtype=np.bool_)
+    else:
+        ok = _window_sums(~known, hours) == 0
     ok[:, : hours - 1] = False  # the window reaches before the batch
     return ok
 
@@ -230,7 +280,7 @@ def count(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
 
     Missing where any hour of the window is unknown or before the batch.
     """
-    counts = _window_sums(true.astype(np.int64), hours).astype(np.float64)
+    counts = _window_sums(true, hours)
     return np.where(_complete(known, hours), counts, np.nan)
 
 
@@ -242,18 +292,15 @@ def run(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
     capped). Missing where counting back meets an unknown hour or the batch start
     first: 0 at an hour where the condition is false, missing where it is unknown.
     """
-    points, steps = true.shape
-    index = np.arange(steps, dtype=np.int64)
+    steps = true.shape[1]
+    index = np.arange(steps, dtype=_index_type(steps))
     # last hour ≤ t where the condition does not hold (false or unknown); -1: none
-    breaks = np.where(true, -1, index[None, :])
-    last = np.maximum.accumulate(breaks, axis=1)
-    length = index[None, :] - last
-    capped = length >= hours
-    # the hour that ended the run: known false → exact; unknown or before the batch → missing
-    stop = np.maximum(last, 0)
-    ended_known = (last >= 0) & np.take_along_axis(known, stop, axis=1)
-    value = np.minimum(length, hours).astype(np.float64)
-    return np.where(capped | ended_known, value, np.nan)
+    last = np.maximum.accumulate(np.where(true, index.dtype.type(-1), index), axis=1)
+    length = index - last
+    ended_known = np.take_along_axis(known, np.maximum(last, 0).astype(np.intp), axis=1)
+    ended_known &= last >= 0
+    ended_known |= length >= hours  # capped: what came before does not matter
+    return np.where(ended_known, np.minimum(length, hours), np.nan)
 
 
 def freeze_thaw(x: FloatArray, hours: int) -> FloatArray:
@@ -265,40 +312,41 @@ def freeze_thaw(x: FloatArray, hours: int) -> FloatArray:
     of frozen hours with a thawed hour before and after it inside the window is
     one cycle. Missing where any hour of the window is missing or before the batch.
     """
-    points, steps = x.shape
-    index = np.arange(steps, dtype=np.int64)
+    steps = x.shape[1]
+    kind = _index_type(steps)
+    index = np.arange(steps, dtype=kind)
+    none = kind(-1)
     with np.errstate(invalid="ignore"):
         thawed = x > 0
         frozen = x < 0
     # last thawed hour and last frozen hour at or before t (-1: none)
-    last_thaw = np.maximum.accumulate(np.where(thawed, index[None, :], -1), axis=1)
-    last_frost = np.maximum.accumulate(np.where(frozen, index[None, :], -1), axis=1)
-    prev_thaw = np.full_like(last_thaw, -1)
-    prev_frost = np.full_like(last_frost, -1)
-    prev_thaw[:, 1:] = last_thaw[:, :-1]
-    prev_frost[:, 1:] = last_frost[:, :-1]
-    # a cycle completes at a thawed hour u whose last sign-bearing hour before it
-    # was frozen and that frozen spell had a thawed hour `a` before it
-    completes = thawed & (prev_frost > prev_thaw) & (prev_thaw >= 0)
-    # each cycle is counted from its start a = the last thawed hour before u
-    started = np.zeros((points, steps), dtype=np.int64)
+    last_thaw = np.maximum.accumulate(np.where(thawed, index, none), axis=1)
+    last_frost = np.maximum.accumulate(np.where(frozen, index, none), axis=1)
+    # a cycle completes at a thawed hour u when the last hour before u with a sign
+    # was frozen and a thawed hour a came before that frozen spell
+    completes = np.zeros(x.shape, dtype=np.bool_)
+    before_thaw = last_thaw[:, :-1]
+    completes[:, 1:] = thawed[:, 1:] & (last_frost[:, :-1] > before_thaw) & (before_thaw >= 0)
+    # count each cycle from its start a = the last thawed hour before u
     rows, cols = np.nonzero(completes)
-    started[rows, prev_thaw[rows, cols]] = 1
-    done = np.cumsum(completes, axis=1, dtype=np.int64)
-    begun = np.cumsum(started, axis=1, dtype=np.int64)
-    # cycles with u ≤ t and a > t − hours; both are prefixes of the cycles in time order
-    before = np.zeros_like(begun)
+    started = np.zeros(x.shape, dtype=np.bool_)
+    started[rows, last_thaw[rows, cols - 1]] = True
+    done = np.cumsum(completes, axis=1, dtype=kind)
+    begun = np.cumsum(started, axis=1, dtype=kind)
+    # cycles with u ≤ t and a > t − hours; both sets are prefixes of the cycles in time order
     if hours < steps:
-        before[:, hours:] = begun[:, :-hours]
-    cycles = np.maximum(done - before, 0).astype(np.float64)
-    return np.where(_complete(~np.isnan(x), hours), cycles, np.nan)
+        done[:, hours:] -= np.minimum(begun[:, :-hours], done[:, hours:])
+    return np.where(_complete(~np.isnan(x), hours), done, np.nan)
 
 
 def beaufort(speed: FloatArray) -> FloatArray:
     """Beaufort force of a wind speed in m/s (the scale is defined to 0.1 m/s)."""
     tenths = np.floor(speed * 10 + 0.5)  # round half up: 7.95 m/s is force 5
-    force = np.searchsorted(_BEAUFORT_TENTHS, tenths, side="right").astype(np.float64)
-    return np.where(np.isnan(speed), np.nan, force)
+    np.clip(tenths, 0, len(_FORCE_OF_TENTHS) - 1, out=tenths)  # NaN stays NaN
+    known = ~np.isnan(tenths)
+    force = np.full(speed.shape, np.nan)
+    force[known] = _FORCE_OF_TENTHS[tenths[known].astype(np.intp)]
+    return force
 
 
 def _utc(value: np.datetime64) -> datetime:

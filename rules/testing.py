@@ -11,6 +11,7 @@ with the outside world; printing and exit codes belong to the CLI.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from rules.evaluate import evaluate
 from rules.expr import parse_duration_minutes
-from rules.loader import load_ruleset
+from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.ruleset import RuleSet
 from rules.schema import RiskLevel, ZoneKind
 from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
@@ -37,9 +38,6 @@ from rules.yamlsource import (
     load_yaml,
     problems_from_validation,
 )
-
-LIBRARY_DIR = Path(__file__).resolve().parent / "library"
-"""The built-in rule library; a test names its files without `.yaml` (`fog`)."""
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_LOCATION = (37.43, 110.89)  # the seat of the example county (柳林镇)
@@ -92,6 +90,8 @@ def _item(token: str, offset: int) -> list[float]:
         hint = _NOTATION_HELP
         if "," in token:
             hint = "separate values with spaces, not commas"
+        elif "+-" in token or "-+" in token:
+            hint = "write a falling ramp as 10-2x3 (10, 8, 6), a rising one as 2+0.5x6"
         elif "*" in token or "×" in token:
             hint = "write repeats with a lower-case x: 4.5x12"
         elif token.lower() in ("nan", "null", "none", "-"):
@@ -105,9 +105,7 @@ def _item(token: str, offset: int) -> list[float]:
     if match.group("step") is None:
         return [float(start)] * count
     if match.group("count") is None:
-        raise NotationError(
-            f"ramp {token!r} needs a count: write {token}xN for N values", offset + len(token)
-        )
+        raise NotationError(f"ramp {token!r} needs a count: write {token}xN for N values", offset)
     step = Decimal(match.group("step")) * (-1 if match.group("sign") == "-" else 1)
     return [float(start + k * step) for k in range(count)]
 
@@ -331,8 +329,8 @@ class _Case:
     def run(self, ruleset: RuleSet) -> TestResult:
         try:
             got = evaluate(ruleset, self.batch, list(self.zones), self.now, self.timezone)
-        except ValueError as exc:
-            return self._result((f"evaluation failed: {exc}",))
+        except Exception as exc:  # a test runner reports, whatever the engine raises
+            return self._result((f"evaluation failed: {type(exc).__name__}: {exc}",))
         actual = {(a.zone_id, a.hazard): a for a in got}
         diff: list[str] = []
         for key in sorted(set(actual) | set(self.expected)):
@@ -387,10 +385,11 @@ class _Suite:
             return None
 
     def rule_file(self, name: str) -> Path | None:
-        if name.endswith(".yaml"):
-            return (self.path.parent / name).resolve()
-        library = LIBRARY_DIR / f"{name}.yaml"
-        return library if "/" not in name and library.is_file() else None
+        # the same convention as `include:` in rule files
+        if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
+            return self.path.parent / name
+        library = LIBRARY / f"{name}.yaml"
+        return library if library.is_file() else None
 
     def values(self, loc: Loc, text: str) -> list[float] | None:
         try:
@@ -603,11 +602,12 @@ class _Suite:
 
 
 def _unknown_library(name: str) -> str:
-    known = sorted(path.stem for path in LIBRARY_DIR.glob("*.yaml"))
-    listing = ", ".join(known) if known else "(none installed)"
+    names = library_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
     return (
-        f"no library rule file {name!r}; expected a library name ({listing}) "
-        "or a path ending in .yaml, relative to this test file"
+        f"no library rule file {name!r}; {guess}expected one of {', '.join(names)}, "
+        "or a path ending in .yaml relative to this test file"
     )
 
 

@@ -50,11 +50,15 @@ class Truth:
 
     def __and__(self, other: Truth) -> Truth:
         a, b = self, other
+        if a.known is b.known:  # one mask (e.g. both complete): known where it is
+            return Truth(a.true & b.true, a.known)
         known = (a.known & b.known) | (a.known & ~a.true) | (b.known & ~b.true)
         return Truth(a.true & b.true, known)
 
     def __or__(self, other: Truth) -> Truth:
         a, b = self, other
+        if a.known is b.known:
+            return Truth(a.true | b.true, a.known)
         return Truth(a.true | b.true, (a.known & b.known) | a.true | b.true)
 
     def __invert__(self) -> Truth:
@@ -83,15 +87,17 @@ class TruthCache:
                 if isinstance(value, Param):
                     raise ValueError(f"parameter {value} is not bound; evaluate bind(condition)")
                 x = self.series.get(series)
-                known = ~np.isnan(x)
-                # NaN != v is True in numpy: mask with known
-                return Truth(_compare(x, op, value) & known, known)
+                known = self.series.known(series)
+                true = _compare(x, op, value)
+                if known is not self.series.everywhere:
+                    true &= known  # NaN != v is True in numpy: mask with known
+                return Truth(true, known)
             case InSet(series=series, values=values):
                 if any(isinstance(value, Param) for value in values):
                     raise ValueError(f"{condition}: parameters are not bound")
                 x = self.series.get(series)
-                known = ~np.isnan(x)
-                return Truth(np.isin(x, values) & known, known)
+                known = self.series.known(series)
+                return Truth(np.isin(x, values) & known, known)  # NaN is in no set, but be sure
             case And(items=items):
                 result = self.get(items[0])
                 for item in items[1:]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
 
+from channels.sms_text import sms_segments
 from dispatcher.acklinks import (
     AckClaim,
     LinkExpired,
@@ -17,11 +20,19 @@ from dispatcher.acklinks import (
     make_token,
     read_token,
 )
+from dispatcher.county import load_county
+from dispatcher.directory import sync_directory
+from dispatcher.escalation import AlertText, Escalation, Policies
+from dispatcher.feeds.points import assign_points
+from dispatcher.messages import HazardMessage, append_link, render_hazard
+from dispatcher.roster import Roster
 from dispatcher.settings import Settings
+from dispatcher.storage.models import Alert
 
 NOW = datetime(2026, 1, 7, 1, 0, tzinfo=UTC)
 KEY = SecretStr("test-secret-key-for-ack-links-0123456789")
 PUBLIC = "https://yujing.example.gov.cn"
+COUNTY = Path(__file__).resolve().parents[1] / "examples" / "liulin"
 
 
 def settings(**changes: object) -> Settings:
@@ -115,3 +126,95 @@ def test_without_a_configured_key_one_random_key_is_made_once_with_a_warning(
 
 def test_a_configured_key_is_used_as_is() -> None:
     assert ensure_secret_key(settings()) == KEY
+
+
+# --- the link in the message
+
+
+def warning(**changes: object) -> HazardMessage:
+    values: dict[str, object] = {
+        "kind": "new",
+        "sender": "柳林县自然资源局",
+        "hazard": "寒潮",
+        "level_zh": "黄色",
+        "zone": "穆村镇冯家沟村黄土滑坡",
+        "onset": NOW + timedelta(hours=8),
+        "now": NOW,
+        "advice": "加强隐患点巡查，做好防寒防冻",
+        "code": "K7QA",
+        **changes,
+    }
+    return HazardMessage(**values)  # type: ignore[arg-type]
+
+
+def test_a_warning_with_room_ends_with_its_link() -> None:
+    link = ack_link(settings(), 42, "p-duty-zhang", NOW)
+    assert link is not None
+
+    text = render_hazard(warning(link=link), "Asia/Shanghai")
+
+    assert text.endswith(f"回复1确认（编码K7QA）确认：{link}")
+    assert sms_segments(text) <= 3
+
+
+def test_a_link_that_would_need_a_fourth_segment_is_left_out() -> None:
+    link = ack_link(settings(), 42, "p-duty-zhang", NOW)
+    long_advice = "加强隐患点巡查，做好防寒防冻，" * 5  # still fits without the link
+    plain = render_hazard(warning(advice=long_advice), "Asia/Shanghai")
+    assert long_advice.rstrip("，") in plain
+
+    text = render_hazard(warning(advice=long_advice, link=link), "Asia/Shanghai")
+
+    assert text == plain
+
+
+def test_without_a_link_the_text_is_unchanged() -> None:
+    assert append_link("【柳林县自然资源局】测试", None) == "【柳林县自然资源局】测试"
+
+
+def test_every_person_told_by_sms_gets_a_link_of_their_own(
+    sessions: sessionmaker[Session],
+) -> None:
+    # given the example county and an escalation configured from settings with a public URL
+    county = load_county(COUNTY)
+    _, point_of = assign_points([(z.id, z.latitude, z.longitude) for z in county.zones], 0.02)
+    escalation = Escalation.from_settings(
+        settings(channel="twilio_sms"),
+        county=county,
+        roster=Roster.unconfigured(county),
+        policies=Policies(),
+        channels=["twilio_sms"],
+    )
+    with sessions.begin() as session:
+        sync_directory(session, county, point_of, NOW)
+        alert = Alert(
+            code="K7QA",
+            kind="hazard",
+            zone_id=county.zones[0].id,
+            hazard="cold_wave",
+            rule_id="r",
+            title="寒潮",
+            level="yellow",
+            state="firing",
+            opened_at=NOW,
+            updated_at=NOW,
+        )
+        session.add(alert)
+        session.flush()
+        body = render_hazard(warning(), "Asia/Shanghai")
+
+        # when the alert's first step goes out
+        notes = escalation.start(
+            session, alert, transition="new", text=AlertText(body, "寒潮黄色预警"), now=NOW
+        )
+
+        # then each message is the text plus a link that acknowledges for its own recipient
+        assert notes
+        for note in notes:
+            assert note.channel == "twilio_sms"
+            text, link = note.body.split("确认：https://")
+            assert text == body
+            token = link.removeprefix("yujing.example.gov.cn/ack/")
+            assert read_token(KEY, token, NOW) == AckClaim(
+                alert.id, note.person_id or "", NOW + timedelta(hours=24)
+            )

@@ -90,12 +90,18 @@ async def test_alerts_messages_and_audit_are_committed_before_anything_is_sent(
             ).all()
             assert {n.status for n in notes} == {"pending"}
             assert len(new_events) == len(alerts) == 80
-            # every alert tells its zone's people and the duty officers, each once
+            # every alert tells at once whom its level's escalation policy names first
+            # (escalation.yaml): yellow the zone's monitors, orange everyone of the
+            # zone with the officer and the leader on duty (roster.yaml) — each once
+            officer, leader = rt.county.people["p-duty-li"], rt.county.people["p-lead-xue"]
             for alert in alerts:
                 mine = [n for n in notes if n.alert_id == alert.id]
                 people = {n.person_id for n in mine}
-                expected = {p.id for _, p in rt.county.people_of(alert.zone_id or "")}
-                expected |= {p.id for p in rt.county.duty_officers()}
+                zone = rt.county.people_of(alert.zone_id or "")
+                if alert.level == "yellow":
+                    expected = {p.id for r, p in zone if r in ("monitoring", "mass_monitor")}
+                else:
+                    expected = {p.id for _, p in zone} | {officer.id, leader.id}
                 assert people == expected
                 assert len(mine) == len(people)
                 assert all(f"编码{alert.code}" in n.body for n in mine)
@@ -138,7 +144,10 @@ async def test_a_calm_forecast_resolves_the_warnings_and_says_so(db_url: str) ->
         await rt.pipeline.poll()
         rt.pipeline.feed = ReplayFeed(CALM)
         clock.now += timedelta(hours=1)
+        calming = await rt.pipeline.poll()
+        clock.now += timedelta(hours=3)  # calm for the hold (YUJING_ALERT_HOLD_SECONDS)
         result = await rt.pipeline.poll()
+        assert calming.transitions == {"continued": 80}
         assert result.transitions == {"resolved": 80}
         assert firing(rt) == {}
         with rt.sessions() as session:
@@ -242,7 +251,8 @@ async def test_a_silent_feed_raises_the_feed_down_alert_after_two_intervals(db_u
             ).all()
             runs = session.scalars(select(ForecastRun)).all()
         assert down.hazard == "feed_down" and down.state == "firing"
-        assert {n.person_id for n in notes} == {p.id for p in rt.county.duty_officers()}
+        # the duty officer and the leader on duty (roster.yaml) at 2026-01-07 01:00
+        assert {n.person_id for n in notes} == {"p-duty-li", "p-lead-xue"}
         assert all("天气预报数据（open-meteo）" in n.body for n in notes)
         assert [r.ok for r in runs] == [False, False]
         assert all(r.error and "503" in r.error for r in runs)
@@ -259,7 +269,7 @@ async def test_a_silent_feed_raises_the_feed_down_alert_after_two_intervals(db_u
                     Notification.alert_id == down.id, Notification.transition == "resolved"
                 )
             ).all()
-        assert len(restored) == len(rt.county.duty_officers())
+        assert len(restored) == 2  # everyone told of the outage
         assert all("恢复更新" in body for body in restored)
     finally:
         await rt.aclose()

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from dispatcher import audit
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
-from dispatcher.county import County
-from dispatcher.messages import HazardMessage, render_hazard
+from dispatcher.county import County, ZoneConfig
+from dispatcher.messages import HazardMessage, TemplateLookup, channel_kind, render_hazard
 from dispatcher.routing import Recipient
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from rules.types import Level
@@ -40,6 +40,7 @@ class Wording:
     timezone: str
     hazard_name: Callable[[str], str]  # hazard key → display name, e.g. 寒潮
     advice: Callable[[str, Level], str]  # (hazard, level) → the action to take
+    template: TemplateLookup = lambda hazard, rule_id, kind: None  # None: the built-in text
 
 
 def open_hazard_alerts(session: Session) -> list[OpenAlert]:
@@ -124,18 +125,29 @@ def apply_transitions(
                 "advice": wording.advice(t.hazard, t.level),
             },
         )
+        zone = _zone(county, t.zone_id)
         message = HazardMessage(
             kind=t.kind.value,
             sender=wording.sender,
             hazard=wording.hazard_name(t.hazard),
             level_zh=t.level.zh,
-            zone=_zone_name(county, t.zone_id),
+            zone=zone.name if zone else t.zone_id,
             onset=alert.onset,
             now=now,
             advice=wording.advice(t.hazard, t.level),
             code=alert.code,
+            township=zone.township if zone else "",
+            village=zone.village if zone else "",
+            until=alert.until,
+            evidence=dict(alert.evidence),
         )
-        body = render_hazard(message, wording.timezone)
+        kind = channel_kind(channel)
+        body = render_hazard(
+            message,
+            wording.timezone,
+            template=wording.template(t.hazard, alert.rule_id, kind),
+            channel_kind=kind,
+        )
         if t.kind is TransitionKind.RESOLVED:
             notifications.extend(
                 esc.close(session, alert, transition=t.kind.value, body=body, now=now)
@@ -184,11 +196,11 @@ def enqueue(
     return row
 
 
-def _zone_name(county: County, zone_id: str) -> str:
-    for zone in county.zones:
-        if zone.id == zone_id:
-            return zone.name
-    return zone_id
+def _zone(county: County, zone_id: str) -> ZoneConfig | None:
+    try:
+        return county.zone(zone_id)
+    except KeyError:  # a zone removed from the configuration while its alert is open
+        return None
 
 
 def _open(

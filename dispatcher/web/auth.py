@@ -42,15 +42,16 @@ MIN_PASSWORD_LENGTH = 8
 SESSION_COOKIE = "yujing_session"
 LOGIN_COOKIE = "yujing_login"  # CSRF token of the login form, before there is a session
 
-_hasher = PasswordHasher()
+#: argon2id with argon2-cffi's defaults (RFC 9106's low-memory profile: 64 MiB, t=3).
+PASSWORD_HASHER = PasswordHasher()
 # Verified against when the user name is unknown, so a wrong name takes as long
 # as a wrong password and does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash("no such user")
+_DUMMY_HASH = PASSWORD_HASHER.hash("no such user")
 
 
 def hash_password(password: str) -> str:
     """An argon2id hash of `password`."""
-    return _hasher.hash(password)
+    return PASSWORD_HASHER.hash(password)
 
 
 def create_user(
@@ -129,7 +130,7 @@ def authenticate(session: Session, name: str, password: str, at: datetime) -> Us
             )
             return LoginRefused("locked", user.locked_until)
         return LoginRefused("bad_credentials")
-    if _hasher.check_needs_rehash(user.password_hash):
+    if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
@@ -140,7 +141,7 @@ def authenticate(session: Session, name: str, password: str, at: datetime) -> Us
 
 def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        return PASSWORD_HASHER.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -13,9 +13,10 @@ keypress, the ack link and the CLI use.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -94,9 +95,12 @@ NOTIFICATION_STATUS_LABELS: Mapping[str, str] = {
     "cancelled": "已取消",
 }
 CHANNEL_LABELS: Mapping[str, str] = {
+    "default": "默认渠道",
     "console": "控制台",
     "twilio_sms": "短信",
     "twilio_voice": "语音电话",
+    "wecom": "企业微信群",
+    "broadcast": "村村响广播",
     "sms": "短信",
     "voice": "语音电话",
 }
@@ -113,9 +117,18 @@ ACTION_LABELS: Mapping[str, str] = {
     "alert.overdue": "超时未确认（迟报）",
     "alert.ack": "收到确认",
     "ack.refused": "确认未被接受",
+    "escalation.started": "启动逐级通知",
     "escalation.step": "逐级通知",
+    "escalation.skipped": "补发时合并提醒",
     "escalation.deadline": "确认期限已到",
     "escalation.cancelled": "后续通知已取消",
+}
+TRANSITION_LABELS: Mapping[str, str] = {
+    "new": "发布",
+    "upgraded": "升级",
+    "downgraded": "降级",
+    "resolved": "解除",
+    "esc.overdue": "超时上报",
 }
 REFUSAL_TEXT: Mapping[str, str] = {
     "bad_credentials": "用户名或密码不正确。",
@@ -227,6 +240,7 @@ class _Console:
         env = self.templates.env
         env.filters["local"] = self.local
         env.globals.update(
+            static=_static_urls(),
             level_labels=LEVELS,
             role_labels=auth.ROLES,
             state_labels=STATE_LABELS,
@@ -236,6 +250,7 @@ class _Console:
             status_labels=NOTIFICATION_STATUS_LABELS,
             channel_labels=CHANNEL_LABELS,
             action_labels=ACTION_LABELS,
+            transition_label=_transition_label,
             zone_role_labels=ROLE_LABELS,
             duty_role_labels=DUTY_ROLE_LABELS,
         )
@@ -458,6 +473,9 @@ class _Console:
             ):
                 first = deadlines.get(timer.alert_id)
                 deadlines[timer.alert_id] = min(first, timer.due_at) if first else timer.due_at
+        names = _person_names(
+            db, [i.strip() for a in alerts for i in (a.acknowledged_by or "").split(",")]
+        )
         rows = []
         for a in alerts:
             zone = zones.get(a.zone_id) if a.zone_id else None
@@ -471,13 +489,13 @@ class _Console:
                     state=a.state,
                     state_zh=STATE_LABELS.get(a.state, a.state),
                     system=a.kind == "system",
-                    place=f"{zone.township} · {zone.name}" if zone else "（系统）",
+                    place=_place(zone),
                     opened=a.opened_at,
                     opened_at=self.local(a.opened_at),
                     window=_window(self.local(a.onset), self.local(a.until), a),
                     overdue=a.state == "firing" and deadline is not None and deadline <= now,
                     deadline=self.local(deadline) if deadline else None,
-                    acknowledged_by=a.acknowledged_by,
+                    acknowledged_by=_names_of(a.acknowledged_by, names),
                     acknowledged_at=self.local(a.acknowledged_at) if a.acknowledged_at else None,
                 )
             )
@@ -698,6 +716,22 @@ class _Console:
 # --- small helpers
 
 
+def _static_urls() -> Callable[[str], str]:
+    """`static('console.css')` → a path (never an absolute URL: behind a proxy the
+    app does not know its public host) versioned by content, so a new release is
+    fetched at once while an unchanged file stays cached."""
+    versions = {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+        for path in STATIC.iterdir()
+        if path.is_file()
+    }
+
+    def url(name: str) -> str:
+        return f"/console/static/{name}?v={versions[name]}"
+
+    return url
+
+
 def _protect(response: Response) -> None:
     """No framing, scripts and styles only from here, never cached."""
     response.headers["Content-Security-Policy"] = (
@@ -716,6 +750,31 @@ def _safe_next(target: str) -> str:
     return "/console/"
 
 
+def _place(zone: Zone | None) -> str:
+    if zone is None:
+        return "（系统）"
+    # zone names usually begin with their township (柳林镇锄沟村黄土崩塌)
+    return zone.name if zone.name.startswith(zone.township) else f"{zone.township} {zone.name}"
+
+
+def _names_of(ids: str | None, names: Mapping[str, str]) -> str | None:
+    """`acknowledged_by` (person ids or actors, comma-separated) in people's names."""
+    if not ids:
+        return None
+    return "、".join(names.get(i.strip(), i.strip()) for i in ids.split(","))
+
+
+def _transition_label(transition: str) -> str:
+    if transition in TRANSITION_LABELS:
+        return TRANSITION_LABELS[transition]
+    if transition.startswith("esc"):  # esc2, esc2.1: step 3 (its second round)
+        step, _, round_ = transition[3:].partition(".")
+        if step.isdigit():
+            again = f"（第 {int(round_) + 1} 轮）" if round_.isdigit() else ""
+            return f"逐级通知第 {int(step) + 1} 步{again}"
+    return transition
+
+
 def _window(onset: str, until: str, alert: Alert) -> str:
     if alert.onset is None and alert.until is None:
         return "—"
@@ -730,7 +789,7 @@ def _person_names(db: Session, ids: Iterable[str | None]) -> dict[str, str]:
 
 
 def _plan_people(plan: Mapping[str, Any]) -> list[str]:
-    people = plan.get("people") or plan.get("person_ids") or []
+    people = plan.get("people") or []
     return [p for p in people if isinstance(p, str)] if isinstance(people, list) else []
 
 
@@ -747,20 +806,21 @@ class StepView:
 def _step_view(timer: EscalationTimer, names: Mapping[str, str]) -> StepView:
     plan = timer.plan or {}
     if timer.kind == "deadline":
-        what = "确认期限：届时仍未确认即记为超时（迟报），并通知带班领导"
+        minutes = plan.get("minutes")
+        limit = f"（{minutes} 分钟）" if isinstance(minutes, int) else ""
+        what = f"确认期限{limit}：届时仍未确认即记为超时（迟报），并上报"
     else:
         repeat = f"（第 {timer.round + 1} 轮）" if timer.round else ""
-        what = f"第 {timer.step + 1} 步通知{repeat}"
-    people = _plan_people(plan)
+        what = f"逐级通知第 {timer.step + 1} 步{repeat}"
+    roles = {**ROLE_LABELS, **DUTY_ROLE_LABELS}
     targets = plan.get("targets")
-    who = "、".join(names.get(p, p) for p in people) or (
-        "、".join(str(t) for t in targets) if isinstance(targets, list) else ""
-    )
+    who = [roles.get(str(t), str(t)) for t in targets] if isinstance(targets, list) else []
+    who += [names.get(p, p) for p in _plan_people(plan)]
     channels = plan.get("channels")
     return StepView(
         due_at=timer.due_at,
         what=what,
-        who=who,
+        who="、".join(who),
         channels="、".join(CHANNEL_LABELS.get(str(c), str(c)) for c in channels)
         if isinstance(channels, list)
         else "",

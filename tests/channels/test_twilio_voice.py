@@ -278,7 +278,9 @@ async def test_a_server_error_is_retryable(
     assert result.outcome is Outcome.RETRYABLE
 
 
-async def test_a_timeout_is_retryable(http: httpx.AsyncClient, twilio_api: respx.MockRouter) -> None:
+async def test_a_timeout_is_retryable(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter
+) -> None:
     twilio_api.post(CALLS_PATH).mock(side_effect=httpx.ReadTimeout("timed out"))
 
     result = await make_channel(http).send(WARNING)
@@ -289,8 +291,11 @@ async def test_a_timeout_is_retryable(http: httpx.AsyncClient, twilio_api: respx
 @pytest.mark.parametrize(
     ("code", "message"),
     [
-        (21215, "Account not authorized to call +8613800138000. Perhaps you need to enable "
-         "some international permissions"),
+        (
+            21215,
+            "Account not authorized to call +8613800138000. Perhaps you need to enable "
+            "some international permissions",
+        ),
         (21210, "The source phone number provided, +15005550006, is not yet verified"),
         (21217, "Phone number does not appear to be valid"),
     ],

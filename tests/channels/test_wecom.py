@@ -129,9 +129,7 @@ async def test_errcode_0_is_ok(http: httpx.AsyncClient, wecom: respx.MockRouter)
 async def test_rate_limit_45009_is_retryable_after_a_minute(
     http: httpx.AsyncClient, wecom: respx.MockRouter
 ) -> None:
-    wecom.post(SEND_URL).respond(
-        200, json={"errcode": 45009, "errmsg": "api freq out of limit"}
-    )
+    wecom.post(SEND_URL).respond(200, json={"errcode": 45009, "errmsg": "api freq out of limit"})
 
     result = await make_channel(http).send(WARNING)
 

@@ -19,8 +19,21 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from rules.expr import And, Call, Compare, Condition, InSet, Not, Or, Series, Var
-from rules.ruleset import RuleLevel, RuleSet, ZoneSelector
+from rules.expr import (
+    And,
+    Call,
+    Compare,
+    CondCall,
+    Condition,
+    InSet,
+    Not,
+    Number,
+    Or,
+    Param,
+    Series,
+    Var,
+)
+from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
 
 Truth = bool | None
@@ -82,7 +95,15 @@ def _assess(
     for rule_index, rule in enumerate(ruleset.rules):
         if rule.hazard != hazard or not selects(rule.zones, zone):
             continue
-        for rule_level in rule.levels:
+        params = zone_params(rule, zone)
+        for declared in rule.levels:
+            rule_level = RuleLevel(
+                declared.level,
+                substitute(declared.when, params),
+                declared.within_hours,
+                declared.for_hours,
+                declared.since_hours,
+            )
             fires, onset, until, unknown = _window(rule_level, series, start, len(hours))
             if unknown and unknown_rule is None:
                 unknown_rule = rule_index
@@ -123,29 +144,77 @@ def _assess(
 def _window(
     rule_level: RuleLevel, series: PointSeries | None, start: int, count: int
 ) -> tuple[bool, int, int, bool]:
-    """(fires, onset, until, unknown) of one level at one point."""
+    """(fires, onset, until, unknown) of one level at one point.
+
+    The window is the hours [start − since, start + within) (to the end of the
+    forecast without `within`); hours of it outside the forecast are unknown. With
+    `for` N the level fires at the first hour t of the window from which the
+    condition holds N hours running, t … t + N − 1 all inside the window.
+    """
     if series is None:
         return False, 0, 0, True
+    first = start - rule_level.since_hours
     stop = count if rule_level.within_hours is None else start + rule_level.within_hours
-    unknown = False
+    span = rule_level.for_hours
+    window = range(first, stop)
+    unknown = first < 0 or stop > count
     onset = None
-    for hour in range(start, stop):
-        if hour < 0 or hour >= count:
-            unknown = True  # outside the forecast: missing, not quiet
+    stretches = 0
+    for hour in window:
+        if hour + span > stop:
+            break
+        stretches += 1
+        truths = [series.holds(rule_level.when, h) for h in range(hour, hour + span)]
+        if False in truths:
             continue
-        truth = series.holds(rule_level.when, hour)
-        if truth is None:
+        if None in truths:
             unknown = True
-        elif truth and onset is None:
+        elif onset is None:
             onset = hour
-    if start >= stop:
-        unknown = True
+    if stretches == 0:
+        unknown = True  # not one whole stretch in the window (or no window at all)
     if onset is None:
         return False, 0, 0, unknown
-    until = onset
+    until = onset + span - 1
     while until + 1 < count and series.holds(rule_level.when, until + 1) is True:
         until += 1
     return True, onset, until, unknown
+
+
+def zone_params(rule: Rule, zone: ZoneSpec) -> dict[str, float]:
+    """The rule's parameter values at a zone: defaults, then each override that selects it."""
+    params = dict(rule.params)
+    for override in rule.overrides:
+        if selects(override.zones, zone):
+            params.update(override.params)
+    return params
+
+
+def substitute(condition: Condition, params: dict[str, float]) -> Condition:
+    """The condition with every `$name` replaced by its value at the zone."""
+
+    def number(value: Number) -> float:
+        return float(params[value.name]) if isinstance(value, Param) else value
+
+    def series(node: Series) -> Series:
+        if isinstance(node, CondCall):
+            return CondCall(node.function, substitute(node.condition, params), node.hours)
+        if isinstance(node, Call):
+            return Call(node.function, series(node.arg), node.hours)
+        return node
+
+    match condition:
+        case Compare(series=s, op=op, value=value):
+            return Compare(series(s), op, number(value))
+        case InSet(series=s, values=values):
+            return InSet(series(s), tuple(number(v) for v in values))
+        case And(items=items):
+            return And(tuple(substitute(item, params) for item in items))
+        case Or(items=items):
+            return Or(tuple(substitute(item, params) for item in items))
+        case Not(item=item):
+            return Not(substitute(item, params))
+    raise NotImplementedError(f"reference evaluator: no condition {condition!r}")
 
 
 def selects(selector: ZoneSelector, zone: ZoneSpec) -> bool:
@@ -158,7 +227,25 @@ def selects(selector: ZoneSelector, zone: ZoneSpec) -> bool:
         return False
     if selector.risk is not None and zone.risk_level not in selector.risk:
         return False
-    return selector.tags is None or any(tag in selector.tags for tag in zone.tags)
+    if selector.tags is not None and not any(tag in selector.tags for tag in zone.tags):
+        return False
+    if selector.polygon is not None and not inside(zone.latitude, zone.longitude, selector.polygon):
+        return False
+    return selector.exclude is None or not selects(selector.exclude, zone)
+
+
+def inside(lat: float, lon: float, polygon: Sequence[tuple[float, float]]) -> bool:
+    """Even-odd rule: a ray from the point towards the east crosses the edges an odd number
+    of times. Vertices are (latitude, longitude); the last joins the first."""
+    crossings = 0
+    for k, (lat1, lon1) in enumerate(polygon):
+        lat2, lon2 = polygon[(k + 1) % len(polygon)]
+        if (lat1 > lat) == (lat2 > lat):
+            continue  # the edge is wholly above or below the ray
+        at = lon1 + (lat - lat1) * (lon2 - lon1) / (lat2 - lat1)
+        if lon < at:
+            crossings += 1
+    return crossings % 2 == 1
 
 
 def _compared(condition: Condition) -> list[Series]:
@@ -192,6 +279,7 @@ class PointSeries:
     def holds(self, condition: Condition, hour: int) -> Truth:
         match condition:
             case Compare(series=series, op=op, value=threshold):
+                assert not isinstance(threshold, Param), "substitute parameters first"
                 x = self.value(series, hour)
                 if math.isnan(x):
                     return None
@@ -204,6 +292,7 @@ class PointSeries:
                     "!=": x != threshold,
                 }[op]
             case InSet(series=series, values=values):
+                assert not any(isinstance(v, Param) for v in values)
                 x = self.value(series, hour)
                 return None if math.isnan(x) else x in values
             case And(items=items):
@@ -235,6 +324,8 @@ class PointSeries:
         if isinstance(series, Var):
             column = self.batch.variables.get(series.name)
             return NAN if column is None else float(column[self.index, hour])
+        if isinstance(series, CondCall):
+            return self._condition_function(series, hour)
         assert isinstance(series, Call)
         function, arg, window = series.function, series.arg, series.hours
         if function in ("daily_min", "daily_max"):
@@ -250,6 +341,8 @@ class PointSeries:
         values = [self.value(arg, h) for h in range(hour - window + 1, hour + 1)]
         if any(math.isnan(v) for v in values):
             return NAN
+        if function == "freeze_thaw":
+            return float(freeze_thaw_cycles(values))
         if function == "sum":
             total = 0.0
             for v in values:
@@ -266,11 +359,46 @@ class PointSeries:
             return max(values)
         raise NotImplementedError(f"reference evaluator: no function {function!r}")
 
+    def _condition_function(self, series: CondCall, hour: int) -> float:
+        window = range(hour - series.hours + 1, hour + 1)
+        if series.function == "count":
+            truths = [self.holds(series.condition, h) if h >= 0 else None for h in window]
+            return NAN if None in truths else float(truths.count(True))
+        if series.function == "run":
+            length = 0
+            for h in reversed(window):  # back from this hour
+                truth = self.holds(series.condition, h) if h >= 0 else None
+                if truth is None:
+                    return NAN  # the run may go on into hours we cannot see
+                if truth is False:
+                    break
+                length += 1
+            return float(length)
+        raise NotImplementedError(f"reference evaluator: no function {series.function!r}")
+
     def local_day(self, hour: int) -> list[int]:
         """The batch hours of the local day containing `hour`; [] if not all of it is there."""
         day = self.hours[hour].astimezone(self.tz).date()
         members = self.days[day]
         return members if len(members) == _day_length(day, self.tz) else []
+
+
+def freeze_thaw_cycles(values: list[float]) -> int:
+    """Frozen spells (x < 0) with a thawed hour (x > 0) before and after them.
+
+    Hours at exactly 0 are neither frozen nor thawed and are skipped.
+    """
+    signs = [v > 0 for v in values if v != 0]  # True: thawed, False: frozen
+    cycles = 0
+    for k in range(1, len(signs) - 1):
+        # a frozen spell ends at k: the next sign is thawed
+        if not signs[k] and signs[k + 1]:
+            spell_start = k
+            while spell_start > 0 and not signs[spell_start - 1]:
+                spell_start -= 1
+            if spell_start > 0:  # a thawed hour before the spell
+                cycles += 1
+    return cycles
 
 
 def beaufort(speed: float) -> float:

@@ -24,8 +24,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.evaluate import evaluate
-from rules.expr import And, Call, Compare, Condition, InSet, Not, Operator, Or, Series, Var
-from rules.ruleset import Hazard, Rule, RuleLevel, RuleSet, ZoneSelector
+from rules.expr import (
+    And,
+    Call,
+    Compare,
+    CondCall,
+    Condition,
+    InSet,
+    Not,
+    Operator,
+    Or,
+    Param,
+    Series,
+    Var,
+)
+from rules.ruleset import Hazard, ParamOverride, Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
 from tests.rules.reference import reference_evaluate
 
@@ -45,6 +58,7 @@ KINDS = ("landslide", "collapse")
 TOWNSHIPS = ("穆村镇", "三交镇")
 RISKS = ("high", "very_high")
 TAGS = ("school", "work_shed", "trunk_road")
+PARAMS = ("a", "b")
 
 quarters = st.integers(-40, 40).map(lambda k: k / 4)
 
@@ -75,6 +89,7 @@ def expressions(depth: int = 2) -> st.SearchStrategy[Series]:
         return leaf
     inner = expressions(depth - 1)
     exact = inner.filter(lambda s: not _has_mean(s))  # sums of means depend on order
+    simple = st.builds(Compare, inner, st.sampled_from(OPERATORS), quarters)
     return st.one_of(
         leaf,
         leaf,
@@ -83,6 +98,8 @@ def expressions(depth: int = 2) -> st.SearchStrategy[Series]:
         st.builds(Call, st.just("drop"), inner, st.sampled_from([1, 2, 3, 24, 48])),
         st.builds(Call, st.sampled_from(["min", "max"]), inner, st.integers(1, 13)),
         st.builds(Call, st.sampled_from(["sum", "mean"]), exact, st.integers(1, 13)),
+        st.builds(Call, st.just("freeze_thaw"), inner, st.integers(1, 30)),
+        st.builds(CondCall, st.sampled_from(["count", "run"]), simple, st.integers(1, 13)),
     )
 
 
@@ -91,7 +108,8 @@ def _has_mean(series: Series) -> bool:
 
 
 def comparisons() -> st.SearchStrategy[Condition]:
-    compare = st.builds(Compare, expressions(), st.sampled_from(OPERATORS), quarters)
+    thresholds = st.one_of(quarters, quarters, st.sampled_from(PARAMS).map(Param))
+    compare = st.builds(Compare, expressions(), st.sampled_from(OPERATORS), thresholds)
     member = st.builds(
         InSet,
         expressions(1),
@@ -117,14 +135,21 @@ def _maybe(values: tuple[str, ...]) -> st.SearchStrategy[frozenset[str] | None]:
     )
 
 
-selectors = st.builds(
-    ZoneSelector,
-    ids=st.one_of(st.none(), st.none(), st.none(), st.just(frozenset({"Z0", "Z2"}))),
-    kinds=_maybe(KINDS),
-    townships=_maybe(TOWNSHIPS),
-    risk=_maybe(RISKS),
-    tags=_maybe(TAGS),
-)
+half_degrees = st.integers(-8, 8).map(lambda k: k / 2 + 0.25)  # never a zone's coordinate
+polygons = st.lists(st.tuples(half_degrees, half_degrees), min_size=3, max_size=6).map(tuple)
+
+
+def selectors(depth: int = 1) -> st.SearchStrategy[ZoneSelector]:
+    return st.builds(
+        ZoneSelector,
+        ids=st.one_of(st.none(), st.none(), st.none(), st.just(frozenset({"Z0", "Z2"}))),
+        kinds=_maybe(KINDS),
+        townships=_maybe(TOWNSHIPS),
+        risk=_maybe(RISKS),
+        tags=_maybe(TAGS),
+        polygon=st.one_of(st.none(), st.none(), polygons),
+        exclude=st.none() if depth == 0 else st.one_of(st.none(), st.none(), selectors(0)),
+    )
 
 
 @st.composite
@@ -135,11 +160,20 @@ def rules(draw: st.DrawFn, index: int) -> Rule:
             level,
             draw(conditions),
             draw(st.one_of(st.none(), st.integers(1, 30), st.sampled_from([24, 48, 72]))),
+            draw(st.one_of(st.just(1), st.just(1), st.integers(2, 4))),
+            draw(st.one_of(st.just(0), st.just(0), st.integers(1, 5))),
         )
         for level in sorted(names)
     )
     hazard = draw(st.sampled_from(["h1", "h2"]))
-    return Rule(f"r{index}", hazard, draw(selectors), levels)
+    values = st.fixed_dictionaries({name: quarters for name in PARAMS})
+    overrides = tuple(
+        ParamOverride(draw(selectors(0)), draw(st.dictionaries(st.sampled_from(PARAMS), quarters)))
+        for _ in range(draw(st.integers(0, 2)))
+    )
+    return Rule(
+        f"r{index}", hazard, draw(selectors()), levels, params=draw(values), overrides=overrides
+    )
 
 
 @st.composite
@@ -183,8 +217,8 @@ def cases(draw: st.DrawFn) -> tuple[RuleSet, ForecastBatch, list[ZoneSpec], date
             township=draw(st.sampled_from(TOWNSHIPS)),
             risk_level=draw(st.sampled_from(RISKS)),
             tags=frozenset(draw(st.sets(st.sampled_from(TAGS), max_size=2))),
-            latitude=0.0,
-            longitude=0.0,
+            latitude=float(draw(st.integers(-4, 4))),
+            longitude=float(draw(st.integers(-4, 4))),
             point_id=draw(st.sampled_from([*points, "nowhere"])),
         )
         for k in range(draw(st.integers(1, 4)))

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
@@ -28,6 +30,7 @@ from dispatcher.storage.models import (
     Zone,
     ZoneRole,
 )
+from dispatcher.web import auth
 from dispatcher.web.app import AppState, RulesStatus, create_app
 from dispatcher.web.auth import LOCK_AFTER_FAILURES, LOCK_SECONDS, authenticate, create_user
 
@@ -171,14 +174,14 @@ def csrf_of(html: str) -> str:
 
 
 def log_in(client: TestClient, name: str, password: str = PASSWORD) -> str:
-    """Log in through the form; returns the page's status code text for refusals."""
+    """Log in through the form; returns where the console sends the browser next."""
     form = client.get("/console/login")
     response = client.post(
         "/console/login",
         data={"username": name, "password": password, "csrf_token": csrf_of(form.text)},
     )
     assert response.status_code == 303, response.text
-    return response.headers["location"]
+    return str(response.headers["location"])
 
 
 def ack_form(client: TestClient, code: str) -> str:
@@ -202,7 +205,17 @@ def state_of(sessions: sessionmaker[Session], code: str) -> str:
 
 
 @pytest.fixture
-def seeded(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2's cheapest parameters: the real ones cost ~0.5 s a hash on a busy CI box.
+
+    The algorithm and the code paths are the same; the command-line test below
+    checks that real accounts get the real parameters.
+    """
+    monkeypatch.setattr(auth, "PASSWORD_HASHER", PasswordHasher.from_parameters(CHEAPEST))
+
+
+@pytest.fixture
+def seeded(sessions: sessionmaker[Session], cheap_hashes: None) -> sessionmaker[Session]:
     seed(sessions)
     return sessions
 
@@ -332,7 +345,8 @@ def test_logging_out_ends_the_login(seeded: sessionmaker[Session]) -> None:
     log_in(client, "zhang")
     cookie = client.cookies["yujing_session"]
     board = client.get("/console/")
-    assert client.post("/console/logout", data={"csrf_token": csrf_of(board.text)}).status_code == 303
+    logout = client.post("/console/logout", data={"csrf_token": csrf_of(board.text)})
+    assert logout.status_code == 303
     client.cookies.set("yujing_session", cookie)  # a copy kept from before
     assert client.get("/console/").status_code == 303
 
@@ -342,7 +356,8 @@ def test_after_login_the_console_returns_to_the_page_asked_for_but_never_off_sit
 ) -> None:
     add_alert(seeded, "K7Q2")
     client = console(seeded)
-    for asked, landed in (("/console/alerts/K7Q2", "/console/alerts/K7Q2"), ("//evil", "/console/")):
+    cases = (("/console/alerts/K7Q2", "/console/alerts/K7Q2"), ("//evil", "/console/"))
+    for asked, landed in cases:
         client.cookies.clear()
         form = client.get("/console/login", params={"next": asked})
         response = client.post(
@@ -440,7 +455,8 @@ def test_a_red_warning_acknowledged_by_the_duty_officer_alone_stays_firing(
     add_alert(seeded, "R3D1", "red")
     client = console(seeded)
     log_in(client, "zhang")
-    response = client.post("/console/alerts/R3D1/ack", data={"csrf_token": ack_form(client, "R3D1")})
+    token = ack_form(client, "R3D1")
+    response = client.post("/console/alerts/R3D1/ack", data={"csrf_token": token})
     assert response.headers["location"] == "/console/alerts/R3D1?done=partial"
     assert state_of(seeded, "R3D1") == "firing"
     assert len(acknowledgements(seeded)) == 1
@@ -575,8 +591,10 @@ def test_users_add_creates_an_account_from_a_password_on_stdin(
 ) -> None:
     result = CliRunner().invoke(
         cli,
-        ["users", "add", "wangfang", "--role", "duty", "--person", "p-duty-zhang"]
-        + ["--password-stdin", "--config", str(LIULIN)],
+        [
+            *("users", "add", "wangfang", "--role", "duty", "--person", "p-duty-zhang"),
+            *("--password-stdin", "--config", str(LIULIN)),
+        ],
         input="a long enough password\n",
         env={"YUJING_DATABASE_URL": db_url},
     )
@@ -585,16 +603,16 @@ def test_users_add_creates_an_account_from_a_password_on_stdin(
         user = authenticate(db, "wangfang", "a long enough password", NOW)
         assert isinstance(user, User)
         assert (user.role, user.person_id) == ("duty", "p-duty-zhang")
-        assert user.password_hash.startswith("$argon2id$")
+        assert user.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
-def test_users_add_refuses_a_person_not_in_the_configuration(
-    db_url: str, engine: Engine
-) -> None:
+def test_users_add_refuses_a_person_not_in_the_configuration(db_url: str, engine: Engine) -> None:
     result = CliRunner().invoke(
         cli,
-        ["users", "add", "wangfang", "--role", "duty", "--person", "p-nobody"]
-        + ["--password-stdin", "--config", str(LIULIN)],
+        [
+            *("users", "add", "wangfang", "--role", "duty", "--person", "p-nobody"),
+            *("--password-stdin", "--config", str(LIULIN)),
+        ],
         input="a long enough password\n",
         env={"YUJING_DATABASE_URL": db_url},
     )
