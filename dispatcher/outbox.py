@@ -352,6 +352,7 @@ class DeliveryWorker:
                 body=row.body,
                 recipient_name=row.recipient_name,
                 status_callback_url=self.status_callback_url,
+                notification_id=row.id,
             ),
             attempt=row.attempts,
             lease_until=lease_until,

@@ -244,7 +244,7 @@ async def test_a_due_pending_row_is_sent_and_marked_sent_with_the_provider_id(
     assert event.data["attempt"] == 1
 
 
-async def test_the_channel_gets_the_stored_message_with_its_idempotency_key_and_callback(
+async def test_the_channel_gets_the_stored_message_with_its_key_id_and_callback(
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
@@ -260,6 +260,7 @@ async def test_the_channel_gets_the_stored_message_with_its_idempotency_key_and_
             body="【预警】王家沟滑坡 道路结冰黄色预警",
             recipient_name="张三",
             status_callback_url=CALLBACK,
+            notification_id=nid,
         )
     ]
 
