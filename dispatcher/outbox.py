@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from channels.base import Channel, Outcome, OutgoingMessage, SendResult
 from dispatcher import audit
 from dispatcher.digest import DigestPolicy
-from dispatcher.ratelimit import Rate, buckets, parse_rates
+from dispatcher.ratelimit import ChannelPacer, Rate, parse_rates
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, Notification, Receipt
 
@@ -191,10 +191,7 @@ class DeliveryWorker:
         self.on_failed = on_failed
         self.digest = digest
         self._outcomes = _OutcomeBatcher(self._record_batch)
-        self._buckets = buckets(
-            {name: channel.limits.per_second for name, channel in channels.items()},
-            rates or {},
-        )
+        self._pacer = ChannelPacer(channels, rates or {})
 
     @classmethod
     def from_settings(
@@ -407,7 +404,7 @@ class DeliveryWorker:
                 f"(configured: {configured})",
                 error_code="unknown_channel",
             )
-        await self._pace(channel)
+        await self._pacer.acquire(channel.name, claimed.message.address)
         timeout = self.lease_seconds * _SEND_TIMEOUT_OF_LEASE
         try:
             async with asyncio.timeout(timeout):
@@ -425,12 +422,6 @@ class DeliveryWorker:
             return SendResult.retryable(
                 f"{claimed.channel} raised {type(exc).__name__}: {exc}", error_code="channel_error"
             )
-
-    async def _pace(self, channel: Channel) -> None:
-        """Wait for the channel's token bucket (within this process)."""
-        bucket = self._buckets.get(channel.name)
-        if bucket is not None:
-            await bucket.acquire()
 
     def _record_batch(self, outcomes: Sequence[tuple[Claimed, SendResult]]) -> None:
         """Record several outcomes in one short transaction (one commit, not one each)."""

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from channels.base import Channel, ChannelLimits
+
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _SPEC = re.compile(r"^\s*([a-z0-9_]+)\s*=\s*([0-9]*\.?[0-9]+)\s*/\s*([a-z]+)\s*$")
 
@@ -79,13 +81,36 @@ class TokenBucket:
             await asyncio.sleep(wait)
 
 
-def buckets(
-    declared: Mapping[str, float | None], overrides: Mapping[str, Rate]
-) -> dict[str, TokenBucket]:
-    """One bucket per limited channel: settings override what a channel declares."""
-    out: dict[str, TokenBucket] = {}
-    for name, per_second in declared.items():
-        rate = overrides.get(name) or (Rate(per_second) if per_second else None)
-        if rate is not None:
-            out[name] = TokenBucket(rate)
-    return out
+def declared_rate(limits: ChannelLimits) -> Rate | None:
+    """The evenly spaced rate that keeps both of a channel's declared limits."""
+    candidates = [limits.per_second, limits.per_minute / 60 if limits.per_minute else None]
+    rates = [r for r in candidates if r]
+    return Rate(min(rates)) if rates else None
+
+
+class ChannelPacer:
+    """Token buckets per channel, or per (channel, address) for per-robot limits."""
+
+    def __init__(self, channels: Mapping[str, Channel], overrides: Mapping[str, Rate]) -> None:
+        self._rates: dict[str, Rate] = {}
+        self._per_address: set[str] = set()
+        for name, channel in channels.items():
+            rate = overrides.get(name) or declared_rate(channel.limits)
+            if rate is not None:
+                self._rates[name] = rate
+            if channel.limits.rate_scope == "address":
+                self._per_address.add(name)
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+
+    def rate(self, channel: str) -> Rate | None:
+        return self._rates.get(channel)
+
+    async def acquire(self, channel: str, address: str) -> None:
+        rate = self._rates.get(channel)
+        if rate is None:
+            return
+        key = (channel, address if channel in self._per_address else "")
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate)
+        await bucket.acquire()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from dispatcher.ratelimit import Rate, TokenBucket, buckets, parse_rates
+from channels.base import ChannelLimits
+from dispatcher.ratelimit import ChannelPacer, Rate, TokenBucket, declared_rate, parse_rates
 from dispatcher.settings import Settings
+from tests.test_outbox import ScriptedChannel
 
 
 class Clock:
@@ -52,11 +56,32 @@ def test_an_idle_bucket_does_not_save_up_a_burst() -> None:
     assert [bucket.delay() for _ in range(3)] == pytest.approx([0.0, 0.01, 0.02])
 
 
-def test_settings_override_what_a_channel_declares_and_unlimited_channels_get_no_bucket() -> None:
-    made = buckets(
-        {"twilio_sms": None, "feishu": 5.0, "console": None}, parse_rates("twilio_sms=100/s")
+def test_a_per_minute_limit_is_kept_in_any_window_by_even_spacing() -> None:
+    assert declared_rate(ChannelLimits(per_minute=20)) == Rate(20 / 60)
+    assert declared_rate(ChannelLimits(per_second=5, per_minute=100)) == Rate(100 / 60)
+    assert declared_rate(ChannelLimits()) is None
+
+
+async def test_robots_limited_per_address_do_not_share_a_budget() -> None:
+    robot = ScriptedChannel(
+        name="dingtalk", limits=ChannelLimits(per_minute=20, rate_scope="address")
     )
-    assert {name: b.rate.per_second for name, b in made.items()} == {
-        "twilio_sms": 100.0,
-        "feishu": 5.0,
-    }
+    pacer = ChannelPacer({"dingtalk": robot}, {})
+    started = asyncio.get_running_loop().time()
+    await pacer.acquire("dingtalk", "robot-a")
+    await pacer.acquire("dingtalk", "robot-b")  # another robot: no wait
+    assert asyncio.get_running_loop().time() - started < 1.0
+
+
+def test_settings_override_what_a_channel_declares() -> None:
+    sms = ScriptedChannel(name="twilio_sms")
+    feishu = ScriptedChannel(name="feishu", limits=ChannelLimits(per_second=5))
+    pacer = ChannelPacer(
+        {"twilio_sms": sms, "feishu": feishu, "console": ScriptedChannel(name="console")},
+        parse_rates("twilio_sms=100/s"),
+    )
+    assert (pacer.rate("twilio_sms"), pacer.rate("feishu"), pacer.rate("console")) == (
+        Rate(100.0),
+        Rate(5.0),
+        None,
+    )
