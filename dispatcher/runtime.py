@@ -19,8 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel
-from channels.console import ConsoleChannel
-from channels.twilio_sms import TwilioSmsChannel
+from dispatcher.channelset import build_channels
 from dispatcher.county import County, load_county
 from dispatcher.digest import DigestPolicy
 from dispatcher.directory import sync_directory
@@ -91,29 +90,6 @@ def build_feed(
         backoff_seconds=settings.feed_backoff_seconds,
         timeout_seconds=settings.http_timeout_seconds,
     )
-
-
-def build_channels(
-    settings: Settings, http: httpx.AsyncClient, console: TextIO | None = None
-) -> dict[str, Channel]:
-    channels: dict[str, Channel] = {"console": ConsoleChannel(console)}
-    if settings.twilio_configured:
-        assert settings.twilio_account_sid and settings.twilio_auth_token
-        channels["twilio_sms"] = TwilioSmsChannel(
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token,
-            from_number=settings.twilio_from_number,
-            messaging_service_sid=settings.twilio_messaging_service_sid,
-            http=http,
-            api_base=settings.twilio_api_base,
-        )
-    elif settings.default_channel == "twilio_sms":
-        raise ValueError(
-            "YUJING_CHANNEL=twilio_sms but Twilio is not configured: set "
-            "YUJING_TWILIO_ACCOUNT_SID, YUJING_TWILIO_AUTH_TOKEN and "
-            "YUJING_TWILIO_FROM_NUMBER (or YUJING_TWILIO_MESSAGING_SERVICE_SID)"
-        )
-    return channels
 
 
 def open_runtime(

@@ -100,6 +100,25 @@ class Settings(BaseSettings):
     twilio_api_base: str = Field(
         "https://api.twilio.com", description="Override only to point at a test double"
     )
+    twilio_voice_from_number: str | None = Field(
+        None, description="Voice-capable caller number (default: the SMS number)"
+    )
+    wecom_robots: SecretStr | None = Field(None, description='JSON {"id": "webhook key"}')
+    dingtalk_robots: SecretStr | None = Field(
+        None, description='JSON {"id": {"access_token": "…", "secret": "SEC…"}}'
+    )
+    feishu_bots: SecretStr | None = Field(
+        None, description='JSON {"id": {"hook_id": "…", "secret": "…"}}'
+    )
+    webhook_targets: SecretStr | None = Field(
+        None, description='JSON {"id": {"url": "https://…", "secret": "…"}}'
+    )
+    broadcast_base_url: str | None = Field(None, description="Village broadcast gateway URL")
+    broadcast_profile: str = Field(
+        "generic", description="Built-in vendor profile name, or the path of a profile YAML"
+    )
+    broadcast_username: str | None = None
+    broadcast_secret: SecretStr | None = None
     public_base_url: str | None = Field(
         None, description="Public URL of this server, for provider status callbacks"
     )

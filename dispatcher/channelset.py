@@ -1,0 +1,147 @@
+"""Build the configured channels from settings (the console is always there).
+
+Each channel is configured by its own `YUJING_*` settings; a channel whose
+settings are absent is simply not built. Robot and target maps are JSON in a
+secret setting, e.g. `YUJING_DINGTALK_ROBOTS={"duty-room": {"access_token":
+"…", "secret": "SEC…"}}`; the key (`duty-room`) is the address that routing
+and escalation policies use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from channels.base import Channel
+from channels.broadcast import (
+    BroadcastChannel,
+    builtin_profile_path,
+    load_broadcast_directory,
+    load_broadcast_profile,
+)
+from channels.console import ConsoleChannel
+from channels.dingtalk import DingTalkChannel, DingTalkRobot
+from channels.feishu import FeishuBot, FeishuChannel
+from channels.twilio_sms import TwilioSmsChannel
+from channels.twilio_voice import TwilioVoiceChannel
+from channels.webhook import WebhookChannel, WebhookTarget
+from channels.wecom import WeComChannel
+from dispatcher.settings import Settings
+from rules.yamlsource import ConfigError, load_yaml, problems_from_validation
+
+
+def _json_map(setting: str, value: SecretStr | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value.get_secret_value())
+    except json.JSONDecodeError as exc:
+        # the message names the position only: the value holds secrets
+        raise ValueError(
+            f"{setting}: not valid JSON (line {exc.lineno}, column {exc.colno}); expected "
+            '{"id": {...}}'
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f'{setting}: expected a JSON object {{"id": ...}}')
+    return parsed
+
+
+def _secret(value: Any) -> SecretStr | None:
+    return SecretStr(str(value)) if value else None
+
+
+def build_channels(
+    settings: Settings, http: httpx.AsyncClient, console: TextIO | None = None
+) -> dict[str, Channel]:
+    """Every channel the settings configure, by name."""
+    channels: dict[str, Channel] = {"console": ConsoleChannel(console)}
+    if settings.twilio_configured:
+        assert settings.twilio_account_sid and settings.twilio_auth_token
+        channels["twilio_sms"] = TwilioSmsChannel(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            from_number=settings.twilio_from_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            http=http,
+            api_base=settings.twilio_api_base,
+        )
+        voice_from = settings.twilio_voice_from_number or settings.twilio_from_number
+        if voice_from and settings.public_base_url:
+            channels["twilio_voice"] = TwilioVoiceChannel(
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token,
+                from_number=voice_from,
+                public_base_url=settings.public_base_url,
+                http=http,
+                api_base=settings.twilio_api_base,
+            )
+    elif settings.default_channel == "twilio_sms":
+        raise ValueError(
+            "YUJING_CHANNEL=twilio_sms but Twilio is not configured: set "
+            "YUJING_TWILIO_ACCOUNT_SID, YUJING_TWILIO_AUTH_TOKEN and "
+            "YUJING_TWILIO_FROM_NUMBER (or YUJING_TWILIO_MESSAGING_SERVICE_SID)"
+        )
+
+    wecom = _json_map("YUJING_WECOM_ROBOTS", settings.wecom_robots)
+    if wecom:
+        channels["wecom"] = WeComChannel(
+            robots={k: SecretStr(str(v)) for k, v in wecom.items()}, http=http
+        )
+    dingtalk = _json_map("YUJING_DINGTALK_ROBOTS", settings.dingtalk_robots)
+    if dingtalk:
+        channels["dingtalk"] = DingTalkChannel(
+            robots={
+                k: DingTalkRobot(SecretStr(str(v["access_token"])), _secret(v.get("secret")))
+                for k, v in dingtalk.items()
+            },
+            http=http,
+        )
+    feishu = _json_map("YUJING_FEISHU_BOTS", settings.feishu_bots)
+    if feishu:
+        channels["feishu"] = FeishuChannel(
+            bots={
+                k: FeishuBot(SecretStr(str(v["hook_id"])), _secret(v.get("secret")))
+                for k, v in feishu.items()
+            },
+            http=http,
+        )
+    targets = _json_map("YUJING_WEBHOOK_TARGETS", settings.webhook_targets)
+    if targets:
+        channels["webhook"] = WebhookChannel(
+            targets={
+                k: WebhookTarget(str(v["url"]), SecretStr(str(v["secret"])))
+                for k, v in targets.items()
+            },
+            http=http,
+        )
+    if settings.broadcast_base_url:
+        channels["broadcast"] = _broadcast(settings, http)
+    return channels
+
+
+def _broadcast(settings: Settings, http: httpx.AsyncClient) -> BroadcastChannel:
+    name = settings.broadcast_profile
+    path = Path(name) if name.endswith((".yaml", ".yml")) else builtin_profile_path(name)
+    profile_doc = load_yaml(path)
+    directory_doc = load_yaml(settings.config_dir / "broadcast.yaml")
+    try:
+        profile = load_broadcast_profile(profile_doc.data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(profile_doc, exc)) from None
+    try:
+        directory = load_broadcast_directory(directory_doc.data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(directory_doc, exc)) from None
+    assert settings.broadcast_base_url is not None
+    return BroadcastChannel(
+        profile=profile,
+        directory=directory,
+        base_url=settings.broadcast_base_url,
+        http=http,
+        username=settings.broadcast_username,
+        secret=settings.broadcast_secret,
+    )
