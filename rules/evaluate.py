@@ -122,9 +122,7 @@ class _Slot:
         """Evidence rows (one per given firing point), columns as `compared`."""
         rows = np.concatenate(self.evidence_rows) if self.evidence_rows else np.zeros(0, int)
         values = (
-            np.concatenate(self.evidence)
-            if self.evidence
-            else np.zeros((0, len(self.compared)))
+            np.concatenate(self.evidence) if self.evidence else np.zeros((0, len(self.compared)))
         )
         self.evidence_rows, self.evidence = [rows], [values]
         return values[np.searchsorted(rows, points)]
@@ -320,9 +318,7 @@ class _Verdict:
         if fires.any():
             onset = slot.onset[point_index]
             # higher level wins; on a tie the earlier onset, then the earlier rule
-            better = fires & (
-                (value > self.level) | ((value == self.level) & (onset < self.onset))
-            )
+            better = fires & ((value > self.level) | ((value == self.level) & (onset < self.onset)))
             self.level[better] = value
             self.slot[better] = index
             self.onset[better] = onset[better]
@@ -489,4 +485,3 @@ def _hour_index(batch: ForecastBatch, now: datetime) -> int:
 def _datetime(value: np.datetime64) -> datetime:
     seconds = int(value.astype("datetime64[s]").astype(np.int64))
     return datetime.fromtimestamp(seconds, tz=UTC)
-

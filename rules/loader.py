@@ -134,9 +134,7 @@ class _Loading:
     hazards: dict[str, _HazardSite] = field(default_factory=dict)
     overrides: list[_PendingOverride] = field(default_factory=list)
     # template checks wait until every hazard is known (for its name and advice)
-    templates: list[tuple[_File, Loc, str, str, str, tuple[str, ...]]] = field(
-        default_factory=list
-    )
+    templates: list[tuple[_File, Loc, str, str, str, tuple[str, ...]]] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     seen: set[Path] = field(default_factory=set)
@@ -338,7 +336,9 @@ class _File:
             if first is not None:
                 message = f"duplicate rule id {decl.id!r}; first defined at {first}"
                 if self.loading.rule_included.get(decl.id) and not self.included:
-                    message += f"; to change an included rule, write override: [{{id: {decl.id}, ...}}]"
+                    message += (
+                        f"; to change an included rule, write override: [{{id: {decl.id}, ...}}]"
+                    )
                 self.problem((*loc, "id"), message)
             else:
                 self.loading.rule_sites[decl.id] = self.site((*loc, "id"))
@@ -399,9 +399,7 @@ class _File:
             if when is None:
                 ok = False
                 continue
-            levels.append(
-                RuleLevel(Level.parse(name), when, level.within, level.for_, level.since)
-            )
+            levels.append(RuleLevel(Level.parse(name), when, level.within, level.for_, level.since))
         if not ok:
             return None
         return tuple(sorted(levels, key=lambda item: item.level))
@@ -472,13 +470,13 @@ class _File:
             try:
                 return parse_condition(decl, params)
             except ExprError as exc:
-                self.loading.problems.append(self.scalar_problem(loc, decl, exc.message, exc.offset))
+                self.loading.problems.append(
+                    self.scalar_problem(loc, decl, exc.message, exc.offset)
+                )
                 return None
         if isinstance(decl, AllOf | AnyOf):
             key, items = ("all", decl.all) if isinstance(decl, AllOf) else ("any", decl.any)
-            parsed = [
-                self.condition(item, (*loc, key, i), params) for i, item in enumerate(items)
-            ]
+            parsed = [self.condition(item, (*loc, key, i), params) for i, item in enumerate(items)]
             if any(item is None for item in parsed):
                 return None
             conditions = tuple(item for item in parsed if item is not None)
@@ -622,4 +620,3 @@ def _locate(text: str, line: int, column: int, value: str, offset: int) -> tuple
         pos += 1  # land on the offending character, not the indentation before it
     before = text[:pos]
     return before.count("\n") + 1, pos - (before.rfind("\n") + 1) + 1
-

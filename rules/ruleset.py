@@ -43,9 +43,9 @@ class ZoneSelector:
             and (
                 self.polygon is None
                 or bool(
-                    in_polygon(
-                        np.array([zone.latitude]), np.array([zone.longitude]), self.polygon
-                    )[0]
+                    in_polygon(np.array([zone.latitude]), np.array([zone.longitude]), self.polygon)[
+                        0
+                    ]
                 )
             )
             and (self.exclude is None or not self.exclude.matches(zone))

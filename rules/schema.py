@@ -83,9 +83,7 @@ def _tag(text: str) -> str:
     if text not in EXPOSURE_TAGS:
         close = difflib.get_close_matches(text, EXPOSURE_TAGS, n=1)
         guess = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(
-            f"unknown tag {text!r}; {guess}expected one of {', '.join(EXPOSURE_TAGS)}"
-        )
+        raise ValueError(f"unknown tag {text!r}; {guess}expected one of {', '.join(EXPOSURE_TAGS)}")
     return text
 
 

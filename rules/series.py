@@ -267,10 +267,7 @@ def _window_sums(x: BoolArray, hours: int) -> npt.NDArray[np.signedinteger[Any]]
 
 def _complete(known: BoolArray, hours: int) -> BoolArray:
     """Where the trailing window (t − hours, t] lies in the batch with every hour known."""
-    if known.all():
-        ok = np.ones(known.shape, dtype=np.bool_)
-    else:
-        ok = _window_sums(~known, hours) == 0
+    ok = np.ones(known.shape, dtype=np.bool_) if known.all() else _window_sums(~known, hours) == 0
     ok[:, : hours - 1] = False  # the window reaches before the batch
     return ok
 

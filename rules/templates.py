@@ -117,8 +117,11 @@ def template_problems(
 ) -> list[TemplateProblem]:
     """Like `check_template`, with the offset in `text` each problem is about."""
     if kind not in TEMPLATE_KINDS:
-        return [TemplateProblem(f"unknown channel kind {kind!r}; expected one of "
-                                f"{', '.join(TEMPLATE_KINDS)}")]
+        return [
+            TemplateProblem(
+                f"unknown channel kind {kind!r}; expected one of {', '.join(TEMPLATE_KINDS)}"
+            )
+        ]
     try:
         tree = _env.parse(text)
     except TemplateSyntaxError as exc:

@@ -93,11 +93,12 @@ class TruthCache:
                     true &= known  # NaN != v is True in numpy: mask with known
                 return Truth(true, known)
             case InSet(series=series, values=values):
-                if any(isinstance(value, Param) for value in values):
+                numbers = [value for value in values if not isinstance(value, Param)]
+                if len(numbers) != len(values):
                     raise ValueError(f"{condition}: parameters are not bound")
                 x = self.series.get(series)
                 known = self.series.known(series)
-                return Truth(np.isin(x, values) & known, known)  # NaN is in no set, but be sure
+                return Truth(np.isin(x, numbers) & known, known)  # NaN is in no set, but be sure
             case And(items=items):
                 result = self.get(items[0])
                 for item in items[1:]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
@@ -28,6 +29,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -66,6 +68,8 @@ _REPLY: Final = re.compile(
 )
 _LINK_TAIL: Final = re.compile(r"\s*确认：https?://\S+\s*$")
 
+_T = TypeVar("_T")
+
 HELP_REPLY: Final = "确认预警请回复1，或回复1加短信中的预警编码，如“1 K7QA”。"
 
 
@@ -103,14 +107,13 @@ def router(state: AppState) -> APIRouter:
         form = await verified_twilio_form(request, state.settings)
         if form is None:
             return Response("invalid signature", status_code=403, media_type="text/plain")
-        with state.sessions.begin() as session:
-            answer = answer_sms(
-                session,
-                sender=form.get("From", ""),
-                body=form.get("Body", ""),
-                now=state.clock(),
-                timezone=state.settings.timezone,
-            )
+        answer = await run_in_threadpool(
+            _in_transaction,
+            state,
+            lambda session: answer_sms(
+                session, sender=form.get("From", ""), body=form.get("Body", ""), now=state.clock()
+            ),
+        )
         reply = MessagingResponse()
         reply.message(answer)
         return Response(str(reply), media_type=_TWIML)
@@ -120,37 +123,19 @@ def router(state: AppState) -> APIRouter:
         form = await verified_twilio_form(request, state.settings)
         if form is None:
             return Response("invalid signature", status_code=403, media_type="text/plain")
-        call = VoiceResponse()
-        with state.sessions.begin() as session:
-            note = _notification(session, request.query_params.get("n", ""))
-            if note is None or note.alert_id is None or note.person_id is None:
-                call.say("未找到对应的预警信息，请联系县自然资源局值班室。", language="zh-CN")
-                call.hangup()
-                return Response(str(call), media_type=_TWIML)
-            digits = form.get("Digits", "").strip()
-            if digits == "1":
-                alert = session.get_one(Alert, note.alert_id)
-                outcome = acknowledge(
-                    session,
-                    alert=alert,
-                    person_id=note.person_id,
-                    actor=note.person_id,
-                    method="voice",
-                    note=None,
-                    at=state.clock(),
-                )
-                call.say(_voice_outcome(outcome), language="zh-CN")
-                call.hangup()
-                return Response(str(call), media_type=_TWIML)
-            body = _LINK_TAIL.sub("", note.body)
-        # any other key (or none): say the message again and ask once more
-        heard = f"您按的是{digits}。" if digits else ""
-        call.say(f"{heard}下面重复预警内容。", language="zh-CN")
-        gather = call.gather(
-            action=public_url(request, state.settings), method="POST", num_digits=1, timeout=8
+        digits = form.get("Digits", "").strip()
+        notification = request.query_params.get("n", "")
+        call = await run_in_threadpool(
+            _in_transaction,
+            state,
+            lambda session: answer_keypress(
+                session,
+                notification=notification,
+                digits=digits,
+                again=public_url(request, state.settings),
+                now=state.clock(),
+            ),
         )
-        gather.say(f"{body}。确认收到请按1。", language="zh-CN")
-        call.say("没有收到按键，再见。", language="zh-CN")
         return Response(str(call), media_type=_TWIML)
 
     @r.get("/ack/{token}")
@@ -164,7 +149,7 @@ def router(state: AppState) -> APIRouter:
             view = _alert_view(session, claim, state.settings.timezone)
         if view is None:
             return _page(pages, 404, title="未找到预警", message="该预警不存在，请联系值班室。")
-        return _page(pages, 200, title="预警确认", view=view, token=token)
+        return _page(pages, 200, title="预警确认", view=view)
 
     @r.post("/ack/{token}")
     async def ack_confirm(token: str, request: Request) -> HTMLResponse:
@@ -175,10 +160,11 @@ def router(state: AppState) -> APIRouter:
             return _link_refused(pages, exc)
         form = await request.form()
         note = str(form.get("note") or "").strip()[:NOTE_MAX_CHARS] or None
-        with state.sessions.begin() as session:
+
+        def confirm(session: Session) -> tuple[AckOutcome | None, dict[str, Any] | None]:
             alert = session.get(Alert, claim.alert_id)
             if alert is None:
-                return _page(pages, 404, title="未找到预警", message="该预警不存在，请联系值班室。")
+                return None, None
             outcome = acknowledge(
                 session,
                 alert=alert,
@@ -188,7 +174,11 @@ def router(state: AppState) -> APIRouter:
                 note=note,
                 at=now,
             )
-            view = _alert_view(session, claim, state.settings.timezone)
+            return outcome, _alert_view(session, claim, state.settings.timezone)
+
+        outcome, view = await run_in_threadpool(_in_transaction, state, confirm)
+        if outcome is None:
+            return _page(pages, 404, title="未找到预警", message="该预警不存在，请联系值班室。")
         if outcome.accepted:
             message = f"{outcome.reason}。谢谢！"
             return _page(pages, 200, title="已确认", message=message, view=view, done=True, ok=True)
@@ -198,10 +188,16 @@ def router(state: AppState) -> APIRouter:
     return r
 
 
+def _in_transaction(state: AppState, work: Callable[[Session], _T]) -> _T:
+    """Run `work` in one committed transaction (in a worker thread: the loop keeps serving)."""
+    with state.sessions.begin() as session:
+        return work(session)
+
+
 # --- SMS ----------------------------------------------------------------------
 
 
-def answer_sms(session: Session, *, sender: str, body: str, now: datetime, timezone: str) -> str:
+def answer_sms(session: Session, *, sender: str, body: str, now: datetime) -> str:
     """Act on one SMS reply and return the text to send back; does not commit."""
     people = _people_with_phone(session, sender)
     if not people:
@@ -284,8 +280,39 @@ def _refused(
 # --- voice --------------------------------------------------------------------
 
 
-def _notification(session: Session, value: str) -> Notification | None:
-    return session.get(Notification, int(value)) if value.isdigit() else None
+def answer_keypress(
+    session: Session, *, notification: str, digits: str, again: str, now: datetime
+) -> VoiceResponse:
+    """Act on a keypress during the call that delivered `notification`; TwiML to play next.
+
+    1 acknowledges for the person called. Any other key (or none) plays the
+    message again inside a new <Gather> that posts back to `again`.
+    """
+    call = VoiceResponse()
+    note = session.get(Notification, int(notification)) if notification.isdigit() else None
+    if note is None or note.alert_id is None or note.person_id is None:
+        call.say("未找到对应的预警信息，请联系县自然资源局值班室。", language="zh-CN")
+        call.hangup()
+        return call
+    if digits == "1":
+        outcome = acknowledge(
+            session,
+            alert=session.get_one(Alert, note.alert_id),
+            person_id=note.person_id,
+            actor=note.person_id,
+            method="voice",
+            note=None,
+            at=now,
+        )
+        call.say(_voice_outcome(outcome), language="zh-CN")
+        call.hangup()
+        return call
+    heard = f"您按的是{digits}。" if digits else ""
+    call.say(f"{heard}下面重复预警内容。", language="zh-CN")
+    gather = call.gather(action=again, method="POST", num_digits=1, timeout=8)
+    gather.say(f"{_LINK_TAIL.sub('', note.body)}。确认收到请按1。", language="zh-CN")
+    call.say("没有收到按键，再见。", language="zh-CN")
+    return call
 
 
 def _voice_outcome(outcome: AckOutcome) -> str:

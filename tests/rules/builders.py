@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from rules.expr import parse_condition
-from rules.ruleset import Hazard, Rule, RuleLevel, RuleSet, ZoneSelector
+from rules.ruleset import Hazard, ParamOverride, Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.types import ForecastBatch, Level, ZoneSpec
 
 NaN = float("nan")
@@ -72,15 +72,41 @@ def zone(
 def rule(
     id: str,
     hazard: str,
-    levels: dict[str, str | tuple[str, int]],
+    levels: dict[str, str | tuple[str, int] | RuleLevel],
     zones: ZoneSelector | None = None,
+    params: dict[str, float] | None = None,
+    overrides: tuple[ParamOverride, ...] = (),
 ) -> Rule:
-    """A rule from level name → condition text, or (condition text, within hours)."""
+    """A rule from level name → condition text, (condition text, within hours) or RuleLevel."""
     parsed = []
     for name, spec in levels.items():
+        if isinstance(spec, RuleLevel):
+            parsed.append(spec)
+            continue
         text, within = (spec, None) if isinstance(spec, str) else spec
-        parsed.append(RuleLevel(Level.parse(name), parse_condition(text), within))
-    return Rule(id, hazard, zones or ZoneSelector(), tuple(sorted(parsed, key=lambda r: r.level)))
+        parsed.append(RuleLevel(Level.parse(name), parse_condition(text, params or {}), within))
+    return Rule(
+        id,
+        hazard,
+        zones or ZoneSelector(),
+        tuple(sorted(parsed, key=lambda r: r.level)),
+        params=params or {},
+        overrides=overrides,
+    )
+
+
+def level(
+    name: str,
+    when: str,
+    within: int | None = None,
+    for_hours: int = 1,
+    since: int = 0,
+    params: dict[str, float] | None = None,
+) -> RuleLevel:
+    """One rule level with every window setting."""
+    return RuleLevel(
+        Level.parse(name), parse_condition(when, params or {}), within, for_hours, since
+    )
 
 
 def ruleset(*rules: Rule, hazards: dict[str, str] | None = None) -> RuleSet:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 
 from rules.evaluate import evaluate
-from rules.ruleset import ZoneSelector
+from rules.ruleset import ParamOverride, ZoneSelector
 from rules.types import Assessment, Level
-from tests.rules.builders import START, NaN, batch, rule, ruleset, zone
+from tests.rules.builders import START, NaN, batch, level, rule, ruleset, zone
 
 
 def at(hour: int, minute: int = 0) -> datetime:
@@ -280,3 +281,167 @@ def test_now_in_another_timezone_means_the_same_instant() -> None:
     result = only(evaluate(rules, forecast, [zone()], now=shanghai))
 
     assert result.onset == at(1)
+
+
+# --- for, since ----------------------------------------------------------------------------
+
+
+def test_for_needs_that_many_consecutive_hours_and_the_onset_is_the_first() -> None:
+    rules = ruleset(rule("fog", "fog", {"yellow": level("yellow", "visibility < 500", 8, 3)}))
+    forecast = batch(visibility=[900, 400, 400, 900, 300, 300, 300, 300, 900, 900])
+
+    result = only(evaluate(rules, forecast, [zone()], now=at(0)))
+
+    assert (result.onset, result.until) == (at(4), at(7))
+
+
+def test_for_does_not_fire_on_a_run_one_hour_short() -> None:
+    rules = ruleset(rule("fog", "fog", {"yellow": level("yellow", "visibility < 500", 6, 3)}))
+    forecast = batch(visibility=[900, 400, 400, 900, 400, 400, 900])
+
+    assert evaluate(rules, forecast, [zone()], now=at(0)) == []
+
+
+def test_for_counts_only_hours_inside_the_window() -> None:
+    # the run began an hour before now: inside the window it lasts 2 hours only
+    rules = ruleset(rule("fog", "fog", {"yellow": level("yellow", "visibility < 500", 5, 3)}))
+    forecast = batch(visibility=[900, 400, 400, 400, 900, 900, 900, 900])
+
+    assert evaluate(rules, forecast, [zone()], now=at(2)) == []
+
+
+def test_for_with_an_unknown_hour_in_the_only_possible_stretch_is_indeterminate() -> None:
+    rules = ruleset(rule("fog", "fog", {"yellow": level("yellow", "visibility < 500", 4, 3)}))
+    forecast = batch(visibility=[900, 400, NaN, 400, 900])
+
+    result = only(evaluate(rules, forecast, [zone()], now=at(0)))
+
+    assert (result.level, result.undecided_above) == (None, Level.YELLOW)
+
+
+def test_for_is_decided_by_a_known_false_hour_despite_a_gap() -> None:
+    rules = ruleset(rule("fog", "fog", {"yellow": level("yellow", "visibility < 500", 4, 3)}))
+    forecast = batch(visibility=[900, 900, NaN, 900, 900])
+
+    assert evaluate(rules, forecast, [zone()], now=at(1)) == []
+
+
+def test_since_lets_a_level_see_hours_that_already_happened() -> None:
+    rules = ruleset(rule("ice", "road_icing", {"red": level("red", "precipitation > 0", 2, 1, 3)}))
+    forecast = batch(precipitation=[0, 0, 1.0, 0, 0, 0, 0, 0])
+
+    result = only(evaluate(rules, forecast, [zone()], now=at(4, 30)))
+
+    assert (result.level, result.onset, result.until) == (Level.RED, at(2), at(2))
+
+
+def test_since_ends_where_it_says() -> None:
+    rules = ruleset(rule("ice", "road_icing", {"red": level("red", "precipitation > 0", 2, 1, 3)}))
+    forecast = batch(precipitation=[0, 1.0, 0, 0, 0, 0, 0, 0])
+
+    assert evaluate(rules, forecast, [zone()], now=at(5)) == []
+
+
+def test_since_reaching_before_the_forecast_is_indeterminate() -> None:
+    rules = ruleset(rule("ice", "road_icing", {"red": level("red", "precipitation > 0", 2, 1, 3)}))
+    forecast = batch(precipitation=[0.0] * 6)
+
+    assert only(evaluate(rules, forecast, [zone()], now=at(1))).level is None
+
+
+# --- parameters, polygon, exclude ----------------------------------------------------------
+
+
+def test_overrides_give_other_thresholds_to_the_zones_they_select() -> None:
+    overrides = (
+        ParamOverride(ZoneSelector(tags=frozenset({"work_shed"})), {"limit": 800}),
+        ParamOverride(ZoneSelector(ids=frozenset({"strict"})), {"limit": 300}),
+    )
+    rules = ruleset(
+        rule(
+            "fog",
+            "fog",
+            {"yellow": "visibility < $limit"},
+            params={"limit": 500},
+            overrides=overrides,
+        )
+    )
+    zones = [
+        zone("plain"),
+        zone("shed", tags=["work_shed"]),
+        zone("strict", tags=["work_shed"]),  # both overrides: the later one wins
+    ]
+
+    at_600 = evaluate(rules, batch(visibility=[600.0]), zones, now=at(0))
+    at_400 = evaluate(rules, batch(visibility=[400.0]), zones, now=at(0))
+
+    assert [a.zone_id for a in at_600] == ["shed"]
+    assert [a.zone_id for a in at_400] == ["plain", "shed"]
+
+
+def test_evidence_shows_the_values_of_the_zones_parameters_inside_count() -> None:
+    rules = ruleset(
+        rule(
+            "wet",
+            "sleet",
+            {"blue": "count(temperature_2m <= $t, 2h) >= 2"},
+            params={"t": 2},
+            overrides=(ParamOverride(ZoneSelector(ids=frozenset({"B"})), {"t": 3}),),
+        )
+    )
+
+    result = evaluate(rules, batch(temperature_2m=[1.0, 1.5, 9.0]), [zone("A"), zone("B")], at(0))
+
+    assert [a.evidence for a in result] == [
+        {"count(temperature_2m <= 2, 2h)": 2.0},
+        {"count(temperature_2m <= 3, 2h)": 2.0},
+    ]
+
+
+def test_polygon_selects_the_zones_inside_and_exclude_leaves_some_out() -> None:
+    square = ((37.0, 110.0), (38.0, 110.0), (38.0, 111.0), (37.0, 111.0))
+    selector = ZoneSelector(polygon=square, exclude=ZoneSelector(risk=frozenset({"low"})))
+    rules = ruleset(rule("fog", "fog", {"yellow": "visibility < 500"}, zones=selector))
+    zones = [
+        replace(zone("in"), latitude=37.5, longitude=110.5),
+        replace(zone("out"), latitude=37.5, longitude=111.5),
+        replace(zone("in-low", risk="low"), latitude=37.5, longitude=110.5),
+    ]
+
+    result = evaluate(rules, batch(visibility=[100.0]), zones, now=at(0))
+
+    assert [a.zone_id for a in result] == ["in"]
+
+
+def test_a_level_may_use_freeze_thaw_and_run() -> None:
+    rules = ruleset(
+        rule(
+            "ft",
+            "freeze_thaw",
+            {"blue": "freeze_thaw(soil_temperature_0cm, 4h) >= 1 and run(snow_depth > 0, 2h) >= 2"},
+        )
+    )
+    forecast = batch(soil_temperature_0cm=[1, 1, -1, 2, 2], snow_depth=[0.1] * 5)
+
+    result = only(evaluate(rules, forecast, [zone()], now=at(3)))
+
+    assert (result.level, result.onset) == (Level.BLUE, at(3))
+    assert result.evidence == {
+        "freeze_thaw(soil_temperature_0cm, 4h)": 1.0,
+        "run(snow_depth > 0, 2h)": 2.0,
+    }
+
+
+def test_results_do_not_depend_on_how_points_are_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = ruleset(rule("fog", "fog", {"yellow": "visibility < 500", "red": "visibility < 50"}))
+    visibility = [[float(v), 900.0] for v in range(0, 1000, 40)]
+    points = tuple(f"p{i}" for i in range(len(visibility)))
+    forecast = batch(points=points, visibility=visibility)
+    zones = [zone(f"Z{i:02d}", point_id=p) for i, p in enumerate(points)]
+
+    whole = evaluate(rules, forecast, zones, now=at(0))
+    monkeypatch.setattr("rules.evaluate.BLOCK_POINTS", 3)
+    blocked = evaluate(rules, forecast, zones, now=at(0))
+
+    assert blocked == whole
+    assert [a.level for a in whole][:3] == [Level.RED, Level.RED, Level.YELLOW]

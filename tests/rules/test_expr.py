@@ -8,11 +8,15 @@ from rules.expr import (
     And,
     Call,
     Compare,
+    CondCall,
     ExprError,
     InSet,
     Not,
     Or,
+    Param,
     Var,
+    bind,
+    condition_params,
     condition_series,
     condition_variables,
     lookback_hours,
@@ -171,3 +175,109 @@ def test_errors_say_what_is_wrong_at_which_character(text: str, offset: int, mes
     error = error_of(text)
 
     assert (error.offset, error.message) == (offset, message)
+
+
+# --- parameters and functions of conditions ---------------------------------------------
+
+
+def test_a_parameter_stands_where_a_number_goes() -> None:
+    node = parse_condition("visibility < $limit and weather_code in [45, $code]", {"limit", "code"})
+
+    assert node == And(
+        (
+            Compare(Var("visibility"), "<", Param("limit")),
+            InSet(Var("weather_code"), (45.0, Param("code"))),
+        )
+    )
+    assert str(node) == "visibility < $limit and weather_code in [45, $code]"
+    assert condition_params(node) == {"limit", "code"}
+
+
+def test_bind_replaces_parameters_with_their_values() -> None:
+    node = parse_condition("count(temperature_2m < $t, 24h) >= $n", {"t", "n"})
+
+    assert bind(node, {"t": 0.5, "n": 3}) == parse_condition(
+        "count(temperature_2m < 0.5, 24h) >= 3"
+    )
+
+
+def test_count_and_run_take_a_condition_and_a_window() -> None:
+    node = parse_condition(
+        "count(rain > 0 or snowfall > 0, 1d) >= 6 and run(visibility < 500, 6h) >= 3"
+    )
+
+    assert isinstance(node, And)
+    assert node.items[0] == Compare(
+        CondCall("count", parse_condition("rain > 0 or snowfall > 0"), 24), ">=", 6.0
+    )
+    assert str(node.items[1]) == "run(visibility < 500, 6h) >= 3"
+    assert condition_variables(node) == {"rain", "snowfall", "visibility"}
+
+
+def test_freeze_thaw_is_a_window_function_of_a_series() -> None:
+    assert parse_series("freeze_thaw(soil_temperature_0cm, 3d)") == Call(
+        "freeze_thaw", Var("soil_temperature_0cm"), 72
+    )
+
+
+def test_lookback_of_count_and_freeze_thaw_is_their_window_less_one_hour() -> None:
+    assert lookback_hours(parse_series("count(sum(rain, 3h) > 1, 24h)")) == 2 + 23
+    assert lookback_hours(parse_series("run(rain > 0, 6h)")) == 5
+    assert lookback_hours(parse_series("freeze_thaw(temperature_2m, 72h)")) == 71
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "offset", "message"),
+    [
+        (
+            "visibility < $limt",
+            {"limit"},
+            13,
+            "unknown parameter '$limt'; did you mean '$limit'? (the rule declares $limit)",
+        ),
+        (
+            "visibility < $limit",
+            set(),
+            13,
+            "unknown parameter '$limit'; declare it in the rule's params, e.g. params: {limit: 10}",
+        ),
+        (
+            "visibility < -$limit",
+            {"limit"},
+            13,
+            "a parameter cannot be negated; declare it negative instead (e.g. limit: -3)",
+        ),
+        (
+            "$limit > visibility",
+            {"limit"},
+            0,
+            "a parameter stands for a number and goes after the comparison, "
+            "e.g. temperature_2m <= $limit",
+        ),
+        (
+            "visibility < $",
+            set(),
+            13,
+            "unexpected character '$'; write a parameter as $name, e.g. $drop",
+        ),
+        (
+            "count(rain > 0) > 1",
+            set(),
+            14,
+            "expected ',' and a window such as 24h: count(condition, 24h), found ')'",
+        ),
+        (
+            "run(rain, 6h) > 1",
+            set(),
+            8,
+            "expected a comparison (< <= > >= == != or 'in') after 'rain', found ','",
+        ),
+    ],
+)
+def test_parameter_and_condition_function_errors(
+    text: str, params: set[str], offset: int, message: str
+) -> None:
+    with pytest.raises(ExprError) as caught:
+        parse_condition(text, params)
+
+    assert (caught.value.offset, caught.value.message) == (offset, message)

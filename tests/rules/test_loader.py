@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from rules.expr import parse_condition
 from rules.loader import load_ruleset
-from rules.ruleset import ZoneSelector
+from rules.ruleset import ParamOverride, ZoneSelector
 from rules.types import Level
 from rules.yamlsource import ConfigError
 
@@ -311,3 +312,363 @@ def test_a_missing_file_is_reported(tmp_path: Path) -> None:
         load_ruleset(tmp_path / "nope.yaml")
 
     assert str(caught.value) == f"{tmp_path}/nope.yaml:1:1: file not found"
+
+
+# --- one fixture per error kind ----------------------------------------------------------
+
+BROKEN = Path(__file__).parent / "fixtures" / "broken"
+
+EVERY_ERROR_KIND = [
+    "a01-yaml-syntax.yaml:3:1: YAML syntax: expected ',' or ']', but got '<stream end>'; "
+    "fix the YAML at this position",
+    "a02-unknown-key.yaml:7:16: unknown key 'withn'; remove it or check its spelling",
+    "a03-unknown-level.yaml:6:7: amber: unknown level 'amber'; "
+    "expected one of blue, yellow, orange, red",
+    "a04-window-without-unit.yaml:6:24: within: write a duration with a unit, e.g. 12h or 2d",
+    "a05-bad-condition.yaml:8:9: when: a condition is a comparison string such as "
+    "'visibility < 500' or a mapping with exactly one key: all, any or not",
+    "a06-unknown-variable.yaml:8:25: unknown variable 'temprature_2m'; "
+    "did you mean 'temperature_2m'?",
+    "a07-unknown-function.yaml:8:15: unknown function 'total'; expected one of daily_min, "
+    "daily_max, drop, sum, min, max, mean, beaufort, count, run, freeze_thaw",
+    "a08-unknown-parameter.yaml:9:55: unknown parameter '$dorp'; did you mean '$drop'? "
+    "(the rule declares $drop)",
+    "a09-unused-parameter.yaml:5:21: parameter 'limit' is not used by any level; "
+    "use it as $limit in a condition or remove it",
+    "a10-override-unknown-parameter.yaml:8:24: unknown parameter 'limt'; "
+    "the rule's params declare: limit",
+    "a11-unknown-tag.yaml:4:28: tags[1]: unknown tag 'workshed'; did you mean 'work_shed'? "
+    "expected one of school, hospital, scenic_area, trunk_road, work_shed, slope_cut_housing, "
+    "hillside_resettlement, high_steep_slope, urban_village, residential, mining_site, "
+    "industrial_site",
+    "a12-unknown-kind.yaml:4:21: kinds[0]: Input should be 'landslide', 'collapse', "
+    "'debris_flow', 'subsidence', 'ground_fissure' or 'unstable_slope'",
+    "a13-bad-polygon.yaml:5:32: polygon[1]: [110.9, 37.6] is not [latitude, longitude]: "
+    "latitude is -90..90 and longitude -180..180 (in China, about [37.4, 110.9])",
+    "a14-empty-exclude.yaml:4:32: exclude: {} would leave out every zone; name the zones to "
+    "leave out, e.g. exclude: {tags: [school]}",
+    "a15-for-longer-than-window.yaml:8:14: for: 3h is longer than the window "
+    "(2h = since + within); it could never hold: shorten `for` or widen the window",
+    "a16-duplicate-rule-id.yaml:2:9: duplicate rule id 'for-longer-than-window'; "
+    "first defined at {dir}/a15-for-longer-than-window.yaml:2",
+    "a18-duplicate-hazard-again.yaml:2:3: hazard 'fog' is already declared at "
+    "{dir}/a17-duplicate-hazard.yaml:2",
+    "a19-include-not-in-library.yaml:1:23: include 'cold-wave' not found in the rule library; "
+    "did you mean 'cma-cold-wave'? expected one of blizzard, cma-cold-wave, fog, freeze-thaw, "
+    "freezing-rain, frost, gbt21987-cold-wave, road-icing, sleet, or a path relative to this "
+    "file such as shared/fog.yaml",
+    "a20-include-path-not-found.yaml:1:11: include 'shared/county-fog.yaml' not found "
+    "(looked for {dir}/shared/county-fog.yaml); expected a library name or a path relative "
+    "to this file",
+    "a21-override-unknown-rule.yaml:2:9: no rule 'cma-road-icng' to override; did you mean "
+    "'cma-road-icing'? expected the id of a rule in these files or their includes",
+    "a22-template-unknown-variable.yaml:5:56: unknown variable 'zone_name' in the template; "
+    "expected one of sender, hazard, level, zone, township, village, onset, until, when, "
+    "advice, code, link, evidence, kind",
+    "a23-template-syntax.yaml:7:9: template syntax: unexpected '}'",
+    "a24-sms-too-long.yaml:7:9: the SMS can reach 206 characters (with a 20-character zone "
+    "name, a 4-character code, a 60-character link and the 10-character signature); "
+    "at most 201 fit in 3 SMS segments: shorten it",
+    "a25-hold-without-unit.yaml:5:11: hold: write a duration with a unit, e.g. 3h or 90m",
+    "a26-not-utf8.yaml:1:1: not UTF-8 text (invalid start byte); save the file as UTF-8",
+    "a27-yml-extension.yml:1:1: rule files must end in .yaml; rename it a27-yml-extension.yaml",
+]
+
+
+def test_a_directory_of_broken_files_reports_every_error_kind_at_its_position() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_ruleset(BROKEN)
+
+    found = [str(p).removeprefix(f"{BROKEN}/") for p in caught.value.problems]
+    assert found == [line.replace("{dir}", str(BROKEN)) for line in EVERY_ERROR_KIND]
+
+
+# --- includes and overrides --------------------------------------------------------------
+
+LIBRARY = Path(__file__).resolve().parents[2] / "rules" / "library"
+
+
+def test_a_library_name_includes_the_library_file(tmp_path: Path) -> None:
+    rules = load_ruleset(write(tmp_path, "county.yaml", "include: [road-icing, fog]\n"))
+
+    assert [rule.id for rule in rules.rules] == ["cma-road-icing", "cma-fog"]
+    assert rules.hazard_name("fog") == "大雾"
+    assert rules.files == (
+        str(tmp_path / "county.yaml"),
+        str(LIBRARY / "road-icing.yaml"),
+        str(LIBRARY / "fog.yaml"),
+    )
+
+
+def test_included_rules_come_before_the_including_files_rules(tmp_path: Path) -> None:
+    text = "include: [fog]\n" + one_rule("when: rain > 0\n")
+
+    rules = load_ruleset(write(tmp_path, "county.yaml", text))
+
+    assert [rule.id for rule in rules.rules] == ["cma-fog", "r"]
+
+
+def test_a_relative_path_includes_a_file_next_to_the_including_one(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    write(tmp_path, "shared/fog.yaml", one_rule("when: visibility < 300\n"))
+
+    rules = load_ruleset(write(tmp_path, "county.yaml", "include: [shared/fog.yaml]\n"))
+
+    assert [rule.id for rule in rules.rules] == ["r"]
+
+
+def test_a_file_included_twice_is_read_once(tmp_path: Path) -> None:
+    a = write(tmp_path, "a.yaml", "include: [fog]\n")
+    b = write(tmp_path, "b.yaml", "include: [fog]\n")
+
+    rules = load_ruleset([a, b])
+
+    assert [rule.id for rule in rules.rules] == ["cma-fog"]
+
+
+def test_the_content_hash_covers_included_files(tmp_path: Path) -> None:
+    county = write(tmp_path, "county.yaml", "include: [fog]\n")
+
+    rules = load_ruleset(county)
+
+    expected = county.read_bytes() + (LIBRARY / "fog.yaml").read_bytes()
+    assert rules.content_hash == hashlib.sha256(expected).hexdigest()
+
+
+def test_two_library_files_declaring_one_hazard_alike_load_together(tmp_path: Path) -> None:
+    text = "include: [cma-cold-wave, gbt21987-cold-wave]\n"
+
+    rules = load_ruleset(write(tmp_path, "county.yaml", text))
+
+    assert [rule.hazard for rule in rules.rules] == ["cold_wave", "cold_wave"]
+
+
+def test_the_countys_hazard_declaration_replaces_the_librarys(tmp_path: Path) -> None:
+    text = "include: [fog]\nhazards:\n  fog: {name: 浓雾, advice: {default: 远离陡坡}}\n"
+
+    rules = load_ruleset(write(tmp_path, "county.yaml", text))
+
+    assert rules.hazard_name("fog") == "浓雾"
+    assert rules.advice("fog", Level.RED) == "远离陡坡"
+
+
+def test_the_whole_library_loads_together(tmp_path: Path) -> None:
+    names = sorted(path.stem for path in LIBRARY.glob("*.yaml"))
+
+    rules = load_ruleset(write(tmp_path, "all.yaml", f"include: [{', '.join(names)}]\n"))
+
+    assert len(rules.rules) == len(names)
+    assert rules.lookback_hours == 95  # a 72 h drop of a daily minimum
+
+
+def test_an_override_replaces_only_the_keys_it_gives(tmp_path: Path) -> None:
+    text = """\
+        include: [road-icing]
+        override:
+          - id: cma-road-icing
+            params: {surface: 0.5}
+            zones: {tags: [trunk_road]}
+            hold: 2h
+        """
+
+    (rule,) = load_ruleset(write(tmp_path, "county.yaml", text)).rules
+
+    assert rule.params == {"surface": 0.5}
+    assert rule.zones == ZoneSelector(tags=frozenset({"trunk_road"}))
+    assert rule.hold == timedelta(hours=2)
+    assert [level.level for level in rule.levels] == [Level.YELLOW, Level.ORANGE, Level.RED]
+    assert rule.title == "道路结冰预警信号"
+
+
+def test_an_override_may_replace_the_levels(tmp_path: Path) -> None:
+    text = """\
+        include: [fog]
+        override:
+          - id: cma-fog
+            levels:
+              orange: {within: 6h, when: visibility < 300}
+        """
+
+    (rule,) = load_ruleset(write(tmp_path, "county.yaml", text)).rules
+
+    assert [(lv.level, lv.when) for lv in rule.levels] == [
+        (Level.ORANGE, parse_condition("visibility < 300"))
+    ]
+
+
+def test_an_override_may_switch_a_rule_off(tmp_path: Path) -> None:
+    text = "include: [fog, road-icing]\noverride:\n  - {id: cma-fog, enabled: false}\n"
+
+    rules = load_ruleset(write(tmp_path, "county.yaml", text))
+
+    assert [rule.id for rule in rules.rules] == ["cma-road-icing"]
+
+
+def test_an_override_of_a_parameter_the_rule_lacks_is_refused(tmp_path: Path) -> None:
+    text = "include: [road-icing]\noverride:\n  - id: cma-road-icing\n    params: {surfce: 1}\n"
+
+    assert problems(tmp_path, ("county.yaml", text)) == [
+        "county.yaml:4:22: rule 'cma-road-icing' has no parameter 'surfce'; its params: surface"
+    ]
+
+
+def test_overriding_one_rule_twice_is_refused(tmp_path: Path) -> None:
+    text = "include: [fog]\noverride:\n  - {id: cma-fog, hold: 1h}\n  - {id: cma-fog, hold: 2h}\n"
+
+    assert problems(tmp_path, ("county.yaml", text)) == [
+        f"county.yaml:4:10: rule 'cma-fog' is already overridden at {tmp_path}/county.yaml:3"
+    ]
+
+
+def test_redefining_an_included_rule_suggests_an_override(tmp_path: Path) -> None:
+    text = "include: [fog]\n" + one_rule("when: visibility < 300\n").replace("id: r", "id: cma-fog")
+
+    library = (LIBRARY / "fog.yaml").read_text(encoding="utf-8").splitlines()
+    line = library.index("  - id: cma-fog") + 1
+
+    (problem,) = problems(tmp_path, ("county.yaml", text))
+
+    assert problem == (
+        f"county.yaml:3:9: duplicate rule id 'cma-fog'; first defined at "
+        f"{LIBRARY}/fog.yaml:{line}; to change an included rule, "
+        "write override: [{id: cma-fog, ...}]"
+    )
+
+
+# --- levels, parameters, selectors, hold, cooldown, templates ----------------------------
+
+
+def test_since_within_and_for_are_read_in_hours(tmp_path: Path) -> None:
+    text = one_rule("since: 3h\nwithin: 12h\nfor: 2h\nwhen: rain > 0\n")
+
+    (rule,) = load_ruleset(write(tmp_path, "r.yaml", text)).rules
+
+    level = rule.levels[0]
+    assert (level.since_hours, level.within_hours, level.for_hours) == (3, 12, 2)
+
+
+def test_lookback_adds_since_to_the_history_of_the_condition(tmp_path: Path) -> None:
+    text = one_rule("since: 3h\nwithin: 2h\nwhen: sum(rain, 6h) > 0\n")
+
+    assert load_ruleset(write(tmp_path, "r.yaml", text)).lookback_hours == 3 + 5
+
+
+def test_params_and_overrides_are_read(tmp_path: Path) -> None:
+    text = """\
+        rules:
+          - id: r
+            hazard: cold_wave
+            zones: {}
+            params: {drop: 10, tmin: 4}
+            overrides:
+              - zones: {tags: [work_shed]}
+                params: {drop: 8}
+            levels:
+              yellow:
+                within: 24h
+                when: drop(daily_min(temperature_2m), 24h) >= $drop
+                  and daily_min(temperature_2m) <= $tmin
+        """
+
+    (rule,) = load_ruleset(write(tmp_path, "r.yaml", text)).rules
+
+    assert rule.params == {"drop": 10.0, "tmin": 4.0}
+    assert rule.overrides == (
+        ParamOverride(ZoneSelector(tags=frozenset({"work_shed"})), {"drop": 8.0}),
+    )
+    assert str(rule.levels[0].when) == (
+        "drop(daily_min(temperature_2m), 24h) >= $drop and daily_min(temperature_2m) <= $tmin"
+    )
+
+
+def test_a_parameter_without_params_says_how_to_declare_it(tmp_path: Path) -> None:
+    assert problems(tmp_path, ("r.yaml", one_rule("when: visibility < $limit\n"))) == [
+        "r.yaml:7:28: unknown parameter '$limit'; declare it in the rule's params, "
+        "e.g. params: {limit: 10}"
+    ]
+
+
+def test_a_parameter_must_be_a_number(tmp_path: Path) -> None:
+    text = one_rule("when: visibility < $limit\n").replace(
+        "zones: {}", "zones: {}\n    params: {limit: 5km}"
+    )
+
+    (problem,) = problems(tmp_path, ("r.yaml", text))
+
+    assert problem.startswith("r.yaml:5:21: limit: Input should be a valid number")
+
+
+def test_polygon_and_exclude_are_read(tmp_path: Path) -> None:
+    zones = "zones: {polygon: [[37, 110], [38, 110], [38, 111]], exclude: {risk: [low]}}"
+    text = one_rule("when: rain > 0\n").replace("zones: {}", zones)
+
+    (rule,) = load_ruleset(write(tmp_path, "r.yaml", text)).rules
+
+    assert rule.zones == ZoneSelector(
+        polygon=((37.0, 110.0), (38.0, 110.0), (38.0, 111.0)),
+        exclude=ZoneSelector(risk=frozenset({"low"})),
+    )
+
+
+def test_a_polygon_needs_three_vertices(tmp_path: Path) -> None:
+    text = one_rule("when: rain > 0\n").replace(
+        "zones: {}", "zones: {polygon: [[37, 110], [38, 110]]}"
+    )
+
+    (problem,) = problems(tmp_path, ("r.yaml", text))
+
+    assert problem == (
+        "r.yaml:4:13: polygon: List should have at least 3 items after validation, not 2"
+    )
+
+
+def test_hold_and_cooldown_per_hazard_are_the_longest_of_its_rules(tmp_path: Path) -> None:
+    text = """\
+        rules:
+          - {id: a, hazard: fog, zones: {}, hold: 2h, cooldown: 90m,
+             levels: {yellow: {when: visibility < 500}}}
+          - {id: b, hazard: fog, zones: {}, hold: 3h, levels: {red: {when: visibility < 50}}}
+          - {id: c, hazard: frost, zones: {}, levels: {blue: {when: soil_temperature_0cm < 0}}}
+        """
+
+    rules = load_ruleset(write(tmp_path, "r.yaml", text))
+
+    assert rules.hold("fog") == timedelta(hours=3)
+    assert rules.cooldown("fog") == timedelta(minutes=90)
+    assert rules.hold("frost") is None
+    assert rules.cooldown("unknown-hazard") is None
+
+
+def test_a_rules_template_wins_over_its_hazards(tmp_path: Path) -> None:
+    text = """\
+        hazards:
+          fog:
+            name: 大雾
+            templates: {sms: "{{ hazard }}{{ level }}预警：{{ zone }}", voice: "{{ zone }}有雾"}
+        rules:
+          - id: r
+            hazard: fog
+            zones: {}
+            templates: {sms: "{{ zone }}{{ level }}大雾"}
+            levels: {yellow: {when: visibility < 500}}
+        """
+
+    rules = load_ruleset(write(tmp_path, "r.yaml", text))
+
+    assert rules.template("fog", "r", "sms") == "{{ zone }}{{ level }}大雾"
+    assert rules.template("fog", "r", "voice") == "{{ zone }}有雾"
+    assert rules.template("fog", "other", "sms") == "{{ hazard }}{{ level }}预警：{{ zone }}"
+    assert rules.template("fog", "r", "im") is None
+    assert rules.template("frost", None, "sms") is None
+
+
+def test_an_sms_template_is_checked_with_the_hazards_longest_advice(tmp_path: Path) -> None:
+    advice = "远" * 190
+    text = (
+        f"hazards:\n  fog:\n    name: 大雾\n    advice: {{red: {advice}}}\n"
+        "    templates: {sms: '{{ zone }}{{ advice }}'}\n"
+    )
+
+    (problem,) = problems(tmp_path, ("r.yaml", text))
+
+    assert problem.startswith("r.yaml:5:23: the SMS can reach 210 characters")

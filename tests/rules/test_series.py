@@ -195,3 +195,105 @@ def test_times_must_be_consecutive_hours() -> None:
 
     with pytest.raises(ValueError, match="consecutive hours"):
         SeriesCache(replace(given, times=gappy))
+
+
+# --- count, run, freeze_thaw ---------------------------------------------------------------
+
+
+def test_count_is_the_hours_of_the_trailing_window_where_the_condition_holds() -> None:
+    values = series_of("count(rain > 0, 3h)", rain=[1.0, 0.0, 2.0, 3.0, 0.0, 0.0])
+
+    assert same(values, [NaN, NaN, 2.0, 2.0, 2.0, 1.0])
+
+
+def test_count_is_missing_when_an_hour_of_the_window_is_unknown() -> None:
+    values = series_of("count(rain > 0, 2h)", rain=[1.0, NaN, 1.0, 1.0])
+
+    assert same(values, [NaN, NaN, NaN, 2.0])
+
+
+def test_count_reads_a_known_false_and_as_false_despite_missing_data() -> None:
+    values = series_of(
+        "count(rain > 0 and temperature_2m < 0, 2h)",
+        rain=[NaN, NaN, 1.0],
+        temperature_2m=[5.0, 5.0, -1.0],
+    )
+
+    assert same(values, [NaN, 0.0, 1.0])
+
+
+def test_run_counts_consecutive_hours_ending_now() -> None:
+    values = series_of("run(visibility < 500, 6h)", visibility=[900, 100, 100, 900, 100, 100, 100])
+
+    assert same(values, [0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 3.0])
+
+
+def test_run_is_capped_at_its_window() -> None:
+    values = series_of("run(visibility < 500, 2h)", visibility=[100, 100, 100, 100])
+
+    assert same(values, [NaN, 2.0, 2.0, 2.0])
+
+
+def test_run_reaching_the_start_of_the_forecast_is_missing() -> None:
+    values = series_of("run(visibility < 500, 6h)", visibility=[100, 100, 900])
+
+    assert same(values, [NaN, NaN, 0.0])
+
+
+def test_run_stopping_at_an_unknown_hour_is_missing() -> None:
+    values = series_of("run(visibility < 500, 6h)", visibility=[900, NaN, 100, 100, NaN])
+
+    assert same(values, [0.0, NaN, NaN, NaN, NaN])
+
+
+@pytest.mark.parametrize(
+    ("temps", "hours", "expected"),
+    [
+        # thawed → frozen → thawed inside the window is one cycle
+        ([1, -1, 1], 3, [NaN, NaN, 1]),
+        # the thawed hour before the frost must be inside the window too
+        ([1, -1, 1, -1], 3, [NaN, NaN, 1, 0]),
+        # hours at exactly 0 are neither frozen nor thawed
+        ([2, 0, -1, 0, 0, 3], 6, [NaN] * 5 + [1]),
+        ([2, 0, 0, 0, 0, 3], 6, [NaN] * 5 + [0]),
+        # a frozen spell interrupted by zeros is one spell
+        ([1, -1, 0, -1, 1], 5, [NaN] * 4 + [1]),
+        # three days of thaw by day and frost by night
+        ([3, -3, 3, -3, 3, -3, 3], 7, [NaN] * 6 + [3]),
+        # frozen and never thawed again: no completed cycle
+        ([3, -3, -3, -3], 4, [NaN] * 3 + [0]),
+    ],
+)
+def test_freeze_thaw_counts_completed_cycles_in_the_window(
+    temps: list[float], hours: int, expected: list[float]
+) -> None:
+    values = series_of(f"freeze_thaw(soil_temperature_0cm, {hours}h)", soil_temperature_0cm=temps)
+
+    assert same(values, expected)
+
+
+def test_freeze_thaw_with_a_missing_hour_in_the_window_is_missing() -> None:
+    values = series_of("freeze_thaw(temperature_2m, 3h)", temperature_2m=[1, -1, 1, NaN, 1, -1, 1])
+
+    assert same(values, [NaN, NaN, 1, NaN, NaN, NaN, 1])
+
+
+@pytest.mark.parametrize("hours", [2, 3, 5, 9])
+def test_freeze_thaw_agrees_with_a_plain_loop(hours: int) -> None:
+    x = np.random.default_rng(hours).choice([-2.0, 0.0, 2.0], size=(4, 30))
+    expected = np.full_like(x, np.nan)
+    for p in range(4):
+        for t in range(hours - 1, 30):
+            signs = [v for v in x[p, t - hours + 1 : t + 1] if v != 0]
+            runs = [k for k, v in enumerate(signs) if k == 0 or (v > 0) != (signs[k - 1] > 0)]
+            phases = [signs[k] > 0 for k in runs]  # True: a thawed run
+            expected[p, t] = sum(
+                1
+                for k in range(1, len(phases) - 1)
+                if not phases[k] and phases[k - 1] and phases[k + 1]
+            )
+
+    cache = SeriesCache(forecast({"temperature_2m": x.tolist()}, points=("a", "b", "c", "d")))
+
+    got = cache.get(parse_series(f"freeze_thaw(temperature_2m, {hours}h)"))
+    assert np.array_equal(got, expected, equal_nan=True)
