@@ -225,6 +225,13 @@ class Policies:
     hazards: Mapping[tuple[str, str], Policy] = field(default_factory=dict)
     rules: Mapping[tuple[str, str], Policy] = field(default_factory=dict)
 
+    def all(self) -> list[Policy]:
+        """Every policy, each once."""
+        out: dict[str, Policy] = {}
+        for policy in (*self.levels.values(), *self.hazards.values(), *self.rules.values()):
+            out.setdefault(policy.name, policy)
+        return list(out.values())
+
     def for_alert(self, alert: Alert) -> Policy:
         """The rule's policy for this level, else the hazard's, else the level's."""
         if alert.kind == "system":
@@ -508,11 +515,26 @@ class Escalation:
             level: timedelta(seconds=getattr(settings, f"ack_deadline_{level}_seconds"))
             for level in LEVELS
         }
+        configured = frozenset(channels)
+        named = {
+            name
+            for policy in policies.all()
+            for step in policy.steps
+            for name in step.channels
+            if name != DEFAULT_CHANNEL
+        }
+        for name in sorted(named - configured - {settings.default_channel}):
+            log.warning(
+                "escalation policies name channel %s, which is not configured here: "
+                "its messages go by %s instead",
+                name,
+                settings.default_channel,
+            )
         return cls(
             county,
             roster,
             policies,
-            frozenset(channels),
+            configured,
             settings.default_channel,
             deadlines,
             ack_link=partial(acklinks.ack_link, settings),
@@ -885,7 +907,9 @@ def serialise_with_audit(session: Session) -> None:
     Every writer appends to the audit chain, which on PostgreSQL takes one
     advisory lock; taking it first keeps the lock order the same everywhere
     (chain, then alert, then timers) so concurrent acknowledgements and timers
-    cannot deadlock. SQLite's BEGIN IMMEDIATE already admits one writer.
+    cannot deadlock: acknowledgements, timers and the lifecycle all take it
+    before touching alert or timer rows. SQLite's BEGIN IMMEDIATE already
+    admits one writer.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
@@ -923,13 +947,14 @@ def escalate_due(
         ).all()
         for row in rows:
             row.lease_until = lease_until
-        claimed = [(row.id, row.alert_id) for row in rows]
+        claimed = [row.id for row in rows]
     fired = notified = 0
-    for timer_id, alert_id in claimed:
+    for timer_id in claimed:
         try:
             with sessions.begin() as session:
+                # the chain lock first, as every writer takes it (see serialise_with_audit);
+                # it also orders this timer after any acknowledgement in progress
                 serialise_with_audit(session)
-                session.scalar(select(Alert.id).where(Alert.id == alert_id).with_for_update())
                 timer = session.scalar(
                     select(EscalationTimer)
                     .where(

@@ -132,6 +132,14 @@ class Rule:
     cooldown: timedelta | None = None
     templates: Mapping[str, str] = field(default_factory=dict)
 
+    def params_for(self, zone: ZoneSpec) -> dict[str, float]:
+        """The parameter values the rule uses at a zone (defaults, then matching overrides)."""
+        values = dict(self.params)
+        for override in self.overrides:
+            if override.zones.matches(zone):
+                values.update(override.params)
+        return values
+
 
 @dataclass(frozen=True)
 class Hazard:
@@ -179,6 +187,11 @@ class RuleSet:
     def rule(self, rule_id: str) -> Rule | None:
         """The rule with this id, or None."""
         return next((rule for rule in self.rules if rule.id == rule_id), None)
+
+    def params(self, rule_id: str, zone: ZoneSpec) -> dict[str, float]:
+        """The parameter values of a rule at a zone ({} for an unknown rule)."""
+        rule = self.rule(rule_id)
+        return rule.params_for(zone) if rule else {}
 
     def hold(self, hazard: str) -> timedelta | None:
         """How long a hazard's condition must stay clear before a downgrade or resolve.

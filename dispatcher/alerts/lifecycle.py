@@ -95,8 +95,14 @@ def apply_transitions(
     told. `channel` is the default channel; without `escalation`, the built-in
     policies apply with no roster (every duty officer and leader counts as on duty).
     """
-    from dispatcher.escalation import AlertText, Escalation  # escalation enqueues via us
+    from dispatcher.escalation import (  # escalation enqueues via us
+        AlertText,
+        Escalation,
+        serialise_with_audit,
+    )
 
+    # the audit chain's lock before any alert row's, like acknowledgements and timers
+    serialise_with_audit(session)
     esc = escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
     notifications: list[Notification] = []
     for t in transitions:

@@ -270,6 +270,7 @@ class PointSeries:
         self.hours = hours
         self.tz = tz
         self.memo: dict[tuple[Series, int], float] = {}
+        self.truths: dict[tuple[Condition, int], Truth] = {}
         self.days: dict[date, list[int]] = {}
         for h, moment in enumerate(hours):
             self.days.setdefault(moment.astimezone(tz).date(), []).append(h)
@@ -277,6 +278,12 @@ class PointSeries:
     # --- conditions
 
     def holds(self, condition: Condition, hour: int) -> Truth:
+        key = (condition, hour)
+        if key not in self.truths:
+            self.truths[key] = self._holds(condition, hour)
+        return self.truths[key]
+
+    def _holds(self, condition: Condition, hour: int) -> Truth:
         match condition:
             case Compare(series=series, op=op, value=threshold):
                 assert not isinstance(threshold, Param), "substitute parameters first"

@@ -20,6 +20,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,7 @@ from rules.expr import (
 )
 from rules.ruleset import Hazard, ParamOverride, Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
+from tests.rules.builders import START, batch, rule, ruleset, zone
 from tests.rules.reference import reference_evaluate
 
 EXAMPLES = int(os.environ.get("YUJING_DIFFERENTIAL_EXAMPLES", "200"))
@@ -262,3 +264,33 @@ def _table(assessments: list[Assessment]) -> list[tuple[object, ...]]:
         )
         for a in assessments
     ]
+
+
+# --- decimal data exactly at a threshold ------------------------------------------------
+# The feed's values are decimals (0.1 mm, 0.1 ℃), thresholds too; binary floating
+# point makes 0.6 × 7 = 4.199999999999999 and −4.7 − (−12.7) = 7.999999999999999,
+# so a sum or a drop exactly at a threshold does not fire, while its evidence
+# (rounded to 0.01) shows the threshold. Reported to the lead; strict xfail so
+# the fix turns these into failures to be unmarked.
+
+DECIMAL_BUG = "engine compares binary sums/differences of decimal data (reported, issue 3)"
+
+
+@pytest.mark.xfail(strict=True, reason=DECIMAL_BUG)
+def test_a_sum_of_decimal_values_equal_to_the_threshold_fires() -> None:
+    rules = ruleset(rule("snow", "blizzard", {"yellow": "sum(snowfall, 12h) >= 4.2"}))
+    forecast = batch(snowfall=[0.0] * 5 + [0.6] * 7)
+
+    result = evaluate(rules, forecast, [zone()], now=START + timedelta(hours=11))
+
+    assert [a.level for a in result] == [Level.YELLOW]
+
+
+@pytest.mark.xfail(strict=True, reason=DECIMAL_BUG)
+def test_a_drop_of_decimal_values_equal_to_the_threshold_fires() -> None:
+    rules = ruleset(rule("cw", "cold_wave", {"blue": "drop(temperature_2m, 24h) >= 8"}))
+    forecast = batch(temperature_2m=[-4.7] * 24 + [-12.7])
+
+    result = evaluate(rules, forecast, [zone()], now=START + timedelta(hours=24))
+
+    assert [a.level for a in result] == [Level.BLUE]
