@@ -65,21 +65,32 @@ PARAMS = ("a", "b")
 quarters = st.integers(-40, 40).map(lambda k: k / 4)
 
 
+# (grid, lowest, highest) per variable: values are multiples of 1/grid within the bounds
+GRIDS = {
+    "temperature_2m": (4, -40, 40),  # −10 … 10 ℃ in quarters: crosses 0, sums stay exact
+    "precipitation": (4, 0, 12),
+    "visibility": (4, 0, 4000),
+    "wind_speed_10m": (20, 0, 300),  # 0.05 m/s: every Beaufort rounding boundary
+}
+
+
 @st.composite
 def series_values(draw: st.DrawFn, name: str, hours: int) -> list[float]:
-    """Hourly values of one variable at one point: smooth-ish, with gaps and plateaus."""
-    if name == "wind_speed_10m":
-        step = st.integers(0, 300).map(lambda k: k / 20)
-    elif name == "precipitation":
-        step = st.integers(0, 12).map(lambda k: k / 4)
-    elif name == "visibility":
-        step = st.sampled_from([30.0, 50.0, 100.0, 199.75, 200.0, 500.0, 900.0])
-    else:
-        step = quarters
-    values = draw(st.lists(step, min_size=hours, max_size=hours))
-    gaps = draw(st.sets(st.integers(0, max(hours - 1, 0)), max_size=max(hours // 8, 1)))
+    """Hourly values of one variable at one point: plateaus and ramps, with gaps.
+
+    Drawn as a few segments (start, step, length) rather than hour by hour, which
+    keeps the test fast and gives the runs, crossings and ties rules care about.
+    """
+    grid, low, high = GRIDS[name]
+    segment = st.tuples(st.integers(low, high), st.integers(-grid, grid), st.integers(1, 30))
+    units: list[int] = []
+    for start, step, length in draw(st.lists(segment, min_size=1, max_size=8)):
+        units.extend(start + k * step for k in range(length))
+    while len(units) < hours:
+        units.extend(units)
+    values = [min(max(u, low), high) / grid for u in units[:hours]]
     if draw(st.integers(0, 2)) == 0:
-        for hour in gaps:
+        for hour in draw(st.sets(st.integers(0, hours - 1), max_size=max(hours // 8, 1))):
             values[hour] = float("nan")
     return values
 
@@ -90,7 +101,7 @@ def expressions(depth: int = 2) -> st.SearchStrategy[Series]:
     if depth == 0:
         return leaf
     inner = expressions(depth - 1)
-    exact = inner.filter(lambda s: not _has_mean(s))  # sums of means depend on order
+    exact = inner.filter(_exact)  # sums of inexact values depend on the order of adding
     simple = st.builds(Compare, inner, st.sampled_from(OPERATORS), quarters)
     return st.one_of(
         leaf,
@@ -105,8 +116,20 @@ def expressions(depth: int = 2) -> st.SearchStrategy[Series]:
     )
 
 
-def _has_mean(series: Series) -> bool:
-    return isinstance(series, Call) and (series.function == "mean" or _has_mean(series.arg))
+def _exact(series: Series) -> bool:
+    """Whether the series' values are multiples of 1/4 (integers, quarters), so sums are exact."""
+    match series:
+        case Var(name=name):
+            return GRIDS[name][0] == 4
+        case CondCall():
+            return True  # counts of hours
+        case Call(function="beaufort" | "freeze_thaw"):
+            return True  # whole numbers
+        case Call(function="mean"):
+            return False
+        case Call(arg=arg):
+            return _exact(arg)
+    return False
 
 
 def comparisons() -> st.SearchStrategy[Condition]:
@@ -154,27 +177,32 @@ def selectors(depth: int = 1) -> st.SearchStrategy[ZoneSelector]:
     )
 
 
+SELECTORS = selectors()
+PLAIN_SELECTORS = selectors(0)
+WITHIN = st.one_of(st.none(), st.integers(1, 30), st.sampled_from([24, 48, 72]))
+FOR = st.one_of(st.just(1), st.just(1), st.integers(2, 4))
+SINCE = st.one_of(st.just(0), st.just(0), st.integers(1, 5))
+LEVEL_SETS = st.lists(st.sampled_from(list(Level)), min_size=1, max_size=3, unique=True)
+PARAM_VALUES = st.fixed_dictionaries({name: quarters for name in PARAMS})
+OVERRIDES = st.lists(
+    st.builds(ParamOverride, PLAIN_SELECTORS, st.dictionaries(st.sampled_from(PARAMS), quarters)),
+    max_size=2,
+).map(tuple)
+
+
 @st.composite
 def rules(draw: st.DrawFn, index: int) -> Rule:
-    names = draw(st.lists(st.sampled_from(list(Level)), min_size=1, max_size=3, unique=True))
     levels = tuple(
-        RuleLevel(
-            level,
-            draw(conditions),
-            draw(st.one_of(st.none(), st.integers(1, 30), st.sampled_from([24, 48, 72]))),
-            draw(st.one_of(st.just(1), st.just(1), st.integers(2, 4))),
-            draw(st.one_of(st.just(0), st.just(0), st.integers(1, 5))),
-        )
-        for level in sorted(names)
-    )
-    hazard = draw(st.sampled_from(["h1", "h2"]))
-    values = st.fixed_dictionaries({name: quarters for name in PARAMS})
-    overrides = tuple(
-        ParamOverride(draw(selectors(0)), draw(st.dictionaries(st.sampled_from(PARAMS), quarters)))
-        for _ in range(draw(st.integers(0, 2)))
+        RuleLevel(level, draw(conditions), draw(WITHIN), draw(FOR), draw(SINCE))
+        for level in sorted(draw(LEVEL_SETS))
     )
     return Rule(
-        f"r{index}", hazard, draw(selectors()), levels, params=draw(values), overrides=overrides
+        f"r{index}",
+        draw(st.sampled_from(["h1", "h2"])),
+        draw(SELECTORS),
+        levels,
+        params=draw(PARAM_VALUES),
+        overrides=draw(OVERRIDES),
     )
 
 
