@@ -72,6 +72,8 @@ def operator_errors() -> Iterator[None]:
     """Turn the errors an operator can cause into plain messages and exit 1."""
     try:
         yield
+    except typer.Exit:
+        raise  # a deliberate exit (it is a RuntimeError to click): not an error to report
     except ConfigError as exc:
         for problem in exc.problems:
             say(str(problem))

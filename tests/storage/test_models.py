@@ -125,7 +125,11 @@ def test_constraint_names_follow_the_naming_convention(migrated: Engine) -> None
     primary = schema.get_pk_constraint("notifications")["name"]
 
     assert "uq_notifications_idempotency_key" in unique
-    assert foreign == {"fk_notifications_alert_id_alerts", "fk_notifications_person_id_people"}
+    assert foreign == {
+        "fk_notifications_alert_id_alerts",
+        "fk_notifications_person_id_people",
+        "fk_notifications_failover_of_id_notifications",
+    }
     assert primary == "pk_notifications"
 
 
