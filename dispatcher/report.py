@@ -26,7 +26,7 @@ import csv
 import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
@@ -284,7 +284,11 @@ class Report:
     audit_events: int
     audit_problems: tuple[str, ...]
     audit_last: tuple[int, str] | None  # (event id, hash)
-    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Counts for the report's first table: warnings, messages, acks, overdue."""
+        return _summary(self)
 
     def local(self, moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return moment.astimezone(ZoneInfo(self.timezone)).strftime(fmt) if moment else ""
@@ -423,7 +427,7 @@ def build_report(
         select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
     ).first()
     total = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
-    report = Report(
+    return Report(
         start=start,
         end=end,
         timezone=timezone,
@@ -434,8 +438,6 @@ def build_report(
         audit_problems=tuple(problems),
         audit_last=(last.id, last.hash) if last is not None else None,
     )
-    report.summary.update(_summary(report))
-    return report
 
 
 def _episode_alerts(session: Session, start: datetime, end: datetime) -> dict[int, Alert]:
@@ -790,7 +792,7 @@ def csv_rows(report: Report) -> Iterable[dict[str, Any]]:
                         "recipient_ack_note": ack.note or "",
                     }
             for d in part.deliveries:
-                ack = acks.get(d.person_id) if d.person_id else None
+                mine = acks.get(d.person_id) if d.person_id else None
                 yield {
                     **alert_columns,
                     "notification_id": d.id,
@@ -811,7 +813,7 @@ def csv_rows(report: Report) -> Iterable[dict[str, Any]]:
                         f"{r.status}{'(' + r.error_code + ')' if r.error_code else ''}@{iso(r.at)}"
                         for r in d.receipts
                     ),
-                    "recipient_ack_at": iso(ack.at) if ack else "",
-                    "recipient_ack_method": ack.method if ack else "",
-                    "recipient_ack_note": (ack.note or "") if ack else "",
+                    "recipient_ack_at": iso(mine.at) if mine else "",
+                    "recipient_ack_method": mine.method if mine else "",
+                    "recipient_ack_note": (mine.note or "") if mine else "",
                 }

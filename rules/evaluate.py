@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from rules.expr import Series, bind, condition_series
 from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector, in_polygon
-from rules.series import LocalDay, SeriesCache
+from rules.series import LocalDay, SeriesCache, column_starts
 from rules.truth import BoolArray, Truth
 from rules.types import Assessment, FloatArray, ForecastBatch, Level, ZoneSpec
 
@@ -181,6 +181,8 @@ def _evaluate_points(
     used = np.zeros(count + 1, dtype=np.bool_)
     used[table.point_index] = True
     days: tuple[LocalDay, ...] | None = None
+    # every expression only from the first hour some window (or look-back) reads it
+    starts = column_starts((slot.level.when, start - slot.level.since_hours) for slot in slots)
     for lo in range(0, count, BLOCK_POINTS):
         hi = min(lo + BLOCK_POINTS, count)
         if not used[lo:hi].any():
@@ -195,13 +197,14 @@ def _evaluate_points(
             variables={name: values[lo:hi] for name, values in batch.variables.items()},
             units=batch.units,
         )
-        series = SeriesCache(block, timezone, days)
+        series = SeriesCache(block, timezone, days, starts)
         days = series.local_days
         truths = series.truths
         for slot in slots:
             if not slot.needed[lo:hi].any():
                 continue
-            window = _window(truths.get(slot.level.when), start, slot.level)
+            when = slot.level.when
+            window = _window(truths.get(when), truths.start(when), start, slot.level)
             slot.fires[lo:hi] = window.fires
             slot.onset[lo:hi] = window.onset
             slot.until[lo:hi] = window.until
@@ -211,7 +214,13 @@ def _evaluate_points(
                 onsets = window.onset[rows]
                 slot.evidence_rows.append(rows + lo)
                 slot.evidence.append(
-                    np.stack([series.get(expr)[rows, onsets] for expr in slot.compared], axis=1)
+                    np.stack(
+                        [
+                            series.get(expr)[rows, onsets - series.start(expr)]
+                            for expr in slot.compared
+                        ],
+                        axis=1,
+                    )
                     if slot.compared
                     else np.zeros((len(rows), 0))
                 )
@@ -227,15 +236,18 @@ class _Window:
     unknown: BoolArray
 
 
-def _window(truth: Truth, start: int, level: RuleLevel) -> _Window:
+def _window(truth: Truth, base: int, start: int, level: RuleLevel) -> _Window:
     """Fire/onset/until/unknown per point for the level's window.
 
     The window is [start − since, start + within) (to the end of the batch when
     `within` is None). With `for` N, an hour t of the window "holds" when the
     condition holds at the N hours t − N + 1 … t, all inside the window; the
-    onset is the first hour of the first such stretch.
+    onset is the first hour of the first such stretch. The truth covers the
+    hours [base, end of batch); base is at or before the window's first hour
+    inside the batch. Onset and until are batch hours.
     """
-    points, hours = truth.true.shape
+    points = truth.true.shape[0]
+    hours = base + truth.true.shape[1]
     first_hour = start - level.since_hours
     stop = hours if level.within_hours is None else start + level.within_hours
     lo, hi = max(first_hour, 0), min(stop, hours)
@@ -247,13 +259,17 @@ def _window(truth: Truth, start: int, level: RuleLevel) -> _Window:
     unknown = np.ones(points, dtype=np.bool_)
     span = level.for_hours
     if hi - lo >= span:
-        true = truth.true[:, lo:hi]
-        known = truth.known[:, lo:hi]
+        assert base <= lo, "the truth must cover the window"
+        true = truth.true[:, lo - base : hi - base]
+        known = truth.known[:, lo - base : hi - base]
         if span > 1:
             true, known = _sustained(true, known, span)
         fired = true.any(axis=1)
         fires[:] = fired
-        unknown[:] = outside | ~known.all(axis=1)
+        if truth.complete:
+            unknown[:] = outside
+        else:
+            unknown[:] = outside | ~known.all(axis=1)
         rows = np.flatnonzero(fired)
         if len(rows):
             # with `for`: the first hour of the first full stretch
@@ -261,7 +277,7 @@ def _window(truth: Truth, start: int, level: RuleLevel) -> _Window:
             onset[rows] = lo + first
             # the run may outlast the window (or the stretch): follow it to the end of the batch
             end = lo + first + (span - 1)
-            rest = ~truth.true[rows, lo:]
+            rest = ~truth.true[rows, lo - base :]
             rest &= np.arange(lo, hours)[None, :] > end[:, None]
             until[rows] = np.where(rest.any(axis=1), lo + rest.argmax(axis=1), hours) - 1
     return _Window(fires, onset, until, unknown)

@@ -9,7 +9,7 @@ many rules use it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,19 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import CondCall, Series, Var
+from rules.expr import (
+    DAILY_FUNCTIONS,
+    And,
+    Call,
+    CondCall,
+    Compare,
+    Condition,
+    InSet,
+    Not,
+    Or,
+    Series,
+    Var,
+)
 from rules.types import FloatArray, ForecastBatch
 
 if TYPE_CHECKING:
@@ -54,14 +66,24 @@ class LocalDay:
         return self.stop - self.start == self.length
 
 
+Node = Series | Condition
+
+
 class SeriesCache:
-    """Arrays of series expressions for one batch, each computed at most once."""
+    """Arrays of series expressions for one batch, each computed at most once.
+
+    `starts` (see `column_starts`) may say from which hour on each expression
+    is needed: its array then covers the hours [start, end of batch) only, and
+    the expressions it reads are computed from as far back as that needs. An
+    expression without a start covers the whole batch.
+    """
 
     def __init__(
         self,
         batch: ForecastBatch,
         timezone: str = "Asia/Shanghai",
         days: tuple[LocalDay, ...] | None = None,
+        starts: Mapping[Node, int] | None = None,
     ) -> None:
         """`days` may pass the local days of another batch with the same times."""
         self.batch = batch
@@ -70,10 +92,12 @@ class SeriesCache:
         if len(self.times) > 1 and np.any(np.diff(self.times) != _HOUR):
             # windows are counted in array steps, which is only right on an hourly grid
             raise ValueError("forecast times must be consecutive hours")
+        self.starts: Mapping[Node, int] = starts or {}
         self._arrays: dict[Series, FloatArray] = {}
-        self._known: dict[Series, BoolArray] = {}
-        self._everywhere: BoolArray | None = None
+        self._known: dict[Series, BoolArray | None] = {}
+        self._everywhere: dict[int, BoolArray] = {}
         self._days = days
+        self._days_from: dict[int, tuple[LocalDay, ...]] = {}
         self._truths: TruthCache | None = None
 
     @property
@@ -90,30 +114,36 @@ class SeriesCache:
         if self._truths is None:
             self._truths = truths
 
+    def start(self, node: Node) -> int:
+        """The first hour (batch column) the array of an expression or condition covers."""
+        return self.starts.get(node, 0)
+
     def get(self, series: Series) -> FloatArray:
-        """The (points × hours) array of a series expression."""
+        """The (points × hours) array of a series, over the hours [start(series), end)."""
         cached = self._arrays.get(series)
         if cached is None:
             cached = self._compute(series)
             self._arrays[series] = cached
         return cached
 
-    def known(self, series: Series) -> BoolArray:
-        """Where the series has a value (not missing), computed once per series."""
-        cached = self._known.get(series)
-        if cached is None:
-            cached = ~np.isnan(self.get(series))
-            if cached.all():
-                cached = self.everywhere  # one shared array: truth ops can skip work
-            self._known[series] = cached
-        return cached
+    def at(self, series: Series, start: int) -> FloatArray:
+        """The array of a series over the hours [start, end); start ≥ start(series)."""
+        return self.get(series)[:, start - self.start(series) :]
 
-    @property
-    def everywhere(self) -> BoolArray:
-        """The all-true (points × hours) mask, one object per batch (do not modify it)."""
-        if self._everywhere is None:
-            self._everywhere = np.ones(self.batch.shape, dtype=np.bool_)
-        return self._everywhere
+    def known(self, series: Series) -> BoolArray | None:
+        """Where the series has a value (not missing); None when it has one everywhere."""
+        if series not in self._known:
+            missing = np.isnan(self.get(series))
+            self._known[series] = ~missing if missing.any() else None
+        return self._known[series]
+
+    def everywhere(self, start: int = 0) -> BoolArray:
+        """The all-true mask over the hours [start, end), one shared object per start."""
+        mask = self._everywhere.get(start)
+        if mask is None:
+            mask = np.ones((self.batch.shape[0], self.batch.shape[1] - start), dtype=np.bool_)
+            self._everywhere[start] = mask
+        return mask
 
     @property
     def local_days(self) -> tuple[LocalDay, ...]:
@@ -122,25 +152,48 @@ class SeriesCache:
             self._days = local_days(self.times, self.timezone)
         return self._days
 
+    def _local_days_from(self, start: int) -> tuple[LocalDay, ...]:
+        if start == 0:
+            return self.local_days
+        days = self._days_from.get(start)
+        if days is None:
+            days = tuple(
+                LocalDay(max(day.start, start) - start, day.stop - start, day.length)
+                for day in self.local_days
+                if day.stop > start
+            )
+            self._days_from[start] = days
+        return days
+
     def _compute(self, series: Series) -> FloatArray:
+        first = self.start(series)
         if isinstance(series, Var):
             values = self.batch.variables.get(series.name)
             if values is None:  # the feed did not deliver it: missing, not zero
-                return np.full(self.batch.shape, np.nan)
-            return np.asarray(values, dtype=np.float64)
+                return np.full((self.batch.shape[0], self.batch.shape[1] - first), np.nan)
+            return np.asarray(values, dtype=np.float64)[:, first:]
         if isinstance(series, CondCall):
+            base = self.truths.start(series.condition)
             truth = self.truths.get(series.condition)
             if series.function == "count":
-                return count(truth.true, truth.known, series.hours)
-            if series.function == "run":
-                return run(truth.true, truth.known, series.hours)
-            raise ValueError(f"unknown function {series.function!r}")
+                result = count(truth.true, truth.known, series.hours)
+            elif series.function == "run":
+                result = run(truth.true, truth.known, series.hours)
+            else:
+                raise ValueError(f"unknown function {series.function!r}")
+            return result[:, first - base :]
+        base = self.start(series.arg)
+        # the argument covers [base, end): the function sees a batch that begins there,
+        # and the hours it would call "before the batch" are cut off below
         arg = self.get(series.arg)
+        return self._apply(series, arg, base)[:, first - base :]
+
+    def _apply(self, series: Call, arg: FloatArray, base: int) -> FloatArray:
         match series.function:
             case "daily_min":
-                return daily(arg, self.local_days, np.min)
+                return daily(arg, self._local_days_from(base), np.min)
             case "daily_max":
-                return daily(arg, self.local_days, np.max)
+                return daily(arg, self._local_days_from(base), np.max)
             case "beaufort":
                 return beaufort(arg)
         hours = series.hours
@@ -160,6 +213,47 @@ class SeriesCache:
             case "freeze_thaw":
                 return freeze_thaw(arg, hours)
         raise ValueError(f"unknown function {series.function!r}")
+
+
+def column_starts(needs: Iterable[tuple[Condition, int]]) -> dict[Node, int]:
+    """From which hour on each expression must be computed.
+
+    `needs` are the conditions the evaluator reads and the first hour it reads
+    each from. A condition's series are needed from the same hour; a function's
+    argument from as far back as the function looks (a trailing window of N
+    hours: N − 1 hours more; drop: N; a local day: up to 24). Hours before the
+    batch are clamped to 0.
+    """
+    starts: dict[Node, int] = {}
+
+    def need(node: Node, hour: int) -> None:
+        hour = max(hour, 0)
+        if starts.get(node, hour + 1) <= hour:
+            return  # already needed from as early
+        starts[node] = hour
+        match node:
+            case Compare(series=series) | InSet(series=series):
+                need(series, hour)
+            case And(items=items) | Or(items=items):
+                for item in items:
+                    need(item, hour)
+            case Not(item=item):
+                need(item, hour)
+            case CondCall(condition=condition, hours=window):
+                need(condition, hour - window + 1)
+            case Call(function=function, arg=arg, hours=window):
+                if function in DAILY_FUNCTIONS:
+                    need(arg, hour - 24)  # the local day may have begun (up to 25 h days) earlier
+                elif function == "drop":
+                    need(arg, hour - (window or 0))
+                elif window is not None:
+                    need(arg, hour - window + 1)
+                else:
+                    need(arg, hour)
+
+    for condition, hour in needs:
+        need(condition, hour)
+    return starts
 
 
 def local_days(times: npt.NDArray[np.datetime64], timezone: ZoneInfo) -> tuple[LocalDay, ...]:
@@ -340,9 +434,13 @@ def beaufort(speed: FloatArray) -> FloatArray:
     """Beaufort force of a wind speed in m/s (the scale is defined to 0.1 m/s)."""
     tenths = np.floor(speed * 10 + 0.5)  # round half up: 7.95 m/s is force 5
     np.clip(tenths, 0, len(_FORCE_OF_TENTHS) - 1, out=tenths)  # NaN stays NaN
-    known = ~np.isnan(tenths)
-    force = np.full(speed.shape, np.nan)
-    force[known] = _FORCE_OF_TENTHS[tenths[known].astype(np.intp)]
+    missing = np.isnan(tenths)
+    gaps = bool(missing.any())
+    if gaps:
+        tenths[missing] = 0
+    force = _FORCE_OF_TENTHS[tenths.astype(np.intp)]
+    if gaps:
+        force[missing] = np.nan
     return force
 
 

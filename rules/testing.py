@@ -257,6 +257,7 @@ def run_test_files(paths: Iterable[Path]) -> Report:
     report = Report()
     for path in _test_files(paths, report.problems):
         run_test_file(path, report)
+    report.problems = list(dict.fromkeys(report.problems))  # a file default, once
     return report
 
 
@@ -292,6 +293,8 @@ def run_test_file(path: Path, report: Report | None = None) -> Report:
     ruleset = suite.ruleset()
     cases = [suite.case(index, test) for index, test in enumerate(spec.tests)]
     if ruleset is None:
+        return report
+    if not suite.known_hazards(ruleset):
         return report
     for case in cases:
         if case is not None:
@@ -383,6 +386,21 @@ class _Suite:
         except ConfigError as exc:
             self.problems.extend(exc.problems)
             return None
+
+    def known_hazards(self, ruleset: RuleSet) -> bool:
+        """Whether every expectation names a hazard of the rules (a typo never passes)."""
+        hazards = sorted({rule.hazard for rule in ruleset.rules})
+        ok = True
+        for index, test in enumerate(self.spec.tests):
+            for item, expected in enumerate(test.expect):
+                if expected.hazard not in hazards:
+                    self.problem(
+                        ("tests", index, "expect", item, "hazard"),
+                        f"unknown hazard {expected.hazard!r}; the rules have "
+                        f"{', '.join(hazards) or 'no rules'}",
+                    )
+                    ok = False
+        return ok
 
     def rule_file(self, name: str) -> Path | None:
         # the same convention as `include:` in rule files

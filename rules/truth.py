@@ -8,12 +8,13 @@ is true). Missing data therefore never reads as "no hazard".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import And, Compare, Condition, InSet, Not, Operator, Or, Param
+from rules.expr import And, Compare, Condition, InSet, Not, Operator, Or, Param, Series
 from rules.series import SeriesCache
 from rules.types import FloatArray
 
@@ -42,73 +43,98 @@ def _compare(x: FloatArray, op: Operator, value: float) -> BoolArray:
 class Truth:
     """Where a condition holds (`true`) and where its value is known (`known`).
 
-    `true` implies `known`.
+    `true` implies `known`. `complete` says that `known` is true everywhere
+    (nothing was missing): the operators then skip the three-valued work.
     """
 
     true: BoolArray
     known: BoolArray
+    complete: bool = False
 
     def __and__(self, other: Truth) -> Truth:
         a, b = self, other
-        if a.known is b.known:  # one mask (e.g. both complete): known where it is
-            return Truth(a.true & b.true, a.known)
+        if a.complete and b.complete:
+            return Truth(a.true & b.true, a.known, True)
         known = (a.known & b.known) | (a.known & ~a.true) | (b.known & ~b.true)
         return Truth(a.true & b.true, known)
 
     def __or__(self, other: Truth) -> Truth:
         a, b = self, other
-        if a.known is b.known:
-            return Truth(a.true | b.true, a.known)
+        if a.complete and b.complete:
+            return Truth(a.true | b.true, a.known, True)
         return Truth(a.true | b.true, (a.known & b.known) | a.true | b.true)
 
     def __invert__(self) -> Truth:
-        return Truth(self.known & ~self.true, self.known)
+        return Truth(self.known & ~self.true, self.known, self.complete)
+
+    def since(self, columns: int) -> Truth:
+        """The same truth without its first `columns` hours."""
+        if columns == 0:
+            return self
+        return Truth(self.true[:, columns:], self.known[:, columns:], self.complete)
 
 
 class TruthCache:
-    """Truth arrays of conditions for one batch; equal conditions are computed once."""
+    """Truth arrays of conditions for one batch; equal conditions are computed once.
+
+    A condition's arrays cover the hours [start, end of batch), where `start`
+    comes from the series cache's `starts` (0 when not given).
+    """
 
     def __init__(self, series: SeriesCache) -> None:
         self.series = series
         self._truths: dict[Condition, Truth] = {}
         series.attach(self)  # count()/run() inside series share these truths
 
+    def start(self, condition: Condition) -> int:
+        """The first hour (batch column) the truth of a condition covers."""
+        return self.series.start(condition)
+
     def get(self, condition: Condition) -> Truth:
-        """The truth of a condition at every point and hour."""
+        """The truth of a condition at every point and hour from its start."""
         cached = self._truths.get(condition)
         if cached is None:
             cached = self._compute(condition)
             self._truths[condition] = cached
         return cached
 
+    def _item(self, item: Condition, start: int) -> Truth:
+        return self.get(item).since(start - self.start(item))
+
     def _compute(self, condition: Condition) -> Truth:
+        first = self.start(condition)
         match condition:
             case Compare(series=series, op=op, value=value):
                 if isinstance(value, Param):
                     raise ValueError(f"parameter {value} is not bound; evaluate bind(condition)")
-                x = self.series.get(series)
-                known = self.series.known(series)
-                true = _compare(x, op, value)
-                if known is not self.series.everywhere:
-                    true &= known  # NaN != v is True in numpy: mask with known
-                return Truth(true, known)
+                return self._compared(series, first, lambda x: _compare(x, op, value))
             case InSet(series=series, values=values):
                 numbers = [value for value in values if not isinstance(value, Param)]
                 if len(numbers) != len(values):
                     raise ValueError(f"{condition}: parameters are not bound")
-                x = self.series.get(series)
-                known = self.series.known(series)
-                return Truth(np.isin(x, numbers) & known, known)  # NaN is in no set, but be sure
+                return self._compared(series, first, lambda x: np.isin(x, numbers))
             case And(items=items):
-                result = self.get(items[0])
+                result = self._item(items[0], first)
                 for item in items[1:]:
-                    result = result & self.get(item)
+                    result = result & self._item(item, first)
                 return result
             case Or(items=items):
-                result = self.get(items[0])
+                result = self._item(items[0], first)
                 for item in items[1:]:
-                    result = result | self.get(item)
+                    result = result | self._item(item, first)
                 return result
             case Not(item=item):
-                return ~self.get(item)
+                return ~self._item(item, first)
         raise TypeError(f"not a condition: {condition!r}")
+
+    def _compared(
+        self, series: Series, first: int, test: Callable[[FloatArray], BoolArray]
+    ) -> Truth:
+        x = self.series.at(series, first)
+        known = self.series.known(series)
+        true = test(x)
+        if known is None:
+            return Truth(true, self.series.everywhere(first), True)
+        known = known[:, first - self.series.start(series) :]
+        true &= known  # NaN != v is True in numpy: mask with known
+        return Truth(true, known)

@@ -423,3 +423,20 @@ def test_bad_notation_says_what_and_where(text: str, offset: int, message: str) 
 
     assert message in caught.value.message
     assert caught.value.offset == offset
+
+
+def test_an_unknown_hazard_in_an_expectation_is_reported(tmp_path: Path) -> None:
+    path = one_test(
+        tmp_path,
+        """\
+        - name: typo
+          series: {Z1: {visibility: "900x24"}}
+          expect:
+            - {zone: Z1, hazard: fgo, level: yellow, onset: +9h}
+        """,
+    )
+
+    code, _, err = rules_test(path)
+
+    assert code == 1
+    assert err.splitlines() == [f"{path}:8:28: unknown hazard 'fgo'; the rules have fog"]
