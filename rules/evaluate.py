@@ -13,20 +13,25 @@ shared by every rule (`SeriesCache`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise, repeat
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import Series, bind, condition_series
+from rules.expr import Condition, Series, bind, condition_series
 from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector, in_polygon
-from rules.series import LocalDay, SeriesCache, column_starts
-from rules.truth import BoolArray, Truth
-from rules.types import Assessment, FloatArray, ForecastBatch, Level, ZoneSpec
+from rules.series import LocalDay, SeriesCache, column_spans
+from rules.truth import BoolArray, TruthCache
+from rules.types import NO_EVIDENCE, Assessment, FloatArray, ForecastBatch, Level, ZoneSpec
 
 IntArray = npt.NDArray[np.int64]
+ObjectArray = npt.NDArray[np.object_]
 BLOCK_POINTS = 2048
 """Forecast points evaluated together (tuned for cache size; results do not depend on it)."""
 
@@ -49,6 +54,19 @@ def evaluate(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    # Hundreds of thousands of new objects, none in a reference cycle: the cyclic
+    # collector would only rescan them again and again (it doubles the time).
+    with _collector_paused():
+        return _evaluate(ruleset, batch, zones, now, timezone)
+
+
+def _evaluate(
+    ruleset: RuleSet,
+    batch: ForecastBatch,
+    zones: Sequence[ZoneSpec],
+    now: datetime,
+    timezone: str,
+) -> list[Assessment]:
     table = _ZoneTable(zones, batch.point_ids)
     start = _hour_index(batch, now)
     slots = _slots(ruleset, table, len(batch.point_ids))
@@ -59,7 +77,7 @@ def evaluate(
         verdict = verdicts.setdefault(slot.variant.rule.hazard, _Verdict.empty(table.count))
         verdict.add(index, slot, table)
 
-    hours = [_datetime(time) for time in batch.times]
+    hours = np.array([_datetime(time) for time in batch.times], dtype=object)
     assessments: list[Assessment] = []
     order: list[IntArray] = []  # the zone index of each assessment, for sorting
     for hazard, verdict in verdicts.items():
@@ -67,6 +85,18 @@ def evaluate(
         assessments.extend(made)
         order.append(zones_of)
     return _sorted(assessments, order, list(verdicts), table)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (reference counting goes on)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- what to evaluate -----------------------------------------------------------------
@@ -181,30 +211,25 @@ def _evaluate_points(
     used = np.zeros(count + 1, dtype=np.bool_)
     used[table.point_index] = True
     days: tuple[LocalDay, ...] | None = None
-    # every expression only from the first hour some window (or look-back) reads it
-    starts = column_starts((slot.level.when, start - slot.level.since_hours) for slot in slots)
+    # every expression over the hours some window (or what it reads) needs only
+    hours = len(batch.times)
+    # (to the end of the batch: `until` follows a run past its window)
+    spans = column_spans(
+        ((slot.level.when, (start - slot.level.since_hours, hours)) for slot in slots), hours
+    )
     for lo in range(0, count, BLOCK_POINTS):
         hi = min(lo + BLOCK_POINTS, count)
         if not used[lo:hi].any():
             continue
-        block = ForecastBatch(
-            source=batch.source,
-            issued_at=batch.issued_at,
-            point_ids=batch.point_ids[lo:hi],
-            latitudes=batch.latitudes[lo:hi],
-            longitudes=batch.longitudes[lo:hi],
-            times=batch.times,
-            variables={name: values[lo:hi] for name, values in batch.variables.items()},
-            units=batch.units,
-        )
-        series = SeriesCache(block, timezone, days, starts)
+        block = _rows(batch, slice(lo, hi))
+        series = SeriesCache(block, timezone, days, spans)
         days = series.local_days
         truths = series.truths
         for slot in slots:
             if not slot.needed[lo:hi].any():
                 continue
             when = slot.level.when
-            window = _window(truths.get(when), truths.start(when), start, slot.level)
+            window = _window(truths, when, start, slot.level, hours)
             slot.fires[lo:hi] = window.fires
             slot.onset[lo:hi] = window.onset
             slot.until[lo:hi] = window.until
@@ -224,6 +249,27 @@ def _evaluate_points(
                     if slot.compared
                     else np.zeros((len(rows), 0))
                 )
+        series.clear()  # free the block's arrays now (the caches refer to each other)
+
+
+def _rows(batch: ForecastBatch, rows: slice) -> ForecastBatch:
+    """The batch restricted to a range of its points (views, no copies)."""
+    return ForecastBatch(
+        source=batch.source,
+        issued_at=batch.issued_at,
+        point_ids=batch.point_ids[rows],
+        latitudes=batch.latitudes[rows],
+        longitudes=batch.longitudes[rows],
+        times=batch.times,
+        variables={name: values[rows] for name, values in batch.variables.items()},
+        units=batch.units,
+    )
+
+
+def _window_span(start: int, level: RuleLevel, hours: int) -> tuple[int, int]:
+    """The hours a level's window covers: [start − since, start + within), or to the end."""
+    stop = hours if level.within_hours is None else start + level.within_hours
+    return start - level.since_hours, stop
 
 
 @dataclass(frozen=True)
@@ -236,20 +282,22 @@ class _Window:
     unknown: BoolArray
 
 
-def _window(truth: Truth, base: int, start: int, level: RuleLevel) -> _Window:
-    """Fire/onset/until/unknown per point for the level's window.
+def _window(
+    truths: TruthCache, when: Condition, start: int, level: RuleLevel, hours: int
+) -> _Window:
+    """Fire/onset/until/unknown per point for the level's window in a batch of `hours`.
 
     The window is [start − since, start + within) (to the end of the batch when
     `within` is None). With `for` N, an hour t of the window "holds" when the
     condition holds at the N hours t − N + 1 … t, all inside the window; the
     onset is the first hour of the first such stretch. The truth covers the
-    hours [base, end of batch); base is at or before the window's first hour
-    inside the batch. Onset and until are batch hours.
+    hours [base, end of batch), which hold the window's hours inside the batch.
+    Onset and until are batch hours.
     """
+    truth = truths.get(when)
+    base, top = truths.span(when)
     points = truth.true.shape[0]
-    hours = base + truth.true.shape[1]
-    first_hour = start - level.since_hours
-    stop = hours if level.within_hours is None else start + level.within_hours
+    first_hour, stop = _window_span(start, level, hours)
     lo, hi = max(first_hour, 0), min(stop, hours)
     # hours of the window outside the batch are missing data, not quiet hours
     outside = first_hour < 0 or stop > hours or lo >= hi
@@ -259,12 +307,14 @@ def _window(truth: Truth, base: int, start: int, level: RuleLevel) -> _Window:
     unknown = np.ones(points, dtype=np.bool_)
     span = level.for_hours
     if hi - lo >= span:
-        assert base <= lo, "the truth must cover the window"
+        assert base <= lo and top == hours, "the truth must cover the window and the runs"
         true = truth.true[:, lo - base : hi - base]
         known = truth.known[:, lo - base : hi - base]
         if span > 1:
             true, known = _sustained(true, known, span)
-        fired = true.any(axis=1)
+        # one pass finds both whether and where it first holds (argmax of all-false is 0)
+        firsts = true.argmax(axis=1)
+        fired = true[np.arange(points), firsts]
         fires[:] = fired
         if truth.complete:
             unknown[:] = outside
@@ -273,14 +323,36 @@ def _window(truth: Truth, base: int, start: int, level: RuleLevel) -> _Window:
         rows = np.flatnonzero(fired)
         if len(rows):
             # with `for`: the first hour of the first full stretch
-            first = true[rows].argmax(axis=1)
+            first = firsts[rows]
             onset[rows] = lo + first
             # the run may outlast the window (or the stretch): follow it to the end of the batch
-            end = lo + first + (span - 1)
-            rest = ~truth.true[rows, lo - base :]
-            rest &= np.arange(lo, hours)[None, :] > end[:, None]
-            until[rows] = np.where(rest.any(axis=1), lo + rest.argmax(axis=1), hours) - 1
+            end = lo + first + (span - 1) - base
+            until[rows] = base + _run_ends(truth.true, rows, end) - 1
     return _Window(fires, onset, until, unknown)
+
+
+def _run_ends(true: BoolArray, rows: IntArray, end: IntArray) -> IntArray:
+    """For each row, the first column after `end` at which `true` is false (its width if none).
+
+    Looks a few hours ahead first and further only for the runs still going:
+    most runs end soon, and only the firing rows are read.
+    """
+    width = true.shape[1]
+    found = np.full(len(rows), width, dtype=np.int64)
+    todo = np.arange(len(rows))
+    start = end + 1
+    step = 8
+    while len(todo):
+        columns = start[todo, None] + np.arange(step)[None, :]
+        inside = columns < width
+        broken = ~true[rows[todo, None], np.minimum(columns, width - 1)] & inside
+        stopped = broken.any(axis=1)
+        found[todo[stopped]] = columns[stopped, broken[stopped].argmax(axis=1)]
+        going = ~stopped & inside[:, -1]
+        todo = todo[going]
+        start[todo] += step
+        step *= 2
+    return found
 
 
 def _sustained(true: BoolArray, known: BoolArray, span: int) -> tuple[BoolArray, BoolArray]:
@@ -352,65 +424,75 @@ def _assessments(
     ruleset: RuleSet,
     slots: list[_Slot],
     table: _ZoneTable,
-    hours: list[datetime],
+    hours: ObjectArray,
 ) -> tuple[list[Assessment], IntArray]:
     """Assessments of one hazard and the zone index of each.
 
+    Built column by column (arrays of zone ids, times, evidence) and zipped into
+    tuples in C: a national evaluation makes hundreds of thousands of them.
     Evidence is gathered once per (slot, point): zones on one point share the
-    evidence mapping (treat it as read-only).
+    evidence mapping (read-only).
     """
     title = ruleset.hazard_name(hazard)
-    zone_ids = table.id_list
+    levels = np.array([None, *Level], dtype=object)
+    undecided = levels[np.where(verdict.unknown_level > verdict.level, verdict.unknown_level, 0)]
     out: list[Assessment] = []
-    append = out.append
-    levels = [None, *Level]
-    undecided_level = np.where(
-        verdict.unknown_level > verdict.level, verdict.unknown_level, 0
-    ).tolist()
 
     unknown_only = np.flatnonzero((verdict.level == 0) & (verdict.unknown_rule >= 0))
-    for z, rule_index in zip(
-        unknown_only.tolist(), verdict.unknown_rule[unknown_only].tolist(), strict=True
-    ):
-        rule_id = ruleset.rules[rule_index].id
-        above = levels[undecided_level[z]]
-        append(Assessment(rule_id, hazard, zone_ids[z], None, None, None, {}, title, above))
+    if len(unknown_only):
+        rule_ids = np.array([rule.id for rule in ruleset.rules], dtype=object)
+        out.extend(
+            map(
+                Assessment,
+                rule_ids[verdict.unknown_rule[unknown_only]].tolist(),
+                repeat(hazard),
+                table.ids[unknown_only].tolist(),
+                repeat(None),
+                repeat(None),
+                repeat(None),
+                repeat(NO_EVIDENCE),
+                repeat(title),
+                undecided[unknown_only].tolist(),
+            )
+        )
 
     firing = np.flatnonzero(verdict.level > 0)
     chosen = verdict.slot[firing]
     groups = [firing[chosen == index] for index in np.unique(chosen).tolist()]
     for group in groups:
         slot = slots[int(verdict.slot[group[0]])]
-        rule_id = slot.variant.rule.id
-        level = slot.level.level
         points = table.point_index[group]
         unique, inverse = np.unique(points, return_inverse=True)
-        names = [str(expr) for expr in slot.compared]
-        shared = [
-            {name: value for name, value in zip(names, row, strict=True) if value == value}
-            for row in np.round(slot.evidence_at(unique), 2).tolist()
-        ]
-        for z, onset, until, site in zip(
-            group.tolist(),
-            verdict.onset[group].tolist(),
-            verdict.until[group].tolist(),
-            inverse.ravel().tolist(),
-            strict=True,
-        ):
-            append(
-                Assessment(
-                    rule_id,
-                    hazard,
-                    zone_ids[z],
-                    level,
-                    hours[onset],
-                    hours[until],
-                    shared[site],
-                    title,
-                    levels[undecided_level[z]],
-                )
+        shared = _evidence([str(expr) for expr in slot.compared], slot.evidence_at(unique))
+        out.extend(
+            map(
+                Assessment,
+                repeat(slot.variant.rule.id),
+                repeat(hazard),
+                table.ids[group].tolist(),
+                repeat(slot.level.level),
+                hours[verdict.onset[group]].tolist(),
+                hours[verdict.until[group]].tolist(),
+                shared[inverse.ravel()].tolist(),
+                repeat(title),
+                undecided[group].tolist(),
             )
+        )
     return out, np.concatenate([unknown_only, *groups]).astype(np.int64)
+
+
+def _evidence(names: list[str], values: FloatArray) -> ObjectArray:
+    """One evidence mapping per row of values (rounded to 0.01; missing ones left out)."""
+    rounded = np.round(values, 2)
+    gaps = np.isnan(rounded).any(axis=1)
+    rows = rounded.tolist()
+    shared = np.empty(len(rows), dtype=object)
+    shared[:] = list(map(dict, map(zip, repeat(names), rows)))  # the common case, in C
+    for index in np.flatnonzero(gaps).tolist():
+        shared[index] = {
+            name: value for name, value in zip(names, rows[index], strict=True) if value == value
+        }
+    return shared
 
 
 def _sorted(
@@ -435,23 +517,27 @@ class _ZoneTable:
     """Zone attributes as arrays, so selectors are evaluated without loops over zones."""
 
     def __init__(self, zones: Sequence[ZoneSpec], point_ids: Sequence[str]) -> None:
+        self.count = len(zones)
+        ids, kinds, townships, risk, zone_points = (
+            [getattr(zone, name) for zone in zones]
+            for name in ("id", "kind", "township", "risk_level", "point_id")
+        )
+        self.id_list: list[str] = ids
+        self.ids = _objects(ids)
+        self.kinds = _objects(kinds)
+        self.townships = _objects(townships)
+        self.risk = _objects(risk)
+        self.latitudes = np.fromiter(map(attrgetter("latitude"), zones), np.float64, self.count)
+        self.longitudes = np.fromiter(map(attrgetter("longitude"), zones), np.float64, self.count)
+        # a zone whose point is not in the batch reads the extra "no data" row
         points = {point_id: index for index, point_id in enumerate(point_ids)}
         missing = len(point_ids)
-        # a zone whose point is not in the batch reads the extra "no data" row
         self.point_index = np.array(
-            [points.get(zone.point_id, missing) for zone in zones], dtype=np.int64
+            [points.get(point, missing) for point in zone_points], dtype=np.int64
         )
-        self.id_list = [zone.id for zone in zones]
-        self.ids = np.array(self.id_list, dtype=object)
-        self.kinds = np.array([zone.kind for zone in zones], dtype=object)
-        self.townships = np.array([zone.township for zone in zones], dtype=object)
-        self.risk = np.array([zone.risk_level for zone in zones], dtype=object)
-        self.latitudes = np.array([zone.latitude for zone in zones], dtype=np.float64)
-        self.longitudes = np.array([zone.longitude for zone in zones], dtype=np.float64)
-        pairs = [(index, tag) for index, zone in enumerate(zones) for tag in zone.tags]
-        self.tag_zone = np.array([index for index, _ in pairs], dtype=np.int64)
-        self.tag_name = np.array([tag for _, tag in pairs], dtype=object)
-        self.count = len(zones)
+        tag_counts = np.fromiter(map(len, map(attrgetter("tags"), zones)), np.int64, self.count)
+        self.tag_zone = np.repeat(np.arange(self.count, dtype=np.int64), tag_counts)
+        self.tag_name = _objects([tag for zone in zones for tag in zone.tags])
         self._selections: dict[ZoneSelector, BoolArray] = {}
         self._rank: IntArray | None = None
 
@@ -459,8 +545,12 @@ class _ZoneTable:
     def id_rank(self) -> IntArray:
         """Rank of each zone's id in sorted order (equal ids, equal ranks)."""
         if self._rank is None:
-            _, self._rank = np.unique(self.ids, return_inverse=True)
-            self._rank = self._rank.ravel().astype(np.int64)
+            ids = self.id_list
+            if all(a < b for a, b in pairwise(ids)):
+                self._rank = np.arange(len(ids), dtype=np.int64)  # already in order
+            else:
+                _, inverse = np.unique(self.ids, return_inverse=True)
+                self._rank = inverse.ravel().astype(np.int64)
         return self._rank
 
     def select(self, selector: ZoneSelector) -> BoolArray:
@@ -487,6 +577,13 @@ class _ZoneTable:
             mask &= ~self.select(selector.exclude)
         self._selections[selector] = mask
         return mask
+
+
+def _objects(values: Sequence[object]) -> ObjectArray:
+    """A 1-D object array of the values (strings stay Python strings)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 def _hour_index(batch: ForecastBatch, now: datetime) -> int:

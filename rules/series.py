@@ -69,13 +69,17 @@ class LocalDay:
 Node = Series | Condition
 
 
+Span = tuple[int, int]
+"""Hours [start, stop) of the batch (array columns) an expression is computed over."""
+
+
 class SeriesCache:
     """Arrays of series expressions for one batch, each computed at most once.
 
-    `starts` (see `column_starts`) may say from which hour on each expression
-    is needed: its array then covers the hours [start, end of batch) only, and
-    the expressions it reads are computed from as far back as that needs. An
-    expression without a start covers the whole batch.
+    `spans` (see `column_spans`) may say over which hours each expression (and
+    condition) is needed: its array then covers those hours only, and what it
+    reads is computed over as much more as that needs. An expression without a
+    span covers the whole batch.
     """
 
     def __init__(
@@ -83,7 +87,7 @@ class SeriesCache:
         batch: ForecastBatch,
         timezone: str = "Asia/Shanghai",
         days: tuple[LocalDay, ...] | None = None,
-        starts: Mapping[Node, int] | None = None,
+        spans: Mapping[Node, Span] | None = None,
     ) -> None:
         """`days` may pass the local days of another batch with the same times."""
         self.batch = batch
@@ -92,12 +96,13 @@ class SeriesCache:
         if len(self.times) > 1 and np.any(np.diff(self.times) != _HOUR):
             # windows are counted in array steps, which is only right on an hourly grid
             raise ValueError("forecast times must be consecutive hours")
-        self.starts: Mapping[Node, int] = starts or {}
+        self.spans: Mapping[Node, Span] = spans or {}
+        self._whole = (0, batch.shape[1])
         self._arrays: dict[Series, FloatArray] = {}
         self._known: dict[Series, BoolArray | None] = {}
-        self._everywhere: dict[int, BoolArray] = {}
+        self._everywhere: dict[Span, BoolArray] = {}
         self._days = days
-        self._days_from: dict[int, tuple[LocalDay, ...]] = {}
+        self._days_in: dict[Span, tuple[LocalDay, ...]] = {}
         self._truths: TruthCache | None = None
 
     @property
@@ -114,35 +119,49 @@ class SeriesCache:
         if self._truths is None:
             self._truths = truths
 
+    def clear(self) -> None:
+        """Drop every array (and the truth cache, which refers back to this one)."""
+        self._arrays.clear()
+        self._known.clear()
+        self._everywhere.clear()
+        self._truths = None
+
+    def span(self, node: Node) -> Span:
+        """The hours (batch columns) the array of an expression or condition covers."""
+        return self.spans.get(node, self._whole)
+
     def start(self, node: Node) -> int:
         """The first hour (batch column) the array of an expression or condition covers."""
-        return self.starts.get(node, 0)
+        return self.span(node)[0]
 
     def get(self, series: Series) -> FloatArray:
-        """The (points × hours) array of a series, over the hours [start(series), end)."""
+        """The (points × hours) array of a series over its span."""
         cached = self._arrays.get(series)
         if cached is None:
             cached = self._compute(series)
             self._arrays[series] = cached
         return cached
 
-    def at(self, series: Series, start: int) -> FloatArray:
-        """The array of a series over the hours [start, end); start ≥ start(series)."""
-        return self.get(series)[:, start - self.start(series) :]
+    def at(self, series: Series, span: Span) -> FloatArray:
+        """The array of a series over `span`, which lies inside the series' own span."""
+        first = self.start(series)
+        return self.get(series)[:, span[0] - first : span[1] - first]
 
     def known(self, series: Series) -> BoolArray | None:
         """Where the series has a value (not missing); None when it has one everywhere."""
         if series not in self._known:
-            missing = np.isnan(self.get(series))
-            self._known[series] = ~missing if missing.any() else None
+            values = self.get(series)
+            # min propagates NaN: one pass without a temporary when nothing is missing
+            gaps = values.size > 0 and bool(np.isnan(values.min()))
+            self._known[series] = ~np.isnan(values) if gaps else None
         return self._known[series]
 
-    def everywhere(self, start: int = 0) -> BoolArray:
-        """The all-true mask over the hours [start, end), one shared object per start."""
-        mask = self._everywhere.get(start)
+    def everywhere(self, span: Span) -> BoolArray:
+        """The all-true mask over `span`, one shared (read-only) object per span."""
+        mask = self._everywhere.get(span)
         if mask is None:
-            mask = np.ones((self.batch.shape[0], self.batch.shape[1] - start), dtype=np.bool_)
-            self._everywhere[start] = mask
+            mask = np.ones((self.batch.shape[0], span[1] - span[0]), dtype=np.bool_)
+            self._everywhere[span] = mask
         return mask
 
     @property
@@ -152,28 +171,30 @@ class SeriesCache:
             self._days = local_days(self.times, self.timezone)
         return self._days
 
-    def _local_days_from(self, start: int) -> tuple[LocalDay, ...]:
-        if start == 0:
+    def _local_days_in(self, span: Span) -> tuple[LocalDay, ...]:
+        """The local days as columns of an array over `span` (cut days are incomplete)."""
+        if span == self._whole:
             return self.local_days
-        days = self._days_from.get(start)
+        days = self._days_in.get(span)
         if days is None:
+            start, stop = span
             days = tuple(
-                LocalDay(max(day.start, start) - start, day.stop - start, day.length)
+                LocalDay(max(day.start, start) - start, min(day.stop, stop) - start, day.length)
                 for day in self.local_days
-                if day.stop > start
+                if day.stop > start and day.start < stop
             )
-            self._days_from[start] = days
+            self._days_in[span] = days
         return days
 
     def _compute(self, series: Series) -> FloatArray:
-        first = self.start(series)
+        start, stop = self.span(series)
         if isinstance(series, Var):
             values = self.batch.variables.get(series.name)
             if values is None:  # the feed did not deliver it: missing, not zero
-                return np.full((self.batch.shape[0], self.batch.shape[1] - first), np.nan)
-            return np.asarray(values, dtype=np.float64)[:, first:]
+                return np.full((self.batch.shape[0], stop - start), np.nan)
+            return np.asarray(values, dtype=np.float64)[:, start:stop]
         if isinstance(series, CondCall):
-            base = self.truths.start(series.condition)
+            base = self.truths.span(series.condition)[0]
             truth = self.truths.get(series.condition)
             if series.function == "count":
                 result = count(truth.true, truth.known, series.hours)
@@ -181,19 +202,19 @@ class SeriesCache:
                 result = run(truth.true, truth.known, series.hours)
             else:
                 raise ValueError(f"unknown function {series.function!r}")
-            return result[:, first - base :]
-        base = self.start(series.arg)
-        # the argument covers [base, end): the function sees a batch that begins there,
-        # and the hours it would call "before the batch" are cut off below
+            return result[:, start - base : stop - base]
+        # the argument covers its own span: the function sees a batch that begins
+        # there, and the hours it would call "before the batch" are cut off below
+        span = self.span(series.arg)
         arg = self.get(series.arg)
-        return self._apply(series, arg, base)[:, first - base :]
+        return self._apply(series, arg, span)[:, start - span[0] : stop - span[0]]
 
-    def _apply(self, series: Call, arg: FloatArray, base: int) -> FloatArray:
+    def _apply(self, series: Call, arg: FloatArray, span: Span) -> FloatArray:
         match series.function:
             case "daily_min":
-                return daily(arg, self._local_days_from(base), np.min)
+                return daily(arg, self._local_days_in(span), np.min)
             case "daily_max":
-                return daily(arg, self._local_days_from(base), np.max)
+                return daily(arg, self._local_days_in(span), np.max)
             case "beaufort":
                 return beaufort(arg)
         hours = series.hours
@@ -215,45 +236,50 @@ class SeriesCache:
         raise ValueError(f"unknown function {series.function!r}")
 
 
-def column_starts(needs: Iterable[tuple[Condition, int]]) -> dict[Node, int]:
-    """From which hour on each expression must be computed.
+def column_spans(needs: Iterable[tuple[Condition, Span]], hours: int) -> dict[Node, Span]:
+    """Over which hours each expression must be computed.
 
-    `needs` are the conditions the evaluator reads and the first hour it reads
-    each from. A condition's series are needed from the same hour; a function's
+    `needs` are the conditions the evaluator reads and the hours it reads each
+    over. A condition's series are needed over the same hours; a function's
     argument from as far back as the function looks (a trailing window of N
-    hours: N − 1 hours more; drop: N; a local day: up to 24). Hours before the
-    batch are clamped to 0.
+    hours: N − 1 hours more; drop: N; a local day: up to 24) and, for the daily
+    functions, up to the end of the last local day (up to 24 hours on). Spans
+    are clamped to the batch's `hours`.
     """
-    starts: dict[Node, int] = {}
+    spans: dict[Node, Span] = {}
 
-    def need(node: Node, hour: int) -> None:
-        hour = max(hour, 0)
-        if starts.get(node, hour + 1) <= hour:
-            return  # already needed from as early
-        starts[node] = hour
+    def need(node: Node, start: int, stop: int) -> None:
+        start, stop = max(min(start, hours), 0), max(min(stop, hours), 0)
+        stop = max(stop, start)
+        old = spans.get(node)
+        if old is not None:
+            if old[0] <= start and old[1] >= stop:
+                return  # already needed over as much
+            start, stop = min(start, old[0]), max(stop, old[1])
+        spans[node] = (start, stop)
         match node:
             case Compare(series=series) | InSet(series=series):
-                need(series, hour)
+                need(series, start, stop)
             case And(items=items) | Or(items=items):
                 for item in items:
-                    need(item, hour)
+                    need(item, start, stop)
             case Not(item=item):
-                need(item, hour)
+                need(item, start, stop)
             case CondCall(condition=condition, hours=window):
-                need(condition, hour - window + 1)
+                need(condition, start - window + 1, stop)
             case Call(function=function, arg=arg, hours=window):
                 if function in DAILY_FUNCTIONS:
-                    need(arg, hour - 24)  # the local day may have begun (up to 25 h days) earlier
+                    need(arg, start - 24, stop + 24)  # whole local days (up to 25 h)
                 elif function == "drop":
-                    need(arg, hour - (window or 0))
+                    need(arg, start - (window or 0), stop)
                 elif window is not None:
-                    need(arg, hour - window + 1)
+                    need(arg, start - window + 1, stop)
                 else:
-                    need(arg, hour)
+                    need(arg, start, stop)
 
-    for condition, hour in needs:
-        need(condition, hour)
-    return starts
+    for condition, (start, stop) in needs:
+        need(condition, start, stop)
+    return spans
 
 
 def local_days(times: npt.NDArray[np.datetime64], timezone: ZoneInfo) -> tuple[LocalDay, ...]:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rules.expr import And, Compare, Condition, InSet, Not, Operator, Or, Param, Series
-from rules.series import SeriesCache
+from rules.series import SeriesCache, Span
 from rules.types import FloatArray
 
 BoolArray = npt.NDArray[np.bool_]
@@ -67,18 +67,18 @@ class Truth:
     def __invert__(self) -> Truth:
         return Truth(self.known & ~self.true, self.known, self.complete)
 
-    def since(self, columns: int) -> Truth:
-        """The same truth without its first `columns` hours."""
-        if columns == 0:
+    def part(self, start: int, stop: int) -> Truth:
+        """The same truth over its columns [start, stop)."""
+        if start == 0 and stop == self.true.shape[1]:
             return self
-        return Truth(self.true[:, columns:], self.known[:, columns:], self.complete)
+        return Truth(self.true[:, start:stop], self.known[:, start:stop], self.complete)
 
 
 class TruthCache:
     """Truth arrays of conditions for one batch; equal conditions are computed once.
 
-    A condition's arrays cover the hours [start, end of batch), where `start`
-    comes from the series cache's `starts` (0 when not given).
+    A condition's arrays cover the hours of its span, from the series cache's
+    `spans` (the whole batch when not given).
     """
 
     def __init__(self, series: SeriesCache) -> None:
@@ -86,55 +86,61 @@ class TruthCache:
         self._truths: dict[Condition, Truth] = {}
         series.attach(self)  # count()/run() inside series share these truths
 
+    def span(self, condition: Condition) -> Span:
+        """The hours (batch columns) the truth of a condition covers."""
+        return self.series.span(condition)
+
     def start(self, condition: Condition) -> int:
         """The first hour (batch column) the truth of a condition covers."""
-        return self.series.start(condition)
+        return self.series.span(condition)[0]
 
     def get(self, condition: Condition) -> Truth:
-        """The truth of a condition at every point and hour from its start."""
+        """The truth of a condition at every point and hour of its span."""
         cached = self._truths.get(condition)
         if cached is None:
             cached = self._compute(condition)
             self._truths[condition] = cached
         return cached
 
-    def _item(self, item: Condition, start: int) -> Truth:
-        return self.get(item).since(start - self.start(item))
+    def _item(self, item: Condition, span: Span) -> Truth:
+        first = self.start(item)
+        return self.get(item).part(span[0] - first, span[1] - first)
 
     def _compute(self, condition: Condition) -> Truth:
-        first = self.start(condition)
+        span = self.span(condition)
         match condition:
             case Compare(series=series, op=op, value=value):
                 if isinstance(value, Param):
                     raise ValueError(f"parameter {value} is not bound; evaluate bind(condition)")
-                return self._compared(series, first, lambda x: _compare(x, op, value))
+                return self._compared(series, span, lambda x: _compare(x, op, value))
             case InSet(series=series, values=values):
                 numbers = [value for value in values if not isinstance(value, Param)]
                 if len(numbers) != len(values):
                     raise ValueError(f"{condition}: parameters are not bound")
-                return self._compared(series, first, lambda x: np.isin(x, numbers))
+                return self._compared(series, span, lambda x: np.isin(x, numbers))
             case And(items=items):
-                result = self._item(items[0], first)
+                result = self._item(items[0], span)
                 for item in items[1:]:
-                    result = result & self._item(item, first)
+                    result = result & self._item(item, span)
                 return result
             case Or(items=items):
-                result = self._item(items[0], first)
+                result = self._item(items[0], span)
                 for item in items[1:]:
-                    result = result | self._item(item, first)
+                    result = result | self._item(item, span)
                 return result
             case Not(item=item):
-                return ~self._item(item, first)
+                return ~self._item(item, span)
         raise TypeError(f"not a condition: {condition!r}")
 
     def _compared(
-        self, series: Series, first: int, test: Callable[[FloatArray], BoolArray]
+        self, series: Series, span: Span, test: Callable[[FloatArray], BoolArray]
     ) -> Truth:
-        x = self.series.at(series, first)
+        x = self.series.at(series, span)
         known = self.series.known(series)
         true = test(x)
         if known is None:
-            return Truth(true, self.series.everywhere(first), True)
-        known = known[:, first - self.series.start(series) :]
+            return Truth(true, self.series.everywhere(span), True)
+        offset = self.series.start(series)
+        known = known[:, span[0] - offset : span[1] - offset]
         true &= known  # NaN != v is True in numpy: mask with known
         return Truth(true, known)

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +94,10 @@ class ZoneSpec:
     village: str = ""
 
 
+NO_EVIDENCE: Mapping[str, float] = MappingProxyType({})
+"""The (read-only, shared) evidence of an assessment without numbers."""
+
+
 @dataclass(frozen=True)
 class Assessment:
     """The verdict of the rules on one hazard at one zone at evaluation time.
@@ -101,7 +106,8 @@ class Assessment:
     missing (masked). `undecided_above` is the highest level that could not be
     decided for missing data, when it is above `level`: the lifecycle must not
     step a warning down (or clear it) on such a verdict. `evidence` holds the
-    numbers that decided it, keyed by the expression text.
+    numbers that decided it, keyed by the expression text (read-only: zones on
+    one forecast point may share one mapping).
     """
 
     rule_id: str

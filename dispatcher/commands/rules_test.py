@@ -12,7 +12,9 @@ import typer
 def rules_test(
     files: Annotated[
         list[Path],
-        typer.Argument(help="Test files (YAML), or directories of them", show_default=False),
+        typer.Argument(
+            metavar="FILE", help="Test files (YAML), or directories of them", show_default=False
+        ),
     ],
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="List passing tests too")

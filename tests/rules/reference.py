@@ -1,10 +1,13 @@
 """A deliberately simple reference evaluator: plain Python loops, one point, hour by hour.
 
-It implements docs/rules.md directly from the text, without numpy and without
-sharing code with `rules.series`, `rules.truth` or `rules.evaluate`, so that the
-differential test (test_differential.py) can hold the vectorised engine to it.
-Clarity over speed: every value is recomputed from its definition, with a memo
-per point only so the test finishes.
+It implements docs/rules.md directly from the text — no array arithmetic (numpy
+only reads the batch's values), no code shared with `rules.series`,
+`rules.truth` or `rules.evaluate` — so that the differential test
+(test_differential.py) can hold the vectorised engine to it, and the benchmark
+can say how much faster the engine is. Clarity over speed: every value is
+computed from its definition, with a memo per point only so the test finishes.
+Which rule an indeterminate assessment names is not documented; like the engine,
+it is the first rule (in load order) with an undecided window.
 
 Truth values are three-valued: True, False, or None (unknown, from missing data).
 """

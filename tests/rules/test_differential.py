@@ -90,7 +90,7 @@ def series_values(draw: st.DrawFn, name: str, hours: int) -> list[float]:
     while len(units) < hours:
         units.extend(units)
     values = [min(max(u, low), high) / grid for u in units[:hours]]
-    if draw(st.integers(0, 2)) == 0:
+    if hours and draw(st.integers(0, 2)) == 0:
         for hour in draw(st.sets(st.integers(0, hours - 1), max_size=max(hours // 8, 1))):
             values[hour] = float("nan")
     return values
@@ -216,7 +216,7 @@ def cases(draw: st.DrawFn) -> tuple[RuleSet, ForecastBatch, list[ZoneSpec], date
         variables=frozenset(VARIABLES),
         content_hash="",
     )
-    hours = draw(st.integers(1, 110))
+    hours = draw(st.integers(0, 110))  # 0: a feed that delivered nothing
     points = [f"p{k}" for k in range(draw(st.integers(1, 3)))]
     present = draw(
         st.one_of(

@@ -17,8 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dispatcher.cli import app
-from rules.loader import LIBRARY, library_names
+from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.testing import NotationError, parse_values
+from rules.yamlsource import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY_TESTS = LIBRARY / "tests"
@@ -74,9 +75,6 @@ def test_every_library_file_has_tests(name: str) -> None:
 
 def test_every_library_rule_is_tested_at_every_level() -> None:
     """Each level of each library rule is the expected level of at least one test."""
-    from rules.loader import load_ruleset
-    from rules.yamlsource import load_yaml
-
     missing = []
     for name in library_names():
         ruleset = load_ruleset(LIBRARY / f"{name}.yaml")
@@ -87,6 +85,20 @@ def test_every_library_rule_is_tested_at_every_level() -> None:
                 if (rule.hazard, level.level.key) not in expected:
                     missing.append(f"{name}: {rule.id} {level.level.key}")
     assert missing == []
+
+
+@pytest.mark.parametrize("name", library_names())
+def test_every_library_suite_tests_missing_data(name: str) -> None:
+    """A gap must leave a verdict open, never quiet: each suite shows that for its rule."""
+    tests = load_yaml(LIBRARY_TESTS / f"{name}.yaml").data["tests"]
+    open_verdicts = [
+        item
+        for test in tests
+        for item in test["expect"]
+        if item["level"] == "indeterminate" or "undecided_above" in item
+    ]
+
+    assert open_verdicts, f"rules/library/tests/{name}.yaml has no test of missing data"
 
 
 # --- the documented example ------------------------------------------------------------
