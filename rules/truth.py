@@ -21,21 +21,28 @@ from rules.types import FloatArray
 BoolArray = npt.NDArray[np.bool_]
 
 
+# Forecast values are decimals (0.1 mm, 0.1 ℃) and so are thresholds, but sums
+# and differences are computed in binary: 0.6 × 7 = 4.199999999999999 and
+# −4.7 − (−12.7) = 7.999999999999999. A value this close to a threshold *is*
+# the threshold, so "≥ 4.2" holds and "> 8" does not.
+TOLERANCE = 1e-9
+
+
 def _compare(x: FloatArray, op: Operator, value: float) -> BoolArray:
     with np.errstate(invalid="ignore"):
         match op:
             case "<":
-                return np.less(x, value)
+                return np.less(x, value - TOLERANCE)
             case "<=":
-                return np.less_equal(x, value)
+                return np.less_equal(x, value + TOLERANCE)
             case ">":
-                return np.greater(x, value)
+                return np.greater(x, value + TOLERANCE)
             case ">=":
-                return np.greater_equal(x, value)
+                return np.greater_equal(x, value - TOLERANCE)
             case "==":
-                return np.equal(x, value)
+                return np.less_equal(np.abs(x - value), TOLERANCE)
             case "!=":
-                return np.not_equal(x, value)
+                return np.greater(np.abs(x - value), TOLERANCE)
     raise ValueError(f"unknown operator {op!r}")
 
 

@@ -293,13 +293,15 @@ class PointSeries:
                 x = self.value(series, hour)
                 if math.isnan(x):
                     return None
+                # decimal data in binary floats: within 1e-9 is at the threshold
+                tol = 1e-9
                 return {
-                    "<": x < threshold,
-                    "<=": x <= threshold,
-                    ">": x > threshold,
-                    ">=": x >= threshold,
-                    "==": x == threshold,
-                    "!=": x != threshold,
+                    "<": x < threshold - tol,
+                    "<=": x <= threshold + tol,
+                    ">": x > threshold + tol,
+                    ">=": x >= threshold - tol,
+                    "==": abs(x - threshold) <= tol,
+                    "!=": abs(x - threshold) > tol,
                 }[op]
             case InSet(series=series, values=values):
                 assert not any(isinstance(v, Param) for v in values)

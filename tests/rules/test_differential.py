@@ -310,14 +310,10 @@ def _close(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
 # --- decimal data exactly at a threshold ------------------------------------------------
 # The feed's values are decimals (0.1 mm, 0.1 ℃), thresholds too; binary floating
 # point makes 0.6 × 7 = 4.199999999999999 and −4.7 − (−12.7) = 7.999999999999999,
-# so a sum or a drop exactly at a threshold does not fire, while its evidence
-# (rounded to 0.01) shows the threshold. Reported to the lead; strict xfail so
-# the fix turns these into failures to be unmarked.
-
-DECIMAL_BUG = "engine compares binary sums/differences of decimal data (reported, issue 3)"
+# so a sum or a drop exactly at a threshold must still count as at the threshold
+# (comparisons allow 1e-9, see rules/truth.py).
 
 
-@pytest.mark.xfail(strict=True, reason=DECIMAL_BUG)
 def test_a_sum_of_decimal_values_equal_to_the_threshold_fires() -> None:
     rules = ruleset(rule("snow", "blizzard", {"yellow": "sum(snowfall, 12h) >= 4.2"}))
     forecast = batch(snowfall=[0.0] * 5 + [0.6] * 7)
@@ -327,7 +323,6 @@ def test_a_sum_of_decimal_values_equal_to_the_threshold_fires() -> None:
     assert [a.level for a in result] == [Level.YELLOW]
 
 
-@pytest.mark.xfail(strict=True, reason=DECIMAL_BUG)
 def test_a_drop_of_decimal_values_equal_to_the_threshold_fires() -> None:
     rules = ruleset(rule("cw", "cold_wave", {"blue": "drop(temperature_2m, 24h) >= 8"}))
     forecast = batch(temperature_2m=[-4.7] * 24 + [-12.7])
