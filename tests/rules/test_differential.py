@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
