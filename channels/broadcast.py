@@ -89,12 +89,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from channels.base import ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
     classify_status,
+    guarded_send,
     json_body,
-    log_result,
     refuse_if_too_long,
     send_request,
     short_text,
-    unexpected_error,
 )
 from channels.redaction import Redactor, protect_in_http_logs
 
@@ -503,12 +502,7 @@ class BroadcastChannel:
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Ask the gateway to play one warning in one village. Never raises."""
-        try:
-            result = await self._send(message)
-        except Exception as exc:
-            result = unexpected_error(_logger, self.name, message, exc, self._redact)
-        log_result(_logger, self.name, message, result)
-        return result
+        return await guarded_send(_logger, self.name, message, self._redact, self._send)
 
     async def _send(self, message: OutgoingMessage) -> SendResult:
         village = self._directory.village(message.address)

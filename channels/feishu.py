@@ -45,12 +45,11 @@ from pydantic import SecretStr
 from channels.base import TOO_LONG, ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
     classify_status,
+    guarded_send,
     json_body,
-    log_result,
     refuse_if_too_long,
     send_request,
     short_text,
-    unexpected_error,
 )
 from channels.redaction import Redactor, protect_in_http_logs
 
@@ -121,12 +120,7 @@ class FeishuChannel:
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Post one bot message; classify Feishu's answer. Never raises."""
-        try:
-            result = await self._send(message)
-        except Exception as exc:
-            result = unexpected_error(_logger, self.name, message, exc, self._redact)
-        log_result(_logger, self.name, message, result)
-        return result
+        return await guarded_send(_logger, self.name, message, self._redact, self._send)
 
     async def _send(self, message: OutgoingMessage) -> SendResult:
         bot = self._bots.get(message.address)

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,3 +171,19 @@ def log_result(
             result.error_code,
             result.reason,
         )
+
+
+async def guarded_send(
+    logger: logging.Logger,
+    channel: str,
+    message: OutgoingMessage,
+    redact: Redactor,
+    send: Callable[[OutgoingMessage], Awaitable[SendResult]],
+) -> SendResult:
+    """Run one channel's `send`: classify any unexpected error, log one line, never raise."""
+    try:
+        result = await send(message)
+    except Exception as exc:
+        result = unexpected_error(logger, channel, message, exc, redact)
+    log_result(logger, channel, message, result)
+    return result

@@ -43,12 +43,11 @@ from pydantic import SecretStr
 from channels.base import ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
     classify_status,
+    guarded_send,
     json_body,
-    log_result,
     refuse_if_too_long,
     retry_after_seconds,
     send_request,
-    unexpected_error,
 )
 from channels.redaction import Redactor
 
@@ -117,12 +116,7 @@ class WebhookChannel:
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Post one signed message; classify the receiver's answer. Never raises."""
-        try:
-            result = await self._send(message)
-        except Exception as exc:
-            result = unexpected_error(_logger, self.name, message, exc, self._redact)
-        log_result(_logger, self.name, message, result)
-        return result
+        return await guarded_send(_logger, self.name, message, self._redact, self._send)
 
     async def _send(self, message: OutgoingMessage) -> SendResult:
         target = self._targets.get(message.address)
