@@ -25,12 +25,10 @@ import json
 import logging
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +40,7 @@ from sqlalchemy import func, insert, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fake_twilio import running  # noqa: E402
 from channels.twilio_sms import TwilioSmsChannel  # noqa: E402
 from dispatcher.outbox import DeliveryWorker  # noqa: E402
 from dispatcher.ratelimit import Rate  # noqa: E402
@@ -80,18 +79,9 @@ class Figures:
         )
 
 
-@contextmanager
-def fake_twilio(record: Path, delay: float, rate: float | None) -> Iterator[str]:
-    args = [sys.executable, "-m", "bench.fake_twilio", "--record", str(record)]
-    args += ["--delay", str(delay)] + (["--rate", str(rate)] if rate else [])
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().split()[-1])
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait()
+def fake_twilio(record: Path, delay: float, rate: float | None) -> AbstractContextManager[str]:
+    flags = ["--delay", str(delay)] + (["--rate", str(rate)] if rate else [])
+    return running(record, *flags)
 
 
 def received_at(record: Path) -> dict[int, float]:

@@ -23,8 +23,12 @@ import asyncio
 import contextlib
 import json
 import random
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -141,6 +145,24 @@ async def serve(fake: FakeTwilio, port: int) -> None:
     print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
+
+
+@contextmanager
+def running(record: Path, *flags: str) -> Iterator[str]:
+    """Run the fake in its own process (flags as on the command line); yield its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_twilio", "--record", str(record), *flags],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[-1])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from bench.fake_twilio import running
+
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY = ROOT / "examples" / "liulin"
 COLDWAVE = COUNTY / "scenarios" / "coldwave-2026-01.json"
@@ -39,17 +41,8 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 def fake_twilio(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """A fake Twilio Messages API in its own process: (port, file of received messages)."""
     record = tmp_path / "received.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_twilio", "--record", str(record), "--delay", "0.2"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().split()[-1])
-    yield port, record
-    proc.kill()
-    proc.wait()
+    with running(record, "--delay", "0.2") as base:
+        yield int(base.rsplit(":", 1)[1]), record
 
 
 def daemon_env(tmp_path: Path, **extra: str) -> dict[str, str]:

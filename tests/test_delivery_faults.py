@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,10 +21,11 @@ from pydantic import SecretStr
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.fake_twilio import running
 from channels.twilio_sms import TwilioSmsChannel
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.storage.models import AuditEvent, Notification
-from tests.processes import ACCOUNT, ROOT
+from tests.processes import ACCOUNT
 
 pytestmark = pytest.mark.slow
 MESSAGES = 2000
@@ -35,16 +34,8 @@ MESSAGES = 2000
 @pytest.fixture
 def faulty_twilio(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     record = tmp_path / "requests.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_twilio", "--record", str(record),
-         "--fail-rate", "0.3", "--seed", "7", "--hang", "1"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().split()[-1])
-    yield f"http://127.0.0.1:{port}", record
-    proc.kill()
-    proc.wait()
+    with running(record, "--fail-rate", "0.3", "--seed", "7", "--hang", "1") as base:
+        yield base, record
 
 
 async def deliver_all(sessions: sessionmaker[Session], base: str) -> None:
