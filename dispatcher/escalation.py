@@ -763,14 +763,15 @@ class Escalation:
             if used not in {c for _, c, _ in channels}:
                 channels.append((name, used, fell_back))
         # two steps firing together may name one person: one message each way
-        already = set(
-            session.execute(
+        already = {
+            (person, channel)
+            for person, channel in session.execute(
                 select(Notification.person_id, Notification.channel).where(
                     Notification.alert_id == alert.id,
                     Notification.transition == plan["transition"],
                 )
-            ).tuples()
-        )
+            )
+        }
         notes: list[Notification] = []
         told: list[dict[str, Any]] = []
         for person in people:

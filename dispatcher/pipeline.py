@@ -31,6 +31,7 @@ from dispatcher.storage.models import ForecastRun
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
 from rules.types import ZoneSpec
+from rules.zonetable import ZoneTable
 
 log = logging.getLogger("yujing.pipeline")
 
@@ -67,6 +68,11 @@ class Pipeline:
         holds = {h: v for h in hazards if (v := ruleset.hold(h)) is not None}
         cooldowns = {h: v for h in hazards if (v := ruleset.cooldown(h)) is not None}
         return Timing(self.hold, self.cooldown, holds, cooldowns)
+
+    @functools.cached_property
+    def zone_table(self) -> ZoneTable:
+        """The zones as arrays, built once: every poll evaluates the same zones."""
+        return ZoneTable(self.zones)
 
     def wording(self, ruleset: RuleSet) -> Wording:
         return Wording(
@@ -109,7 +115,7 @@ class Pipeline:
             return PollResult(False, run_id, error=exc.reason)
 
         now = self.clock()
-        assessments = evaluate(ruleset, batch, self.zones, now, self.county.timezone)
+        assessments = evaluate(ruleset, batch, self.zone_table, now, self.county.timezone)
         with self.sessions.begin() as session:
             run = ForecastRun(
                 source=self.feed.source,

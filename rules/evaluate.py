@@ -14,21 +14,22 @@ shared by every rule (`SeriesCache`).
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import pairwise, repeat
-from operator import attrgetter
+from itertools import repeat
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
 from rules.expr import Condition, Series, bind, condition_series
-from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector, in_polygon
+from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.series import LocalDay, SeriesCache, column_spans
 from rules.truth import BoolArray, TruthCache
 from rules.types import NO_EVIDENCE, Assessment, FloatArray, ForecastBatch, Level, ZoneSpec
+from rules.zonetable import ZoneTable
 
 IntArray = npt.NDArray[np.int64]
 ObjectArray = npt.NDArray[np.object_]
@@ -39,7 +40,7 @@ BLOCK_POINTS = 2048
 def evaluate(
     ruleset: RuleSet,
     batch: ForecastBatch,
-    zones: Sequence[ZoneSpec],
+    zones: Sequence[ZoneSpec] | ZoneTable,
     now: datetime,
     timezone: str = "Asia/Shanghai",
 ) -> list[Assessment]:
@@ -51,6 +52,9 @@ def evaluate(
     when some level fires, with `level=None` when none fires but some window
     held unknown (missing) hours, and none at all when every window is known and
     quiet. Sorted by (zone_id, hazard).
+
+    `zones` may be a `ZoneTable` built once for many evaluations (the daemon's
+    way: it saves turning every zone into arrays again each poll).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -63,11 +67,12 @@ def evaluate(
 def _evaluate(
     ruleset: RuleSet,
     batch: ForecastBatch,
-    zones: Sequence[ZoneSpec],
+    zones: Sequence[ZoneSpec] | ZoneTable,
     now: datetime,
     timezone: str,
 ) -> list[Assessment]:
-    table = _ZoneTable(zones, batch.point_ids)
+    zone_table = zones if isinstance(zones, ZoneTable) else ZoneTable(zones)
+    table = _Zones(zone_table, zone_table.point_index(batch.point_ids))
     start = _hour_index(batch, now)
     slots = _slots(ruleset, table, len(batch.point_ids))
     _evaluate_points(batch, timezone, start, slots, table)
@@ -158,7 +163,7 @@ class _Slot:
         return values[np.searchsorted(rows, points)]
 
 
-def _slots(ruleset: RuleSet, table: _ZoneTable, points: int) -> list[_Slot]:
+def _slots(ruleset: RuleSet, table: _Zones, points: int) -> list[_Slot]:
     slots = []
     for rule_index, rule in enumerate(ruleset.rules):
         for params, selected in _parameter_sets(rule, table):
@@ -179,7 +184,7 @@ def _bound_levels(rule: Rule, params: Mapping[str, float]) -> tuple[RuleLevel, .
     )
 
 
-def _parameter_sets(rule: Rule, table: _ZoneTable) -> list[tuple[Mapping[str, float], BoolArray]]:
+def _parameter_sets(rule: Rule, table: _Zones) -> list[tuple[Mapping[str, float], BoolArray]]:
     """The distinct parameter values of a rule and the zones that get each."""
     selected = table.select(rule.zones)
     if not rule.overrides:
@@ -204,7 +209,7 @@ def _parameter_sets(rule: Rule, table: _ZoneTable) -> list[tuple[Mapping[str, fl
 
 
 def _evaluate_points(
-    batch: ForecastBatch, timezone: str, start: int, slots: list[_Slot], table: _ZoneTable
+    batch: ForecastBatch, timezone: str, start: int, slots: list[_Slot], table: _Zones
 ) -> None:
     """Fill every slot's per-point outcome, one block of points at a time."""
     count = len(batch.point_ids)
@@ -332,27 +337,13 @@ def _window(
 
 
 def _run_ends(true: BoolArray, rows: IntArray, end: IntArray) -> IntArray:
-    """For each row, the first column after `end` at which `true` is false (its width if none).
-
-    Looks a few hours ahead first and further only for the runs still going:
-    most runs end soon, and only the firing rows are read.
-    """
+    """For each row, the first column after `end` at which `true` is false (its width if none)."""
     width = true.shape[1]
-    found = np.full(len(rows), width, dtype=np.int64)
-    todo = np.arange(len(rows))
-    start = end + 1
-    step = 8
-    while len(todo):
-        columns = start[todo, None] + np.arange(step)[None, :]
-        inside = columns < width
-        broken = ~true[rows[todo, None], np.minimum(columns, width - 1)] & inside
-        stopped = broken.any(axis=1)
-        found[todo[stopped]] = columns[stopped, broken[stopped].argmax(axis=1)]
-        going = ~stopped & inside[:, -1]
-        todo = todo[going]
-        start[todo] += step
-        step *= 2
-    return found
+    # true, or not yet past the row's end: the first column that is neither ends the run
+    ongoing = true[rows] | (np.arange(width)[None, :] <= end[:, None])
+    first = ongoing.argmin(axis=1)  # 0 when all are true
+    ends: IntArray = np.where(ongoing[np.arange(len(rows)), first], width, first)
+    return ends
 
 
 def _sustained(true: BoolArray, known: BoolArray, span: int) -> tuple[BoolArray, BoolArray]:
@@ -397,7 +388,7 @@ class _Verdict:
             unknown_level=np.zeros(zones, dtype=np.int8),
         )
 
-    def add(self, index: int, slot: _Slot, table: _ZoneTable) -> None:
+    def add(self, index: int, slot: _Slot, table: _Zones) -> None:
         point_index = table.point_index
         selected = slot.variant.selected
         fires = slot.fires[point_index] & selected
@@ -423,7 +414,7 @@ def _assessments(
     verdict: _Verdict,
     ruleset: RuleSet,
     slots: list[_Slot],
-    table: _ZoneTable,
+    table: _Zones,
     hours: ObjectArray,
 ) -> tuple[list[Assessment], IntArray]:
     """Assessments of one hazard and the zone index of each.
@@ -442,8 +433,7 @@ def _assessments(
     if len(unknown_only):
         rule_ids = np.array([rule.id for rule in ruleset.rules], dtype=object)
         out.extend(
-            map(
-                Assessment,
+            _made(
                 rule_ids[verdict.unknown_rule[unknown_only]].tolist(),
                 repeat(hazard),
                 table.ids[unknown_only].tolist(),
@@ -465,8 +455,7 @@ def _assessments(
         unique, inverse = np.unique(points, return_inverse=True)
         shared = _evidence([str(expr) for expr in slot.compared], slot.evidence_at(unique))
         out.extend(
-            map(
-                Assessment,
+            _made(
                 repeat(slot.variant.rule.id),
                 repeat(hazard),
                 table.ids[group].tolist(),
@@ -479,6 +468,15 @@ def _assessments(
             )
         )
     return out, np.concatenate([unknown_only, *groups]).astype(np.int64)
+
+
+def _made(*columns: Iterable[object]) -> Iterator[Assessment]:
+    """Assessments from columns of field values, built in C (no Python call each)."""
+    # some columns are repeat(value): the finite ones set the length
+    return map(_new_tuple, repeat(Assessment), zip(*columns, strict=False))
+
+
+_new_tuple = cast(Callable[[type[Assessment], tuple[object, ...]], Assessment], tuple.__new__)
 
 
 def _evidence(names: list[str], values: FloatArray) -> ObjectArray:
@@ -496,7 +494,7 @@ def _evidence(names: list[str], values: FloatArray) -> ObjectArray:
 
 
 def _sorted(
-    assessments: list[Assessment], zones_of: list[IntArray], hazards: list[str], table: _ZoneTable
+    assessments: list[Assessment], zones_of: list[IntArray], hazards: list[str], table: _Zones
 ) -> list[Assessment]:
     """Sorted by (zone_id, hazard), with the keys computed as arrays."""
     if len(assessments) < 2:
@@ -513,77 +511,27 @@ def _sorted(
     return [assessments[i] for i in np.argsort(keys, kind="stable").tolist()]
 
 
-class _ZoneTable:
-    """Zone attributes as arrays, so selectors are evaluated without loops over zones."""
+@dataclass(frozen=True)
+class _Zones:
+    """A zone table located on the points of one batch."""
 
-    def __init__(self, zones: Sequence[ZoneSpec], point_ids: Sequence[str]) -> None:
-        self.count = len(zones)
-        ids, kinds, townships, risk, zone_points = (
-            [getattr(zone, name) for zone in zones]
-            for name in ("id", "kind", "township", "risk_level", "point_id")
-        )
-        self.id_list: list[str] = ids
-        self.ids = _objects(ids)
-        self.kinds = _objects(kinds)
-        self.townships = _objects(townships)
-        self.risk = _objects(risk)
-        self.latitudes = np.fromiter(map(attrgetter("latitude"), zones), np.float64, self.count)
-        self.longitudes = np.fromiter(map(attrgetter("longitude"), zones), np.float64, self.count)
-        # a zone whose point is not in the batch reads the extra "no data" row
-        points = {point_id: index for index, point_id in enumerate(point_ids)}
-        missing = len(point_ids)
-        self.point_index = np.array(
-            [points.get(point, missing) for point in zone_points], dtype=np.int64
-        )
-        tag_counts = np.fromiter(map(len, map(attrgetter("tags"), zones)), np.int64, self.count)
-        self.tag_zone = np.repeat(np.arange(self.count, dtype=np.int64), tag_counts)
-        self.tag_name = _objects([tag for zone in zones for tag in zone.tags])
-        self._selections: dict[ZoneSelector, BoolArray] = {}
-        self._rank: IntArray | None = None
+    table: ZoneTable
+    point_index: IntArray
+
+    @property
+    def count(self) -> int:
+        return self.table.count
+
+    @property
+    def ids(self) -> ObjectArray:
+        return self.table.ids
 
     @property
     def id_rank(self) -> IntArray:
-        """Rank of each zone's id in sorted order (equal ids, equal ranks)."""
-        if self._rank is None:
-            ids = self.id_list
-            if all(a < b for a, b in pairwise(ids)):
-                self._rank = np.arange(len(ids), dtype=np.int64)  # already in order
-            else:
-                _, inverse = np.unique(self.ids, return_inverse=True)
-                self._rank = inverse.ravel().astype(np.int64)
-        return self._rank
+        return self.table.id_rank
 
     def select(self, selector: ZoneSelector) -> BoolArray:
-        """Mask of the zones the selector picks."""
-        cached = self._selections.get(selector)
-        if cached is not None:
-            return cached
-        mask = np.ones(self.count, dtype=np.bool_)
-        for values, wanted in (
-            (self.ids, selector.ids),
-            (self.kinds, selector.kinds),
-            (self.townships, selector.townships),
-            (self.risk, selector.risk),
-        ):
-            if wanted is not None:
-                mask &= np.isin(values, list(wanted))
-        if selector.tags is not None:
-            tagged = np.zeros(self.count, dtype=np.bool_)
-            tagged[self.tag_zone[np.isin(self.tag_name, list(selector.tags))]] = True
-            mask &= tagged
-        if selector.polygon is not None:
-            mask &= in_polygon(self.latitudes, self.longitudes, selector.polygon)
-        if selector.exclude is not None:
-            mask &= ~self.select(selector.exclude)
-        self._selections[selector] = mask
-        return mask
-
-
-def _objects(values: Sequence[object]) -> ObjectArray:
-    """A 1-D object array of the values (strings stay Python strings)."""
-    array = np.empty(len(values), dtype=object)
-    array[:] = values
-    return array
+        return self.table.select(selector)
 
 
 def _hour_index(batch: ForecastBatch, now: datetime) -> int:

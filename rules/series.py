@@ -385,11 +385,23 @@ def _window_sums(x: BoolArray, hours: int) -> npt.NDArray[np.signedinteger[Any]]
     return total
 
 
-def _complete(known: BoolArray, hours: int) -> BoolArray:
-    """Where the trailing window (t − hours, t] lies in the batch with every hour known."""
-    ok = np.ones(known.shape, dtype=np.bool_) if known.all() else _window_sums(~known, hours) == 0
-    ok[:, : hours - 1] = False  # the window reaches before the batch
-    return ok
+def _complete(known: BoolArray, hours: int) -> BoolArray | None:
+    """Where the trailing window (t − hours, t] has an unknown hour; None if nowhere.
+
+    (The hours whose window reaches before the batch are left to the caller.)
+    """
+    if known.all():
+        return None
+    return _window_sums(~known, hours) > 0
+
+
+def _masked(values: npt.NDArray[Any], gaps: BoolArray | None, hours: int) -> FloatArray:
+    """Values as floats, missing where the trailing window of `hours` is not complete."""
+    out = values.astype(np.float64)
+    out[:, : hours - 1] = np.nan  # the window reaches before the batch
+    if gaps is not None:
+        out[gaps] = np.nan
+    return out
 
 
 def count(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
@@ -397,8 +409,7 @@ def count(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
 
     Missing where any hour of the window is unknown or before the batch.
     """
-    counts = _window_sums(true, hours)
-    return np.where(_complete(known, hours), counts, np.nan)
+    return _masked(_window_sums(true, hours), _complete(known, hours), hours)
 
 
 def run(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
@@ -410,14 +421,18 @@ def run(true: BoolArray, known: BoolArray, hours: int) -> FloatArray:
     first: 0 at an hour where the condition is false, missing where it is unknown.
     """
     steps = true.shape[1]
-    index = np.arange(steps, dtype=_index_type(steps))
-    # last hour ≤ t where the condition does not hold (false or unknown); -1: none
-    last = np.maximum.accumulate(np.where(true, index.dtype.type(-1), index), axis=1)
-    length = index - last
-    ended_known = np.take_along_axis(known, np.maximum(last, 0).astype(np.intp), axis=1)
-    ended_known &= last >= 0
-    ended_known |= length >= hours  # capped: what came before does not matter
-    return np.where(ended_known, np.minimum(length, hours), np.nan)
+    kind = _index_type(steps)
+    after = np.arange(1, steps + 1, dtype=kind)  # hour index + 1
+    # 1 + the last hour ≤ t where the condition does not hold (false or unknown); 0: none
+    last = np.maximum.accumulate(np.multiply(~true, after, dtype=kind), axis=1)
+    length = after - last
+    # the hour that ended the run, where there is one, and whether it is known
+    ended = np.take_along_axis(known, np.maximum(last - 1, 0).astype(np.intp), axis=1)
+    ended &= last > 0
+    ended |= length >= hours  # capped: what came before does not matter
+    out: FloatArray = np.minimum(length, hours).astype(np.float64)
+    out[~ended] = np.nan
+    return out
 
 
 def freeze_thaw(x: FloatArray, hours: int) -> FloatArray:
@@ -431,29 +446,29 @@ def freeze_thaw(x: FloatArray, hours: int) -> FloatArray:
     """
     steps = x.shape[1]
     kind = _index_type(steps)
-    index = np.arange(steps, dtype=kind)
-    none = kind(-1)
+    after = np.arange(1, steps + 1, dtype=kind)  # hour index + 1
     with np.errstate(invalid="ignore"):
         thawed = x > 0
         frozen = x < 0
-    # last thawed hour and last frozen hour at or before t (-1: none)
-    last_thaw = np.maximum.accumulate(np.where(thawed, index, none), axis=1)
-    last_frost = np.maximum.accumulate(np.where(frozen, index, none), axis=1)
+    # 1 + the last thawed hour and 1 + the last frozen hour at or before t (0: none);
+    # multiplying by a bool array is much faster than np.where with a broadcast row
+    last_thaw = np.maximum.accumulate(np.multiply(thawed, after, dtype=kind), axis=1)
+    last_frost = np.maximum.accumulate(np.multiply(frozen, after, dtype=kind), axis=1)
     # a cycle completes at a thawed hour u when the last hour before u with a sign
     # was frozen and a thawed hour a came before that frozen spell
     completes = np.zeros(x.shape, dtype=np.bool_)
     before_thaw = last_thaw[:, :-1]
-    completes[:, 1:] = thawed[:, 1:] & (last_frost[:, :-1] > before_thaw) & (before_thaw >= 0)
+    completes[:, 1:] = thawed[:, 1:] & (last_frost[:, :-1] > before_thaw) & (before_thaw > 0)
     # count each cycle from its start a = the last thawed hour before u
     rows, cols = np.nonzero(completes)
     started = np.zeros(x.shape, dtype=np.bool_)
-    started[rows, last_thaw[rows, cols - 1]] = True
+    started[rows, last_thaw[rows, cols - 1] - 1] = True
     done = np.cumsum(completes, axis=1, dtype=kind)
     begun = np.cumsum(started, axis=1, dtype=kind)
     # cycles with u ≤ t and a > t − hours; both sets are prefixes of the cycles in time order
     if hours < steps:
         done[:, hours:] -= np.minimum(begun[:, :-hours], done[:, hours:])
-    return np.where(_complete(~np.isnan(x), hours), done, np.nan)
+    return _masked(done, _complete(~np.isnan(x), hours), hours)
 
 
 def beaufort(speed: FloatArray) -> FloatArray:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -98,8 +99,7 @@ NO_EVIDENCE: Mapping[str, float] = MappingProxyType({})
 """The (read-only, shared) evidence of an assessment without numbers."""
 
 
-@dataclass(frozen=True)
-class Assessment:
+class Assessment(NamedTuple):
     """The verdict of the rules on one hazard at one zone at evaluation time.
 
     `level` is None when no level fires but the data needed to decide was
@@ -108,6 +108,10 @@ class Assessment:
     step a warning down (or clear it) on such a verdict. `evidence` holds the
     numbers that decided it, keyed by the expression text (read-only: zones on
     one forecast point may share one mapping).
+
+    A named tuple, not a dataclass: a national evaluation makes hundreds of
+    thousands of them, and tuples are built in C (no `__init__` call each) and
+    drop out of the cyclic garbage collector after its first look.
     """
 
     rule_id: str
@@ -116,7 +120,7 @@ class Assessment:
     level: Level | None
     onset: datetime | None
     until: datetime | None
-    evidence: Mapping[str, float] = field(default_factory=dict)
+    evidence: Mapping[str, float] = NO_EVIDENCE
     title: str = ""
     undecided_above: Level | None = None
 

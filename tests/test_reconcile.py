@@ -112,7 +112,7 @@ def test_missing_data_never_clears_an_open_alert() -> None:
 
 def test_gaps_hiding_a_higher_level_never_step_a_warning_down() -> None:
     calm = NOW - HOLD * 2
-    gappy = replace(said(Level.BLUE), undecided_above=Level.ORANGE)
+    gappy = said(Level.BLUE)._replace(undecided_above=Level.ORANGE)
     [t] = reconcile([gappy], [opened(Level.ORANGE, calm)], NOW, hold=HOLD)
     assert (t.kind, t.level, t.data_missing, t.calm_since) == (
         TransitionKind.CONTINUED,
@@ -123,7 +123,7 @@ def test_gaps_hiding_a_higher_level_never_step_a_warning_down() -> None:
 
 
 def test_gaps_above_a_level_that_still_upgrades_do_not_stop_the_upgrade() -> None:
-    gappy = replace(said(Level.ORANGE), undecided_above=Level.RED)
+    gappy = said(Level.ORANGE)._replace(undecided_above=Level.RED)
     [t] = reconcile([gappy], [opened(Level.YELLOW)], NOW)
     assert (t.kind, t.level) == (TransitionKind.UPGRADED, Level.ORANGE)
 

@@ -10,6 +10,7 @@ import pytest
 from rules.evaluate import evaluate
 from rules.ruleset import ParamOverride, ZoneSelector
 from rules.types import Assessment, Level
+from rules.zonetable import ZoneTable
 from tests.rules.builders import START, NaN, batch, level, rule, ruleset, zone
 
 
@@ -445,3 +446,31 @@ def test_results_do_not_depend_on_how_points_are_blocked(monkeypatch: pytest.Mon
 
     assert blocked == whole
     assert [a.level for a in whole][:3] == [Level.RED, Level.RED, Level.YELLOW]
+
+
+def test_a_zone_table_serves_batches_of_other_points_and_other_rules() -> None:
+    fog = ruleset(rule("fog", "fog", {"yellow": "visibility < 500"}))
+    collapse_fog = ruleset(
+        rule(
+            "fog",
+            "fog",
+            {"yellow": "visibility < 500"},
+            zones=ZoneSelector(kinds=frozenset({"collapse"})),
+        )
+    )
+    zones = [zone("A", "p0"), zone("B", "p1", kind="collapse"), zone("C", "p2")]
+    table = ZoneTable(zones)
+    first = batch(points=("p0", "p1"), visibility=[[100.0], [100.0]])
+    # the next poll lists the points in another order and has one more
+    second = batch(points=("p2", "p1", "p0"), visibility=[[100.0], [900.0], [100.0]])
+
+    for rules, forecast in [(fog, first), (fog, second), (collapse_fog, second), (fog, first)]:
+        assert evaluate(rules, forecast, table, now=at(0)) == evaluate(
+            rules, forecast, zones, now=at(0)
+        )
+    assert [(a.zone_id, a.level) for a in evaluate(fog, first, table, now=at(0))] == [
+        ("A", Level.YELLOW),
+        ("B", Level.YELLOW),
+        ("C", None),  # its point is not in the batch: unknown, not quiet
+    ]
+    assert [a.zone_id for a in evaluate(fog, second, table, now=at(0))] == ["A", "C"]
