@@ -13,6 +13,7 @@ shared by every rule (`SeriesCache`).
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -216,11 +217,9 @@ def _evaluate_points(
     used = np.zeros(count + 1, dtype=np.bool_)
     used[table.point_index] = True
     days: tuple[LocalDay, ...] | None = None
-    # every expression over the hours some window (or what it reads) needs only
     hours = len(batch.times)
-    # (to the end of the batch: `until` follows a run past its window)
     spans = column_spans(
-        ((slot.level.when, (start - slot.level.since_hours, hours)) for slot in slots), hours
+        ((slot.level.when, _needed(start, slot.level, hours)) for slot in slots), hours
     )
     for lo in range(0, count, BLOCK_POINTS):
         hi = min(lo + BLOCK_POINTS, count)
@@ -230,6 +229,7 @@ def _evaluate_points(
         series = SeriesCache(block, timezone, days, spans)
         days = series.local_days
         truths = series.truths
+        going: list[_Going] = []
         for slot in slots:
             if not slot.needed[lo:hi].any():
                 continue
@@ -239,6 +239,8 @@ def _evaluate_points(
             slot.onset[lo:hi] = window.onset
             slot.until[lo:hi] = window.until
             slot.unknown[lo:hi] = window.unknown
+            if len(window.going):
+                going.append(_Going(slot, window.going, truths.span(when)[1]))
             rows = np.flatnonzero(window.fires)
             if len(rows):
                 onsets = window.onset[rows]
@@ -255,14 +257,78 @@ def _evaluate_points(
                     else np.zeros((len(rows), 0))
                 )
         series.clear()  # free the block's arrays now (the caches refer to each other)
+        if going:
+            _follow_runs(block, timezone, days, going, lo)
 
 
-def _rows(batch: ForecastBatch, rows: slice) -> ForecastBatch:
-    """The batch restricted to a range of its points (views, no copies)."""
+def _needed(start: int, level: RuleLevel, hours: int) -> tuple[int, int]:
+    """The hours over which a level's condition is computed in the first pass.
+
+    Its window, and past it to the end of the batch for `until`, which follows
+    a firing run as long as it lasts. A condition that reads little of the past
+    stops at its window: the few runs still going there are followed afterwards
+    on their rows alone (`_follow_runs`). One that reads much of the past (a 72 h
+    freeze-thaw count, a drop of daily minima) goes on to the end: following
+    its runs would compute that past again, for rows that tend to stay true.
+    """
+    first, stop = _window_span(start, level, hours)
+    if stop < hours and _lookback(level.when) <= hours - stop:
+        return first, stop
+    return first, hours
+
+
+@functools.cache
+def _lookback(condition: Condition) -> int:
+    """How many hours before an hour the condition reads to decide it."""
+    far = 1 << 20  # an hour far from both ends of an imaginary batch
+    spans = column_spans([(condition, (far, far + 1))], 2 * far)
+    return far - min(begin for begin, _ in spans.values())
+
+
+@dataclass(frozen=True)
+class _Going:
+    """Rows of a block whose run of a slot's condition lasts to the end of its array."""
+
+    slot: _Slot
+    rows: IntArray
+    since: int  # the first batch hour past the array: the run goes on from here
+
+
+def _follow_runs(
+    block: ForecastBatch,
+    timezone: str,
+    days: tuple[LocalDay, ...] | None,
+    going: list[_Going],
+    lo: int,
+) -> None:
+    """Set `until` of runs that outlast the hours their conditions were computed over.
+
+    The conditions are computed again on those rows only, from where their
+    arrays stopped to the end of the batch (with the past they read, as in the
+    first pass): every series is a function of its own row, so a row's values
+    do not depend on which rows are computed with it.
+    """
+    hours = block.shape[1]
+    rows = np.unique(np.concatenate([g.rows for g in going]))
+    spans = column_spans(((g.slot.level.when, (g.since, hours)) for g in going), hours)
+    series = SeriesCache(_rows(block, rows), timezone, days, spans)
+    truths = series.truths
+    for g in going:
+        when = g.slot.level.when
+        base = truths.span(when)[0]
+        true = truths.get(when).true[np.searchsorted(rows, g.rows), g.since - base :]
+        stops = np.where(true.all(axis=1), hours, g.since + (~true).argmax(axis=1))
+        g.slot.until[lo + g.rows] = stops - 1
+    series.clear()
+
+
+def _rows(batch: ForecastBatch, rows: slice | IntArray) -> ForecastBatch:
+    """The batch restricted to some of its points (views for a slice, copies for indices)."""
+    ids = batch.point_ids
     return ForecastBatch(
         source=batch.source,
         issued_at=batch.issued_at,
-        point_ids=batch.point_ids[rows],
+        point_ids=ids[rows] if isinstance(rows, slice) else tuple(ids[k] for k in rows.tolist()),
         latitudes=batch.latitudes[rows],
         longitudes=batch.longitudes[rows],
         times=batch.times,
@@ -279,12 +345,17 @@ def _window_span(start: int, level: RuleLevel, hours: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class _Window:
-    """One rule level's outcome per point."""
+    """One rule level's outcome per point.
+
+    `going` lists the firing rows whose run lasts to the end of the truth's
+    hours, before the end of the batch: their `until` is only a lower bound.
+    """
 
     fires: BoolArray
     onset: IntArray
     until: IntArray
     unknown: BoolArray
+    going: IntArray
 
 
 def _window(
@@ -295,9 +366,10 @@ def _window(
     The window is [start − since, start + within) (to the end of the batch when
     `within` is None). With `for` N, an hour t of the window "holds" when the
     condition holds at the N hours t − N + 1 … t, all inside the window; the
-    onset is the first hour of the first such stretch. The truth covers the
-    hours [base, end of batch), which hold the window's hours inside the batch.
-    Onset and until are batch hours.
+    onset is the first hour of the first such stretch, and `until` the last
+    hour of the run of the condition from there on (which may outlast the
+    window). The truth covers the hours [base, top), which hold the window's
+    hours inside the batch. Onset and until are batch hours.
     """
     truth = truths.get(when)
     base, top = truths.span(when)
@@ -310,9 +382,10 @@ def _window(
     onset = np.zeros(points, dtype=np.int64)
     until = np.zeros(points, dtype=np.int64)
     unknown = np.ones(points, dtype=np.bool_)
+    going = np.zeros(0, dtype=np.int64)
     span = level.for_hours
     if hi - lo >= span:
-        assert base <= lo and top == hours, "the truth must cover the window and the runs"
+        assert base <= lo and top >= hi, "the truth must cover the window"
         true = truth.true[:, lo - base : hi - base]
         known = truth.known[:, lo - base : hi - base]
         if span > 1:
@@ -330,10 +403,13 @@ def _window(
             # with `for`: the first hour of the first full stretch
             first = firsts[rows]
             onset[rows] = lo + first
-            # the run may outlast the window (or the stretch): follow it to the end of the batch
+            # the run may outlast the window (or the stretch): follow it
             end = lo + first + (span - 1) - base
-            until[rows] = base + _run_ends(truth.true, rows, end) - 1
-    return _Window(fires, onset, until, unknown)
+            stops = _run_ends(truth.true, rows, end)
+            until[rows] = base + stops - 1
+            if top < hours:
+                going = rows[stops == top - base]
+    return _Window(fires, onset, until, unknown, going)
 
 
 def _run_ends(true: BoolArray, rows: IntArray, end: IntArray) -> IntArray:
@@ -394,14 +470,18 @@ class _Verdict:
         fires = slot.fires[point_index] & selected
         value = int(slot.level.level)
         unknown = slot.unknown[point_index] & selected
-        if fires.any():
-            onset = slot.onset[point_index]
+        zones = np.flatnonzero(fires)
+        if len(zones):
+            points = point_index[zones]
+            onset = slot.onset[points]
+            level = self.level[zones]
             # higher level wins; on a tie the earlier onset, then the earlier rule
-            better = fires & ((value > self.level) | ((value == self.level) & (onset < self.onset)))
-            self.level[better] = value
-            self.slot[better] = index
-            self.onset[better] = onset[better]
-            self.until[better] = slot.until[point_index][better]
+            better = (value > level) | ((value == level) & (onset < self.onset[zones]))
+            won = zones[better]
+            self.level[won] = value
+            self.slot[won] = index
+            self.onset[won] = onset[better]
+            self.until[won] = slot.until[points[better]]
         if unknown.any():
             first = unknown & (self.unknown_rule < 0)
             self.unknown_rule[first] = slot.variant.rule_index

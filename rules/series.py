@@ -310,11 +310,31 @@ def daily(
     partial day's minimum is not the day's minimum and could fake a drop.
     """
     out = np.full(x.shape, np.nan)
-    for day in days:
-        if day.complete and day.stop > day.start:
-            # reduce propagates NaN, so one missing hour makes the day missing
-            out[:, day.start : day.stop] = reduce(x[:, day.start : day.stop], axis=1)[:, None]
+    points = x.shape[0]
+    # consecutive whole days of one length are reduced together, as (points, days, hours)
+    for first, last in _runs_of_whole_days(days):
+        start, stop, length = days[first].start, days[last].stop, days[first].length
+        count = last - first + 1
+        # reduce propagates NaN, so one missing hour makes the day missing
+        reduced = reduce(x[:, start:stop].reshape(points, count, length), axis=2)
+        out[:, start:stop].reshape(points, count, length)[...] = reduced[:, :, None]
     return out
+
+
+def _runs_of_whole_days(days: tuple[LocalDay, ...]) -> list[tuple[int, int]]:
+    """(first, last) indices of runs of adjacent complete days of equal length."""
+    runs: list[tuple[int, int]] = []
+    for index, day in enumerate(days):
+        if not (day.complete and day.stop > day.start):
+            continue
+        if runs:
+            first, last = runs[-1]
+            previous = days[last]
+            if last == index - 1 and previous.stop == day.start and previous.length == day.length:
+                runs[-1] = (first, index)
+                continue
+        runs.append((index, index))
+    return runs
 
 
 def shift(x: FloatArray, hours: int) -> FloatArray:
