@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
+from operator import itemgetter
 from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
-from rules.expr import Condition, Series, bind, condition_series
+from rules.expr import Condition, Series, bind, condition_series, condition_variables
 from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.series import LocalDay, SeriesCache, column_spans
 from rules.truth import BoolArray, TruthCache
@@ -311,7 +312,8 @@ def _follow_runs(
     hours = block.shape[1]
     rows = np.unique(np.concatenate([g.rows for g in going]))
     spans = column_spans(((g.slot.level.when, (g.since, hours)) for g in going), hours)
-    series = SeriesCache(_rows(block, rows), timezone, days, spans)
+    read = set().union(*(_variables(g.slot.level.when) for g in going))
+    series = SeriesCache(_rows(block, rows, read), timezone, days, spans)
     truths = series.truths
     for g in going:
         when = g.slot.level.when
@@ -322,8 +324,11 @@ def _follow_runs(
     series.clear()
 
 
-def _rows(batch: ForecastBatch, rows: slice | IntArray) -> ForecastBatch:
-    """The batch restricted to some of its points (views for a slice, copies for indices)."""
+def _rows(
+    batch: ForecastBatch, rows: slice | IntArray, variables: Collection[str] | None = None
+) -> ForecastBatch:
+    """The batch restricted to some of its points (views for a slice, copies for indices),
+    and to some of its variables (all when None)."""
     ids = batch.point_ids
     return ForecastBatch(
         source=batch.source,
@@ -332,9 +337,16 @@ def _rows(batch: ForecastBatch, rows: slice | IntArray) -> ForecastBatch:
         latitudes=batch.latitudes[rows],
         longitudes=batch.longitudes[rows],
         times=batch.times,
-        variables={name: values[rows] for name, values in batch.variables.items()},
+        variables={
+            name: values[rows]
+            for name, values in batch.variables.items()
+            if variables is None or name in variables
+        },
         units=batch.units,
     )
+
+
+_variables = functools.cache(condition_variables)
 
 
 def _window_span(start: int, level: RuleLevel, hours: int) -> tuple[int, int]:
@@ -501,8 +513,8 @@ def _assessments(
 
     Built column by column (arrays of zone ids, times, evidence) and zipped into
     tuples in C: a national evaluation makes hundreds of thousands of them.
-    Evidence is gathered once per (slot, point): zones on one point share the
-    evidence mapping (read-only).
+    Evidence is gathered once per (slot, point), and zones with the same
+    numbers share one (read-only) evidence mapping.
     """
     title = ruleset.hazard_name(hazard)
     levels = np.array([None, *Level], dtype=object)
@@ -560,17 +572,38 @@ _new_tuple = cast(Callable[[type[Assessment], tuple[object, ...]], Assessment], 
 
 
 def _evidence(names: list[str], values: FloatArray) -> ObjectArray:
-    """One evidence mapping per row of values (rounded to 0.01; missing ones left out)."""
+    """One evidence mapping per row of values (rounded to 0.01; missing ones left out).
+
+    Rows with equal values share one mapping: neighbouring points often have the
+    same rounded numbers, and building the mappings is what costs.
+    """
     rounded = np.round(values, 2)
-    gaps = np.isnan(rounded).any(axis=1)
-    rows = rounded.tolist()
-    shared = np.empty(len(rows), dtype=object)
-    shared[:] = list(map(dict, map(zip, repeat(names), rows)))  # the common case, in C
+    distinct, inverse = _distinct_rows(rounded)
+    gaps = np.isnan(distinct).any(axis=1)
+    rows = distinct.tolist()
+    made = np.empty(len(rows), dtype=object)
+    made[:] = list(map(dict, map(zip, repeat(names), rows)))  # the common case, in C
     for index in np.flatnonzero(gaps).tolist():
-        shared[index] = {
+        made[index] = {
             name: value for name, value in zip(names, rows[index], strict=True) if value == value
         }
+    shared: ObjectArray = made[inverse]
     return shared
+
+
+def _distinct_rows(values: FloatArray) -> tuple[FloatArray, IntArray]:
+    """The distinct rows (bit for bit) of a 2-D array and, per row, which one it is."""
+    count, columns = values.shape
+    code = np.zeros(count, dtype=np.int64)
+    for column in range(columns):
+        # number the distinct (row so far, this column) pairs: codes stay below count²
+        bits = np.ascontiguousarray(values[:, column]).view(np.int64)
+        _, kind = np.unique(bits, return_inverse=True)
+        _, code = np.unique(code * count + kind.ravel(), return_inverse=True)
+        code = code.ravel()
+    firsts = np.zeros(int(code.max()) + 1 if count else 0, dtype=np.int64)
+    firsts[code[::-1]] = np.arange(count - 1, -1, -1)  # each code's first row
+    return values[firsts], code
 
 
 def _sorted(
@@ -588,7 +621,8 @@ def _sorted(
             for index, zones in enumerate(zones_of)
         ]
     )
-    return [assessments[i] for i in np.argsort(keys, kind="stable").tolist()]
+    order = np.argsort(keys, kind="stable").tolist()
+    return list(itemgetter(*order)(assessments))  # a tuple of them, gathered in C
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import difflib
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 VARIABLES: tuple[str, ...] = (
     "temperature_2m",
@@ -103,7 +103,34 @@ def _number_text(value: float) -> str:
 
 # --- series expressions -------------------------------------------------------------
 
+_T = TypeVar("_T")
 
+
+def _hashed_once(cls: type[_T]) -> type[_T]:
+    """Remember a (frozen, nested) node's hash: the evaluator looks nodes up in
+    dicts thousands of times per batch, and the generated hash walks the whole tree.
+
+    The remembered value is left out of pickles (string hashes differ between
+    processes).
+    """
+    compute = cls.__hash__
+
+    def __hash__(self: _T) -> int:
+        state = self.__dict__
+        cached: int | None = state.get("_hash")
+        if cached is None:
+            cached = state["_hash"] = compute(self)
+        return cached
+
+    def __getstate__(self: _T) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    setattr(cls, "__hash__", __hash__)  # noqa: B010
+    setattr(cls, "__getstate__", __getstate__)  # noqa: B010 (a method, set after the fact)
+    return cls
+
+
+@_hashed_once
 @dataclass(frozen=True)
 class Var:
     """A raw forecast variable."""
@@ -117,6 +144,7 @@ class Var:
         yield self.name
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class Call:
     """A function of a series; `hours` is the window of drop/sum/min/max/mean."""
@@ -134,6 +162,7 @@ class Call:
         yield from self.arg.variables()
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class CondCall:
     """A function of a condition over a trailing window: `count(C, 24h)`, `run(C, 24h)`."""
@@ -153,6 +182,7 @@ class CondCall:
 Series = Var | Call | CondCall
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class Param:
     """`$name`: a rule parameter standing for a number until `bind()` replaces it."""
@@ -173,6 +203,7 @@ def _value_text(value: Number) -> str:
 # --- conditions ---------------------------------------------------------------------
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class Compare:
     """`series OP value`."""
@@ -188,6 +219,7 @@ class Compare:
         yield self.series
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class InSet:
     """`series in [v, v, ...]`: set membership (not a range)."""
@@ -202,6 +234,7 @@ class InSet:
         yield self.series
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class And:
     """Every item holds (at the same hour)."""
@@ -216,6 +249,7 @@ class And:
             yield from item.operands()
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class Or:
     """At least one item holds."""
@@ -230,6 +264,7 @@ class Or:
             yield from item.operands()
 
 
+@_hashed_once
 @dataclass(frozen=True)
 class Not:
     """The item does not hold (unknown stays unknown)."""

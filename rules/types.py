@@ -106,8 +106,8 @@ class Assessment(NamedTuple):
     missing (masked). `undecided_above` is the highest level that could not be
     decided for missing data, when it is above `level`: the lifecycle must not
     step a warning down (or clear it) on such a verdict. `evidence` holds the
-    numbers that decided it, keyed by the expression text (read-only: zones on
-    one forecast point may share one mapping).
+    numbers that decided it, keyed by the expression text (read-only:
+    assessments with the same numbers may share one mapping).
 
     A named tuple, not a dataclass: a national evaluation makes hundreds of
     thousands of them, and tuples are built in C (no `__init__` call each) and
