@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,17 @@ GENESIS_HASH = "0" * 64
 # Fixed and distinct from any other advisory lock in the project (the ASCII
 # of "YJAUDIT\0", which fits a signed 64-bit integer).
 AUDIT_CHAIN_LOCK_KEY = int.from_bytes(b"YJAUDIT\x00", "big")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event to append (see `record` for the fields)."""
+
+    at: datetime
+    actor: str
+    action: str
+    subject: str = ""
+    data: Mapping[str, Any] | None = None
 
 
 def record(
@@ -64,9 +76,22 @@ def record(
     transaction must run at READ COMMITTED (the default), so the tail is read
     after the lock is granted, not from an older snapshot.
     """
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("audit event time must be timezone-aware (pass UTC)")
-    stored_data = _json_round_trip(data or {})
+    return record_many(session, [Entry(at, actor, action, subject, data)])[0]
+
+
+def record_many(session: Session, entries: Sequence[Entry]) -> list[AuditEvent]:
+    """Append several events, in order, as `record` appends one.
+
+    The chain's tail is read once and the rows are flushed together: a worker
+    recording a batch of outcomes writes one event per message without one
+    round trip each.
+    """
+    for entry in entries:
+        if entry.at.tzinfo is None or entry.at.utcoffset() is None:
+            raise ValueError("audit event time must be timezone-aware (pass UTC)")
+    stored = [_json_round_trip(entry.data or {}) for entry in entries]
+    if not entries:
+        return []
 
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
@@ -75,19 +100,21 @@ def record(
         session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
         or GENESIS_HASH
     )
-
-    event = AuditEvent(
-        at=at.astimezone(UTC),
-        actor=actor,
-        action=action,
-        subject=subject,
-        data=stored_data,
-        prev_hash=prev_hash,
-    )
-    event.hash = event_hash(event)
-    session.add(event)
+    events: list[AuditEvent] = []
+    for entry, data in zip(entries, stored, strict=True):
+        event = AuditEvent(
+            at=entry.at.astimezone(UTC),
+            actor=entry.actor,
+            action=entry.action,
+            subject=entry.subject,
+            data=data,
+            prev_hash=prev_hash,
+        )
+        event.hash = prev_hash = event_hash(event)
+        events.append(event)
+    session.add_all(events)
     session.flush()
-    return event
+    return events
 
 
 def verify(session: Session) -> list[str]:
@@ -144,4 +171,12 @@ def _json_round_trip(data: Mapping[str, Any]) -> dict[str, Any]:
     return stored
 
 
-__all__ = ["AUDIT_CHAIN_LOCK_KEY", "GENESIS_HASH", "event_hash", "record", "verify"]
+__all__ = [
+    "AUDIT_CHAIN_LOCK_KEY",
+    "GENESIS_HASH",
+    "Entry",
+    "event_hash",
+    "record",
+    "record_many",
+    "verify",
+]

@@ -191,6 +191,8 @@ class DeliveryWorker:
         self.on_failed = on_failed
         self.digest = digest
         self._outcomes = _OutcomeBatcher(self._record_batch)
+        # audit events of the batch being recorded (None outside _record_batch)
+        self._audit_buffer: list[audit.Entry] | None = None
         self._pacer = ChannelPacer(channels, rates or {})
 
     @classmethod
@@ -424,7 +426,11 @@ class DeliveryWorker:
             )
 
     def _record_batch(self, outcomes: Sequence[tuple[Claimed, SendResult]]) -> None:
-        """Record several outcomes in one short transaction (one commit, not one each)."""
+        """Record several outcomes in one short transaction (one commit, not one each).
+
+        The rows are read in one query and their audit events appended in one
+        go: under load a batch holds hundreds of outcomes.
+        """
         now = self.clock()
         # a digest's rows all share its outcome
         outcomes = [
@@ -436,32 +442,42 @@ class DeliveryWorker:
             # lock every row of the batch first, in id order, before any audit
             # lock: the same order as receipts take (row, then audit), so two
             # writers never wait on each other in a circle
-            session.execute(
-                select(Notification.id)
-                .where(Notification.id.in_(sorted(c.id for c, _ in outcomes)))
-                .order_by(Notification.id)
-                .with_for_update()
-            ).all()
-            for claimed, result in outcomes:
-                self._record(session, claimed, result, now)
+            rows = {
+                row.id: row
+                for row in session.scalars(
+                    select(Notification)
+                    .where(Notification.id.in_(sorted({c.id for c, _ in outcomes})))
+                    .order_by(Notification.id)
+                    .with_for_update()
+                )
+            }
+            self._audit_buffer = []
+            try:
+                sent = [
+                    row
+                    for claimed, result in outcomes
+                    if (row := self._record(session, rows.get(claimed.id), claimed, result, now))
+                ]
+                self._flush_audit(session)
+            finally:
+                self._audit_buffer = None
+            _link_early_receipts(session, sent, actor=self.actor, now=now)
 
     def _record(
-        self, session: Session, claimed: Claimed, result: SendResult, now: datetime
-    ) -> None:
-        row = session.scalars(
-            select(Notification)
-            .where(
-                Notification.id == claimed.id,
-                # still ours: nobody re-claimed it after our lease expired
-                Notification.status == SENDING,
-                Notification.attempts == claimed.attempt,
-            )
-            .with_for_update()
-        ).one_or_none()
-        if row is None:
+        self,
+        session: Session,
+        row: Notification | None,
+        claimed: Claimed,
+        result: SendResult,
+        now: datetime,
+    ) -> Notification | None:
+        """Record one outcome on its (locked) row; return the row if it is now `sent`."""
+        if row is None or row.status != SENDING or row.attempts != claimed.attempt:
+            # somebody re-claimed it after our lease expired (or it is gone)
             self._record_stale(session, claimed, result, now)
         elif result.outcome is Outcome.OK:
             self._record_sent(session, row, claimed, result, now)
+            return row
         elif result.outcome is Outcome.RETRYABLE and claimed.attempt < self.max_attempts:
             if claimed.expires_at is not None and now >= claimed.expires_at:
                 self._record_failed(session, row, claimed, result, now, expired=True)
@@ -469,6 +485,7 @@ class DeliveryWorker:
                 self._record_retry(session, row, claimed, result, now)
         else:
             self._record_failed(session, row, claimed, result, now)
+        return None
 
     def _record_sent(
         self,
@@ -494,8 +511,6 @@ class DeliveryWorker:
             claimed.attempt,
             provider_id,
         )
-        if provider_id:
-            _link_early_receipts(session, row, actor=self.actor, now=now)
 
     def _record_retry(
         self,
@@ -572,6 +587,7 @@ class DeliveryWorker:
             reason,
         )
         if self.on_failed is not None:
+            self._flush_audit(session)  # the failure is logged before what failover does
             self.on_failed(session, row, reason, now)
 
     def _record_stale(
@@ -602,14 +618,23 @@ class DeliveryWorker:
     def _audit(
         self, session: Session, now: datetime, action: str, claimed: Claimed, **data: Any
     ) -> None:
-        audit.record(
-            session,
+        entry = audit.Entry(
             at=now,
             actor=self.actor,
             action=action,
             subject=f"notification:{claimed.id}",
             data={"channel": claimed.channel, "attempt": claimed.attempt, **data},
         )
+        if self._audit_buffer is not None:
+            self._audit_buffer.append(entry)  # written by _flush_audit, in this order
+        else:
+            audit.record_many(session, [entry])
+
+    def _flush_audit(self, session: Session) -> None:
+        """Append the buffered events of the batch being recorded to the audit chain."""
+        if self._audit_buffer:
+            audit.record_many(session, self._audit_buffer)
+            self._audit_buffer = []
 
     # --- running ----------------------------------------------------------------
 
@@ -838,20 +863,27 @@ def _apply_receipt(notification: Notification, receipt: Receipt) -> tuple[str, s
 
 
 def _link_early_receipts(
-    session: Session, notification: Notification, *, actor: str, now: datetime
+    session: Session, notifications: Sequence[Notification], *, actor: str, now: datetime
 ) -> None:
-    """Attach receipts that arrived before the worker recorded their provider id.
+    """Attach receipts that arrived before the worker recorded their provider ids.
 
     A fast provider can call back while the outcome transaction is still
     waiting for the database; those receipts were stored unattached and would
-    otherwise never reach the row.
+    otherwise never reach the row. One query for all the notifications given.
     """
+    by_provider_id = {n.provider_id: n for n in notifications if n.provider_id}
+    if not by_provider_id:
+        return
     early: Iterable[Receipt] = session.scalars(
         select(Receipt)
-        .where(Receipt.provider_id == notification.provider_id, Receipt.notification_id.is_(None))
+        .where(
+            Receipt.provider_id.in_(sorted(by_provider_id)),
+            Receipt.notification_id.is_(None),
+        )
         .order_by(Receipt.id)
     ).all()
     for receipt in early:
+        notification = by_provider_id[receipt.provider_id]
         receipt.notification_id = notification.id
         change = _apply_receipt(notification, receipt)
         audit.record(

@@ -719,6 +719,33 @@ async def test_a_receipt_that_beats_the_outcome_to_the_database_is_applied_when_
         assert session.scalars(select(Receipt.notification_id)).all() == [nid]
 
 
+async def test_early_receipts_for_several_rows_of_one_batch_are_all_applied(
+    sessions: sessionmaker[Session],
+) -> None:
+    ids = add_notifications(sessions, 3)
+    channel = ScriptedChannel(SendResult.ok("SMa"), SendResult.ok("SMb"), SendResult.ok("SMc"))
+    worker = make_worker(sessions, Clock(), channel, concurrency=3)
+    claimed = worker.claim(3)
+    receive(sessions, "SMa", "delivered")
+    receive(sessions, "SMc", "undelivered")
+
+    # the three outcomes are recorded together, in one transaction
+    await asyncio.gather(*(worker.deliver(c) for c in claimed))
+
+    assert [row(sessions, nid).status for nid in ids] == ["delivered", "sent", "undelivered"]
+    with sessions() as session:
+        linked = session.execute(
+            select(Receipt.provider_id, Receipt.notification_id).order_by(Receipt.id)
+        ).all()
+        assert [tuple(r) for r in linked] == [("SMa", ids[0]), ("SMc", ids[2])]
+        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+        # the receipts as they came in, then the sends, then the receipts linked to them
+        assert actions == ["notification.receipt"] * 2 + ["notification.sent"] * 3 + [
+            "notification.receipt"
+        ] * 2
+        assert audit.verify(session) == []
+
+
 # --- running -----------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import JSON, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatcher.audit import GENESIS_HASH, event_hash, record, verify
+from dispatcher.audit import GENESIS_HASH, Entry, event_hash, record, record_many, verify
 from dispatcher.storage.models import AuditEvent
 
 T0 = datetime(2025, 1, 15, 0, 0, tzinfo=UTC)
@@ -105,6 +105,34 @@ def test_two_events_in_one_transaction_chain_onto_each_other(
 
     assert second.prev_hash == first.hash
     assert _problems(sessions) == []
+
+
+def test_many_events_appended_at_once_chain_in_order(sessions: sessionmaker[Session]) -> None:
+    _append(sessions, 2)
+    entries = [
+        Entry(
+            T0 + timedelta(seconds=i), "outbox", "notification.sent", f"notification:{i}", {"i": i}
+        )
+        for i in range(300)
+    ]
+    with sessions() as session, session.begin():
+        made = record_many(session, entries)
+        after = record(session, at=T0, actor="system", action="after")
+
+    with sessions() as session:
+        stored = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+        assert [e.subject for e in stored[2:-1]] == [f"notification:{i}" for i in range(300)]
+        assert [e.data for e in stored[2:-1]] == [{"i": i} for i in range(300)]
+        assert stored[2].prev_hash == stored[1].hash
+        assert after.prev_hash == made[-1].hash
+        assert verify(session) == []
+
+
+def test_appending_nothing_writes_nothing(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session, session.begin():
+        assert record_many(session, []) == []
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
 
 
 def test_a_naive_time_is_refused(sessions: sessionmaker[Session]) -> None:
