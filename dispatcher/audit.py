@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from dispatcher.storage.models import AuditEvent
@@ -65,8 +65,9 @@ def record(
 
     `at` must be timezone-aware. `data` must be JSON-serialisable with string
     keys; it is stored as its JSON round-trip, so what is hashed is exactly
-    what is read back. The new row is flushed (it gets its id) so that a second
-    `record` in the same transaction chains onto it.
+    what is read back. The new row is inserted at once, so that a second
+    `record` in the same transaction chains onto it; the returned event is a
+    detached copy of what was written, with its id.
 
     Concurrent appenders queue instead of forking the chain: on PostgreSQL this
     takes a transaction-scoped advisory lock, held until the caller commits or
@@ -112,9 +113,28 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[AuditEvent]:
         )
         event.hash = prev_hash = event_hash(event)
         events.append(event)
-    session.add_all(events)
-    session.flush()
+    # one INSERT of every row, in order (ids ascend with the chain), without
+    # the unit of work: the events are returned as plain, unattached objects
+    session.flush()  # whatever the caller changed goes first, as with session.add
+    ids = session.scalars(
+        insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
+        [_columns(event) for event in events],
+    ).all()
+    for event, id_ in zip(events, ids, strict=True):
+        event.id = id_
     return events
+
+
+def _columns(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": event.at,
+        "actor": event.actor,
+        "action": event.action,
+        "subject": event.subject,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
 
 
 def verify(session: Session) -> list[str]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -91,6 +92,8 @@ JITTER_FRACTION: Final = 0.2
 # Giving up on a send at this fraction of the lease keeps a single owner per
 # row: past the lease, another worker may already have claimed it again.
 _SEND_TIMEOUT_OF_LEASE: Final = 0.8
+# Less time than this left of the lease after waiting to send: do not start the send.
+_MIN_SEND_SECONDS: Final = 1.0
 
 # Column widths in `Notification`; a provider's over-long value must not make
 # the outcome's transaction fail (the row would then be re-sent on lease expiry).
@@ -407,7 +410,16 @@ class DeliveryWorker:
                 error_code="unknown_channel",
             )
         await self._pacer.acquire(channel.name, claimed.message.address)
-        timeout = self.lease_seconds * _SEND_TIMEOUT_OF_LEASE
+        # a send must end inside its lease (after that the row may be claimed
+        # again); waiting for a slot or for the rate limit used some of it
+        left = (claimed.lease_until - self.clock()).total_seconds()
+        timeout = min(self.lease_seconds, left) * _SEND_TIMEOUT_OF_LEASE
+        if timeout < _MIN_SEND_SECONDS:
+            return SendResult.retryable(
+                f"waited {self.lease_seconds - left:.0f} s of its {self.lease_seconds:g} s lease "
+                f"for a free send slot or the {claimed.channel} rate limit; not sent",
+                error_code="lease_used_up",
+            )
         try:
             async with asyncio.timeout(timeout):
                 return await channel.send(claimed.message)
@@ -667,35 +679,51 @@ class DeliveryWorker:
         worker sleeps `poll_seconds`, or less if `wake()` is called. Sends are
         never cancelled part-way — not on `stop`, and not if this task is
         cancelled: they run to completion and record their outcome.
+
+        Rows are claimed up to one round ahead (at most `concurrency` rows wait
+        claimed for a free slot): under load one claim serves several rounds
+        of sends instead of a claim per freed slot. Rows claimed ahead are sent
+        before `run` returns, not left leased until their leases run out.
         """
         in_flight: set[asyncio.Task[None]] = set()
+        ready: deque[Claimed] = deque()  # claimed, waiting for a free slot
         try:
             while not stop.is_set():
                 in_flight = {t for t in in_flight if not t.done()}
                 # cleared before claiming, so a wake() during the claim is not lost
                 self._wake.clear()
                 free = self.concurrency - len(in_flight)
-                claimed: list[Claimed] = []
-                if free > 0:
+                if len(ready) < free:
                     try:
-                        claimed = self.claim(free)
+                        ready.extend(self.claim(2 * self.concurrency - len(in_flight) - len(ready)))
                     except Exception:
                         logger.exception(
                             "could not claim outbox rows; trying again in %g s", self.poll_seconds
                         )
-                for c in claimed:
-                    in_flight.add(
-                        asyncio.create_task(self._deliver_logged(c), name=f"notification-{c.id}")
-                    )
-                if free > 0 and len(claimed) < free:
+                self._start(ready, in_flight, free)
+                if len(in_flight) < self.concurrency:
                     # nothing more is due: sleep until a poll, a wake or stop
                     await self._wait_for(stop, self._wake, timeout=self.poll_seconds)
                 else:
                     # every slot is busy and more may be due: wait for a free slot
                     await self._wait_for(stop, *in_flight)
         finally:
+            while ready:
+                in_flight = {t for t in in_flight if not t.done()}
+                self._start(ready, in_flight, self.concurrency - len(in_flight))
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             if in_flight:
                 await asyncio.wait(in_flight)
+
+    def _start(self, ready: deque[Claimed], in_flight: set[asyncio.Task[None]], free: int) -> None:
+        """Start sending up to `free` of the rows waiting in `ready`."""
+        for _ in range(min(free, len(ready))):
+            claimed = ready.popleft()
+            in_flight.add(
+                asyncio.create_task(
+                    self._deliver_logged(claimed), name=f"notification-{claimed.id}"
+                )
+            )
 
     async def _deliver_logged(self, claimed: Claimed) -> None:
         try:

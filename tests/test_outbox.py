@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,6 +83,18 @@ class GatedChannel(ScriptedChannel):
     async def send(self, message: OutgoingMessage) -> SendResult:
         self.started.set()
         await self.gate.wait()
+        return await super().send(message)
+
+
+class MidSendChannel(ScriptedChannel):
+    """A channel that runs `during` while the message is on the wire, then answers."""
+
+    def __init__(self, *results: SendResult, during: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(*results)
+        self.during = during
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        await self.during()
         return await super().send(message)
 
 
@@ -483,6 +495,24 @@ async def test_a_row_sending_under_a_live_lease_is_not_claimed(
     assert other.claim(10) == []
 
 
+async def test_a_row_that_waited_out_its_lease_before_sending_is_not_sent_but_retried(
+    sessions: sessionmaker[Session],
+) -> None:
+    [nid] = add_notifications(sessions)
+    clock = Clock()
+    channel = ScriptedChannel()
+    worker = make_worker(sessions, clock, channel, lease_seconds=60.0)
+    [claimed] = worker.claim(1)
+    clock.advance(59.5)  # queued behind a rate limit nearly all of its lease
+
+    await worker.deliver(claimed)
+
+    assert channel.sent == []  # another worker may claim it any moment: not sent twice
+    waited = row(sessions, nid)
+    assert (waited.status, waited.error_code) == ("pending", "lease_used_up")
+    assert "lease" in (waited.last_error or "")
+
+
 async def test_an_expired_lease_on_the_last_allowed_attempt_fails_the_row(
     sessions: sessionmaker[Session],
 ) -> None:
@@ -555,18 +585,24 @@ async def test_a_stale_workers_outcome_does_not_overwrite_the_newer_attempt(
 ) -> None:
     [nid] = add_notifications(sessions)
     clock = Clock()
-    slow = make_worker(sessions, clock, ScriptedChannel(SendResult.ok("SM-late")))
     fresh = make_worker(sessions, clock, ScriptedChannel(SendResult.ok("SM-new")))
+    fresh_claims: list[Claimed] = []
+
+    async def lease_runs_out() -> None:  # mid-send; another worker claims the row again
+        clock.advance(61)
+        fresh_claims.extend(fresh.claim(1))
+
+    slow = make_worker(
+        sessions, clock, MidSendChannel(SendResult.ok("SM-late"), during=lease_runs_out)
+    )
     [stale_claim] = slow.claim(1)
-    clock.advance(61)  # the slow worker's lease runs out mid-send
-    [fresh_claim] = fresh.claim(1)
 
     await slow.deliver(stale_claim)
 
     still = row(sessions, nid)
     assert (still.status, still.attempts, still.provider_id) == ("sending", 2, None)
 
-    await fresh.deliver(fresh_claim)
+    await fresh.deliver(*fresh_claims)
 
     done = row(sessions, nid)
     assert (done.status, done.provider_id) == ("sent", "SM-new")
@@ -581,13 +617,19 @@ async def test_a_stale_failure_does_not_fail_a_row_that_was_sent_meanwhile(
 ) -> None:
     [nid] = add_notifications(sessions)
     clock = Clock()
-    slow = make_worker(sessions, clock, ScriptedChannel(SendResult.permanent("bad", "21211")))
     fresh = make_worker(sessions, clock, ScriptedChannel(SendResult.ok("SM-new")))
-    [stale_claim] = slow.claim(1)
-    clock.advance(61)
-    await fresh.deliver(*fresh.claim(1))
 
-    await slow.deliver(stale_claim)
+    async def another_worker_sends_it() -> None:  # while this send is still on the wire
+        clock.advance(61)
+        await fresh.deliver(*fresh.claim(1))
+
+    slow = make_worker(
+        sessions,
+        clock,
+        MidSendChannel(SendResult.permanent("bad", "21211"), during=another_worker_sends_it),
+    )
+
+    await slow.deliver(*slow.claim(1))
 
     done = row(sessions, nid)
     assert (done.status, done.provider_id, done.error_code) == ("sent", "SM-new", None)
@@ -740,9 +782,12 @@ async def test_early_receipts_for_several_rows_of_one_batch_are_all_applied(
         assert [tuple(r) for r in linked] == [("SMa", ids[0]), ("SMc", ids[2])]
         actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
         # the receipts as they came in, then the sends, then the receipts linked to them
-        assert actions == ["notification.receipt"] * 2 + ["notification.sent"] * 3 + [
-            "notification.receipt"
-        ] * 2
+        assert (
+            actions
+            == ["notification.receipt"] * 2
+            + ["notification.sent"] * 3
+            + ["notification.receipt"] * 2
+        )
         assert audit.verify(session) == []
 
 
