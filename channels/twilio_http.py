@@ -19,6 +19,7 @@ names, Basic auth, headers and error parsing (``TwilioRestException``).
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextvars import ContextVar
 from typing import Any
@@ -52,15 +53,22 @@ def rebase_url(url: str, base: httpx.URL | None) -> str:
     """
     if base is None:
         return url
-    original = httpx.URL(url)
-    return str(
-        original.copy_with(
-            scheme=base.scheme,
-            host=base.host,
-            port=base.port,
-            path=base.path.rstrip("/") + original.path,
-        )
-    )
+    return _rebased_prefix(base) + _path_and_query(url)
+
+
+@functools.lru_cache(maxsize=8)
+def _rebased_prefix(base: httpx.URL) -> str:
+    """`base` without its trailing slash: what every rebased URL starts with."""
+    return str(base.copy_with(path=base.path.rstrip("/") or "/", query=None)).rstrip("/")
+
+
+def _path_and_query(url: str) -> str:
+    """The path (and query) of an absolute URL, from its first slash after the host."""
+    _, separator, rest = url.partition("://")
+    if not separator:
+        return str(httpx.URL(url).raw_path.decode("ascii"))
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else "/"
 
 
 def _build_request(

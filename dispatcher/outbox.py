@@ -27,6 +27,7 @@ it was sending cannot overwrite the outcome of the attempt that replaced it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import deque
@@ -35,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, Outcome, OutgoingMessage, SendResult
@@ -440,8 +441,10 @@ class DeliveryWorker:
     def _record_batch(self, outcomes: Sequence[tuple[Claimed, SendResult]]) -> None:
         """Record several outcomes in one short transaction (one commit, not one each).
 
-        The rows are read in one query and their audit events appended in one
-        go: under load a batch holds hundreds of outcomes.
+        Under load a batch holds hundreds of outcomes, nearly all of them sends
+        that went through: their rows are checked and updated with a statement
+        each for the whole batch, and their audit events appended in one go.
+        Only rows with another outcome are loaded as objects, one by one.
         """
         now = self.clock()
         # a digest's rows all share its outcome
@@ -454,52 +457,43 @@ class DeliveryWorker:
             # lock every row of the batch first, in id order, before any audit
             # lock: the same order as receipts take (row, then audit), so two
             # writers never wait on each other in a circle
-            rows = {
-                row.id: row
-                for row in session.scalars(
-                    select(Notification)
+            state: dict[int, tuple[str, int]] = {
+                id_: (status, attempts)
+                for id_, status, attempts in session.execute(
+                    select(Notification.id, Notification.status, Notification.attempts)
                     .where(Notification.id.in_(sorted({c.id for c, _ in outcomes})))
                     .order_by(Notification.id)
                     .with_for_update()
                 )
             }
+            sent: list[dict[str, Any]] = []
             self._audit_buffer = []
             try:
-                sent = [
-                    row
-                    for claimed, result in outcomes
-                    if (row := self._record(session, rows.get(claimed.id), claimed, result, now))
-                ]
+                for claimed, result in outcomes:
+                    # still ours: nobody re-claimed it after our lease expired
+                    ours = state.get(claimed.id) == (SENDING, claimed.attempt)
+                    if ours and result.outcome is Outcome.OK:
+                        sent.append(self._record_sent(claimed, result, now))
+                        state[claimed.id] = (SENT, claimed.attempt)
+                    elif not ours:
+                        self._record_stale(session, claimed, result, now)
+                    else:
+                        row = session.get_one(Notification, claimed.id)
+                        self._record_unsent(session, row, claimed, result, now)
+                        state[claimed.id] = (row.status, row.attempts)
+                if sent:
+                    session.execute(update(Notification), sent)  # by primary key, for all
                 self._flush_audit(session)
             finally:
                 self._audit_buffer = None
-            _link_early_receipts(session, sent, actor=self.actor, now=now)
+            _link_early_receipts(
+                session,
+                {row["provider_id"]: row["id"] for row in sent if row["provider_id"]},
+                actor=self.actor,
+                now=now,
+            )
 
-    def _record(
-        self,
-        session: Session,
-        row: Notification | None,
-        claimed: Claimed,
-        result: SendResult,
-        now: datetime,
-    ) -> Notification | None:
-        """Record one outcome on its (locked) row; return the row if it is now `sent`."""
-        if row is None or row.status != SENDING or row.attempts != claimed.attempt:
-            # somebody re-claimed it after our lease expired (or it is gone)
-            self._record_stale(session, claimed, result, now)
-        elif result.outcome is Outcome.OK:
-            self._record_sent(session, row, claimed, result, now)
-            return row
-        elif result.outcome is Outcome.RETRYABLE and claimed.attempt < self.max_attempts:
-            if claimed.expires_at is not None and now >= claimed.expires_at:
-                self._record_failed(session, row, claimed, result, now, expired=True)
-            else:
-                self._record_retry(session, row, claimed, result, now)
-        else:
-            self._record_failed(session, row, claimed, result, now)
-        return None
-
-    def _record_sent(
+    def _record_unsent(
         self,
         session: Session,
         row: Notification,
@@ -507,22 +501,36 @@ class DeliveryWorker:
         result: SendResult,
         now: datetime,
     ) -> None:
+        """Record a failed send on its (locked, still ours) row: retry it or fail it."""
+        if result.outcome is Outcome.RETRYABLE and claimed.attempt < self.max_attempts:
+            if claimed.expires_at is not None and now >= claimed.expires_at:
+                self._record_failed(session, row, claimed, result, now, expired=True)
+            else:
+                self._record_retry(session, row, claimed, result, now)
+        else:
+            self._record_failed(session, row, claimed, result, now)
+
+    def _record_sent(self, claimed: Claimed, result: SendResult, now: datetime) -> dict[str, Any]:
+        """Audit a send that went through; return the columns its row gets."""
         provider_id = _clip(result.provider_id, _PROVIDER_ID_WIDTH)
-        row.status = SENT
-        row.sent_at = now
-        row.provider_id = provider_id
-        row.lease_until = None
-        # the columns describe the row as it is now; earlier failures stay in the audit log
-        row.error_code = None
-        row.last_error = None
-        self._audit(session, now, "notification.sent", claimed, provider_id=provider_id)
+        self._audit_entry(now, "notification.sent", claimed, provider_id=provider_id)
         logger.info(
             "notification %s sent via %s (attempt %d, provider id %s)",
-            row.id,
+            claimed.id,
             claimed.channel,
             claimed.attempt,
             provider_id,
         )
+        return {
+            "id": claimed.id,
+            "status": SENT,
+            "sent_at": now,
+            "provider_id": provider_id,
+            "lease_until": None,
+            # the columns describe the row as it is now; earlier failures stay in the audit log
+            "error_code": None,
+            "last_error": None,
+        }
 
     def _record_retry(
         self,
@@ -549,8 +557,7 @@ class DeliveryWorker:
         row.lease_until = None
         row.error_code = _clip(result.error_code, _ERROR_CODE_WIDTH)
         row.last_error = result.reason
-        self._audit(
-            session,
+        self._audit_entry(
             now,
             "notification.retry",
             claimed,
@@ -588,8 +595,8 @@ class DeliveryWorker:
         row.lease_until = None
         row.error_code = _clip(result.error_code, _ERROR_CODE_WIDTH)
         row.last_error = reason
-        self._audit(
-            session, now, "notification.failed", claimed, error_code=row.error_code, reason=reason
+        self._audit_entry(
+            now, "notification.failed", claimed, error_code=row.error_code, reason=reason
         )
         logger.error(
             "notification %s via %s failed for good (attempt %d): %s",
@@ -609,8 +616,7 @@ class DeliveryWorker:
         # is left alone, but what we did is still recorded: a send that went
         # through here means the recipient may get the message twice, and the
         # provider id links any receipts for it.
-        self._audit(
-            session,
+        self._audit_entry(
             now,
             "notification.stale",
             claimed,
@@ -627,20 +633,18 @@ class DeliveryWorker:
             result.outcome.value,
         )
 
-    def _audit(
-        self, session: Session, now: datetime, action: str, claimed: Claimed, **data: Any
-    ) -> None:
-        entry = audit.Entry(
-            at=now,
-            actor=self.actor,
-            action=action,
-            subject=f"notification:{claimed.id}",
-            data={"channel": claimed.channel, "attempt": claimed.attempt, **data},
+    def _audit_entry(self, now: datetime, action: str, claimed: Claimed, **data: Any) -> None:
+        """Buffer one event about a notification; `_flush_audit` appends it, in order."""
+        assert self._audit_buffer is not None, "only while recording a batch"
+        self._audit_buffer.append(
+            audit.Entry(
+                at=now,
+                actor=self.actor,
+                action=action,
+                subject=f"notification:{claimed.id}",
+                data={"channel": claimed.channel, "attempt": claimed.attempt, **data},
+            )
         )
-        if self._audit_buffer is not None:
-            self._audit_buffer.append(entry)  # written by _flush_audit, in this order
-        else:
-            audit.record_many(session, [entry])
 
     def _flush_audit(self, session: Session) -> None:
         """Append the buffered events of the batch being recorded to the audit chain."""
@@ -684,6 +688,9 @@ class DeliveryWorker:
         claimed for a free slot): under load one claim serves several rounds
         of sends instead of a claim per freed slot. Rows claimed ahead are sent
         before `run` returns, not left leased until their leases run out.
+        A slot frees as soon as its send has an answer; the outcome is
+        committed with its batch (a few ms later), and `run` returns only when
+        every outcome is.
         """
         in_flight: set[asyncio.Task[None]] = set()
         ready: deque[Claimed] = deque()  # claimed, waiting for a free slot
@@ -714,6 +721,7 @@ class DeliveryWorker:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             if in_flight:
                 await asyncio.wait(in_flight)
+            await self._outcomes.drain()
 
     def _start(self, ready: deque[Claimed], in_flight: set[asyncio.Task[None]], free: int) -> None:
         """Start sending up to `free` of the rows waiting in `ready`."""
@@ -726,11 +734,18 @@ class DeliveryWorker:
             )
 
     async def _deliver_logged(self, claimed: Claimed) -> None:
+        """Send one claimed row and hand its outcome to the batcher, without waiting
+        for the commit: the slot is free for the next send while the batch lingers."""
         try:
-            await self.deliver(claimed)
+            result = await self._send(claimed)
         except Exception:
-            # the loop must survive; the row is retried when its lease expires
-            logger.exception("could not record the outcome of notification %s", claimed.id)
+            # _send answers every provider and channel error; this is a bug of ours.
+            # The loop must survive: the row is sent again when its lease expires.
+            logger.exception("could not send notification %s", claimed.id)
+            return
+        self._outcomes.submit(claimed, result).add_done_callback(
+            functools.partial(_log_unrecorded, claimed.id)
+        )
 
     @staticmethod
     async def _wait_for(
@@ -760,16 +775,17 @@ class _OutcomeBatcher:
     """Collects send outcomes for a few milliseconds and records them together.
 
     Under load, one commit (with its audit events) per batch instead of one per
-    message; each caller still returns only once its own outcome is committed,
-    and if the batch fails every caller in it sees the error (their rows are
-    sent again when the lease runs out, as after a crash).
+    message. `record` returns once its outcome is committed; `submit` returns
+    at once, with a future that completes when it is. If a batch fails, every
+    future in it gets the error (their rows are sent again when the lease runs
+    out, as after a crash).
     """
 
     def __init__(
         self,
         record: Callable[[Sequence[tuple[Claimed, SendResult]]], None],
         *,
-        linger: float = 0.005,
+        linger: float = 0.05,
         max_batch: int = 256,
     ) -> None:
         self._record = record
@@ -778,13 +794,23 @@ class _OutcomeBatcher:
         self._waiting: list[tuple[Claimed, SendResult, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def record(self, claimed: Claimed, result: SendResult) -> None:
+    def submit(self, claimed: Claimed, result: SendResult) -> asyncio.Future[None]:
+        """Queue an outcome for the next batch; the future completes once it is committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((claimed, result, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
+        return future
+
+    async def record(self, claimed: Claimed, result: SendResult) -> None:
+        """Queue an outcome and return once it is committed (the error if its batch failed)."""
         # the flush runs to completion even if this caller is cancelled
-        await asyncio.shield(future)
+        await asyncio.shield(self.submit(claimed, result))
+
+    async def drain(self) -> None:
+        """Return once every outcome submitted so far is recorded (or its batch failed)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
 
     async def _flush(self) -> None:
         while self._waiting:
@@ -804,6 +830,20 @@ class _OutcomeBatcher:
                 for _, _, future in batch:
                     if not future.done():
                         future.set_result(None)
+
+
+def _log_unrecorded(notification_id: int, future: asyncio.Future[None]) -> None:
+    """Log an outcome whose batch could not be committed (the row is retried on lease expiry)."""
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None:
+        logger.error(
+            "could not record the outcome of notification %s; it is sent again when its "
+            "lease runs out",
+            notification_id,
+            exc_info=error,
+        )
 
 
 # --- receipts -------------------------------------------------------------------
@@ -891,27 +931,24 @@ def _apply_receipt(notification: Notification, receipt: Receipt) -> tuple[str, s
 
 
 def _link_early_receipts(
-    session: Session, notifications: Sequence[Notification], *, actor: str, now: datetime
+    session: Session, sent: Mapping[str, int], *, actor: str, now: datetime
 ) -> None:
     """Attach receipts that arrived before the worker recorded their provider ids.
 
     A fast provider can call back while the outcome transaction is still
     waiting for the database; those receipts were stored unattached and would
-    otherwise never reach the row. One query for all the notifications given.
+    otherwise never reach the row. `sent` maps the provider ids just recorded
+    to their notification ids; one query finds the receipts for all of them.
     """
-    by_provider_id = {n.provider_id: n for n in notifications if n.provider_id}
-    if not by_provider_id:
+    if not sent:
         return
     early: Iterable[Receipt] = session.scalars(
         select(Receipt)
-        .where(
-            Receipt.provider_id.in_(sorted(by_provider_id)),
-            Receipt.notification_id.is_(None),
-        )
+        .where(Receipt.provider_id.in_(sorted(sent)), Receipt.notification_id.is_(None))
         .order_by(Receipt.id)
     ).all()
     for receipt in early:
-        notification = by_provider_id[receipt.provider_id]
+        notification = session.get_one(Notification, sent[receipt.provider_id])
         receipt.notification_id = notification.id
         change = _apply_receipt(notification, receipt)
         audit.record(

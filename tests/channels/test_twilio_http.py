@@ -27,12 +27,32 @@ def created(request: httpx.Request) -> httpx.Response:
     [
         ("http://127.0.0.1:8099", "http://127.0.0.1:8099/2010-04-01/x.json?a=1"),
         ("http://fake.test/twilio/", "http://fake.test/twilio/2010-04-01/x.json?a=1"),
+        ("http://fake.test/twilio", "http://fake.test/twilio/2010-04-01/x.json?a=1"),
+        ("https://fake.test:8443/", "https://fake.test:8443/2010-04-01/x.json?a=1"),
     ],
 )
 def test_rebase_url_moves_scheme_host_and_port_onto_the_base(base: str, expected: str) -> None:
     url = "https://api.twilio.com/2010-04-01/x.json?a=1"
 
     assert rebase_url(url, httpx.URL(base)) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.twilio.com",
+        "https://api.twilio.com/",
+        "https://messaging.twilio.com/v1/Services/MG1/PhoneNumbers.json?PageSize=50&x=%20y",
+        "https://user@api.twilio.com:443/2010-04-01/Calls.json",
+    ],
+)
+def test_rebase_url_keeps_path_and_query_exactly(url: str) -> None:
+    base = httpx.URL("http://127.0.0.1:8099/fake/")
+    original = httpx.URL(url)
+    moved = httpx.URL(rebase_url(url, base))
+
+    assert (moved.scheme, moved.host, moved.port) == ("http", "127.0.0.1", 8099)
+    assert moved.raw_path == b"/fake" + original.raw_path
 
 
 def test_rebase_url_without_a_base_leaves_the_url_alone() -> None:
