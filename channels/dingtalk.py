@@ -44,14 +44,14 @@ from pydantic import SecretStr
 
 from channels.base import ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
+    addressed,
     classify_status,
     guarded_send,
     json_body,
-    refuse_if_too_long,
     send_request,
     short_text,
 )
-from channels.redaction import Redactor, protect_in_http_logs
+from channels.redaction import redactor_in_urls
 
 __all__ = ["DINGTALK_API", "DingTalkChannel", "DingTalkRobot"]
 
@@ -115,24 +115,16 @@ class DingTalkChannel:
         secrets = [c.access_token.get_secret_value() for c in robots.values()] + [
             c.secret.get_secret_value() for c in robots.values() if c.secret is not None
         ]
-        self._redact = Redactor(secrets)
-        protect_in_http_logs(*secrets)
+        self._redact = redactor_in_urls(*secrets)
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Post one robot message; classify DingTalk's answer. Never raises."""
         return await guarded_send(_logger, self.name, message, self._redact, self._send)
 
     async def _send(self, message: OutgoingMessage) -> SendResult:
-        robot = self._robots.get(message.address)
-        if robot is None:
-            return SendResult.permanent(
-                f"DingTalk robot {message.address!r} is not configured "
-                f"(configured: {', '.join(sorted(self._robots))})",
-                error_code="unknown_robot",
-            )
-        too_long = refuse_if_too_long(self.limits, message.body)
-        if too_long is not None:
-            return too_long
+        robot = addressed(self._robots, message, "DingTalk robot", "unknown_robot", self.limits)
+        if isinstance(robot, SendResult):
+            return robot
         params = {"access_token": robot.access_token.get_secret_value()}
         if robot.secret is not None:
             timestamp = str(int(self._clock() * 1000))

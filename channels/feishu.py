@@ -44,14 +44,14 @@ from pydantic import SecretStr
 
 from channels.base import TOO_LONG, ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
+    addressed,
     classify_status,
     guarded_send,
     json_body,
-    refuse_if_too_long,
     send_request,
     short_text,
 )
-from channels.redaction import Redactor, protect_in_http_logs
+from channels.redaction import redactor_in_urls
 
 __all__ = ["FEISHU_API", "FeishuBot", "FeishuChannel"]
 
@@ -115,24 +115,16 @@ class FeishuChannel:
         secrets = [c.hook_id.get_secret_value() for c in bots.values()] + [
             c.secret.get_secret_value() for c in bots.values() if c.secret is not None
         ]
-        self._redact = Redactor(secrets)
-        protect_in_http_logs(*secrets)
+        self._redact = redactor_in_urls(*secrets)
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Post one bot message; classify Feishu's answer. Never raises."""
         return await guarded_send(_logger, self.name, message, self._redact, self._send)
 
     async def _send(self, message: OutgoingMessage) -> SendResult:
-        bot = self._bots.get(message.address)
-        if bot is None:
-            return SendResult.permanent(
-                f"Feishu bot {message.address!r} is not configured "
-                f"(configured: {', '.join(sorted(self._bots))})",
-                error_code="unknown_bot",
-            )
-        too_long = refuse_if_too_long(self.limits, message.body)
-        if too_long is not None:
-            return too_long
+        bot = addressed(self._bots, message, "Feishu bot", "unknown_bot", self.limits)
+        if isinstance(bot, SendResult):
+            return bot
         body = json.dumps(self.payload(message, bot), ensure_ascii=False).encode("utf-8")
         if len(body) > MAX_REQUEST_BYTES:
             return SendResult.permanent(

@@ -24,15 +24,18 @@ import math
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from channels.base import TOO_LONG, ChannelLimits, Outcome, OutgoingMessage, SendResult
 from channels.redaction import Redactor
 
+_T = TypeVar("_T")
+
 __all__ = [
     "RETRYABLE_STATUSES",
+    "addressed",
     "classify_status",
     "json_body",
     "log_result",
@@ -135,6 +138,27 @@ def refuse_if_too_long(limits: ChannelLimits, body: str) -> SendResult | None:
     """PERMANENT ``too_long`` when `body` is over `limits`; channels never cut a warning."""
     why = limits.refusal(body)
     return None if why is None else SendResult.permanent(why, error_code=TOO_LONG)
+
+
+def addressed(
+    known: Mapping[str, _T],
+    message: OutgoingMessage,
+    what: str,
+    error_code: str,
+    limits: ChannelLimits,
+) -> _T | SendResult:
+    """What is configured for the message's address (a robot, a bot, a target), or
+    the PERMANENT result that refuses the message: an address that is not
+    configured (`error_code`), or a body over `limits` (``too_long``)."""
+    found = known.get(message.address)
+    if found is None:
+        return SendResult.permanent(
+            f"{what} {message.address!r} is not configured "
+            f"(configured: {', '.join(sorted(known))})",
+            error_code=error_code,
+        )
+    too_long = refuse_if_too_long(limits, message.body)
+    return found if too_long is None else too_long
 
 
 def unexpected_error(

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MASK", "Redactor", "protect_in_http_logs"]
+__all__ = ["MASK", "Redactor", "protect_in_http_logs", "redactor_in_urls"]
 
 MASK = "**********"
 
@@ -87,3 +87,10 @@ def protect_in_http_logs(*secrets: str) -> None:
     logger = logging.getLogger("httpx")
     if _HTTP_LOG_FILTER not in logger.filters:
         logger.addFilter(_HTTP_LOG_FILTER)
+
+
+def redactor_in_urls(*secrets: str) -> Redactor:
+    """A redactor of `secrets` that also keeps them out of httpx's request log lines
+    (for channels whose credentials travel in the URL)."""
+    protect_in_http_logs(*secrets)
+    return Redactor(secrets)

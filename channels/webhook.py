@@ -42,10 +42,10 @@ from pydantic import SecretStr
 
 from channels.base import ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
+    addressed,
     classify_status,
     guarded_send,
     json_body,
-    refuse_if_too_long,
     retry_after_seconds,
     send_request,
 )
@@ -119,16 +119,9 @@ class WebhookChannel:
         return await guarded_send(_logger, self.name, message, self._redact, self._send)
 
     async def _send(self, message: OutgoingMessage) -> SendResult:
-        target = self._targets.get(message.address)
-        if target is None:
-            return SendResult.permanent(
-                f"webhook target {message.address!r} is not configured "
-                f"(configured: {', '.join(sorted(self._targets))})",
-                error_code="unknown_target",
-            )
-        too_long = refuse_if_too_long(self.limits, message.body)
-        if too_long is not None:
-            return too_long
+        target = addressed(self._targets, message, "webhook target", "unknown_target", self.limits)
+        if isinstance(target, SendResult):
+            return target
         timestamp = int(self._clock())
         body = json.dumps(
             self.payload(message, timestamp), ensure_ascii=False, separators=(",", ":")

@@ -34,14 +34,14 @@ from pydantic import SecretStr
 
 from channels.base import ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
+    addressed,
     classify_status,
     guarded_send,
     json_body,
-    refuse_if_too_long,
     send_request,
     short_text,
 )
-from channels.redaction import Redactor, protect_in_http_logs
+from channels.redaction import redactor_in_urls
 
 __all__ = ["WECOM_API", "WeComChannel"]
 
@@ -99,24 +99,16 @@ class WeComChannel:
         self._msgtype = msgtype
         self._url = f"{api_base.rstrip('/')}{_SEND_PATH}"
         keys = [key.get_secret_value() for key in robots.values()]
-        self._redact = Redactor(keys)
-        protect_in_http_logs(*keys)
+        self._redact = redactor_in_urls(*keys)
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Post one robot message; classify WeCom's answer. Never raises."""
         return await guarded_send(_logger, self.name, message, self._redact, self._send)
 
     async def _send(self, message: OutgoingMessage) -> SendResult:
-        key = self._robots.get(message.address)
-        if key is None:
-            return SendResult.permanent(
-                f"WeCom robot {message.address!r} is not configured "
-                f"(configured: {', '.join(sorted(self._robots))})",
-                error_code="unknown_robot",
-            )
-        too_long = refuse_if_too_long(self.limits, message.body)
-        if too_long is not None:
-            return too_long
+        key = addressed(self._robots, message, "WeCom robot", "unknown_robot", self.limits)
+        if isinstance(key, SendResult):
+            return key
         request = self._http.build_request(
             "POST",
             self._url,
