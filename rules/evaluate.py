@@ -318,9 +318,10 @@ def _follow_runs(
     for g in going:
         when = g.slot.level.when
         base = truths.span(when)[0]
-        true = truths.get(when).true[np.searchsorted(rows, g.rows), g.since - base :]
-        stops = np.where(true.all(axis=1), hours, g.since + (~true).argmax(axis=1))
-        g.slot.until[lo + g.rows] = stops - 1
+        true = truths.get(when).true[:, g.since - base :]
+        # each run goes on from the array's first column: find where it stops
+        stops = _run_ends(true, np.searchsorted(rows, g.rows), np.full(len(g.rows), -1))
+        g.slot.until[lo + g.rows] = g.since + stops - 1
     series.clear()
 
 
