@@ -34,6 +34,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from rules.types import Assessment, Level
 
@@ -133,18 +134,8 @@ def reconcile(
     """
     hold_of = _per_hazard(hold)
     cooldown_of = _per_hazard(cooldown)
-    said: dict[tuple[str, str], Assessment] = {}
-    for a in assessments:
-        key = (a.zone_id, a.hazard)
-        if key in said:
-            raise ValueError(f"two assessments for zone {a.zone_id} hazard {a.hazard}")
-        said[key] = a
-    opened: dict[tuple[str, str], OpenAlert] = {}
-    for alert in open_alerts:
-        key = (alert.zone_id, alert.hazard)
-        if key in opened:
-            raise ValueError(f"two open alerts for zone {alert.zone_id} hazard {alert.hazard}")
-        opened[key] = alert
+    said = _one_each(assessments, "assessments")
+    opened = _one_each(open_alerts, "open alerts")
     # per (zone, hazard): the highest level resolved within its cooldown, latest first on ties
     cooling: dict[tuple[str, str], ClosedAlert] = {}
     for closed in recently_resolved:
@@ -171,6 +162,27 @@ def _per_hazard(value: PerHazard) -> Callable[[str], timedelta]:
     if isinstance(value, timedelta):
         return lambda _hazard: value
     return value
+
+
+class _ZoneHazard(Protocol):
+    @property
+    def zone_id(self) -> str: ...
+    @property
+    def hazard(self) -> str: ...
+
+
+_Keyed = TypeVar("_Keyed", bound=_ZoneHazard)
+
+
+def _one_each(items: Iterable[_Keyed], what: str) -> dict[tuple[str, str], _Keyed]:
+    """The items by (zone, hazard); a second one for a pair is a programming error."""
+    by_key: dict[tuple[str, str], _Keyed] = {}
+    for item in items:
+        key = (item.zone_id, item.hazard)
+        if key in by_key:
+            raise ValueError(f"two {what} for zone {item.zone_id} hazard {item.hazard}")
+        by_key[key] = item
+    return by_key
 
 
 def _start(assessment: Assessment | None, cooling: ClosedAlert | None) -> Transition | None:
