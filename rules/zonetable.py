@@ -35,7 +35,6 @@ class ZoneTable:
     """
 
     def __init__(self, zones: Sequence[ZoneSpec]) -> None:
-        self.zones = tuple(zones)
         self.count = len(zones)
         ids, kinds, townships, risk, zone_points = (
             [getattr(zone, name) for zone in zones]
