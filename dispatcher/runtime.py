@@ -29,6 +29,7 @@ from dispatcher.feeds.base import Feed, ForecastPoint
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
+from dispatcher.httpclient import shared_client
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline
 from dispatcher.roster import load_roster
@@ -119,10 +120,8 @@ def open_runtime(
     with sessions.begin() as session:
         sync_directory(session, county, point_of, now)
 
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.http_timeout_seconds),
-        headers={"User-Agent": "yujing/0.1 (+county early-warning dispatcher)"},
-    )
+    # every send in flight gets a kept-alive connection; the rest are the feeds'
+    http = shared_client(settings.delivery_concurrency + 8, settings.http_timeout_seconds)
     feed = build_feed(settings, http, clock)
     channels = build_channels(settings, http, console)
     callback = (
