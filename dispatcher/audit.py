@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
@@ -52,6 +52,14 @@ class Entry:
     data: Mapping[str, Any] | None = None
 
 
+class Appended(NamedTuple):
+    """What `record` wrote: the new event's id and its place in the chain."""
+
+    id: int
+    prev_hash: str
+    hash: str
+
+
 def record(
     session: Session,
     *,
@@ -60,14 +68,13 @@ def record(
     action: str,
     subject: str = "",
     data: Mapping[str, Any] | None = None,
-) -> AuditEvent:
+) -> Appended:
     """Append one event to the audit chain in the session's transaction, without committing.
 
     `at` must be timezone-aware. `data` must be JSON-serialisable with string
     keys; it is stored as its JSON round-trip, so what is hashed is exactly
     what is read back. The new row is inserted at once, so that a second
-    `record` in the same transaction chains onto it; the returned event is a
-    detached copy of what was written, with its id.
+    `record` in the same transaction chains onto it.
 
     Concurrent appenders queue instead of forking the chain: on PostgreSQL this
     takes a transaction-scoped advisory lock, held until the caller commits or
@@ -77,64 +84,54 @@ def record(
     transaction must run at READ COMMITTED (the default), so the tail is read
     after the lock is granted, not from an older snapshot.
     """
-    return record_many(session, [Entry(at, actor, action, subject, data)])[0]
+    (row,) = _chained(session, [Entry(at, actor, action, subject, data)])
+    id_ = session.scalar(insert(AuditEvent).returning(AuditEvent.id), row)
+    assert id_ is not None
+    return Appended(id_, row["prev_hash"], row["hash"])
 
 
-def record_many(session: Session, entries: Sequence[Entry]) -> list[AuditEvent]:
+def record_many(session: Session, entries: Sequence[Entry]) -> None:
     """Append several events, in order, as `record` appends one.
 
-    The chain's tail is read once and the rows are flushed together: a worker
-    recording a batch of outcomes writes one event per message without one
-    round trip each.
+    The chain's tail is read once and the rows are inserted together, in chain
+    order (so ids ascend with the chain), without reading their ids back: a
+    worker recording a batch of outcomes writes one event per message without
+    a round trip or an ORM object each.
     """
+    rows = _chained(session, entries)
+    if rows:
+        session.execute(insert(AuditEvent), rows)
+
+
+def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The rows that append `entries` to the chain: locked, hashed, ready to insert."""
+    rows: list[dict[str, Any]] = []
     for entry in entries:
         if entry.at.tzinfo is None or entry.at.utcoffset() is None:
             raise ValueError("audit event time must be timezone-aware (pass UTC)")
-    stored = [_json_round_trip(entry.data or {}) for entry in entries]
-    if not entries:
-        return []
-
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+        rows.append(
+            {
+                "at": entry.at.astimezone(UTC),
+                "actor": entry.actor,
+                "action": entry.action,
+                "subject": entry.subject,
+                "data": _json_round_trip(entry.data or {}),
+            }
+        )
+    if not rows:
+        return rows
+    if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK_KEY})
+    session.flush()  # whatever the caller changed goes first, as with session.add
     prev_hash = (
         session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
         or GENESIS_HASH
     )
-    events: list[AuditEvent] = []
-    for entry, data in zip(entries, stored, strict=True):
-        event = AuditEvent(
-            at=entry.at.astimezone(UTC),
-            actor=entry.actor,
-            action=entry.action,
-            subject=entry.subject,
-            data=data,
-            prev_hash=prev_hash,
-        )
-        event.hash = prev_hash = event_hash(event)
-        events.append(event)
-    # one INSERT of every row, in order (ids ascend with the chain), without
-    # the unit of work: the events are returned as plain, unattached objects
-    session.flush()  # whatever the caller changed goes first, as with session.add
-    ids = session.scalars(
-        insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
-        [_columns(event) for event in events],
-    ).all()
-    for event, id_ in zip(events, ids, strict=True):
-        event.id = id_
-    return events
-
-
-def _columns(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "at": event.at,
-        "actor": event.actor,
-        "action": event.action,
-        "subject": event.subject,
-        "data": event.data,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    for row in rows:
+        digest = chain_hash(prev_hash, **row)
+        row["prev_hash"], row["hash"] = prev_hash, digest
+        prev_hash = digest
+    return rows
 
 
 def verify(session: Session) -> list[str]:
@@ -164,14 +161,34 @@ def verify(session: Session) -> list[str]:
 
 def event_hash(event: AuditEvent) -> str:
     """The hash `event` should carry, from its prev_hash and its content."""
+    return chain_hash(
+        event.prev_hash,
+        at=event.at,
+        actor=event.actor,
+        action=event.action,
+        subject=event.subject,
+        data=event.data,
+    )
+
+
+def chain_hash(
+    prev_hash: str,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    data: Any,
+) -> str:
+    """sha256_hex(prev_hash + canonical_json({at, actor, action, subject, data}))."""
     content = {
-        "at": event.at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor": event.actor,
-        "action": event.action,
-        "subject": event.subject,
-        "data": event.data,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "data": data,
     }
-    return hashlib.sha256((event.prev_hash + _canonical_json(content)).encode()).hexdigest()
+    return hashlib.sha256((prev_hash + _canonical_json(content)).encode()).hexdigest()
 
 
 def _canonical_json(value: Any) -> str:
@@ -194,7 +211,9 @@ def _json_round_trip(data: Mapping[str, Any]) -> dict[str, Any]:
 __all__ = [
     "AUDIT_CHAIN_LOCK_KEY",
     "GENESIS_HASH",
+    "Appended",
     "Entry",
+    "chain_hash",
     "event_hash",
     "record",
     "record_many",

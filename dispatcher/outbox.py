@@ -27,16 +27,16 @@ it was sending cannot overwrite the outcome of the attempt that replaced it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, Outcome, OutgoingMessage, SendResult
@@ -100,6 +100,43 @@ _MIN_SEND_SECONDS: Final = 1.0
 # the outcome's transaction fail (the row would then be re-sent on lease expiry).
 _ERROR_CODE_WIDTH: Final = 32
 _PROVIDER_ID_WIDTH: Final = 64
+
+
+# what a claim reads of a row (as plain columns, not as an ORM object)
+_CLAIM_COLUMNS: Final = (
+    Notification.id,
+    Notification.status,
+    Notification.attempts,
+    Notification.channel,
+    Notification.idempotency_key,
+    Notification.address,
+    Notification.body,
+    Notification.recipient_name,
+    Notification.created_at,
+)
+
+
+class _Claimable(Protocol):
+    """A claimed row's columns: a `Notification` or a row of `_CLAIM_COLUMNS`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def recipient_name(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -198,6 +235,7 @@ class DeliveryWorker:
         # audit events of the batch being recorded (None outside _record_batch)
         self._audit_buffer: list[audit.Entry] | None = None
         self._pacer = ChannelPacer(channels, rates or {})
+        self._sending = 0  # senders of run() busy with a send
 
     @classmethod
     def from_settings(
@@ -252,40 +290,65 @@ class DeliveryWorker:
             return []
         now = self.clock()
         lease_until = now + timedelta(seconds=self.lease_seconds)
-        due = or_(
-            and_(Notification.status == PENDING, Notification.next_attempt_at <= now),
-            and_(Notification.status == SENDING, Notification.lease_until < now),
-        )
         claimed: list[Claimed] = []
         with self.sessions.begin() as session:
-            rows = session.execute(
-                select(Notification, Alert.level)
+            # rows whose worker died mid-send first (few: at most the rows in
+            # flight), then the due pending rows, oldest first. Two queries, not
+            # one with OR: each reads its index in order and stops at the limit,
+            # where one query would sort every due row of a long queue each time.
+            expired = and_(Notification.status == SENDING, Notification.lease_until < now)
+            due = and_(Notification.status == PENDING, Notification.next_attempt_at <= now)
+            rows = self._due_rows(session, expired, limit)
+            rows += self._due_rows(session, due, limit - len(rows))
+            digestible = self._digestible(session, rows)
+            taken: set[int] = set()
+            leased: list[int] = []
+            for row in rows:
+                if row.id in taken:
+                    continue  # already riding along in a digest claimed above
+                if row.status == SENDING and row.attempts >= self.max_attempts:
+                    self._give_up_expired(session, session.get_one(Notification, row.id), now)
+                    continue
+                if row.id in digestible:
+                    digest = self._claim_digest(
+                        session, session.get_one(Notification, row.id), row.level, now, lease_until
+                    )
+                    if digest is not None:
+                        taken.update(member for member, _ in digest.members)
+                        claimed.append(digest)
+                    continue
+                # (a digest's mates are digestible: never one of these rows)
+                leased.append(row.id)
+                claimed.append(self._snapshot(row, lease_until, row.level, row.attempts + 1))
+            if leased:
+                session.execute(
+                    update(Notification)
+                    .where(Notification.id.in_(leased))
+                    .values(
+                        status=SENDING, attempts=Notification.attempts + 1, lease_until=lease_until
+                    ),
+                    execution_options={"synchronize_session": False},
+                )
+        return claimed
+
+    @staticmethod
+    def _due_rows(session: Session, where: ColumnElement[bool], limit: int) -> list[Any]:
+        """Up to `limit` rows matching `where`, oldest due first, locked for this claim."""
+        if limit <= 0:
+            return []
+        return list(
+            session.execute(
+                select(*_CLAIM_COLUMNS, Alert.level)
                 .outerjoin(Alert, Alert.id == Notification.alert_id)
-                .where(due)
+                .where(where)
                 .order_by(Notification.next_attempt_at, Notification.id)
                 .limit(limit)
                 # PostgreSQL: rows another worker is claiming right now are
                 # skipped, not waited for. SQLite ignores this clause; its
                 # BEGIN IMMEDIATE already makes claims one at a time.
                 .with_for_update(skip_locked=True, of=Notification)
-            ).all()
-            digestible = self._digestible(session, [row for row, _ in rows])
-            taken: set[int] = set()
-            for row, level in rows:
-                if row.id in taken:
-                    continue  # already riding along in a digest claimed above
-                if row.status == SENDING and row.attempts >= self.max_attempts:
-                    self._give_up_expired(session, row, now)
-                    continue
-                if row.id in digestible:
-                    digest = self._claim_digest(session, row, level, now, lease_until)
-                    if digest is not None:
-                        taken.update(member for member, _ in digest.members)
-                        claimed.append(digest)
-                    continue
-                self._lease(row, lease_until)
-                claimed.append(self._snapshot(row, lease_until, level))
-        return claimed
+            )
+        )
 
     @staticmethod
     def _lease(row: Notification, lease_until: datetime) -> None:
@@ -293,7 +356,7 @@ class DeliveryWorker:
         row.attempts += 1
         row.lease_until = lease_until
 
-    def _digestible(self, session: Session, rows: Sequence[Notification]) -> set[int]:
+    def _digestible(self, session: Session, rows: Sequence[_Claimable]) -> set[int]:
         pending = [row.id for row in rows if row.status == PENDING]
         if self.digest is None or not pending:
             return set()
@@ -332,7 +395,7 @@ class DeliveryWorker:
             .with_for_update(skip_locked=True)
         ).all()
         self._lease(row, lease_until)
-        snapshot = self._snapshot(row, lease_until, level)
+        snapshot = self._snapshot(row, lease_until, level, row.attempts)
         if not mates:
             return snapshot
         for mate in mates:
@@ -344,7 +407,10 @@ class DeliveryWorker:
             members=tuple((mate.id, mate.attempts) for mate in mates),
         )
 
-    def _snapshot(self, row: Notification, lease_until: datetime, level: str | None) -> Claimed:
+    def _snapshot(
+        self, row: _Claimable, lease_until: datetime, level: str | None, attempt: int
+    ) -> Claimed:
+        """What is sent for `row`, leased until `lease_until` for its `attempt`."""
         ttl = self.ttl_seconds.get(level or "")
         return Claimed(
             id=row.id,
@@ -357,7 +423,7 @@ class DeliveryWorker:
                 status_callback_url=self.status_callback_url,
                 notification_id=row.id,
             ),
-            attempt=row.attempts,
+            attempt=attempt,
             lease_until=lease_until,
             expires_at=row.created_at + timedelta(seconds=ttl) if ttl else None,
         )
@@ -448,11 +514,12 @@ class DeliveryWorker:
         """
         now = self.clock()
         # a digest's rows all share its outcome
-        outcomes = [
-            (replace(claimed, id=member, attempt=attempt, members=()), result)
-            for claimed, result in outcomes
-            for member, attempt in ((claimed.id, claimed.attempt), *claimed.members)
-        ]
+        if any(claimed.members for claimed, _ in outcomes):
+            outcomes = [
+                (replace(claimed, id=member, attempt=attempt, members=()), result)
+                for claimed, result in outcomes
+                for member, attempt in ((claimed.id, claimed.attempt), *claimed.members)
+            ]
         with self.sessions.begin() as session:
             # lock every row of the batch first, in id order, before any audit
             # lock: the same order as receipts take (row, then audit), so two
@@ -678,64 +745,68 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; then finish the sends in flight and return.
 
-        Up to `concurrency` sends are in flight at once. A slot that frees up is
-        refilled straight away while rows are due; when nothing is due the
-        worker sleeps `poll_seconds`, or less if `wake()` is called. Sends are
-        never cancelled part-way — not on `stop`, and not if this task is
-        cancelled: they run to completion and record their outcome.
+        `concurrency` senders each send one row at a time, taking the next from
+        a queue of claimed rows as soon as the provider answers. The claimer
+        tops the queue up while rows are due; when nothing is due it sleeps
+        `poll_seconds`, or less if `wake()` is called. Sends are never cancelled
+        part-way — not on `stop`, and not if this task is cancelled: they run to
+        completion and record their outcome.
 
         Rows are claimed up to one round ahead (at most `concurrency` rows wait
-        claimed for a free slot): under load one claim serves several rounds
-        of sends instead of a claim per freed slot. Rows claimed ahead are sent
-        before `run` returns, not left leased until their leases run out.
-        A slot frees as soon as its send has an answer; the outcome is
-        committed with its batch (a few ms later), and `run` returns only when
-        every outcome is.
+        claimed for a free sender): under load one claim serves several rounds
+        of sends instead of a claim per freed sender. Rows claimed ahead are
+        sent before `run` returns, not left leased until their leases run out.
+        The outcome of a send is committed with its batch (a few ms later), and
+        `run` returns only when every outcome is.
         """
-        in_flight: set[asyncio.Task[None]] = set()
-        ready: deque[Claimed] = deque()  # claimed, waiting for a free slot
+        queue: asyncio.Queue[Claimed | None] = asyncio.Queue()
+        senders = [
+            asyncio.create_task(self._sender(queue), name=f"outbox-sender-{i}")
+            for i in range(self.concurrency)
+        ]
+        stopping = asyncio.create_task(stop.wait())
+        stopping.add_done_callback(lambda _: self._wake.set())
         try:
             while not stop.is_set():
-                in_flight = {t for t in in_flight if not t.done()}
                 # cleared before claiming, so a wake() during the claim is not lost
                 self._wake.clear()
-                free = self.concurrency - len(in_flight)
-                if len(ready) < free:
+                waiting = queue.qsize()
+                if waiting < self.concurrency - self._sending:
                     try:
-                        ready.extend(self.claim(2 * self.concurrency - len(in_flight) - len(ready)))
+                        claimed = self.claim(2 * self.concurrency - self._sending - waiting)
                     except Exception:
                         logger.exception(
                             "could not claim outbox rows; trying again in %g s", self.poll_seconds
                         )
-                self._start(ready, in_flight, free)
-                if len(in_flight) < self.concurrency:
-                    # nothing more is due: sleep until a poll, a wake or stop
-                    await self._wait_for(stop, self._wake, timeout=self.poll_seconds)
-                else:
-                    # every slot is busy and more may be due: wait for a free slot
-                    await self._wait_for(stop, *in_flight)
+                    else:
+                        for row in claimed:
+                            queue.put_nowait(row)
+                # woken by a poll, wake(), stop, or a sender that found the queue empty
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
         finally:
-            while ready:
-                in_flight = {t for t in in_flight if not t.done()}
-                self._start(ready, in_flight, self.concurrency - len(in_flight))
-                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            if in_flight:
-                await asyncio.wait(in_flight)
+            stopping.cancel()
+            for _ in senders:
+                queue.put_nowait(None)  # after the rows still queued: those are sent first
+            await asyncio.wait(senders)
             await self._outcomes.drain()
 
-    def _start(self, ready: deque[Claimed], in_flight: set[asyncio.Task[None]], free: int) -> None:
-        """Start sending up to `free` of the rows waiting in `ready`."""
-        for _ in range(min(free, len(ready))):
-            claimed = ready.popleft()
-            in_flight.add(
-                asyncio.create_task(
-                    self._deliver_logged(claimed), name=f"notification-{claimed.id}"
-                )
-            )
+    async def _sender(self, queue: asyncio.Queue[Claimed | None]) -> None:
+        """Send the queued rows one at a time until a None comes."""
+        while (claimed := await queue.get()) is not None:
+            self._sending += 1
+            try:
+                await self._deliver_logged(claimed)
+            finally:
+                self._sending -= 1
+            if queue.empty() and self._sending == self.concurrency - 1:
+                # every sender was busy, so the claimer waits for a poll: more may be due
+                self._wake.set()
 
     async def _deliver_logged(self, claimed: Claimed) -> None:
         """Send one claimed row and hand its outcome to the batcher, without waiting
-        for the commit: the slot is free for the next send while the batch lingers."""
+        for the commit: the sender is free for the next send while the batch lingers."""
         try:
             result = await self._send(claimed)
         except Exception:
@@ -746,29 +817,6 @@ class DeliveryWorker:
         self._outcomes.submit(claimed, result).add_done_callback(
             functools.partial(_log_unrecorded, claimed.id)
         )
-
-    @staticmethod
-    async def _wait_for(
-        stop: asyncio.Event,
-        *others: asyncio.Event | asyncio.Task[None],
-        timeout: float | None = None,
-    ) -> None:
-        """Return when `stop` or any of `others` is set/done, or after `timeout`."""
-        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
-        tasks: set[asyncio.Task[Any]] = set()
-        for other in others:
-            if isinstance(other, asyncio.Event):
-                waiters.append(asyncio.create_task(other.wait()))
-            else:
-                tasks.add(other)
-        try:
-            await asyncio.wait(
-                {*waiters, *tasks}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
 
 
 class _OutcomeBatcher:
