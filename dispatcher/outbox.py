@@ -31,12 +31,13 @@ import contextlib
 import functools
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, Outcome, OutgoingMessage, SendResult
@@ -95,6 +96,9 @@ JITTER_FRACTION: Final = 0.2
 _SEND_TIMEOUT_OF_LEASE: Final = 0.8
 # Less time than this left of the lease after waiting to send: do not start the send.
 _MIN_SEND_SECONDS: Final = 1.0
+# A row is claimed only if its rate limit lets it go within this long (see claim()).
+_PACE_AHEAD_SECONDS: Final = 2.0
+_MAX_CLAIM_ROUNDS: Final = 8
 
 # Column widths in `Notification`; a provider's over-long value must not make
 # the outcome's transaction fail (the row would then be re-sent on lease expiry).
@@ -153,6 +157,8 @@ class Claimed:
     """After this the row is not retried but failed over (time-to-live by alert level)."""
     members: tuple[tuple[int, int], ...] = ()
     """Other rows (id, attempt) merged into this digest message; they share its outcome."""
+    send_at: float = 0.0
+    """When its rate limit lets it go (`time.monotonic()`; the slot is taken)."""
 
 
 def backoff_delay(failed_attempt: int, *, base: float, cap: float, jitter: float) -> float:
@@ -236,6 +242,7 @@ class DeliveryWorker:
         self._audit_buffer: list[audit.Entry] | None = None
         self._pacer = ChannelPacer(channels, rates or {})
         self._sending = 0  # senders of run() busy with a send
+        self._more_due = False  # run()'s last claim was full: more rows may be due
 
     @classmethod
     def from_settings(
@@ -285,6 +292,12 @@ class DeliveryWorker:
         has expired (its worker died or hung). Each claim counts as an attempt.
         A row whose expired lease was already its last allowed attempt is marked
         failed instead of being sent again.
+
+        A row is claimed only if its channel's (or robot's) rate limit lets it go
+        within `_PACE_AHEAD_SECONDS`; its slot is taken then (`Claimed.send_at`).
+        The others stay in the outbox, unleased, and the claim reads past them:
+        ten messages waiting for a robot that takes one every 3 s hold neither a
+        sender nor a lease, and the SMS behind them goes out at once.
         """
         if limit <= 0:
             return []
@@ -292,44 +305,73 @@ class DeliveryWorker:
         lease_until = now + timedelta(seconds=self.lease_seconds)
         claimed: list[Claimed] = []
         with self.sessions.begin() as session:
-            # rows whose worker died mid-send first (few: at most the rows in
-            # flight), then the due pending rows, oldest first. Two queries, not
-            # one with OR: each reads its index in order and stops at the limit,
-            # where one query would sort every due row of a long queue each time.
-            expired = and_(Notification.status == SENDING, Notification.lease_until < now)
-            due = and_(Notification.status == PENDING, Notification.next_attempt_at <= now)
-            rows = self._due_rows(session, expired, limit)
-            rows += self._due_rows(session, due, limit - len(rows))
-            digestible = self._digestible(session, rows)
-            taken: set[int] = set()
-            leased: list[int] = []
-            for row in rows:
-                if row.id in taken:
-                    continue  # already riding along in a digest claimed above
-                if row.status == SENDING and row.attempts >= self.max_attempts:
-                    self._give_up_expired(session, session.get_one(Notification, row.id), now)
-                    continue
-                if row.id in digestible:
-                    digest = self._claim_digest(
-                        session, session.get_one(Notification, row.id), row.level, now, lease_until
-                    )
-                    if digest is not None:
-                        taken.update(member for member, _ in digest.members)
-                        claimed.append(digest)
-                    continue
-                # (a digest's mates are digestible: never one of these rows)
-                leased.append(row.id)
-                claimed.append(self._snapshot(row, lease_until, row.level, row.attempts + 1))
-            if leased:
-                session.execute(
-                    update(Notification)
-                    .where(Notification.id.in_(leased))
-                    .values(
-                        status=SENDING, attempts=Notification.attempts + 1, lease_until=lease_until
-                    ),
-                    execution_options={"synchronize_session": False},
+            # Each round reads past the budgets that are busy when it starts; a
+            # row passed over in a round makes its budget busy, so the rounds end
+            # (the bound is a safety net).
+            for _ in range(_MAX_CLAIM_ROUNDS):
+                got, passed_over = self._claim_round(
+                    session, now, lease_until, limit - len(claimed)
                 )
+                claimed += got
+                if not passed_over or len(claimed) >= limit:
+                    break
         return claimed
+
+    def _claim_round(
+        self, session: Session, now: datetime, lease_until: datetime, limit: int
+    ) -> tuple[list[Claimed], bool]:
+        """Claim up to `limit` rows; also say whether a row was passed over for its pace."""
+        # rows whose worker died mid-send first (few: at most the rows in
+        # flight), then the due pending rows, oldest first. Two queries, not
+        # one with OR: each reads its index in order and stops at the limit,
+        # where one query would sort every due row of a long queue each time.
+        busy = [
+            Notification.channel != channel
+            if address is None
+            else or_(Notification.channel != channel, Notification.address != address)
+            for channel, address in self._pacer.busy(_PACE_AHEAD_SECONDS)
+        ]
+        expired = and_(Notification.status == SENDING, Notification.lease_until < now, *busy)
+        due = and_(Notification.status == PENDING, Notification.next_attempt_at <= now, *busy)
+        rows = self._due_rows(session, expired, limit)
+        rows += self._due_rows(session, due, limit - len(rows))
+        digestible = self._digestible(session, rows)
+        claimed: list[Claimed] = []
+        taken: set[int] = set()
+        leased: list[int] = []
+        passed_over = False
+        for row in rows:
+            if row.id in taken:
+                continue  # already riding along in a digest claimed above
+            if row.status == SENDING and row.attempts >= self.max_attempts:
+                self._give_up_expired(session, session.get_one(Notification, row.id), now)
+                continue
+            wait = self._pacer.reserve(row.channel, row.address, _PACE_AHEAD_SECONDS)
+            if wait is None:
+                passed_over = True  # its turn is further off: it waits in the outbox
+                continue
+            send_at = time.monotonic() + wait
+            if row.id in digestible:
+                digest = self._claim_digest(
+                    session, session.get_one(Notification, row.id), row.level, now, lease_until
+                )
+                if digest is not None:
+                    taken.update(member for member, _ in digest.members)
+                    claimed.append(replace(digest, send_at=send_at))
+                continue
+            # (a digest's mates are digestible: never one of these rows)
+            leased.append(row.id)
+            claimed.append(self._snapshot(row, lease_until, row.level, row.attempts + 1, send_at))
+        if leased:
+            session.execute(
+                update(Notification)
+                .where(Notification.id.in_(leased))
+                .values(
+                    status=SENDING, attempts=Notification.attempts + 1, lease_until=lease_until
+                ),
+                execution_options={"synchronize_session": False},
+            )
+        return claimed, passed_over
 
     @staticmethod
     def _due_rows(session: Session, where: ColumnElement[bool], limit: int) -> list[Any]:
@@ -408,7 +450,12 @@ class DeliveryWorker:
         )
 
     def _snapshot(
-        self, row: _Claimable, lease_until: datetime, level: str | None, attempt: int
+        self,
+        row: _Claimable,
+        lease_until: datetime,
+        level: str | None,
+        attempt: int,
+        send_at: float = 0.0,
     ) -> Claimed:
         """What is sent for `row`, leased until `lease_until` for its `attempt`."""
         ttl = self.ttl_seconds.get(level or "")
@@ -426,6 +473,7 @@ class DeliveryWorker:
             attempt=attempt,
             lease_until=lease_until,
             expires_at=row.created_at + timedelta(seconds=ttl) if ttl else None,
+            send_at=send_at,
         )
 
     def _give_up_expired(self, session: Session, row: Notification, now: datetime) -> None:
@@ -464,6 +512,9 @@ class DeliveryWorker:
         error while recording propagates (the row stays `sending` and is sent
         again when its lease expires).
         """
+        wait = claimed.send_at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)  # its rate limit slot
         result = await self._send(claimed)
         await self._outcomes.record(claimed, result)
 
@@ -476,7 +527,6 @@ class DeliveryWorker:
                 f"(configured: {configured})",
                 error_code="unknown_channel",
             )
-        await self._pacer.acquire(channel.name, claimed.message.address)
         # a send must end inside its lease (after that the row may be claimed
         # again); waiting for a slot or for the rate limit used some of it
         left = (claimed.lease_until - self.clock()).total_seconds()
@@ -748,9 +798,10 @@ class DeliveryWorker:
         `concurrency` senders each send one row at a time, taking the next from
         a queue of claimed rows as soon as the provider answers. The claimer
         tops the queue up while rows are due; when nothing is due it sleeps
-        `poll_seconds`, or less if `wake()` is called. Sends are never cancelled
-        part-way — not on `stop`, and not if this task is cancelled: they run to
-        completion and record their outcome.
+        `poll_seconds`, or less if `wake()` is called. A row whose rate limit
+        slot is a little ahead (see `claim`) joins the queue when its slot
+        comes. Sends are never cancelled part-way — not on `stop`, and not if
+        this task is cancelled: they run to completion and record their outcome.
 
         Rows are claimed up to one round ahead (at most `concurrency` rows wait
         claimed for a free sender): under load one claim serves several rounds
@@ -759,9 +810,9 @@ class DeliveryWorker:
         The outcome of a send is committed with its batch (a few ms later), and
         `run` returns only when every outcome is.
         """
-        queue: asyncio.Queue[Claimed | None] = asyncio.Queue()
+        pipe = _Pipe(asyncio.Queue(), set())
         senders = [
-            asyncio.create_task(self._sender(queue), name=f"outbox-sender-{i}")
+            asyncio.create_task(self._sender(pipe), name=f"outbox-sender-{i}")
             for i in range(self.concurrency)
         ]
         stopping = asyncio.create_task(stop.wait())
@@ -770,38 +821,45 @@ class DeliveryWorker:
             while not stop.is_set():
                 # cleared before claiming, so a wake() during the claim is not lost
                 self._wake.clear()
-                waiting = queue.qsize()
-                if waiting < self.concurrency - self._sending:
+                if self._runs_low(pipe):
+                    limit = 2 * self.concurrency - self._sending - pipe.waiting
                     try:
-                        claimed = self.claim(2 * self.concurrency - self._sending - waiting)
+                        claimed = self.claim(limit)
                     except Exception:
                         logger.exception(
                             "could not claim outbox rows; trying again in %g s", self.poll_seconds
                         )
-                    else:
-                        for row in claimed:
-                            queue.put_nowait(row)
-                # woken by a poll, wake(), stop, or a sender that found the queue empty
+                        claimed = []
+                    # a full claim: more may be due, so senders call for the next one
+                    self._more_due = len(claimed) >= limit
+                    for row in claimed:
+                        pipe.put(row)
+                # woken by a poll, wake(), stop, or a sender when the queue runs low
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await self._wake.wait()
         finally:
             stopping.cancel()
+            if pipe.paced:
+                await asyncio.wait(pipe.paced)  # their slots come within seconds
             for _ in senders:
-                queue.put_nowait(None)  # after the rows still queued: those are sent first
+                pipe.queue.put_nowait(None)  # after the rows still queued: those are sent first
             await asyncio.wait(senders)
             await self._outcomes.drain()
 
-    async def _sender(self, queue: asyncio.Queue[Claimed | None]) -> None:
+    def _runs_low(self, pipe: _Pipe) -> bool:
+        """Too few claimed rows wait to keep every free sender busy."""
+        return pipe.waiting < self.concurrency - self._sending
+
+    async def _sender(self, pipe: _Pipe) -> None:
         """Send the queued rows one at a time until a None comes."""
-        while (claimed := await queue.get()) is not None:
+        while (claimed := await pipe.queue.get()) is not None:
             self._sending += 1
             try:
                 await self._deliver_logged(claimed)
             finally:
                 self._sending -= 1
-            if queue.empty() and self._sending == self.concurrency - 1:
-                # every sender was busy, so the claimer waits for a poll: more may be due
+            if self._more_due and self._runs_low(pipe):
                 self._wake.set()
 
     async def _deliver_logged(self, claimed: Claimed) -> None:
@@ -817,6 +875,32 @@ class DeliveryWorker:
         self._outcomes.submit(claimed, result).add_done_callback(
             functools.partial(_log_unrecorded, claimed.id)
         )
+
+
+@dataclass(frozen=True)
+class _Pipe:
+    """Claimed rows on their way to the senders: queued, or waiting for their slot."""
+
+    queue: asyncio.Queue[Claimed | None]
+    paced: set[asyncio.Task[None]]
+
+    @property
+    def waiting(self) -> int:
+        return self.queue.qsize() + len(self.paced)
+
+    def put(self, claimed: Claimed) -> None:
+        """Queue `claimed` now, or when its rate limit slot comes."""
+        wait = claimed.send_at - time.monotonic()
+        if wait <= 0:
+            self.queue.put_nowait(claimed)
+            return
+        task = asyncio.create_task(self._put_later(claimed, wait))
+        self.paced.add(task)
+        task.add_done_callback(self.paced.discard)
+
+    async def _put_later(self, claimed: Claimed, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self.queue.put_nowait(claimed)
 
 
 class _OutcomeBatcher:

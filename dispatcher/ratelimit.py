@@ -9,7 +9,6 @@ Limits come from what the channel declares, overridden by the setting
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -63,22 +62,25 @@ class TokenBucket:
         self.tokens = rate.burst
         self.updated = clock()
 
-    def delay(self) -> float:
-        """Take a token; return how long the caller must wait before using it."""
+    def _refill(self) -> None:
         now = self.clock()
         self.tokens = min(
             self.rate.burst, self.tokens + (now - self.updated) * self.rate.per_second
         )
         self.updated = now
+
+    def next_in(self) -> float:
+        """Seconds until a send could use a token (0: now), taking nothing."""
+        self._refill()
+        return max(0.0, (1.0 - self.tokens) / self.rate.per_second)
+
+    def delay(self) -> float:
+        """Take a token; return how long the caller must wait before using it."""
+        self._refill()
         self.tokens -= 1.0
         if self.tokens >= 0:
             return 0.0
         return -self.tokens / self.rate.per_second
-
-    async def acquire(self) -> None:
-        wait = self.delay()
-        if wait > 0:
-            await asyncio.sleep(wait)
 
 
 def declared_rate(limits: ChannelLimits) -> Rate | None:
@@ -105,12 +107,32 @@ class ChannelPacer:
     def rate(self, channel: str) -> Rate | None:
         return self._rates.get(channel)
 
-    async def acquire(self, channel: str, address: str) -> None:
+    def reserve(self, channel: str, address: str, within: float) -> float | None:
+        """Take the next send slot of `channel` (or of its robot `address`) if it
+        comes within `within` seconds, and return the wait; None (nothing taken)
+        if it comes later. Unlimited channels: always 0."""
+        bucket = self._bucket(channel, address)
+        if bucket is None:
+            return 0.0
+        if bucket.next_in() > within:
+            return None
+        return bucket.delay()
+
+    def busy(self, within: float) -> list[tuple[str, str | None]]:
+        """The budgets with no free slot within `within` seconds: (channel, None)
+        for a whole channel, (channel, address) for one robot."""
+        return [
+            (channel, address if channel in self._per_address else None)
+            for (channel, address), bucket in self._buckets.items()
+            if bucket.next_in() > within
+        ]
+
+    def _bucket(self, channel: str, address: str) -> TokenBucket | None:
         rate = self._rates.get(channel)
         if rate is None:
-            return
+            return None
         key = (channel, address if channel in self._per_address else "")
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(rate)
-        await bucket.acquire()
+        return bucket

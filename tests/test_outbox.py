@@ -8,6 +8,7 @@ it was asked to send and answers with scripted `SendResult`s.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -871,6 +872,56 @@ async def test_a_channel_rate_limit_spaces_its_sends(sessions: sessionmaker[Sess
 
     assert len(channel.sent) == 3
     assert loop.time() - started >= 2 / 20 * 0.9  # three sends: two gaps of 1/20 s
+
+
+async def test_a_robot_waiting_for_its_rate_limit_does_not_hold_up_other_channels(
+    sessions: sessionmaker[Session],
+) -> None:
+    # given ten messages queued first for one robot that takes one every 3 s
+    # (DingTalk: 20 a minute), and then one SMS
+    robot = ScriptedChannel(name="robot", limits=ChannelLimits(per_minute=20, rate_scope="address"))
+    sms = ScriptedChannel(name="sms")
+    robot_ids = add_notifications(sessions, 10, channel="robot", due=NOW - timedelta(minutes=1))
+    [sms_id] = add_notifications(sessions, 1, channel="sms")
+    worker = make_worker(sessions, Clock(), robot, sms, concurrency=4)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+
+    # then the SMS goes out at once, not after the robot's 27 s of waiting
+    await eventually(lambda: row(sessions, sms_id).status == "sent", timeout=1.5)
+    # and the robot's rows wait their turn in the outbox, not leased to a sender
+    assert len(robot.sent) == 1
+    statuses = [row(sessions, i).status for i in robot_ids]
+    assert statuses.count("sent") == 1
+    assert statuses.count("pending") >= 8
+    stop.set()
+    await asyncio.wait_for(running, timeout=5)
+    # and a stopped worker leaves no row leased behind
+    assert {row(sessions, i).status for i in robot_ids} <= {"sent", "pending"}
+
+
+async def test_a_paced_channel_keeps_its_rate_through_run(sessions: sessionmaker[Session]) -> None:
+    ids = add_notifications(sessions, 6)
+    channel = ScriptedChannel(limits=ChannelLimits(per_second=10))
+    worker = make_worker(sessions, Clock(), channel, poll_seconds=60)
+    loop = asyncio.get_running_loop()
+    sent_at: list[float] = []
+    send = channel.send
+
+    async def timed(message: OutgoingMessage) -> SendResult:
+        sent_at.append(loop.time())
+        return await send(message)
+
+    channel.send = timed  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await eventually(lambda: len(sent_at) == 6)
+    stop.set()
+    await asyncio.wait_for(running, timeout=5)
+
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
+    assert min(gaps) >= 0.1 * 0.9
+    assert {row(sessions, i).status for i in ids} == {"sent"}
 
 
 def test_the_worker_takes_its_limits_from_the_delivery_settings(

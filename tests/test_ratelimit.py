@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from channels.base import ChannelLimits
@@ -62,15 +60,33 @@ def test_a_per_minute_limit_is_kept_in_any_window_by_even_spacing() -> None:
     assert declared_rate(ChannelLimits()) is None
 
 
-async def test_robots_limited_per_address_do_not_share_a_budget() -> None:
+def test_robots_limited_per_address_do_not_share_a_budget() -> None:
     robot = ScriptedChannel(
         name="dingtalk", limits=ChannelLimits(per_minute=20, rate_scope="address")
     )
     pacer = ChannelPacer({"dingtalk": robot}, {})
-    started = asyncio.get_running_loop().time()
-    await pacer.acquire("dingtalk", "robot-a")
-    await pacer.acquire("dingtalk", "robot-b")  # another robot: no wait
-    assert asyncio.get_running_loop().time() - started < 1.0
+    assert pacer.reserve("dingtalk", "robot-a", within=10) == 0.0
+    assert pacer.reserve("dingtalk", "robot-a", within=10) == pytest.approx(3.0, abs=0.01)
+    assert pacer.reserve("dingtalk", "robot-b", within=10) == 0.0  # another robot: no wait
+
+
+def test_a_slot_too_far_ahead_is_not_taken_and_its_budget_is_busy() -> None:
+    sms = ScriptedChannel(name="sms", limits=ChannelLimits(per_second=1))
+    robot = ScriptedChannel(
+        name="dingtalk", limits=ChannelLimits(per_minute=20, rate_scope="address")
+    )
+    pacer = ChannelPacer({"sms": sms, "dingtalk": robot, "console": ScriptedChannel()}, {})
+    assert pacer.reserve("dingtalk", "robot-a", within=2) == 0.0
+    assert pacer.reserve("sms", "+8613800000001", within=2) == 0.0
+    assert pacer.reserve("sms", "+8613800000002", within=2) == pytest.approx(1.0, abs=0.01)
+    # the robot's next slot is 3 s away: not taken, and asking again still says so
+    assert pacer.reserve("dingtalk", "robot-a", within=2) is None
+    assert pacer.reserve("dingtalk", "robot-a", within=2) is None
+    assert pacer.busy(within=2) == [("dingtalk", "robot-a")]
+    # the SMS account's next slot is 2 s away: busy for anything sooner
+    assert set(pacer.busy(within=1.5)) == {("dingtalk", "robot-a"), ("sms", None)}
+    # a channel without limits is never busy and never waits
+    assert pacer.reserve("console", "x", within=0) == 0.0
 
 
 def test_settings_override_what_a_channel_declares() -> None:
