@@ -91,7 +91,9 @@ class FakeTwilio:
     async def respond(self, method: str, path: str, body: bytes) -> tuple[str, object, str]:
         if method != "POST" or not path.endswith("/Messages.json"):
             return "404 Not Found", {"code": 20404, "message": "not found", "status": 404}, ""
+        form = dict(parse_qsl(body.decode("utf-8")))
         if self.over_rate():
+            self.log(form, None, "over_rate")
             return (
                 "429 Too Many Requests",
                 {"code": 20429, "message": "Too Many Requests", "status": 429},
@@ -99,7 +101,6 @@ class FakeTwilio:
             )
         if self.delay:
             await asyncio.sleep(self.delay)
-        form = dict(parse_qsl(body.decode("utf-8")))
         failure = (
             self.random.choice(("500", "429", "hang"))
             if (self.random.random() < self.fail_rate)

@@ -128,7 +128,9 @@ class Settings(BaseSettings):
     ack_link_ttl_seconds: int = Field(
         86400, ge=60, description="How long an acknowledgement link in a message stays valid"
     )
-    delivery_concurrency: int = Field(8, ge=1, description="Messages in flight at once")
+    delivery_concurrency: int = Field(
+        32, ge=1, description="Messages in flight at once (all channels together)"
+    )
     delivery_max_attempts: int = Field(8, ge=1)
     delivery_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay; doubles")
     delivery_backoff_max_seconds: float = Field(600.0, ge=0)
