@@ -527,6 +527,10 @@ class DeliveryWorker:
                 f"(configured: {configured})",
                 error_code="unknown_channel",
             )
+        # its slot was taken when it was claimed; this keeps the spacing when
+        # a pause of the event loop made it late
+        while (wait := self._pacer.send_wait(channel.name, claimed.message.address)) > 0:
+            await asyncio.sleep(wait)
         # a send must end inside its lease (after that the row may be claimed
         # again); waiting for a slot or for the rate limit used some of it
         left = (claimed.lease_until - self.clock()).total_seconds()
@@ -894,12 +898,13 @@ class _Pipe:
         if wait <= 0:
             self.queue.put_nowait(claimed)
             return
-        task = asyncio.create_task(self._put_later(claimed, wait))
+        task = asyncio.create_task(self._put_later(claimed))
         self.paced.add(task)
         task.add_done_callback(self.paced.discard)
 
-    async def _put_later(self, claimed: Claimed, wait: float) -> None:
-        await asyncio.sleep(wait)
+    async def _put_later(self, claimed: Claimed) -> None:
+        # measured when the task runs, not when it was made: the slot is a time
+        await asyncio.sleep(max(0.0, claimed.send_at - time.monotonic()))
         self.queue.put_nowait(claimed)
 
 

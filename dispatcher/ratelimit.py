@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -61,6 +62,10 @@ class TokenBucket:
         self.clock = clock
         self.tokens = rate.burst
         self.updated = clock()
+        # what has actually gone out: at most `_sent.maxlen` sends in any `_window` s
+        # (98/s: 98 in any second; 20/min: one in any 3 s)
+        self._window = max(1.0, 1.0 / rate.per_second)
+        self._sent: deque[float] = deque(maxlen=max(1, round(rate.per_second * self._window)))
 
     def _refill(self) -> None:
         now = self.clock()
@@ -73,6 +78,24 @@ class TokenBucket:
         """Seconds until a send could use a token (0: now), taking nothing."""
         self._refill()
         return max(0.0, (1.0 - self.tokens) / self.rate.per_second)
+
+    def send_wait(self) -> float:
+        """Seconds until a send may actually go out; 0: it may, and it counts as gone.
+
+        `delay` plans the slots; this holds the rate in practice. Sends kept back
+        by a pause of the event loop (a commit, a garbage collection) may catch
+        up, but never so that more than the rate's worth go out in any one
+        window: a provider counting in one-second windows would see more than
+        its limit in the window that starts with the late send.
+        """
+        now = self.clock()
+        sent = self._sent
+        if len(sent) == sent.maxlen:
+            wait = sent[0] + self._window - now
+            if wait > 0:
+                return wait
+        sent.append(now)
+        return 0.0
 
     def delay(self) -> float:
         """Take a token; return how long the caller must wait before using it."""
@@ -117,6 +140,11 @@ class ChannelPacer:
         if bucket.next_in() > within:
             return None
         return bucket.delay()
+
+    def send_wait(self, channel: str, address: str) -> float:
+        """Seconds before a send on this budget may go out (see `TokenBucket.send_wait`)."""
+        bucket = self._bucket(channel, address)
+        return 0.0 if bucket is None else bucket.send_wait()
 
     def busy(self, within: float) -> list[tuple[str, str | None]]:
         """The budgets with no free slot within `within` seconds: (channel, None)

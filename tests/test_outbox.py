@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -922,6 +923,39 @@ async def test_a_paced_channel_keeps_its_rate_through_run(sessions: sessionmaker
     gaps = [b - a for a, b in itertools.pairwise(sent_at)]
     assert min(gaps) >= 0.1 * 0.9
     assert {row(sessions, i).status for i in ids} == {"sent"}
+
+
+async def test_sends_made_late_by_a_pause_never_exceed_the_rate_in_any_second(
+    sessions: sessionmaker[Session],
+) -> None:
+    # given six messages on a channel that takes 4 a second (slots 0, 0.25 … 1.25)
+    # and a first send that stalls the whole event loop for 0.3 s, as a long
+    # commit or a garbage collection would: the second then leaves late, at 0.3
+    add_notifications(sessions, 6)
+    channel = ScriptedChannel(limits=ChannelLimits(per_second=4))
+    loop = asyncio.get_running_loop()
+    sent_at: list[float] = []
+    send = channel.send
+
+    async def stalling(message: OutgoingMessage) -> SendResult:
+        sent_at.append(loop.time())
+        if len(sent_at) == 1:
+            time.sleep(0.3)  # blocks the loop
+        return await send(message)
+
+    channel.send = stalling  # type: ignore[method-assign]
+    worker = make_worker(sessions, Clock(), channel, poll_seconds=60)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await eventually(lambda: len(sent_at) == 6)
+    stop.set()
+    await asyncio.wait_for(running, timeout=5)
+
+    # then no second-long window holds more than four sends (the one from the
+    # late second send would hold five if the sixth left at its slot, 1.25)
+    assert sent_at[1] - sent_at[0] >= 0.3
+    for i, first in enumerate(sent_at):
+        assert sum(1 for t in sent_at[i:] if t < first + 1.0) <= 4, sent_at
 
 
 def test_the_worker_takes_its_limits_from_the_delivery_settings(

@@ -54,6 +54,35 @@ def test_an_idle_bucket_does_not_save_up_a_burst() -> None:
     assert [bucket.delay() for _ in range(3)] == pytest.approx([0.0, 0.01, 0.02])
 
 
+def test_late_sends_catch_up_but_never_beyond_the_rate_in_any_second() -> None:
+    clock = Clock()
+    start = clock.now
+    bucket = TokenBucket(Rate(4.0), clock)
+    assert [bucket.delay() for _ in range(6)] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0, 1.25])
+
+    def at(t: float) -> float:
+        clock.now = start + t
+        return bucket.send_wait()
+
+    # the first goes at 0; a pause makes the second late, at 0.3; the next three
+    # go at their slots (0.5, 0.75, 1.0)
+    assert [at(0), at(0.3), at(0.5), at(0.75), at(1.0)] == [0.0] * 5
+    # the sixth's slot, 1.25, would be a fifth send in the second from 0.3
+    assert at(1.25) == pytest.approx(0.05)
+    assert at(1.25) == pytest.approx(0.05)  # asking again takes nothing
+    assert at(1.3) == 0.0
+
+
+def test_a_slow_rate_keeps_its_spacing_between_actual_sends() -> None:
+    clock = Clock()
+    bucket = TokenBucket(Rate(20 / 60), clock)  # DingTalk: one in any 3 s
+    assert bucket.send_wait() == 0.0
+    clock.now += 2.0
+    assert bucket.send_wait() == pytest.approx(1.0)
+    clock.now += 1.0
+    assert bucket.send_wait() == 0.0
+
+
 def test_a_per_minute_limit_is_kept_in_any_window_by_even_spacing() -> None:
     assert declared_rate(ChannelLimits(per_minute=20)) == Rate(20 / 60)
     assert declared_rate(ChannelLimits(per_second=5, per_minute=100)) == Rate(100 / 60)
