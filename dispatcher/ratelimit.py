@@ -1,10 +1,13 @@
 """Per-channel token buckets: a burst never trips a provider's block.
 
 DingTalk blocks a robot for ten minutes when it gets more than 20 messages a
-minute; a short code takes about 100 SMS a second. Each channel has a bucket
-of `burst` tokens refilled at `rate` per second; a send waits for a token.
-Limits come from what the channel declares, overridden by the setting
-`YUJING_RATE_LIMITS` (e.g. `twilio_sms=100/s,dingtalk=20/min`).
+minute; a short code takes about 100 SMS a second. Each budget (a channel, or
+one robot of it) has a bucket refilled at `rate` per second. The outbox takes
+a message's slot when it claims the message (`ChannelPacer.reserve`, only if
+the slot is near; otherwise the message stays in the outbox), and checks the
+rate once more as the send goes (`ChannelPacer.send_wait`). Limits come from
+what the channel declares, overridden by the setting `YUJING_RATE_LIMITS`
+(e.g. `twilio_sms=98/s,dingtalk=20/min`).
 """
 
 from __future__ import annotations
