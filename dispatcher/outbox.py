@@ -351,6 +351,7 @@ class DeliveryWorker:
                 passed_over = True  # its turn is further off: it waits in the outbox
                 continue
             send_at = time.monotonic() + wait
+            # (a digest still gathering its burst leaves this slot unused: once a window)
             if row.id in digestible:
                 digest = self._claim_digest(
                     session, session.get_one(Notification, row.id), row.level, now, lease_until
