@@ -288,8 +288,8 @@ def main() -> None:
             floor = args.messages / 100
             print(
                 f"{'':>10}  cap-bound minimum {floor:.0f} s; took {figures.seconds / floor:.0%} "
-                f"of it (target ≤ 110%); the provider refused {refused_for_rate(record)} "
-                "requests for going over its rate"
+                f"of it (target ≤ 110%); requests the provider refused for going over "
+                f"its rate (each sent again a second later): {refused_for_rate(record)}"
             )
             seq = sequential_twilio(base, args.baseline)
             print(
