@@ -243,6 +243,9 @@ class DeliveryWorker:
         self._pacer = ChannelPacer(channels, rates or {})
         self._sending = 0  # senders of run() busy with a send
         self._more_due = False  # run()'s last claim was full: more rows may be due
+        # how near a rate limit slot must be for its row to be claimed: well
+        # inside the lease, which the wait for the slot uses up
+        self._pace_ahead = min(_PACE_AHEAD_SECONDS, lease_seconds / 4)
 
     @classmethod
     def from_settings(
@@ -294,7 +297,8 @@ class DeliveryWorker:
         failed instead of being sent again.
 
         A row is claimed only if its channel's (or robot's) rate limit lets it go
-        within `_PACE_AHEAD_SECONDS`; its slot is taken then (`Claimed.send_at`).
+        within `_PACE_AHEAD_SECONDS` (or a quarter of the lease, if shorter); its
+        slot is taken then (`Claimed.send_at`).
         The others stay in the outbox, unleased, and the claim reads past them:
         ten messages waiting for a robot that takes one every 3 s hold neither a
         sender nor a lease, and the SMS behind them goes out at once.
@@ -329,7 +333,7 @@ class DeliveryWorker:
             Notification.channel != channel
             if address is None
             else or_(Notification.channel != channel, Notification.address != address)
-            for channel, address in self._pacer.busy(_PACE_AHEAD_SECONDS)
+            for channel, address in self._pacer.busy(self._pace_ahead)
         ]
         expired = and_(Notification.status == SENDING, Notification.lease_until < now, *busy)
         due = and_(Notification.status == PENDING, Notification.next_attempt_at <= now, *busy)
@@ -346,7 +350,7 @@ class DeliveryWorker:
             if row.status == SENDING and row.attempts >= self.max_attempts:
                 self._give_up_expired(session, session.get_one(Notification, row.id), now)
                 continue
-            wait = self._pacer.reserve(row.channel, row.address, _PACE_AHEAD_SECONDS)
+            wait = self._pacer.reserve(row.channel, row.address, self._pace_ahead)
             if wait is None:
                 passed_over = True  # its turn is further off: it waits in the outbox
                 continue

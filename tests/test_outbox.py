@@ -901,6 +901,25 @@ async def test_a_robot_waiting_for_its_rate_limit_does_not_hold_up_other_channel
     assert {row(sessions, i).status for i in robot_ids} <= {"sent", "pending"}
 
 
+@pytest.mark.parametrize(("lease_seconds", "claimed"), [(60.0, 3), (4.0, 2)])
+def test_a_claim_takes_the_slots_within_two_seconds_or_a_quarter_of_the_lease(
+    sessions: sessionmaker[Session], lease_seconds: float, claimed: int
+) -> None:
+    # given five due messages on a channel that takes one a second
+    ids = add_notifications(sessions, 5)
+    channel = ScriptedChannel(limits=ChannelLimits(per_second=1))
+    worker = make_worker(sessions, Clock(), channel, lease_seconds=lease_seconds)
+
+    got = worker.claim(5)
+
+    # then the rows whose slots are near are leased (slots at 0, 1, 2 s: within
+    # 2 s; with a 4 s lease, within 1 s) and the rest stay pending
+    assert [c.id for c in got] == ids[:claimed]
+    assert [row(sessions, i).status for i in ids] == ["sending"] * claimed + ["pending"] * (
+        5 - claimed
+    )
+
+
 async def test_a_paced_channel_keeps_its_rate_through_run(sessions: sessionmaker[Session]) -> None:
     ids = add_notifications(sessions, 6)
     channel = ScriptedChannel(limits=ChannelLimits(per_second=10))
