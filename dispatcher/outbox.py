@@ -517,9 +517,7 @@ class DeliveryWorker:
         error while recording propagates (the row stays `sending` and is sent
         again when its lease expires).
         """
-        wait = claimed.send_at - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)  # its rate limit slot
+        await _slot(claimed)
         result = await self._send(claimed)
         await self._outcomes.record(claimed, result)
 
@@ -899,8 +897,7 @@ class _Pipe:
 
     def put(self, claimed: Claimed) -> None:
         """Queue `claimed` now, or when its rate limit slot comes."""
-        wait = claimed.send_at - time.monotonic()
-        if wait <= 0:
+        if claimed.send_at <= time.monotonic():
             self.queue.put_nowait(claimed)
             return
         task = asyncio.create_task(self._put_later(claimed))
@@ -908,9 +905,15 @@ class _Pipe:
         task.add_done_callback(self.paced.discard)
 
     async def _put_later(self, claimed: Claimed) -> None:
-        # measured when the task runs, not when it was made: the slot is a time
-        await asyncio.sleep(max(0.0, claimed.send_at - time.monotonic()))
+        await _slot(claimed)
         self.queue.put_nowait(claimed)
+
+
+async def _slot(claimed: Claimed) -> None:
+    """Wait for the rate limit slot `claimed` took (a time, whenever this is awaited)."""
+    wait = claimed.send_at - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 class _OutcomeBatcher:
