@@ -1,0 +1,64 @@
+"""The vocabularies of the stored rows: what state an alert, an outbox row or a timer is in.
+
+Each is a `StrEnum`, so a member is the very string stored in its column and
+compares equal to it (`AlertState.FIRING == "firing"`): rows read back as plain
+strings and still match. The words people read for these states are in
+`dispatcher.labels`, not here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class AlertKind(StrEnum):
+    """What raised an alert: a hazard rule at a zone, or a condition of Yujing itself."""
+
+    HAZARD = "hazard"
+    SYSTEM = "system"
+
+
+class AlertState(StrEnum):
+    """firing → acknowledged → resolved; a level change marks the old row superseded."""
+
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+
+
+OPEN_ALERT_STATES: Final = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
+"""States of an alert that is still in force (someone may still have to act)."""
+
+
+class NotificationStatus(StrEnum):
+    """An outbox row: pending → sending → sent → delivered | undelivered | failed.
+
+    `cancelled`: an escalation message an acknowledgement made unnecessary
+    before it was sent.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TimerStatus(StrEnum):
+    """An escalation timer: pending until it fires (done) or is cancelled."""
+
+    PENDING = "pending"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class TimerKind(StrEnum):
+    """A later step (or repeat) of a policy, or the acknowledgement deadline."""
+
+    STEP = "step"
+    DEADLINE = "deadline"

@@ -1,0 +1,96 @@
+"""A drill of the bundled scenarios says exactly what it said when the snapshot was taken.
+
+The snapshot (tests/data/drill_snapshot.json) holds, per scenario and instant,
+the alerts and every message (recipient, address, channel, status, text) with
+the random alert codes masked. Reorganising the code must not change a word of
+it. After a change that is meant to change what a drill says, rewrite it with
+
+    YUJING_WRITE_DRILL_SNAPSHOT=1 .venv/bin/pytest tests/test_drill_snapshot.py
+
+and explain the difference in the commit message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatcher.drill import run_drill
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNTY = ROOT / "examples" / "liulin"
+SNAPSHOT = Path(__file__).resolve().parent / "data" / "drill_snapshot.json"
+
+CASES = [
+    ("coldwave-2026-01.json", "2026-01-07T00:00:00+08:00"),
+    ("coldwave-2026-01.json", "2026-01-07T06:00:00+08:00"),
+    ("calm-2026-01.json", "2026-01-07T00:00:00+08:00"),
+]
+
+
+def drill_summary(scenario: str, at: str) -> dict[str, Any]:
+    """What a drill of `scenario` at `at` says, with alert codes replaced by their alert."""
+    result = asyncio.run(
+        run_drill(COUNTY, COUNTY / "scenarios" / scenario, datetime.fromisoformat(at))
+    )
+    names = {a["code"]: f"<{a['zone_id']}/{a['hazard']}>" for a in result.alerts}
+
+    def masked(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return re.sub(r"[A-Z0-9]{4}", lambda m: names.get(m.group(0), m.group(0)), text)
+
+    alerts = sorted(
+        ({k: v for k, v in a.items() if k != "code"} for a in result.alerts),
+        key=lambda a: (a["zone_id"], a["hazard"]),
+    )
+    notes = sorted(
+        (
+            {
+                "alert": masked(n["alert"]),
+                "recipient": n["recipient"],
+                "address": n["address"],
+                "channel": n["channel"],
+                "status": n["status"],
+                "body": masked(n["body"]),
+            }
+            for n in result.notifications
+        ),
+        key=lambda n: json.dumps(n, ensure_ascii=False, sort_keys=True),
+    )
+    return {"alerts": alerts, "notification_count": len(notes), "notifications": notes}
+
+
+def _key(scenario: str, at: str) -> str:
+    return f"{scenario}@{at}"
+
+
+def test_write_snapshot_when_asked() -> None:
+    if not os.environ.get("YUJING_WRITE_DRILL_SNAPSHOT"):
+        pytest.skip("set YUJING_WRITE_DRILL_SNAPSHOT=1 to rewrite the drill snapshot")
+    SNAPSHOT.write_text(
+        json.dumps(
+            {_key(s, at): drill_summary(s, at) for s, at in CASES},
+            ensure_ascii=False,
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize(("scenario", "at"), CASES)
+def test_a_drill_says_what_the_snapshot_says(scenario: str, at: str) -> None:
+    expected = json.loads(SNAPSHOT.read_text(encoding="utf-8"))[_key(scenario, at)]
+    actual = drill_summary(scenario, at)
+    assert actual["alerts"] == expected["alerts"]
+    assert actual["notification_count"] == expected["notification_count"]
+    assert actual["notifications"] == expected["notifications"]
