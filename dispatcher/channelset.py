@@ -31,7 +31,7 @@ from channels.twilio_voice import TwilioVoiceChannel
 from channels.webhook import WebhookChannel, WebhookTarget
 from channels.wecom import WeComChannel
 from dispatcher.settings import Settings
-from rules.yamlsource import ConfigError, load_yaml, problems_from_validation
+from rules.config import ConfigError, load_yaml, problems_from_validation
 
 
 def _json_map(setting: str, value: SecretStr | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from dispatcher.commands.roster import roster_app
 from dispatcher.commands.rules_test import rules_test
 from dispatcher.commands.users import users_app
 from dispatcher.settings import Settings
-from rules.yamlsource import ConfigError, Problem
+from rules.config import ConfigError, Problem
 
 app = typer.Typer(
     help="Yujing 预警 — geohazard early-warning dispatcher.",

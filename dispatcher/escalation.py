@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,8 +48,17 @@ from dispatcher.roster import Roster, load_roster
 from dispatcher.routing import TARGETS, Recipient, recipients
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Acknowledgement, Alert, EscalationTimer, Notification
+from rules.config import (
+    ConfigError,
+    Document,
+    Duration,
+    Problem,
+    Strict,
+    load_yaml,
+    parse_duration,
+    problems_from_validation,
+)
 from rules.loader import RuleSet
-from rules.yamlsource import ConfigError, Document, Problem, load_yaml, problems_from_validation
 
 __all__ = [
     "DEFAULT_DEADLINES",
@@ -97,28 +105,6 @@ OVERDUE_TEXT: Final = (
     "【{sender}】迟报提醒：{summary}（编码{code}）已超过{minutes}分钟无人确认，"
     "请督促落实。回复1确认（编码{code}）"
 )
-
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(value: str | int) -> timedelta:
-    """'30m', '1h', '1h30m', '90s', '2d' or 0 → timedelta; ValueError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value == 0:
-            return timedelta(0)
-        raise ValueError(f"write a duration with its unit, e.g. '{value}m'")
-    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration; expected e.g. 0, 90s, 30m, 1h, 1h30m")
-    d, h, m, s = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=d, hours=h, minutes=m, seconds=s)
-
-
-def _duration(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str | int) else value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 # --- policies
@@ -247,11 +233,7 @@ class Policies:
 # --- escalation.yaml
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _StepConfig(_Strict):
+class _StepConfig(Strict):
     after: Duration
     notify: list[str] = Field(default_factory=list)
     people: list[str] = Field(default_factory=list)
@@ -260,30 +242,30 @@ class _StepConfig(_Strict):
     every: Duration | None = None
 
 
-class _PolicyConfig(_Strict):
+class _PolicyConfig(Strict):
     steps: list[_StepConfig] = Field(min_length=1)
 
 
-class _LevelsConfig(_Strict):
+class _LevelsConfig(Strict):
     blue: _PolicyConfig | None = None
     yellow: _PolicyConfig | None = None
     orange: _PolicyConfig | None = None
     red: _PolicyConfig | None = None
 
 
-class _OverrideConfig(_Strict):
+class _OverrideConfig(Strict):
     hazard: str | None = None
     rule: str | None = None
     levels: _LevelsConfig
 
 
-class _EscalationConfig(_Strict):
+class _EscalationConfig(Strict):
     levels: _LevelsConfig = Field(default_factory=_LevelsConfig)
     system: _PolicyConfig | None = None
     overrides: list[_OverrideConfig] = Field(default_factory=list)
 
 
-class _EscalationFile(_Strict):
+class _EscalationFile(Strict):
     escalation: dict[str, Any]
 
 

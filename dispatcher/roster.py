@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from dispatcher.county import DUTY_ROLE_LABELS, County, PersonConfig
-from rules.yamlsource import (
+from rules.config import (
     ConfigError,
     Document,
     Problem,

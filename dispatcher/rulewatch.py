@@ -44,7 +44,7 @@ from dispatcher.storage.models import Alert, AuditEvent
 from dispatcher.web.app import RulesStatus
 from rules.expr import condition_variables
 from rules.loader import RuleSet, load_ruleset
-from rules.yamlsource import ConfigError, Problem
+from rules.config import ConfigError, Problem
 
 log = logging.getLogger("yujing.rules")
 

@@ -102,7 +102,7 @@ def open_runtime(
 ) -> Runtime:
     """Load the configuration, migrate the database and wire every part.
 
-    Raises `rules.yamlsource.ConfigError` for configuration problems and
+    Raises `rules.config.ConfigError` for configuration problems and
     ValueError for inconsistent settings; both carry a message for the operator.
     """
     county = load_county(settings.config_dir)

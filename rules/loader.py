@@ -53,7 +53,7 @@ from rules.schema import (
 )
 from rules.templates import template_problems
 from rules.types import Level
-from rules.yamlsource import (
+from rules.config import (
     ConfigError,
     Document,
     Loc,

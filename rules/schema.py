@@ -156,7 +156,7 @@ def _condition_kind(value: Any) -> str | None:
     return None
 
 
-# Tags are bracketed so that yamlsource drops them from error locations (they are
+# Tags are bracketed so that rules.config drops them from error locations (they are
 # not data keys); the error then points at the YAML node itself.
 ConditionDecl = Annotated[
     Annotated[str, Tag("[text]")]

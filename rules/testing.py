@@ -30,7 +30,7 @@ from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.ruleset import RuleSet
 from rules.schema import RiskLevel, ZoneKind
 from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
-from rules.yamlsource import (
+from rules.config import (
     ConfigError,
     Document,
     Loc,

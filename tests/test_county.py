@@ -21,7 +21,7 @@ from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
 from rules.evaluate import evaluate
 from rules.loader import load_ruleset
-from rules.yamlsource import ConfigError
+from rules.config import ConfigError
 
 LIULIN = Path(__file__).resolve().parent.parent / "examples" / "liulin"
 SCENARIOS = LIULIN / "scenarios"

@@ -37,7 +37,7 @@ from dispatcher.outbox import DeliveryWorker
 from dispatcher.roster import load_roster
 from dispatcher.runtime import drain
 from dispatcher.storage.models import Alert, AuditEvent, EscalationTimer, Notification
-from rules.yamlsource import ConfigError
+from rules.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY_DIR = ROOT / "examples" / "liulin"

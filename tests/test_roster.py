@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dispatcher.cli import app
 from dispatcher.county import County, load_county
 from dispatcher.roster import load_roster, to_ical
-from rules.yamlsource import ConfigError
+from rules.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY_DIR = ROOT / "examples" / "liulin"

@@ -28,7 +28,7 @@ from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from dispatcher.web.app import AppState, health
-from rules.yamlsource import ConfigError
+from rules.config import ConfigError
 from tests.processes import COLDWAVE, COUNTY, daemon_env, start, wait_for
 
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai, mid cold wave

@@ -86,7 +86,7 @@ def report(
 def _county_name(config_dir: Path) -> str:
     """The county's name for the title; the report still works if the configuration does not."""
     from dispatcher.county import load_county
-    from rules.yamlsource import ConfigError
+    from rules.config import ConfigError
 
     try:
         return load_county(config_dir).sender

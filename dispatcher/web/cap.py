@@ -45,7 +45,7 @@ from dispatcher.county import County, load_county
 from dispatcher.storage.models import Alert, AuditEvent, Zone
 from rules.loader import load_ruleset
 from rules.types import Level
-from rules.yamlsource import ConfigError
+from rules.config import ConfigError
 
 if TYPE_CHECKING:
     from dispatcher.web.app import AppState

@@ -13,7 +13,7 @@ from rules.expr import parse_condition
 from rules.loader import load_ruleset
 from rules.ruleset import ParamOverride, ZoneSelector
 from rules.types import Level
-from rules.yamlsource import ConfigError
+from rules.config import ConfigError
 
 ICING = """\
 hazards:

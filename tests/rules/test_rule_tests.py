@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from dispatcher.cli import app
 from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.testing import NotationError, parse_values
-from rules.yamlsource import load_yaml
+from rules.config import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY_TESTS = LIBRARY / "tests"

@@ -1,4 +1,9 @@
-"""YAML with positions: every error an administrator sees names file:line:column.
+"""Configuration files of the whole project: YAML with positions, one strict base, durations.
+
+Every YAML file an administrator edits (rules, zones, people, roster,
+escalation, broadcast) is read here, so every error names file:line:column.
+It lives in `rules/` because `rules/` is the leaf package every other one may
+import (`dispatcher → rules`, never back).
 
 ruamel.yaml parses in round-trip mode (it keeps line/column of every node); we
 convert the tree to plain Python and keep a map from the node's path (the same
@@ -8,18 +13,58 @@ pydantic are then reported at the exact node, all at once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """The base of every configuration schema: unknown keys are errors, values are frozen.
+
+    A misspelt key must never be silently ignored: the administrator would
+    believe a setting is in force that is not.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: str | int) -> timedelta:
+    """The one duration grammar of every file: '90s', '30m', '2h', '1h30m', '3d' or 0.
+
+    A bare number other than 0 is refused: '30' could mean seconds, minutes or
+    hours, and a wrong guess delays a warning.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value == 0:
+            return timedelta(0)
+        raise ValueError(f"write a duration with its unit, e.g. '{value}m' or '{value}h'")
+    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration; expected e.g. 0, 90s, 30m, 2h, 1h30m, 3d")
+    d, h, m, s = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str | int) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+"""A pydantic field type: a duration written in the grammar of `parse_duration`."""
 
 
 @dataclass(frozen=True, order=True)
