@@ -35,8 +35,21 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from dispatcher.alerts.reconcile import TransitionKind
 from dispatcher.audit import verify
-from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
+from dispatcher.county import ROLE_LABELS
+from dispatcher.labels import (
+    ACK_METHOD_LABELS,
+    AUDIT_ACTION_LABELS,
+    LEVEL_LABELS,
+    NOTIFICATION_STATUS_LABELS,
+    PERSON_ROLE_LABELS,
+    TRANSITION_LABELS,
+    alert_state_label,
+    level_label,
+    severity,
+)
+from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import (
     Acknowledgement,
     Alert,
@@ -61,47 +74,15 @@ __all__ = [
     "render_html",
 ]
 
-LEVEL_ZH: Final = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 LEVEL_COLOUR: Final = {
     "blue": "#1f6fd1",
     "yellow": "#d9a400",
     "orange": "#e8710a",
     "red": "#c9252c",
 }
-STATE_ZH: Final = {
-    "firing": "待确认",
-    "acknowledged": "已确认",
-    "resolved": "已解除",
-    "superseded": "已变更",
-    "cancelled": "已取消",
-}
-STATUS_ZH: Final = {
-    "pending": "待发送",
-    "sending": "发送中",
-    "sent": "已发出",
-    "delivered": "已送达",
-    "undelivered": "未送达",
-    "failed": "失败",
-    "cancelled": "已取消",
-}
-METHOD_ZH: Final = {
-    "sms": "短信回复",
-    "voice": "电话按键",
-    "link": "链接确认",
-    "console": "值班台",
-    "cli": "命令行",
-}
-TRANSITION_ZH: Final = {
-    "alert.new": "发布",
-    "alert.upgraded": "升级",
-    "alert.downgraded": "降级",
-    "alert.resolved": "解除",
-    "alert.acknowledged": "确认完成",
-    "alert.overdue": "超时未确认（迟报）",
-}
-_ROLE_ZH: Final = {**ROLE_LABELS, **DUTY_ROLE_LABELS}
 _TRANSITIONS: Final = ("alert.new", "alert.upgraded", "alert.downgraded", "alert.resolved")
 _AUDITED: Final = (*_TRANSITIONS, "alert.acknowledged", "alert.overdue")
+# provider receipts (Twilio's words, lower-cased), not our statuses: "read", "canceled"
 _GOOD_RECEIPTS: Final = frozenset({"delivered", "read"})
 _BAD_RECEIPTS: Final = frozenset({"undelivered", "failed", "canceled"})
 _CHUNK: Final = 500  # ids per IN (…) list
@@ -223,11 +204,11 @@ class AlertPart:
 
     @property
     def level_zh(self) -> str:
-        return LEVEL_ZH.get(self.level, self.level)
+        return level_label(self.level)
 
     @property
     def state_zh(self) -> str:
-        return STATE_ZH.get(self.state, self.state)
+        return alert_state_label(self.state)
 
 
 @dataclass(frozen=True)
@@ -341,11 +322,13 @@ def build_report(
         if person_id is None:
             return ""
         held = [
-            _ROLE_ZH[r] for r in ROLE_LABELS if r in roles.get((alert.zone_id or "", person_id), [])
+            PERSON_ROLE_LABELS[r]
+            for r in ROLE_LABELS
+            if r in roles.get((alert.zone_id or "", person_id), [])
         ]
         person = people.get(person_id)
         if person is not None and person.duty_role:
-            held.append(_ROLE_ZH.get(person.duty_role, person.duty_role))
+            held.append(PERSON_ROLE_LABELS.get(person.duty_role, person.duty_role))
         return "、".join(held)
 
     receipts_of: dict[int, list[Receipt]] = defaultdict(list)
@@ -376,7 +359,8 @@ def build_report(
                 name=_name(people, a.person_id, a.actor),
                 actor=a.actor,
                 method=a.method,
-                role=_ROLE_ZH.get(a.role or "", a.role or "") or role_of(alert, a.person_id),
+                role=PERSON_ROLE_LABELS.get(a.role or "", a.role or "")
+                or role_of(alert, a.person_id),
                 note=a.note,
             )
             for a in acks_of[alert.id]
@@ -527,20 +511,27 @@ def _marks(
     for e in audited:
         if e.action in _TRANSITIONS:
             level = str(e.data.get("level") or alert.level)
-            label = f"{TRANSITION_ZH[e.action]} {LEVEL_ZH.get(level, level)} {alert.code}"
+            transition = TRANSITION_LABELS[e.action.removeprefix("alert.")]
+            label = f"{transition} {level_label(level)} {alert.code}"
             marks.append(Mark(e.at, "alert", level, label))
         elif e.action == "alert.overdue":
-            marks.append(Mark(e.at, "alert", "overdue", f"超时未确认（迟报）{alert.code}"))
+            marks.append(
+                Mark(e.at, "alert", "overdue", f"{AUDIT_ACTION_LABELS[e.action]}{alert.code}")
+            )
         elif e.action == "alert.acknowledged":
-            marks.append(Mark(e.at, "alert", "good", f"确认完成 {alert.code}"))
+            marks.append(
+                Mark(e.at, "alert", "good", f"{AUDIT_ACTION_LABELS[e.action]} {alert.code}")
+            )
     if not any(e.action == "alert.new" or e.action in _TRANSITIONS for e in audited):
-        marks.append(Mark(alert.opened_at, "alert", alert.level, f"发布 {alert.code}"))
+        issued = TRANSITION_LABELS[TransitionKind.NEW.value]
+        marks.append(Mark(alert.opened_at, "alert", alert.level, f"{issued} {alert.code}"))
     for d in deliveries:
         who = f"{d.name}（{d.channel}）"
         if d.sent_at is not None:
             marks.append(Mark(d.sent_at, "send", "neutral", f"发送 {who}"))
-        elif d.status == "failed" and d.finished_at is not None:
-            marks.append(Mark(d.finished_at, "send", "bad", f"发送失败 {who}"))
+        elif d.status == NotificationStatus.FAILED and d.finished_at is not None:
+            failed = NOTIFICATION_STATUS_LABELS[NotificationStatus.FAILED]
+            marks.append(Mark(d.finished_at, "send", "bad", f"{failed} {who}"))
         for r in d.receipts:
             status = r.status.lower()
             tone = (
@@ -553,7 +544,7 @@ def _marks(
             code = f" {r.error_code}" if r.error_code else ""
             marks.append(Mark(r.at, "receipt", tone, f"回执 {r.status}{code} {who}"))
     for a in acks:
-        how = METHOD_ZH.get(a.method, a.method)
+        how = ACK_METHOD_LABELS.get(a.method, a.method)
         note = f"：{a.note}" if a.note else ""
         marks.append(Mark(a.at, "ack", "good", f"{a.name} {how}确认{note}"))
     return tuple(sorted(marks, key=lambda m: m.at))
@@ -562,17 +553,16 @@ def _marks(
 def _summary(report: Report) -> dict[str, Any]:
     episodes = report.episodes
     deliveries = [d for e in episodes for d in e.deliveries]
-    by_kind = Counter(
-        (e.hazard_name, LEVEL_ZH.get(max(e.levels, key=_LEVEL_ORDER.index), e.levels[-1]))
-        for e in episodes
-    )
+    by_kind = Counter((e.hazard_name, level_label(max(e.levels, key=severity))) for e in episodes)
     return {
         "warnings": len(episodes),
         "alerts": sum(len(e.parts) for e in episodes),
         "by_hazard_level": sorted(by_kind.items()),
         "messages": len(deliveries),
         "people": len({d.person_id or d.address for d in deliveries}),
-        "by_status": sorted(Counter(STATUS_ZH.get(d.status, d.status) for d in deliveries).items()),
+        "by_status": sorted(
+            Counter(NOTIFICATION_STATUS_LABELS.get(d.status, d.status) for d in deliveries).items()
+        ),
         "by_channel": sorted(Counter(d.channel for d in deliveries).items()),
         "acknowledgements": sum(len(e.acks) for e in episodes),
         "acknowledged": sum(1 for e in episodes if not e.unacknowledged),
@@ -580,8 +570,6 @@ def _summary(report: Report) -> dict[str, Any]:
         "overdue": [e for e in episodes if e.overdue],
     }
 
-
-_LEVEL_ORDER: Final = ["blue", "yellow", "orange", "red"]
 
 _T = TypeVar("_T")
 
@@ -723,9 +711,9 @@ def render_html(report: Report) -> str:
     return env.get_template("report.html").render(
         report=report,
         timeline=lambda e: timeline(e, report),
-        level_zh=LEVEL_ZH,
-        status_zh=STATUS_ZH,
-        method_zh=METHOD_ZH,
+        level_zh=LEVEL_LABELS,
+        status_zh=NOTIFICATION_STATUS_LABELS,
+        method_zh=ACK_METHOD_LABELS,
     )
 
 

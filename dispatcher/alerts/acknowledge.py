@@ -27,9 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
-from dispatcher.alerts.lifecycle import OPEN_STATES
-from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
+from dispatcher.county import ROLE_LABELS
 from dispatcher.escalation import cancel_escalation, serialise_with_audit
+from dispatcher.labels import PERSON_ROLE_LABELS, no_ack_needed
+from dispatcher.states import OPEN_ALERT_STATES, AlertState, NotificationStatus
 from dispatcher.storage.models import Acknowledgement, Alert, Notification, Person, ZoneRole
 
 __all__ = [
@@ -48,9 +49,13 @@ METHODS: Final = ("sms", "voice", "link", "console", "cli")
 TWO_PERSON_LEVELS: Final = frozenset({"red"})
 TWO_PERSON_ROLES: Final = ("disaster_prevention", "duty_officer")
 
-_ROLE_LABELS: Final = {**ROLE_LABELS, **DUTY_ROLE_LABELS}
 # a message that was handed to a provider (or is being) counts as "told"
-_TOLD: Final = ("sending", "sent", "delivered", "undelivered")
+_TOLD: Final = (
+    NotificationStatus.SENDING,
+    NotificationStatus.SENT,
+    NotificationStatus.DELIVERED,
+    NotificationStatus.UNDELIVERED,
+)
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,8 @@ def acknowledge(
     # writer takes them (PostgreSQL; SQLite's writers queue anyway)
     serialise_with_audit(session)
     session.refresh(alert, with_for_update=True)
-    if alert.state not in OPEN_STATES:
-        return AckOutcome(False, False, alert, _closed_reason(alert))
+    if alert.state not in OPEN_ALERT_STATES:
+        return AckOutcome(False, False, alert, no_ack_needed(alert.code, alert.state))
 
     earlier = list(
         session.scalars(
@@ -104,7 +109,8 @@ def acknowledge(
         )
     )
     if any(_same_acknowledger(a, person_id, actor) for a in earlier):
-        return AckOutcome(True, alert.state == "acknowledged", alert, _repeat_reason(alert))
+        complete = alert.state == AlertState.ACKNOWLEDGED
+        return AckOutcome(True, complete, alert, _repeat_reason(alert))
 
     roles = _roles_of(session, alert, person_id)
     row = Acknowledgement(
@@ -132,18 +138,18 @@ def acknowledge(
             "note": row.note,
         },
     )
-    if alert.state == "acknowledged":
+    if alert.state == AlertState.ACKNOWLEDGED:
         first = _name(session, earlier[0]) if earlier else (alert.acknowledged_by or "")
         return AckOutcome(True, True, alert, f"已由{first}确认")
 
     acks = [*earlier, row]
     missing = _missing_roles(session, alert, acks)
     if missing:
-        labels = "、".join(_ROLE_LABELS[r] for r in missing)
+        labels = "、".join(PERSON_ROLE_LABELS[r] for r in missing)
         return AckOutcome(True, False, alert, f"已确认，尚需{labels}确认")
 
     by = list(dict.fromkeys(a.person_id or a.actor for a in acks if _counts(session, alert, a)))
-    alert.state = "acknowledged"
+    alert.state = AlertState.ACKNOWLEDGED
     alert.acknowledged_at = at
     alert.acknowledged_by = ", ".join(by)[:128]
     alert.updated_at = at
@@ -164,7 +170,9 @@ def find_open_alert_by_code(session: Session, code: str) -> Alert | None:
     wanted = code.strip().upper()
     if not wanted:
         return None
-    return session.scalar(select(Alert).where(Alert.code == wanted, Alert.state.in_(OPEN_STATES)))
+    return session.scalar(
+        select(Alert).where(Alert.code == wanted, Alert.state.in_(OPEN_ALERT_STATES))
+    )
 
 
 def latest_open_alert_for(session: Session, person_id: str) -> Alert | None:
@@ -179,7 +187,7 @@ def latest_open_alert_for(session: Session, person_id: str) -> Alert | None:
         .where(
             Notification.person_id == person_id,
             Notification.status.in_(_TOLD),
-            Alert.state.in_(OPEN_STATES),
+            Alert.state.in_(OPEN_ALERT_STATES),
         )
         .order_by(Notification.created_at.desc(), Notification.id.desc())
         .limit(1)
@@ -254,9 +262,4 @@ def _name(session: Session, ack: Acknowledgement) -> str:
 
 
 def _repeat_reason(alert: Alert) -> str:
-    return "已确认" if alert.state == "acknowledged" else "已确认，等待其他人员确认"
-
-
-def _closed_reason(alert: Alert) -> str:
-    what = {"resolved": "已解除", "superseded": "已变更为新的预警"}.get(alert.state, "已结束")
-    return f"预警{alert.code}{what}，无需确认"
+    return "已确认" if alert.state == AlertState.ACKNOWLEDGED else "已确认，等待其他人员确认"

@@ -28,6 +28,7 @@ def alerts_list(
     from sqlalchemy import select
 
     from dispatcher.cli import load_settings, operator_errors, out
+    from dispatcher.states import OPEN_ALERT_STATES
     from dispatcher.storage.db import make_engine, session_factory
     from dispatcher.storage.models import Alert
 
@@ -37,7 +38,7 @@ def alerts_list(
         with session_factory(engine)() as session:
             query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id.desc())
             if not all_:
-                query = query.where(Alert.state.in_(("firing", "acknowledged")))
+                query = query.where(Alert.state.in_(OPEN_ALERT_STATES))
             rows = session.scalars(query).all()
         engine.dispose()
     tz = ZoneInfo(settings.timezone)

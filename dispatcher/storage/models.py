@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from dispatcher.states import AlertKind, NotificationStatus, TimerStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -148,13 +150,13 @@ class Alert(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)  # short code for SMS replies
-    kind: Mapped[str] = mapped_column(String(16), default="hazard")  # hazard | system
+    kind: Mapped[str] = mapped_column(String(16), default=AlertKind.HAZARD)
     zone_id: Mapped[str | None] = mapped_column(ForeignKey("zones.id"))
     hazard: Mapped[str] = mapped_column(String(64))
     rule_id: Mapped[str] = mapped_column(String(128))
     title: Mapped[str] = mapped_column(String(128), default="")
     level: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # an AlertState
     onset: Mapped[datetime | None]
     until: Mapped[datetime | None]
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -188,8 +190,7 @@ class Notification(Base):
     address: Mapped[str] = mapped_column(String(128))
     channel: Mapped[str] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
-    # pending → sending → sent → delivered | undelivered | failed
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
@@ -297,11 +298,11 @@ class EscalationTimer(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # step | deadline
+    kind: Mapped[str] = mapped_column(String(16))  # a TimerKind
     step: Mapped[int] = mapped_column(default=0)  # index in the policy's steps
     round: Mapped[int] = mapped_column(default=0)  # 0 first time, 1.. repeats
     due_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|cancelled
+    status: Mapped[str] = mapped_column(String(16), default=TimerStatus.PENDING)
     lease_until: Mapped[datetime | None]
     plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime]

@@ -41,23 +41,16 @@ from dispatcher.alerts.acknowledge import (
     find_open_alert_by_code,
     latest_open_alert_for,
 )
+from dispatcher.labels import alert_state_label, level_label, no_ack_needed
+from dispatcher.states import OPEN_ALERT_STATES
 from dispatcher.storage.models import Alert, Notification, Person, Zone
 from dispatcher.web.twilio_signature import public_url, verified_twilio_form
-from rules.types import Level
 
 if TYPE_CHECKING:
     from dispatcher.web.app import AppState
 
 __all__ = ["AckReply", "parse_ack_reply", "router"]
 
-OPEN_STATES: Final = ("firing", "acknowledged")
-STATE_ZH: Final = {
-    "firing": "待确认",
-    "acknowledged": "已确认",
-    "resolved": "已解除",
-    "superseded": "已被新的预警取代",
-    "cancelled": "已取消",
-}
 NOTE_MAX_CHARS: Final = 500
 _TWIML: Final = "application/xml"
 
@@ -215,7 +208,7 @@ def answer_sms(session: Session, *, sender: str, body: str, now: datetime) -> st
             _refused(session, now, sender, body, "no_open_alert_with_code", people[0].id)
             known = session.scalar(select(Alert).where(Alert.code == reply.code))
             if known is not None:
-                return f"预警{known.code}{STATE_ZH.get(known.state, known.state)}，无需确认。"
+                return f"{no_ack_needed(known.code, known.state)}。"
             return f"未找到编码为{reply.code}的预警，请核对短信中的编码。{HELP_REPLY}"
         person = _recipient_of(session, alert, people)
     else:
@@ -329,17 +322,10 @@ def _voice_outcome(outcome: AckOutcome) -> str:
 def _describe(session: Session, alert: Alert) -> str:
     """'寒潮黄色预警，穆村镇冯家沟村黄土滑坡' — hazard, level, zone."""
     zone = session.get(Zone, alert.zone_id) if alert.zone_id else None
-    level = _level_zh(alert.level)
+    level = level_label(alert.level)
     hazard = alert.title or alert.hazard
     where = f"，{zone.name}" if zone is not None else ""
     return f"{hazard}{level}预警{where}"
-
-
-def _level_zh(level: str) -> str:
-    try:
-        return Level.parse(level).zh
-    except ValueError:
-        return level
 
 
 # --- the ack link pages -----------------------------------------------------------
@@ -360,15 +346,15 @@ def _alert_view(session: Session, claim: AckClaim, timezone: str) -> dict[str, A
         "code": alert.code,
         "hazard": alert.title or alert.hazard,
         "level": alert.level,
-        "level_zh": _level_zh(alert.level),
+        "level_zh": level_label(alert.level),
         "zone": zone.name if zone is not None else "（系统告警）",
         "place": " ".join(x for x in (zone.township, zone.village) if x) if zone else "",
         "onset": local(alert.onset),
         "until": local(alert.until),
         "opened_at": local(alert.opened_at),
         "state": alert.state,
-        "state_zh": STATE_ZH.get(alert.state, alert.state),
-        "open": alert.state in OPEN_STATES,
+        "state_zh": alert_state_label(alert.state),
+        "open": alert.state in OPEN_ALERT_STATES,
         "acknowledged_at": local(alert.acknowledged_at) if alert.acknowledged_at else None,
         "evidence": {str(k): _plain(v) for k, v in (alert.evidence or {}).items()},
         "person": person.name if person is not None else claim.person_id,

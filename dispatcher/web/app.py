@@ -22,6 +22,7 @@ from dispatcher.alerts.system import last_feed_success, open_feed_alert
 from dispatcher.outbox import OnFailed, record_receipt
 from dispatcher.roster import Roster
 from dispatcher.settings import Settings
+from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import Notification
 from dispatcher.web import acks, cap, console
 from dispatcher.web.twilio_signature import verified_twilio_form
@@ -134,7 +135,13 @@ def health(state: AppState) -> JSONResponse:
     }
     if rules.error:
         problems.append("rule load error")
-    body["outbox"] = {s: backlog.get(s, 0) for s in ("pending", "sending", "sent", "failed")}
+    backlog_statuses = (
+        NotificationStatus.PENDING,
+        NotificationStatus.SENDING,
+        NotificationStatus.SENT,
+        NotificationStatus.FAILED,
+    )
+    body["outbox"] = {s.value: backlog.get(s, 0) for s in backlog_statuses}
     body["status"] = "degraded" if problems else "ok"
     body["problems"] = problems
     return JSONResponse(body, status_code=200)

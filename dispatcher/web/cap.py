@@ -42,10 +42,11 @@ from dispatcher.cap import (
     sender_code,
 )
 from dispatcher.county import County, load_county
+from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert, AuditEvent, Zone
+from rules.config import ConfigError
 from rules.loader import load_ruleset
 from rules.types import Level
-from rules.config import ConfigError
 
 if TYPE_CHECKING:
     from dispatcher.web.app import AppState
@@ -83,7 +84,7 @@ class CapArchive:
         rows = session.execute(
             select(AuditEvent, Alert)
             .join(Alert, AuditEvent.subject == literal("alert:") + cast(Alert.id, String))
-            .where(AuditEvent.action.in_(PUBLISHED_ACTIONS), Alert.kind == "hazard")
+            .where(AuditEvent.action.in_(PUBLISHED_ACTIONS), Alert.kind == AlertKind.HAZARD)
             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(limit)
         ).all()
@@ -95,7 +96,7 @@ class CapArchive:
         if parsed is None or parsed.sender != self.sender:
             return None
         alert = session.get(Alert, parsed.alert_id)
-        if alert is None or alert.kind != "hazard":
+        if alert is None or alert.kind != AlertKind.HAZARD:
             return None
         event = session.scalars(
             select(AuditEvent)

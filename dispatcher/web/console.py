@@ -34,6 +34,21 @@ from sqlalchemy.orm import Session
 from dispatcher.acklinks import ensure_secret_key
 from dispatcher.alerts.acknowledge import acknowledge
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
+from dispatcher.labels import (
+    ACK_METHOD_LABELS,
+    ALERT_STATE_LABELS,
+    AUDIT_ACTION_LABELS,
+    CHANNEL_LABELS,
+    LEVEL_LABELS,
+    NOTIFICATION_STATUS_LABELS,
+    RISK_LABELS,
+    TRANSITION_LABELS,
+    ZONE_KIND_LABELS,
+    alert_state_label,
+    level_label,
+    severity,
+)
+from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState, TimerKind, TimerStatus
 from dispatcher.storage.models import (
     Acknowledgement,
     Alert,
@@ -58,78 +73,6 @@ LOGIN_FORM_SECONDS = 3600  # how long a login form may sit before it must be rel
 _SESSION_PURPOSE = "yujing-console-session:v1"
 _LOGIN_PURPOSE = "yujing-console-login:v1"
 
-#: Levels from most to least severe, with the Chinese signal colours.
-LEVELS: Mapping[str, str] = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
-LEVEL_RANK: Mapping[str, int] = {"red": 4, "orange": 3, "yellow": 2, "blue": 1}
-OPEN_STATES = ("firing", "acknowledged")
-STATE_LABELS: Mapping[str, str] = {
-    "firing": "待确认",
-    "acknowledged": "已确认",
-    "resolved": "已解除",
-    "superseded": "已变更等级",
-    "cancelled": "已取消",
-}
-KIND_LABELS: Mapping[str, str] = {
-    "landslide": "滑坡",
-    "collapse": "崩塌",
-    "debris_flow": "泥石流",
-    "subsidence": "地面塌陷",
-    "ground_fissure": "地裂缝",
-    "unstable_slope": "不稳定斜坡",
-}
-RISK_LABELS: Mapping[str, str] = {"low": "低", "medium": "中", "high": "高", "very_high": "极高"}
-METHOD_LABELS: Mapping[str, str] = {
-    "sms": "短信回复",
-    "voice": "电话按键",
-    "link": "确认链接",
-    "console": "值班台",
-    "cli": "命令行",
-}
-NOTIFICATION_STATUS_LABELS: Mapping[str, str] = {
-    "pending": "待发送",
-    "sending": "发送中",
-    "sent": "已发出",
-    "delivered": "已送达",
-    "undelivered": "未送达",
-    "failed": "发送失败",
-    "cancelled": "已取消",
-}
-CHANNEL_LABELS: Mapping[str, str] = {
-    "default": "默认渠道",
-    "console": "控制台",
-    "twilio_sms": "短信",
-    "twilio_voice": "语音电话",
-    "wecom": "企业微信群",
-    "broadcast": "村村响广播",
-    "sms": "短信",
-    "voice": "语音电话",
-}
-ACTION_LABELS: Mapping[str, str] = {
-    "alert.new": "发布预警",
-    "alert.upgraded": "等级升高",
-    "alert.downgraded": "等级降低",
-    "alert.continued": "预警持续",
-    "alert.resolved": "预警解除",
-    "alert.superseded": "等级变更，由新预警接替",
-    "alert.calming": "条件减弱，观察中",
-    "alert.data_missing": "预报数据缺失",
-    "alert.acknowledged": "已确认",
-    "alert.overdue": "超时未确认（迟报）",
-    "alert.ack": "收到确认",
-    "ack.refused": "确认未被接受",
-    "escalation.started": "启动逐级通知",
-    "escalation.step": "逐级通知",
-    "escalation.skipped": "补发时合并提醒",
-    "escalation.deadline": "确认期限已到",
-    "escalation.cancelled": "后续通知已取消",
-}
-TRANSITION_LABELS: Mapping[str, str] = {
-    "new": "发布",
-    "upgraded": "升级",
-    "downgraded": "降级",
-    "resolved": "解除",
-    "esc.overdue": "超时上报",
-}
 REFUSAL_TEXT: Mapping[str, str] = {
     "bad_credentials": "用户名或密码不正确。",
     "locked": "连续输错密码次数过多，账号已暂时锁定，请于 {until} 后再试。",
@@ -167,7 +110,7 @@ class BoardRow:
 
 def board_order(row: BoardRow) -> tuple[int, int, datetime]:
     """Overdue first, then the most severe level, then the oldest."""
-    return (0 if row.overdue else 1, -LEVEL_RANK.get(row.level, 0), row.opened)
+    return (0 if row.overdue else 1, -severity(row.level), row.opened)
 
 
 @dataclass(frozen=True)
@@ -179,7 +122,7 @@ class MapPoint:
     x: float
     y: float
     r: float
-    level: str  # a LEVELS key, or "none"
+    level: str  # a level key, or "none"
 
 
 @dataclass(frozen=True)
@@ -221,11 +164,11 @@ def project(
         )
 
     points = [
-        MapPoint(zone_id, name, *xy(lat, lon), r=5.0 + LEVEL_RANK.get(level, 0), level=level)
+        MapPoint(zone_id, name, *xy(lat, lon), r=5.0 + severity(level), level=level)
         for zone_id, name, lat, lon, level in places
     ]
     # severe points are drawn last, on top of the others
-    points.sort(key=lambda p: LEVEL_RANK.get(p.level, 0))
+    points.sort(key=lambda p: severity(p.level))
     placed = [(*xy(lat, lon), text) for text, lat, lon in labels]
     return CountyMap(width, height, points, placed)
 
@@ -241,15 +184,17 @@ class _Console:
         env.filters["local"] = self.local
         env.globals.update(
             static=_static_urls(),
-            level_labels=LEVELS,
+            level_labels=LEVEL_LABELS,
             role_labels=auth.ROLES,
-            state_labels=STATE_LABELS,
-            kind_labels=KIND_LABELS,
+            state_labels=ALERT_STATE_LABELS,
+            open_states=OPEN_ALERT_STATES,
+            AlertState=AlertState,
+            kind_labels=ZONE_KIND_LABELS,
             risk_labels=RISK_LABELS,
-            method_labels=METHOD_LABELS,
+            method_labels=ACK_METHOD_LABELS,
             status_labels=NOTIFICATION_STATUS_LABELS,
             channel_labels=CHANNEL_LABELS,
-            action_labels=ACTION_LABELS,
+            action_labels=AUDIT_ACTION_LABELS,
             transition_label=_transition_label,
             zone_role_labels=ROLE_LABELS,
             duty_role_labels=DUTY_ROLE_LABELS,
@@ -454,7 +399,7 @@ class _Console:
 
     def open_alerts(self, db: Session, now: datetime) -> list[BoardRow]:
         """Open alerts (firing or acknowledged), hazard and system, in board order."""
-        alerts = db.scalars(select(Alert).where(Alert.state.in_(OPEN_STATES))).all()
+        alerts = db.scalars(select(Alert).where(Alert.state.in_(OPEN_ALERT_STATES))).all()
         ids = [a.id for a in alerts]
         zones = {
             z.id: z
@@ -467,8 +412,8 @@ class _Console:
             for timer in db.scalars(
                 select(EscalationTimer).where(
                     EscalationTimer.alert_id.in_(ids),
-                    EscalationTimer.kind == "deadline",
-                    EscalationTimer.status != "cancelled",
+                    EscalationTimer.kind == TimerKind.DEADLINE,
+                    EscalationTimer.status != TimerStatus.CANCELLED,
                 )
             ):
                 first = deadlines.get(timer.alert_id)
@@ -485,15 +430,17 @@ class _Console:
                     code=a.code,
                     title=a.title or a.hazard,
                     level=a.level,
-                    level_zh=LEVELS.get(a.level, a.level),
+                    level_zh=level_label(a.level),
                     state=a.state,
-                    state_zh=STATE_LABELS.get(a.state, a.state),
-                    system=a.kind == "system",
+                    state_zh=alert_state_label(a.state),
+                    system=a.kind == AlertKind.SYSTEM,
                     place=_place(zone),
                     opened=a.opened_at,
                     opened_at=self.local(a.opened_at),
                     window=_window(self.local(a.onset), self.local(a.until), a),
-                    overdue=a.state == "firing" and deadline is not None and deadline <= now,
+                    overdue=a.state == AlertState.FIRING
+                    and deadline is not None
+                    and deadline <= now,
                     deadline=self.local(deadline) if deadline else None,
                     acknowledged_by=_names_of(a.acknowledged_by, names),
                     acknowledged_at=self.local(a.acknowledged_at) if a.acknowledged_at else None,
@@ -555,7 +502,9 @@ class _Console:
         ).all()
         pending = db.scalars(
             select(EscalationTimer)
-            .where(EscalationTimer.alert_id == alert.id, EscalationTimer.status == "pending")
+            .where(
+                EscalationTimer.alert_id == alert.id, EscalationTimer.status == TimerStatus.PENDING
+            )
             .order_by(EscalationTimer.due_at, EscalationTimer.id)
         ).all()
         names = _person_names(
@@ -571,7 +520,7 @@ class _Console:
             "page": "board",
             "alert": alert,
             "zone": zone,
-            "level_zh": LEVELS.get(alert.level, alert.level),
+            "level_zh": level_label(alert.level),
             "events": events,
             "notifications": notes,
             "receipts": receipts,
@@ -580,7 +529,7 @@ class _Console:
             "names": names,
             "earlier": earlier,
             "later": later,
-            "can_ack": login.may_acknowledge and alert.state in OPEN_STATES,
+            "can_ack": login.may_acknowledge and alert.state in OPEN_ALERT_STATES,
             "done": done,
             "refused": refused,
             "note": note,
@@ -668,11 +617,11 @@ class _Console:
             level: dict[str, str] = {}
             open_count: Counter[str] = Counter()
             for a in db.scalars(
-                select(Alert).where(Alert.state.in_(OPEN_STATES), Alert.zone_id.is_not(None))
+                select(Alert).where(Alert.state.in_(OPEN_ALERT_STATES), Alert.zone_id.is_not(None))
             ):
                 assert a.zone_id is not None
                 open_count[a.zone_id] += 1
-                if LEVEL_RANK.get(a.level, 0) > LEVEL_RANK.get(level.get(a.zone_id, ""), 0):
+                if severity(a.level) > severity(level.get(a.zone_id, "")):
                     level[a.zone_id] = a.level
             townships: dict[str, list[Zone]] = {}
             for z in zones:
