@@ -26,7 +26,8 @@ from sqlalchemy.engine import make_url
 from dispatcher.leader import Leadership, lead
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
-from dispatcher.web.app import AppState, create_app
+from dispatcher.web.app import create_app
+from dispatcher.web.state import AppState
 
 log = logging.getLogger("yujing.daemon")
 

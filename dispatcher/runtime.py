@@ -37,7 +37,7 @@ from dispatcher.rulewatch import RulesInForce, RuleWatch, load_watched
 from dispatcher.settings import Settings
 from dispatcher.storage.db import make_engine, session_factory
 from dispatcher.storage.migrate import upgrade
-from dispatcher.web.app import RulesStatus
+from dispatcher.web.state import RulesStatus
 
 log = logging.getLogger("yujing")
 

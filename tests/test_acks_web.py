@@ -24,7 +24,8 @@ from dispatcher.storage.models import (
     ZoneRole,
 )
 from dispatcher.web.acks import AckReply, parse_ack_reply
-from dispatcher.web.app import AppState, create_app
+from dispatcher.web.app import create_app
+from dispatcher.web.state import AppState
 
 NOW = datetime(2026, 1, 7, 1, 0, tzinfo=UTC)
 TOKEN = "0123456789abcdef0123456789abcdef"

@@ -41,7 +41,8 @@ from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent
-from dispatcher.web.app import AppState, create_app
+from dispatcher.web.app import create_app
+from dispatcher.web.state import AppState
 from rules.types import Level
 from tests.conftest import _postgres_database
 from tests.test_pipeline import AT, CALM, COUNTY, Clock, runtime_for

@@ -27,7 +27,8 @@ from dispatcher import audit
 from dispatcher.runtime import Runtime, drain, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification
-from dispatcher.web.app import AppState, create_app
+from dispatcher.web.app import create_app
+from dispatcher.web.state import AppState
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "liulin"

@@ -27,7 +27,8 @@ from dispatcher.rulewatch import administrators, changed_files, load_rules, snap
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification
-from dispatcher.web.app import AppState, health
+from dispatcher.web.app import health
+from dispatcher.web.state import AppState
 from rules.config import ConfigError
 from tests.processes import COLDWAVE, COUNTY, daemon_env, start, wait_for
 

@@ -13,7 +13,8 @@ from twilio.request_validator import RequestValidator
 
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification, Receipt
-from dispatcher.web.app import AppState, RulesStatus, create_app
+from dispatcher.web.app import create_app
+from dispatcher.web.state import AppState, RulesStatus
 
 NOW = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 TOKEN = "0123456789abcdef0123456789abcdef"

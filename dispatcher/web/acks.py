@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
@@ -44,10 +44,8 @@ from dispatcher.alerts.acknowledge import (
 from dispatcher.labels import alert_state_label, level_label, no_ack_needed
 from dispatcher.states import OPEN_ALERT_STATES
 from dispatcher.storage.models import Alert, Notification, Person, Zone
+from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import public_url, verified_twilio_form
-
-if TYPE_CHECKING:
-    from dispatcher.web.app import AppState
 
 __all__ = ["AckReply", "parse_ack_reply", "router"]
 

@@ -1,4 +1,4 @@
-"""The HTTP side: health, provider webhooks (and later acks and the console).
+"""The HTTP application: health, provider webhooks, and the acks, CAP and console routers.
 
 Provider webhooks are accepted only with a valid signature: Twilio signs the
 full public URL and the form parameters with the account's auth token
@@ -8,49 +8,22 @@ full public URL and the form parameters with the account's auth token
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.alerts.system import last_feed_success, open_feed_alert
-from dispatcher.outbox import OnFailed, record_receipt
-from dispatcher.roster import Roster
-from dispatcher.settings import Settings
+from dispatcher.outbox import record_receipt
 from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import Notification
 from dispatcher.web import acks, cap, console
+from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import verified_twilio_form
 
 log = logging.getLogger("yujing.web")
-
-
-@dataclass
-class RulesStatus:
-    """The rule set in force and the last load attempt (shown by /healthz)."""
-
-    loaded_at: datetime | None = None
-    content_hash: str | None = None
-    rules: int = 0
-    error: str | None = None
-
-
-@dataclass
-class AppState:
-    sessions: sessionmaker[Session]
-    settings: Settings
-    clock: Callable[[], datetime]
-    feed_source: str
-    started_at: datetime
-    rules: RulesStatus = field(default_factory=RulesStatus)
-    roster: Roster | None = None  # who is on duty (the console's 值班 page)
-    # where an undelivered message goes next (dispatcher.failover); None: nowhere
-    on_failed: OnFailed | None = None
 
 
 def create_app(state: AppState) -> FastAPI:

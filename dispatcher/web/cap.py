@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import String, cast, literal, select
@@ -44,12 +44,10 @@ from dispatcher.cap import (
 from dispatcher.county import County, load_county
 from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert, AuditEvent, Zone
+from dispatcher.web.state import AppState
 from rules.config import ConfigError
 from rules.loader import load_ruleset
 from rules.types import Level
-
-if TYPE_CHECKING:
-    from dispatcher.web.app import AppState
 
 log = logging.getLogger("yujing.web.cap")
 

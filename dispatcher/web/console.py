@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -60,9 +60,7 @@ from dispatcher.storage.models import (
     Zone,
 )
 from dispatcher.web import auth
-
-if TYPE_CHECKING:
-    from dispatcher.web.app import AppState
+from dispatcher.web.state import AppState
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"

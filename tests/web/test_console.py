@@ -31,8 +31,9 @@ from dispatcher.storage.models import (
     ZoneRole,
 )
 from dispatcher.web import auth
-from dispatcher.web.app import AppState, RulesStatus, create_app
+from dispatcher.web.app import create_app
 from dispatcher.web.auth import LOCK_AFTER_FAILURES, LOCK_SECONDS, authenticate, create_user
+from dispatcher.web.state import AppState, RulesStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 LIULIN = ROOT / "examples" / "liulin"

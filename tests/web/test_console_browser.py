@@ -43,8 +43,9 @@ from dispatcher.settings import Settings
 from dispatcher.storage.db import make_engine
 from dispatcher.storage.migrate import alembic_config
 from dispatcher.storage.models import Acknowledgement, Alert, Base
-from dispatcher.web.app import AppState, create_app
+from dispatcher.web.app import create_app
 from dispatcher.web.auth import create_user
+from dispatcher.web.state import AppState
 
 ROOT = Path(__file__).resolve().parents[2]
 LIULIN = ROOT / "examples" / "liulin"
