@@ -27,7 +27,7 @@ def alerts_list(
     from rich.table import Table
     from sqlalchemy import select
 
-    from dispatcher.cli import load_settings, operator_errors, out
+    from dispatcher.commands.terminal import load_settings, operator_errors, out
     from dispatcher.states import OPEN_ALERT_STATES
     from dispatcher.storage.db import make_engine, session_factory
     from dispatcher.storage.models import Alert
@@ -85,7 +85,7 @@ def alerts_ack(
     """Acknowledge an open alert on someone's behalf (recorded as method `cli`)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from dispatcher.cli import load_settings, operator_errors, out, say
+    from dispatcher.commands.terminal import load_settings, operator_errors, out, say
     from dispatcher.storage.db import make_engine, session_factory
 
     with operator_errors():

@@ -19,7 +19,7 @@ def audit_verify() -> None:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from dispatcher.audit import verify
-    from dispatcher.cli import load_settings, operator_errors, out, say
+    from dispatcher.commands.terminal import load_settings, operator_errors, out, say
     from dispatcher.storage.db import make_engine, session_factory
     from dispatcher.storage.models import AuditEvent
 

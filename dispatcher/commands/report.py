@@ -36,7 +36,7 @@ def report(
     """Every warning of the period: who was told, on which channel, delivery, acks, overdue."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from dispatcher.cli import fail, load_settings, operator_errors, say
+    from dispatcher.commands.terminal import fail, load_settings, operator_errors, say
     from dispatcher.report import build_report, render_csv, render_html
     from dispatcher.storage.db import make_engine, session_factory
 
@@ -96,7 +96,7 @@ def _county_name(config_dir: Path) -> str:
 
 def _parse_time(option: str, text: str, tz: str) -> datetime:
     """ISO 8601 date or time; without an offset it is read in the county's timezone."""
-    from dispatcher.cli import fail
+    from dispatcher.commands.terminal import fail
 
     try:
         value = datetime.fromisoformat(text)

@@ -29,7 +29,7 @@ def roster_show(
     """Print who is on duty at an instant, then the next shifts."""
     from rich.table import Table
 
-    from dispatcher.cli import load_settings, operator_errors, out, parse_time
+    from dispatcher.commands.terminal import load_settings, operator_errors, out, parse_time
     from dispatcher.county import load_county
     from dispatcher.roster import load_roster
 
@@ -93,7 +93,7 @@ def roster_ical(
     """Export the roster as an iCalendar (.ics) file people can import on their phones."""
     from datetime import date
 
-    from dispatcher.cli import fail, load_settings, operator_errors, out
+    from dispatcher.commands.terminal import fail, load_settings, operator_errors, out
     from dispatcher.county import load_county
     from dispatcher.roster import load_roster, to_ical
 

@@ -42,7 +42,7 @@ def users_add(
     """Create a console account; asks for the password twice unless --password-stdin."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from dispatcher.cli import load_settings, operator_errors, out
+    from dispatcher.commands.terminal import load_settings, operator_errors, out
     from dispatcher.county import load_county
     from dispatcher.storage.db import make_engine, session_factory
     from dispatcher.web.auth import ROLES, create_user
@@ -91,7 +91,7 @@ def users_list() -> None:
     from sqlalchemy import select
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from dispatcher.cli import load_settings, operator_errors, out
+    from dispatcher.commands.terminal import load_settings, operator_errors, out
     from dispatcher.storage.db import make_engine, session_factory
     from dispatcher.storage.models import User
 

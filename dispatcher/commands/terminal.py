@@ -1,0 +1,89 @@
+"""What every command shares: the operator's terminal, plain errors, and the settings.
+
+Output for people goes to `out` (rich); messages an operator greps for
+(`file:line:column: …`) go unwrapped to stderr through `say`. Every error an
+operator can cause ends in `fail`: one plain message and a non-zero exit,
+never a traceback. The commands import this module; `dispatcher.cli` only
+wires the commands into the `yujing` application.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from dispatcher.settings import Settings
+from rules.config import ConfigError
+
+__all__ = [
+    "ConfigOption",
+    "fail",
+    "load_settings",
+    "operator_errors",
+    "out",
+    "parse_time",
+    "say",
+]
+
+out = Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: wide enough
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="County configuration directory [default: YUJING_CONFIG_DIR]"),
+]
+
+
+def say(message: str) -> None:
+    """One unwrapped line on stderr: `file:line:column: …` must stay greppable."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Say `message` and exit with `code`."""
+    say(message)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def operator_errors() -> Iterator[None]:
+    """Turn the errors an operator can cause into plain messages and exit 1."""
+    try:
+        yield
+    except typer.Exit:
+        raise  # a deliberate exit (it is a RuntimeError to click): not an error to report
+    except ConfigError as exc:
+        for problem in exc.problems:
+            say(str(problem))
+        fail(f"{len(exc.problems)} problem(s) in the configuration; nothing was changed.")
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            name = "YUJING_" + "_".join(str(p) for p in e["loc"]).upper()
+            say(f"{name}: {e['msg']}")
+        fail("invalid settings (environment or .env); see .env.example")
+    except (ValueError, RuntimeError, OSError) as exc:
+        fail(f"error: {exc}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings (environment, .env) with the options the operator gave on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_time(text: str, tz: str) -> datetime:
+    """ISO 8601; a time without an offset is read in the county's timezone."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at {text!r}: expected ISO 8601, e.g. 2026-01-05T08:00:00+08:00")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(tz))
+    return value.astimezone(UTC)
