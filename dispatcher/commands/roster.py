@@ -31,7 +31,8 @@ def roster_show(
 
     from dispatcher.commands.terminal import load_settings, operator_errors, out, parse_time
     from dispatcher.county import load_county
-    from dispatcher.roster import load_roster
+    from dispatcher.labels import PERSON_ROLE_LABELS
+    from dispatcher.roster import ROSTER_ROLES, load_roster
 
     with operator_errors():
         settings = load_settings(config_dir=config)
@@ -45,7 +46,8 @@ def roster_show(
             f"{settings.config_dir / 'roster.yaml'} 不存在：没有轮班，"
             "所有值班员和带班领导都视为在岗（都会收到通知）。"
         )
-        for role, label in (("duty_officer", "值班员"), ("leader_on_duty", "带班领导")):
+        for role in ROSTER_ROLES:
+            label = PERSON_ROLE_LABELS[role]
             people = [p for p in county.people.values() if p.duty_role == role]
             out.print(f"{label}：" + ("、".join(f"{p.name}（{p.phone}）" for p in people) or "无"))
         return
