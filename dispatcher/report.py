@@ -1,3 +1,4 @@
+# Long module: one report, read in one pass, drawn as a timeline, rendered as HTML and CSV
 """The information report (信息报送) for a shift or a holiday: who knew what, and when.
 
 For every warning open at any time in the period — the whole episode, with the

@@ -1,3 +1,4 @@
+# Long module: the console is one set of pages over one state; the routes read top to bottom
 """The duty console (值班台): server-rendered pages for the duty room and phones.
 
 Pages: the active-alert board (refreshes itself), alert detail with its
