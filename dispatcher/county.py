@@ -30,9 +30,9 @@ from pydantic import (
     model_validator,
 )
 
+from rules.config import ConfigError, Document, Problem, load_yaml, problems_from_validation
 from rules.schema import EXPOSURE_TAGS, RISK_LEVELS, ZONE_KINDS  # shared with rule selectors
 from rules.types import ZoneSpec
-from rules.config import ConfigError, Document, Problem, load_yaml, problems_from_validation
 
 #: Zone roles, in the order people are listed and notified, with their Chinese labels.
 ROLE_LABELS: Mapping[str, str] = {

@@ -24,12 +24,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from rules.evaluate import evaluate
-from rules.expr import parse_duration_minutes
-from rules.loader import LIBRARY, library_names, load_ruleset
-from rules.ruleset import RuleSet
-from rules.schema import RiskLevel, ZoneKind
-from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
 from rules.config import (
     ConfigError,
     Document,
@@ -38,6 +32,12 @@ from rules.config import (
     load_yaml,
     problems_from_validation,
 )
+from rules.evaluate import evaluate
+from rules.expr import parse_duration_minutes
+from rules.loader import LIBRARY, library_names, load_ruleset
+from rules.ruleset import RuleSet
+from rules.schema import RiskLevel, ZoneKind
+from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_LOCATION = (37.43, 110.89)  # the seat of the example county (柳林镇)

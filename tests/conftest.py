@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh database on SQLite and, when available, PostgreSQL.
+"""Shared fixtures: a fresh database on SQLite and, when available, PostgreSQL;
+the example county, parsed once per session, and its directory in a database.
 
 `db_url` is parametrised over both databases. PostgreSQL comes from
 YUJING_TEST_POSTGRES_URL (`.ci/run` starts a server and sets it); each test
@@ -20,8 +21,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dispatcher.county import County
+from dispatcher.directory import sync_directory
+from dispatcher.feeds.points import assign_points
 from dispatcher.storage.db import make_engine, session_factory
 from dispatcher.storage.models import Base
+from tests.support import OPENED, example_county
 
 POSTGRES_URL = os.environ.get("YUJING_TEST_POSTGRES_URL")
 
@@ -80,4 +85,22 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on the `engine` fixture's database."""
     return session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+def county() -> County:
+    """The example county (examples/liulin); a test module may shadow the name."""
+    return example_county()
+
+
+@pytest.fixture
+def db(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The example county's zones and people in the database."""
+    # not the `county` fixture: modules that shadow that name mean something else by it
+    county = example_county()
+    _, point_of = assign_points([(z.id, z.latitude, z.longitude) for z in county.zones], 0.02)
+    with sessions.begin() as session:
+        sync_directory(session, county, point_of, OPENED)
+    return sessions

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -20,7 +19,6 @@ from dispatcher.acklinks import (
     make_token,
     read_token,
 )
-from dispatcher.county import load_county
 from dispatcher.directory import sync_directory
 from dispatcher.escalation import AlertText, Escalation, Policies
 from dispatcher.feeds.points import assign_points
@@ -28,11 +26,11 @@ from dispatcher.messages import HazardMessage, append_link, render_hazard
 from dispatcher.roster import Roster
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert
+from tests.support import example_county
 
 NOW = datetime(2026, 1, 7, 1, 0, tzinfo=UTC)
 KEY = SecretStr("test-secret-key-for-ack-links-0123456789")
 PUBLIC = "https://yujing.example.gov.cn"
-COUNTY = Path(__file__).resolve().parents[1] / "examples" / "liulin"
 
 
 def settings(**changes: object) -> Settings:
@@ -176,7 +174,7 @@ def test_every_person_told_by_sms_gets_a_link_of_their_own(
     sessions: sessionmaker[Session],
 ) -> None:
     # given the example county and an escalation configured from settings with a public URL
-    county = load_county(COUNTY)
+    county = example_county()
     _, point_of = assign_points([(z.id, z.latitude, z.longitude) for z in county.zones], 0.02)
     escalation = Escalation.from_settings(
         settings(channel="twilio_sms"),

@@ -22,18 +22,11 @@ from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from tests.processes import COLDWAVE, COUNTY
+from tests.support import Clock
 
 CALM = COUNTY / "scenarios" / "calm-2026-01.json"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai, mid cold wave
 COLD_WAVE_ZONES = 40  # the scenario warns every zone of a cold wave (yellow or orange)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

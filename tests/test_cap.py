@@ -45,7 +45,8 @@ from dispatcher.web.app import create_app
 from dispatcher.web.state import AppState
 from rules.types import Level
 from tests.conftest import _postgres_database
-from tests.test_pipeline import AT, CALM, COUNTY, Clock, runtime_for
+from tests.support import Clock
+from tests.test_pipeline import AT, CALM, COUNTY, runtime_for
 
 SHARED_CAP = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cap"
 CAP = {"cap": CAP_NAMESPACE}

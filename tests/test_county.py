@@ -19,9 +19,10 @@ import pytest
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS, County, load_county
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
+from rules.config import ConfigError
 from rules.evaluate import evaluate
 from rules.loader import load_ruleset
-from rules.config import ConfigError
+from tests.support import example_county
 
 LIULIN = Path(__file__).resolve().parent.parent / "examples" / "liulin"
 SCENARIOS = LIULIN / "scenarios"
@@ -36,7 +37,7 @@ EAST_LON = 110.98  # points at or east of this get orange cold-wave warnings
 
 @pytest.fixture(scope="module")
 def liulin() -> County:
-    return load_county(LIULIN)
+    return example_county()
 
 
 # --- the example county

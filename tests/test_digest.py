@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.sms_text import sms_segments
-from dispatcher.county import County, load_county
+from dispatcher.county import County
 from dispatcher.digest import DIGEST_MAX_SEGMENTS, DigestPolicy
 from dispatcher.directory import sync_directory
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.storage.models import Alert, Notification
-from tests.test_outbox import Clock, ScriptedChannel
+from tests.support import Clock, ScriptedChannel
 
-COUNTY_DIR = Path(__file__).resolve().parents[1] / "examples" / "liulin"
 NOW = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def county() -> County:
-    return load_county(COUNTY_DIR)
 
 
 def burst(sessions: sessionmaker[Session], county: County, zones: int) -> tuple[str, list[str]]:

@@ -20,40 +20,32 @@ from sqlalchemy.orm import Session, sessionmaker
 from channels.console import ConsoleChannel
 from dispatcher import audit
 from dispatcher.alerts.acknowledge import acknowledge
-from dispatcher.alerts.lifecycle import new_code
 from dispatcher.alerts.system import watch_feed
-from dispatcher.county import County, load_county
-from dispatcher.directory import sync_directory
+from dispatcher.county import County
 from dispatcher.escalation import (
     DEFAULT_DEADLINES,
-    AlertText,
     Escalation,
     Policies,
     escalate_due,
     load_policies,
 )
-from dispatcher.feeds.points import assign_points
 from dispatcher.outbox import DeliveryWorker
-from dispatcher.roster import load_roster
 from dispatcher.runtime import drain
 from dispatcher.storage.models import Alert, AuditEvent, EscalationTimer, Notification
 from rules.config import ConfigError
+from tests.support import OPENED, ZONE, example_county, example_roster, open_alert
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY_DIR = ROOT / "examples" / "liulin"
-COUNTY = load_county(COUNTY_DIR)
-ROSTER = load_roster(COUNTY_DIR, COUNTY)
+COUNTY = example_county()
+ROSTER = example_roster()
 
-# 2026-01-07 00:00 in Shanghai: duty day 01-06, 李慧敏 on duty, 薛文杰 leading
-OPENED = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
-ZONE = "LL-LL-001"
 DISASTER_PREVENTION = "p-ll-lmy-1"
 MONITORING = "p-ll-lmy-2"
 MASS_MONITORS = {"p-ll-lmy-3", "p-ll-lmy-4"}
 TECHNICAL = "p-tech-he"
 OFFICER_ON_DUTY = "p-duty-li"
 LEADER_ON_DUTY = "p-lead-xue"
-BODY = "【柳林县自然资源局】寒潮黄色预警：柳林镇城区龙门塔不稳定斜坡。回复1确认（编码XXXX）"
 
 
 def escalation(channels: tuple[str, ...] = ("console",), **changes: Any) -> Escalation:
@@ -67,59 +59,6 @@ def escalation(channels: tuple[str, ...] = ("console",), **changes: Any) -> Esca
         **changes,
     }
     return Escalation(**values)
-
-
-@pytest.fixture
-def db(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    """The example county's zones and people in the database."""
-    _, point_of = assign_points([(z.id, z.latitude, z.longitude) for z in COUNTY.zones], 0.02)
-    with sessions.begin() as session:
-        sync_directory(session, COUNTY, point_of, OPENED)
-    return sessions
-
-
-def open_alert(
-    sessions: sessionmaker[Session],
-    esc: Escalation,
-    *,
-    level: str = "yellow",
-    hazard: str = "cold_wave",
-    rule_id: str = "cma-cold-wave-signal",
-    zone_id: str | None = ZONE,
-    kind: str = "hazard",
-    at: datetime = OPENED,
-    previous: int | None = None,
-) -> int:
-    """An alert opened at `at`, its escalation started as the lifecycle starts it."""
-    with sessions.begin() as session:
-        alert = Alert(
-            code=new_code(session),
-            kind=kind,
-            zone_id=zone_id,
-            hazard=hazard,
-            rule_id=rule_id,
-            title="寒潮",
-            level=level,
-            state="firing",
-            opened_at=at,
-            updated_at=at,
-            supersedes_id=previous,
-        )
-        session.add(alert)
-        old = None
-        if previous is not None:
-            old = session.get_one(Alert, previous)
-            old.state = "superseded"
-        session.flush()
-        esc.start(
-            session,
-            alert,
-            transition="new" if previous is None else "upgraded",
-            text=AlertText(BODY, "柳林镇城区龙门塔不稳定斜坡寒潮黄色预警"),
-            now=at,
-            previous=old,
-        )
-        return alert.id
 
 
 def told(sessions: sessionmaker[Session], alert_id: int) -> dict[str, set[tuple[str, str]]]:

@@ -29,6 +29,7 @@ from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from dispatcher.web.app import create_app
 from dispatcher.web.state import AppState
+from tests.support import Clock
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "liulin"
@@ -37,14 +38,6 @@ AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
 OFFICER_ON_DUTY = "p-duty-li"  # duty day 2026-01-06 in roster.yaml
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://yujing.example.gov.cn"
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

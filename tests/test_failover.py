@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import SendResult
-from dispatcher.county import County, load_county
+from dispatcher.county import County
 from dispatcher.directory import sync_directory
 from dispatcher.failover import FailoverPlan
 from dispatcher.outbox import DeliveryWorker, record_receipt
 from dispatcher.storage.models import Alert, AuditEvent, Notification
-from tests.test_outbox import Clock, ScriptedChannel
+from tests.support import Clock, ScriptedChannel
 
-COUNTY_DIR = Path(__file__).resolve().parents[1] / "examples" / "liulin"
 NOW = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def county() -> County:
-    return load_county(COUNTY_DIR)
 
 
 def setup(sessions: sessionmaker[Session], county: County, channel: str, level: str) -> int:

@@ -32,46 +32,13 @@ from dispatcher.storage.models import (
     Receipt,
     Zone,
 )
+from tests.support import Clock, ScriptedChannel
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 CALLBACK = "https://yujing.example.cn/webhooks/twilio/status"
 
 
 # --- test doubles and helpers ------------------------------------------------------
-
-
-class Clock:
-    """A clock that only moves when the test says so."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class ScriptedChannel:
-    """A channel that records each message and answers with the next scripted result.
-
-    When the script runs out it answers OK with provider id SM<n>.
-    """
-
-    def __init__(
-        self, *results: SendResult, name: str = "sms", limits: ChannelLimits | None = None
-    ) -> None:
-        self.name = name
-        self.limits = limits or ChannelLimits()
-        self.results = list(results)
-        self.sent: list[OutgoingMessage] = []
-
-    async def send(self, message: OutgoingMessage) -> SendResult:
-        self.sent.append(message)
-        if self.results:
-            return self.results.pop(0)
-        return SendResult.ok(f"SM{len(self.sent)}")
 
 
 class GatedChannel(ScriptedChannel):
@@ -243,7 +210,7 @@ async def test_a_due_pending_row_is_sent_and_marked_sent_with_the_provider_id(
 ) -> None:
     [nid] = add_notifications(sessions)
     channel = ScriptedChannel(SendResult.ok("SM0001"))
-    worker = make_worker(sessions, Clock(), channel)
+    worker = make_worker(sessions, Clock(NOW), channel)
 
     processed = await worker.run_once()
 
@@ -264,7 +231,7 @@ async def test_the_channel_gets_the_stored_message_with_its_key_id_and_callback(
     [nid] = add_notifications(sessions)
     channel = ScriptedChannel()
 
-    await make_worker(sessions, Clock(), channel).run_once()
+    await make_worker(sessions, Clock(NOW), channel).run_once()
 
     stored = row(sessions, nid)
     assert channel.sent == [
@@ -283,7 +250,7 @@ async def test_a_row_not_yet_due_is_left_alone(sessions: sessionmaker[Session]) 
     [nid] = add_notifications(sessions, due=NOW + timedelta(seconds=1))
     channel = ScriptedChannel()
 
-    processed = await make_worker(sessions, Clock(), channel).run_once()
+    processed = await make_worker(sessions, Clock(NOW), channel).run_once()
 
     assert processed == 0
     assert channel.sent == []
@@ -293,7 +260,7 @@ async def test_a_row_not_yet_due_is_left_alone(sessions: sessionmaker[Session]) 
 async def test_due_rows_are_claimed_oldest_first(sessions: sessionmaker[Session]) -> None:
     [late] = add_notifications(sessions, due=NOW - timedelta(seconds=10))
     [early] = add_notifications(sessions, due=NOW - timedelta(seconds=20))
-    worker = make_worker(sessions, Clock(), ScriptedChannel())
+    worker = make_worker(sessions, Clock(NOW), ScriptedChannel())
 
     claimed = worker.claim(2)
 
@@ -307,7 +274,7 @@ async def test_a_retryable_failure_puts_the_row_back_with_a_doubling_backoff(
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     channel = ScriptedChannel(
         SendResult.retryable("HTTP 503 from Twilio", error_code="503"),
         SendResult.retryable("HTTP 503 from Twilio", error_code="503"),
@@ -360,7 +327,7 @@ async def test_the_jitter_source_spreads_the_next_attempt(
     [nid] = add_notifications(sessions)
     channel = ScriptedChannel(SendResult.retryable("timeout"))
     worker = make_worker(
-        sessions, Clock(), channel, backoff_seconds=10.0, jitter_source=lambda: 0.0
+        sessions, Clock(NOW), channel, backoff_seconds=10.0, jitter_source=lambda: 0.0
     )
 
     await worker.run_once()
@@ -373,7 +340,7 @@ async def test_retry_after_from_the_provider_wins_when_longer_than_the_backoff(
 ) -> None:
     [nid] = add_notifications(sessions)
     channel = ScriptedChannel(SendResult.retryable("HTTP 429", error_code="429", retry_after=300))
-    worker = make_worker(sessions, Clock(), channel, backoff_seconds=10.0)
+    worker = make_worker(sessions, Clock(NOW), channel, backoff_seconds=10.0)
 
     await worker.run_once()
 
@@ -385,7 +352,7 @@ async def test_retry_after_shorter_than_the_backoff_does_not_shorten_it(
 ) -> None:
     [nid] = add_notifications(sessions)
     channel = ScriptedChannel(SendResult.retryable("HTTP 429", error_code="429", retry_after=1))
-    worker = make_worker(sessions, Clock(), channel, backoff_seconds=10.0)
+    worker = make_worker(sessions, Clock(NOW), channel, backoff_seconds=10.0)
 
     await worker.run_once()
 
@@ -396,7 +363,7 @@ async def test_the_worker_gives_up_after_max_attempts_and_records_why(
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     channel = ScriptedChannel(*[SendResult.retryable("HTTP 503", error_code="503")] * 3)
     worker = make_worker(sessions, clock, channel, max_attempts=3, backoff_max_seconds=60.0)
 
@@ -418,7 +385,7 @@ async def test_a_permanent_failure_fails_the_row_with_the_error_code_and_is_not_
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     channel = ScriptedChannel(
         SendResult.permanent("The 'To' number is not a valid phone number", error_code="21211")
     )
@@ -442,7 +409,7 @@ async def test_an_unknown_channel_fails_the_row_naming_the_channel(
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions, channel="wecom")
-    worker = make_worker(sessions, Clock(), ScriptedChannel(name="sms"))
+    worker = make_worker(sessions, Clock(NOW), ScriptedChannel(name="sms"))
 
     await worker.run_once()
 
@@ -455,7 +422,7 @@ async def test_an_unknown_channel_fails_the_row_naming_the_channel(
 
 async def test_a_channel_that_raises_is_retried_not_lost(sessions: sessionmaker[Session]) -> None:
     [nid] = add_notifications(sessions)
-    worker = make_worker(sessions, Clock(), RaisingChannel())
+    worker = make_worker(sessions, Clock(NOW), RaisingChannel())
 
     await worker.run_once()
 
@@ -471,7 +438,7 @@ async def test_a_row_left_sending_by_a_crashed_worker_is_claimed_again_after_its
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     crashed = make_worker(sessions, clock, ScriptedChannel(), lease_seconds=60)
     crashed.claim(1)  # … and never delivers
     restarted = make_worker(sessions, clock, ScriptedChannel(), lease_seconds=60)
@@ -487,7 +454,7 @@ async def test_a_row_sending_under_a_live_lease_is_not_claimed(
     sessions: sessionmaker[Session],
 ) -> None:
     add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     busy = make_worker(sessions, clock, ScriptedChannel(), lease_seconds=60)
     busy.claim(1)
     other = make_worker(sessions, clock, ScriptedChannel(), lease_seconds=60)
@@ -501,7 +468,7 @@ async def test_a_row_that_waited_out_its_lease_before_sending_is_not_sent_but_re
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     channel = ScriptedChannel()
     worker = make_worker(sessions, clock, channel, lease_seconds=60.0)
     [claimed] = worker.claim(1)
@@ -519,7 +486,7 @@ async def test_an_expired_lease_on_the_last_allowed_attempt_fails_the_row(
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     worker = make_worker(sessions, clock, ScriptedChannel(), max_attempts=1, lease_seconds=60)
     worker.claim(1)
 
@@ -536,7 +503,7 @@ def test_two_workers_claiming_at_once_never_get_the_same_row(
     sessions: sessionmaker[Session],
 ) -> None:
     ids = add_notifications(sessions, 60)
-    clock = Clock()
+    clock = Clock(NOW)
     workers = [make_worker(sessions, clock, ScriptedChannel()) for _ in range(2)]
     start = threading.Barrier(len(workers))
 
@@ -562,7 +529,7 @@ def test_a_row_another_instance_is_claiming_is_skipped_not_waited_for(
     engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
     locked, *free = add_notifications(sessions, 3)
-    worker = make_worker(sessions, Clock(), ScriptedChannel())
+    worker = make_worker(sessions, Clock(NOW), ScriptedChannel())
 
     pool = ThreadPoolExecutor(1)
     try:
@@ -586,7 +553,7 @@ async def test_a_stale_workers_outcome_does_not_overwrite_the_newer_attempt(
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     fresh = make_worker(sessions, clock, ScriptedChannel(SendResult.ok("SM-new")))
     fresh_claims: list[Claimed] = []
 
@@ -618,7 +585,7 @@ async def test_a_stale_failure_does_not_fail_a_row_that_was_sent_meanwhile(
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    clock = Clock()
+    clock = Clock(NOW)
     fresh = make_worker(sessions, clock, ScriptedChannel(SendResult.ok("SM-new")))
 
     async def another_worker_sends_it() -> None:  # while this send is still on the wire
@@ -644,7 +611,7 @@ async def test_every_outcome_is_appended_to_an_intact_audit_chain(
     channel = ScriptedChannel(
         SendResult.ok("SM1"), SendResult.retryable("503"), SendResult.permanent("bad", "21211")
     )
-    worker = make_worker(sessions, Clock(), channel, concurrency=1)
+    worker = make_worker(sessions, Clock(NOW), channel, concurrency=1)
 
     for _ in range(3):
         await worker.run_once()
@@ -660,7 +627,7 @@ async def test_every_outcome_is_appended_to_an_intact_audit_chain(
 
 async def sent_notification(sessions: sessionmaker[Session], provider_id: str = "SM42") -> int:
     [nid] = add_notifications(sessions)
-    await make_worker(sessions, Clock(), ScriptedChannel(SendResult.ok(provider_id))).run_once()
+    await make_worker(sessions, Clock(NOW), ScriptedChannel(SendResult.ok(provider_id))).run_once()
     return nid
 
 
@@ -751,7 +718,7 @@ async def test_a_receipt_that_beats_the_outcome_to_the_database_is_applied_when_
     sessions: sessionmaker[Session],
 ) -> None:
     [nid] = add_notifications(sessions)
-    worker = make_worker(sessions, Clock(), ScriptedChannel(SendResult.ok("SM42")))
+    worker = make_worker(sessions, Clock(NOW), ScriptedChannel(SendResult.ok("SM42")))
     [claimed] = worker.claim(1)
     receive(sessions, "SM42", "delivered")  # the provider called back first
 
@@ -768,7 +735,7 @@ async def test_early_receipts_for_several_rows_of_one_batch_are_all_applied(
 ) -> None:
     ids = add_notifications(sessions, 3)
     channel = ScriptedChannel(SendResult.ok("SMa"), SendResult.ok("SMb"), SendResult.ok("SMc"))
-    worker = make_worker(sessions, Clock(), channel, concurrency=3)
+    worker = make_worker(sessions, Clock(NOW), channel, concurrency=3)
     claimed = worker.claim(3)
     receive(sessions, "SMa", "delivered")
     receive(sessions, "SMc", "undelivered")
@@ -801,7 +768,7 @@ async def test_stop_lets_the_send_in_flight_finish_and_be_recorded(
 ) -> None:
     [nid] = add_notifications(sessions)
     channel = GatedChannel()
-    worker = make_worker(sessions, Clock(), channel)
+    worker = make_worker(sessions, Clock(NOW), channel)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     await asyncio.wait_for(channel.started.wait(), timeout=5)
@@ -818,7 +785,7 @@ async def test_stop_lets_the_send_in_flight_finish_and_be_recorded(
 async def test_run_returns_promptly_when_stopped_while_idle(
     sessions: sessionmaker[Session],
 ) -> None:
-    worker = make_worker(sessions, Clock(), ScriptedChannel(), poll_seconds=60)
+    worker = make_worker(sessions, Clock(NOW), ScriptedChannel(), poll_seconds=60)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     await asyncio.sleep(0.05)
@@ -832,7 +799,7 @@ async def test_wake_starts_delivery_without_waiting_for_the_poll(
     sessions: sessionmaker[Session],
 ) -> None:
     channel = ScriptedChannel()
-    worker = make_worker(sessions, Clock(), channel, poll_seconds=60)
+    worker = make_worker(sessions, Clock(NOW), channel, poll_seconds=60)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     await asyncio.sleep(0.05)  # idle: nothing was due
@@ -850,7 +817,7 @@ async def test_run_delivers_everything_due_with_at_most_concurrency_sends_in_fli
 ) -> None:
     ids = add_notifications(sessions, 7)
     channel = CountingChannel()
-    worker = make_worker(sessions, Clock(), channel, concurrency=2, poll_seconds=60)
+    worker = make_worker(sessions, Clock(NOW), channel, concurrency=2, poll_seconds=60)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
 
@@ -865,7 +832,7 @@ async def test_run_delivers_everything_due_with_at_most_concurrency_sends_in_fli
 async def test_a_channel_rate_limit_spaces_its_sends(sessions: sessionmaker[Session]) -> None:
     add_notifications(sessions, 3)
     channel = ScriptedChannel(limits=ChannelLimits(per_second=20))
-    worker = make_worker(sessions, Clock(), channel)
+    worker = make_worker(sessions, Clock(NOW), channel)
     loop = asyncio.get_running_loop()
 
     started = loop.time()
@@ -884,7 +851,7 @@ async def test_a_robot_waiting_for_its_rate_limit_does_not_hold_up_other_channel
     sms = ScriptedChannel(name="sms")
     robot_ids = add_notifications(sessions, 10, channel="robot", due=NOW - timedelta(minutes=1))
     [sms_id] = add_notifications(sessions, 1, channel="sms")
-    worker = make_worker(sessions, Clock(), robot, sms, concurrency=4)
+    worker = make_worker(sessions, Clock(NOW), robot, sms, concurrency=4)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
 
@@ -908,7 +875,7 @@ def test_a_claim_takes_the_slots_within_two_seconds_or_a_quarter_of_the_lease(
     # given five due messages on a channel that takes one a second
     ids = add_notifications(sessions, 5)
     channel = ScriptedChannel(limits=ChannelLimits(per_second=1))
-    worker = make_worker(sessions, Clock(), channel, lease_seconds=lease_seconds)
+    worker = make_worker(sessions, Clock(NOW), channel, lease_seconds=lease_seconds)
 
     got = worker.claim(5)
 
@@ -923,7 +890,7 @@ def test_a_claim_takes_the_slots_within_two_seconds_or_a_quarter_of_the_lease(
 async def test_a_paced_channel_keeps_its_rate_through_run(sessions: sessionmaker[Session]) -> None:
     ids = add_notifications(sessions, 6)
     channel = ScriptedChannel(limits=ChannelLimits(per_second=10))
-    worker = make_worker(sessions, Clock(), channel, poll_seconds=60)
+    worker = make_worker(sessions, Clock(NOW), channel, poll_seconds=60)
     loop = asyncio.get_running_loop()
     sent_at: list[float] = []
     send = channel.send
@@ -963,7 +930,7 @@ async def test_sends_made_late_by_a_pause_never_exceed_the_rate_in_any_second(
         return await send(message)
 
     channel.send = stalling  # type: ignore[method-assign]
-    worker = make_worker(sessions, Clock(), channel, poll_seconds=60)
+    worker = make_worker(sessions, Clock(NOW), channel, poll_seconds=60)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     await eventually(lambda: len(sent_at) == 6)
@@ -989,7 +956,9 @@ def test_the_worker_takes_its_limits_from_the_delivery_settings(
         delivery_poll_seconds=0.5,
     )
 
-    worker = DeliveryWorker.from_settings(settings, sessions=sessions, channels={}, clock=Clock())
+    worker = DeliveryWorker.from_settings(
+        settings, sessions=sessions, channels={}, clock=Clock(NOW)
+    )
 
     assert (worker.concurrency, worker.max_attempts, worker.lease_seconds) == (3, 5, 45.0)
     assert (worker.backoff_seconds, worker.backoff_max_seconds, worker.poll_seconds) == (

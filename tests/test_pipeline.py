@@ -25,6 +25,7 @@ from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.runtime import Runtime, drain, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, ForecastRun, Notification
+from tests.support import Clock
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY = ROOT / "examples" / "liulin"
@@ -32,14 +33,6 @@ COLDWAVE = COUNTY / "scenarios" / "coldwave-2026-01.json"
 CALM = COUNTY / "scenarios" / "calm-2026-01.json"
 OPEN_METEO = "https://api.open-meteo.com/v1/forecast"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def runtime_for(db_url: str, clock: Clock, **settings: object) -> Runtime:

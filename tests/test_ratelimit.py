@@ -7,15 +7,7 @@ import pytest
 from channels.base import ChannelLimits
 from dispatcher.ratelimit import ChannelPacer, Rate, TokenBucket, declared_rate, parse_rates
 from dispatcher.settings import Settings
-from tests.test_outbox import ScriptedChannel
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import MonotonicClock, ScriptedChannel
 
 
 def test_rates_are_read_per_second_minute_and_hour() -> None:
@@ -41,21 +33,21 @@ def test_a_malformed_rate_setting_stops_the_start(monkeypatch: pytest.MonkeyPatc
 
 
 def test_sends_are_spaced_evenly_never_more_than_the_rate_in_any_window() -> None:
-    clock = Clock()
+    clock = MonotonicClock()
     bucket = TokenBucket(Rate(20 / 60), clock)  # DingTalk: 20 a minute
     waits = [bucket.delay() for _ in range(4)]  # four sends asked for at once
     assert waits == pytest.approx([0.0, 3.0, 6.0, 9.0])
 
 
 def test_an_idle_bucket_does_not_save_up_a_burst() -> None:
-    clock = Clock()
+    clock = MonotonicClock()
     bucket = TokenBucket(Rate(100.0), clock)
     clock.now += 3600
     assert [bucket.delay() for _ in range(3)] == pytest.approx([0.0, 0.01, 0.02])
 
 
 def test_late_sends_catch_up_but_never_beyond_the_rate_in_any_second() -> None:
-    clock = Clock()
+    clock = MonotonicClock()
     start = clock.now
     bucket = TokenBucket(Rate(4.0), clock)
     assert [bucket.delay() for _ in range(6)] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0, 1.25])
@@ -74,7 +66,7 @@ def test_late_sends_catch_up_but_never_beyond_the_rate_in_any_second() -> None:
 
 
 def test_a_slow_rate_keeps_its_spacing_between_actual_sends() -> None:
-    clock = Clock()
+    clock = MonotonicClock()
     bucket = TokenBucket(Rate(20 / 60), clock)  # DingTalk: one in any 3 s
     assert bucket.send_wait() == 0.0
     clock.now += 2.0

@@ -26,7 +26,6 @@ from channels.console import ConsoleChannel
 from dispatcher import audit
 from dispatcher.alerts.acknowledge import acknowledge
 from dispatcher.cli import app
-from dispatcher.county import load_county
 from dispatcher.directory import sync_directory
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
@@ -37,6 +36,7 @@ from dispatcher.runtime import drain
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, Notification
 from rules.loader import load_ruleset
+from tests.support import Clock, example_county
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY = ROOT / "examples" / "liulin"
@@ -44,14 +44,6 @@ COLDWAVE = COUNTY / "scenarios" / "coldwave-2026-01.json"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
 SHIFT_END = AT + timedelta(hours=8, minutes=30)  # 08:30 handover
 TZ = "Asia/Shanghai"
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,7 @@ class Drill:
 async def run_drill(sessions: sessionmaker[Session]) -> Drill:
     clock = Clock(AT)
     settings = Settings(_env_file=None, config_dir=COUNTY, channel="console")
-    county = load_county(COUNTY)
+    county = example_county()
     ruleset = load_ruleset(COUNTY / "rules")
     points, point_of = assign_points(
         [(z.id, z.latitude, z.longitude) for z in county.zones], settings.point_resolution_deg

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dispatcher.cli import app
-from dispatcher.county import County, load_county
+from dispatcher.county import County
 from dispatcher.roster import load_roster, to_ical
 from rules.config import ConfigError
 
@@ -21,11 +21,6 @@ SHANGHAI = timezone(timedelta(hours=8))
 
 OFFICERS = "[p-duty-zhang, p-duty-li, p-duty-liu]"
 LEADERS = "[p-lead-gao, p-lead-xue]"
-
-
-@pytest.fixture(scope="module")
-def county() -> County:
-    return load_county(COUNTY_DIR)
 
 
 def roster_file(tmp_path: Path, body: str) -> Path:

@@ -31,6 +31,7 @@ from dispatcher.web.app import health
 from dispatcher.web.state import AppState
 from rules.config import ConfigError
 from tests.processes import COLDWAVE, COUNTY, daemon_env, start, wait_for
+from tests.support import Clock
 
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai, mid cold wave
 
@@ -50,14 +51,6 @@ rules:
 """
 # the same, with an operator the rule language does not have, on line 11
 BROKEN = EXTRA.replace("temperature_2m < 60", "temperature_2m <<= 60")
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from dispatcher.cli import app as cli
-from dispatcher.county import load_county
-from dispatcher.roster import load_roster
 from dispatcher.settings import Settings
 from dispatcher.storage.models import (
     Acknowledgement,
@@ -34,20 +31,13 @@ from dispatcher.web import auth
 from dispatcher.web.app import create_app
 from dispatcher.web.auth import LOCK_AFTER_FAILURES, LOCK_SECONDS, authenticate, create_user
 from dispatcher.web.state import AppState, RulesStatus
+from tests.support import Clock, example_roster
 
 ROOT = Path(__file__).resolve().parents[2]
 LIULIN = ROOT / "examples" / "liulin"
 NOW = datetime(2026, 1, 7, 0, 0, tzinfo=UTC)
 TTL = 3600
 PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Clock:
-    now: datetime = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 # --- given
@@ -160,7 +150,7 @@ def console(
     state = AppState(
         sessions=sessions,
         settings=config,
-        clock=clock or Clock(),
+        clock=clock or Clock(NOW),
         feed_source="open-meteo",
         started_at=NOW,
         rules=RulesStatus(loaded_at=NOW, content_hash="abc123", rules=12),
@@ -277,7 +267,7 @@ def test_a_login_form_without_its_token_is_refused(seeded: sessionmaker[Session]
 def test_repeated_wrong_passwords_lock_the_account_for_a_while(
     seeded: sessionmaker[Session],
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     client = console(seeded, clock)
     for _ in range(LOCK_AFTER_FAILURES):
         form = client.get("/console/login")
@@ -331,7 +321,7 @@ def test_the_session_cookie_is_secure_behind_https(seeded: sessionmaker[Session]
 
 
 def test_a_login_expires_after_the_session_lifetime(seeded: sessionmaker[Session]) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     client = console(seeded, clock)
     log_in(client, "zhang")
     clock.now = NOW + timedelta(seconds=TTL - 1)
@@ -573,8 +563,7 @@ def test_the_rules_page_shows_the_last_load_and_the_last_error(
 
 
 def test_the_duty_page_shows_who_is_on_duty_now(seeded: sessionmaker[Session]) -> None:
-    county = load_county(LIULIN)
-    roster = load_roster(LIULIN, county)
+    roster = example_roster()
     client = console(seeded)
     client.app.state.yujing.roster = roster  # type: ignore[attr-defined]
     log_in(client, "guest")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -16,11 +15,7 @@ from dispatcher.alerts.acknowledge import (
     find_open_alert_by_code,
     latest_open_alert_for,
 )
-from dispatcher.county import load_county
-from dispatcher.directory import sync_directory
-from dispatcher.escalation import AlertText, Escalation, Policies
-from dispatcher.feeds.points import assign_points
-from dispatcher.roster import load_roster
+from dispatcher.escalation import Escalation, Policies
 from dispatcher.storage.models import (
     Acknowledgement,
     Alert,
@@ -28,51 +23,17 @@ from dispatcher.storage.models import (
     EscalationTimer,
     Notification,
 )
+from tests.support import OPENED, example_county, example_roster, open_alert
 
-ROOT = Path(__file__).resolve().parents[1]
-COUNTY_DIR = ROOT / "examples" / "liulin"
-COUNTY = load_county(COUNTY_DIR)
 ESCALATION = Escalation(
-    COUNTY, load_roster(COUNTY_DIR, COUNTY), Policies(), frozenset({"console"}), "console"
+    example_county(), example_roster(), Policies(), frozenset({"console"}), "console"
 )
 
-OPENED = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
-ZONE = "LL-LL-001"
 DISASTER_PREVENTION = "p-ll-lmy-1"  # 王建平
 MONITORING = "p-ll-lmy-2"
 MASS_MONITOR = "p-ll-lmy-3"
 OFFICER = "p-duty-li"  # 李慧敏
 OTHER_OFFICER = "p-duty-zhang"
-
-
-@pytest.fixture
-def db(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    _, point_of = assign_points([(z.id, z.latitude, z.longitude) for z in COUNTY.zones], 0.02)
-    with sessions.begin() as session:
-        sync_directory(session, COUNTY, point_of, OPENED)
-    return sessions
-
-
-def open_alert(db: sessionmaker[Session], level: str = "yellow", code: str = "ACDE") -> int:
-    with db.begin() as session:
-        alert = Alert(
-            code=code,
-            kind="hazard",
-            zone_id=ZONE,
-            hazard="cold_wave",
-            rule_id="cma-cold-wave-signal",
-            title="寒潮",
-            level=level,
-            state="firing",
-            opened_at=OPENED,
-            updated_at=OPENED,
-        )
-        session.add(alert)
-        session.flush()
-        ESCALATION.start(
-            session, alert, transition="new", text=AlertText("寒潮预警", "寒潮预警"), now=OPENED
-        )
-        return alert.id
 
 
 def ack(
@@ -116,7 +77,7 @@ def pending_timers(db: sessionmaker[Session], alert_id: int) -> int:
 
 
 def test_an_acknowledgement_records_who_when_how_and_the_note(db: sessionmaker[Session]) -> None:
-    alert_id = open_alert(db)
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
 
     outcome = ack(db, alert_id, MONITORING, method="link", note="已到现场巡查")
 
@@ -144,7 +105,7 @@ def test_an_acknowledgement_records_who_when_how_and_the_note(db: sessionmaker[S
 def test_acknowledging_marks_the_alert_and_stops_its_escalation(
     db: sessionmaker[Session],
 ) -> None:
-    alert_id = open_alert(db)
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
     assert pending_timers(db, alert_id) > 0
 
     ack(db, alert_id, MASS_MONITOR)
@@ -156,7 +117,7 @@ def test_acknowledging_marks_the_alert_and_stops_its_escalation(
 def test_a_repeat_by_the_same_person_is_accepted_and_records_nothing_new(
     db: sessionmaker[Session],
 ) -> None:
-    alert_id = open_alert(db)
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
     ack(db, alert_id, MONITORING)
 
     again = ack(db, alert_id, MONITORING, minutes=12)
@@ -171,7 +132,7 @@ def test_a_repeat_by_the_same_person_is_accepted_and_records_nothing_new(
 def test_a_second_person_is_recorded_and_told_who_acknowledged_first(
     db: sessionmaker[Session],
 ) -> None:
-    alert_id = open_alert(db)
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
     ack(db, alert_id, DISASTER_PREVENTION)
 
     second = ack(db, alert_id, OFFICER, minutes=15)
@@ -184,7 +145,7 @@ def test_a_second_person_is_recorded_and_told_who_acknowledged_first(
 def test_a_console_acknowledgement_without_a_person_counts_by_its_actor(
     db: sessionmaker[Session],
 ) -> None:
-    alert_id = open_alert(db)
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
 
     first = ack(db, alert_id, None, actor="console:wang", method="console")
     again = ack(db, alert_id, None, actor="console:wang", method="console")
@@ -198,7 +159,7 @@ def test_a_console_acknowledgement_without_a_person_counts_by_its_actor(
 def test_a_red_warning_needs_the_disaster_prevention_person_and_the_duty_officer(
     db: sessionmaker[Session],
 ) -> None:
-    alert_id = open_alert(db, level="red")
+    alert_id = open_alert(db, ESCALATION, level="red", code="ACDE")
 
     first = ack(db, alert_id, DISASTER_PREVENTION)
     assert (first.accepted, first.complete, first.reason) == (True, False, "已确认，尚需值班员确认")
@@ -215,7 +176,7 @@ def test_a_red_warning_needs_the_disaster_prevention_person_and_the_duty_officer
 def test_a_red_warning_is_not_complete_with_two_people_of_the_bureau(
     db: sessionmaker[Session],
 ) -> None:
-    alert_id = open_alert(db, level="red")
+    alert_id = open_alert(db, ESCALATION, level="red", code="ACDE")
 
     ack(db, alert_id, OFFICER)
     second = ack(db, alert_id, OTHER_OFFICER, minutes=11)
@@ -227,7 +188,7 @@ def test_a_red_warning_is_not_complete_with_two_people_of_the_bureau(
 
 
 def test_a_closed_alert_cannot_be_acknowledged(db: sessionmaker[Session]) -> None:
-    alert_id = open_alert(db)
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
     with db.begin() as session:
         session.execute(update(Alert).where(Alert.id == alert_id).values(state="resolved"))
 
@@ -243,15 +204,15 @@ def test_a_closed_alert_cannot_be_acknowledged(db: sessionmaker[Session]) -> Non
 
 
 def test_an_unknown_method_is_refused(db: sessionmaker[Session]) -> None:
-    alert_id = open_alert(db)
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
 
     with pytest.raises(ValueError, match="unknown acknowledgement method 'fax'"):
         ack(db, alert_id, MONITORING, method="fax")
 
 
 def test_an_open_alert_is_found_by_its_code_in_any_case(db: sessionmaker[Session]) -> None:
-    alert_id = open_alert(db, code="ACDE")
-    closed = open_alert(db, code="FGHJ")
+    alert_id = open_alert(db, ESCALATION, code="ACDE")
+    closed = open_alert(db, ESCALATION, code="FGHJ")
     with db.begin() as session:
         session.execute(update(Alert).where(Alert.id == closed).values(state="superseded"))
 
@@ -265,8 +226,8 @@ def test_an_open_alert_is_found_by_its_code_in_any_case(db: sessionmaker[Session
 def test_the_latest_open_alert_of_a_person_is_the_last_one_sent_to_them(
     db: sessionmaker[Session],
 ) -> None:
-    older = open_alert(db, code="ACDE")
-    newer = open_alert(db, code="FGHJ")
+    older = open_alert(db, ESCALATION, code="ACDE")
+    newer = open_alert(db, ESCALATION, code="FGHJ")
     with db() as session:
         # nothing has left the outbox yet: a reply cannot be about it
         assert latest_open_alert_for(session, MONITORING) is None

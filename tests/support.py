@@ -1,0 +1,156 @@
+"""What many test files need, defined once: clocks, the example county, an open alert,
+a scripted channel.
+
+Fixtures built on these (`county`, `db`) live in tests/conftest.py; this module
+holds the plain classes and functions so test files can import them by name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from dispatcher.alerts.lifecycle import new_code
+from dispatcher.county import County, load_county
+from dispatcher.escalation import AlertText, Escalation
+from dispatcher.roster import Roster, load_roster
+from dispatcher.storage.models import Alert
+
+ROOT = Path(__file__).resolve().parents[1]
+LIULIN = ROOT / "examples" / "liulin"  # the example county shipped with the project
+
+# 2026-01-07 00:00 in Shanghai: duty day 01-06, 李慧敏 on duty, 薛文杰 leading
+OPENED = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
+ZONE = "LL-LL-001"  # 柳林镇城区龙门塔不稳定斜坡
+WARNING = AlertText(
+    "【柳林县自然资源局】寒潮黄色预警：柳林镇城区龙门塔不稳定斜坡。回复1确认（编码XXXX）",
+    "柳林镇城区龙门塔不稳定斜坡寒潮黄色预警",
+)
+
+
+# --- clocks
+
+
+class Clock:
+    """A wall clock (aware datetimes) that only moves when the test says so."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds`."""
+        self.now += timedelta(seconds=seconds)
+
+
+class MonotonicClock:
+    """A monotonic clock (float seconds, like `time.monotonic`) that only moves when told."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds`."""
+        self.now += seconds
+
+
+# --- the example county
+
+
+@cache
+def example_county() -> County:
+    """The example county (examples/liulin), parsed once per test session.
+
+    Shared by every test that reads it: County and its zones and people are
+    frozen, so no test can change what another sees.
+    """
+    return load_county(LIULIN)
+
+
+@cache
+def example_roster() -> Roster:
+    """The example county's duty roster, parsed once per test session."""
+    return load_roster(LIULIN, example_county())
+
+
+# --- an open alert
+
+
+def open_alert(
+    sessions: sessionmaker[Session],
+    escalation: Escalation,
+    *,
+    level: str = "yellow",
+    code: str | None = None,
+    hazard: str = "cold_wave",
+    rule_id: str = "cma-cold-wave-signal",
+    zone_id: str | None = ZONE,
+    kind: str = "hazard",
+    at: datetime = OPENED,
+    previous: int | None = None,
+) -> int:
+    """An alert opened at `at` (superseding `previous`), its escalation started as the
+    lifecycle starts it; returns its id. Without a `code` it gets a fresh one."""
+    with sessions.begin() as session:
+        alert = Alert(
+            code=code or new_code(session),
+            kind=kind,
+            zone_id=zone_id,
+            hazard=hazard,
+            rule_id=rule_id,
+            title="寒潮",
+            level=level,
+            state="firing",
+            opened_at=at,
+            updated_at=at,
+            supersedes_id=previous,
+        )
+        session.add(alert)
+        old = None
+        if previous is not None:
+            old = session.get_one(Alert, previous)
+            old.state = "superseded"
+        session.flush()
+        escalation.start(
+            session,
+            alert,
+            transition="new" if previous is None else "upgraded",
+            text=WARNING,
+            now=at,
+            previous=old,
+        )
+        return alert.id
+
+
+# --- a channel double
+
+
+class ScriptedChannel:
+    """A channel that records each message and answers with the next scripted result.
+
+    When the script runs out it answers OK with provider id SM<n>.
+    """
+
+    def __init__(
+        self, *results: SendResult, name: str = "sms", limits: ChannelLimits | None = None
+    ) -> None:
+        self.name = name
+        self.limits = limits or ChannelLimits()
+        self.results = list(results)
+        self.sent: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Record the message; answer with the next scripted result, else OK."""
+        self.sent.append(message)
+        if self.results:
+            return self.results.pop(0)
+        return SendResult.ok(f"SM{len(self.sent)}")
