@@ -7,7 +7,8 @@ a message's slot when it claims the message (`ChannelPacer.reserve`, only if
 the slot is near; otherwise the message stays in the outbox), and checks the
 rate once more as the send goes (`ChannelPacer.send_wait`). Limits come from
 what the channel declares, overridden by the setting `YUJING_RATE_LIMITS`
-(e.g. `twilio_sms=98/s,dingtalk=20/min`).
+(e.g. `twilio_sms=98/s,dingtalk=20/min`). The buckets read the monotonic clock
+they are given (the worker's), so a test can move time by hand.
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ def open_runtime(
 
 
 async def drain(worker: DeliveryWorker) -> int:
-    """Deliver everything that is due now (drills and tests); returns the messages sent.
+    """Deliver everything that is due now (drills and tests); returns the messages processed.
 
     The daemon's delivery loop, stopping when nothing is due and nothing is in
     flight (`DeliveryWorker.run_until_idle`).

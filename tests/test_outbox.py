@@ -862,6 +862,22 @@ async def test_run_delivers_everything_due_with_at_most_concurrency_sends_in_fli
     assert {row(sessions, i).status for i in ids} == {"sent"}
 
 
+async def test_run_until_idle_also_sends_what_earlier_outcomes_made_due(
+    sessions: sessionmaker[Session],
+) -> None:
+    # given a row whose first send fails with a retry due at once
+    [nid] = add_notifications(sessions)
+    channel = ScriptedChannel(SendResult.retryable("HTTP 503", error_code="503"))
+    worker = make_worker(sessions, Clock(), channel, backoff_seconds=0.0, poll_seconds=60)
+
+    # when the worker runs until idle
+    sent = await asyncio.wait_for(worker.run_until_idle(), timeout=5)
+
+    # then it sent the retry too, and returned without waiting for a poll
+    assert sent == 2
+    assert (row(sessions, nid).status, len(channel.sent)) == ("sent", 2)
+
+
 async def test_a_channel_rate_limit_spaces_its_sends(sessions: sessionmaker[Session]) -> None:
     add_notifications(sessions, 3)
     channel = ScriptedChannel(limits=ChannelLimits(per_second=20))

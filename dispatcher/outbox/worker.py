@@ -207,7 +207,7 @@ class DeliveryWorker:
 
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due and nothing is in flight; return how many
-        claimed messages were sent (a digest counts once).
+        claimed messages it processed, whatever their outcome (a digest counts once).
 
         The loop of `run`, for drills and tests: it returns once a claim finds
         nothing to lease while no send is in flight and every outcome is
