@@ -41,6 +41,8 @@ BROADCAST_CHANNELS = ("broadcast",)
 
 @dataclass(frozen=True)
 class Target:
+    """Where a failed message goes next: a person, at an address, on a channel."""
+
     person_id: str
     name: str
     address: str
