@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.orm import Session
 
 from channels.sms_text import fits_sms
+from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert, Notification, Person, Zone, ZoneRole
 from rules.types import Level
 
@@ -27,6 +28,9 @@ _WORDS = {"new": "", "upgraded": "升级", "downgraded": "降级", "resolved": "
 
 @dataclass(frozen=True)
 class DigestPolicy:
+    """Hold staff messages `window_seconds` after they are enqueued, then merge them;
+    `sender` heads the digest's text (the bureau's name)."""
+
     window_seconds: float
     sender: str
 
@@ -36,7 +40,7 @@ class DigestPolicy:
             Notification.transition.in_(DIGEST_TRANSITIONS),
             Notification.alert_id.is_not(None),
             exists().where(Person.id == Notification.person_id, Person.duty_role.is_not(None)),
-            exists().where(Alert.id == Notification.alert_id, Alert.kind == "hazard"),
+            exists().where(Alert.id == Notification.alert_id, Alert.kind == AlertKind.HAZARD),
             ~exists().where(
                 ZoneRole.person_id == Notification.person_id,
                 ZoneRole.zone_id == Alert.zone_id,
@@ -58,7 +62,7 @@ class DigestPolicy:
             alert = alerts.get(row.alert_id or -1)
             if alert is None:
                 continue
-            level = Level.parse(alert.level).zh if alert.kind == "hazard" else alert.level
+            level = Level.parse(alert.level).zh if alert.kind == AlertKind.HAZARD else alert.level
             groups[(alert.title or alert.hazard, level, _WORDS.get(row.transition, ""))] += 1
             name = zones.get(alert.zone_id or "", alert.zone_id or "")
             if name and name not in names:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import audit
 from dispatcher.county import County
+from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.storage.models import Alert, Notification
 
 log = logging.getLogger("yujing.failover")
@@ -40,6 +41,8 @@ BROADCAST_CHANNELS = ("broadcast",)
 
 @dataclass(frozen=True)
 class Target:
+    """Where a failed message goes next: a person, at an address, on a channel."""
+
     person_id: str
     name: str
     address: str
@@ -85,27 +88,21 @@ class FailoverPlan:
         alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
         added: list[Notification] = []
         for target in self.targets(row, alert):
-            key = f"{row.alert_id}:{row.transition}:{target.person_id}:{target.channel}"
+            key = idempotency_key(row.alert_id, row.transition, target.person_id, target.channel)
             if session.scalar(select(Notification.id).where(Notification.idempotency_key == key)):
                 continue  # already tried this way
             added.append(
-                Notification(
-                    idempotency_key=key,
-                    alert_id=row.alert_id,
-                    transition=row.transition,
-                    person_id=target.person_id,
-                    recipient_name=target.name,
-                    address=target.address,
-                    channel=target.channel,
-                    body=row.body,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                    failover_of_id=row.id,
+                enqueue(
+                    session,
+                    alert,
+                    row.transition,
+                    target,
+                    target.channel,
+                    row.body,
+                    now,
+                    failover_of=row,
                 )
             )
-        session.add_all(added)
         session.flush()
         action = "notification.failover" if added else "notification.undeliverable"
         audit.record(

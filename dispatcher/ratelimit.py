@@ -7,13 +7,13 @@ a message's slot when it claims the message (`ChannelPacer.reserve`, only if
 the slot is near; otherwise the message stays in the outbox), and checks the
 rate once more as the send goes (`ChannelPacer.send_wait`). Limits come from
 what the channel declares, overridden by the setting `YUJING_RATE_LIMITS`
-(e.g. `twilio_sms=98/s,dingtalk=20/min`).
+(e.g. `twilio_sms=98/s,dingtalk=20/min`). The buckets read the monotonic clock
+they are given (the worker's), so a test can move time by hand.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -58,9 +58,12 @@ def parse_rates(text: str) -> dict[str, Rate]:
 
 
 class TokenBucket:
-    """A token bucket for one channel in one process (asyncio; not thread-safe)."""
+    """A token bucket for one channel in one process (asyncio; not thread-safe).
 
-    def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
+    `clock` returns seconds on a monotonic clock (the worker's: real or a test's).
+    """
+
+    def __init__(self, rate: Rate, clock: Callable[[], float]) -> None:
         self.rate = rate
         self.clock = clock
         self.tokens = rate.burst
@@ -117,9 +120,19 @@ def declared_rate(limits: ChannelLimits) -> Rate | None:
 
 
 class ChannelPacer:
-    """Token buckets per channel, or per (channel, address) for per-robot limits."""
+    """Token buckets per channel, or per (channel, address) for per-robot limits.
 
-    def __init__(self, channels: Mapping[str, Channel], overrides: Mapping[str, Rate]) -> None:
+    `clock` is the monotonic clock every bucket reads (the worker passes its own).
+    """
+
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        overrides: Mapping[str, Rate],
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self._clock = clock
         self._rates: dict[str, Rate] = {}
         self._per_address: set[str] = set()
         for name, channel in channels.items():
@@ -165,5 +178,5 @@ class ChannelPacer:
         key = (channel, address if channel in self._per_address else "")
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(rate)
+            bucket = self._buckets[key] = TokenBucket(rate, self._clock)
         return bucket

@@ -1,13 +1,13 @@
 """The composition root: settings in, a wired pipeline and delivery worker out.
 
 `yujing run` and `yujing drill` both build their parts here, so a drill runs
-exactly the code the daemon runs, only with a recorded feed, a throw-away
-database and the console channel.
+the code the daemon runs — the same pipeline and the same delivery loop, which
+a drill stops once nothing is left to send (`drain`) — only with a recorded
+feed, a throw-away database, a clock standing still and the console channel.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -203,13 +203,10 @@ def open_runtime(
     return runtime
 
 
-async def drain(worker: DeliveryWorker, *, max_rounds: int = 1000) -> int:
-    """Deliver everything that is due now (drills and tests); returns rows processed."""
-    total = 0
-    for _ in range(max_rounds):
-        done = await worker.run_once()
-        if done == 0:
-            return total
-        total += done
-        await asyncio.sleep(0)
-    return total
+async def drain(worker: DeliveryWorker) -> int:
+    """Deliver everything that is due now (drills and tests); returns the messages processed.
+
+    The daemon's delivery loop, stopping when nothing is due and nothing is in
+    flight (`DeliveryWorker.run_until_idle`).
+    """
+    return await worker.run_until_idle()

@@ -829,6 +829,22 @@ async def test_run_delivers_everything_due_with_at_most_concurrency_sends_in_fli
     assert {row(sessions, i).status for i in ids} == {"sent"}
 
 
+async def test_run_until_idle_also_sends_what_earlier_outcomes_made_due(
+    sessions: sessionmaker[Session],
+) -> None:
+    # given a row whose first send fails with a retry due at once
+    [nid] = add_notifications(sessions)
+    channel = ScriptedChannel(SendResult.retryable("HTTP 503", error_code="503"))
+    worker = make_worker(sessions, Clock(), channel, backoff_seconds=0.0, poll_seconds=60)
+
+    # when the worker runs until idle
+    sent = await asyncio.wait_for(worker.run_until_idle(), timeout=5)
+
+    # then it sent the retry too, and returned without waiting for a poll
+    assert sent == 2
+    assert (row(sessions, nid).status, len(channel.sent)) == ("sent", 2)
+
+
 async def test_a_channel_rate_limit_spaces_its_sends(sessions: sessionmaker[Session]) -> None:
     add_notifications(sessions, 3)
     channel = ScriptedChannel(limits=ChannelLimits(per_second=20))
@@ -885,6 +901,39 @@ def test_a_claim_takes_the_slots_within_two_seconds_or_a_quarter_of_the_lease(
     assert [row(sessions, i).status for i in ids] == ["sending"] * claimed + ["pending"] * (
         5 - claimed
     )
+
+
+class Ticks:
+    """A monotonic clock (seconds) that only moves when the test says so."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pacing_decisions_follow_the_injected_monotonic_clock(
+    sessions: sessionmaker[Session],
+) -> None:
+    # given five due messages on a channel that takes one a second, and a
+    # monotonic clock that stands still until the test moves it
+    ids = add_notifications(sessions, 5)
+    channel = ScriptedChannel(limits=ChannelLimits(per_second=1))
+    ticks = Ticks()
+    worker = make_worker(sessions, Clock(), channel, monotonic=ticks)
+
+    # when it claims, claims again at the same instant, and again 3 s later
+    first = worker.claim(5)
+    second = worker.claim(5)
+    ticks.now += 3.0
+    third = worker.claim(5)
+
+    # then the slots are read off that clock: 0, 1 and 2 s ahead at first,
+    # none while it stands still, and the next two once it has moved on
+    assert [(c.id, c.send_at) for c in first] == [(ids[0], 100.0), (ids[1], 101.0), (ids[2], 102.0)]
+    assert second == []
+    assert [(c.id, c.send_at) for c in third] == [(ids[3], 103.0), (ids[4], 104.0)]
 
 
 async def test_a_paced_channel_keeps_its_rate_through_run(sessions: sessionmaker[Session]) -> None:

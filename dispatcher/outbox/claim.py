@@ -1,0 +1,360 @@
+"""Claiming: lease due outbox rows to a worker, paced by rate limits, merged into digests.
+
+A claim is a lease: the row is marked `sending` with `lease_until`, in a short
+transaction that is committed before anything is sent. Due means `pending`
+with `next_attempt_at` ≤ now, or `sending` whose lease ran out (its worker
+died or hung). Both clocks are passed in: the wall clock (`clock`, for due
+times and leases) and the monotonic one (`monotonic`, for rate limit slots),
+so a test can move either by hand.
+
+Scale-out: several processes share one PostgreSQL outbox; the claim query uses
+``FOR UPDATE SKIP LOCKED`` so two workers never claim the same row and never
+wait for each other. On SQLite, ``BEGIN IMMEDIATE`` (see `storage.db`)
+serialises claims instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from channels.base import OutgoingMessage
+from dispatcher import audit
+from dispatcher.digest import DigestPolicy
+from dispatcher.outbox.rows import OnFailed
+from dispatcher.ratelimit import ChannelPacer
+from dispatcher.states import NotificationStatus
+from dispatcher.storage.models import Alert, Notification
+
+logger = logging.getLogger(__name__)
+
+# A row is claimed only if its rate limit lets it go within this long (see claim()).
+PACE_AHEAD_SECONDS: Final = 2.0
+_MAX_CLAIM_ROUNDS: Final = 8
+
+# what a claim reads of a row (as plain columns, not as an ORM object)
+_CLAIM_COLUMNS: Final = (
+    Notification.id,
+    Notification.status,
+    Notification.attempts,
+    Notification.channel,
+    Notification.idempotency_key,
+    Notification.address,
+    Notification.body,
+    Notification.recipient_name,
+    Notification.created_at,
+)
+
+
+class _Claimable(Protocol):
+    """A claimed row's columns: a `Notification` or a row of `_CLAIM_COLUMNS`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def recipient_name(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A plain snapshot of one claimed outbox row, safe to use outside any session."""
+
+    id: int
+    channel: str
+    message: OutgoingMessage
+    attempt: int
+    """Which attempt this claim is: 1 for the first send, 2 for the first retry …"""
+    lease_until: datetime
+    expires_at: datetime | None = None
+    """After this the row is not retried but failed over (time-to-live by alert level)."""
+    members: tuple[tuple[int, int], ...] = ()
+    """Other rows (id, attempt) merged into this digest message; they share its outcome."""
+    send_at: float = 0.0
+    """When its rate limit lets it go (on the claimer's monotonic clock; the slot is taken)."""
+
+
+async def until_slot(claimed: Claimed, monotonic: Callable[[], float]) -> None:
+    """Wait for the rate limit slot `claimed` took (a time, whenever this is awaited)."""
+    wait = claimed.send_at - monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
+@dataclass
+class Claimer:
+    """Leases due rows to one worker: the claim transaction and what it reads and writes.
+
+    `pacer` is shared with the worker's senders (they check the rate once more
+    as each send goes). `ttl_seconds` maps an alert level to how long its
+    messages are retried; `on_failed` (the failover) is called for a row whose
+    expired lease was its last allowed attempt.
+    """
+
+    sessions: sessionmaker[Session]
+    clock: Callable[[], datetime]
+    monotonic: Callable[[], float]
+    pacer: ChannelPacer
+    lease_seconds: float
+    max_attempts: int
+    ttl_seconds: Mapping[str, float]
+    digest: DigestPolicy | None
+    status_callback_url: str | None
+    actor: str
+    on_failed: OnFailed | None
+
+    @property
+    def pace_ahead(self) -> float:
+        """How near a rate limit slot must be for its row to be claimed: well inside
+        the lease, which the wait for the slot uses up."""
+        return min(PACE_AHEAD_SECONDS, self.lease_seconds / 4)
+
+    def claim(self, limit: int) -> list[Claimed]:
+        """Lease up to `limit` due rows, in one short committed transaction.
+
+        Each claim counts as an attempt. A row whose expired lease was already
+        its last allowed attempt is marked failed instead of being sent again.
+
+        A row is claimed only if its channel's (or robot's) rate limit lets it go
+        within `PACE_AHEAD_SECONDS` (or a quarter of the lease, if shorter); its
+        slot is taken then (`Claimed.send_at`).
+        The others stay in the outbox, unleased, and the claim reads past them:
+        ten messages waiting for a robot that takes one every 3 s hold neither a
+        sender nor a lease, and the SMS behind them goes out at once.
+        """
+        if limit <= 0:
+            return []
+        now = self.clock()
+        lease_until = now + timedelta(seconds=self.lease_seconds)
+        claimed: list[Claimed] = []
+        with self.sessions.begin() as session:
+            # Each round reads past the budgets that are busy when it starts; a
+            # row passed over in a round makes its budget busy, so the rounds end
+            # (the bound is a safety net).
+            for _ in range(_MAX_CLAIM_ROUNDS):
+                got, passed_over = self._claim_round(
+                    session, now, lease_until, limit - len(claimed)
+                )
+                claimed += got
+                if not passed_over or len(claimed) >= limit:
+                    break
+        return claimed
+
+    def _claim_round(
+        self, session: Session, now: datetime, lease_until: datetime, limit: int
+    ) -> tuple[list[Claimed], bool]:
+        """Claim up to `limit` rows; also say whether a row was passed over for its pace."""
+        pace_ahead = self.pace_ahead
+        # rows whose worker died mid-send first (few: at most the rows in
+        # flight), then the due pending rows, oldest first. Two queries, not
+        # one with OR: each reads its index in order and stops at the limit,
+        # where one query would sort every due row of a long queue each time.
+        busy = [
+            Notification.channel != channel
+            if address is None
+            else or_(Notification.channel != channel, Notification.address != address)
+            for channel, address in self.pacer.busy(pace_ahead)
+        ]
+        expired = and_(
+            Notification.status == NotificationStatus.SENDING,
+            Notification.lease_until < now,
+            *busy,
+        )
+        due = and_(
+            Notification.status == NotificationStatus.PENDING,
+            Notification.next_attempt_at <= now,
+            *busy,
+        )
+        rows = self._due_rows(session, expired, limit)
+        rows += self._due_rows(session, due, limit - len(rows))
+        digestible = self._digestible(session, rows)
+        claimed: list[Claimed] = []
+        taken: set[int] = set()
+        leased: list[int] = []
+        passed_over = False
+        for row in rows:
+            if row.id in taken:
+                continue  # already riding along in a digest claimed above
+            if row.status == NotificationStatus.SENDING and row.attempts >= self.max_attempts:
+                self._give_up_expired(session, session.get_one(Notification, row.id), now)
+                continue
+            wait = self.pacer.reserve(row.channel, row.address, pace_ahead)
+            if wait is None:
+                passed_over = True  # its turn is further off: it waits in the outbox
+                continue
+            send_at = self.monotonic() + wait
+            # (a digest still gathering its burst leaves this slot unused: once a window)
+            if row.id in digestible:
+                digest = self._claim_digest(
+                    session, session.get_one(Notification, row.id), row.level, now, lease_until
+                )
+                if digest is not None:
+                    taken.update(member for member, _ in digest.members)
+                    claimed.append(replace(digest, send_at=send_at))
+                continue
+            # (a digest's mates are digestible: never one of these rows)
+            leased.append(row.id)
+            claimed.append(self._snapshot(row, lease_until, row.level, row.attempts + 1, send_at))
+        if leased:
+            session.execute(
+                update(Notification)
+                .where(Notification.id.in_(leased))
+                .values(
+                    status=NotificationStatus.SENDING,
+                    attempts=Notification.attempts + 1,
+                    lease_until=lease_until,
+                ),
+                execution_options={"synchronize_session": False},
+            )
+        return claimed, passed_over
+
+    @staticmethod
+    def _due_rows(session: Session, where: ColumnElement[bool], limit: int) -> list[Any]:
+        """Up to `limit` rows matching `where`, oldest due first, locked for this claim."""
+        if limit <= 0:
+            return []
+        return list(
+            session.execute(
+                select(*_CLAIM_COLUMNS, Alert.level)
+                .outerjoin(Alert, Alert.id == Notification.alert_id)
+                .where(where)
+                .order_by(Notification.next_attempt_at, Notification.id)
+                .limit(limit)
+                # PostgreSQL: rows another worker is claiming right now are
+                # skipped, not waited for. SQLite ignores this clause; its
+                # BEGIN IMMEDIATE already makes claims one at a time.
+                .with_for_update(skip_locked=True, of=Notification)
+            )
+        )
+
+    @staticmethod
+    def _lease(row: Notification, lease_until: datetime) -> None:
+        row.status = NotificationStatus.SENDING
+        row.attempts += 1
+        row.lease_until = lease_until
+
+    def _digestible(self, session: Session, rows: Sequence[_Claimable]) -> set[int]:
+        pending = [row.id for row in rows if row.status == NotificationStatus.PENDING]
+        if self.digest is None or not pending:
+            return set()
+        return set(
+            session.scalars(
+                select(Notification.id).where(
+                    Notification.id.in_(pending), self.digest.digestible()
+                )
+            )
+        )
+
+    def _claim_digest(
+        self,
+        session: Session,
+        row: Notification,
+        level: str | None,
+        now: datetime,
+        lease_until: datetime,
+    ) -> Claimed | None:
+        """Claim `row` with every pending digestible row to the same person and channel."""
+        assert self.digest is not None
+        ready = row.created_at + timedelta(seconds=self.digest.window_seconds)
+        if ready > now:
+            row.next_attempt_at = ready  # wait for the rest of the burst
+            return None
+        mates = session.scalars(
+            select(Notification)
+            .where(
+                Notification.status == NotificationStatus.PENDING,
+                Notification.person_id == row.person_id,
+                Notification.channel == row.channel,
+                Notification.id != row.id,
+                self.digest.digestible(),
+            )
+            .order_by(Notification.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        self._lease(row, lease_until)
+        snapshot = self._snapshot(row, lease_until, level, row.attempts)
+        if not mates:
+            return snapshot
+        for mate in mates:
+            self._lease(mate, lease_until)
+        body = self.digest.compose(session, [row, *mates])
+        return replace(
+            snapshot,
+            message=replace(snapshot.message, body=body),
+            members=tuple((mate.id, mate.attempts) for mate in mates),
+        )
+
+    def _snapshot(
+        self,
+        row: _Claimable,
+        lease_until: datetime,
+        level: str | None,
+        attempt: int,
+        send_at: float = 0.0,
+    ) -> Claimed:
+        """What is sent for `row`, leased until `lease_until` for its `attempt`."""
+        ttl = self.ttl_seconds.get(level or "")
+        return Claimed(
+            id=row.id,
+            channel=row.channel,
+            message=OutgoingMessage(
+                idempotency_key=row.idempotency_key,
+                address=row.address,
+                body=row.body,
+                recipient_name=row.recipient_name,
+                status_callback_url=self.status_callback_url,
+                notification_id=row.id,
+            ),
+            attempt=attempt,
+            lease_until=lease_until,
+            expires_at=row.created_at + timedelta(seconds=ttl) if ttl else None,
+            send_at=send_at,
+        )
+
+    def _give_up_expired(self, session: Session, row: Notification, now: datetime) -> None:
+        """Fail a row whose worker stopped mid-send on its last allowed attempt."""
+        reason = (
+            f"gave up after {row.attempts} attempts: the worker sending attempt "
+            f"{row.attempts} stopped before recording an outcome (lease expired)"
+        )
+        row.status = NotificationStatus.FAILED
+        row.lease_until = None
+        row.finished_at = now
+        row.error_code = "lease_expired"
+        row.last_error = reason
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action="notification.failed",
+            subject=f"notification:{row.id}",
+            data={
+                "channel": row.channel,
+                "attempt": row.attempts,
+                "error_code": row.error_code,
+                "reason": reason,
+            },
+        )
+        logger.warning("notification %s: %s", row.id, reason)
+        if self.on_failed is not None:
+            self.on_failed(session, row, reason, now)

@@ -1,0 +1,86 @@
+"""The row side of the outbox: how a notification row is added, keyed and clipped.
+
+Every outbox row is added by `enqueue`, in the caller's transaction (the one
+that records the alert transition, escalation step or failover it announces),
+and carries the idempotency key `idempotency_key` spells:
+``alert:transition:recipient:channel``. The key makes a row unique: the same
+message to the same person on the same channel is never queued twice, and
+failover uses it to see whether a way was already tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final, Protocol
+
+from sqlalchemy.orm import Session
+
+from dispatcher.states import NotificationStatus
+from dispatcher.storage.models import Alert, Notification
+
+OnFailed = Callable[[Session, Notification, str, datetime], object]
+"""Called in the recording transaction when a row failed for good (see dispatcher.failover)."""
+
+# Column widths in `Notification`; a provider's over-long value must not make
+# the outcome's transaction fail (the row would then be re-sent on lease expiry).
+ERROR_CODE_WIDTH: Final = 32
+PROVIDER_ID_WIDTH: Final = 64
+
+
+class Addressee(Protocol):
+    """Whom a row goes to: a routed `Recipient`, or a failover target."""
+
+    @property
+    def person_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+
+
+def idempotency_key(alert_id: int | None, transition: str, person_id: str, channel: str) -> str:
+    """The key of the row telling `person_id` about `transition` of an alert on `channel`."""
+    return f"{alert_id}:{transition}:{person_id}:{channel}"
+
+
+def enqueue(
+    session: Session,
+    alert: Alert | None,
+    transition: str,
+    recipient: Addressee,
+    channel: str,
+    body: str,
+    now: datetime,
+    *,
+    failover_of: Notification | None = None,
+) -> Notification:
+    """Add one pending outbox row, due now, to the caller's transaction; does not commit.
+
+    Its idempotency key is alert:transition:recipient:channel. `alert` is None
+    only when failing over a row that announces no alert; `failover_of` is the
+    row this one replaces after it failed for good.
+    """
+    alert_id = alert.id if alert is not None else None
+    row = Notification(
+        idempotency_key=idempotency_key(alert_id, transition, recipient.person_id, channel),
+        alert_id=alert_id,
+        transition=transition,
+        person_id=recipient.person_id,
+        recipient_name=recipient.name,
+        address=recipient.address,
+        channel=channel,
+        body=body,
+        status=NotificationStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        failover_of_id=failover_of.id if failover_of is not None else None,
+    )
+    session.add(row)
+    return row
+
+
+def clip(value: str | None, width: int) -> str | None:
+    """`value` cut to fit a column `width` characters wide."""
+    return value[:width] if value is not None else None
