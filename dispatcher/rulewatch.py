@@ -35,16 +35,17 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
-from dispatcher.alerts.lifecycle import OPEN_STATES, enqueue, new_code
+from dispatcher.alerts.lifecycle import OPEN_STATES, new_code
 from dispatcher.county import County
+from dispatcher.escalation.engine import enqueue
 from dispatcher.feeds.base import EXPECTED_UNITS
 from dispatcher.messages import render_rules_refused, render_rules_restored
 from dispatcher.routing import Recipient
 from dispatcher.storage.models import Alert, AuditEvent
 from dispatcher.web.app import RulesStatus
+from rules.config import ConfigError, Problem
 from rules.expr import condition_variables
 from rules.loader import RuleSet, load_ruleset
-from rules.config import ConfigError, Problem
 
 log = logging.getLogger("yujing.rules")
 

@@ -10,21 +10,19 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
+from dispatcher.audit import serialise_with_audit
 from dispatcher.county import County, ZoneConfig
+from dispatcher.escalation import AlertText, Escalation
 from dispatcher.messages import HazardMessage, TemplateLookup, channel_kind, render_hazard
-from dispatcher.routing import Recipient
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from rules.types import Level
-
-if TYPE_CHECKING:
-    from dispatcher.escalation import Escalation
 
 OPEN_STATES = ("firing", "acknowledged")
 # no 0/O, 1/I/L, 2/Z, 5/S, 8/B: codes are read aloud and typed on phones
@@ -95,12 +93,6 @@ def apply_transitions(
     told. `channel` is the default channel; without `escalation`, the built-in
     policies apply with no roster (every duty officer and leader counts as on duty).
     """
-    from dispatcher.escalation import (  # escalation enqueues via us
-        AlertText,
-        Escalation,
-        serialise_with_audit,
-    )
-
     # the audit chain's lock before any alert row's, like acknowledgements and timers
     serialise_with_audit(session)
     esc = escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
@@ -172,34 +164,6 @@ def apply_transitions(
             )
     session.flush()
     return notifications
-
-
-def enqueue(
-    session: Session,
-    alert: Alert,
-    transition: str,
-    recipient: Recipient,
-    channel: str,
-    body: str,
-    now: datetime,
-) -> Notification:
-    """Add one outbox row; its idempotency key is alert:transition:recipient:channel."""
-    row = Notification(
-        idempotency_key=f"{alert.id}:{transition}:{recipient.person_id}:{channel}",
-        alert_id=alert.id,
-        transition=transition,
-        person_id=recipient.person_id,
-        recipient_name=recipient.name,
-        address=recipient.address,
-        channel=channel,
-        body=body,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(row)
-    return row
 
 
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:
