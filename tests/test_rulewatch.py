@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.county import load_county
-from dispatcher.rulewatch import administrators, changed_files, load_rules, snapshot
+from dispatcher.routing import administrators
+from dispatcher.rulewatch import changed_files, load_rules, snapshot
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification

@@ -27,10 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
-from dispatcher.alerts.lifecycle import OPEN_STATES
 from dispatcher.audit import serialise_with_audit
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
 from dispatcher.escalation import cancel_escalation
+from dispatcher.states import OPEN_ALERT_STATES as OPEN_STATES
 from dispatcher.storage.models import Acknowledgement, Alert, Notification, Person, ZoneRole
 
 __all__ = [

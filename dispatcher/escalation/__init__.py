@@ -40,7 +40,7 @@ from dispatcher.escalation.config import (
     load_policies,
     roster_and_escalation_problems,
 )
-from dispatcher.escalation.engine import AlertText, Escalation, notified_people
+from dispatcher.escalation.engine import AlertText, Escalation, notified_people, on_channel
 from dispatcher.escalation.plan import (
     ESCALATION_PREFIX,
     OVERDUE_TRANSITION,
@@ -77,6 +77,7 @@ __all__ = [
     "escalate_due",
     "load_policies",
     "notified_people",
+    "on_channel",
     "parse_step_transition",
     "roster_and_escalation_problems",
     "step_transition",

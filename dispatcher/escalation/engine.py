@@ -43,7 +43,7 @@ from dispatcher.states import AlertState, NotificationStatus, TimerKind, TimerSt
 from dispatcher.storage.models import Acknowledgement, Alert, EscalationTimer, Notification
 from rules.types import Level
 
-__all__ = ["AlertText", "Escalation", "enqueue", "notified_people"]
+__all__ = ["AlertText", "Escalation", "enqueue", "notified_people", "on_channel"]
 
 log = logging.getLogger("yujing.escalation")
 
@@ -410,6 +410,15 @@ class Escalation:
         )
         notes, _ = self._fire(session, alert, planned, now)
         return len(notes)
+
+
+def on_channel(escalation: Escalation | None, county: County, channel: str) -> Escalation:
+    """`escalation` with `channel` as its default; without one, the plain one of `county`.
+
+    The plain escalation has the built-in policies and no roster (every duty
+    officer and leader on duty counts as on duty): for callers that configure nothing.
+    """
+    return escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
 
 
 def notified_people(session: Session, alert: Alert, county: County) -> list[Recipient]:
