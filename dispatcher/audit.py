@@ -120,8 +120,7 @@ def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]
         )
     if not rows:
         return rows
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK_KEY})
+    serialise_with_audit(session)
     session.flush()  # whatever the caller changed goes first, as with session.add
     prev_hash = (
         session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
@@ -132,6 +131,20 @@ def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]
         row["prev_hash"], row["hash"] = prev_hash, digest
         prev_hash = digest
     return rows
+
+
+def serialise_with_audit(session: Session) -> None:
+    """Queue behind other audit writers now, before taking any row lock.
+
+    Every writer appends to the audit chain, which on PostgreSQL takes one
+    advisory lock; taking it first keeps the lock order the same everywhere
+    (chain, then alert, then timers) so concurrent acknowledgements and timers
+    cannot deadlock: acknowledgements, timers and the lifecycle all take it
+    before touching alert or timer rows. SQLite's BEGIN IMMEDIATE already
+    admits one writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK_KEY})
 
 
 def verify(session: Session) -> list[str]:
@@ -217,5 +230,6 @@ __all__ = [
     "event_hash",
     "record",
     "record_many",
+    "serialise_with_audit",
     "verify",
 ]

@@ -3,7 +3,8 @@
 Escalation steps name targets: zone roles (disaster_prevention, monitoring,
 technical, mass_monitor), the duty officer and the leader on duty *on duty at
 that instant* (per the roster), and named people. `recipients()` turns them into
-people with addresses, each once, in target order.
+people with addresses, each once, in target order. One more target is built in,
+not for escalation.yaml: `administrator`, the audience of refused rule files.
 
 When the roster has nobody for a duty role at that instant (no roster.yaml, or
 a day beyond its horizon), everyone with that duty role is told instead and the
@@ -16,14 +17,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from dispatcher.county import ROLE_LABELS, County, PersonConfig
 from dispatcher.roster import ROSTER_ROLES, Roster
 
 log = logging.getLogger("yujing.routing")
 
-#: Every target a step may name besides people ids, in notification order.
+#: Every target a step of escalation.yaml may name besides people ids, in notification order.
 TARGETS: tuple[str, ...] = (*ROLE_LABELS, *ROSTER_ROLES)
+
+#: The administrators (the duty officers when there are none): only built-in
+#: policies name them (`dispatcher.escalation.policy.ADMINISTRATOR_POLICY`).
+ADMINISTRATOR: Final = "administrator"
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,10 @@ def recipients(
             for person in county.people.values():
                 if person.duty_role == target:
                     add(person, target)
+        elif target == ADMINISTRATOR:
+            admins, role = _administrators(county)
+            for person in admins:
+                add(person, role)
         else:
             raise ValueError(f"unknown routing target {target!r}; expected one of {TARGETS}")
     for person_id in people:
@@ -92,6 +102,19 @@ def recipients(
             continue
         add(named, "person")
     return Routed(out, unrostered)
+
+
+def administrators(county: County) -> list[Recipient]:
+    """Who hears about refused rules: the administrators, else the duty officers."""
+    people, role = _administrators(county)
+    return [Recipient(p.id, p.name, p.phone, role) for p in people]
+
+
+def _administrators(county: County) -> tuple[list[PersonConfig], str]:
+    people = county.administrators()
+    if people:
+        return people, ADMINISTRATOR
+    return county.duty_officers(), "duty_officer"
 
 
 def duty_recipients(

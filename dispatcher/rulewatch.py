@@ -13,7 +13,9 @@ whole set exactly as start-up does (`load_rules`):
   `rules.refused`, and the administrators (`duty_role: administrator`; the duty
   officers when there is none) get a system alert (hazard `rules_refused`) —
   once, however often the files are saved broken, until a valid set loads,
-  which resolves it and tells them;
+  which resolves it and tells them. Like every alert it escalates until
+  acknowledged (`ADMINISTRATOR_POLICY`: reminders, then the leader on duty
+  when its acknowledgement deadline passes);
 - the same content again (a file touched, an edit undone) changes nothing.
 
 A file still being written while it is read is not judged: the files are
@@ -35,11 +37,12 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
-from dispatcher.alerts.lifecycle import OPEN_STATES, enqueue, new_code
+from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
+from dispatcher.escalation import ADMINISTRATOR_POLICY, AlertText, Escalation, on_channel
 from dispatcher.feeds.base import EXPECTED_UNITS
 from dispatcher.messages import render_rules_refused, render_rules_restored
-from dispatcher.routing import Recipient
+from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert, AuditEvent
 from dispatcher.web.state import RulesStatus
 from rules.config import ConfigError, Problem
@@ -145,21 +148,12 @@ def changed_files(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
     )
 
 
-def administrators(county: County) -> list[Recipient]:
-    """Who hears about refused rules: the administrators, else the duty officers."""
-    people = county.administrators()
-    role = "administrator"
-    if not people:
-        people, role = county.duty_officers(), "duty_officer"
-    return [Recipient(p.id, p.name, p.phone, role) for p in people]
-
-
 def open_rules_alert(session: Session) -> Alert | None:
     return session.scalar(
         select(Alert).where(
-            Alert.kind == "system",
+            Alert.kind == AlertKind.SYSTEM,
             Alert.hazard == RULES_REFUSED,
-            Alert.state.in_(OPEN_STATES),
+            Alert.state.in_(OPEN_ALERT_STATES),
         )
     )
 
@@ -177,6 +171,10 @@ class RuleWatch:
     seen: Snapshot  # the files as last read (taken before reading them)
     on_enqueued: Callable[[], None] = lambda: None
     loaded: Snapshot = field(default_factory=dict)  # the files of the set in force
+    escalation: Escalation | None = None  # None: built-in policies, no roster
+
+    def _escalation(self) -> Escalation:
+        return on_channel(self.escalation, self.county, self.channel)
 
     def __post_init__(self) -> None:
         if not self.loaded:
@@ -294,83 +292,65 @@ class RuleWatch:
                     "count": len(problems),
                 },
             )
+            evidence = {"problems": shown, "count": len(problems)}
             alert = open_rules_alert(session)
             if alert is not None:  # the administrators already know the files are broken
-                alert.evidence = {"problems": shown, "count": len(problems)}
+                alert.evidence = evidence
                 alert.updated_at = now
                 return 0
-            alert = Alert(
-                code=new_code(session),
-                kind="system",
-                zone_id=None,
-                hazard=RULES_REFUSED,
-                rule_id=RULES_ALERT_ID,
-                title="预警规则修改未生效",
-                level="orange",
-                state="firing",
-                onset=now,
-                until=None,
-                evidence={"problems": shown, "count": len(problems)},
-                opened_at=now,
-                updated_at=now,
-            )
-            session.add(alert)
-            session.flush()
-            audit.record(
+
+            def text(opened: Alert) -> AlertText:
+                body = render_rules_refused(
+                    sender=self.county.sender,
+                    since=now,
+                    where=_where(found[0]) if found else "规则文件",
+                    count=len(problems),
+                    code=opened.code,
+                    timezone=self.county.timezone,
+                )
+                return AlertText(body, opened.title)
+
+            _, notes = open_alert(
                 session,
-                at=now,
-                actor="system",
-                action="alert.new",
-                subject=f"alert:{alert.id}",
-                data={"code": alert.code, "hazard": RULES_REFUSED, "count": len(problems)},
+                NewAlert(
+                    kind=AlertKind.SYSTEM,
+                    hazard=RULES_REFUSED,
+                    rule_id=RULES_ALERT_ID,
+                    title="预警规则修改未生效",
+                    level="orange",
+                    onset=now,
+                    evidence=evidence,
+                ),
+                escalation=self._escalation(),
+                text=text,
+                data={"hazard": RULES_REFUSED, "count": len(problems)},
+                now=now,
+                policy=ADMINISTRATOR_POLICY,
             )
-            body = render_rules_refused(
-                sender=self.county.sender,
-                since=now,
-                where=_where(found[0]) if found else "规则文件",
-                count=len(problems),
-                code=alert.code,
-                timezone=self.county.timezone,
-            )
-            rows = [
-                enqueue(session, alert, "new", r, self.channel, body, now)
-                for r in administrators(self.county)
-            ]
         self.on_enqueued()
-        return len(rows)
+        return len(notes)
 
     def _resolve(self, session: Session, now: datetime, ruleset: RuleSet) -> int:
         """Resolve an open rules alert: a valid set is in force again."""
         alert = open_rules_alert(session)
         if alert is None:
             return 0
-        alert.state = "resolved"
-        alert.closed_at = now
-        alert.updated_at = now
-        audit.record(
-            session,
-            at=now,
-            actor="system",
-            action="alert.resolved",
-            subject=f"alert:{alert.id}",
-            data={
-                "code": alert.code,
-                "hazard": RULES_REFUSED,
-                "content_hash": ruleset.content_hash,
-            },
-        )
         body = render_rules_restored(
             sender=self.county.sender,
             since=now,
             rules=len(ruleset.rules),
             timezone=self.county.timezone,
         )
-        rows = [
-            enqueue(session, alert, "resolved", r, self.channel, body, now)
-            for r in administrators(self.county)
-        ]
+        notes = close_alert(
+            session,
+            alert,
+            escalation=self._escalation(),
+            body=body,
+            data={"hazard": RULES_REFUSED, "content_hash": ruleset.content_hash},
+            now=now,
+        )
         log.info("rules alert %s resolved: a valid rule set is in force", alert.code)
-        return len(rows)
+        return len(notes)
 
     def _audit_loaded(
         self,

@@ -171,6 +171,7 @@ def open_runtime(
         clock=clock,
         seen=rule_files,
         on_enqueued=wake or worker.wake,
+        escalation=escalation,
     )
     rulewatch.record_start()
     runtime = Runtime(

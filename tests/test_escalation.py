@@ -7,6 +7,7 @@ roster, and a simulated clock: `escalate_due` is called at chosen instants.
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,16 @@ from dispatcher.escalation import (
     escalate_due,
     load_policies,
 )
+from dispatcher.escalation.plan import (
+    OVERDUE_TRANSITION,
+    PlannedStep,
+    StepTransition,
+    parse_step_transition,
+    step_transition,
+)
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.runtime import drain
+from dispatcher.states import TimerKind
 from dispatcher.storage.models import Alert, AuditEvent, EscalationTimer, Notification
 from rules.config import ConfigError
 from tests.support import OPENED, ZONE, example_county, example_roster, open_alert
@@ -403,6 +412,58 @@ def test_a_feed_down_alert_goes_to_the_officer_and_the_leader_on_duty(
         recipients = {n.person_id for n in notes}
 
     assert recipients == {OFFICER_ON_DUTY, LEADER_ON_DUTY}
+
+
+# --- planned steps and their transition names -----------------------------------
+
+# a timer's plan as stored before plans were typed: old rows must still load
+STORED_STEP_PLAN = (
+    '{"policy": "default:yellow", "targets": ["duty_officer"], "people": [], '
+    '"channels": ["default"], "transition": "esc2.1", "body": "B"}'
+)
+STORED_DEADLINE_PLAN = (
+    '{"policy": "default:yellow", "targets": ["leader_on_duty"], "people": [], '
+    '"channels": ["default"], "transition": "esc.overdue", "body": "B", "minutes": 90}'
+)
+
+
+@pytest.mark.parametrize("stored", [STORED_STEP_PLAN, STORED_DEADLINE_PLAN])
+def test_a_stored_plan_loads_and_is_written_back_byte_for_byte(stored: str) -> None:
+    plan = json.loads(stored)
+    kind = TimerKind.DEADLINE if "minutes" in plan else TimerKind.STEP
+
+    planned = PlannedStep.from_json(plan, kind=kind, step=2, round_=1)
+
+    assert json.dumps(planned.to_json(), ensure_ascii=False) == stored
+
+
+def test_the_plans_of_a_new_alert_are_stored_in_the_shape_old_rows_have(
+    db: sessionmaker[Session],
+) -> None:
+    alert_id = open_alert(db, escalation())
+
+    with db() as session:
+        plans = {
+            t.kind: list(t.plan)
+            for t in session.scalars(
+                select(EscalationTimer).where(EscalationTimer.alert_id == alert_id)
+            )
+        }
+    assert plans == {
+        "step": list(json.loads(STORED_STEP_PLAN)),
+        "deadline": list(json.loads(STORED_DEADLINE_PLAN)),
+    }
+
+
+def test_a_later_steps_transition_names_its_step_and_round() -> None:
+    assert [step_transition(2, 0), step_transition(2, 1)] == ["esc2", "esc2.1"]
+    assert parse_step_transition("esc2") == StepTransition(2, 0)
+    assert parse_step_transition("esc2.1") == StepTransition(2, 1)
+
+
+@pytest.mark.parametrize("transition", ["new", "upgraded", "resolved", OVERDUE_TRANSITION, "esc"])
+def test_other_transitions_name_no_step(transition: str) -> None:
+    assert parse_step_transition(transition) is None
 
 
 # --- policies -----------------------------------------------------------------

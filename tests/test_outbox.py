@@ -32,7 +32,7 @@ from dispatcher.storage.models import (
     Receipt,
     Zone,
 )
-from tests.support import Clock, ScriptedChannel
+from tests.support import Clock, MonotonicClock, ScriptedChannel
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 CALLBACK = "https://yujing.example.cn/webhooks/twilio/status"
@@ -835,7 +835,7 @@ async def test_run_until_idle_also_sends_what_earlier_outcomes_made_due(
     # given a row whose first send fails with a retry due at once
     [nid] = add_notifications(sessions)
     channel = ScriptedChannel(SendResult.retryable("HTTP 503", error_code="503"))
-    worker = make_worker(sessions, Clock(), channel, backoff_seconds=0.0, poll_seconds=60)
+    worker = make_worker(sessions, Clock(NOW), channel, backoff_seconds=0.0, poll_seconds=60)
 
     # when the worker runs until idle
     sent = await asyncio.wait_for(worker.run_until_idle(), timeout=5)
@@ -903,16 +903,6 @@ def test_a_claim_takes_the_slots_within_two_seconds_or_a_quarter_of_the_lease(
     )
 
 
-class Ticks:
-    """A monotonic clock (seconds) that only moves when the test says so."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_pacing_decisions_follow_the_injected_monotonic_clock(
     sessions: sessionmaker[Session],
 ) -> None:
@@ -920,13 +910,13 @@ def test_pacing_decisions_follow_the_injected_monotonic_clock(
     # monotonic clock that stands still until the test moves it
     ids = add_notifications(sessions, 5)
     channel = ScriptedChannel(limits=ChannelLimits(per_second=1))
-    ticks = Ticks()
-    worker = make_worker(sessions, Clock(), channel, monotonic=ticks)
+    ticks = MonotonicClock()
+    worker = make_worker(sessions, Clock(NOW), channel, monotonic=ticks)
 
     # when it claims, claims again at the same instant, and again 3 s later
     first = worker.claim(5)
     second = worker.claim(5)
-    ticks.now += 3.0
+    ticks.advance(3.0)
     third = worker.claim(5)
 
     # then the slots are read off that clock: 0, 1 and 2 s ahead at first,

@@ -85,7 +85,7 @@ def test_robots_limited_per_address_do_not_share_a_budget() -> None:
     robot = ScriptedChannel(
         name="dingtalk", limits=ChannelLimits(per_minute=20, rate_scope="address")
     )
-    pacer = ChannelPacer({"dingtalk": robot}, {}, clock=Clock())
+    pacer = ChannelPacer({"dingtalk": robot}, {}, clock=MonotonicClock())
     assert pacer.reserve("dingtalk", "robot-a", within=10) == 0.0
     assert pacer.reserve("dingtalk", "robot-a", within=10) == pytest.approx(3.0, abs=0.01)
     assert pacer.reserve("dingtalk", "robot-b", within=10) == 0.0  # another robot: no wait
@@ -97,7 +97,7 @@ def test_a_slot_too_far_ahead_is_not_taken_and_its_budget_is_busy() -> None:
         name="dingtalk", limits=ChannelLimits(per_minute=20, rate_scope="address")
     )
     pacer = ChannelPacer(
-        {"sms": sms, "dingtalk": robot, "console": ScriptedChannel()}, {}, clock=Clock()
+        {"sms": sms, "dingtalk": robot, "console": ScriptedChannel()}, {}, clock=MonotonicClock()
     )
     assert pacer.reserve("dingtalk", "robot-a", within=2) == 0.0
     assert pacer.reserve("sms", "+8613800000001", within=2) == 0.0
@@ -118,7 +118,7 @@ def test_settings_override_what_a_channel_declares() -> None:
     pacer = ChannelPacer(
         {"twilio_sms": sms, "feishu": feishu, "console": ScriptedChannel(name="console")},
         parse_rates("twilio_sms=100/s"),
-        clock=Clock(),
+        clock=MonotonicClock(),
     )
     assert (pacer.rate("twilio_sms"), pacer.rate("feishu"), pacer.rate("console")) == (
         Rate(100.0),

@@ -23,10 +23,11 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.county import load_county
-from dispatcher.rulewatch import administrators, changed_files, load_rules, snapshot
+from dispatcher.routing import administrators
+from dispatcher.rulewatch import changed_files, load_rules, snapshot
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
-from dispatcher.storage.models import Alert, AuditEvent, Notification
+from dispatcher.storage.models import Alert, AuditEvent, EscalationTimer, Notification
 from dispatcher.web.app import health
 from dispatcher.web.state import AppState
 from rules.config import ConfigError
@@ -138,6 +139,7 @@ def rules_alerts(rt: Runtime) -> list[tuple[str, str]]:
 
 
 ADMIN = "p-admin-wang"
+LEADER_ON_DUTY = "p-lead-xue"  # per the example roster at AT
 
 
 # --- what the watch looks at
@@ -299,6 +301,42 @@ async def test_an_invalid_edit_is_audited_and_sent_to_the_administrators(
     assert "预警规则有误，未生效，仍按原规则运行" in body
     assert "extra.yaml第11行" in body
     assert f"编码{code}" in body
+
+
+async def test_the_rules_refused_alert_has_an_acknowledgement_deadline(
+    rt: Runtime, county: Path
+) -> None:
+    write(county / "rules" / "extra.yaml", BROKEN)
+
+    await rt.rulewatch.poll()
+
+    with rt.sessions() as session:
+        [alert] = session.scalars(select(Alert).where(Alert.hazard == "rules_refused"))
+        [deadline] = session.scalars(
+            select(EscalationTimer).where(
+                EscalationTimer.alert_id == alert.id, EscalationTimer.kind == "deadline"
+            )
+        )
+    assert deadline.status == "pending"
+    assert deadline.due_at.replace(tzinfo=UTC) == AT + timedelta(
+        seconds=rt.settings.ack_deadline_orange_seconds
+    )
+
+
+async def test_refused_rules_nobody_acknowledges_are_reported_to_the_leader_on_duty(
+    rt: Runtime, county: Path, clock: Clock
+) -> None:
+    write(county / "rules" / "extra.yaml", BROKEN)
+    await rt.rulewatch.poll()
+    [(code, _)] = rules_alerts(rt)
+    clock.now = AT + timedelta(seconds=rt.settings.ack_deadline_orange_seconds)
+
+    rt.pipeline.escalate()
+
+    [(transition, body)] = messages_to(rt, LEADER_ON_DUTY)
+    assert transition == "esc.overdue"
+    assert "预警规则修改未生效" in body and f"编码{code}" in body
+    assert len(audit_events(rt, "alert.overdue")) == 1
 
 
 async def test_saving_broken_files_again_does_not_message_the_administrators_twice(

@@ -27,8 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
+from dispatcher.audit import serialise_with_audit
 from dispatcher.county import ROLE_LABELS
-from dispatcher.escalation import cancel_escalation, serialise_with_audit
+from dispatcher.escalation import cancel_escalation
 from dispatcher.labels import PERSON_ROLE_LABELS, no_ack_needed
 from dispatcher.states import OPEN_ALERT_STATES, AlertState, NotificationStatus
 from dispatcher.storage.models import Acknowledgement, Alert, Notification, Person, ZoneRole

@@ -1,5 +1,12 @@
-"""Persist transitions: alert rows, their outbox notifications and audit events.
+"""The alert lifecycle: the one way an alert opens and closes, and hazard transitions.
 
+Every alert — a hazard at a zone, a forecast feed that stopped answering
+(`dispatcher.alerts.system`), rule files refused (`dispatcher.rulewatch`) —
+opens by `open_alert` and closes by `close_alert`: the alert row, its
+`alert.*` audit event, and its escalation started or closed
+(`dispatcher.escalation`), which is who is told, when, and by what deadline.
+
+`apply_transitions` persists what reconcile decided for hazard alerts.
 Everything for one evaluation is written in the caller's single transaction,
 so either all of it is committed before any message leaves, or none of it is.
 """
@@ -7,26 +14,25 @@ so either all of it is committed before any message leaves, or none of it is.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
+from dispatcher.audit import serialise_with_audit
 from dispatcher.county import County, ZoneConfig
+from dispatcher.escalation import AlertText, Escalation, Policy, on_channel
 from dispatcher.messages import HazardMessage, TemplateLookup, channel_kind, render_hazard
-from dispatcher.routing import Recipient
+from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from rules.types import Level
 
-if TYPE_CHECKING:
-    from dispatcher.escalation import Escalation
-
-OPEN_STATES = ("firing", "acknowledged")
 # no 0/O, 1/I/L, 2/Z, 5/S, 8/B: codes are read aloud and typed on phones
 CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
 CODE_LENGTH = 4
@@ -46,7 +52,7 @@ class Wording:
 def open_hazard_alerts(session: Session) -> list[OpenAlert]:
     """The open hazard alerts, as reconcile sees them."""
     rows = session.scalars(
-        select(Alert).where(Alert.kind == "hazard", Alert.state.in_(OPEN_STATES))
+        select(Alert).where(Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES))
     ).all()
     return [
         OpenAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.calm_since) for a in rows
@@ -57,7 +63,9 @@ def recently_resolved(session: Session, since: datetime) -> list[ClosedAlert]:
     """Hazard alerts resolved at or after `since`, as reconcile's cooldown sees them."""
     rows = session.scalars(
         select(Alert).where(
-            Alert.kind == "hazard", Alert.state == "resolved", Alert.closed_at >= since
+            Alert.kind == AlertKind.HAZARD,
+            Alert.state == AlertState.RESOLVED,
+            Alert.closed_at >= since,
         )
     ).all()
     return [
@@ -73,6 +81,113 @@ def new_code(session: Session) -> str:
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         if session.scalar(select(Alert.id).where(Alert.code == code)) is None:
             return code
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """What an alert is about as it opens: the fields of its row its opener decides."""
+
+    kind: AlertKind
+    hazard: str
+    rule_id: str
+    title: str
+    level: str
+    zone_id: str | None = None
+    onset: datetime | None = None
+    until: datetime | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    forecast_run_id: int | None = None
+
+
+def open_alert(
+    session: Session,
+    new: NewAlert,
+    *,
+    escalation: Escalation,
+    text: Callable[[Alert], AlertText],
+    data: Mapping[str, Any],
+    now: datetime,
+    transition: str = TransitionKind.NEW.value,
+    previous: Alert | None = None,
+    policy: Policy | None = None,
+) -> tuple[Alert, list[Notification]]:
+    """Open an alert: its row, `alert.{transition}` audited, its escalation started.
+
+    `text` gives the warning's words once the alert has its code (they quote
+    it); `data` is the audit event's, after the code. With `previous` (the
+    alert of another level this one replaces) that one is marked superseded
+    and its escalation handed over. `policy` replaces the one escalation.yaml
+    gives the alert. Returns the alert and the notifications enqueued; does not
+    commit.
+    """
+    if previous is not None:
+        _end(previous, AlertState.SUPERSEDED, now)
+    alert = Alert(
+        code=new_code(session),
+        kind=new.kind,
+        zone_id=new.zone_id,
+        hazard=new.hazard,
+        rule_id=new.rule_id,
+        title=new.title,
+        level=new.level,
+        state=AlertState.FIRING,
+        onset=new.onset,
+        until=new.until,
+        evidence=dict(new.evidence),
+        opened_at=now,
+        updated_at=now,
+        supersedes_id=previous.id if previous else None,
+        forecast_run_id=new.forecast_run_id,
+    )
+    session.add(alert)
+    session.flush()  # the id goes into idempotency keys and audit subjects
+    _audit(session, alert, transition, data, now)
+    notes = escalation.start(
+        session,
+        alert,
+        transition=transition,
+        text=text(alert),
+        now=now,
+        previous=previous,
+        policy=policy,
+    )
+    return alert, notes
+
+
+def close_alert(
+    session: Session,
+    alert: Alert,
+    *,
+    escalation: Escalation,
+    body: str,
+    data: Mapping[str, Any],
+    now: datetime,
+) -> list[Notification]:
+    """Resolve an alert: `alert.resolved` audited, the rest of its escalation cancelled,
+    and `body` sent to everyone who was told. Does not commit."""
+    transition = TransitionKind.RESOLVED.value
+    _end(alert, AlertState.RESOLVED, now)
+    _audit(session, alert, transition, data, now)
+    return escalation.close(session, alert, transition=transition, body=body, now=now)
+
+
+def _end(alert: Alert, state: AlertState, now: datetime) -> None:
+    alert.state = state
+    alert.closed_at = now
+    alert.updated_at = now
+
+
+def _audit(
+    session: Session, alert: Alert, transition: str, data: Mapping[str, Any], now: datetime
+) -> None:
+    audit.record(
+        session,
+        at=now,
+        actor="system",
+        action=f"alert.{transition}",
+        subject=f"alert:{alert.id}",
+        data={"code": alert.code, **data},
+    )
 
 
 def apply_transitions(
@@ -95,15 +210,9 @@ def apply_transitions(
     told. `channel` is the default channel; without `escalation`, the built-in
     policies apply with no roster (every duty officer and leader counts as on duty).
     """
-    from dispatcher.escalation import (  # escalation enqueues via us
-        AlertText,
-        Escalation,
-        serialise_with_audit,
-    )
-
     # the audit chain's lock before any alert row's, like acknowledgements and timers
     serialise_with_audit(session)
-    esc = escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
+    esc = on_channel(escalation, county, channel)
     notifications: list[Notification] = []
     for t in transitions:
         if t.kind is TransitionKind.CONTINUED:
@@ -112,94 +221,83 @@ def apply_transitions(
         if t.kind is TransitionKind.SUPPRESSED:
             _suppress(session, t, now)
             continue
-        previous: Alert | None = None
+        # the texts in force, so a CAP message derived later reads as it did then
+        texts = {
+            "hazard_name": wording.hazard_name(t.hazard),
+            "advice": wording.advice(t.hazard, t.level),
+        }
         if t.kind is TransitionKind.RESOLVED:
-            alert = _close(session, t, now, "resolved")
-        else:
-            previous = _close(session, t, now, "superseded") if t.alert_id is not None else None
-            alert = _open(session, t, now, previous, forecast_run_id)
-        audit.record(
-            session,
-            at=now,
-            actor="system",
-            action=f"alert.{t.kind.value}",
-            subject=f"alert:{alert.id}",
-            # the texts in force, so a CAP message derived later reads as it did then
-            data=_audit_data(alert, t)
-            | {
-                "hazard_name": wording.hazard_name(t.hazard),
-                "advice": wording.advice(t.hazard, t.level),
-            },
-        )
-        zone = _zone(county, t.zone_id)
-        message = HazardMessage(
-            kind=t.kind.value,
-            sender=wording.sender,
-            hazard=wording.hazard_name(t.hazard),
-            level_zh=t.level.zh,
-            zone=zone.name if zone else t.zone_id,
-            onset=alert.onset,
-            now=now,
-            advice=wording.advice(t.hazard, t.level),
-            code=alert.code,
-            township=zone.township if zone else "",
-            village=zone.village if zone else "",
-            until=alert.until,
-            evidence=dict(alert.evidence),
-        )
-        kind = channel_kind(channel)
-        body = render_hazard(
-            message,
-            wording.timezone,
-            template=wording.template(t.hazard, alert.rule_id, kind),
-            channel_kind=kind,
-        )
-        if t.kind is TransitionKind.RESOLVED:
+            alert = session.get_one(Alert, t.alert_id)
+            body = _hazard_text(alert, t, now, county, wording, channel).body
             notifications.extend(
-                esc.close(session, alert, transition=t.kind.value, body=body, now=now)
-            )
-        else:
-            summary = f"{message.zone}{message.hazard}{message.level_zh}预警"
-            notifications.extend(
-                esc.start(
+                close_alert(
                     session,
                     alert,
-                    transition=t.kind.value,
-                    text=AlertText(body, summary),
+                    escalation=esc,
+                    body=body,
+                    data=_audit_data(alert, t) | texts,
                     now=now,
-                    previous=previous,
                 )
             )
+            continue
+        a = t.assessment
+        new = NewAlert(
+            kind=AlertKind.HAZARD,
+            zone_id=t.zone_id,
+            hazard=t.hazard,
+            rule_id=a.rule_id if a else "",
+            title=a.title if a else t.hazard,
+            level=t.level.key,
+            onset=a.onset if a else None,
+            until=a.until if a else None,
+            evidence=dict(a.evidence) if a else {},
+            forecast_run_id=forecast_run_id,
+        )
+        _, notes = open_alert(
+            session,
+            new,
+            escalation=esc,
+            text=partial(
+                _hazard_text, t=t, now=now, county=county, wording=wording, channel=channel
+            ),
+            data=_audit_data(new, t) | texts,
+            now=now,
+            transition=t.kind.value,
+            previous=session.get_one(Alert, t.alert_id) if t.alert_id is not None else None,
+        )
+        notifications.extend(notes)
     session.flush()
     return notifications
 
 
-def enqueue(
-    session: Session,
-    alert: Alert,
-    transition: str,
-    recipient: Recipient,
-    channel: str,
-    body: str,
-    now: datetime,
-) -> Notification:
-    """Add one outbox row; its idempotency key is alert:transition:recipient:channel."""
-    row = Notification(
-        idempotency_key=f"{alert.id}:{transition}:{recipient.person_id}:{channel}",
-        alert_id=alert.id,
-        transition=transition,
-        person_id=recipient.person_id,
-        recipient_name=recipient.name,
-        address=recipient.address,
-        channel=channel,
-        body=body,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+def _hazard_text(
+    alert: Alert, t: Transition, now: datetime, county: County, wording: Wording, channel: str
+) -> AlertText:
+    """The words of a hazard alert's transition, on the default channel's medium."""
+    zone = _zone(county, t.zone_id)
+    message = HazardMessage(
+        kind=t.kind.value,
+        sender=wording.sender,
+        hazard=wording.hazard_name(t.hazard),
+        level_zh=t.level.zh,
+        zone=zone.name if zone else t.zone_id,
+        onset=alert.onset,
+        now=now,
+        advice=wording.advice(t.hazard, t.level),
+        code=alert.code,
+        township=zone.township if zone else "",
+        village=zone.village if zone else "",
+        until=alert.until,
+        evidence=dict(alert.evidence),
     )
-    session.add(row)
-    return row
+    kind = channel_kind(channel)
+    body = render_hazard(
+        message,
+        wording.timezone,
+        template=wording.template(t.hazard, alert.rule_id, kind),
+        channel_kind=kind,
+    )
+    return AlertText(body, f"{message.zone}{message.hazard}{message.level_zh}预警")
 
 
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:
@@ -207,44 +305,6 @@ def _zone(county: County, zone_id: str) -> ZoneConfig | None:
         return county.zone(zone_id)
     except KeyError:  # a zone removed from the configuration while its alert is open
         return None
-
-
-def _open(
-    session: Session,
-    t: Transition,
-    now: datetime,
-    previous: Alert | None,
-    forecast_run_id: int | None,
-) -> Alert:
-    a = t.assessment
-    alert = Alert(
-        code=new_code(session),
-        kind="hazard",
-        zone_id=t.zone_id,
-        hazard=t.hazard,
-        rule_id=a.rule_id if a else "",
-        title=a.title if a else t.hazard,
-        level=t.level.key,
-        state="firing",
-        onset=a.onset if a else None,
-        until=a.until if a else None,
-        evidence=dict(a.evidence) if a else {},
-        opened_at=now,
-        updated_at=now,
-        supersedes_id=previous.id if previous else None,
-        forecast_run_id=forecast_run_id,
-    )
-    session.add(alert)
-    session.flush()  # the id goes into idempotency keys and audit subjects
-    return alert
-
-
-def _close(session: Session, t: Transition, now: datetime, state: str) -> Alert:
-    alert = session.get_one(Alert, t.alert_id)
-    alert.state = state
-    alert.closed_at = now
-    alert.updated_at = now
-    return alert
 
 
 def _continue(session: Session, t: Transition, now: datetime) -> None:
@@ -297,9 +357,9 @@ def _suppress(session: Session, t: Transition, now: datetime) -> None:
     )
 
 
-def _audit_data(alert: Alert, t: Transition) -> dict[str, Any]:
+def _audit_data(alert: Alert | NewAlert, t: Transition) -> dict[str, Any]:
+    """A hazard transition's audit data (after the alert's code, which `_audit` puts first)."""
     return {
-        "code": alert.code,
         "zone": t.zone_id,
         "hazard": t.hazard,
         "level": t.level.key,

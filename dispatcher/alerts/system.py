@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dispatcher import audit
-from dispatcher.alerts.lifecycle import OPEN_STATES, new_code
+from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
-from dispatcher.escalation import AlertText, Escalation
+from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.messages import render_feed
+from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert, ForecastRun, Notification
 
 FEED_DOWN = "feed_down"
@@ -35,10 +35,10 @@ def last_feed_success(session: Session, source: str) -> datetime | None:
 def open_feed_alert(session: Session, source: str) -> Alert | None:
     return session.scalar(
         select(Alert).where(
-            Alert.kind == "system",
+            Alert.kind == AlertKind.SYSTEM,
             Alert.hazard == FEED_DOWN,
             Alert.rule_id == f"feed:{source}",
-            Alert.state.in_(OPEN_STATES),
+            Alert.state.in_(OPEN_ALERT_STATES),
         )
     )
 
@@ -63,70 +63,46 @@ def watch_feed(
     stale_since = max(last_ok, watching_since) if last_ok else watching_since
     down = now - stale_since >= 2 * interval
     alert = open_feed_alert(session, source)
+    esc = on_channel(escalation, county, channel)
+
+    def words(kind: str, since: datetime, code: str) -> str:
+        return render_feed(
+            kind,
+            sender=county.sender,
+            source=source,
+            since=since,
+            code=code,
+            timezone=county.timezone,
+        )
+
     if down and alert is None:
-        alert = Alert(
-            code=new_code(session),
-            kind="system",
-            zone_id=None,
-            hazard=FEED_DOWN,
-            rule_id=f"feed:{source}",
-            title="预报数据中断",
-            level="orange",
-            state="firing",
-            onset=stale_since,
-            until=None,
-            evidence={"last_success": last_ok.isoformat() if last_ok else None},
-            opened_at=now,
-            updated_at=now,
-        )
-        session.add(alert)
-        session.flush()
-        kind = "feed_down"
-        audit.record(
+        last_success = last_ok.isoformat() if last_ok else None
+        _, notes = open_alert(
             session,
-            at=now,
-            actor="system",
-            action="alert.new",
-            subject=f"alert:{alert.id}",
-            data={
-                "code": alert.code,
-                "hazard": FEED_DOWN,
-                "source": source,
-                "last_success": alert.evidence["last_success"],
-            },
+            NewAlert(
+                kind=AlertKind.SYSTEM,
+                hazard=FEED_DOWN,
+                rule_id=f"feed:{source}",
+                title="预报数据中断",
+                level="orange",
+                onset=stale_since,
+                evidence={"last_success": last_success},
+            ),
+            escalation=esc,
+            text=lambda opened: AlertText(
+                words("feed_down", stale_since, opened.code), opened.title
+            ),
+            data={"hazard": FEED_DOWN, "source": source, "last_success": last_success},
+            now=now,
         )
-    elif not down and alert is not None and last_ok is not None and last_ok > alert.opened_at:
-        alert.state = "resolved"
-        alert.closed_at = now
-        alert.updated_at = now
-        kind = "feed_restored"
-        stale_since = last_ok
-        audit.record(
+        return notes
+    if not down and alert is not None and last_ok is not None and last_ok > alert.opened_at:
+        return close_alert(
             session,
-            at=now,
-            actor="system",
-            action="alert.resolved",
-            subject=f"alert:{alert.id}",
-            data={
-                "code": alert.code,
-                "hazard": FEED_DOWN,
-                "source": source,
-                "last_success": last_ok.isoformat(),
-            },
+            alert,
+            escalation=esc,
+            body=words("feed_restored", last_ok, alert.code),
+            data={"hazard": FEED_DOWN, "source": source, "last_success": last_ok.isoformat()},
+            now=now,
         )
-    else:
-        return []
-    body = render_feed(
-        kind,
-        sender=county.sender,
-        source=source,
-        since=stale_since,
-        code=alert.code,
-        timezone=county.timezone,
-    )
-    esc = escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
-    if kind == "feed_down":
-        return esc.start(
-            session, alert, transition="new", text=AlertText(body, alert.title), now=now
-        )
-    return esc.close(session, alert, transition="resolved", body=body, now=now)
+    return []

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from dispatcher.acklinks import ensure_secret_key
 from dispatcher.alerts.acknowledge import acknowledge
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
+from dispatcher.escalation.plan import PlannedStep, parse_step_transition
 from dispatcher.labels import (
     ACK_METHOD_LABELS,
     ALERT_STATE_LABELS,
@@ -510,7 +511,7 @@ class _Console:
             db,
             [a.person_id for a in acks]
             + [login.user.person_id]
-            + [p for t in pending for p in _plan_people(t.plan)],
+            + [p for t in pending for p in PlannedStep.of_timer(t).people],
         )
         later = db.scalar(select(Alert).where(Alert.supersedes_id == alert.id))
         earlier = db.get(Alert, alert.supersedes_id) if alert.supersedes_id else None
@@ -715,11 +716,10 @@ def _names_of(ids: str | None, names: Mapping[str, str]) -> str | None:
 def _transition_label(transition: str) -> str:
     if transition in TRANSITION_LABELS:
         return TRANSITION_LABELS[transition]
-    if transition.startswith("esc"):  # esc2, esc2.1: step 3 (its second round)
-        step, _, round_ = transition[3:].partition(".")
-        if step.isdigit():
-            again = f"（第 {int(round_) + 1} 轮）" if round_.isdigit() else ""
-            return f"逐级通知第 {int(step) + 1} 步{again}"
+    later = parse_step_transition(transition)  # esc2, esc2.1: step 3 (its second round)
+    if later is not None:
+        again = f"（第 {later.round + 1} 轮）" if later.round else ""
+        return f"逐级通知第 {later.step + 1} 步{again}"
     return transition
 
 
@@ -736,11 +736,6 @@ def _person_names(db: Session, ids: Iterable[str | None]) -> dict[str, str]:
     return {p.id: p.name for p in db.scalars(select(Person).where(Person.id.in_(wanted)))}
 
 
-def _plan_people(plan: Mapping[str, Any]) -> list[str]:
-    people = plan.get("people") or []
-    return [p for p in people if isinstance(p, str)] if isinstance(people, list) else []
-
-
 @dataclass(frozen=True)
 class StepView:
     """A pending escalation timer, in words."""
@@ -752,24 +747,18 @@ class StepView:
 
 
 def _step_view(timer: EscalationTimer, names: Mapping[str, str]) -> StepView:
-    plan = timer.plan or {}
+    plan = PlannedStep.of_timer(timer)
     if timer.kind == "deadline":
-        minutes = plan.get("minutes")
-        limit = f"（{minutes} 分钟）" if isinstance(minutes, int) else ""
+        limit = f"（{plan.minutes} 分钟）" if plan.minutes is not None else ""
         what = f"确认期限{limit}：届时仍未确认即记为超时（迟报），并上报"
     else:
         repeat = f"（第 {timer.round + 1} 轮）" if timer.round else ""
         what = f"逐级通知第 {timer.step + 1} 步{repeat}"
     roles = {**ROLE_LABELS, **DUTY_ROLE_LABELS}
-    targets = plan.get("targets")
-    who = [roles.get(str(t), str(t)) for t in targets] if isinstance(targets, list) else []
-    who += [names.get(p, p) for p in _plan_people(plan)]
-    channels = plan.get("channels")
+    who = [roles.get(t, t) for t in plan.targets] + [names.get(p, p) for p in plan.people]
     return StepView(
         due_at=timer.due_at,
         what=what,
         who="、".join(who),
-        channels="、".join(CHANNEL_LABELS.get(str(c), str(c)) for c in channels)
-        if isinstance(channels, list)
-        else "",
+        channels="、".join(CHANNEL_LABELS.get(c, c) for c in plan.channels),
     )

@@ -1,0 +1,447 @@
+"""Running a policy: an alert opens, its steps fire, its deadline passes, it closes.
+
+When an alert opens (`Escalation.start`, called by the lifecycle in the same
+transaction as the transition) the first step is enqueued at once, and every
+later step, every repeat and the acknowledgement deadline become timers
+(`dispatcher.escalation.timers`), each with its `PlannedStep`. A missed
+acknowledgement deadline records `alert.overdue` (迟报) and tells the leader on
+duty. When the alert closes (`Escalation.close`) the rest is cancelled and
+everyone who was told hears of it.
+
+Channels a step names but this instance has not configured (say twilio_voice
+without a voice provider) fall back to the default channel, with a log line
+and a note in the audit event: a message on the wrong channel beats none.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher import acklinks, audit
+from dispatcher.county import County
+from dispatcher.escalation.plan import OVERDUE_TRANSITION, PlannedStep, step_transition
+from dispatcher.escalation.policy import (
+    DEFAULT_CHANNEL,
+    DEFAULT_DEADLINES,
+    Policies,
+    Policy,
+)
+from dispatcher.escalation.timers import cancel_escalation
+from dispatcher.messages import append_link
+from dispatcher.outbox.rows import enqueue
+from dispatcher.roster import Roster
+from dispatcher.routing import Recipient, recipients
+from dispatcher.settings import Settings
+from dispatcher.states import AlertState, NotificationStatus, TimerKind, TimerStatus
+from dispatcher.storage.models import Acknowledgement, Alert, EscalationTimer, Notification
+from rules.types import Level
+
+__all__ = ["AlertText", "Escalation", "enqueue", "notified_people", "on_channel"]
+
+log = logging.getLogger("yujing.escalation")
+
+# The overdue notice to the leader on duty. The warning texts themselves come
+# from dispatcher.messages; this one is composed of what the alert already said.
+OVERDUE_TEXT: Final = (
+    "【{sender}】迟报提醒：{summary}（编码{code}）已超过{minutes}分钟无人确认，"
+    "请督促落实。回复1确认（编码{code}）"
+)
+
+
+@dataclass(frozen=True)
+class AlertText:
+    """The words of an alert's warning: re-sent by later steps, quoted when overdue."""
+
+    body: str  # the message as first sent
+    summary: str  # e.g. 柳林镇…不稳定斜坡寒潮黄色预警, for the overdue notice
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Everything escalation needs: the county, its roster, policies, channels, deadlines."""
+
+    county: County
+    roster: Roster
+    policies: Policies
+    channels: frozenset[str]  # names of the channels this instance has configured
+    default_channel: str
+    deadlines: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
+    actor: str = "escalation"
+    # (alert id, person id, now) → signed ack link or None (dispatcher.acklinks)
+    ack_link: Callable[[int, str, datetime], str | None] | None = None
+
+    @classmethod
+    def plain(cls, county: County, channel: str) -> Escalation:
+        """No roster, built-in policies, one channel: for callers that configure nothing."""
+        return cls(county, Roster.unconfigured(county), Policies(), frozenset({channel}), channel)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        county: County,
+        roster: Roster,
+        policies: Policies,
+        channels: Iterable[str],
+    ) -> Escalation:
+        deadlines = {
+            level: timedelta(seconds=getattr(settings, f"ack_deadline_{level}_seconds"))
+            for level in (lv.key for lv in Level)
+        }
+        configured = frozenset(channels)
+        named = {
+            name
+            for policy in policies.all()
+            for step in policy.steps
+            for name in step.channels
+            if name != DEFAULT_CHANNEL
+        }
+        for name in sorted(named - configured - {settings.default_channel}):
+            log.warning(
+                "escalation policies name channel %s, which is not configured here: "
+                "its messages go by %s instead",
+                name,
+                settings.default_channel,
+            )
+        return cls(
+            county,
+            roster,
+            policies,
+            configured,
+            settings.default_channel,
+            deadlines,
+            ack_link=partial(acklinks.ack_link, settings),
+        )
+
+    def with_channel(self, channel: str) -> Escalation:
+        """The same escalation with `channel` as the default (a caller's explicit choice)."""
+        if channel == self.default_channel:
+            return self
+        return replace(self, default_channel=channel, channels=self.channels | {channel})
+
+    def deadline(self, level: str) -> timedelta:
+        return self.deadlines.get(level, DEFAULT_DEADLINES["orange"])
+
+    def channel_for(self, name: str) -> tuple[str, bool]:
+        """(the channel to use for `name`, whether it fell back to the default)."""
+        if name == DEFAULT_CHANNEL or name == self.default_channel:
+            return self.default_channel, False
+        if name in self.channels:
+            return name, False
+        log.info("channel %s is not configured here: using %s instead", name, self.default_channel)
+        return self.default_channel, True
+
+    # --- an alert opens, changes level or ends
+
+    def start(
+        self,
+        session: Session,
+        alert: Alert,
+        *,
+        transition: str,
+        text: AlertText,
+        now: datetime,
+        previous: Alert | None = None,
+        policy: Policy | None = None,
+    ) -> list[Notification]:
+        """Begin the alert's policy: enqueue the first step now and plan the rest.
+
+        `transition` (new, upgraded, downgraded) names the first step's
+        messages. With `previous` (the alert this one supersedes) its escalation
+        is cancelled and everyone told about it hears about the change too.
+        `policy` replaces the one escalation.yaml gives the alert (a built-in
+        audience, such as the administrators'). Does not commit.
+        """
+        policy = policy or self.policies.for_alert(alert)
+        deadline = now + self.deadline(alert.level)
+        told: list[Recipient] = []
+        if previous is not None:
+            cancel_escalation(session, previous, at=now, actor=self.actor, reason="superseded")
+            told = notified_people(session, previous, self.county)
+        planned = list(self._plans(policy, text, transition))
+        now_items = [item for item in planned if item.delay == timedelta(0)]
+        later = sorted(
+            (item for item in planned if item.delay > timedelta(0)),
+            key=lambda item: item.delay,
+        )
+        notes: list[Notification] = []
+        reached = False
+        for item in now_items:
+            fired, told_now = self._fire(session, alert, item, now, extra=told)
+            notes.extend(fired)
+            reached, told = reached or bool(told_now), []
+        while not reached and later:
+            # a first step that reaches nobody (a zone without monitors, say) is
+            # followed at once by the next one: no warning waits in silence
+            fired, told_now = self._fire(session, alert, later.pop(0), now, extra=told)
+            notes.extend(fired)
+            reached, told = bool(told_now), []
+        timers = [self._timer(alert, item, now + item.delay, now) for item in later]
+        timers.append(self._deadline_timer(alert, policy, text, deadline, now))
+        session.add_all(timers)
+        session.flush()
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action="escalation.started",
+            subject=f"alert:{alert.id}",
+            data={
+                "code": alert.code,
+                "policy": policy.name,
+                "deadline": deadline.isoformat(),
+                "planned": [
+                    {"step": t.step, "round": t.round, "kind": t.kind, "due": t.due_at.isoformat()}
+                    for t in timers
+                ],
+            },
+        )
+        return notes
+
+    def close(
+        self, session: Session, alert: Alert, *, transition: str, body: str, now: datetime
+    ) -> list[Notification]:
+        """The alert ended: cancel the rest of its escalation, tell everyone who was told."""
+        cancel_escalation(session, alert, at=now, actor=self.actor, reason=transition)
+        notes = [
+            enqueue(session, alert, transition, r, self.default_channel, body, now)
+            for r in notified_people(session, alert, self.county)
+        ]
+        session.flush()
+        return notes
+
+    # --- timers
+
+    def run_timer(self, session: Session, timer: EscalationTimer, now: datetime) -> int:
+        """Fire one due timer (already locked by the caller); returns notifications enqueued."""
+        alert = session.get_one(Alert, timer.alert_id)
+        timer.lease_until = None
+        timer.finished_at = now
+        if alert.state != AlertState.FIRING:
+            # acknowledged or closed meanwhile; cancel_escalation normally got here first
+            timer.status = TimerStatus.CANCELLED
+            return 0
+        timer.status = TimerStatus.DONE
+        planned = PlannedStep.of_timer(timer)
+        if planned.kind is TimerKind.DEADLINE:
+            return self._overdue(session, alert, timer, planned, now)
+        later = session.scalar(
+            select(EscalationTimer.round).where(
+                EscalationTimer.alert_id == alert.id,
+                EscalationTimer.kind == TimerKind.STEP,
+                EscalationTimer.step == timer.step,
+                EscalationTimer.round > timer.round,
+                EscalationTimer.status == TimerStatus.PENDING,
+                EscalationTimer.due_at <= now,
+            )
+        )
+        if later is not None:
+            # catching up after downtime: one reminder, not every one missed
+            audit.record(
+                session,
+                at=now,
+                actor=self.actor,
+                action="escalation.skipped",
+                subject=f"alert:{alert.id}",
+                data={"code": alert.code, "step": timer.step, "round": timer.round},
+            )
+            return 0
+        notes, _ = self._fire(session, alert, planned, now)
+        return len(notes)
+
+    def _plans(self, policy: Policy, text: AlertText, transition: str) -> Iterator[PlannedStep]:
+        for index, step in enumerate(policy.steps):
+            for round_, delay in step.rounds():
+                first = step.after == timedelta(0) and round_ == 0
+                yield PlannedStep(
+                    policy=policy.name,
+                    targets=step.targets,
+                    people=step.people,
+                    channels=step.channels,
+                    transition=transition if first else step_transition(index, round_),
+                    body=text.body,
+                    step=index,
+                    round=round_,
+                    delay=delay,
+                )
+
+    def _timer(
+        self, alert: Alert, planned: PlannedStep, due: datetime, now: datetime
+    ) -> EscalationTimer:
+        return EscalationTimer(
+            alert_id=alert.id,
+            kind=planned.kind,
+            step=planned.step,
+            round=planned.round,
+            due_at=due,
+            status=TimerStatus.PENDING,
+            plan=planned.to_json(),
+            created_at=now,
+        )
+
+    def _deadline_timer(
+        self, alert: Alert, policy: Policy, text: AlertText, due: datetime, now: datetime
+    ) -> EscalationTimer:
+        minutes = round(self.deadline(alert.level).total_seconds() / 60)
+        body = OVERDUE_TEXT.format(
+            sender=self.county.sender, summary=text.summary, code=alert.code, minutes=minutes
+        )
+        planned = PlannedStep(
+            policy=policy.name,
+            targets=("leader_on_duty",),
+            people=(),
+            channels=(DEFAULT_CHANNEL,),
+            transition=OVERDUE_TRANSITION,
+            body=body,
+            kind=TimerKind.DEADLINE,
+            minutes=minutes,
+        )
+        return self._timer(alert, planned, due, now)
+
+    def _fire(
+        self,
+        session: Session,
+        alert: Alert,
+        planned: PlannedStep,
+        now: datetime,
+        *,
+        extra: Sequence[Recipient] = (),
+        action: str = "escalation.step",
+    ) -> tuple[list[Notification], list[dict[str, Any]]]:
+        """Enqueue one step's messages and record it; people who acknowledged are skipped."""
+        routed = recipients(
+            self.county,
+            self.roster,
+            zone_id=alert.zone_id,
+            targets=planned.targets,
+            people=planned.people,
+            at=now,
+        )
+        acked = set(
+            session.scalars(
+                select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
+            )
+        )
+        people = list(routed.recipients)
+        seen = {r.person_id for r in people}
+        people.extend(r for r in extra if r.person_id not in seen)
+        channels: list[tuple[str, str, bool]] = []
+        for name in planned.channels:
+            used, fell_back = self.channel_for(name)
+            if used not in {c for _, c, _ in channels}:
+                channels.append((name, used, fell_back))
+        # two steps firing together may name one person: one message each way
+        already = {
+            (person, channel)
+            for person, channel in session.execute(
+                select(Notification.person_id, Notification.channel).where(
+                    Notification.alert_id == alert.id,
+                    Notification.transition == planned.transition,
+                )
+            )
+        }
+        notes: list[Notification] = []
+        told: list[dict[str, Any]] = []
+        for person in people:
+            if person.person_id in acked:
+                continue
+            # people told about the alert this one replaces hear of the change by the default
+            person_channels = (
+                channels if person.role != "notified" else [("", self.default_channel, False)]
+            )
+            for _, used, _ in person_channels:
+                if (person.person_id, used) in already:
+                    continue
+                body = planned.body
+                if self.ack_link is not None and used in acklinks.LINK_CHANNELS:
+                    body = append_link(body, self.ack_link(alert.id, person.person_id, now))
+                notes.append(enqueue(session, alert, planned.transition, person, used, body, now))
+                told.append({"person": person.person_id, "role": person.role, "channel": used})
+        session.flush()
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action=action,
+            subject=f"alert:{alert.id}",
+            data={
+                "code": alert.code,
+                "policy": planned.policy,
+                # the deadline's notice is no step of the policy
+                "step": "deadline" if planned.kind is TimerKind.DEADLINE else planned.step,
+                "round": planned.round,
+                "targets": list(planned.targets),
+                "told": told,
+                "skipped_acknowledged": sorted(r.person_id for r in people if r.person_id in acked),
+                "unrostered": routed.unrostered,
+                "channel_fallbacks": [f"{n}→{u}" for n, u, fb in channels if fb],
+            },
+        )
+        return notes, told
+
+    def _overdue(
+        self,
+        session: Session,
+        alert: Alert,
+        timer: EscalationTimer,
+        planned: PlannedStep,
+        now: datetime,
+    ) -> int:
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action="alert.overdue",
+            subject=f"alert:{alert.id}",
+            data={
+                "code": alert.code,
+                "level": alert.level,
+                "deadline": timer.due_at.isoformat(),
+                "minutes": planned.minutes,
+            },
+        )
+        notes, _ = self._fire(session, alert, planned, now)
+        return len(notes)
+
+
+def on_channel(escalation: Escalation | None, county: County, channel: str) -> Escalation:
+    """`escalation` with `channel` as its default; without one, the plain one of `county`.
+
+    The plain escalation has the built-in policies and no roster (every duty
+    officer and leader on duty counts as on duty): for callers that configure nothing.
+    """
+    return escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
+
+
+def notified_people(session: Session, alert: Alert, county: County) -> list[Recipient]:
+    """Everyone a message about `alert` was meant for (not cancelled), each once."""
+    rows = session.execute(
+        select(Notification.person_id, Notification.recipient_name, Notification.address)
+        .where(
+            Notification.alert_id == alert.id,
+            Notification.status != NotificationStatus.CANCELLED,
+            Notification.person_id.is_not(None),
+        )
+        .order_by(Notification.id)
+    ).all()
+    out: list[Recipient] = []
+    seen: set[str] = set()
+    for person_id, name, address in rows:
+        if person_id is None or person_id in seen:
+            continue
+        seen.add(person_id)
+        person = county.people.get(person_id)
+        if person is not None:
+            out.append(Recipient(person.id, person.name, person.phone, "notified"))
+        else:
+            out.append(Recipient(person_id, name, address, "notified"))
+    return out

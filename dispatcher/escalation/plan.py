@@ -1,0 +1,137 @@
+"""A planned step: one firing of one policy step for one alert, and its transition name.
+
+When an alert opens, every firing of its policy (each step, each repeat) and
+its acknowledgement deadline is planned: whom to tell, on which channels, with
+which words. Those due at once are sent; the others become rows of
+`escalation_timers` whose `plan` column holds `PlannedStep.to_json()` (the
+JSON shape is the stored one: rows written by earlier versions still load).
+
+The outbox `transition` of an escalation message is encoded here and parsed
+here only: `esc{step}` for a later step, `esc{step}.{round}` for its repeats,
+`esc.overdue` for the deadline's notice; the first step of a policy goes out
+under the alert's own transition (new, upgraded, downgraded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from dispatcher.states import TimerKind
+from dispatcher.storage.models import EscalationTimer
+
+__all__ = [
+    "ESCALATION_PREFIX",
+    "OVERDUE_TRANSITION",
+    "PlannedStep",
+    "StepTransition",
+    "parse_step_transition",
+    "step_transition",
+]
+
+#: Outbox `transition` prefix of the messages later steps and the deadline send;
+#: an acknowledgement cancels those still pending (the warning itself still goes out).
+ESCALATION_PREFIX: Final = "esc"
+OVERDUE_TRANSITION: Final = f"{ESCALATION_PREFIX}.overdue"
+
+_STEP_TRANSITION: Final = re.compile(rf"^{ESCALATION_PREFIX}(\d+)(?:\.(\d+))?$")
+
+
+@dataclass(frozen=True)
+class StepTransition:
+    """What a later step's transition name says: its step and round (0-based)."""
+
+    step: int
+    round: int
+
+
+def step_transition(step: int, round_: int) -> str:
+    """The transition of a later step's messages: esc2 (step 2), esc2.1 (its first repeat)."""
+    return f"{ESCALATION_PREFIX}{step}" + (f".{round_}" if round_ else "")
+
+
+def parse_step_transition(transition: str) -> StepTransition | None:
+    """The step and round `transition` names, or None when it is not a later step's."""
+    match = _STEP_TRANSITION.match(transition)
+    if match is None:
+        return None
+    return StepTransition(int(match[1]), int(match[2] or 0))
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One planned firing: whom to tell (targets, people), how (channels), what (body).
+
+    `step` and `round` place it in its policy (`kind` deadline: the
+    acknowledgement deadline, step 0 round 0); `delay` is from the alert's
+    opening; `minutes` is the deadline's length, quoted by the console.
+    """
+
+    policy: str | None
+    targets: tuple[str, ...]
+    people: tuple[str, ...]
+    channels: tuple[str, ...]
+    transition: str
+    body: str
+    kind: TimerKind = TimerKind.STEP
+    step: int = 0
+    round: int = 0
+    delay: timedelta = timedelta(0)
+    minutes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `plan` column: what the timer's own columns (kind, step, round, due) do not say."""
+        plan: dict[str, Any] = {
+            "policy": self.policy,
+            "targets": list(self.targets),
+            "people": list(self.people),
+            "channels": list(self.channels),
+            "transition": self.transition,
+            "body": self.body,
+        }
+        if self.kind is TimerKind.DEADLINE:
+            plan["minutes"] = self.minutes
+        return plan
+
+    @classmethod
+    def from_json(
+        cls, plan: Mapping[str, Any], *, kind: TimerKind, step: int, round_: int
+    ) -> PlannedStep:
+        """The planned step a timer's `plan` column and columns describe.
+
+        Lenient about what may be missing from rows written by earlier
+        versions (people, policy, minutes): the console shows what there is.
+        """
+        minutes = plan.get("minutes")
+        return cls(
+            policy=_text_or_none(plan.get("policy")),
+            targets=_texts(plan.get("targets")),
+            people=_texts(plan.get("people")),
+            channels=_texts(plan.get("channels")),
+            transition=str(plan.get("transition", "")),
+            body=str(plan.get("body", "")),
+            kind=kind,
+            step=step,
+            round=round_,
+            minutes=minutes if isinstance(minutes, int) else None,
+        )
+
+    @classmethod
+    def of_timer(cls, timer: EscalationTimer) -> PlannedStep:
+        """The planned step an escalation timer row holds."""
+        return cls.from_json(
+            timer.plan or {}, kind=TimerKind(timer.kind), step=timer.step, round_=timer.round
+        )
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value if isinstance(v, str))
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

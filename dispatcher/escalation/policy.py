@@ -1,0 +1,171 @@
+"""The policy model: which steps an alert escalates by, and the built-in defaults.
+
+A policy is a list of steps: after a delay from the alert's opening, notify
+targets (zone roles, the duty officer and the leader on duty per the roster,
+named people) on given channels, optionally repeating every so often.
+`escalation.yaml` (`dispatcher.escalation.config`) replaces these defaults per
+level, per hazard and level, or per rule and level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final
+
+from dispatcher.routing import ADMINISTRATOR
+from dispatcher.states import AlertKind
+from dispatcher.storage.models import Alert
+from rules.types import Level
+
+__all__ = [
+    "ADMINISTRATOR_POLICY",
+    "DEFAULT_CHANNEL",
+    "DEFAULT_DEADLINES",
+    "DEFAULT_POLICIES",
+    "SYSTEM_POLICY",
+    "Policies",
+    "Policy",
+    "Step",
+]
+
+#: The channel name that means "this instance's default channel".
+DEFAULT_CHANNEL: Final = "default"
+
+#: The key of the policy of system alerts (feed down) among the per-level ones;
+#: escalation.yaml's `system:` replaces it.
+SYSTEM_POLICY: Final = "system"
+
+_LEVEL_KEYS: Final = frozenset(level.key for level in Level)
+
+
+@dataclass(frozen=True)
+class Step:
+    """After `after` (from the alert's opening), tell `targets` and `people` on `channels`.
+
+    `repeat` more times every `every` (until acknowledged).
+    """
+
+    after: timedelta
+    targets: tuple[str, ...]
+    people: tuple[str, ...] = ()
+    channels: tuple[str, ...] = (DEFAULT_CHANNEL,)
+    repeat: int = 0
+    every: timedelta | None = None
+
+    def rounds(self) -> Iterator[tuple[int, timedelta]]:
+        """(round, delay from the opening) of each time this step fires."""
+        yield 0, self.after
+        for n in range(1, self.repeat + 1):
+            assert self.every is not None
+            yield n, self.after + n * self.every
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The ordered steps for one kind of alert; `name` says where it came from."""
+
+    name: str
+    steps: tuple[Step, ...]
+
+
+def _monitors_first(level: Level) -> Policy:
+    # blue/yellow: the people at the slope first, then the one who owns the
+    # response, then the bureau (DOMAIN.md: roles and what they do)
+    return Policy(
+        f"default:{level.key}",
+        (
+            Step(timedelta(0), ("mass_monitor", "monitoring")),
+            Step(timedelta(minutes=30), ("disaster_prevention",)),
+            Step(timedelta(minutes=60), ("duty_officer",), repeat=2, every=timedelta(minutes=30)),
+        ),
+    )
+
+
+def _everyone_at_once(level: Level, remind: timedelta, times: int) -> Policy:
+    # orange/red: evacuation may be needed, so the disaster-prevention person is
+    # called and the leader on duty told from the first minute, with everyone else
+    return Policy(
+        f"default:{level.key}",
+        (
+            Step(
+                timedelta(0),
+                ("disaster_prevention",),
+                channels=("twilio_voice", DEFAULT_CHANNEL),
+            ),
+            Step(
+                timedelta(0),
+                ("leader_on_duty", "duty_officer", "monitoring", "mass_monitor", "technical"),
+            ),
+            Step(
+                remind,
+                ("disaster_prevention", "duty_officer"),
+                channels=("twilio_voice", DEFAULT_CHANNEL),
+                repeat=times,
+                every=remind,
+            ),
+        ),
+    )
+
+
+DEFAULT_POLICIES: Final[Mapping[str, Policy]] = {
+    Level.BLUE.key: _monitors_first(Level.BLUE),
+    Level.YELLOW.key: _monitors_first(Level.YELLOW),
+    Level.ORANGE.key: _everyone_at_once(Level.ORANGE, timedelta(minutes=10), 2),
+    Level.RED.key: _everyone_at_once(Level.RED, timedelta(minutes=5), 3),
+    SYSTEM_POLICY: Policy(
+        "default:system",
+        (
+            Step(timedelta(0), ("duty_officer", "leader_on_duty")),
+            Step(timedelta(minutes=30), ("duty_officer",), repeat=2, every=timedelta(minutes=30)),
+        ),
+    ),
+}
+
+#: For what only an administrator can mend (rule files refused): the
+#: administrators (the duty officers when there are none), reminded like the
+#: system policy reminds the duty officer; the deadline tells the leader on duty.
+ADMINISTRATOR_POLICY: Final = Policy(
+    "default:administrator",
+    (
+        Step(timedelta(0), (ADMINISTRATOR,)),
+        Step(timedelta(minutes=30), (ADMINISTRATOR,), repeat=2, every=timedelta(minutes=30)),
+    ),
+)
+
+#: Acknowledgement deadlines when settings give none (blue/yellow leave room for
+#: the whole ladder: monitors → disaster-prevention person → duty officer).
+DEFAULT_DEADLINES: Final[Mapping[str, timedelta]] = {
+    Level.BLUE.key: timedelta(minutes=120),
+    Level.YELLOW.key: timedelta(minutes=90),
+    Level.ORANGE.key: timedelta(minutes=15),
+    Level.RED.key: timedelta(minutes=10),
+}
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Every policy in force: per level, per hazard and level, per rule and level."""
+
+    levels: Mapping[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    hazards: Mapping[tuple[str, str], Policy] = field(default_factory=dict)
+    rules: Mapping[tuple[str, str], Policy] = field(default_factory=dict)
+
+    def all(self) -> list[Policy]:
+        """Every policy, each once."""
+        out: dict[str, Policy] = {}
+        for policy in (*self.levels.values(), *self.hazards.values(), *self.rules.values()):
+            out.setdefault(policy.name, policy)
+        return list(out.values())
+
+    def for_alert(self, alert: Alert) -> Policy:
+        """The rule's policy for this level, else the hazard's, else the level's."""
+        if alert.kind == AlertKind.SYSTEM:
+            return self.levels[SYSTEM_POLICY]
+        return (
+            self.rules.get((alert.rule_id, alert.level))
+            or self.hazards.get((alert.hazard, alert.level))
+            or self.levels.get(alert.level)
+            or DEFAULT_POLICIES[alert.level if alert.level in _LEVEL_KEYS else Level.ORANGE.key]
+        )

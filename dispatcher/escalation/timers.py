@@ -1,0 +1,155 @@
+"""Durable timers: claiming due escalation timers, running them, cancelling the rest.
+
+Every later step, repeat and acknowledgement deadline of an alert is a row of
+`escalation_timers`. The scheduler's `escalate_due` claims due rows with a
+lease (SKIP LOCKED on PostgreSQL, like the outbox) and runs each in its own
+transaction, so a restart or another instance picks them up and a failing one
+does not block the others. `cancel_escalation` (an acknowledgement, a
+resolution, a level change) cancels the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Protocol
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from dispatcher import audit
+from dispatcher.audit import serialise_with_audit
+from dispatcher.escalation.plan import ESCALATION_PREFIX
+from dispatcher.states import NotificationStatus, TimerStatus
+from dispatcher.storage.models import Alert, EscalationTimer, Notification
+
+__all__ = ["LEASE", "EscalationRun", "TimerRunner", "cancel_escalation", "escalate_due"]
+
+log = logging.getLogger("yujing.escalation")
+
+# A claimed timer is run within milliseconds; past this, its runner died.
+LEASE: Final = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class EscalationRun:
+    """What one `escalate_due` call did."""
+
+    timers: int = 0
+    notifications: int = 0
+
+
+class TimerRunner(Protocol):
+    """What fires a claimed timer: `dispatcher.escalation.engine.Escalation`."""
+
+    def run_timer(self, session: Session, timer: EscalationTimer, now: datetime) -> int:
+        """Fire one due timer (already locked by the caller); returns notifications enqueued."""
+        ...
+
+
+def cancel_escalation(
+    session: Session, alert: Alert, *, at: datetime, actor: str, reason: str
+) -> tuple[list[int], list[int]]:
+    """Cancel the alert's pending timers and its escalation messages not yet sent.
+
+    Returns (timer ids, notification ids) cancelled; records one audit event
+    when anything was cancelled. Does not commit.
+    """
+    # RETURNING: exactly the rows this statement changed, not those a worker claimed meanwhile
+    timers = sorted(
+        session.scalars(
+            update(EscalationTimer)
+            .where(
+                EscalationTimer.alert_id == alert.id,
+                EscalationTimer.status == TimerStatus.PENDING,
+            )
+            .values(status=TimerStatus.CANCELLED, finished_at=at, lease_until=None)
+            .returning(EscalationTimer.id),
+            execution_options={"synchronize_session": False},
+        )
+    )
+    notes = sorted(
+        session.scalars(
+            update(Notification)
+            .where(
+                Notification.alert_id == alert.id,
+                Notification.status == NotificationStatus.PENDING,
+                Notification.transition.startswith(ESCALATION_PREFIX),
+            )
+            .values(status=NotificationStatus.CANCELLED, finished_at=at)
+            .returning(Notification.id),
+            execution_options={"synchronize_session": False},
+        )
+    )
+    if timers or notes:
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action="escalation.cancelled",
+            subject=f"alert:{alert.id}",
+            data={"code": alert.code, "reason": reason, "timers": timers, "notifications": notes},
+        )
+    return timers, notes
+
+
+def escalate_due(
+    sessions: sessionmaker[Session],
+    escalation: TimerRunner,
+    now: datetime,
+    *,
+    limit: int = 200,
+) -> EscalationRun:
+    """Run every escalation timer due at `now`; the scheduler calls this every few seconds.
+
+    Claims up to `limit` due timers in one short transaction (a lease; SKIP
+    LOCKED on PostgreSQL, so instances never run the same timer), then runs each
+    in its own transaction, guarded by the lease: a timer an acknowledgement
+    cancelled meanwhile is skipped, and a runner that dies leaves its timers to
+    be claimed again when the lease runs out.
+    """
+    lease_until = now + LEASE
+    with sessions.begin() as session:
+        rows = session.scalars(
+            select(EscalationTimer)
+            .where(
+                EscalationTimer.status == TimerStatus.PENDING,
+                EscalationTimer.due_at <= now,
+                or_(EscalationTimer.lease_until.is_(None), EscalationTimer.lease_until < now),
+            )
+            .order_by(EscalationTimer.due_at, EscalationTimer.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            row.lease_until = lease_until
+        claimed = [row.id for row in rows]
+    fired = notified = 0
+    for timer_id in claimed:
+        try:
+            with sessions.begin() as session:
+                # the chain lock first, as every writer takes it (see serialise_with_audit);
+                # it also orders this timer after any acknowledgement in progress
+                serialise_with_audit(session)
+                timer = session.scalar(
+                    select(EscalationTimer)
+                    .where(
+                        and_(
+                            EscalationTimer.id == timer_id,
+                            EscalationTimer.status == TimerStatus.PENDING,
+                            EscalationTimer.lease_until == lease_until,
+                        )
+                    )
+                    .with_for_update()
+                )
+                if timer is None:
+                    continue  # cancelled, or re-claimed after our lease ran out
+                notified += escalation.run_timer(session, timer, now)
+                fired += 1
+        except Exception:
+            # one broken timer must not hold up the others; it is retried after the lease
+            log.exception("escalation timer %d failed; retrying after its lease", timer_id)
+    if fired:
+        log.info("escalation: %d timers fired, %d notifications", fired, notified)
+    return EscalationRun(fired, notified)
