@@ -42,9 +42,9 @@ from dispatcher.messages import render_rules_refused, render_rules_restored
 from dispatcher.routing import Recipient
 from dispatcher.storage.models import Alert, AuditEvent
 from dispatcher.web.app import RulesStatus
+from rules.config import ConfigError, Problem
 from rules.expr import condition_variables
 from rules.loader import RuleSet, load_ruleset
-from rules.config import ConfigError, Problem
 
 log = logging.getLogger("yujing.rules")
 

@@ -25,6 +25,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rules.config import (
+    ConfigError,
+    Document,
+    Loc,
+    Problem,
+    load_yaml_text,
+    problems_from_validation,
+)
 from rules.expr import (
     And,
     Condition,
@@ -53,14 +61,6 @@ from rules.schema import (
 )
 from rules.templates import template_problems
 from rules.types import Level
-from rules.config import (
-    ConfigError,
-    Document,
-    Loc,
-    Problem,
-    load_yaml_text,
-    problems_from_validation,
-)
 
 __all__ = ["LIBRARY", "ConfigError", "RuleSet", "library_names", "load_ruleset"]
 

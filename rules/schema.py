@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
@@ -21,6 +20,7 @@ from pydantic import (
     Tag,
 )
 
+from rules.config import Strict
 from rules.expr import parse_duration_minutes, whole_hours
 from rules.types import Level
 
@@ -123,23 +123,30 @@ Vertex = Annotated[tuple[float, float], BeforeValidator(_vertex)]
 AdviceKey = Literal["default", "blue", "yellow", "orange", "red"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class Uncoerced(Strict):
+    """The base of rule and rule-test file schemas: `Strict`, and no type coercion.
+
+    An administrator's `within: "12"` or `enabled: "no"` is an error, not a guess:
+    a quoted number or word that silently became another type could change
+    which zones are warned.
+    """
+
+    model_config = ConfigDict(strict=True)
 
 
-class AllOf(_Strict):
+class AllOf(Uncoerced):
     """`all: [cond, ...]`: every item holds at the same hour."""
 
     all: list[ConditionDecl] = Field(min_length=1)
 
 
-class AnyOf(_Strict):
+class AnyOf(Uncoerced):
     """`any: [cond, ...]`: at least one item holds."""
 
     any: list[ConditionDecl] = Field(min_length=1)
 
 
-class NotOf(_Strict):
+class NotOf(Uncoerced):
     """`not: cond`."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -174,7 +181,7 @@ ConditionDecl = Annotated[
 ]
 
 
-class LevelDecl(_Strict):
+class LevelDecl(Uncoerced):
     """One level of a rule: the condition and the window it must hold in."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -197,7 +204,7 @@ ZONE_KINDS: tuple[str, ...] = get_args(ZoneKind)
 RISK_LEVELS: tuple[str, ...] = get_args(RiskLevel)
 
 
-class SelectorDecl(_Strict):
+class SelectorDecl(Uncoerced):
     """Which zones a rule applies to; each given key narrows the selection."""
 
     # An empty list would select nothing, silently: refuse it.
@@ -216,14 +223,14 @@ class SelectorDecl(_Strict):
 Params = dict[ParamName, float]
 
 
-class ParamOverrideDecl(_Strict):
+class ParamOverrideDecl(Uncoerced):
     """`overrides:` item: other parameter values for the zones a selector picks."""
 
     zones: SelectorDecl
     params: Params = Field(min_length=1)
 
 
-class TemplatesDecl(_Strict):
+class TemplatesDecl(Uncoerced):
     """Jinja2 message templates per channel kind (rules/templates.py)."""
 
     sms: str | None = None
@@ -235,7 +242,7 @@ class TemplatesDecl(_Strict):
         return [(kind, text) for kind, text in self.model_dump().items() if text is not None]
 
 
-class RuleDecl(_Strict):
+class RuleDecl(Uncoerced):
     """One rule as written in YAML."""
 
     id: Identifier
@@ -252,7 +259,7 @@ class RuleDecl(_Strict):
     levels: dict[LevelName, LevelDecl] = Field(min_length=1)
 
 
-class RuleOverrideDecl(_Strict):
+class RuleOverrideDecl(Uncoerced):
     """`override:` item: change an (included) rule by id; each given key replaces its own."""
 
     id: Identifier
@@ -269,7 +276,7 @@ class RuleOverrideDecl(_Strict):
     levels: dict[LevelName, LevelDecl] | None = Field(default=None, min_length=1)
 
 
-class HazardDecl(_Strict):
+class HazardDecl(Uncoerced):
     """Display name, advice and message templates of a hazard."""
 
     name: str = Field(min_length=1)
@@ -277,7 +284,7 @@ class HazardDecl(_Strict):
     templates: TemplatesDecl | None = None
 
 
-class RulesFile(_Strict):
+class RulesFile(Uncoerced):
     """A whole rules file."""
 
     include: list[str] = Field(default_factory=list)

@@ -22,14 +22,8 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
-from rules.evaluate import evaluate
-from rules.expr import parse_duration_minutes
-from rules.loader import LIBRARY, library_names, load_ruleset
-from rules.ruleset import RuleSet
-from rules.schema import RiskLevel, ZoneKind
-from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
 from rules.config import (
     ConfigError,
     Document,
@@ -38,6 +32,12 @@ from rules.config import (
     load_yaml,
     problems_from_validation,
 )
+from rules.evaluate import evaluate
+from rules.expr import parse_duration_minutes
+from rules.loader import LIBRARY, library_names, load_ruleset
+from rules.ruleset import RuleSet
+from rules.schema import RiskLevel, Uncoerced, ZoneKind
+from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_LOCATION = (37.43, 110.89)  # the seat of the example county (柳林镇)
@@ -142,16 +142,12 @@ ValuesText = Annotated[str, BeforeValidator(_values_text)]
 ExpectedLevel = Literal["blue", "yellow", "orange", "red", "indeterminate"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class LocationDecl(_Strict):
+class LocationDecl(Uncoerced):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
 
-class ZoneDecl(_Strict):
+class ZoneDecl(Uncoerced):
     """A zone of a test; everything but the id has a default."""
 
     id: str = Field(min_length=1)
@@ -165,7 +161,7 @@ class ZoneDecl(_Strict):
     location: LocationDecl | None = None
 
 
-class ExpectDecl(_Strict):
+class ExpectDecl(Uncoerced):
     """One expected assessment; `until`, `evidence`, `rule`, `undecided_above` are optional."""
 
     zone: str
@@ -178,7 +174,7 @@ class ExpectDecl(_Strict):
     undecided_above: Literal["blue", "yellow", "orange", "red"] | None = None
 
 
-class TestDecl(_Strict):
+class TestDecl(Uncoerced):
     """One test: input series, evaluation time and the expected assessments."""
 
     name: str = Field(min_length=1)
@@ -189,7 +185,7 @@ class TestDecl(_Strict):
     expect: list[ExpectDecl]
 
 
-class TestFile(_Strict):
+class TestFile(Uncoerced):
     """A whole test file."""
 
     rule_files: list[str] = Field(min_length=1)

@@ -19,9 +19,9 @@ import pytest
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS, County, load_county
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
+from rules.config import ConfigError
 from rules.evaluate import evaluate
 from rules.loader import load_ruleset
-from rules.config import ConfigError
 
 LIULIN = Path(__file__).resolve().parent.parent / "examples" / "liulin"
 SCENARIOS = LIULIN / "scenarios"

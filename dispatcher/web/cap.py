@@ -43,9 +43,9 @@ from dispatcher.cap import (
 )
 from dispatcher.county import County, load_county
 from dispatcher.storage.models import Alert, AuditEvent, Zone
+from rules.config import ConfigError
 from rules.loader import load_ruleset
 from rules.types import Level
-from rules.config import ConfigError
 
 if TYPE_CHECKING:
     from dispatcher.web.app import AppState

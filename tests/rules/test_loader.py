@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from rules.config import ConfigError
 from rules.expr import parse_condition
 from rules.loader import load_ruleset
 from rules.ruleset import ParamOverride, ZoneSelector
 from rules.types import Level
-from rules.config import ConfigError
 
 ICING = """\
 hazards:

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dispatcher.cli import app
+from rules.config import load_yaml
 from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.testing import NotationError, parse_values
-from rules.config import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY_TESTS = LIBRARY / "tests"
