@@ -18,7 +18,10 @@ import difflib
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal, TypeVar, cast
+
+from rules.config import parse_duration
 
 VARIABLES: tuple[str, ...] = (
     "temperature_2m",
@@ -62,8 +65,7 @@ Operator = Literal["<", "<=", ">", ">=", "==", "!="]
 OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=")
 KEYWORDS: frozenset[str] = frozenset({"and", "or", "not", "in"})
 
-_DURATION = re.compile(r"^(\d+)([mhd])$")
-_MINUTES = {"m": 1, "h": 60, "d": 24 * 60}
+_HOUR = timedelta(hours=1)
 
 
 class ExprError(ValueError):
@@ -78,23 +80,19 @@ class ExprError(ValueError):
         self.offset = offset
 
 
-def parse_duration_minutes(text: str) -> int:
-    """Minutes in a duration written `30m`, `2h` or `3d`; ValueError otherwise."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"invalid duration {text!r}; write a whole number and m, h or d, e.g. 24h")
-    return int(match.group(1)) * _MINUTES[match.group(2)]
-
-
 def whole_hours(text: str) -> int:
-    """Hours in a duration that must be a positive whole number of hours (data is hourly)."""
-    minutes = parse_duration_minutes(text)
-    if minutes <= 0 or minutes % 60:
+    """Hours in a duration that must be a positive whole number of hours (data is hourly).
+
+    The text is in the project's one duration grammar (`rules.config.parse_duration`),
+    so `2h`, `120m` and `1h60m` are all 2; `90m` parses but is refused here.
+    """
+    duration = parse_duration(text)
+    if duration <= timedelta(0) or duration % _HOUR:
         raise ValueError(
             f"duration {text!r} must be a positive whole number of hours "
             "(the forecast is hourly), e.g. 1h, 24h or 2d"
         )
-    return minutes // 60
+    return duration // _HOUR
 
 
 def _number_text(value: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -20,8 +21,8 @@ from pydantic import (
     Tag,
 )
 
-from rules.config import Strict
-from rules.expr import parse_duration_minutes, whole_hours
+from rules.config import Strict, parse_duration
+from rules.expr import whole_hours
 from rules.types import Level
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -68,15 +69,16 @@ def _window_hours(value: Any) -> Any:
 def _since_hours(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("write a duration with a unit, e.g. 3h")
-    if parse_duration_minutes(value) == 0:
+    if parse_duration(value) == timedelta(0):
         return 0
     return whole_hours(value)
 
 
-def _minutes(value: Any) -> Any:
+def _any_duration(value: Any) -> Any:
+    # hold/cooldown steer the dispatcher, not hourly data: any duration will do
     if not isinstance(value, str):
         raise ValueError("write a duration with a unit, e.g. 3h or 90m")
-    return parse_duration_minutes(value)
+    return parse_duration(value)
 
 
 def _tag(text: str) -> str:
@@ -116,7 +118,7 @@ Identifier = Annotated[str, AfterValidator(_identifier)]
 LevelName = Annotated[str, AfterValidator(_level_name)]
 WindowHours = Annotated[int, BeforeValidator(_window_hours)]
 SinceHours = Annotated[int, BeforeValidator(_since_hours)]
-Minutes = Annotated[int, BeforeValidator(_minutes)]
+AnyDuration = Annotated[timedelta, BeforeValidator(_any_duration)]
 ExposureTag = Annotated[str, AfterValidator(_tag)]
 ParamName = Annotated[str, AfterValidator(_param_name)]
 Vertex = Annotated[tuple[float, float], BeforeValidator(_vertex)]
@@ -253,8 +255,8 @@ class RuleDecl(Uncoerced):
     zones: SelectorDecl
     params: Params = Field(default_factory=dict)
     overrides: list[ParamOverrideDecl] = Field(default_factory=list, max_length=60)
-    hold: Minutes | None = None
-    cooldown: Minutes | None = None
+    hold: AnyDuration | None = None
+    cooldown: AnyDuration | None = None
     templates: TemplatesDecl | None = None
     levels: dict[LevelName, LevelDecl] = Field(min_length=1)
 
@@ -270,8 +272,8 @@ class RuleOverrideDecl(Uncoerced):
     zones: SelectorDecl | None = None
     params: Params | None = None
     overrides: list[ParamOverrideDecl] | None = Field(default=None, max_length=60)
-    hold: Minutes | None = None
-    cooldown: Minutes | None = None
+    hold: AnyDuration | None = None
+    cooldown: AnyDuration | None = None
     templates: TemplatesDecl | None = None
     levels: dict[LevelName, LevelDecl] | None = Field(default=None, min_length=1)
 

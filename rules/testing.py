@@ -15,7 +15,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,10 +30,10 @@ from rules.config import (
     Loc,
     Problem,
     load_yaml,
+    parse_duration,
     problems_from_validation,
 )
 from rules.evaluate import evaluate
-from rules.expr import parse_duration_minutes
 from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.ruleset import RuleSet
 from rules.schema import RiskLevel, Uncoerced, ZoneKind
@@ -429,7 +429,7 @@ class _Suite:
                 self.problem(loc, f"{text!r} is relative to the series start; give a start")
                 return None
             try:
-                return start + timedelta(minutes=parse_duration_minutes(text[1:]))
+                return start + parse_duration(text[1:])
             except ValueError:
                 self.problem(loc, f"invalid time {text!r}; expected a duration such as +6h")
                 return None
