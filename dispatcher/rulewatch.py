@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from dispatcher import audit
 from dispatcher.alerts.lifecycle import OPEN_STATES, enqueue, new_code
 from dispatcher.county import County
-from dispatcher.feeds.base import EXPECTED_UNITS
 from dispatcher.messages import render_rules_refused, render_rules_restored
 from dispatcher.routing import Recipient
 from dispatcher.storage.models import Alert, AuditEvent
@@ -45,6 +44,7 @@ from dispatcher.web.app import RulesStatus
 from rules.config import ConfigError, Problem
 from rules.expr import condition_variables
 from rules.loader import RuleSet, load_ruleset
+from rules.variables import EXPECTED_UNITS
 
 log = logging.getLogger("yujing.rules")
 

@@ -22,25 +22,7 @@ from datetime import timedelta
 from typing import Literal, TypeVar, cast
 
 from rules.config import parse_duration
-
-VARIABLES: tuple[str, ...] = (
-    "temperature_2m",
-    "apparent_temperature",
-    "soil_temperature_0cm",
-    "precipitation",
-    "rain",
-    "showers",
-    "snowfall",
-    "weather_code",
-    "visibility",
-    "wind_speed_10m",
-    "wind_gusts_10m",
-    "freezing_level_height",
-    "snow_depth",
-    "relative_humidity_2m",
-    "dew_point_2m",
-)
-"""Raw forecast variables a rule may reference (Open-Meteo hourly names)."""
+from rules.variables import VARIABLES
 
 DAILY_FUNCTIONS: tuple[str, ...] = ("daily_min", "daily_max")
 WINDOW_FUNCTIONS: tuple[str, ...] = ("drop", "sum", "min", "max", "mean", "freeze_thaw")
@@ -605,7 +587,7 @@ class _Parser:
             if name.lower() in KEYWORDS:
                 raise ExprError(f"write {name.lower()!r} in lower case", token.offset)
             raise ExprError(
-                f"unknown variable {name!r}; {_suggest(name, VARIABLES, always_list=False)}",
+                f"unknown variable {name!r}; {_suggest(name, tuple(VARIABLES), always_list=False)}",
                 token.offset,
             )
         return Var(name)

@@ -13,39 +13,15 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from rules.types import FloatArray, ForecastBatch
+from rules.variables import EXPECTED_UNITS
 
 log = logging.getLogger("yujing.feed")
-
-#: Open-Meteo hourly variables the dispatcher understands, with the unit strings
-#: Open-Meteo reports for them in `hourly_units` under `wind_speed_unit=ms` and the
-#: default metric units. A response in any other unit (°F, km/h, inch …) is
-#: rejected rather than converted: thresholds in the rule library assume these.
-EXPECTED_UNITS: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "temperature_2m": frozenset({"°C"}),
-        "apparent_temperature": frozenset({"°C"}),
-        "soil_temperature_0cm": frozenset({"°C"}),
-        "dew_point_2m": frozenset({"°C"}),
-        "precipitation": frozenset({"mm"}),
-        "rain": frozenset({"mm"}),
-        "showers": frozenset({"mm"}),
-        "snowfall": frozenset({"cm"}),
-        "snow_depth": frozenset({"m"}),
-        "visibility": frozenset({"m"}),
-        "wind_speed_10m": frozenset({"m/s"}),
-        "wind_gusts_10m": frozenset({"m/s"}),
-        "freezing_level_height": frozenset({"m"}),
-        "weather_code": frozenset({"wmo code"}),
-        "relative_humidity_2m": frozenset({"%"}),
-    }
-)
 
 _HOUR = np.timedelta64(3600, "s")
 _NUMBER_TYPES: frozenset[type] = frozenset({int, float, type(None)})
@@ -317,7 +293,6 @@ def _utc(moment: npt.NDArray[np.datetime64] | np.datetime64) -> datetime:
 
 
 __all__ = [
-    "EXPECTED_UNITS",
     "Feed",
     "FeedError",
     "ForecastPoint",

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from dispatcher.feeds.base import (
-    EXPECTED_UNITS,
     FeedError,
     ForecastPoint,
     batch_checksum,
     parse_openmeteo,
 )
+from rules.variables import EXPECTED_UNITS
 
 DATA = Path(__file__).parent / "data"
 ISSUED = datetime(2026, 1, 3, 0, 5, tzinfo=UTC)
