@@ -68,7 +68,13 @@ def whole_hours(text: str) -> int:
     The text is in the project's one duration grammar (`rules.config.parse_duration`),
     so `2h`, `120m` and `1h60m` are all 2; `90m` parses but is refused here.
     """
-    duration = parse_duration(text)
+    try:
+        duration = parse_duration(text)
+    except ValueError:
+        # the grammar's own hint offers 0 and 90s, which no window can be
+        raise ValueError(
+            f"{text!r} is not a duration; write whole hours, e.g. 1h, 24h or 2d"
+        ) from None
     if duration <= timedelta(0) or duration % _HOUR:
         raise ValueError(
             f"duration {text!r} must be a positive whole number of hours "

@@ -101,6 +101,12 @@ def test_a_window_of_a_compound_duration_that_is_not_whole_hours_is_refused() ->
     )
 
 
+def test_a_window_that_is_no_duration_at_all_asks_for_whole_hours() -> None:
+    assert error_of("sum(rain, 12hours) > 1").message == (
+        "window of sum(): '12hours' is not a duration; write whole hours, e.g. 1h, 24h or 2d"
+    )
+
+
 def test_canonical_text_parses_back_to_the_same_node() -> None:
     text = "not (rain > 0 and snowfall > 0) or weather_code in [45, 48] and visibility < 200.5"
     node = parse_condition(text)
