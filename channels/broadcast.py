@@ -84,7 +84,7 @@ from urllib.parse import urlencode
 import httpx
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from channels.base import ChannelLimits, OutgoingMessage, SendResult
 from channels.http_result import (
@@ -96,6 +96,7 @@ from channels.http_result import (
     short_text,
 )
 from channels.redaction import Redactor, protect_in_http_logs
+from rules.config import Strict
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -210,21 +211,17 @@ def _check_text(source: str, context: Mapping[str, Any]) -> str:
 # --- the vendor profile -------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NoAuth(_Strict):
+class NoAuth(Strict):
     type: Literal["none"] = "none"
 
 
-class BasicAuth(_Strict):
+class BasicAuth(Strict):
     """HTTP Basic: the username and the secret from the settings."""
 
     type: Literal["basic"]
 
 
-class BearerAuth(_Strict):
+class BearerAuth(Strict):
     """The secret in a header: ``{header}: {prefix}{secret}``."""
 
     type: Literal["bearer"]
@@ -232,14 +229,14 @@ class BearerAuth(_Strict):
     prefix: str = "Bearer "
 
 
-class QueryTokenAuth(_Strict):
+class QueryTokenAuth(Strict):
     """The secret as a query parameter (kept out of logs like the IM robots' keys)."""
 
     type: Literal["query"]
     param: str = Field(min_length=1)
 
 
-class HmacAuth(_Strict):
+class HmacAuth(Strict):
     """A signature header: ``{prefix}{encoding(HMAC-SHA256(secret, string_to_sign))}``."""
 
     type: Literal["hmac"]
@@ -262,7 +259,7 @@ Auth = Annotated[
 ]
 
 
-class RequestSpec(_Strict):
+class RequestSpec(Strict):
     method: Literal["POST", "PUT"] = "POST"
     path: str = Field(pattern=r"^/", description="appended to the gateway base URL")
     headers: dict[str, str] = Field(default_factory=dict)
@@ -275,11 +272,11 @@ class RequestSpec(_Strict):
         return value
 
 
-class Addressing(_Strict):
+class Addressing(Strict):
     targets: Literal["groups", "terminals"]
 
 
-class BodySpec(_Strict):
+class BodySpec(Strict):
     format: Literal["json", "form"] = "json"
     template: dict[str, Any]
 
@@ -304,7 +301,7 @@ class BodySpec(_Strict):
 _JSON_PATH = r"^[^.\s]+(\.[^.\s]+)*$"
 
 
-class SuccessSpec(_Strict):
+class SuccessSpec(Strict):
     status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     json_path: str | None = Field(None, pattern=_JSON_PATH)
     values: list[Any] = Field(default_factory=lambda: [0])
@@ -321,18 +318,18 @@ class SuccessSpec(_Strict):
         return value
 
 
-class PlayDefaults(_Strict):
+class PlayDefaults(Strict):
     repeat: int = Field(2, ge=1, le=10)
     volume: int = Field(80, ge=0, le=100)
 
 
-class ProfileLimits(_Strict):
+class ProfileLimits(Strict):
     max_chars: int | None = Field(None, gt=0)
     per_second: float | None = Field(None, gt=0)
     per_minute: int | None = Field(None, gt=0)
 
 
-class BroadcastProfile(_Strict):
+class BroadcastProfile(Strict):
     """How to talk to one vendor's broadcast gateway (see the module docstring)."""
 
     vendor: str = Field(min_length=1)
@@ -364,7 +361,7 @@ def builtin_profile_path(vendor: str) -> Path:
 # --- the county's terminals -----------------------------------------------------------
 
 
-class VillageTerminals(_Strict):
+class VillageTerminals(Strict):
     """The loudspeakers of one village: gateway group ids and/or terminal ids."""
 
     township: str = Field(min_length=1)
@@ -385,12 +382,12 @@ class VillageTerminals(_Strict):
         return village_address(self.township, self.village)
 
 
-class PlayOverrides(_Strict):
+class PlayOverrides(Strict):
     repeat: int | None = Field(None, ge=1, le=10)
     volume: int | None = Field(None, ge=0, le=100)
 
 
-class BroadcastDirectory(_Strict):
+class BroadcastDirectory(Strict):
     """Which terminals play a village's warnings (the county's broadcast.yaml)."""
 
     defaults: PlayOverrides = PlayOverrides()
@@ -416,7 +413,7 @@ class BroadcastDirectory(_Strict):
         return sorted({a for a in addresses if a not in known})
 
 
-class _BroadcastFile(_Strict):
+class _BroadcastFile(Strict):
     broadcast: BroadcastDirectory
 
 

@@ -23,14 +23,20 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from rules.config import ConfigError, Document, Problem, load_yaml, problems_from_validation
+from rules.config import (
+    ConfigError,
+    Document,
+    Problem,
+    Strict,
+    load_yaml,
+    problems_from_validation,
+)
 from rules.schema import EXPOSURE_TAGS, RISK_LEVELS, ZONE_KINDS  # shared with rule selectors
 from rules.types import ZoneSpec
 
@@ -133,14 +139,10 @@ AreaCode = Annotated[str, _quoted("141125"), AfterValidator(_check_area_code)]
 TimeZone = Annotated[str, AfterValidator(_check_timezone)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # --- the YAML shapes
 
 
-class CountyConfig(_Strict):
+class CountyConfig(Strict):
     """`county:` of county.yaml."""
 
     name: Text
@@ -149,7 +151,7 @@ class CountyConfig(_Strict):
     timezone: TimeZone = "Asia/Shanghai"
 
 
-class PersonConfig(_Strict):
+class PersonConfig(Strict):
     """One entry of people.yaml."""
 
     id: Id
@@ -158,7 +160,7 @@ class PersonConfig(_Strict):
     duty_role: DutyRole | None = None
 
 
-class Location(_Strict):
+class Location(Strict):
     """`location: {lat, lon}` of a zone, WGS 84 degrees."""
 
     lat: Annotated[float, Field(strict=True)]  # strict: a quoted "37.4" is a typo, not a number
@@ -197,14 +199,14 @@ class Location(_Strict):
         return value
 
 
-class Threatened(_Strict):
+class Threatened(Strict):
     """`threatened:` of a zone: what a failure would hit."""
 
     households: int | None = Field(default=None, ge=0, strict=True)
     people: int | None = Field(default=None, ge=0, strict=True)
 
 
-class ZoneConfig(_Strict):
+class ZoneConfig(Strict):
     """One entry of zones.yaml: a geohazard point with its people by role."""
 
     id: Id
@@ -229,15 +231,15 @@ class ZoneConfig(_Strict):
         return self.location.lon
 
 
-class _CountyFile(_Strict):
+class _CountyFile(Strict):
     county: dict[str, Any]
 
 
-class _PeopleFile(_Strict):
+class _PeopleFile(Strict):
     people: list[Any]
 
 
-class _ZonesFile(_Strict):
+class _ZonesFile(Strict):
     zones: list[Any]
 
 

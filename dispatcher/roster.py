@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 
 from dispatcher.county import DUTY_ROLE_LABELS, County, PersonConfig
 from rules.config import (
     ConfigError,
     Document,
     Problem,
+    Strict,
     load_yaml,
     problems_from_validation,
 )
@@ -76,8 +77,10 @@ def _handover(value: Any) -> Any:
 HandoverTime = Annotated[time, BeforeValidator(_handover)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class _Strict(Strict):
+    # `from:`/`to:` are Python keywords, so the fields are named start/end with
+    # aliases; populate_by_name lets the code build them by those names too.
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class _Span(_Strict):

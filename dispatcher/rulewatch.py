@@ -40,7 +40,6 @@ from dispatcher import audit
 from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
 from dispatcher.escalation import ADMINISTRATOR_POLICY, AlertText, Escalation, on_channel
-from dispatcher.feeds.base import EXPECTED_UNITS
 from dispatcher.messages import render_rules_refused, render_rules_restored
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert, AuditEvent
@@ -48,6 +47,7 @@ from dispatcher.web.state import RulesStatus
 from rules.config import ConfigError, Problem
 from rules.expr import condition_variables
 from rules.loader import RuleSet, load_ruleset
+from rules.variables import EXPECTED_UNITS
 
 log = logging.getLogger("yujing.rules")
 

@@ -3,7 +3,12 @@
 Every YAML file an administrator edits (rules, zones, people, roster,
 escalation, broadcast) is read here, so every error names file:line:column.
 It lives in `rules/` because `rules/` is the leaf package every other one may
-import (`dispatcher → rules`, never back).
+import (`dispatcher → rules`, `channels → rules`, never back).
+
+`Strict` is the base of every file's schema and `parse_duration` the one
+duration grammar: rules (windows, `hold`, `cooldown`), escalation steps and
+rule tests all read durations with it (rules then insist on whole hours where
+the data is hourly).
 
 ruamel.yaml parses in round-trip mode (it keeps line/column of every node); we
 convert the tree to plain Python and keep a map from the node's path (the same

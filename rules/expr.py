@@ -18,26 +18,11 @@ import difflib
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal, TypeVar, cast
 
-VARIABLES: tuple[str, ...] = (
-    "temperature_2m",
-    "apparent_temperature",
-    "soil_temperature_0cm",
-    "precipitation",
-    "rain",
-    "showers",
-    "snowfall",
-    "weather_code",
-    "visibility",
-    "wind_speed_10m",
-    "wind_gusts_10m",
-    "freezing_level_height",
-    "snow_depth",
-    "relative_humidity_2m",
-    "dew_point_2m",
-)
-"""Raw forecast variables a rule may reference (Open-Meteo hourly names)."""
+from rules.config import parse_duration
+from rules.variables import VARIABLES
 
 DAILY_FUNCTIONS: tuple[str, ...] = ("daily_min", "daily_max")
 WINDOW_FUNCTIONS: tuple[str, ...] = ("drop", "sum", "min", "max", "mean", "freeze_thaw")
@@ -62,8 +47,7 @@ Operator = Literal["<", "<=", ">", ">=", "==", "!="]
 OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=")
 KEYWORDS: frozenset[str] = frozenset({"and", "or", "not", "in"})
 
-_DURATION = re.compile(r"^(\d+)([mhd])$")
-_MINUTES = {"m": 1, "h": 60, "d": 24 * 60}
+_HOUR = timedelta(hours=1)
 
 
 class ExprError(ValueError):
@@ -78,23 +62,25 @@ class ExprError(ValueError):
         self.offset = offset
 
 
-def parse_duration_minutes(text: str) -> int:
-    """Minutes in a duration written `30m`, `2h` or `3d`; ValueError otherwise."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"invalid duration {text!r}; write a whole number and m, h or d, e.g. 24h")
-    return int(match.group(1)) * _MINUTES[match.group(2)]
-
-
 def whole_hours(text: str) -> int:
-    """Hours in a duration that must be a positive whole number of hours (data is hourly)."""
-    minutes = parse_duration_minutes(text)
-    if minutes <= 0 or minutes % 60:
+    """Hours in a duration that must be a positive whole number of hours (data is hourly).
+
+    The text is in the project's one duration grammar (`rules.config.parse_duration`),
+    so `2h`, `120m` and `1h60m` are all 2; `90m` parses but is refused here.
+    """
+    try:
+        duration = parse_duration(text)
+    except ValueError:
+        # the grammar's own hint offers 0 and 90s, which no window can be
+        raise ValueError(
+            f"{text!r} is not a duration; write whole hours, e.g. 1h, 24h or 2d"
+        ) from None
+    if duration <= timedelta(0) or duration % _HOUR:
         raise ValueError(
             f"duration {text!r} must be a positive whole number of hours "
             "(the forecast is hourly), e.g. 1h, 24h or 2d"
         )
-    return minutes // 60
+    return duration // _HOUR
 
 
 def _number_text(value: float) -> str:
@@ -607,7 +593,7 @@ class _Parser:
             if name.lower() in KEYWORDS:
                 raise ExprError(f"write {name.lower()!r} in lower case", token.offset)
             raise ExprError(
-                f"unknown variable {name!r}; {_suggest(name, VARIABLES, always_list=False)}",
+                f"unknown variable {name!r}; {_suggest(name, tuple(VARIABLES), always_list=False)}",
                 token.offset,
             )
         return Var(name)

@@ -19,7 +19,6 @@ import difflib
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -362,8 +361,8 @@ class _File:
                 line=self.doc.where(loc)[0],
                 params=params,
                 overrides=overrides,
-                hold=_duration(decl.hold),
-                cooldown=_duration(decl.cooldown),
+                hold=decl.hold,
+                cooldown=decl.cooldown,
                 templates=dict(decl.templates.items()) if decl.templates else {},
             )
             self.queue_templates(rule, decl.templates, (*loc, "templates"))
@@ -548,8 +547,8 @@ class _File:
             source=target.source if decl.source is None else decl.source,
             title=target.title if decl.title is None else decl.title,
             description=target.description if decl.description is None else decl.description,
-            hold=target.hold if decl.hold is None else _duration(decl.hold),
-            cooldown=target.cooldown if decl.cooldown is None else _duration(decl.cooldown),
+            hold=target.hold if decl.hold is None else decl.hold,
+            cooldown=target.cooldown if decl.cooldown is None else decl.cooldown,
             templates=templates,
         )
         self.queue_templates(rule, decl.templates, (*loc, "templates"))
@@ -581,10 +580,6 @@ class _File:
 
 def _set(values: Sequence[str] | None) -> frozenset[str] | None:
     return None if values is None else frozenset(values)
-
-
-def _duration(minutes: int | None) -> timedelta | None:
-    return None if minutes is None else timedelta(minutes=minutes)
 
 
 def _locate(text: str, line: int, column: int, value: str, offset: int) -> tuple[int, int] | None:

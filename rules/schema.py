@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
@@ -21,7 +21,8 @@ from pydantic import (
     Tag,
 )
 
-from rules.expr import parse_duration_minutes, whole_hours
+from rules.config import Strict, parse_duration
+from rules.expr import whole_hours
 from rules.types import Level
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -68,15 +69,16 @@ def _window_hours(value: Any) -> Any:
 def _since_hours(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("write a duration with a unit, e.g. 3h")
-    if parse_duration_minutes(value) == 0:
+    if parse_duration(value) == timedelta(0):
         return 0
     return whole_hours(value)
 
 
-def _minutes(value: Any) -> Any:
+def _any_duration(value: Any) -> Any:
+    # hold/cooldown steer the dispatcher, not hourly data: any duration will do
     if not isinstance(value, str):
         raise ValueError("write a duration with a unit, e.g. 3h or 90m")
-    return parse_duration_minutes(value)
+    return parse_duration(value)
 
 
 def _tag(text: str) -> str:
@@ -116,30 +118,37 @@ Identifier = Annotated[str, AfterValidator(_identifier)]
 LevelName = Annotated[str, AfterValidator(_level_name)]
 WindowHours = Annotated[int, BeforeValidator(_window_hours)]
 SinceHours = Annotated[int, BeforeValidator(_since_hours)]
-Minutes = Annotated[int, BeforeValidator(_minutes)]
+AnyDuration = Annotated[timedelta, BeforeValidator(_any_duration)]
 ExposureTag = Annotated[str, AfterValidator(_tag)]
 ParamName = Annotated[str, AfterValidator(_param_name)]
 Vertex = Annotated[tuple[float, float], BeforeValidator(_vertex)]
 AdviceKey = Literal["default", "blue", "yellow", "orange", "red"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class Uncoerced(Strict):
+    """The base of rule and rule-test file schemas: `Strict`, and no type coercion.
+
+    An administrator's `within: "12"` or `enabled: "no"` is an error, not a guess:
+    a quoted number or word that silently became another type could change
+    which zones are warned.
+    """
+
+    model_config = ConfigDict(strict=True)
 
 
-class AllOf(_Strict):
+class AllOf(Uncoerced):
     """`all: [cond, ...]`: every item holds at the same hour."""
 
     all: list[ConditionDecl] = Field(min_length=1)
 
 
-class AnyOf(_Strict):
+class AnyOf(Uncoerced):
     """`any: [cond, ...]`: at least one item holds."""
 
     any: list[ConditionDecl] = Field(min_length=1)
 
 
-class NotOf(_Strict):
+class NotOf(Uncoerced):
     """`not: cond`."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -174,7 +183,7 @@ ConditionDecl = Annotated[
 ]
 
 
-class LevelDecl(_Strict):
+class LevelDecl(Uncoerced):
     """One level of a rule: the condition and the window it must hold in."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -197,7 +206,7 @@ ZONE_KINDS: tuple[str, ...] = get_args(ZoneKind)
 RISK_LEVELS: tuple[str, ...] = get_args(RiskLevel)
 
 
-class SelectorDecl(_Strict):
+class SelectorDecl(Uncoerced):
     """Which zones a rule applies to; each given key narrows the selection."""
 
     # An empty list would select nothing, silently: refuse it.
@@ -216,14 +225,14 @@ class SelectorDecl(_Strict):
 Params = dict[ParamName, float]
 
 
-class ParamOverrideDecl(_Strict):
+class ParamOverrideDecl(Uncoerced):
     """`overrides:` item: other parameter values for the zones a selector picks."""
 
     zones: SelectorDecl
     params: Params = Field(min_length=1)
 
 
-class TemplatesDecl(_Strict):
+class TemplatesDecl(Uncoerced):
     """Jinja2 message templates per channel kind (rules/templates.py)."""
 
     sms: str | None = None
@@ -235,7 +244,7 @@ class TemplatesDecl(_Strict):
         return [(kind, text) for kind, text in self.model_dump().items() if text is not None]
 
 
-class RuleDecl(_Strict):
+class RuleDecl(Uncoerced):
     """One rule as written in YAML."""
 
     id: Identifier
@@ -246,13 +255,13 @@ class RuleDecl(_Strict):
     zones: SelectorDecl
     params: Params = Field(default_factory=dict)
     overrides: list[ParamOverrideDecl] = Field(default_factory=list, max_length=60)
-    hold: Minutes | None = None
-    cooldown: Minutes | None = None
+    hold: AnyDuration | None = None
+    cooldown: AnyDuration | None = None
     templates: TemplatesDecl | None = None
     levels: dict[LevelName, LevelDecl] = Field(min_length=1)
 
 
-class RuleOverrideDecl(_Strict):
+class RuleOverrideDecl(Uncoerced):
     """`override:` item: change an (included) rule by id; each given key replaces its own."""
 
     id: Identifier
@@ -263,13 +272,13 @@ class RuleOverrideDecl(_Strict):
     zones: SelectorDecl | None = None
     params: Params | None = None
     overrides: list[ParamOverrideDecl] | None = Field(default=None, max_length=60)
-    hold: Minutes | None = None
-    cooldown: Minutes | None = None
+    hold: AnyDuration | None = None
+    cooldown: AnyDuration | None = None
     templates: TemplatesDecl | None = None
     levels: dict[LevelName, LevelDecl] | None = Field(default=None, min_length=1)
 
 
-class HazardDecl(_Strict):
+class HazardDecl(Uncoerced):
     """Display name, advice and message templates of a hazard."""
 
     name: str = Field(min_length=1)
@@ -277,7 +286,7 @@ class HazardDecl(_Strict):
     templates: TemplatesDecl | None = None
 
 
-class RulesFile(_Strict):
+class RulesFile(Uncoerced):
     """A whole rules file."""
 
     include: list[str] = Field(default_factory=list)

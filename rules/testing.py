@@ -15,14 +15,14 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from rules.config import (
     ConfigError,
@@ -30,13 +30,13 @@ from rules.config import (
     Loc,
     Problem,
     load_yaml,
+    parse_duration,
     problems_from_validation,
 )
 from rules.evaluate import evaluate
-from rules.expr import parse_duration_minutes
 from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.ruleset import RuleSet
-from rules.schema import RiskLevel, ZoneKind
+from rules.schema import RiskLevel, Uncoerced, ZoneKind
 from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -142,16 +142,12 @@ ValuesText = Annotated[str, BeforeValidator(_values_text)]
 ExpectedLevel = Literal["blue", "yellow", "orange", "red", "indeterminate"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class LocationDecl(_Strict):
+class LocationDecl(Uncoerced):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
 
-class ZoneDecl(_Strict):
+class ZoneDecl(Uncoerced):
     """A zone of a test; everything but the id has a default."""
 
     id: str = Field(min_length=1)
@@ -165,7 +161,7 @@ class ZoneDecl(_Strict):
     location: LocationDecl | None = None
 
 
-class ExpectDecl(_Strict):
+class ExpectDecl(Uncoerced):
     """One expected assessment; `until`, `evidence`, `rule`, `undecided_above` are optional."""
 
     zone: str
@@ -178,7 +174,7 @@ class ExpectDecl(_Strict):
     undecided_above: Literal["blue", "yellow", "orange", "red"] | None = None
 
 
-class TestDecl(_Strict):
+class TestDecl(Uncoerced):
     """One test: input series, evaluation time and the expected assessments."""
 
     name: str = Field(min_length=1)
@@ -189,7 +185,7 @@ class TestDecl(_Strict):
     expect: list[ExpectDecl]
 
 
-class TestFile(_Strict):
+class TestFile(Uncoerced):
     """A whole test file."""
 
     rule_files: list[str] = Field(min_length=1)
@@ -433,7 +429,7 @@ class _Suite:
                 self.problem(loc, f"{text!r} is relative to the series start; give a start")
                 return None
             try:
-                return start + timedelta(minutes=parse_duration_minutes(text[1:]))
+                return start + parse_duration(text[1:])
             except ValueError:
                 self.problem(loc, f"invalid time {text!r}; expected a duration such as +6h")
                 return None

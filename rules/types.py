@@ -1,6 +1,9 @@
 """The plain data the rule engine consumes and produces.
 
-`dispatcher/` builds these from feeds and configuration; `rules/` never does I/O.
+`dispatcher/` builds these from feeds and configuration. The only I/O in
+`rules/` is reading YAML files (rules, rule tests, the county's configuration
+via `rules.config`); it never touches the network, a database or the clock, so
+evaluation is a pure function of these values.
 Times are timezone-aware UTC `datetime`s at the edges and `numpy.datetime64[s]`
 (UTC, naive) inside arrays.
 """

@@ -37,8 +37,10 @@ def test_rules_check_lists_every_problem_with_file_line_and_column(tmp_path: Pat
     county = tmp_path / "county"
     shutil.copytree(COUNTY, county, ignore=shutil.ignore_patterns("scenarios"))
     rules = county / "rules" / "fog.yaml"
-    rules.write_text(
-        rules.read_text(encoding="utf-8").replace("visibility <", "visibilty <", 1),
+    rules.write_text(  # the county's files include the library: the typo is in an override
+        rules.read_text(encoding="utf-8")
+        + "override:\n  - id: cma-fog\n"
+        + "    levels: {yellow: {within: 12h, when: visibilty < 500}}\n",
         encoding="utf-8",
     )
     zones = county / "zones.yaml"

@@ -19,9 +19,9 @@ import pytest
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS, County, load_county
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
-from rules.config import ConfigError
+from rules.config import ConfigError, load_yaml
 from rules.evaluate import evaluate
-from rules.loader import load_ruleset
+from rules.loader import LIBRARY, library_names, load_ruleset
 from tests.support import example_county
 
 LIULIN = Path(__file__).resolve().parent.parent / "examples" / "liulin"
@@ -427,6 +427,24 @@ def test_generator_grid_rule_matches_the_feed(liulin: County) -> None:
     points, _ = assign_points([(z.id, z.latitude, z.longitude) for z in liulin.zones], 0.02)
     generated = _make_scenarios().grid_points([(z.latitude, z.longitude) for z in liulin.zones])
     assert generated == [(p.latitude, p.longitude) for p in points]
+
+
+# --- the example rules are the library's
+
+
+@pytest.mark.parametrize("path", sorted((LIULIN / "rules").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_rule_file_includes_the_library_and_copies_no_rule(path: Path) -> None:
+    # given an example rule file: plain data, as its YAML says
+    data = load_yaml(path).data or {}
+    includes = data.get("include", [])
+    library_rules = {
+        rule.id for name in includes for rule in load_ruleset(LIBRARY / f"{name}.yaml").rules
+    }
+
+    # then it only includes library files and overrides rules of those files
+    assert set(data) <= {"include", "override"}, "no copied rules or hazards"
+    assert includes and set(includes) <= set(library_names())
+    assert {item["id"] for item in data.get("override", [])} <= library_rules
 
 
 # --- what the scenarios must produce (examples/liulin/README.md)

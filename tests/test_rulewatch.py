@@ -165,9 +165,9 @@ def test_a_rule_reading_a_variable_the_feed_cannot_supply_is_a_problem_at_the_ru
     with pytest.raises(ConfigError) as refused:
         load_rules(county / "rules", supplied={"visibility"})
     files = {Path(p.file).name for p in refused.value.problems}
-    assert "road_icing.yaml" in files
+    assert "road-icing.yaml" in files  # the library file the county includes
     assert "fog.yaml" not in files  # reads visibility only
-    [icing] = [p for p in refused.value.problems if p.file.endswith("road_icing.yaml")]
+    [icing] = [p for p in refused.value.problems if p.file.endswith("road-icing.yaml")]
     assert "soil_temperature_0cm" in icing.message and "cannot supply" in icing.message
     assert icing.line > 1
 

@@ -1,4 +1,4 @@
-"""The feed contract: forecast points, feed errors, and the Open-Meteo response parser.
+"""The feed contract: forecast points, feed errors, the variables a feed may serve, checksums.
 
 A feed turns a request for some points and variables into one `ForecastBatch`,
 or raises `FeedError`. It never returns a partial or guessed batch: a malformed
@@ -9,46 +9,14 @@ and the previous state stands until the next good one.
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from rules.types import FloatArray, ForecastBatch
-
-log = logging.getLogger("yujing.feed")
-
-#: Open-Meteo hourly variables the dispatcher understands, with the unit strings
-#: Open-Meteo reports for them in `hourly_units` under `wind_speed_unit=ms` and the
-#: default metric units. A response in any other unit (°F, km/h, inch …) is
-#: rejected rather than converted: thresholds in the rule library assume these.
-EXPECTED_UNITS: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "temperature_2m": frozenset({"°C"}),
-        "apparent_temperature": frozenset({"°C"}),
-        "soil_temperature_0cm": frozenset({"°C"}),
-        "dew_point_2m": frozenset({"°C"}),
-        "precipitation": frozenset({"mm"}),
-        "rain": frozenset({"mm"}),
-        "showers": frozenset({"mm"}),
-        "snowfall": frozenset({"cm"}),
-        "snow_depth": frozenset({"m"}),
-        "visibility": frozenset({"m"}),
-        "wind_speed_10m": frozenset({"m/s"}),
-        "wind_gusts_10m": frozenset({"m/s"}),
-        "freezing_level_height": frozenset({"m"}),
-        "weather_code": frozenset({"wmo code"}),
-        "relative_humidity_2m": frozenset({"%"}),
-    }
-)
-
-_HOUR = np.timedelta64(3600, "s")
-_NUMBER_TYPES: frozenset[type] = frozenset({int, float, type(None)})
+from rules.types import ForecastBatch
+from rules.variables import EXPECTED_UNITS
 
 
 @dataclass(frozen=True)
@@ -101,86 +69,6 @@ def check_variables(variables: Collection[str]) -> tuple[str, ...]:
     return names
 
 
-def parse_openmeteo(
-    payload: object,
-    points: Sequence[ForecastPoint],
-    variables: Collection[str],
-    source: str,
-    issued_at: datetime,
-) -> ForecastBatch:
-    """Validate an Open-Meteo forecast response and turn it into a `ForecastBatch`.
-
-    `payload` is the decoded JSON: one location object (single-point request) or
-    a list of them, one per point in request order. Every location must carry the
-    same hourly UTC time axis (ISO-8601 strings in GMT, or unixtime integers) and,
-    for each requested variable, exactly one value per hour in the expected unit.
-    Anything else raises `FeedError` naming the location and field — the whole
-    batch is rejected. Nulls, NaN and infinities become NaN (masked), never zero.
-
-    Coordinates in the batch are the requested points', not the grid-cell
-    coordinates Open-Meteo echoes back, so zone → point lookups stay exact.
-    """
-    names = check_variables(variables)
-    ids = [point.id for point in points]
-    if len(set(ids)) != len(ids):
-        raise ValueError("forecast point ids must be unique")
-    if issued_at.tzinfo is None:
-        raise ValueError("issued_at must be timezone-aware")
-    locations = _locations(payload, len(points))
-
-    times: npt.NDArray[np.datetime64] = np.empty(0, dtype="datetime64[s]")
-    first_raw_time: object = None
-    first_offset: object = None
-    units: dict[str, str] = {}
-    arrays: dict[str, FloatArray] = {name: np.empty((0, 0)) for name in names}
-    for index, (location, point) in enumerate(zip(locations, points, strict=True)):
-        where = f"location {index} ({point.id})"
-        hourly = _section(location, "hourly", where)
-        hourly_units = _section(location, "hourly_units", where)
-        raw_time = hourly.get("time")
-        offset = location.get("utc_offset_seconds", 0)
-        if index == 0:
-            times = _hourly_times(location, where)
-            first_raw_time, first_offset = raw_time, offset
-            arrays = {name: np.empty((len(points), len(times))) for name in names}
-        elif raw_time != first_raw_time or offset != first_offset:
-            # Raw lists differ (e.g. one batch answered in unixtime): compare as times.
-            other = _hourly_times(location, where)
-            if other.shape != times.shape or not np.array_equal(other, times):
-                raise FeedError(
-                    f"{where}: hourly.time differs from location 0 "
-                    f"({_describe_axis(other)} vs {_describe_axis(times)})"
-                )
-        for name in names:
-            values = _values(hourly.get(name), name, len(times), where)
-            unit = hourly_units.get(name)
-            if unit not in EXPECTED_UNITS[name]:
-                expected = " or ".join(repr(u) for u in sorted(EXPECTED_UNITS[name]))
-                raise FeedError(f"{where}: hourly_units.{name} is {unit!r}, expected {expected}")
-            units.setdefault(name, str(unit))
-            arrays[name][index] = values
-
-    masked = {name: int(np.isnan(values).sum()) for name, values in arrays.items()}
-    if any(masked.values()):
-        total = len(points) * len(times)
-        log.info(
-            "%s: missing values masked as NaN (of %d per variable): %s",
-            source,
-            total,
-            ", ".join(f"{name}={count}" for name, count in masked.items() if count),
-        )
-    return ForecastBatch(
-        source=source,
-        issued_at=issued_at.astimezone(UTC),
-        point_ids=tuple(ids),
-        latitudes=np.array([point.latitude for point in points], dtype=np.float64),
-        longitudes=np.array([point.longitude for point in points], dtype=np.float64),
-        times=times,
-        variables=arrays,
-        units=units,
-    )
-
-
 def batch_checksum(batch: ForecastBatch) -> str:
     """SHA-256 (hex) of a batch's content: point ids, times, variable names and values.
 
@@ -208,120 +96,10 @@ def batch_checksum(batch: ForecastBatch) -> str:
     return digest.hexdigest()
 
 
-def _locations(payload: object, expected: int) -> list[Mapping[str, object]]:
-    """The location objects of a response, checked for count and shape."""
-    if isinstance(payload, Mapping):
-        if payload.get("error") is True:
-            raise FeedError(f"Open-Meteo error: {payload.get('reason', 'no reason given')}")
-        items: list[object] = [payload]
-    elif isinstance(payload, list):
-        items = payload
-    else:
-        raise FeedError(f"response is a JSON {type(payload).__name__}, expected object or list")
-    if len(items) != expected:
-        raise FeedError(
-            f"response has {len(items)} location(s), expected {expected} "
-            "(one per requested point, in request order)"
-        )
-    locations: list[Mapping[str, object]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise FeedError(f"location {index}: is a JSON {type(item).__name__}, expected object")
-        locations.append(item)
-    return locations
-
-
-def _section(location: Mapping[str, object], key: str, where: str) -> Mapping[str, object]:
-    section = location.get(key)
-    if not isinstance(section, Mapping):
-        raise FeedError(f"{where}: {key} is missing or not an object")
-    return section
-
-
-def _hourly_times(location: Mapping[str, object], where: str) -> npt.NDArray[np.datetime64]:
-    """The hourly time axis of one location as naive-UTC `datetime64[s]`.
-
-    Accepts unixtime integers (always UTC) or ISO-8601 strings; naive strings are
-    local time at `utc_offset_seconds`, so they are accepted only when that is 0
-    (we always request timezone=GMT). The axis must step by exactly one hour.
-    """
-    raw = _section(location, "hourly", where).get("time")
-    if not isinstance(raw, list) or not raw:
-        raise FeedError(f"{where}: hourly.time is missing or empty")
-    kinds = set(map(type, raw))
-    if kinds == {int}:
-        seconds = np.array(raw, dtype=np.int64)
-    elif kinds == {str}:
-        offset = location.get("utc_offset_seconds", 0)
-        seconds = np.array(
-            [_iso_seconds(text, offset, where, k) for k, text in enumerate(raw)], dtype=np.int64
-        )
-    else:
-        raise FeedError(
-            f"{where}: hourly.time must be all unixtime integers or all ISO-8601 strings"
-        )
-    times = seconds.astype("datetime64[s]")
-    steps = np.diff(times)
-    if len(steps) and not np.all(steps == _HOUR):
-        bad = int(np.argmax(steps != _HOUR))
-        raise FeedError(
-            f"{where}: hourly.time is not hourly ascending: "
-            f"{times[bad]} is followed by {times[bad + 1]}"
-        )
-    return times
-
-
-def _iso_seconds(text: str, offset: object, where: str, index: int) -> int:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise FeedError(f"{where}: hourly.time[{index}] is {text!r}, not ISO-8601") from None
-    if moment.tzinfo is None:
-        if offset != 0:
-            raise FeedError(
-                f"{where}: times are local (utc_offset_seconds={offset!r}); "
-                "the request must use timezone=GMT"
-            )
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
-
-
-def _values(raw: object, name: str, hours: int, where: str) -> FloatArray:
-    """One variable's hourly values as float64; null/NaN/±inf become NaN."""
-    if raw is None:
-        raise FeedError(f"{where}: hourly.{name} is missing")
-    if not isinstance(raw, list):
-        raise FeedError(f"{where}: hourly.{name} is not a list")
-    if len(raw) != hours:
-        raise FeedError(f"{where}: hourly.{name} has {len(raw)} values, expected {hours}")
-    # A type scan first: numpy would silently turn "1.5" into 1.5 and True into 1.0.
-    if not set(map(type, raw)) <= _NUMBER_TYPES:
-        index, value = next((k, v) for k, v in enumerate(raw) if type(v) not in _NUMBER_TYPES)
-        raise FeedError(f"{where}: hourly.{name}[{index}] is {value!r}, expected a number or null")
-    try:
-        values = np.array(raw, dtype=np.float64)
-    except OverflowError:
-        raise FeedError(f"{where}: hourly.{name} has a number out of range") from None
-    values[~np.isfinite(values)] = np.nan
-    return values
-
-
-def _describe_axis(times: npt.NDArray[np.datetime64]) -> str:
-    return f"{len(times)} hours from {times[0]}" if len(times) else "empty"
-
-
-def _utc(moment: npt.NDArray[np.datetime64] | np.datetime64) -> datetime:
-    """A naive-UTC datetime64 as an aware UTC datetime."""
-    seconds = int(np.asarray(moment).astype("datetime64[s]").astype(np.int64))
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
 __all__ = [
-    "EXPECTED_UNITS",
     "Feed",
     "FeedError",
     "ForecastPoint",
     "batch_checksum",
     "check_variables",
-    "parse_openmeteo",
 ]

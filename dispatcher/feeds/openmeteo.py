@@ -1,8 +1,9 @@
-"""The live Open-Meteo forecast feed (https://open-meteo.com/en/docs).
+"""Open-Meteo (https://open-meteo.com/en/docs): the live feed and its response parser.
 
 One GET per batch of points (multi-location request), batches fetched
 concurrently on the shared client, retried on 429/5xx/timeouts/connection
-errors, and the answers validated and merged by `parse_openmeteo`.
+errors, and the answers validated and merged by `parse_openmeteo` — which the
+replay of a recorded response (`feeds/replay.py`) uses too.
 
 The commercial API key travels as the `apikey` query parameter (Open-Meteo
 offers no header). It is redacted from every message this module produces, but
@@ -19,10 +20,13 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 from pydantic import SecretStr
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables, parse_openmeteo
-from rules.types import ForecastBatch
+from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables
+from rules.types import FloatArray, ForecastBatch
+from rules.variables import EXPECTED_UNITS
 
 log = logging.getLogger("yujing.feed")
 
@@ -252,3 +256,197 @@ def _retry_after(response: httpx.Response, now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
+
+
+# --- the response parser (the live feed and the replay of a recording both use it)
+
+_HOUR = np.timedelta64(3600, "s")
+_NUMBER_TYPES: frozenset[type] = frozenset({int, float, type(None)})
+
+
+def parse_openmeteo(
+    payload: object,
+    points: Sequence[ForecastPoint],
+    variables: Collection[str],
+    source: str,
+    issued_at: datetime,
+) -> ForecastBatch:
+    """Validate an Open-Meteo forecast response and turn it into a `ForecastBatch`.
+
+    `payload` is the decoded JSON: one location object (single-point request) or
+    a list of them, one per point in request order. Every location must carry the
+    same hourly UTC time axis (ISO-8601 strings in GMT, or unixtime integers) and,
+    for each requested variable, exactly one value per hour in the expected unit.
+    Anything else raises `FeedError` naming the location and field — the whole
+    batch is rejected. Nulls, NaN and infinities become NaN (masked), never zero.
+
+    Coordinates in the batch are the requested points', not the grid-cell
+    coordinates Open-Meteo echoes back, so zone → point lookups stay exact.
+    """
+    names = check_variables(variables)
+    ids = [point.id for point in points]
+    if len(set(ids)) != len(ids):
+        raise ValueError("forecast point ids must be unique")
+    if issued_at.tzinfo is None:
+        raise ValueError("issued_at must be timezone-aware")
+    locations = _locations(payload, len(points))
+
+    times: npt.NDArray[np.datetime64] = np.empty(0, dtype="datetime64[s]")
+    first_raw_time: object = None
+    first_offset: object = None
+    units: dict[str, str] = {}
+    arrays: dict[str, FloatArray] = {name: np.empty((0, 0)) for name in names}
+    for index, (location, point) in enumerate(zip(locations, points, strict=True)):
+        where = f"location {index} ({point.id})"
+        hourly = _section(location, "hourly", where)
+        hourly_units = _section(location, "hourly_units", where)
+        raw_time = hourly.get("time")
+        offset = location.get("utc_offset_seconds", 0)
+        if index == 0:
+            times = hourly_times(location, where)
+            first_raw_time, first_offset = raw_time, offset
+            arrays = {name: np.empty((len(points), len(times))) for name in names}
+        elif raw_time != first_raw_time or offset != first_offset:
+            # Raw lists differ (e.g. one batch answered in unixtime): compare as times.
+            other = hourly_times(location, where)
+            if other.shape != times.shape or not np.array_equal(other, times):
+                raise FeedError(
+                    f"{where}: hourly.time differs from location 0 "
+                    f"({_describe_axis(other)} vs {_describe_axis(times)})"
+                )
+        for name in names:
+            values = _values(hourly.get(name), name, len(times), where)
+            unit = hourly_units.get(name)
+            if unit not in EXPECTED_UNITS[name]:
+                expected = " or ".join(repr(u) for u in sorted(EXPECTED_UNITS[name]))
+                raise FeedError(f"{where}: hourly_units.{name} is {unit!r}, expected {expected}")
+            units.setdefault(name, str(unit))
+            arrays[name][index] = values
+
+    masked = {name: int(np.isnan(values).sum()) for name, values in arrays.items()}
+    if any(masked.values()):
+        total = len(points) * len(times)
+        log.info(
+            "%s: missing values masked as NaN (of %d per variable): %s",
+            source,
+            total,
+            ", ".join(f"{name}={count}" for name, count in masked.items() if count),
+        )
+    return ForecastBatch(
+        source=source,
+        issued_at=issued_at.astimezone(UTC),
+        point_ids=tuple(ids),
+        latitudes=np.array([point.latitude for point in points], dtype=np.float64),
+        longitudes=np.array([point.longitude for point in points], dtype=np.float64),
+        times=times,
+        variables=arrays,
+        units=units,
+    )
+
+
+def _locations(payload: object, expected: int) -> list[Mapping[str, object]]:
+    """The location objects of a response, checked for count and shape."""
+    if isinstance(payload, Mapping):
+        if payload.get("error") is True:
+            raise FeedError(f"Open-Meteo error: {payload.get('reason', 'no reason given')}")
+        items: list[object] = [payload]
+    elif isinstance(payload, list):
+        items = payload
+    else:
+        raise FeedError(f"response is a JSON {type(payload).__name__}, expected object or list")
+    if len(items) != expected:
+        raise FeedError(
+            f"response has {len(items)} location(s), expected {expected} "
+            "(one per requested point, in request order)"
+        )
+    locations: list[Mapping[str, object]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise FeedError(f"location {index}: is a JSON {type(item).__name__}, expected object")
+        locations.append(item)
+    return locations
+
+
+def _section(location: Mapping[str, object], key: str, where: str) -> Mapping[str, object]:
+    section = location.get(key)
+    if not isinstance(section, Mapping):
+        raise FeedError(f"{where}: {key} is missing or not an object")
+    return section
+
+
+def hourly_times(location: Mapping[str, object], where: str) -> npt.NDArray[np.datetime64]:
+    """The hourly time axis of one location as naive-UTC `datetime64[s]`.
+
+    Accepts unixtime integers (always UTC) or ISO-8601 strings; naive strings are
+    local time at `utc_offset_seconds`, so they are accepted only when that is 0
+    (we always request timezone=GMT). The axis must step by exactly one hour.
+    """
+    raw = _section(location, "hourly", where).get("time")
+    if not isinstance(raw, list) or not raw:
+        raise FeedError(f"{where}: hourly.time is missing or empty")
+    kinds = set(map(type, raw))
+    if kinds == {int}:
+        seconds = np.array(raw, dtype=np.int64)
+    elif kinds == {str}:
+        offset = location.get("utc_offset_seconds", 0)
+        seconds = np.array(
+            [_iso_seconds(text, offset, where, k) for k, text in enumerate(raw)], dtype=np.int64
+        )
+    else:
+        raise FeedError(
+            f"{where}: hourly.time must be all unixtime integers or all ISO-8601 strings"
+        )
+    times = seconds.astype("datetime64[s]")
+    steps = np.diff(times)
+    if len(steps) and not np.all(steps == _HOUR):
+        bad = int(np.argmax(steps != _HOUR))
+        raise FeedError(
+            f"{where}: hourly.time is not hourly ascending: "
+            f"{times[bad]} is followed by {times[bad + 1]}"
+        )
+    return times
+
+
+def _iso_seconds(text: str, offset: object, where: str, index: int) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FeedError(f"{where}: hourly.time[{index}] is {text!r}, not ISO-8601") from None
+    if moment.tzinfo is None:
+        if offset != 0:
+            raise FeedError(
+                f"{where}: times are local (utc_offset_seconds={offset!r}); "
+                "the request must use timezone=GMT"
+            )
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _values(raw: object, name: str, hours: int, where: str) -> FloatArray:
+    """One variable's hourly values as float64; null/NaN/±inf become NaN."""
+    if raw is None:
+        raise FeedError(f"{where}: hourly.{name} is missing")
+    if not isinstance(raw, list):
+        raise FeedError(f"{where}: hourly.{name} is not a list")
+    if len(raw) != hours:
+        raise FeedError(f"{where}: hourly.{name} has {len(raw)} values, expected {hours}")
+    # A type scan first: numpy would silently turn "1.5" into 1.5 and True into 1.0.
+    if not set(map(type, raw)) <= _NUMBER_TYPES:
+        index, value = next((k, v) for k, v in enumerate(raw) if type(v) not in _NUMBER_TYPES)
+        raise FeedError(f"{where}: hourly.{name}[{index}] is {value!r}, expected a number or null")
+    try:
+        values = np.array(raw, dtype=np.float64)
+    except OverflowError:
+        raise FeedError(f"{where}: hourly.{name} has a number out of range") from None
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _describe_axis(times: npt.NDArray[np.datetime64]) -> str:
+    return f"{len(times)} hours from {times[0]}" if len(times) else "empty"
+
+
+def utc_datetime(moment: npt.NDArray[np.datetime64] | np.datetime64) -> datetime:
+    """A naive-UTC datetime64 as an aware UTC datetime."""
+    seconds = int(np.asarray(moment).astype("datetime64[s]").astype(np.int64))
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -17,14 +17,8 @@ from typing import TypeGuard
 
 import numpy as np
 
-from dispatcher.feeds.base import (
-    FeedError,
-    ForecastPoint,
-    _hourly_times,
-    _utc,
-    check_variables,
-    parse_openmeteo,
-)
+from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables
+from dispatcher.feeds.openmeteo import hourly_times, parse_openmeteo, utc_datetime
 from rules.types import ForecastBatch
 
 
@@ -81,8 +75,8 @@ class ReplayFeed:
         if self._issued_at is not None:
             issued_at = self._issued_at.astimezone(UTC)
         else:
-            first_hour = _hourly_times(recorded[0], f"{self.path.name}: location 0")[0]
-            issued_at = _utc(first_hour) + timedelta(days=self._past_days)
+            first_hour = hourly_times(recorded[0], f"{self.path.name}: location 0")[0]
+            issued_at = utc_datetime(first_hour) + timedelta(days=self._past_days)
         try:
             batch = parse_openmeteo(chosen, points, names, self.source, issued_at)
         except FeedError as error:

@@ -13,13 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dispatcher.feeds.base import (
-    EXPECTED_UNITS,
-    FeedError,
-    ForecastPoint,
-    batch_checksum,
-    parse_openmeteo,
-)
+from dispatcher.feeds.base import FeedError, ForecastPoint, batch_checksum
+from dispatcher.feeds.openmeteo import parse_openmeteo
+from rules.variables import EXPECTED_UNITS
 
 DATA = Path(__file__).parent / "data"
 ISSUED = datetime(2026, 1, 3, 0, 5, tzinfo=UTC)

@@ -19,6 +19,7 @@ from rules.evaluate import evaluate
 from rules.loader import load_ruleset
 from rules.ruleset import RuleSet
 from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
+from rules.variables import VARIABLES
 from tests.rules.builders import START, batch, forecast, zone
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
@@ -196,3 +197,20 @@ def test_every_named_example_has_a_scenario_and_every_scenario_an_example() -> N
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_the_example_does_what_the_docs_say(tmp_path: Path, name: str) -> None:
     SCENARIOS[name](load(tmp_path, name))
+
+
+def test_the_series_table_lists_exactly_the_forecast_variables_of_the_registry() -> None:
+    # given the rows of "Series expressions" that name raw variables (not functions)
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index("## Series expressions")
+    section = text[start : text.index("\n## ", start + 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {
+        name
+        for row in rows
+        for name in re.findall(r"`([a-z0-9_]+)`", row.split("|")[1])
+        if "(" not in row.split("|")[1]
+    }
+
+    # then they are the variables rules and feeds share
+    assert documented == set(VARIABLES)

@@ -86,6 +86,27 @@ def test_canonical_text_normalises_spacing_numbers_and_durations() -> None:
     )
 
 
+def test_a_window_is_written_in_the_one_duration_grammar_of_every_file() -> None:
+    # given the same two hours written three ways (rules.config.parse_duration)
+    written = ["sum(rain, 2h) > 1", "sum(rain, 120m) > 1", "sum(rain, 1h60m) > 1"]
+
+    # then they parse to the same node
+    assert {parse_condition(text) for text in written} == {parse_condition("sum(rain, 2h) > 1")}
+
+
+def test_a_window_of_a_compound_duration_that_is_not_whole_hours_is_refused() -> None:
+    assert error_of("sum(rain, 1h30m) > 1").message == (
+        "window of sum(): duration '1h30m' must be a positive whole number of hours "
+        "(the forecast is hourly), e.g. 1h, 24h or 2d"
+    )
+
+
+def test_a_window_that_is_no_duration_at_all_asks_for_whole_hours() -> None:
+    assert error_of("sum(rain, 12hours) > 1").message == (
+        "window of sum(): '12hours' is not a duration; write whole hours, e.g. 1h, 24h or 2d"
+    )
+
+
 def test_canonical_text_parses_back_to_the_same_node() -> None:
     text = "not (rain > 0 and snowfall > 0) or weather_code in [45, 48] and visibility < 200.5"
     node = parse_condition(text)

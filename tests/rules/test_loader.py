@@ -622,6 +622,39 @@ def test_a_polygon_needs_three_vertices(tmp_path: Path) -> None:
     )
 
 
+def test_hold_and_cooldown_take_the_duration_grammar_of_escalation_yaml(tmp_path: Path) -> None:
+    text = """\
+        rules:
+          - {id: a, hazard: fog, zones: {}, hold: 1h30m, cooldown: 5400s,
+             levels: {yellow: {when: visibility < 500}}}
+          - {id: b, hazard: frost, zones: {}, hold: 90m, cooldown: 1d,
+             levels: {blue: {when: soil_temperature_0cm < 0}}}
+        """
+
+    rules = load_ruleset(write(tmp_path, "r.yaml", text))
+
+    assert rules.hold("fog") == rules.hold("frost") == timedelta(minutes=90)
+    assert rules.cooldown("fog") == timedelta(minutes=90)
+    assert rules.cooldown("frost") == timedelta(days=1)
+
+
+def test_a_window_in_minutes_that_is_whole_hours_is_those_hours(tmp_path: Path) -> None:
+    text = one_rule("within: 1h60m\nfor: 120m\nwhen: rain > 0\n")
+
+    (level,) = load_ruleset(write(tmp_path, "r.yaml", text)).rules[0].levels
+
+    assert (level.within_hours, level.for_hours) == (2, 2)
+
+
+def test_a_window_that_is_not_whole_hours_is_refused_with_the_hourly_reason(
+    tmp_path: Path,
+) -> None:
+    assert problems(tmp_path, ("r.yaml", one_rule("within: 1h30m\nwhen: rain > 0\n"))) == [
+        "r.yaml:7:17: within: duration '1h30m' must be a positive whole number of hours "
+        "(the forecast is hourly), e.g. 1h, 24h or 2d"
+    ]
+
+
 def test_hold_and_cooldown_per_hazard_are_the_longest_of_its_rules(tmp_path: Path) -> None:
     text = """\
         rules:
