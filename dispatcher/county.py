@@ -1,3 +1,4 @@
+# Long module: county, people and zones files are read and cross-checked as one
 """The county configuration: county.yaml, people.yaml and zones.yaml (docs/config.md).
 
 `load_county` reads the three files, validates each entry on its own (one bad

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from dispatcher.cli import app
 from dispatcher.county import County
-from dispatcher.roster import load_roster, to_ical
+from dispatcher.ical import to_ical
+from dispatcher.roster import load_roster
 from rules.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

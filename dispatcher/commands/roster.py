@@ -97,7 +97,8 @@ def roster_ical(
 
     from dispatcher.commands.terminal import fail, load_settings, operator_errors, out
     from dispatcher.county import load_county
-    from dispatcher.roster import load_roster, to_ical
+    from dispatcher.ical import to_ical
+    from dispatcher.roster import load_roster
 
     with operator_errors():
         settings = load_settings(config_dir=config)
