@@ -14,6 +14,7 @@ Wiring and running
 The county
     county.py       county.yaml, people.yaml, zones.yaml, checked
     roster.py       the duty roster (值班表): who is duty officer and leader on duty, when
+    ical.py         the roster as an iCalendar file for people's phones
     directory.py    mirror the county's zones, people and roles into the database
     rulewatch.py    reload edited rule files safely, without a restart
 Forecast → alerts
@@ -42,5 +43,5 @@ Acknowledgements, records, people's views
     cap.py          CAP 1.2 messages for alert transitions
     report.py       the information report (信息报送) for a shift or a holiday
     drill.py        a drill: the whole pipeline once on a recorded forecast
-    cli.py          `yujing`: the command line; commands/ holds one module per area
+    cli.py          `yujing`: wires the command line; commands/ holds one module per area
 """

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from dispatcher.runtime import drain, open_runtime
 from dispatcher.settings import Settings
+from dispatcher.states import AlertState
 from dispatcher.storage.models import Alert, Notification
 
 
@@ -56,7 +57,7 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
             with runtime.sessions() as session:
                 alerts = session.scalars(
                     select(Alert)
-                    .where(Alert.state == "firing")
+                    .where(Alert.state == AlertState.FIRING)
                     .order_by(Alert.zone_id, Alert.hazard)
                 ).all()
                 codes = {a.id: a.code for a in session.scalars(select(Alert))}

@@ -115,15 +115,3 @@ def _administrators(county: County) -> tuple[list[PersonConfig], str]:
     if people:
         return people, ADMINISTRATOR
     return county.duty_officers(), "duty_officer"
-
-
-def duty_recipients(
-    county: County, roster: Roster | None = None, at: datetime | None = None
-) -> list[Recipient]:
-    """The duty officer and the leader on duty at `at`: the audience of system alerts.
-
-    Without a roster: every duty officer (the behaviour before rosters existed).
-    """
-    if roster is None or at is None:
-        return [Recipient(p.id, p.name, p.phone, "duty_officer") for p in county.duty_officers()]
-    return recipients(county, roster, zone_id=None, targets=ROSTER_ROLES, at=at).recipients

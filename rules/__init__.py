@@ -2,6 +2,7 @@
 channels/; its only I/O is reading YAML files (no network, database or clock).
 
 config.py       the project's YAML loading: positions for errors, one strict base, durations
+variables.py    the forecast variables rules read and feeds supply, with their units
 schema.py       the YAML shape of a rules file, as strict pydantic models
 loader.py       rule files → RuleSet (with `include:`), every problem at file:line:column
 ruleset.py      the loaded rule set: rules with parsed conditions, ready to evaluate

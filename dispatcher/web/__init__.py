@@ -1,6 +1,7 @@
 """The HTTP side (FastAPI, server-rendered; no external CDN).
 
 app.py              the application: health, provider status webhooks; mounts the routers
+state.py            what the routers share (AppState, RulesStatus), apart from the app
 twilio_signature.py Twilio webhook signatures, shared by every Twilio route
 acks.py             acknowledging from a phone: SMS reply, voice keypress, signed link
 auth.py             duty-console accounts, logins and their tokens

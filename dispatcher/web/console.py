@@ -43,6 +43,7 @@ from dispatcher.labels import (
     CHANNEL_LABELS,
     LEVEL_LABELS,
     NOTIFICATION_STATUS_LABELS,
+    PERSON_ROLE_LABELS,
     RISK_LABELS,
     TRANSITION_LABELS,
     ZONE_KIND_LABELS,
@@ -748,14 +749,15 @@ class StepView:
 
 def _step_view(timer: EscalationTimer, names: Mapping[str, str]) -> StepView:
     plan = PlannedStep.of_timer(timer)
-    if timer.kind == "deadline":
+    if timer.kind == TimerKind.DEADLINE:
         limit = f"（{plan.minutes} 分钟）" if plan.minutes is not None else ""
         what = f"确认期限{limit}：届时仍未确认即记为超时（迟报），并上报"
     else:
         repeat = f"（第 {timer.round + 1} 轮）" if timer.round else ""
         what = f"逐级通知第 {timer.step + 1} 步{repeat}"
-    roles = {**ROLE_LABELS, **DUTY_ROLE_LABELS}
-    who = [roles.get(t, t) for t in plan.targets] + [names.get(p, p) for p in plan.people]
+    who = [PERSON_ROLE_LABELS.get(t, t) for t in plan.targets] + [
+        names.get(p, p) for p in plan.people
+    ]
     return StepView(
         due_at=timer.due_at,
         what=what,
