@@ -280,7 +280,7 @@ class ConsoleSession(Base):
     ended_at: Mapped[datetime | None]  # logout
 
 
-# --- issue 5: escalation and acknowledgement (dispatcher/escalation.py,
+# --- issue 5: escalation and acknowledgement (dispatcher/escalation/,
 # dispatcher/alerts/acknowledge.py) ------------------------------------------
 
 
