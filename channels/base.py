@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 
@@ -98,6 +99,42 @@ class ChannelLimits:
             if size > self.max_bytes:
                 return f"message is {size} bytes in UTF-8, the limit is {self.max_bytes}"
         return None
+
+
+class Medium(StrEnum):
+    """How a text is worded for a channel: read on a phone, heard on a call or a
+    loudspeaker, or posted to a messaging-app group."""
+
+    SMS = "sms"
+    VOICE = "voice"
+    BROADCAST = "broadcast"
+    IM = "im"
+
+
+class Addressing(StrEnum):
+    """What `OutgoingMessage.address` holds for a channel."""
+
+    PHONE = "phone"  # a person's phone number, E.164
+    ROBOT = "robot"  # the name of a configured IM robot/bot (e.g. duty-room)
+    VILLAGE = "village"  # a village's loudspeakers: "township/village"
+    TARGET = "target"  # the name of a configured webhook target
+
+
+@dataclass(frozen=True)
+class ChannelDeclaration:
+    """The facts about a channel that the rest of Yujing reads, as data on the channel.
+
+    Messages render for `medium`, routing addresses by `addressing`, acknowledgement
+    links are added only where `carries_links`, people read `label`. `limits` are
+    the channel's defaults (a configured instance may narrow them).
+    """
+
+    name: str  # the key stored in outbox rows and named in escalation.yaml
+    label: str  # what people read, e.g. 短信
+    medium: Medium
+    addressing: Addressing
+    carries_links: bool
+    limits: ChannelLimits = ChannelLimits()
 
 
 @runtime_checkable
