@@ -111,7 +111,7 @@ class HazardMessage:
     now: datetime
     advice: str
     code: str
-    link: str | None = None  # signed acknowledgement link; appended only if it still fits
+    link: str | None = None  # signed ack link: SMS keeps it (shortening the text), IM lists it
     township: str = ""
     village: str = ""
     until: datetime | None = None

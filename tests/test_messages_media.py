@@ -8,6 +8,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from channels import dingtalk, feishu, wecom
 from channels.base import ChannelLimits
@@ -439,3 +442,23 @@ def test_system_sms_texts_are_the_default() -> None:
         sender="柳林县自然资源局", since=SINCE, rules=7, timezone=TZ
     )
     assert refused("sms").startswith("【柳林县自然资源局】系统告警：")
+
+
+# --- whatever the zone list and the link, each medium keeps its promise
+
+_names = st.lists(st.text(alphabet="滑坡崩塌村镇沟黄土斜坡", min_size=1, max_size=30), max_size=60)
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(names=_names, link_length=st.integers(min_value=0, max_value=220))
+def test_any_warning_fits_its_sms_and_its_group_post(names: list[str], link_length: int) -> None:
+    link = ("https://yujing.example.gov.cn/ack/" + "x" * link_length) if link_length else None
+    message = warning(zone="、".join(names) or "穆村镇冯家沟村黄土滑坡", link=link)
+
+    sms = render_hazard(message, TZ)
+    post = render_hazard(message, TZ, channel_kind="im")
+
+    assert sms_segments(sms) <= 3
+    assert "编码K7QA" in sms
+    assert len(post.encode("utf-8")) <= wecom.TEXT_MAX_BYTES
+    assert "编码：K7QA" in post.split("\n")
