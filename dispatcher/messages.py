@@ -340,7 +340,8 @@ def _spoken_when(message: HazardMessage, timezone: str) -> str:
     if message.onset is not None and message.onset > message.now:
         start = f"预计{spoken_time(message.onset, timezone)}开始"
         return f"{start}，持续到{until}" if until else start
-    return f"现已出现，预计持续到{until}" if until else "现已出现，可能持续"
+    under_way = f"{message.hazard}现已出现"  # said by itself, "现已出现" leaves "what?" open
+    return f"{under_way}，预计持续到{until}" if until else f"{under_way}，可能持续"
 
 
 def _spoken_advice(advice: str) -> str:

@@ -142,7 +142,7 @@ def test_a_call_leaves_the_keypress_prompt_to_the_voice_channel() -> None:
 
 def test_a_call_about_a_condition_under_way_says_so() -> None:
     text = render_hazard(warning(onset=NOW - timedelta(hours=2)), TZ, channel_kind="voice")
-    assert "现已出现，预计持续到1月8日晚上11时" in text
+    assert "寒潮现已出现，预计持续到1月8日晚上11时" in text
 
 
 @pytest.mark.parametrize(
