@@ -1,21 +1,41 @@
-"""Message texts: what a person reads on their phone, or hears.
+# Long module: one warning in four media's words (SMS, voice, loudspeaker, IM), side by side
+"""Message texts: what a person reads on their phone, hears on a call or a village
+loudspeaker, or sees in a messaging-app group.
 
 A rule file may give its own template per channel kind (sms, voice, broadcast,
-im) for a rule or a hazard; otherwise the built-in texts below are used. All
-are Jinja2 rendered in a `SandboxedEnvironment` with strict undefined
-variables. Every built-in SMS carries the signature, the hazard, level, zone,
-expected time, the action to take, the acknowledgement instruction and the
-alert's short code, and fits in three SMS segments: when a long zone name would
-overflow, the advice is dropped first, then the zone name is shortened — never
-the code or the signature; the acknowledgement link follows only if it fits. A custom SMS template
-that overflows anyway (`yujing rules check` refuses those it can foresee) is cut
-short, keeping the code; one that fails to render falls back to the built-in
-text, so a template mistake never stops a warning.
+im) for a rule or a hazard; otherwise the built-in texts below are used, one
+wording per medium:
+
+- **sms**: the signature, the hazard, level, zone, expected time, the action to
+  take, the acknowledgement instruction and the alert's short code, in three
+  SMS segments. When a long zone name would overflow, the advice is dropped
+  first, then the zone name is shortened — never the code or the signature. The
+  acknowledgement link is never dropped silently: the text is shortened the
+  same way until the link fits too; only when even the shortest text leaves no
+  room is the link left out (logged; the reply code still acknowledges).
+- **voice** (a call read by TTS): one spoken sentence — who calls, hazard and
+  level, where, when (spoken times, `spoken_time`), what to do. No URL, no
+  code, no brackets or symbols a TTS reads badly (`speakable`). The voice
+  channel adds its own "press 1" prompt.
+- **broadcast** (a village loudspeaker): an attention call, who issues it,
+  what, where in the village, what to do, and the core sentence once more.
+  No codes, links or reply instructions.
+- **im** (a group robot): a title line with the level marked, then one line
+  per fact (zone, township and village, time, advice, code, link), within the
+  platform's byte limit — the zone list is shortened, a line is never cut.
+  The lines read the same as plain text, which is how the robots post them.
+
+All are Jinja2 or Python rendered from plain data; administrators' templates
+are rendered in a `SandboxedEnvironment` with strict undefined variables. A
+custom SMS template that overflows anyway (`yujing rules check` refuses those
+it can foresee) is cut short, keeping the code; one that fails to render falls
+back to the built-in text, so a template mistake never stops a warning.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,8 +45,10 @@ from zoneinfo import ZoneInfo
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from channels.base import ChannelLimits
 from channels.sms_text import fits_sms
-from rules.templates import render_template
+from channels.twilio_voice import MAX_VOICE_CHARS
+from rules.templates import IM_MAX_BYTES, render_template
 
 log = logging.getLogger("yujing.messages")
 
@@ -89,7 +111,7 @@ class HazardMessage:
     now: datetime
     advice: str
     code: str
-    link: str | None = None  # signed acknowledgement link; appended only if it still fits
+    link: str | None = None  # signed ack link: SMS keeps it (shortening the text), IM lists it
     township: str = ""
     village: str = ""
     until: datetime | None = None
@@ -101,6 +123,9 @@ def append_link(text: str, link: str | None, max_segments: int = SMS_MAX_SEGMENT
     if not link:
         return text
     linked = f"{text}确认：{link}"
+    if not fits_sms(linked, max_segments):
+        # the text is rendered already; render_hazard with `message.link` shortens it instead
+        log.info("an acknowledgement link did not fit after a rendered SMS; sent without it")
     return linked if fits_sms(linked, max_segments) else text
 
 
@@ -145,12 +170,15 @@ def render_hazard(
     *,
     template: str | None = None,
     channel_kind: str = "sms",
+    limits: ChannelLimits | None = None,
 ) -> str:
     """Render a hazard warning for one channel kind: the rule's template, else the built-in.
 
-    SMS texts fit in three segments. The built-in texts end with the message's
-    acknowledgement link when there is room for it; a template places `link`
-    itself.
+    SMS texts fit in three segments and keep the acknowledgement link (shortening
+    the text for it) whenever the shortest text leaves room; a template places
+    `link` itself. Voice and broadcast texts are spoken: no link, no code. IM
+    texts fit `limits.max_bytes` (default: the strictest robot, WeCom's 2048);
+    `limits` are the channel's own when the caller knows them.
     """
     values = hazard_values(message, timezone)
     if template is not None:
@@ -167,6 +195,8 @@ def render_hazard(
                 exc,
             )
         else:
+            if channel_kind in SPOKEN_KINDS:
+                return speakable(text)
             if channel_kind != "sms" or fits_sms(text, SMS_MAX_SEGMENTS):
                 return text
             log.warning(
@@ -178,20 +208,300 @@ def render_hazard(
                 SMS_MAX_SEGMENTS,
             )
             return cut_to_sms(text, message.code)
+    if channel_kind == "voice":
+        return _voice_text(message, timezone, limits)
+    if channel_kind == "broadcast":
+        return _broadcast_text(message, timezone, limits)
+    if channel_kind == "im":
+        return _im_text(message, timezone, limits)
+    return _sms_text(message, values)
+
+
+# --- sms
+
+
+def _sms_text(message: HazardMessage, values: dict[str, Any]) -> str:
+    """The built-in SMS, with its acknowledgement link whenever a shortened text leaves room."""
     advice = values["advice"]
     values["advice"] = advice.rstrip("。") + "。" if advice else ""
+    if message.link:
+        suffix = f"确认：{message.link}"
+        text, fits = _shorten_sms(message, values, suffix)
+        if fits:
+            return text + suffix
+        log.info(
+            "the acknowledgement link of alert %s does not fit in %d SMS segments even "
+            "with the advice dropped and the zone name shortened; sent without it "
+            "(a reply still acknowledges)",
+            message.code,
+            SMS_MAX_SEGMENTS,
+        )
+    text, _ = _shorten_sms(message, values, "")
+    return text
+
+
+def _shorten_sms(message: HazardMessage, values: dict[str, Any], suffix: str) -> tuple[str, bool]:
+    """The built-in text, shortened until it and `suffix` fit in the SMS limit, and whether
+    they do: what matters least goes first, the advice, then the zone's tail."""
     render = _compiled[message.kind].render
     text = render(values)
-    if channel_kind == "sms" and not fits_sms(text, SMS_MAX_SEGMENTS):
-        # drop what matters least first: the advice, then the zone's tail
-        values["advice"] = ""
+    if fits_sms(text + suffix, SMS_MAX_SEGMENTS):
+        return text, True
+    values = {**values, "advice": ""}
+    text = render(values)
+    zone = message.zone
+    while not fits_sms(text + suffix, SMS_MAX_SEGMENTS) and len(zone) > 4:
+        zone = zone[:-2]
+        values["zone"] = zone + "…"
         text = render(values)
-        zone = message.zone
-        while not fits_sms(text, SMS_MAX_SEGMENTS) and len(zone) > 4:
-            zone = zone[:-2]
-            values["zone"] = zone + "…"
-            text = render(values)
-    return append_link(text, message.link)
+    return text, fits_sms(text + suffix, SMS_MAX_SEGMENTS)
+
+
+# --- spoken texts: voice calls and village loudspeakers
+
+#: Channel kinds whose text a TTS engine reads aloud.
+SPOKEN_KINDS = ("voice", "broadcast")
+
+# hour → the part of the day a Chinese speaker names it by (凌晨3时, 下午3时)
+_DAY_PARTS = ((6, "凌晨"), (9, "早上"), (12, "上午"), (13, "中午"), (18, "下午"), (24, "晚上"))
+_RELATIVE_DAYS = {-1: "昨天", 0: "今天", 1: "明天", 2: "后天"}
+
+
+def spoken_time(moment: datetime, timezone: str, now: datetime | None = None) -> str:
+    """A time as it is said aloud: '1月7日上午9时', '1月7日晚上11时30分'; with `now`,
+    '今天凌晨3时' / '明天下午2时' when the day is near.
+
+    The built-in texts pass no `now`: a text is rendered once and may be read
+    out hours later (a reminder, a retry after midnight), when "today" is wrong.
+    """
+    zone = ZoneInfo(timezone)
+    local = moment.astimezone(zone)
+    part = next(name for end, name in _DAY_PARTS if local.hour < end)
+    hour = local.hour - 12 if local.hour > 12 else local.hour
+    clock = f"{part}{hour}时" + (f"{local.minute}分" if local.minute else "")
+    if now is not None:
+        day = _RELATIVE_DAYS.get((local.date() - now.astimezone(zone).date()).days)
+        if day is not None:
+            return day + clock
+    return f"{local.month}月{local.day}日{clock}"
+
+
+# (pattern, replacement) in order: what a TTS engine reads badly → what a person says
+_SPEAKABLE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]+", ""),  # URL characters (RFC 3986)
+        (r"(?<![\d.])[-−](?=\d+(?:\.\d+)?\s*(?:℃|°C))", "零下"),
+        (r"(\d+(?:\.\d+)?)\s*[%％]", r"百分之\1"),
+        (r"(\d)\s*[~～\-—–]\s*(?=\d)", r"\1到"),
+        (r"\s*(?:℃|°C)", "摄氏度"),
+        (r"(\d)\s*m/s", r"\1米每秒"),
+        (r"(\d)\s*km/h", r"\1公里每小时"),
+        (r"(\d)\s*mm", r"\1毫米"),
+        (r"(\d)\s*cm", r"\1厘米"),
+        (r"×", "乘"),
+        (r"【([^】]*)】", r"\1，"),
+        (r"[（(）)…／/|｜]+", "，"),
+        (r"[*#_`>\[\]【】~～]+", ""),
+        (r"\s*，(?:\s*，)*\s*", "，"),
+        (r"，(?=[。！？；：，]|$)", ""),
+        (r"(?<=[。！？；：])，", ""),
+        (r"^，", ""),
+    )
+)
+
+
+def speakable(text: str) -> str:
+    """`text` as a TTS engine should get it: no URL, no brackets or ellipses, units and
+    symbols in words (℃ → 摄氏度, -5℃ → 零下5摄氏度, 30% → 百分之30, 3~5 → 3到5)."""
+    for pattern, replacement in _SPEAKABLE:
+        text = pattern.sub(replacement, text)
+    return text.strip()
+
+
+def _place(message: HazardMessage) -> tuple[str, str]:
+    """(township + village, the rest of the zone's name): zone names usually start with
+    their township and village (穆村镇冯家沟村黄土滑坡), which a listener needs once."""
+    spot = message.zone
+    area = ""
+    for part in (message.township, message.village):
+        if part:
+            area += part
+            spot = spot.removeprefix(part)
+    return area, spot
+
+
+def _spoken_when(message: HazardMessage, timezone: str) -> str:
+    until = (
+        spoken_time(message.until, timezone)
+        if message.until is not None and message.until > message.now
+        else ""
+    )
+    if message.onset is not None and message.onset > message.now:
+        start = f"预计{spoken_time(message.onset, timezone)}开始"
+        return f"{start}，持续到{until}" if until else start
+    under_way = f"{message.hazard}现已出现"  # said by itself, "现已出现" leaves "what?" open
+    return f"{under_way}，预计持续到{until}" if until else f"{under_way}，可能持续"
+
+
+def _spoken_advice(advice: str) -> str:
+    advice = advice.strip().rstrip("。")
+    if not advice:
+        return ""
+    return (advice if advice.startswith("请") else "请" + advice) + "。"
+
+
+def _spoken_warning(message: HazardMessage) -> str:
+    """'寒潮黄色预警' / '寒潮预警升级为橙色预警' / '寒潮黄色预警解除'."""
+    if message.kind == "upgraded":
+        return f"{message.hazard}预警升级为{message.level_zh}预警"
+    if message.kind == "downgraded":
+        return f"{message.hazard}预警降为{message.level_zh}预警"
+    if message.kind == "resolved":
+        return f"{message.hazard}{message.level_zh}预警解除"
+    return f"{message.hazard}{message.level_zh}预警"
+
+
+def _voice_text(message: HazardMessage, timezone: str, limits: ChannelLimits | None) -> str:
+    """What a call says: who calls, what, where, when, what to do (the channel adds 按1确认)."""
+    area, spot = _place(message)
+
+    def say(zone: str) -> str:
+        where = f"{area}的{zone}" if area and zone else area or zone
+        if message.kind == "resolved":
+            return speakable(
+                f"您好，这里是{message.sender}。{where}，{_spoken_warning(message)}，"
+                "预警条件已经结束，请继续做好巡查。"
+            )
+        return speakable(
+            f"您好，这里是{message.sender}。{_spoken_warning(message)}：{where}，"
+            f"{_spoken_when(message, timezone)}。{_spoken_advice(message.advice)}"
+        )
+
+    limit = limits.max_chars if limits and limits.max_chars else MAX_VOICE_CHARS
+    return _fit_zone(spot, say, lambda text: len(text) <= limit, more="等")
+
+
+def _broadcast_text(message: HazardMessage, timezone: str, limits: ChannelLimits | None) -> str:
+    """A loudspeaker script for villagers: attention, who, what, where, what to do, again."""
+    _, spot = _place(message)
+    village = message.village
+
+    def script(zone: str) -> str:
+        where = f"{village}{zone}" if village else zone
+        warning = _spoken_warning(message)
+        if message.kind == "resolved":
+            core = f"{message.sender}通知：{where}一带，{warning}。"
+            closing = "请大家继续注意安全。"
+        else:
+            issued = f"发布{warning}" if message.kind == "new" else f"通知：{warning}"
+            core = (
+                f"{message.sender}{issued}。{where}一带，{_spoken_when(message, timezone)}。"
+                f"{_spoken_advice(message.advice)}"
+            )
+            closing = "请大家注意安全，远离危险边坡，听从村里安排。"
+        return speakable(f"各位村民请注意，各位村民请注意！{core}{closing}重复一遍：{core}")
+
+    limit = limits.max_chars if limits and limits.max_chars else None
+    return _fit_zone(spot, script, lambda text: limit is None or len(text) <= limit, more="等")
+
+
+# --- im: a group robot's post
+
+_LEVEL_MARKS = {"红色": "🔴", "橙色": "🟠", "黄色": "🟡", "蓝色": "🔵"}
+
+
+def _im_text(message: HazardMessage, timezone: str, limits: ChannelLimits | None) -> str:
+    """A title line with the level marked, then one line per fact, within the byte limit."""
+    limit = limits.max_bytes if limits and limits.max_bytes else IM_MAX_BYTES
+
+    def fits(text: str) -> bool:
+        return len(text.encode("utf-8")) <= limit
+
+    text = _fit_zone(message.zone, lambda zone: _im_lines(message, timezone, zone, True), fits)
+    if not fits(text):  # a zone list too long even cut to its first name: the advice goes
+        text = _fit_zone(message.zone, lambda zone: _im_lines(message, timezone, zone, False), fits)
+    if not fits(text):  # only an absurd signature gets here: whole lines, the code kept
+        lines = text.split("\n")
+        code = f"编码：{message.code}"
+        kept: list[str] = []
+        for line in lines:
+            if line != code and fits("\n".join([*kept, line, code])):
+                kept.append(line)
+        text = "\n".join([*kept, code])
+    return text
+
+
+def _im_lines(message: HazardMessage, timezone: str, zone: str, advice: bool) -> str:
+    level = message.level_zh
+    if message.kind == "resolved":
+        title = f"✅【预警解除】{message.hazard}{level}预警解除"
+    else:
+        change = {"upgraded": "预警升级", "downgraded": "预警降级"}.get(message.kind, "")
+        title = f"{_LEVEL_MARKS.get(level, '⚠️')}【{level}预警】{message.hazard}{change}"
+    lines = [title, f"发布：{message.sender}", f"隐患点：{zone}"]
+    if message.township or message.village:
+        lines.append(f"乡镇村：{message.township}{message.village}")
+    if message.kind == "resolved":
+        lines.append("说明：预警条件已结束，请继续做好巡查")
+    else:
+        lines.append(f"时间：{_written_when(message, timezone)}")
+        if advice and message.advice.strip():
+            lines.append(f"措施：{message.advice.strip().rstrip('。')}")
+    lines.append(f"编码：{message.code}")
+    if message.link:
+        lines.append(f"确认：{message.link}")
+    return "\n".join(lines)
+
+
+def _written_when(message: HazardMessage, timezone: str) -> str:
+    until = (
+        local_time(message.until, timezone)
+        if message.until is not None and message.until > message.now
+        else ""
+    )
+    if message.onset is not None and message.onset > message.now:
+        start = f"预计{local_time(message.onset, timezone)}起"
+        return f"{start}，至{until}" if until else start
+    return f"已出现，预计持续至{until}" if until else "已出现并可能持续"
+
+
+def _fit_zone(
+    zone: str, render: Callable[[str], str], fits: Callable[[str], bool], more: str = "…"
+) -> str:
+    """`render(zone)` with as much of `zone` as `fits`: a list (甲、乙、丙) keeps its first
+    names and says how many there are (甲、乙等3处); a single name loses its tail
+    (ending in `more`). The shortest try when nothing fits."""
+    text = render(zone)
+    if fits(text):
+        return text
+    names = [name for name in zone.split("、") if name] or [zone]
+    total = f"等{len(names)}处" if len(names) > 1 else ""
+
+    def listed(keep: int) -> str:
+        return render("、".join(names[:keep]) + total)
+
+    def first(length: int) -> str:
+        return render(names[0][:length] + (total or more))
+
+    keep = _most(len(names) - 1, lambda k: fits(listed(k)))
+    if keep:
+        return listed(keep)
+    length = _most(len(names[0]) - 1, lambda n: fits(first(n)), least=4)
+    return first(length or 4)
+
+
+def _most(high: int, ok: Callable[[int], bool], least: int = 1) -> int | None:
+    """The largest n in [least, high] with ok(n), for an `ok` that holds up to some n and
+    fails above it (a shorter text fits when a longer one does); None when none does."""
+    low = least - 1  # ok(low) is assumed; high + 1 is known to fail
+    while low < high:
+        middle = (low + high + 1) // 2
+        if ok(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low if low >= least else None
 
 
 def cut_to_sms(text: str, code: str, max_segments: int = SMS_MAX_SEGMENTS) -> str:
@@ -229,17 +539,87 @@ def _clock(moment: datetime, timezone: str) -> str:
     return f"{local.month}月{local.day}日{local.hour:02d}:{local.minute:02d}"
 
 
+# System alerts go to bureau staff: a voice call says what happened and what to do
+# (the code and file positions are for the console and the SMS); a loudspeaker
+# never carries them, so "broadcast" gets the spoken wording too.
+def _system_call(sender: str, text: str) -> str:
+    return speakable(f"您好，这里是{sender}预警系统。{text}")
+
+
+def _system_post(title: str, lines: list[str], code: str) -> str:
+    return "\n".join([title, *lines, *([f"编码：{code}"] if code else [])])
+
+
 def render_feed(
-    kind: str, *, sender: str, source: str, since: datetime, code: str, timezone: str
+    kind: str,
+    *,
+    sender: str,
+    source: str,
+    since: datetime,
+    code: str,
+    timezone: str,
+    channel_kind: str = "sms",
 ) -> str:
     """Render the system message for a forecast feed going down or coming back."""
+    down = kind == "feed_down"
+    if channel_kind in SPOKEN_KINDS:
+        when = spoken_time(since, timezone)
+        return _system_call(
+            sender,
+            f"天气预报数据{source}自{when}起未能更新，自动预警可能中断，"
+            "请值班人员人工关注气象信息。"
+            if down
+            else f"天气预报数据{source}已于{when}恢复更新，系统告警解除。",
+        )
+    if channel_kind == "im":
+        clock = _clock(since, timezone)
+        if down:
+            return _system_post(
+                "⚠️【系统告警】天气预报数据未能更新",
+                [
+                    f"发布：{sender}",
+                    f"数据源：{source}",
+                    f"时间：自{clock}起",
+                    "影响：自动预警可能中断，请值班人员人工关注气象信息",
+                ],
+                code,
+            )
+        return _system_post(
+            "✅【系统告警解除】天气预报数据恢复更新",
+            [f"发布：{sender}", f"数据源：{source}", f"时间：{clock}恢复"],
+            code,
+        )
     return _render_system(kind, code, sender=sender, source=source, since=_clock(since, timezone))
 
 
 def render_rules_refused(
-    *, sender: str, since: datetime, where: str, count: int, code: str, timezone: str
+    *,
+    sender: str,
+    since: datetime,
+    where: str,
+    count: int,
+    code: str,
+    timezone: str,
+    channel_kind: str = "sms",
 ) -> str:
     """Tell administrators an edited rule set was refused and the old one stays in force."""
+    if channel_kind in SPOKEN_KINDS:
+        return _system_call(
+            sender,
+            f"{spoken_time(since, timezone)}修改的预警规则有误，共{count}处错误，未生效，"
+            "仍按原规则运行。请管理员查看短信或控制台，检查并修正规则。",
+        )
+    if channel_kind == "im":
+        return _system_post(
+            "⚠️【系统告警】预警规则修改有误，未生效",
+            [
+                f"发布：{sender}",
+                f"时间：{_clock(since, timezone)}修改",
+                f"首个错误：{where}（共{count}处）",
+                "处理：仍按原规则运行；请运行 yujing rules check 查看并修正",
+            ],
+            code,
+        )
     return _render_system(
         "rules_refused",
         code,
@@ -250,8 +630,22 @@ def render_rules_refused(
     )
 
 
-def render_rules_restored(*, sender: str, since: datetime, rules: int, timezone: str) -> str:
+def render_rules_restored(
+    *, sender: str, since: datetime, rules: int, timezone: str, channel_kind: str = "sms"
+) -> str:
     """Tell administrators a valid rule set is in force again."""
+    if channel_kind in SPOKEN_KINDS:
+        return _system_call(
+            sender,
+            f"预警规则已于{spoken_time(since, timezone)}重新加载生效，共{rules}条规则，"
+            "系统告警解除。",
+        )
+    if channel_kind == "im":
+        return _system_post(
+            "✅【系统告警解除】预警规则重新生效",
+            [f"发布：{sender}", f"时间：{_clock(since, timezone)}生效", f"规则：共{rules}条"],
+            "",
+        )
     return _render_system(
         "rules_restored", "", sender=sender, since=_clock(since, timezone), rules=rules
     )

@@ -155,15 +155,18 @@ def test_a_warning_with_room_ends_with_its_link() -> None:
     assert sms_segments(text) <= 3
 
 
-def test_a_link_that_would_need_a_fourth_segment_is_left_out() -> None:
+def test_a_link_that_would_need_a_fourth_segment_costs_the_advice_not_the_link() -> None:
     link = ack_link(settings(), 42, "p-duty-zhang", NOW)
+    assert link is not None
     long_advice = "加强隐患点巡查，做好防寒防冻，" * 5  # still fits without the link
     plain = render_hazard(warning(advice=long_advice), "Asia/Shanghai")
     assert long_advice.rstrip("，") in plain
 
     text = render_hazard(warning(advice=long_advice, link=link), "Asia/Shanghai")
 
-    assert text == plain
+    assert text.endswith(f"回复1确认（编码K7QA）确认：{link}")
+    assert "加强隐患点巡查" not in text
+    assert sms_segments(text) <= 3
 
 
 def test_without_a_link_the_text_is_unchanged() -> None:
