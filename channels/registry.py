@@ -15,30 +15,35 @@ from types import MappingProxyType
 
 from channels.base import ChannelDeclaration, Medium
 
-__all__ = ["DECLARATIONS", "declaration", "medium_of"]
+__all__ = ["DECLARATIONS", "declaration", "declarations_in", "medium_of"]
 
 
-def _declared() -> Mapping[str, ChannelDeclaration]:
-    import channels
+def declarations_in(package: str) -> Mapping[str, ChannelDeclaration]:
+    """The `DECLARATION` of every module of `package` that has one, by channel name.
 
+    Raises RuntimeError when two modules declare the same name.
+    """
     found: dict[str, ChannelDeclaration] = {}
-    for info in sorted(pkgutil.iter_modules(channels.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"channels.{info.name}")
+    declared_in: dict[str, str] = {}
+    path = importlib.import_module(package).__path__
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        module = importlib.import_module(f"{package}.{info.name}")
         declared = getattr(module, "DECLARATION", None)
         if not isinstance(declared, ChannelDeclaration):
             continue  # shared plumbing (base, http_result, …), not a channel
         if declared.name in found:
             # two modules claiming one name would make stored rows ambiguous
             raise RuntimeError(
-                f"channels/{info.name}.py declares channel {declared.name!r}, "
-                "which another module in channels/ already declares: rename one"
+                f"{package}.{info.name} declares channel {declared.name!r}, which "
+                f"{declared_in[declared.name]} already declares: rename one"
             )
         found[declared.name] = declared
+        declared_in[declared.name] = f"{package}.{info.name}"
     return MappingProxyType(found)
 
 
 #: Channel name (as stored in outbox rows) → its declaration.
-DECLARATIONS: Mapping[str, ChannelDeclaration] = _declared()
+DECLARATIONS: Mapping[str, ChannelDeclaration] = declarations_in("channels")
 
 
 def declaration(name: str) -> ChannelDeclaration | None:
