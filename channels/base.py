@@ -15,7 +15,7 @@ recipient's next contact method.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
@@ -135,14 +135,26 @@ class ChannelDeclaration:
     addressing: Addressing
     carries_links: bool
     limits: ChannelLimits = ChannelLimits()
+    # A stand-in reaches nobody (the console prints): failover never picks it as
+    # the other way to reach a person, or a warning would look delivered.
+    stand_in: bool = False
+
+    def named(self, name: str) -> ChannelDeclaration:
+        """The same facts under another instance name (a second account of one channel)."""
+        return self if name == self.name else replace(self, name=name)
 
 
 @runtime_checkable
 class Channel(Protocol):
-    """A delivery channel: `name` is the key stored in outbox rows."""
+    """A delivery channel: `name` is the key stored in outbox rows.
+
+    `declaration` is its module's `DECLARATION` (under the instance's name);
+    `limits` are this instance's, which its configuration may have narrowed.
+    """
 
     name: str
     limits: ChannelLimits
+    declaration: ChannelDeclaration
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Deliver one message; never raises for provider or network errors."""

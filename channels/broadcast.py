@@ -86,7 +86,8 @@ from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from channels.base import Addressing as ChannelAddressing
+from channels.base import ChannelDeclaration, ChannelLimits, Medium, OutgoingMessage, SendResult
 from channels.http_result import (
     classify_status,
     guarded_send,
@@ -100,6 +101,7 @@ from rules.config import Strict
 
 __all__ = [
     "BUILTIN_PROFILES",
+    "DECLARATION",
     "BroadcastChannel",
     "BroadcastDirectory",
     "BroadcastProfile",
@@ -114,6 +116,16 @@ _logger = logging.getLogger(__name__)
 
 #: Vendor profiles shipped in channels/broadcast_profiles/.
 BUILTIN_PROFILES = ("generic", "ip-broadcast-v2")
+
+# Heard on a loudspeaker by anyone nearby: no link. The limits are the vendor
+# profile's (`ProfileLimits`), so the declaration has none of its own.
+DECLARATION = ChannelDeclaration(
+    name="broadcast",
+    label="村村响广播",
+    medium=Medium.BROADCAST,
+    addressing=ChannelAddressing.VILLAGE,
+    carries_links=False,
+)
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 _SINGLE_EXPRESSION = re.compile(r"\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}", re.DOTALL)
@@ -434,6 +446,7 @@ class BroadcastChannel:
 
     name: str
     limits: ChannelLimits
+    declaration: ChannelDeclaration
 
     def __init__(
         self,
@@ -445,7 +458,7 @@ class BroadcastChannel:
         username: str | None = None,
         secret: SecretStr | None = None,
         clock: Callable[[], float] = time.time,
-        name: str = "broadcast",
+        name: str = DECLARATION.name,
     ) -> None:
         """One gateway (`base_url`), spoken to as `profile` says.
 
@@ -480,6 +493,7 @@ class BroadcastChannel:
                 f"in broadcast.yaml have none: {', '.join(lacking)}"
             )
         self.name = name
+        self.declaration = DECLARATION.named(name)
         self.limits = ChannelLimits(
             max_chars=profile.limits.max_chars,
             per_second=profile.limits.per_second,

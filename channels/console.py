@@ -10,17 +10,37 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
 from channels.sms_text import MAX_UCS2_CHARS, sms_segments
 
 _RULE = "─" * 40
+
+#: The console stands in for a person's phone in drills and development runs: it
+#: gets what an SMS would say, acknowledgement link and all, within the SMS length.
+DECLARATION = ChannelDeclaration(
+    name="console",
+    label="控制台",
+    medium=Medium.SMS,
+    addressing=Addressing.PHONE,
+    carries_links=True,
+    limits=ChannelLimits(max_chars=MAX_UCS2_CHARS),
+    stand_in=True,
+)
 
 
 class ConsoleChannel:
     """Writes one clearly delimited block per message to a text stream."""
 
-    name: str = "console"
-    limits: ChannelLimits = ChannelLimits(max_chars=MAX_UCS2_CHARS)
+    name: str = DECLARATION.name
+    limits: ChannelLimits = DECLARATION.limits
+    declaration: ChannelDeclaration = DECLARATION
 
     def __init__(self, stream: TextIO | None = None) -> None:
         """`stream` defaults to whatever `sys.stdout` is at send time."""

@@ -42,7 +42,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
 from channels.http_result import (
     addressed,
     classify_status,
@@ -53,7 +60,7 @@ from channels.http_result import (
 )
 from channels.redaction import redactor_in_urls
 
-__all__ = ["DINGTALK_API", "DingTalkChannel", "DingTalkRobot"]
+__all__ = ["DECLARATION", "DINGTALK_API", "DingTalkChannel", "DingTalkRobot"]
 
 _logger = logging.getLogger(__name__)
 
@@ -69,6 +76,16 @@ _BLOCKED = frozenset({130101, 410100})
 _BUSY = -1
 
 
+DECLARATION = ChannelDeclaration(
+    name="dingtalk",
+    label="钉钉",
+    medium=Medium.IM,
+    addressing=Addressing.ROBOT,
+    carries_links=True,
+    limits=ChannelLimits(max_bytes=MAX_BYTES, per_minute=PER_MINUTE, rate_scope="address"),
+)
+
+
 @dataclass(frozen=True)
 class DingTalkRobot:
     """One custom robot: its access token and, when it signs, its secret (SEC…)."""
@@ -81,9 +98,8 @@ class DingTalkChannel:
     """Posts each message to one DingTalk group robot, @-mentioning the people on duty."""
 
     name: str
-    limits: ChannelLimits = ChannelLimits(
-        max_bytes=MAX_BYTES, per_minute=PER_MINUTE, rate_scope="address"
-    )
+    limits: ChannelLimits = DECLARATION.limits
+    declaration: ChannelDeclaration
 
     def __init__(
         self,
@@ -92,7 +108,7 @@ class DingTalkChannel:
         http: httpx.AsyncClient,
         api_base: str = DINGTALK_API,
         clock: Callable[[], float] = time.time,
-        name: str = "dingtalk",
+        name: str = DECLARATION.name,
     ) -> None:
         """`robots` maps each robot id (the messages' address) to its credentials.
 
@@ -108,6 +124,7 @@ class DingTalkChannel:
         if empty:
             raise ValueError(f"YUJING_DINGTALK_ROBOTS: empty access_token for {', '.join(empty)}")
         self.name = name
+        self.declaration = DECLARATION.named(name)
         self._robots = dict(robots)
         self._http = http
         self._clock = clock

@@ -42,7 +42,15 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from channels.base import TOO_LONG, ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    TOO_LONG,
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
 from channels.http_result import (
     addressed,
     classify_status,
@@ -53,7 +61,7 @@ from channels.http_result import (
 )
 from channels.redaction import redactor_in_urls
 
-__all__ = ["FEISHU_API", "FeishuBot", "FeishuChannel"]
+__all__ = ["DECLARATION", "FEISHU_API", "FeishuBot", "FeishuChannel"]
 
 _logger = logging.getLogger(__name__)
 
@@ -69,6 +77,18 @@ _RATE_LIMITED = 11232
 _RATE_LIMIT_WAIT = 60.0
 
 
+DECLARATION = ChannelDeclaration(
+    name="feishu",
+    label="飞书",
+    medium=Medium.IM,
+    addressing=Addressing.ROBOT,
+    carries_links=True,
+    limits=ChannelLimits(
+        max_bytes=MAX_TEXT_BYTES, per_second=PER_SECOND, per_minute=PER_MINUTE, rate_scope="address"
+    ),
+)
+
+
 @dataclass(frozen=True)
 class FeishuBot:
     """One custom bot: the hook id from its webhook URL and, when it signs, its secret."""
@@ -81,9 +101,8 @@ class FeishuChannel:
     """Posts each message to one Feishu group bot."""
 
     name: str
-    limits: ChannelLimits = ChannelLimits(
-        max_bytes=MAX_TEXT_BYTES, per_second=PER_SECOND, per_minute=PER_MINUTE, rate_scope="address"
-    )
+    limits: ChannelLimits = DECLARATION.limits
+    declaration: ChannelDeclaration
 
     def __init__(
         self,
@@ -92,7 +111,7 @@ class FeishuChannel:
         http: httpx.AsyncClient,
         api_base: str = FEISHU_API,
         clock: Callable[[], float] = time.time,
-        name: str = "feishu",
+        name: str = DECLARATION.name,
     ) -> None:
         """`bots` maps each bot id (the messages' address) to its credentials.
 
@@ -108,6 +127,7 @@ class FeishuChannel:
         if empty:
             raise ValueError(f"YUJING_FEISHU_BOTS: empty hook_id for {', '.join(empty)}")
         self.name = name
+        self.declaration = DECLARATION.named(name)
         self._bots = dict(bots)
         self._http = http
         self._clock = clock

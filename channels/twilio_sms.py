@@ -14,23 +14,40 @@ import logging
 import httpx
 from pydantic import SecretStr
 
-from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
 from channels.sms_text import MAX_UCS2_CHARS
 from channels.twilio_rest import TwilioAccount
 
-__all__ = ["TwilioSmsChannel"]
+__all__ = ["DECLARATION", "TwilioSmsChannel"]
 
 _logger = logging.getLogger(__name__)
+
+# Twilio accepts 1600 characters, but a warning must arrive whole on old
+# handsets: 3 concatenated UCS-2 segments. No send rate yet: Twilio queues
+# per sender and answers 429 when it will not.
+DECLARATION = ChannelDeclaration(
+    name="twilio_sms",
+    label="短信",
+    medium=Medium.SMS,
+    addressing=Addressing.PHONE,
+    carries_links=True,
+    limits=ChannelLimits(max_chars=MAX_UCS2_CHARS, per_second=None),
+)
 
 
 class TwilioSmsChannel:
     """Sends each message as one Twilio SMS (concatenated by the carrier when long)."""
 
-    name: str = "twilio_sms"
-    # Twilio accepts 1600 characters, but a warning must arrive whole on old
-    # handsets: 3 concatenated UCS-2 segments. No send rate yet: Twilio queues
-    # per sender and answers 429 when it will not.
-    limits: ChannelLimits = ChannelLimits(max_chars=MAX_UCS2_CHARS, per_second=None)
+    name: str = DECLARATION.name
+    limits: ChannelLimits = DECLARATION.limits
+    declaration: ChannelDeclaration = DECLARATION
 
     def __init__(
         self,

@@ -33,12 +33,21 @@ import httpx
 from pydantic import SecretStr
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.base import TOO_LONG, ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    TOO_LONG,
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
 from channels.http_result import log_result, refuse_if_too_long
 from channels.twilio_rest import TwilioAccount
 
 __all__ = [
     "ACK_PATH",
+    "DECLARATION",
     "MAX_TWIML_CHARS",
     "TwilioVoiceChannel",
     "ack_url",
@@ -53,6 +62,16 @@ ACK_PATH = "/webhooks/twilio/voice/ack"
 MAX_TWIML_CHARS = 4000
 #: Body characters that still fit in MAX_TWIML_CHARS as `warning_twiml` lays them out.
 MAX_VOICE_CHARS = 1000
+
+# A call is heard, not read: no link in it (the keypress acknowledges).
+DECLARATION = ChannelDeclaration(
+    name="twilio_voice",
+    label="语音电话",
+    medium=Medium.VOICE,
+    addressing=Addressing.PHONE,
+    carries_links=False,
+    limits=ChannelLimits(max_chars=MAX_VOICE_CHARS, per_second=1.0),
+)
 
 PROMPT = "确认收到请按1，重听请按其他键。"
 GOODBYE = "没有收到您的按键确认，本次通话结束。"
@@ -95,8 +114,9 @@ def warning_twiml(
 class TwilioVoiceChannel:
     """Calls the recipient and reads the warning; one digit acknowledges."""
 
-    name: str = "twilio_voice"
-    limits: ChannelLimits = ChannelLimits(max_chars=MAX_VOICE_CHARS, per_second=1.0)
+    name: str = DECLARATION.name
+    limits: ChannelLimits = DECLARATION.limits
+    declaration: ChannelDeclaration = DECLARATION
 
     def __init__(
         self,

@@ -40,7 +40,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
 from channels.http_result import (
     addressed,
     classify_status,
@@ -52,6 +59,7 @@ from channels.http_result import (
 from channels.redaction import Redactor
 
 __all__ = [
+    "DECLARATION",
     "IDEMPOTENCY_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
@@ -64,6 +72,16 @@ _logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Yujing-Signature"
 TIMESTAMP_HEADER = "X-Yujing-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+# The receiving system shows the text to its own users (an IM-like text with the
+# link); it has no limits of its own that we know of: a deployment sets them.
+DECLARATION = ChannelDeclaration(
+    name="webhook",
+    label="业务系统推送",
+    medium=Medium.IM,
+    addressing=Addressing.TARGET,
+    carries_links=True,
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,7 @@ class WebhookChannel:
 
     name: str
     limits: ChannelLimits
+    declaration: ChannelDeclaration
 
     def __init__(
         self,
@@ -87,7 +106,7 @@ class WebhookChannel:
         http: httpx.AsyncClient,
         limits: ChannelLimits | None = None,
         clock: Callable[[], float] = time.time,
-        name: str = "webhook",
+        name: str = DECLARATION.name,
     ) -> None:
         """`targets` maps each target id (the messages' address) to its URL and secret.
 
@@ -108,7 +127,8 @@ class WebhookChannel:
             if not target.secret.get_secret_value():
                 raise ValueError(f"YUJING_WEBHOOK_TARGETS: {target_id}: the secret is empty")
         self.name = name
-        self.limits = limits or ChannelLimits()
+        self.declaration = DECLARATION.named(name)
+        self.limits = limits or DECLARATION.limits
         self._targets = dict(targets)
         self._http = http
         self._clock = clock

@@ -32,7 +32,14 @@ from typing import Any, Literal
 import httpx
 from pydantic import SecretStr
 
-from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
 from channels.http_result import (
     addressed,
     classify_status,
@@ -43,7 +50,7 @@ from channels.http_result import (
 )
 from channels.redaction import redactor_in_urls
 
-__all__ = ["WECOM_API", "WeComChannel"]
+__all__ = ["DECLARATION", "WECOM_API", "WeComChannel"]
 
 _logger = logging.getLogger(__name__)
 
@@ -53,6 +60,16 @@ _SEND_PATH = "/cgi-bin/webhook/send"
 TEXT_MAX_BYTES = 2048
 MARKDOWN_MAX_BYTES = 4096
 PER_MINUTE = 20
+
+# The limits of a text robot message; a markdown robot allows MARKDOWN_MAX_BYTES.
+DECLARATION = ChannelDeclaration(
+    name="wecom",
+    label="企业微信",
+    medium=Medium.IM,
+    addressing=Addressing.ROBOT,
+    carries_links=True,
+    limits=ChannelLimits(max_bytes=TEXT_MAX_BYTES, per_minute=PER_MINUTE, rate_scope="address"),
+)
 
 _RATE_LIMITED = 45009
 _BUSY = -1
@@ -65,6 +82,7 @@ class WeComChannel:
 
     name: str
     limits: ChannelLimits
+    declaration: ChannelDeclaration
 
     def __init__(
         self,
@@ -73,7 +91,7 @@ class WeComChannel:
         http: httpx.AsyncClient,
         msgtype: Literal["text", "markdown"] = "text",
         api_base: str = WECOM_API,
-        name: str = "wecom",
+        name: str = DECLARATION.name,
     ) -> None:
         """`robots` maps each robot id (the messages' address) to its webhook key.
 
@@ -89,6 +107,7 @@ class WeComChannel:
         if msgtype not in ("text", "markdown"):
             raise ValueError(f"WeCom msgtype must be 'text' or 'markdown', not {msgtype!r}")
         self.name = name
+        self.declaration = DECLARATION.named(name)
         self.limits = ChannelLimits(
             max_bytes=TEXT_MAX_BYTES if msgtype == "text" else MARKDOWN_MAX_BYTES,
             per_minute=PER_MINUTE,

@@ -30,15 +30,17 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 
+from channels.base import Addressing
+from channels.registry import declaration
 from dispatcher.settings import Settings
 
 __all__ = [
-    "LINK_CHANNELS",
     "AckClaim",
     "LinkError",
     "LinkExpired",
     "LinkInvalid",
     "ack_link",
+    "carries_personal_link",
     "ensure_secret_key",
     "make_token",
     "read_token",
@@ -46,13 +48,23 @@ __all__ = [
 
 log = logging.getLogger("yujing.acklinks")
 
-#: Channels whose message reaches one person's own phone or screen: only these
-#: carry a personal link (in a group chat or on a loudspeaker anyone could use it).
-LINK_CHANNELS: frozenset[str] = frozenset({"twilio_sms", "console"})
 
 _PURPOSE = b"yujing-ack-link:v1:"
 _MAC_BYTES = 16
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def carries_personal_link(channel: str) -> bool:
+    """Whether a message on `channel` may carry a recipient's own acknowledgement link.
+
+    Only a channel that shows links *and* reaches one person's own phone: a link
+    in a group chat or on a loudspeaker would let anyone acknowledge in that
+    person's name. A channel no module declares carries none.
+    """
+    declared = declaration(channel)
+    return (
+        declared is not None and declared.carries_links and declared.addressing is Addressing.PHONE
+    )
 
 
 class LinkError(Exception):

@@ -57,27 +57,31 @@ def _secret(value: Any) -> SecretStr | None:
 def build_channels(
     settings: Settings, http: httpx.AsyncClient, console: TextIO | None = None
 ) -> dict[str, Channel]:
-    """Every channel the settings configure, by name."""
-    channels: dict[str, Channel] = {"console": ConsoleChannel(console)}
+    """Every channel the settings configure, by name (each instance's own `name`)."""
+    built: list[Channel] = [ConsoleChannel(console)]
     if settings.twilio_configured:
         assert settings.twilio_account_sid and settings.twilio_auth_token
-        channels["twilio_sms"] = TwilioSmsChannel(
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token,
-            from_number=settings.twilio_from_number,
-            messaging_service_sid=settings.twilio_messaging_service_sid,
-            http=http,
-            api_base=settings.twilio_api_base,
+        built.append(
+            TwilioSmsChannel(
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token,
+                from_number=settings.twilio_from_number,
+                messaging_service_sid=settings.twilio_messaging_service_sid,
+                http=http,
+                api_base=settings.twilio_api_base,
+            )
         )
         voice_from = settings.twilio_voice_from_number or settings.twilio_from_number
         if voice_from and settings.public_base_url:
-            channels["twilio_voice"] = TwilioVoiceChannel(
-                account_sid=settings.twilio_account_sid,
-                auth_token=settings.twilio_auth_token,
-                from_number=voice_from,
-                public_base_url=settings.public_base_url,
-                http=http,
-                api_base=settings.twilio_api_base,
+            built.append(
+                TwilioVoiceChannel(
+                    account_sid=settings.twilio_account_sid,
+                    auth_token=settings.twilio_auth_token,
+                    from_number=voice_from,
+                    public_base_url=settings.public_base_url,
+                    http=http,
+                    api_base=settings.twilio_api_base,
+                )
             )
     elif settings.default_channel == "twilio_sms":
         raise ValueError(
@@ -88,39 +92,45 @@ def build_channels(
 
     wecom = _json_map("YUJING_WECOM_ROBOTS", settings.wecom_robots)
     if wecom:
-        channels["wecom"] = WeComChannel(
-            robots={k: SecretStr(str(v)) for k, v in wecom.items()}, http=http
+        built.append(
+            WeComChannel(robots={k: SecretStr(str(v)) for k, v in wecom.items()}, http=http)
         )
     dingtalk = _json_map("YUJING_DINGTALK_ROBOTS", settings.dingtalk_robots)
     if dingtalk:
-        channels["dingtalk"] = DingTalkChannel(
-            robots={
-                k: DingTalkRobot(SecretStr(str(v["access_token"])), _secret(v.get("secret")))
-                for k, v in dingtalk.items()
-            },
-            http=http,
+        built.append(
+            DingTalkChannel(
+                robots={
+                    k: DingTalkRobot(SecretStr(str(v["access_token"])), _secret(v.get("secret")))
+                    for k, v in dingtalk.items()
+                },
+                http=http,
+            )
         )
     feishu = _json_map("YUJING_FEISHU_BOTS", settings.feishu_bots)
     if feishu:
-        channels["feishu"] = FeishuChannel(
-            bots={
-                k: FeishuBot(SecretStr(str(v["hook_id"])), _secret(v.get("secret")))
-                for k, v in feishu.items()
-            },
-            http=http,
+        built.append(
+            FeishuChannel(
+                bots={
+                    k: FeishuBot(SecretStr(str(v["hook_id"])), _secret(v.get("secret")))
+                    for k, v in feishu.items()
+                },
+                http=http,
+            )
         )
     targets = _json_map("YUJING_WEBHOOK_TARGETS", settings.webhook_targets)
     if targets:
-        channels["webhook"] = WebhookChannel(
-            targets={
-                k: WebhookTarget(str(v["url"]), SecretStr(str(v["secret"])))
-                for k, v in targets.items()
-            },
-            http=http,
+        built.append(
+            WebhookChannel(
+                targets={
+                    k: WebhookTarget(str(v["url"]), SecretStr(str(v["secret"])))
+                    for k, v in targets.items()
+                },
+                http=http,
+            )
         )
     if settings.broadcast_base_url:
-        channels["broadcast"] = _broadcast(settings, http)
-    return channels
+        built.append(_broadcast(settings, http))
+    return {channel.name: channel for channel in built}
 
 
 def _broadcast(settings: Settings, http: httpx.AsyncClient) -> BroadcastChannel:

@@ -4,12 +4,17 @@ A notification that failed for good (a permanent error, retries exhausted,
 its time-to-live spent, or the provider reporting it undelivered) is not the
 end of the warning:
 
-| failed channel                  | next                                            |
-| ------------------------------- | ----------------------------------------------- |
-| SMS                             | a voice call to the same person                 |
-| voice call                      | an SMS to the same person                       |
-| village broadcast gateway       | an SMS to the zone's 防灾责任人                  |
-| IM robot (WeCom, DingTalk, Feishu), webhook | an SMS to the duty officers         |
+| failed channel (its declaration)         | next                                   |
+| ---------------------------------------- | -------------------------------------- |
+| a phone, as SMS                          | a voice call to the same person        |
+| a phone, as a voice call                 | an SMS to the same person              |
+| a village's loudspeakers                 | an SMS to the zone's 防灾责任人         |
+| an IM robot or a webhook target          | an SMS to the duty officers            |
+
+What a channel is comes from its declaration (`channels.registry`), so a new
+channel fails over by what it addresses, with no list here to extend. The SMS or
+voice channel used is one this instance has configured that reaches people
+(never a stand-in such as the console, which would only look delivered).
 
 Each (alert, transition, person, channel) is tried once, so SMS → voice → SMS
 stops there. Every failover, and every message with nowhere left to go, is in
@@ -19,24 +24,21 @@ the audit log.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.base import Addressing, ChannelDeclaration, Medium
+from channels.registry import DECLARATIONS
 from dispatcher import audit
 from dispatcher.county import County
 from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.storage.models import Alert, Notification
 
 log = logging.getLogger("yujing.failover")
-
-SMS_CHANNELS = ("twilio_sms",)
-VOICE_CHANNELS = ("twilio_voice",)
-GROUP_CHANNELS = ("wecom", "dingtalk", "feishu", "webhook")
-BROADCAST_CHANNELS = ("broadcast",)
 
 
 @dataclass(frozen=True)
@@ -55,31 +57,52 @@ class FailoverPlan:
 
     county: County
     channels: Collection[str]
+    # every channel's facts by name (a stored row may name one not configured here)
+    declarations: Mapping[str, ChannelDeclaration] = field(default_factory=lambda: DECLARATIONS)
+
+    def _phone_channel(self, medium: Medium) -> str | None:
+        """A configured channel that reaches a person's phone in `medium` (first by name)."""
+        return next(
+            (
+                name
+                for name in sorted(self.channels)
+                if (d := self.declarations.get(name)) is not None
+                and d.addressing is Addressing.PHONE
+                and d.medium is medium
+                and not d.stand_in
+            ),
+            None,
+        )
 
     @property
     def sms(self) -> str | None:
-        return next((c for c in SMS_CHANNELS if c in self.channels), None)
+        return self._phone_channel(Medium.SMS)
 
     @property
     def voice(self) -> str | None:
-        return next((c for c in VOICE_CHANNELS if c in self.channels), None)
+        return self._phone_channel(Medium.VOICE)
 
     def targets(self, row: Notification, alert: Alert | None) -> list[Target]:
         """Where the failed `row` should go next (before removing ones already tried)."""
+        failed = self.declarations.get(row.channel)
+        if failed is None or failed.stand_in:
+            return []  # nothing known about it; a stand-in's failure says nothing of a phone
         person = self.county.people.get(row.person_id or "")
-        if row.channel in SMS_CHANNELS and person is not None and self.voice:
-            return [Target(person.id, person.name, person.phone, self.voice)]
-        if row.channel in VOICE_CHANNELS and person is not None and self.sms:
-            return [Target(person.id, person.name, person.phone, self.sms)]
+        if failed.addressing is Addressing.PHONE:
+            # SMS ↔ voice: the same person, the other way (a phone medium has no third)
+            other = {Medium.SMS: self.voice, Medium.VOICE: self.sms}.get(failed.medium)
+            if person is None or other is None:
+                return []
+            return [Target(person.id, person.name, person.phone, other)]
         if self.sms is None:
             return []
-        if row.channel in BROADCAST_CHANNELS and alert is not None and alert.zone_id:
+        if failed.addressing is Addressing.VILLAGE and alert is not None and alert.zone_id:
             return [
                 Target(p.id, p.name, p.phone, self.sms)
                 for role, p in self.county.people_of(alert.zone_id)
                 if role == "disaster_prevention"
             ]
-        if row.channel in GROUP_CHANNELS:
+        if failed.addressing in (Addressing.ROBOT, Addressing.TARGET):
             return [Target(p.id, p.name, p.phone, self.sms) for p in self.county.duty_officers()]
         return []
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from channels.base import Medium
+from channels.registry import declaration
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
 from dispatcher.states import AlertState, NotificationStatus
 from rules.types import Level
@@ -23,8 +25,8 @@ __all__ = [
     "ACK_METHOD_LABELS",
     "ALERT_STATE_LABELS",
     "AUDIT_ACTION_LABELS",
-    "CHANNEL_LABELS",
     "LEVEL_LABELS",
+    "MEDIUM_LABELS",
     "NOTIFICATION_STATUS_LABELS",
     "PERSON_ROLE_LABELS",
     "RISK_LABELS",
@@ -32,6 +34,7 @@ __all__ = [
     "TRANSITION_LABELS",
     "ZONE_KIND_LABELS",
     "alert_state_label",
+    "channel_label",
     "level_label",
     "no_ack_needed",
     "severity",
@@ -102,16 +105,12 @@ AUDIT_ACTION_LABELS: Final[Mapping[str, str]] = {
     "escalation.cancelled": "后续通知已取消",
 }
 
-#: A delivery channel (a channel set's name, or a channel kind).
-CHANNEL_LABELS: Final[Mapping[str, str]] = {
-    "default": "默认渠道",
-    "console": "控制台",
-    "twilio_sms": "短信",
-    "twilio_voice": "语音电话",
-    "wecom": "企业微信群",
-    "broadcast": "村村响广播",
-    "sms": "短信",
-    "voice": "语音电话",
+#: How a text is worded (`channels.base.Medium`), where a medium rather than a channel is named.
+MEDIUM_LABELS: Final[Mapping[str, str]] = {
+    Medium.SMS: "短信",
+    Medium.VOICE: "语音电话",
+    Medium.BROADCAST: "广播",
+    Medium.IM: "群消息",
 }
 
 #: Every role a person can hold: the zone roles, then the bureau's duty roles.
@@ -150,6 +149,22 @@ def severity(key: str) -> int:
         return Level.parse(key).value
     except ValueError:
         return 0
+
+
+def channel_label(name: str) -> str:
+    """'短信' for `twilio_sms`: a channel's declared label (`channels.registry`).
+
+    A step's `default` is 默认渠道 and a medium's name its word; a name nothing
+    declares (a channel of another release, a test's) is shown as itself.
+    """
+    declared = declaration(name)
+    if declared is not None:
+        return declared.label
+    # `escalation.policy.DEFAULT_CHANNEL`, spelled here: importing the escalation
+    # package into the vocabulary would tie every label reader to the engine
+    if name == "default":
+        return "默认渠道"
+    return MEDIUM_LABELS.get(name, name)
 
 
 def alert_state_label(state: str) -> str:

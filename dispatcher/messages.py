@@ -54,20 +54,7 @@ log = logging.getLogger("yujing.messages")
 
 SMS_MAX_SEGMENTS = 3
 
-#: Channel kinds a rule file can give templates for.
-CHANNEL_KINDS = ("sms", "voice", "broadcast", "im")
-# delivery channel → the kind of text it carries; unknown channels (the console
-# among them) carry what an SMS would say
-_CHANNEL_KIND = {
-    "twilio_sms": "sms",
-    "twilio_voice": "voice",
-    "voice": "voice",
-    "broadcast": "broadcast",
-    "wecom": "im",
-    "dingtalk": "im",
-    "feishu": "im",
-    "webhook": "im",
-}
+# A channel's kind of text is its declared medium: channels.registry.medium_of.
 
 #: (hazard, rule id, channel kind) → the rule's or hazard's template, None for the built-in.
 TemplateLookup = Callable[[str, str, str], str | None]
@@ -127,11 +114,6 @@ def append_link(text: str, link: str | None, max_segments: int = SMS_MAX_SEGMENT
         # the text is rendered already; render_hazard with `message.link` shortens it instead
         log.info("an acknowledgement link did not fit after a rendered SMS; sent without it")
     return linked if fits_sms(linked, max_segments) else text
-
-
-def channel_kind(channel: str) -> str:
-    """The kind of text a delivery channel carries: sms, voice, broadcast or im."""
-    return _CHANNEL_KIND.get(channel, "sms")
 
 
 def local_time(moment: datetime, timezone: str) -> str:

@@ -47,6 +47,7 @@ from dispatcher.labels import (
     PERSON_ROLE_LABELS,
     TRANSITION_LABELS,
     alert_state_label,
+    channel_label,
     level_label,
     severity,
 )
@@ -527,7 +528,7 @@ def _marks(
         issued = TRANSITION_LABELS[TransitionKind.NEW.value]
         marks.append(Mark(alert.opened_at, "alert", alert.level, f"{issued} {alert.code}"))
     for d in deliveries:
-        who = f"{d.name}（{d.channel}）"
+        who = f"{d.name}（{channel_label(d.channel)}）"
         if d.sent_at is not None:
             marks.append(Mark(d.sent_at, "send", "neutral", f"发送 {who}"))
         elif d.status == NotificationStatus.FAILED and d.finished_at is not None:
@@ -564,7 +565,7 @@ def _summary(report: Report) -> dict[str, Any]:
         "by_status": sorted(
             Counter(NOTIFICATION_STATUS_LABELS.get(d.status, d.status) for d in deliveries).items()
         ),
-        "by_channel": sorted(Counter(d.channel for d in deliveries).items()),
+        "by_channel": sorted(Counter(channel_label(d.channel) for d in deliveries).items()),
         "acknowledgements": sum(len(e.acks) for e in episodes),
         "acknowledged": sum(1 for e in episodes if not e.unacknowledged),
         "unacknowledged": [e for e in episodes if e.unacknowledged],

@@ -13,7 +13,19 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from channels.base import Addressing, Medium
+from channels.registry import DECLARATIONS
 from dispatcher.ratelimit import parse_rates
+
+#: Channels that can carry people's messages by default: declared as an SMS to a
+#: phone (the console among them, standing in for one in drills).
+PEOPLE_CHANNELS: tuple[str, ...] = tuple(
+    sorted(
+        name
+        for name, d in DECLARATIONS.items()
+        if d.addressing is Addressing.PHONE and d.medium is Medium.SMS
+    )
+)
 
 
 class Settings(BaseSettings):
@@ -90,8 +102,10 @@ class Settings(BaseSettings):
     )
 
     # --- delivery
-    channel: Literal["auto", "console", "twilio_sms"] = Field(
-        "auto", description="auto: twilio_sms when Twilio is configured, else console"
+    channel: str = Field(
+        "auto",
+        description="auto: twilio_sms when Twilio is configured, else console; or a channel "
+        "that sends SMS to a phone (PEOPLE_CHANNELS)",
     )
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
@@ -165,10 +179,26 @@ class Settings(BaseSettings):
         "auto", description="auto: JSON when not on a terminal"
     )
 
+    @field_validator("channel")
+    @classmethod
+    def _channel_for_people(cls, value: str) -> str:
+        if value != "auto" and value not in PEOPLE_CHANNELS:
+            raise ValueError(
+                f"YUJING_CHANNEL={value!r} is not a channel that sends SMS to a phone: "
+                f"set it to auto or one of {', '.join(PEOPLE_CHANNELS)}"
+            )
+        return value
+
     @field_validator("rate_limits")
     @classmethod
     def _rate_limits_parse(cls, value: str) -> str:
-        parse_rates(value)  # a typo is an error at start, not a silent unlimited channel
+        # a typo is an error at start, not a silent unlimited channel
+        unknown = sorted(set(parse_rates(value)) - set(DECLARATIONS))
+        if unknown:
+            raise ValueError(
+                f"YUJING_RATE_LIMITS names {', '.join(unknown)}, which no channel is called: "
+                f"use one of {', '.join(sorted(DECLARATIONS))}"
+            )
         return value
 
     @property

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from channels.base import ChannelLimits, OutgoingMessage, SendResult
+from channels.base import (
+    Addressing,
+    ChannelDeclaration,
+    ChannelLimits,
+    Medium,
+    OutgoingMessage,
+    SendResult,
+)
+from channels.registry import DECLARATIONS
 from dispatcher.alerts.lifecycle import new_code
 from dispatcher.county import County, load_county
 from dispatcher.escalation import AlertText, Escalation
@@ -145,6 +153,11 @@ class ScriptedChannel:
     ) -> None:
         self.name = name
         self.limits = limits or ChannelLimits()
+        # a double named after a real channel has its facts (failover, links read them);
+        # any other name stands for an SMS to a phone
+        self.declaration = DECLARATIONS.get(name) or ChannelDeclaration(
+            name, name, Medium.SMS, Addressing.PHONE, carries_links=True
+        )
         self.results = list(results)
         self.sent: list[OutgoingMessage] = []
 

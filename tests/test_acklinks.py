@@ -15,6 +15,7 @@ from dispatcher.acklinks import (
     LinkExpired,
     LinkInvalid,
     ack_link,
+    carries_personal_link,
     ensure_secret_key,
     make_token,
     read_token,
@@ -219,3 +220,21 @@ def test_every_person_told_by_sms_gets_a_link_of_their_own(
             assert read_token(KEY, token, NOW) == AckClaim(
                 alert.id, note.person_id or "", NOW + timedelta(hours=24)
             )
+
+
+@pytest.mark.parametrize(
+    ("channel", "carries"),
+    [
+        ("twilio_sms", True),
+        ("console", True),  # stands in for a phone in drills: the same text, link and all
+        ("twilio_voice", False),  # heard, not read
+        ("broadcast", False),  # a loudspeaker: anyone could use it
+        ("wecom", False),  # a group chat: anyone in it could acknowledge for the person
+        ("webhook", False),
+        ("carrier_pigeon", False),  # nothing declares it
+    ],
+)
+def test_only_a_channel_that_shows_links_on_one_persons_phone_carries_their_link(
+    channel: str, carries: bool
+) -> None:
+    assert carries_personal_link(channel) is carries

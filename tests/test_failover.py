@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from channels.base import SendResult
+from channels.base import Addressing, ChannelDeclaration, Medium, SendResult
+from channels.registry import DECLARATIONS
 from dispatcher.county import County
 from dispatcher.directory import sync_directory
 from dispatcher.failover import FailoverPlan
@@ -174,3 +176,73 @@ async def test_with_nowhere_left_to_go_the_failure_is_recorded_loudly(
     await w.run_once()
     assert [r.status for r in rows(sessions)] == ["failed"]
     assert actions(sessions)[-1] == "notification.undeliverable"
+
+
+# --- the route follows the failed channel's declaration -------------------------------
+
+ALL_CHANNELS = frozenset(DECLARATIONS)
+
+
+def failed_row(county: County, channel: str) -> tuple[Notification, Alert]:
+    """A failed row on `channel` to the first zone's 防灾责任人, and its alert (not stored)."""
+    zone = county.zones[0]
+    person = next(p for role, p in county.people_of(zone.id) if role == "disaster_prevention")
+    alert = Alert(id=1, code="KQ7A", kind="hazard", zone_id=zone.id, hazard="cold_wave",
+                  rule_id="r", level="yellow", state="firing")  # fmt: skip
+    row = Notification(alert_id=1, transition="new", person_id=person.id, channel=channel,
+                       address=person.phone, recipient_name=person.name, body="预警")  # fmt: skip
+    return row, alert
+
+
+@pytest.mark.parametrize(
+    ("failed", "next_channel", "who"),
+    [
+        ("twilio_sms", "twilio_voice", "same"),
+        ("twilio_voice", "twilio_sms", "same"),
+        ("broadcast", "twilio_sms", "responsible"),
+        ("wecom", "twilio_sms", "duty"),
+        ("dingtalk", "twilio_sms", "duty"),
+        ("feishu", "twilio_sms", "duty"),
+        ("webhook", "twilio_sms", "duty"),
+    ],
+)
+def test_each_declared_channel_fails_over_by_what_it_addresses(
+    county: County, failed: str, next_channel: str, who: str
+) -> None:
+    row, alert = failed_row(county, failed)
+    expected = {
+        "same": {row.person_id},
+        "responsible": {
+            p.id
+            for role, p in county.people_of(county.zones[0].id)
+            if role == "disaster_prevention"
+        },
+        "duty": {p.id for p in county.duty_officers()},
+    }[who]
+    targets = FailoverPlan(county, ALL_CHANNELS).targets(row, alert)
+    assert {t.channel for t in targets} == {next_channel}
+    assert {t.person_id for t in targets} == expected
+
+
+def test_the_console_is_never_the_other_way_to_reach_someone(county: County) -> None:
+    # it prints, reaching nobody: a failover to it would only look delivered
+    row, alert = failed_row(county, "wecom")
+    assert FailoverPlan(county, {"console", "wecom"}).targets(row, alert) == []
+    assert FailoverPlan(county, ALL_CHANNELS).sms == "twilio_sms"
+
+
+def test_a_new_channel_fails_over_by_its_declaration_alone(county: County) -> None:
+    pager = ChannelDeclaration("pager", "寻呼", Medium.IM, Addressing.ROBOT, carries_links=False)
+    plan = FailoverPlan(
+        county, {"pager", "twilio_sms"}, declarations={**DECLARATIONS, "pager": pager}
+    )
+    row, alert = failed_row(county, "pager")
+    targets = plan.targets(row, alert)
+    assert {(t.person_id, t.channel) for t in targets} == {
+        (p.id, "twilio_sms") for p in county.duty_officers()
+    }
+
+
+def test_a_channel_nothing_declares_has_no_failover(county: County) -> None:
+    row, alert = failed_row(county, "carrier_pigeon")
+    assert FailoverPlan(county, ALL_CHANNELS | {"carrier_pigeon"}).targets(row, alert) == []

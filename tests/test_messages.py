@@ -9,7 +9,6 @@ import pytest
 from channels.sms_text import sms_segments
 from dispatcher.messages import (
     HazardMessage,
-    channel_kind,
     cut_to_sms,
     hazard_values,
     local_time,
@@ -150,21 +149,6 @@ def test_a_template_that_fails_to_render_falls_back_to_the_built_in_text(
     text = render_hazard(message(), "Asia/Shanghai", template="{{ no_such_variable }}")
     assert text == render_hazard(message(), "Asia/Shanghai")
     assert "failed to render" in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("channel", "kind"),
-    [
-        ("twilio_sms", "sms"),
-        ("console", "sms"),
-        ("twilio_voice", "voice"),
-        ("broadcast", "broadcast"),
-        ("dingtalk", "im"),
-        ("wecom", "im"),
-    ],
-)
-def test_each_delivery_channel_carries_one_kind_of_text(channel: str, kind: str) -> None:
-    assert channel_kind(channel) == kind
 
 
 def test_cut_to_sms_leaves_a_text_that_fits_alone() -> None:

@@ -56,3 +56,24 @@ def test_channel_auto_picks_twilio_only_when_fully_configured(
     assert Settings(_env_file=None).default_channel == "console"
     monkeypatch.setenv("YUJING_TWILIO_FROM_NUMBER", "+15005550006")
     assert Settings(_env_file=None).default_channel == "twilio_sms"
+
+
+def test_the_default_channel_must_send_sms_to_a_phone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUJING_CHANNEL", "wecom")
+    with pytest.raises(
+        ValueError, match=r"YUJING_CHANNEL='wecom'.*auto or one of console, twilio_sms"
+    ):
+        Settings(_env_file=None)
+
+
+def test_a_rate_limit_for_a_channel_nobody_declares_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("YUJING_RATE_LIMITS", "twilio_sms=98/s,dingtlak=20/min")
+    with pytest.raises(ValueError, match="YUJING_RATE_LIMITS names dingtlak"):
+        Settings(_env_file=None)
+
+
+def test_a_rate_limit_for_a_declared_channel_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUJING_RATE_LIMITS", "twilio_sms=98/s,dingtalk=20/min")
+    assert Settings(_env_file=None).rate_limits == "twilio_sms=98/s,dingtalk=20/min"

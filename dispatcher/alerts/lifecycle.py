@@ -23,12 +23,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.registry import medium_of
 from dispatcher import audit
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
 from dispatcher.audit import serialise_with_audit
 from dispatcher.county import County, ZoneConfig
 from dispatcher.escalation import AlertText, Escalation, Policy, on_channel
-from dispatcher.messages import HazardMessage, TemplateLookup, channel_kind, render_hazard
+from dispatcher.messages import HazardMessage, TemplateLookup, render_hazard
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from rules.types import Level
@@ -290,7 +291,7 @@ def _hazard_text(
         until=alert.until,
         evidence=dict(alert.evidence),
     )
-    kind = channel_kind(channel)
+    kind = medium_of(channel)
     body = render_hazard(
         message,
         wording.timezone,

@@ -362,7 +362,7 @@ class Escalation:
                 if (person.person_id, used) in already:
                     continue
                 body = planned.body
-                if self.ack_link is not None and used in acklinks.LINK_CHANNELS:
+                if self.ack_link is not None and acklinks.carries_personal_link(used):
                     body = append_link(body, self.ack_link(alert.id, person.person_id, now))
                 notes.append(enqueue(session, alert, planned.transition, person, used, body, now))
                 told.append({"person": person.person_id, "role": person.role, "channel": used})

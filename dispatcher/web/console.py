@@ -40,7 +40,6 @@ from dispatcher.labels import (
     ACK_METHOD_LABELS,
     ALERT_STATE_LABELS,
     AUDIT_ACTION_LABELS,
-    CHANNEL_LABELS,
     LEVEL_LABELS,
     NOTIFICATION_STATUS_LABELS,
     PERSON_ROLE_LABELS,
@@ -48,6 +47,7 @@ from dispatcher.labels import (
     TRANSITION_LABELS,
     ZONE_KIND_LABELS,
     alert_state_label,
+    channel_label,
     level_label,
     severity,
 )
@@ -194,7 +194,7 @@ class _Console:
             risk_labels=RISK_LABELS,
             method_labels=ACK_METHOD_LABELS,
             status_labels=NOTIFICATION_STATUS_LABELS,
-            channel_labels=CHANNEL_LABELS,
+            channel_label=channel_label,
             action_labels=AUDIT_ACTION_LABELS,
             transition_label=_transition_label,
             zone_role_labels=ROLE_LABELS,
@@ -762,5 +762,5 @@ def _step_view(timer: EscalationTimer, names: Mapping[str, str]) -> StepView:
         due_at=timer.due_at,
         what=what,
         who="、".join(who),
-        channels="、".join(CHANNEL_LABELS.get(c, c) for c in plan.channels),
+        channels="、".join(channel_label(c) for c in plan.channels),
     )
