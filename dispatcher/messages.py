@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from channels.base import ChannelLimits
+from channels.base import ChannelLimits, Medium
 from channels.sms_text import fits_sms
 from channels.twilio_voice import MAX_VOICE_CHARS
 from rules.templates import IM_MAX_BYTES, render_template
@@ -179,7 +179,7 @@ def render_hazard(
         else:
             if channel_kind in SPOKEN_KINDS:
                 return speakable(text)
-            if channel_kind != "sms" or fits_sms(text, SMS_MAX_SEGMENTS):
+            if channel_kind != Medium.SMS or fits_sms(text, SMS_MAX_SEGMENTS):
                 return text
             log.warning(
                 "the sms template for %s (alert %s) gave %d characters, more than %d SMS "
@@ -190,11 +190,11 @@ def render_hazard(
                 SMS_MAX_SEGMENTS,
             )
             return cut_to_sms(text, message.code)
-    if channel_kind == "voice":
+    if channel_kind == Medium.VOICE:
         return _voice_text(message, timezone, limits)
-    if channel_kind == "broadcast":
+    if channel_kind == Medium.BROADCAST:
         return _broadcast_text(message, timezone, limits)
-    if channel_kind == "im":
+    if channel_kind == Medium.IM:
         return _im_text(message, timezone, limits)
     return _sms_text(message, values)
 
@@ -242,7 +242,7 @@ def _shorten_sms(message: HazardMessage, values: dict[str, Any], suffix: str) ->
 # --- spoken texts: voice calls and village loudspeakers
 
 #: Channel kinds whose text a TTS engine reads aloud.
-SPOKEN_KINDS = ("voice", "broadcast")
+SPOKEN_KINDS = (Medium.VOICE, Medium.BROADCAST)
 
 # hour → the part of the day a Chinese speaker names it by (凌晨3时, 下午3时)
 _DAY_PARTS = ((6, "凌晨"), (9, "早上"), (12, "上午"), (13, "中午"), (18, "下午"), (24, "晚上"))
@@ -553,7 +553,7 @@ def render_feed(
             if down
             else f"天气预报数据{source}已于{when}恢复更新，系统告警解除。",
         )
-    if channel_kind == "im":
+    if channel_kind == Medium.IM:
         clock = _clock(since, timezone)
         if down:
             return _system_post(
@@ -591,7 +591,7 @@ def render_rules_refused(
             f"{spoken_time(since, timezone)}修改的预警规则有误，共{count}处错误，未生效，"
             "仍按原规则运行。请管理员查看短信或控制台，检查并修正规则。",
         )
-    if channel_kind == "im":
+    if channel_kind == Medium.IM:
         return _system_post(
             "⚠️【系统告警】预警规则修改有误，未生效",
             [
@@ -622,7 +622,7 @@ def render_rules_restored(
             f"预警规则已于{spoken_time(since, timezone)}重新加载生效，共{rules}条规则，"
             "系统告警解除。",
         )
-    if channel_kind == "im":
+    if channel_kind == Medium.IM:
         return _system_post(
             "✅【系统告警解除】预警规则重新生效",
             [f"发布：{sender}", f"时间：{_clock(since, timezone)}生效", f"规则：共{rules}条"],
