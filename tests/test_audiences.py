@@ -1,0 +1,159 @@
+"""Audiences that are not people: the county's groups, township groups, village loudspeakers.
+
+The configuration (county.yaml groups:/townships:, people's im: ids, escalation
+steps' broadcast:/im:) and its checks; routing, outbox rows and the engine
+follow in their own sections.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dispatcher.cli import app
+from dispatcher.county import load_county
+from dispatcher.escalation import load_policies
+from rules.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNTY = ROOT / "examples" / "liulin"
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def county_dir(tmp_path: Path) -> Path:
+    """A copy of the example county to edit."""
+    target = tmp_path / "county"
+    shutil.copytree(COUNTY, target, ignore=shutil.ignore_patterns("scenarios"))
+    return target
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _problems(exc: pytest.ExceptionInfo[ConfigError]) -> list[str]:
+    return [str(p) for p in exc.value.problems]
+
+
+# --- configuration
+
+
+def test_the_example_county_names_its_groups_and_each_townships_group() -> None:
+    county = load_county(COUNTY)
+    assert county.groups["duty-room"].channel == "dingtalk"
+    assert county.groups["duty-room"].name == "县局值班室"
+    assert {zone.township for zone in county.zones} <= set(county.townships)
+    assert county.township_group("穆村镇") == "muchun-town"
+    assert county.people["p-mc-djs-1"].im.on("wecom") == "17000000132"
+    assert county.people["p-mc-djs-1"].im.on("dingtalk") is None
+
+
+def test_a_group_on_a_channel_that_posts_to_no_group_is_refused(county_dir: Path) -> None:
+    _edit(county_dir / "county.yaml", "{channel: dingtalk, name", "{channel: twilio_sms, name")
+    with pytest.raises(ConfigError) as exc:
+        load_county(county_dir)
+    (problem,) = _problems(exc)
+    assert problem.startswith(f"{county_dir / 'county.yaml'}:")
+    assert "twilio_sms" in problem and "wecom, dingtalk, feishu, webhook" in problem
+
+
+def test_a_township_no_zone_has_and_an_unknown_group_are_refused_with_a_suggestion(
+    county_dir: Path,
+) -> None:
+    _edit(county_dir / "county.yaml", "  穆村镇: muchun-town", "  穆村乡: muchun-twn")
+    with pytest.raises(ConfigError) as exc:
+        load_county(county_dir)
+    problems = _problems(exc)
+    assert len(problems) == 2, problems
+    assert all(p.startswith(f"{county_dir / 'county.yaml'}:") for p in problems)
+    assert any("'穆村乡'" in p and "did you mean '穆村镇'" in p for p in problems)
+    assert any("'muchun-twn'" in p and "did you mean 'muchun-town'" in p for p in problems)
+
+
+def test_a_person_im_id_written_as_a_number_asks_for_quotes(county_dir: Path) -> None:
+    _edit(county_dir / "people.yaml", '{wecom: "17000000133"}', "{wecom: 17000000133}")
+    with pytest.raises(ConfigError) as exc:
+        load_county(county_dir)
+    (problem,) = _problems(exc)
+    assert "people.yaml:" in problem and "quoted string" in problem
+
+
+def test_a_step_reads_its_audiences(county_dir: Path) -> None:
+    _edit(
+        county_dir / "escalation.yaml",
+        "notify: [disaster_prevention]   # disaster-prevention person at once",
+        "notify: [disaster_prevention]\n          broadcast: [village]\n"
+        "          im: [township, duty-room]",
+    )
+    county = load_county(county_dir)
+    step = load_policies(county_dir, county).levels["orange"].steps[0]
+    assert step.broadcast == ("village",)
+    assert step.im == ("township", "duty-room")
+
+
+def test_a_step_of_audiences_only_is_a_step_that_notifies(county_dir: Path) -> None:
+    _edit(
+        county_dir / "escalation.yaml",
+        "        - after: 0                        # with the warning: the people at the slope\n"
+        "          notify: [mass_monitor, monitoring]",
+        "        - after: 0\n          im: [duty-room]",
+    )
+    county = load_county(county_dir)
+    step = load_policies(county_dir, county).levels["blue"].steps[0]
+    assert step.targets == () and step.im == ("duty-room",)
+
+
+def test_a_system_step_cannot_name_the_zones_village_or_township(county_dir: Path) -> None:
+    _edit(
+        county_dir / "escalation.yaml",
+        "      - after: 0\n        notify: [duty_officer, leader_on_duty]",
+        "      - after: 0\n        notify: [duty_officer, leader_on_duty]\n        im: [township]",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_policies(county_dir, load_county(county_dir))
+    (problem,) = _problems(exc)
+    assert "escalation.yaml:" in problem and "system alerts have no zone" in problem
+
+
+def test_rules_check_prints_one_line_each_for_an_unknown_robot_a_village_without_terminals_and_a_township_without_a_group(  # noqa: E501
+    county_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # acceptance 4 of issue 11
+    for key in [k for k in __import__("os").environ if k.startswith("YUJING_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    _edit(
+        county_dir / "escalation.yaml",
+        "notify: [disaster_prevention]   # disaster-prevention person at once",
+        "notify: [disaster_prevention]\n          broadcast: [village]\n"
+        "          im: [township, duty-rom]",
+    )
+    _edit(
+        county_dir / "broadcast.yaml",
+        "    - township: 穆村镇\n      village: 穆村\n      groups: [G-MC-02]\n"
+        "      terminals: [T-MC-0201, T-MC-0202]\n",
+        "",
+    )
+    _edit(county_dir / "county.yaml", "  三交镇: sanjiao-town\n", "")
+
+    result = runner.invoke(app, ["rules", "check", "--config", str(county_dir)])
+
+    assert result.exit_code == 1, result.output
+    escalation = str(county_dir / "escalation.yaml")
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"{escalation}:")]
+    assert len(lines) == 3, result.stderr
+    assert any("'duty-rom'" in line and "did you mean 'duty-room'" in line for line in lines)
+    assert any("'三交镇' has no group" in line and "townships:" in line for line in lines)
+    assert any("village 穆村镇/穆村" in line and "broadcast.yaml" in line for line in lines)
+    for line in lines:  # file:line:column: message
+        _, row, column, _ = line[len(escalation) :].split(":", 3)
+        assert row.isdigit() and column.isdigit()
+    last = result.stderr.splitlines()[-1]
+    assert last == "3 problem(s) in the configuration; nothing was changed."
