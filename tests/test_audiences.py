@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from channels.broadcast import village_address
 from dispatcher.cli import app
 from dispatcher.county import load_county
 from dispatcher.escalation import load_policies
+from dispatcher.routing import addressing, audiences
 from rules.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +159,55 @@ def test_rules_check_prints_one_line_each_for_an_unknown_robot_a_village_without
         assert row.isdigit() and column.isdigit()
     last = result.stderr.splitlines()[-1]
     assert last == "3 problem(s) in the configuration; nothing was changed."
+
+
+# --- routing: audiences to addressees
+
+
+def test_a_village_audience_is_the_zones_village_on_the_broadcast_channel() -> None:
+    county = load_county(COUNTY)
+    (village,) = audiences(county, zone_id="LL-MC-005", broadcast=["village"])
+    assert village.channel == "broadcast"
+    assert village.address == village_address("穆村镇", "杜家山村")
+    assert village.key == "village:穆村镇/杜家山村"
+    assert village.person_id is None and village.mentions == ()
+
+
+def test_the_township_group_is_addressed_by_its_robot_and_mentions_the_responsible_people() -> None:
+    county = load_county(COUNTY)
+    (group,) = audiences(county, zone_id="LL-MC-005", im=["township"])
+    assert (group.channel, group.address, group.name) == ("wecom", "muchun-town", "穆村镇应急群")
+    assert group.key == "group:muchun-town"
+    # 防灾责任人 and 监测责任人 with a WeCom id; the 群测群防员 is not mentioned
+    assert group.mentions == ("17000000132", "17000000133")
+
+
+def test_a_named_group_mentions_on_its_own_platform_only() -> None:
+    county = load_county(COUNTY)
+    (room,) = audiences(county, zone_id="LL-MC-005", im=["duty-room"])
+    assert (room.channel, room.address) == ("dingtalk", "duty-room")
+    assert room.mentions == ()  # the zone's people have no DingTalk id
+
+
+def test_no_audience_is_ever_addressed_by_a_phone_number() -> None:
+    county = load_county(COUNTY)
+    phones = {person.phone for person in county.people.values()}
+    for zone in county.zones:
+        for audience in audiences(
+            county, zone_id=zone.id, broadcast=["village"], im=["township", "duty-room"]
+        ):
+            assert audience.address not in phones
+            assert not audience.address.startswith("+")
+
+
+def test_a_zone_less_alert_reaches_named_groups_only() -> None:
+    county = load_county(COUNTY)
+    found = audiences(county, zone_id=None, broadcast=["village"], im=["township", "duty-room"])
+    assert [a.key for a in found] == ["group:duty-room"]
+
+
+def test_people_are_addressed_by_phone_and_audiences_by_what_their_channel_addresses() -> None:
+    assert [addressing(c) for c in ("twilio_sms", "twilio_voice", "console")] == ["phone"] * 3
+    assert addressing("broadcast") == "village"
+    assert addressing("wecom") == addressing("dingtalk") == addressing("feishu") == "robot"
+    assert addressing("webhook") == "target"

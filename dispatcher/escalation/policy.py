@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
-from dispatcher.routing import ADMINISTRATOR
+from dispatcher.routing import ADMINISTRATOR, TOWNSHIP, VILLAGE
 from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert
 from rules.types import Level
@@ -36,13 +36,6 @@ __all__ = [
 
 #: The channel name that means "this instance's default channel".
 DEFAULT_CHANNEL: Final = "default"
-
-#: `broadcast:` of a step: the loudspeakers of the zone's village (broadcast.yaml).
-VILLAGE: Final = "village"
-
-#: `im:` of a step: the zone's township's group (county.yaml `townships:`);
-#: any other `im:` entry is a group key of county.yaml `groups:`.
-TOWNSHIP: Final = "township"
 
 #: The key of the policy of system alerts (feed down) among the per-level ones;
 #: escalation.yaml's `system:` replaces it.
