@@ -11,14 +11,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from channels.broadcast import village_address
 from dispatcher.cli import app
 from dispatcher.county import load_county
 from dispatcher.escalation import load_policies
+from dispatcher.outbox import DeliveryWorker
+from dispatcher.outbox.rows import enqueue
 from dispatcher.routing import addressing, audiences
 from rules.config import ConfigError
+from tests.support import OPENED, Clock, ScriptedChannel
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY = ROOT / "examples" / "liulin"
@@ -211,3 +215,54 @@ def test_people_are_addressed_by_phone_and_audiences_by_what_their_channel_addre
     assert addressing("broadcast") == "village"
     assert addressing("wecom") == addressing("dingtalk") == addressing("feishu") == "robot"
     assert addressing("webhook") == "target"
+
+
+# --- outbox rows for audiences
+
+
+async def test_a_group_row_is_keyed_by_the_group_and_its_claim_carries_the_mentions(
+    db: sessionmaker[Session],
+) -> None:
+    county = load_county(COUNTY)
+    (group,) = audiences(county, zone_id="LL-MC-005", im=["township"])
+    with db.begin() as session:
+        row = enqueue(
+            session, None, "new", group, group.channel, "正文", OPENED,
+            audience=group.key, mentions=group.mentions,
+        )  # fmt: skip
+        session.flush()
+        assert row.idempotency_key == "None:new:group:muchun-town:wecom"
+        assert row.person_id is None and row.address == "muchun-town"
+    wecom = ScriptedChannel(name="wecom")
+
+    await DeliveryWorker(db, {"wecom": wecom}, Clock(OPENED)).run_until_idle()
+
+    (sent,) = wecom.sent
+    assert sent.address == "muchun-town" and sent.recipient_name == "穆村镇应急群"
+    assert sent.mentions == ("17000000132", "17000000133")
+
+
+async def test_a_village_row_has_no_person_and_no_mentions(db: sessionmaker[Session]) -> None:
+    county = load_county(COUNTY)
+    (village,) = audiences(county, zone_id="LL-MC-005", broadcast=["village"])
+    with db.begin() as session:
+        row = enqueue(
+            session, None, "new", village, "broadcast", "广播", OPENED, audience=village.key
+        )
+        session.flush()
+        assert row.idempotency_key == "None:new:village:穆村镇/杜家山村:broadcast"
+        assert row.mentions is None
+    speaker = ScriptedChannel(name="broadcast")
+
+    await DeliveryWorker(db, {"broadcast": speaker}, Clock(OPENED)).run_until_idle()
+
+    assert [(m.address, m.mentions) for m in speaker.sent] == [("穆村镇/杜家山村", ())]
+
+
+def test_a_row_to_no_person_without_its_audience_key_is_refused(
+    db: sessionmaker[Session],
+) -> None:
+    county = load_county(COUNTY)
+    (village,) = audiences(county, zone_id="LL-MC-005", broadcast=["village"])
+    with db.begin() as session, pytest.raises(ValueError, match="audience key"):
+        enqueue(session, None, "new", village, "broadcast", "广播", OPENED)
