@@ -8,21 +8,37 @@ follow in their own sections.
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from channels.broadcast import village_address
+from dispatcher.alerts.lifecycle import Wording, apply_transitions
+from dispatcher.alerts.reconcile import Transition, TransitionKind
 from dispatcher.cli import app
-from dispatcher.county import load_county
-from dispatcher.escalation import load_policies
+from dispatcher.county import County, load_county
+from dispatcher.escalation import Escalation, escalate_due, load_policies
+from dispatcher.escalation.policy import (
+    DEFAULT_CHANNEL,
+    DEFAULT_POLICIES,
+    Policies,
+    Policy,
+    Step,
+)
+from dispatcher.messages import TemplateLookup
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.outbox.rows import enqueue
+from dispatcher.roster import Roster
 from dispatcher.routing import addressing, audiences
+from dispatcher.storage.models import EscalationTimer, Notification
 from rules.config import ConfigError
+from rules.types import Level
 from tests.support import OPENED, Clock, ScriptedChannel
+from tests.support import open_alert as support_open_alert
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY = ROOT / "examples" / "liulin"
@@ -266,3 +282,150 @@ def test_a_row_to_no_person_without_its_audience_key_is_refused(
     (village,) = audiences(county, zone_id="LL-MC-005", broadcast=["village"])
     with db.begin() as session, pytest.raises(ValueError, match="audience key"):
         enqueue(session, None, "new", village, "broadcast", "广播", OPENED)
+
+
+# --- the engine: audiences in a step, each text in its channel's medium
+
+ZONE_MC = "LL-MC-005"  # 穆村镇杜家山村地裂缝: a village with loudspeakers, a township group
+LINK = "https://yj.example/ack/x"
+EVERY_CHANNEL = frozenset({"twilio_sms", "twilio_voice", "broadcast", "wecom", "dingtalk"})
+AUDIENCE_STEP = Step(
+    timedelta(0),
+    ("disaster_prevention",),
+    channels=("twilio_voice", DEFAULT_CHANNEL),
+    broadcast=("village",),
+    im=("township", "duty-room"),
+)
+
+
+def _escalation(county: County, channels: frozenset[str] = EVERY_CHANNEL) -> Escalation:
+    policy = Policy("test:orange", (AUDIENCE_STEP,))
+    policies = Policies(levels={**DEFAULT_POLICIES, "orange": policy})
+    return Escalation(
+        county,
+        Roster.unconfigured(county),
+        policies,
+        channels,
+        "twilio_sms",
+        ack_link=lambda alert_id, person_id, now: LINK,
+    )
+
+
+def _warn(
+    sessions: sessionmaker[Session],
+    template: TemplateLookup = lambda hazard, rule_id, kind: None,
+    channels: frozenset[str] = EVERY_CHANNEL,
+) -> list[Notification]:
+    """An orange cold wave at ZONE_MC, opened through the lifecycle; its outbox rows."""
+    county = load_county(COUNTY)
+    wording = Wording(
+        sender=county.sender,
+        timezone=county.timezone,
+        hazard_name=lambda hazard: "寒潮",
+        advice=lambda hazard, level: "注意防寒保暖",
+        template=template,
+    )
+    transition = Transition(TransitionKind.NEW, ZONE_MC, "cold_wave", Level.ORANGE)
+    with sessions.begin() as session:
+        apply_transitions(
+            session,
+            [transition],
+            now=OPENED,
+            county=county,
+            wording=wording,
+            channel="twilio_sms",
+            forecast_run_id=None,
+            escalation=_escalation(county, channels),
+        )
+    with sessions() as session:
+        rows = session.scalars(select(Notification).order_by(Notification.id)).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def test_a_step_queues_the_village_the_groups_and_the_person_each_on_its_own_channel(
+    db: sessionmaker[Session],
+) -> None:
+    rows = _warn(db)
+    got = {(r.channel, r.address, r.person_id) for r in rows}
+    assert got == {
+        ("twilio_voice", "+8617000000132", "p-mc-djs-1"),
+        ("twilio_sms", "+8617000000132", "p-mc-djs-1"),
+        ("broadcast", "穆村镇/杜家山村", None),
+        ("wecom", "muchun-town", None),
+        ("dingtalk", "duty-room", None),
+    }
+    wecom = next(r for r in rows if r.channel == "wecom")
+    assert wecom.mentions == ["17000000132", "17000000133"]
+
+
+def test_the_ack_link_goes_on_the_persons_sms_only_never_in_a_group_post(
+    db: sessionmaker[Session],
+) -> None:
+    rows = _warn(db)
+    linked = {r.channel for r in rows if LINK in r.body}
+    assert linked == {"twilio_sms"}
+
+
+@pytest.mark.parametrize(
+    ("medium", "channel"),
+    [("voice", "twilio_voice"), ("broadcast", "broadcast"), ("im", "wecom"), ("im", "dingtalk")],
+)
+def test_the_rules_template_for_a_medium_words_that_channel_when_it_is_not_the_default(
+    db: sessionmaker[Session], medium: str, channel: str
+) -> None:
+    # acceptance 2 of issue 11 (the engine half): the default channel is twilio_sms
+    def template(hazard: str, rule_id: str, kind: str) -> str | None:
+        return f"{kind}模板：{{{{ zone }}}}{{{{ level }}}}" if kind == medium else None
+
+    rows = _warn(db, template)
+
+    (row, *_) = [r for r in rows if r.channel == channel]
+    assert row.body == f"{medium}模板：穆村镇杜家山村地裂缝橙色"
+    sms = next(r for r in rows if r.channel == "twilio_sms")
+    assert not sms.body.startswith(f"{medium}模板"), "the SMS keeps its own words"
+
+
+def test_an_audience_whose_channel_is_not_configured_is_not_sent_by_phone(
+    db: sessionmaker[Session],
+) -> None:
+    rows = _warn(db, channels=frozenset({"twilio_sms", "twilio_voice"}))
+    assert {r.channel for r in rows} == {"twilio_sms", "twilio_voice"}
+    assert all(r.address.startswith("+") and r.person_id for r in rows)
+
+
+def test_a_plan_stored_with_one_body_still_fires_that_body_on_every_channel(
+    db: sessionmaker[Session],
+) -> None:
+    county = load_county(COUNTY)
+    esc = _escalation(county)
+    alert_id = support_open_alert(db, esc, level="orange", zone_id=ZONE_MC)
+    with db.begin() as session:
+        timer = EscalationTimer(
+            alert_id=alert_id,
+            kind="step",
+            step=5,
+            round=0,
+            due_at=OPENED + timedelta(minutes=1),
+            status="pending",
+            # the shape plans had before texts were rendered per medium
+            plan={
+                "policy": "test:orange",
+                "targets": ["disaster_prevention"],
+                "people": [],
+                "channels": ["twilio_voice", "default"],
+                "transition": "esc5",
+                "body": "旧计划正文",
+            },
+            created_at=OPENED,
+        )
+        session.add(timer)
+
+    escalate_due(db, esc, OPENED + timedelta(minutes=1))
+
+    with db() as session:
+        fired = session.scalars(select(Notification).where(Notification.transition == "esc5")).all()
+        assert {(n.channel, n.body.startswith("旧计划正文")) for n in fired} == {
+            ("twilio_voice", True),
+            ("twilio_sms", True),
+        }

@@ -9,6 +9,7 @@ file:line:column; `yujing rules check` lists them with the roster's.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Collection, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -41,7 +42,14 @@ from rules.config import (
 from rules.loader import RuleSet
 from rules.types import Level
 
-__all__ = ["ESCALATION_FILE", "load_policies", "roster_and_escalation_problems"]
+__all__ = [
+    "ESCALATION_FILE",
+    "load_policies",
+    "roster_and_escalation_problems",
+    "warn_unconfigured",
+]
+
+log = logging.getLogger("yujing.escalation")
 
 ESCALATION_FILE: Final = "escalation.yaml"
 BROADCAST_FILE: Final = "broadcast.yaml"
@@ -345,3 +353,33 @@ def roster_and_escalation_problems(
     except ConfigError as exc:
         problems.extend(exc.problems)
     return problems
+
+
+def warn_unconfigured(
+    policies: Policies, county: County, configured: frozenset[str], default_channel: str
+) -> None:
+    """Log the channels the policies name that this instance has not configured.
+
+    People's messages on such a channel go by the default channel instead;
+    audiences on it (a village, a group) are not reached at all.
+    """
+    steps = [step for policy in policies.all() for step in policy.steps]
+    named = {name for step in steps for name in step.channels if name != DEFAULT_CHANNEL}
+    for name in sorted(named - configured - {default_channel}):
+        log.warning(
+            "escalation policies name channel %s, which is not configured here: "
+            "its messages go by %s instead",
+            name,
+            default_channel,
+        )
+    heard = {"broadcast" for step in steps if step.broadcast}
+    for step in steps:
+        for name in step.im:
+            keys = set(county.townships.values()) if name == TOWNSHIP else {name}
+            heard |= {county.groups[k].channel for k in keys if k in county.groups}
+    for name in sorted(heard - configured):
+        log.warning(
+            "escalation policies post to audiences on channel %s, which is not "
+            "configured here: those audiences will not be reached",
+            name,
+        )
