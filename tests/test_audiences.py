@@ -123,9 +123,9 @@ def test_a_step_reads_its_audiences(county_dir: Path) -> None:
 def test_a_step_of_audiences_only_is_a_step_that_notifies(county_dir: Path) -> None:
     _edit(
         county_dir / "escalation.yaml",
-        "        - after: 0                        # with the warning: the people at the slope\n"
-        "          notify: [mass_monitor, monitoring]",
-        "        - after: 0\n          im: [duty-room]",
+        "          notify: [mass_monitor, monitoring]\n"
+        "          im: [duty-room]                 # and the bureau's duty room sees every warning",
+        "          im: [duty-room]",
     )
     county = load_county(county_dir)
     step = load_policies(county_dir, county).levels["blue"].steps[0]
