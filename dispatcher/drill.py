@@ -1,7 +1,10 @@
 """Drills: the whole pipeline, once, on a recorded forecast, at a chosen instant.
 
-A drill uses a throw-away SQLite database and the console channel, so it can
-run on the production machine without touching live data or phones.
+A drill uses a throw-away SQLite database and the console standing in for
+every channel (`StandIn`: one per channel name, so each row keeps the channel
+it is meant for — twilio_sms, twilio_voice, broadcast, wecom … — and is
+rendered for that channel's medium), so it can run on the production machine
+without touching live data, phones, loudspeakers or groups.
 """
 
 from __future__ import annotations
@@ -11,15 +14,60 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from channels.base import Channel, ChannelLimits, OutgoingMessage, SendResult
+from channels.console import ConsoleChannel
 from dispatcher.runtime import drain, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.states import AlertState
 from dispatcher.storage.models import Alert, Notification
+
+#: Every channel a county's escalation may name; a drill stands the console in for each.
+# replaced by channels.DECLARATIONS
+DRILL_CHANNELS: Final = (
+    "twilio_sms",
+    "twilio_voice",
+    "broadcast",
+    "wecom",
+    "dingtalk",
+    "feishu",
+    "webhook",
+)
+#: What the drill's default channel is: what a county's daemon uses with Twilio.
+DRILL_DEFAULT_CHANNEL: Final = "twilio_sms"
+
+
+class StandIn:
+    """The console, printing what channel `name` would send.
+
+    All stand-ins share one console, so provider ids stay unique. Only SMS
+    keeps the console's SMS length limit; the other media are not SMS.
+    """
+
+    def __init__(self, name: str, console: ConsoleChannel, stream: TextIO) -> None:
+        self.name = name
+        # replaced by channels.DECLARATIONS (each channel's declared limits)
+        self.limits = console.limits if name == DRILL_DEFAULT_CHANNEL else ChannelLimits()
+        self._console = console
+        self._stream = stream
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Print which channel it is for (and whom it mentions), then the message."""
+        mentions = f", mentioning {', '.join(message.mentions)}" if message.mentions else ""
+        self._stream.write(f"via {self.name} (drill: printed, not sent){mentions}\n")
+        return await self._console.send(message)
+
+
+def stand_ins(stream: TextIO) -> dict[str, Channel]:
+    """The console standing in for every channel, by name (and as itself)."""
+    console = ConsoleChannel(stream)
+    channels: dict[str, Channel] = {"console": console}
+    channels.update({name: StandIn(name, console, stream) for name in DRILL_CHANNELS})
+    return channels
 
 
 @dataclass(frozen=True)
@@ -34,7 +82,7 @@ class DrillResult:
 
 
 async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillResult:
-    """Evaluate the recorded forecast at `at`, enqueue and deliver to the console."""
+    """Evaluate the recorded forecast at `at`, enqueue and deliver to the stand-ins."""
     console = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as tmp:
         settings = Settings(
@@ -45,11 +93,17 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
             replay_file=replay_file,
             replay_rebase=False,
             digest_window_seconds=0,  # the drill's clock stands still: digest at once
-            channel="console",
+            channel=DRILL_DEFAULT_CHANNEL,
             twilio_account_sid=None,
             twilio_auth_token=None,
         )
-        runtime = open_runtime(settings, clock=lambda: at, console=console, wake=lambda: None)
+        runtime = open_runtime(
+            settings,
+            clock=lambda: at,
+            console=console,
+            wake=lambda: None,
+            channels=stand_ins(console),
+        )
         try:
             await runtime.pipeline.poll()
             await drain(runtime.worker)
@@ -82,6 +136,9 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
                             "recipient": n.recipient_name,
                             "address": n.address,
                             "channel": n.channel,
+                            # a village's or group's name; None for a person
+                            "audience": n.recipient_name if n.person_id is None else None,
+                            "mentions": list(n.mentions or []),
                             "status": n.status,
                             "body": n.body,
                         }

@@ -7,20 +7,23 @@ follow in their own sections.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from channels.broadcast import village_address
+from channels.broadcast import load_broadcast_directory, village_address
 from dispatcher.alerts.lifecycle import Wording, apply_transitions
 from dispatcher.alerts.reconcile import Transition, TransitionKind
 from dispatcher.cli import app
-from dispatcher.county import County, load_county
+from dispatcher.county import County, ZoneConfig, load_county
 from dispatcher.escalation import Escalation, escalate_due, load_policies
 from dispatcher.escalation.policy import (
     DEFAULT_CHANNEL,
@@ -35,7 +38,7 @@ from dispatcher.outbox.rows import enqueue
 from dispatcher.roster import Roster
 from dispatcher.routing import addressing, audiences
 from dispatcher.storage.models import EscalationTimer, Notification
-from rules.config import ConfigError
+from rules.config import ConfigError, load_yaml
 from rules.types import Level
 from tests.support import OPENED, Clock, ScriptedChannel
 from tests.support import open_alert as support_open_alert
@@ -429,3 +432,91 @@ def test_a_plan_stored_with_one_body_still_fires_that_body_on_every_channel(
             ("twilio_voice", True),
             ("twilio_sms", True),
         }
+
+
+# --- the drill: every medium of the example county, at the README's instant
+
+SCENARIO = COUNTY / "scenarios" / "coldwave-2026-01.json"
+README_INSTANT = "2026-01-07T00:00:00+08:00"  # orange cold-wave alerts are open then
+
+
+@pytest.fixture(scope="module")
+def drill_report() -> dict[str, Any]:
+    """`yujing drill --json` of the bundled cold wave at the README's instant."""
+    with pytest.MonkeyPatch.context() as env:
+        for key in [k for k in os.environ if k.startswith("YUJING_")]:
+            env.delenv(key)
+        result = runner.invoke(
+            app,
+            ["drill", "--config", str(COUNTY), "--replay", str(SCENARIO), "--at", README_INSTANT,
+             "--json"],
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def _rows(report: dict[str, Any], channel: str) -> list[dict[str, Any]]:
+    rows = [n for n in report["notifications"] if n["channel"] == channel]
+    assert rows, f"no {channel} rows in the drill"
+    return rows
+
+
+def _orange_zones(report: dict[str, Any]) -> list[ZoneConfig]:
+    county = load_county(COUNTY)
+    return [county.zone(a["zone_id"]) for a in report["alerts"] if a["level"] == "orange"]
+
+
+def test_the_drill_plays_the_orange_warnings_on_the_loudspeakers_of_their_villages(
+    drill_report: dict[str, Any],
+) -> None:
+    # acceptance 1 of issue 11: broadcast rows addressed to the villages of the orange zones
+    orange = _orange_zones(drill_report)
+    assert orange
+    rows = _rows(drill_report, "broadcast")
+    assert {r["address"] for r in rows} == {village_address(z.township, z.village) for z in orange}
+    assert all(r["audience"] == r["recipient"] and r["status"] == "sent" for r in rows)
+    directory = load_broadcast_directory(load_yaml(COUNTY / "broadcast.yaml").data)
+    assert all(directory.village(r["address"]) is not None for r in rows)  # terminal groups
+
+
+def test_the_drill_posts_to_robots_never_to_a_phone_number(drill_report: dict[str, Any]) -> None:
+    county = load_county(COUNTY)
+    phones = {p.phone for p in county.people.values()}
+    wecom, dingtalk = _rows(drill_report, "wecom"), _rows(drill_report, "dingtalk")
+    for row in wecom + dingtalk:
+        assert row["address"] in county.groups and row["address"] not in phones
+        assert not row["address"].startswith("+")
+    # every warning reaches the duty room; the orange ones their township's group
+    assert {r["address"] for r in dingtalk} == {"duty-room"}
+    assert len(dingtalk) == len(drill_report["alerts"])
+    townships = {county.township_group(z.township) for z in _orange_zones(drill_report)}
+    assert {r["address"] for r in wecom} == townships
+    codes = {a["code"]: a["zone_id"] for a in drill_report["alerts"]}
+    muchun = next(r for r in wecom if codes[r["alert"]] == "LL-MC-005")
+    assert muchun["mentions"] == ["17000000132", "17000000133"]
+
+
+def test_the_drills_voice_calls_read_no_link(drill_report: dict[str, Any]) -> None:
+    rows = _rows(drill_report, "twilio_voice")
+    assert all("http" not in r["body"] and "确认：" not in r["body"] for r in rows)
+    assert all(r["address"].startswith("+") for r in rows)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the spoken voice text (no code) comes with the renderers of issue 11 "
+    "(dispatcher/messages.py, another branch); remove this mark when they merge",
+)
+def test_the_drills_voice_calls_read_no_alert_code(drill_report: dict[str, Any]) -> None:
+    rows = _rows(drill_report, "twilio_voice")
+    assert all(r["alert"] not in r["body"] for r in rows)
+
+
+def test_the_drills_sms_rows_are_as_before(drill_report: dict[str, Any]) -> None:
+    rows = _rows(drill_report, "twilio_sms")
+    assert len(rows) == 230  # what the drill sent to people before audiences existed
+    assert all(r["address"].startswith("+") and r["audience"] is None for r in rows)
+    assert all(
+        r["body"].startswith("【柳林县自然资源局】") and r["alert"] in r["body"] for r in rows
+    )
