@@ -11,9 +11,11 @@ end of the warning:
 | village broadcast gateway       | an SMS to the zone's 防灾责任人                  |
 | IM robot (WeCom, DingTalk, Feishu), webhook | an SMS to the duty officers         |
 
-Each (alert, transition, person, channel) is tried once, so SMS → voice → SMS
-stops there. Every failover, and every message with nowhere left to go, is in
-the audit log.
+A broadcast or group row has no person (`person_id` None): it fails over to
+the people the table names. Each (alert, transition, person, channel) is tried
+once, so SMS → voice → SMS stops there, and a person already told by SMS of
+the same transition is not told again. Every failover, and every message
+with nowhere left to go, is in the audit log.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import audit
 from dispatcher.county import County
+from dispatcher.messages import channel_kind, cut_to_sms
 from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.storage.models import Alert, Notification
 
@@ -86,6 +89,12 @@ class FailoverPlan:
     def __call__(self, session: Session, row: Notification, reason: str, now: datetime) -> int:
         """Enqueue the failover rows for `row` in the caller's transaction; returns how many."""
         alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
+        body = row.body
+        if channel_kind(row.channel) in ("broadcast", "im"):
+            # a loudspeaker's or a group's words, now read on a phone: within SMS
+            # length, and with the code to reply with
+            code = alert.code if alert is not None else ""
+            body = cut_to_sms(body if code in body else f"{body}（编码{code}）", code)
         added: list[Notification] = []
         for target in self.targets(row, alert):
             key = idempotency_key(row.alert_id, row.transition, target.person_id, target.channel)
@@ -98,7 +107,7 @@ class FailoverPlan:
                     row.transition,
                     target,
                     target.channel,
-                    row.body,
+                    body,
                     now,
                     failover_of=row,
                 )

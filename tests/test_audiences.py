@@ -19,7 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from channels.base import SendResult
 from channels.broadcast import load_broadcast_directory, village_address
+from channels.sms_text import fits_sms
 from dispatcher.alerts.lifecycle import Wording, apply_transitions
 from dispatcher.alerts.reconcile import Transition, TransitionKind
 from dispatcher.cli import app
@@ -32,12 +34,13 @@ from dispatcher.escalation.policy import (
     Policy,
     Step,
 )
-from dispatcher.messages import TemplateLookup
+from dispatcher.failover import FailoverPlan
+from dispatcher.messages import SMS_MAX_SEGMENTS, TemplateLookup
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.outbox.rows import enqueue
 from dispatcher.roster import Roster
 from dispatcher.routing import addressing, audiences
-from dispatcher.storage.models import EscalationTimer, Notification
+from dispatcher.storage.models import Alert, EscalationTimer, Notification
 from rules.config import ConfigError, load_yaml
 from rules.types import Level
 from tests.support import OPENED, Clock, ScriptedChannel
@@ -520,3 +523,74 @@ def test_the_drills_sms_rows_are_as_before(drill_report: dict[str, Any]) -> None
     assert all(
         r["body"].startswith("【柳林县自然资源局】") and r["alert"] in r["body"] for r in rows
     )
+
+
+# --- failover from an audience: there is no person on the failed row
+
+VILLAGE_TEXT = "各位村民请注意：今夜寒潮，远离陡坡。" * 3
+
+
+def _failing_audience_row(
+    sessions: sessionmaker[Session],
+    channel: str,
+    *,
+    im: tuple[str, ...] = (),
+    village: bool = False,
+) -> int:
+    county = load_county(COUNTY)
+    (audience,) = audiences(
+        county, zone_id=ZONE_MC, broadcast=["village"] if village else [], im=im
+    )
+    with sessions.begin() as session:
+        alert = Alert(
+            code="KQ7A", kind="hazard", zone_id=ZONE_MC, hazard="cold_wave", rule_id="r",
+            level="orange", state="firing", opened_at=OPENED, updated_at=OPENED,
+        )  # fmt: skip
+        session.add(alert)
+        session.flush()
+        row = enqueue(
+            session, alert, "esc1", audience, channel, VILLAGE_TEXT, OPENED,
+            audience=audience.key, mentions=audience.mentions,
+        )  # fmt: skip
+        session.flush()
+        return row.id
+
+
+async def _fail(sessions: sessionmaker[Session], channel: str) -> list[Notification]:
+    county = load_county(COUNTY)
+    down = ScriptedChannel(SendResult.permanent("refused", "refused"), name=channel)
+    sms = ScriptedChannel(name="twilio_sms")
+    plan = FailoverPlan(county, frozenset({channel, "twilio_sms"}))
+    worker = DeliveryWorker(
+        sessions, {channel: down, "twilio_sms": sms}, Clock(OPENED), on_failed=plan
+    )
+    await worker.run_once()
+    with sessions() as session:
+        found = session.scalars(
+            select(Notification).where(Notification.failover_of_id.is_not(None))
+        ).all()
+        session.expunge_all()
+        return list(found)
+
+
+async def test_a_village_broadcast_that_fails_becomes_an_sms_to_the_zones_disaster_prevention_person(  # noqa: E501
+    db: sessionmaker[Session],
+) -> None:
+    _failing_audience_row(db, "broadcast", village=True)
+    sms = await _fail(db, "broadcast")
+    assert [(r.person_id, r.address, r.channel) for r in sms] == [
+        ("p-mc-djs-1", "+8617000000132", "twilio_sms")
+    ]
+    (row,) = sms
+    assert "KQ7A" in row.body  # the code to reply with, though the loudspeaker had none
+    assert fits_sms(row.body, SMS_MAX_SEGMENTS)
+
+
+async def test_a_group_post_that_fails_becomes_an_sms_to_the_duty_officers(
+    db: sessionmaker[Session],
+) -> None:
+    _failing_audience_row(db, "wecom", im=("township",))
+    sms = await _fail(db, "wecom")
+    county = load_county(COUNTY)
+    assert {r.person_id for r in sms} == {p.id for p in county.duty_officers()}
+    assert all(r.address.startswith("+") and r.channel == "twilio_sms" for r in sms)
