@@ -36,8 +36,11 @@ def drill(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
 ) -> None:
-    """Run the whole pipeline once on a recorded forecast (throw-away database; the console
-    stands in for every channel)."""
+    """Run the whole pipeline once on a recorded forecast (throw-away database, console).
+
+    The console stands in for every channel: each message keeps the channel it
+    is meant for and is printed, not sent.
+    """
     from dispatcher.drill import run_drill
 
     with operator_errors():
