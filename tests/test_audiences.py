@@ -321,8 +321,9 @@ def _warn(
     sessions: sessionmaker[Session],
     template: TemplateLookup = lambda hazard, rule_id, kind: None,
     channels: frozenset[str] = EVERY_CHANNEL,
+    transition: Transition | None = None,
 ) -> list[Notification]:
-    """An orange cold wave at ZONE_MC, opened through the lifecycle; its outbox rows."""
+    """An orange cold wave at ZONE_MC (or `transition`) through the lifecycle; the outbox."""
     county = load_county(COUNTY)
     wording = Wording(
         sender=county.sender,
@@ -331,7 +332,7 @@ def _warn(
         advice=lambda hazard, level: "注意防寒保暖",
         template=template,
     )
-    transition = Transition(TransitionKind.NEW, ZONE_MC, "cold_wave", Level.ORANGE)
+    transition = transition or Transition(TransitionKind.NEW, ZONE_MC, "cold_wave", Level.ORANGE)
     with sessions.begin() as session:
         apply_transitions(
             session,
@@ -390,6 +391,24 @@ def test_the_rules_template_for_a_medium_words_that_channel_when_it_is_not_the_d
     assert row.body == f"{medium}模板：穆村镇杜家山村地裂缝橙色"
     sms = next(r for r in rows if r.channel == "twilio_sms")
     assert not sms.body.startswith(f"{medium}模板"), "the SMS keeps its own words"
+
+
+def test_the_villages_and_groups_that_were_told_hear_the_all_clear_on_their_own_channel(
+    db: sessionmaker[Session],
+) -> None:
+    (first, *_) = _warn(db)
+    assert first.alert_id is not None
+    end = Transition(
+        TransitionKind.RESOLVED, ZONE_MC, "cold_wave", Level.ORANGE, alert_id=first.alert_id
+    )
+    rows = [r for r in _warn(db, transition=end) if r.transition == "resolved"]
+    assert {(r.channel, r.address) for r in rows if r.person_id is None} == {
+        ("broadcast", "穆村镇/杜家山村"),
+        ("wecom", "muchun-town"),
+        ("dingtalk", "duty-room"),
+    }
+    assert {r.person_id for r in rows if r.person_id} == {"p-mc-djs-1"}
+    assert all("解除" in r.body for r in rows)
 
 
 def test_an_audience_whose_channel_is_not_configured_is_not_sent_by_phone(
