@@ -79,7 +79,7 @@ from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 from jinja2 import StrictUndefined, TemplateError, Undefined
@@ -558,7 +558,9 @@ class BroadcastChannel:
         profile = self._profile
         context = self.context(message, village)
         document = render_structure(profile.body.template, context)
-        headers = {k: render_text(v, context) for k, v in profile.request.headers.items()}
+        headers = {
+            k: _header_value(render_text(v, context)) for k, v in profile.request.headers.items()
+        }
         if profile.body.format == "json":
             body = json.dumps(document, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json; charset=utf-8"
@@ -657,6 +659,19 @@ class BroadcastChannel:
 
 
 _MISSING: Any = object()
+
+
+# printable ASCII but the space: what a header value keeps as it is
+_HEADER_SAFE = "".join(map(chr, range(0x21, 0x7F)))
+
+
+def _header_value(value: str) -> str:
+    """`value` fit for an HTTP header, which holds ASCII only.
+
+    The outbox key of a village names it in Chinese (``…:village:三交镇/三交村:…``),
+    and profiles put the key in a header: its other characters are percent-encoded (UTF-8).
+    """
+    return value if value.isascii() else quote(value, safe=_HEADER_SAFE + " ")
 
 
 def _lookup(data: Any, path: str | None) -> Any:

@@ -1,6 +1,11 @@
 # Long module: county, people and zones files are read and cross-checked as one
 """The county configuration: county.yaml, people.yaml and zones.yaml (docs/config.md).
 
+county.yaml may also name the messaging-app groups the bureau posts to
+(`groups:`, each a robot of one IM/webhook channel) and each township's group
+(`townships:`); people.yaml may give a person's per-platform ids (`im:`) for
+@-mentions in those groups.
+
 `load_county` reads the three files, validates each entry on its own (one bad
 zone does not hide the problems of the others), then checks what only the files
 together can tell: duplicate ids, person ids that do not exist, zones without a
@@ -30,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from channels.base import Addressing
+from channels.registry import DECLARATIONS
 from rules.config import (
     ConfigError,
     Document,
@@ -55,6 +62,21 @@ DUTY_ROLE_LABELS: Mapping[str, str] = {
     "leader_on_duty": "带班领导",
     "administrator": "系统管理员",  # edits rules and configuration; told when rules are refused
 }
+
+
+#: The channels a county.yaml group may post through: messaging-app robots and
+#: webhook targets (what their channel addresses by name, not by phone).
+GROUP_CHANNELS: tuple[str, ...] = tuple(
+    name
+    for name, d in DECLARATIONS.items()
+    if d.addressing in (Addressing.ROBOT, Addressing.TARGET)
+)
+
+#: The platforms a person's `im:` ids are for, each as its channel @-mentions:
+#: WeCom a userid or mobile, DingTalk a mobile, Feishu an open_id (channels/*.py).
+IM_PLATFORMS: tuple[str, ...] = tuple(
+    name for name, d in DECLARATIONS.items() if d.addressing is Addressing.ROBOT
+)
 
 
 # China's extent with a margin: a coordinate outside it is a typo (or swapped),
@@ -152,6 +174,19 @@ class CountyConfig(Strict):
     timezone: TimeZone = "Asia/Shanghai"
 
 
+class ImIds(Strict):
+    """`im:` of a person: whom a group post @-mentions on each platform."""
+
+    wecom: Annotated[str, _quoted("13800000000"), Field(min_length=1)] | None = None
+    dingtalk: Annotated[str, _quoted("13800000000"), Field(min_length=1)] | None = None
+    feishu: Annotated[str, Field(min_length=1)] | None = None
+
+    def on(self, platform: str) -> str | None:
+        """The id on `platform` (a channel name), None when the person has none there."""
+        value = getattr(self, platform, None) if platform in IM_PLATFORMS else None
+        return value if isinstance(value, str) else None
+
+
 class PersonConfig(Strict):
     """One entry of people.yaml."""
 
@@ -159,6 +194,18 @@ class PersonConfig(Strict):
     name: Text
     phone: Phone
     duty_role: DutyRole | None = None
+    im: ImIds = ImIds()
+
+
+class GroupConfig(Strict):
+    """One entry of county.yaml `groups:`: a robot (its key) of one channel, and its name.
+
+    The key is the robot's name in the channel's secret map
+    (YUJING_<CHANNEL>_ROBOTS / _BOTS / _TARGETS); `name` is what people read.
+    """
+
+    channel: Annotated[str, _one_of("group channel", GROUP_CHANNELS)]
+    name: Text
 
 
 class Location(Strict):
@@ -234,6 +281,15 @@ class ZoneConfig(Strict):
 
 class _CountyFile(Strict):
     county: dict[str, Any]
+    groups: dict[str, Any] = Field(default_factory=dict)
+    townships: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Audiences(Strict):
+    """`groups:` and `townships:` of county.yaml (group key → group, township → group key)."""
+
+    groups: dict[Id, GroupConfig] = Field(default_factory=dict)
+    townships: dict[str, str] = Field(default_factory=dict)
 
 
 class _PeopleFile(Strict):
@@ -257,6 +313,8 @@ class County:
     timezone: str
     people: dict[str, PersonConfig]
     zones: list[ZoneConfig]
+    groups: Mapping[str, GroupConfig] = field(default_factory=dict)
+    townships: Mapping[str, str] = field(default_factory=dict)  # township → group key
     # routing looks zones up once per transition: keep that O(1) for large counties
     _by_id: dict[str, ZoneConfig] = field(init=False, repr=False, compare=False)
 
@@ -295,6 +353,10 @@ class County:
                 out.append((role, self.people[person_id]))
         return out
 
+    def township_group(self, township: str) -> str | None:
+        """The key of the township's group (county.yaml `townships:`), or None."""
+        return self.townships.get(township)
+
     def zone_specs(self, point_of: Mapping[str, str]) -> list[ZoneSpec]:
         """What the rule engine needs of each zone; `point_of` maps zone id → forecast point id."""
         missing = [zone.id for zone in self.zones if zone.id not in point_of]
@@ -327,7 +389,7 @@ def load_county(config_dir: Path) -> County:
     what is wrong, what was expected).
     """
     problems: list[Problem] = []
-    county = _load_county_section(config_dir / "county.yaml", problems)
+    county, audiences, county_doc = _load_county_section(config_dir / "county.yaml", problems)
     people = _load_list(config_dir / "people.yaml", _PeopleFile, PersonConfig, problems)
     zones = _load_list(config_dir / "zones.yaml", _ZonesFile, ZoneConfig, problems)
 
@@ -339,6 +401,8 @@ def load_county(config_dir: Path) -> County:
         # the check rather than bury the real problem under dozens of false ones.
         known = people.written_ids if people.doc is not None else None
         problems.extend(_check_zone_people(zones.doc, zones.raw, known))
+    if county_doc is not None and audiences is not None and zones.doc is not None:
+        problems.extend(_check_townships(county_doc, audiences, zones.raw))
 
     if problems:
         raise ConfigError(problems)
@@ -350,6 +414,8 @@ def load_county(config_dir: Path) -> County:
         timezone=county.timezone,
         people={person.id: person for _, person in people.valid},
         zones=[zone for _, zone in zones.valid],
+        groups=dict(audiences.groups) if audiences else {},
+        townships=dict(audiences.townships) if audiences else {},
     )
 
 
@@ -398,18 +464,66 @@ def _top(doc: Document, model: type[BaseModel], key: str, problems: list[Problem
     return doc.data[key]
 
 
-def _load_county_section(path: Path, problems: list[Problem]) -> CountyConfig | None:
+def _load_county_section(
+    path: Path, problems: list[Problem]
+) -> tuple[CountyConfig | None, _Audiences | None, Document | None]:
+    """`county:` and the audiences (`groups:`, `townships:`) of county.yaml."""
     doc = _read(path, problems)
     if doc is None:
-        return None
+        return None, None, None
     section = _top(doc, _CountyFile, "county", problems)
     if section is None:
-        return None
+        return None, None, None
+    county: CountyConfig | None = None
     try:
-        return CountyConfig.model_validate(section)
+        county = CountyConfig.model_validate(section)
     except ValidationError as exc:
         problems.extend(problems_from_validation(doc, exc, ("county",)))
-        return None
+    assert isinstance(doc.data, dict)  # _top checked the shape
+    audiences: _Audiences | None = None
+    try:
+        audiences = _Audiences.model_validate(
+            {key: doc.data[key] for key in ("groups", "townships") if key in doc.data}
+        )
+    except ValidationError as exc:
+        problems.extend(problems_from_validation(doc, exc))
+    return county, audiences, doc
+
+
+def _check_townships(doc: Document, audiences: _Audiences, zones: list[Any]) -> Iterator[Problem]:
+    """Every township of `townships:` has a zone and names a group of `groups:`."""
+    known = sorted(
+        {z["township"] for z in zones if isinstance(z, dict) and isinstance(z.get("township"), str)}
+    )
+    groups = sorted(audiences.groups)
+    for township, group in audiences.townships.items():
+        if township not in known:
+            hint = difflib.get_close_matches(township, known, n=1)
+            guess = f"did you mean {hint[0]!r}? " if hint else ""
+            yield doc.problem(
+                ("townships", township),
+                f"no zone in zones.yaml is in township {township!r}; {guess}"
+                "townships: maps the townships of zones.yaml to their group",
+            )
+        if group not in audiences.groups:
+            yield doc.problem(("townships", township), unknown_group_message(group, groups))
+
+
+def unknown_group_message(name: str, groups: list[str], *, township: bool = False) -> str:
+    """The message for a group name that county.yaml `groups:` does not have.
+
+    With `township`, the name was an escalation step's `im:` entry, which may
+    also be the word township (the zone's township's group).
+    """
+    choices = [*(["township"] if township else []), *groups]
+    hint = difflib.get_close_matches(name, choices, n=1)
+    guess = f"did you mean {hint[0]!r}? " if hint else ""
+    takes = "im: takes 'township' or a group; " if township else ""
+    known = ", ".join(groups) if groups else "none yet"
+    return (
+        f"unknown group {name!r}; {guess}{takes}groups are the keys of county.yaml groups: "
+        f"({known}), each {{channel: wecom|dingtalk|feishu|webhook, name: …}}"
+    )
 
 
 def _load_list(

@@ -1,25 +1,72 @@
 """Drills: the whole pipeline, once, on a recorded forecast, at a chosen instant.
 
-A drill uses a throw-away SQLite database and the console channel, so it can
-run on the production machine without touching live data or phones.
+A drill uses a throw-away SQLite database and the console standing in for
+every channel (`StandIn`: one per channel name, so each row keeps the channel
+it is meant for — twilio_sms, twilio_voice, broadcast, wecom … — and is
+rendered for that channel's medium), so it can run on the production machine
+without touching live data, phones, loudspeakers or groups.
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from channels.base import Channel, ChannelDeclaration, OutgoingMessage, SendResult
+from channels.console import ConsoleChannel
+from channels.registry import DECLARATIONS
 from dispatcher.runtime import drain, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.states import AlertState
 from dispatcher.storage.models import Alert, Notification
+
+#: What the drill's default channel is: what a county's daemon uses with Twilio.
+DRILL_DEFAULT_CHANNEL: Final = "twilio_sms"
+
+
+class StandIn:
+    """The console, printing what the declared channel would send.
+
+    All stand-ins share one console, so provider ids stay unique.
+    """
+
+    def __init__(
+        self, declaration: ChannelDeclaration, console: ConsoleChannel, stream: TextIO
+    ) -> None:
+        self.name = declaration.name
+        # the channel's facts, so failover and rendering behave as they would for
+        # real; its lengths, but no rate: the drill's clock stands still
+        self.declaration = declaration
+        self.limits = replace(declaration.limits, per_second=None, per_minute=None)
+        self._console = console
+        self._stream = stream
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Print which channel it is for (and whom it mentions), then the message."""
+        mentions = f", mentioning {', '.join(message.mentions)}" if message.mentions else ""
+        self._stream.write(f"via {self.name} (drill: printed, not sent){mentions}\n")
+        return await self._console.send(message)
+
+
+def stand_ins(stream: TextIO) -> dict[str, Channel]:
+    """The console standing in for every channel, by name (and as itself)."""
+    console = ConsoleChannel(stream)
+    channels: dict[str, Channel] = {"console": console}
+    channels.update(
+        {
+            name: StandIn(declaration, console, stream)
+            for name, declaration in DECLARATIONS.items()
+            if not declaration.stand_in
+        }
+    )
+    return channels
 
 
 @dataclass(frozen=True)
@@ -34,7 +81,7 @@ class DrillResult:
 
 
 async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillResult:
-    """Evaluate the recorded forecast at `at`, enqueue and deliver to the console."""
+    """Evaluate the recorded forecast at `at`, enqueue and deliver to the stand-ins."""
     console = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as tmp:
         settings = Settings(
@@ -45,11 +92,17 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
             replay_file=replay_file,
             replay_rebase=False,
             digest_window_seconds=0,  # the drill's clock stands still: digest at once
-            channel="console",
+            channel=DRILL_DEFAULT_CHANNEL,
             twilio_account_sid=None,
             twilio_auth_token=None,
         )
-        runtime = open_runtime(settings, clock=lambda: at, console=console, wake=lambda: None)
+        runtime = open_runtime(
+            settings,
+            clock=lambda: at,
+            console=console,
+            wake=lambda: None,
+            channels=stand_ins(console),
+        )
         try:
             await runtime.pipeline.poll()
             await drain(runtime.worker)
@@ -82,6 +135,9 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
                             "recipient": n.recipient_name,
                             "address": n.address,
                             "channel": n.channel,
+                            # a village's or group's name; None for a person
+                            "audience": n.recipient_name if n.person_id is None else None,
+                            "mentions": list(n.mentions or []),
                             "status": n.status,
                             "body": n.body,
                         }

@@ -16,9 +16,11 @@ channel fails over by what it addresses, with no list here to extend. The SMS or
 voice channel used is one this instance has configured that reaches people
 (never a stand-in such as the console, which would only look delivered).
 
-Each (alert, transition, person, channel) is tried once, so SMS → voice → SMS
-stops there. Every failover, and every message with nowhere left to go, is in
-the audit log.
+A broadcast or group row has no person (`person_id` None): it fails over to
+the people the table names. Each (alert, transition, person, channel) is tried
+once, so SMS → voice → SMS stops there, and a person already told by SMS of
+the same transition is not told again. Every failover, and every message
+with nowhere left to go, is in the audit log.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.base import Addressing, ChannelDeclaration, Medium
-from channels.registry import DECLARATIONS
+from channels.registry import DECLARATIONS, medium_of
 from dispatcher import audit
 from dispatcher.county import County
+from dispatcher.messages import cut_to_sms
 from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.storage.models import Alert, Notification
 
@@ -109,6 +112,12 @@ class FailoverPlan:
     def __call__(self, session: Session, row: Notification, reason: str, now: datetime) -> int:
         """Enqueue the failover rows for `row` in the caller's transaction; returns how many."""
         alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
+        body = row.body
+        if medium_of(row.channel) in (Medium.BROADCAST, Medium.IM):
+            # a loudspeaker's or a group's words, now read on a phone: within SMS
+            # length, and with the code to reply with
+            code = alert.code if alert is not None else ""
+            body = cut_to_sms(body if code in body else f"{body}（编码{code}）", code)
         added: list[Notification] = []
         for target in self.targets(row, alert):
             key = idempotency_key(row.alert_id, row.transition, target.person_id, target.channel)
@@ -121,7 +130,7 @@ class FailoverPlan:
                     row.transition,
                     target,
                     target.channel,
-                    row.body,
+                    body,
                     now,
                     failover_of=row,
                 )

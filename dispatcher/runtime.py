@@ -3,7 +3,8 @@
 `yujing run` and `yujing drill` both build their parts here, so a drill runs
 the code the daemon runs — the same pipeline and the same delivery loop, which
 a drill stops once nothing is left to send (`drain`) — only with a recorded
-feed, a throw-away database, a clock standing still and the console channel.
+feed, a throw-away database, a clock standing still and the console standing
+in for every channel.
 """
 
 from __future__ import annotations
@@ -99,8 +100,12 @@ def open_runtime(
     clock: Callable[[], datetime] = utc_now,
     console: TextIO | None = None,
     wake: Callable[[], None] | None = None,
+    channels: Mapping[str, Channel] | None = None,
 ) -> Runtime:
     """Load the configuration, migrate the database and wire every part.
+
+    `channels` replaces the channels the settings configure (a drill stands
+    the console in for every one of them).
 
     Raises `rules.config.ConfigError` for configuration problems and
     ValueError for inconsistent settings; both carry a message for the operator.
@@ -123,7 +128,8 @@ def open_runtime(
     # every send in flight gets a kept-alive connection; the rest are the feeds'
     http = shared_client(settings.delivery_concurrency + 8, settings.http_timeout_seconds)
     feed = build_feed(settings, http, clock)
-    channels = build_channels(settings, http, console)
+    if channels is None:
+        channels = build_channels(settings, http, console)
     callback = (
         settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"
         if settings.public_base_url

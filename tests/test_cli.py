@@ -89,8 +89,14 @@ def test_the_cold_wave_drill_warns_the_expected_zones_at_the_expected_levels() -
     assert set(alerts[0]) == {"code", "zone_id", "rule_id", "hazard", "level", "onset", "until"}
     assert alerts[0]["onset"].endswith("+08:00")
     notes = report["notifications"]
-    assert notes and all(n["channel"] == "console" and n["status"] == "sent" for n in notes)
-    assert all(n["body"].startswith("【柳林县自然资源局】") for n in notes)
+    # every channel is stood in for by the console: rows keep the channel they are meant for
+    assert notes and all(n["status"] == "sent" for n in notes)
+    assert {n["channel"] for n in notes} == {
+        "twilio_sms", "twilio_voice", "broadcast", "wecom", "dingtalk"
+    }  # fmt: skip
+    assert all(
+        n["body"].startswith("【柳林县自然资源局】") for n in notes if n["channel"] == "twilio_sms"
+    )
     assert {n["alert"] for n in notes} == {a["code"] for a in alerts}
 
 
@@ -124,6 +130,9 @@ def test_the_drill_table_summarises_alerts_and_messages() -> None:
         result.stdout
     )
     assert "e.g. 【柳林县自然资源局】寒潮橙色预警：" in result.stdout
+    # one count and one example per channel
+    for channel in ("twilio_sms", "twilio_voice", "broadcast", "wecom", "dingtalk"):
+        assert f"\n{channel}: " in result.stdout
 
 
 def test_a_drill_on_a_missing_recording_says_what_to_give() -> None:

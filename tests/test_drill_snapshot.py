@@ -1,8 +1,8 @@
 """A drill of the bundled scenarios says exactly what it said when the snapshot was taken.
 
 The snapshot (tests/data/drill_snapshot.json) holds, per scenario and instant,
-the alerts and every message (recipient, address, channel, status, text) with
-the random alert codes masked. Reorganising the code must not change a word of
+the alerts and every message (recipient, address, channel, audience, mentions,
+status, text) with the random alert codes masked. Reorganising the code must not change a word of
 it. After a change that is meant to change what a drill says, rewrite it with
 
     YUJING_WRITE_DRILL_SNAPSHOT=1 .venv/bin/pytest tests/test_drill_snapshot.py
@@ -58,6 +58,8 @@ def drill_summary(scenario: str, at: str) -> dict[str, Any]:
                 "recipient": n["recipient"],
                 "address": n["address"],
                 "channel": n["channel"],
+                "audience": n["audience"],
+                "mentions": n["mentions"],
                 "status": n["status"],
                 "body": masked(n["body"]),
             }

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.base import Medium
 from channels.registry import medium_of
 from dispatcher import audit
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
@@ -163,13 +164,17 @@ def close_alert(
     body: str,
     data: Mapping[str, Any],
     now: datetime,
+    bodies: Mapping[str, str] | None = None,
 ) -> list[Notification]:
     """Resolve an alert: `alert.resolved` audited, the rest of its escalation cancelled,
-    and `body` sent to everyone who was told. Does not commit."""
+    and `body` sent to everyone who was told (villages and groups in their medium's
+    words from `bodies`). Does not commit."""
     transition = TransitionKind.RESOLVED.value
     _end(alert, AlertState.RESOLVED, now)
     _audit(session, alert, transition, data, now)
-    return escalation.close(session, alert, transition=transition, body=body, now=now)
+    return escalation.close(
+        session, alert, transition=transition, body=body, now=now, bodies=bodies
+    )
 
 
 def _end(alert: Alert, state: AlertState, now: datetime) -> None:
@@ -229,13 +234,14 @@ def apply_transitions(
         }
         if t.kind is TransitionKind.RESOLVED:
             alert = session.get_one(Alert, t.alert_id)
-            body = _hazard_text(alert, t, now, county, wording, channel).body
+            said = _hazard_text(alert, t, now, county, wording, channel)
             notifications.extend(
                 close_alert(
                     session,
                     alert,
                     escalation=esc,
-                    body=body,
+                    body=said.body,
+                    bodies=said.bodies,
                     data=_audit_data(alert, t) | texts,
                     now=now,
                 )
@@ -274,7 +280,9 @@ def apply_transitions(
 def _hazard_text(
     alert: Alert, t: Transition, now: datetime, county: County, wording: Wording, channel: str
 ) -> AlertText:
-    """The words of a hazard alert's transition, on the default channel's medium."""
+    """The words of a hazard alert's transition, for every medium (its `bodies`), each
+    with the rule's template for that medium when it has one; `body` is the default
+    channel's."""
     zone = _zone(county, t.zone_id)
     message = HazardMessage(
         kind=t.kind.value,
@@ -291,14 +299,20 @@ def _hazard_text(
         until=alert.until,
         evidence=dict(alert.evidence),
     )
-    kind = medium_of(channel)
-    body = render_hazard(
-        message,
-        wording.timezone,
-        template=wording.template(t.hazard, alert.rule_id, kind),
-        channel_kind=kind,
+    bodies: dict[str, str] = {
+        kind.value: render_hazard(
+            message,
+            wording.timezone,
+            template=wording.template(t.hazard, alert.rule_id, kind),
+            channel_kind=kind,
+        )
+        for kind in Medium
+    }
+    return AlertText(
+        bodies[medium_of(channel)],
+        f"{message.zone}{message.hazard}{message.level_zh}预警",
+        bodies,
     )
-    return AlertText(body, f"{message.zone}{message.hazard}{message.level_zh}预警")
 
 
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:

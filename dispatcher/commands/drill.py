@@ -21,6 +21,10 @@ from dispatcher.commands.terminal import (
     out,
     parse_time,
 )
+from rules.types import Level
+
+# a level's rank, to show the most severe warning's text as each channel's example
+LEVEL_RANK = {level.key: rank for rank, level in enumerate(Level)}
 
 
 def drill(
@@ -32,7 +36,11 @@ def drill(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
 ) -> None:
-    """Run the whole pipeline once on a recorded forecast (throw-away database, console)."""
+    """Run the whole pipeline once on a recorded forecast (throw-away database, console).
+
+    The console stands in for every channel: each message keeps the channel it
+    is meant for and is printed, not sent.
+    """
     from dispatcher.drill import run_drill
 
     with operator_errors():
@@ -50,7 +58,7 @@ def drill(
 def show_drill(
     alerts: list[dict[str, Any]], notes: list[dict[str, Any]], at: datetime, tz: str
 ) -> None:
-    """Alerts as a table, then one sample text per hazard and level."""
+    """Alerts as a table, then the messages per channel: a count and one rendered text each."""
     local = at.astimezone(ZoneInfo(tz))
     table = Table(title=f"Alerts at {local:%Y-%m-%d %H:%M} {tz} ({len(alerts)})")
     for col in ("code", "zone", "hazard", "level", "onset", "until", "rule"):
@@ -71,19 +79,22 @@ def show_drill(
         "summary: "
         + (", ".join(f"{h} {lv} ×{n}" for (h, lv), n in sorted(tally.items())) or "no alert")
     )
-    people = {n["address"] for n in notes}
+    people = {n["address"] for n in notes if n.get("audience") is None}
+    audiences = {(n["channel"], n["address"]) for n in notes if n.get("audience") is not None}
     statuses = Counter(n["status"] for n in notes)
     out.print(
-        f"messages: {len(notes)} to {len(people)} people "
+        f"messages: {len(notes)} to {len(people)} people and {len(audiences)} villages/groups "
         f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items())) or 'none'})"
     )
-    level_of = {a["code"]: (a["hazard"], a["level"]) for a in alerts}
-    shown: set[tuple[str, str]] = set()
-    for n in notes:
-        key = level_of.get(n["alert"])
-        if key and key not in shown:
-            shown.add(key)
-            out.print(f"  e.g. {n['body']}", markup=False, highlight=False, soft_wrap=True)
+    # per channel: how many, and one text as that channel words it — of the
+    # highest level's first message, the one that matters most in a drill
+    rank = {a["code"]: LEVEL_RANK.get(a["level"], 0) for a in alerts}
+    per_channel = Counter(n["channel"] for n in notes)
+    for channel, count in per_channel.most_common():
+        mine = [n for n in notes if n["channel"] == channel]
+        example = max(mine, key=lambda n: rank.get(n["alert"], 0))
+        out.print(f"{channel}: {count}", highlight=False)
+        out.print(f"  e.g. {example['body']}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _short(iso: str | None) -> str:

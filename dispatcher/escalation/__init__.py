@@ -29,6 +29,8 @@ The package, one concern a module:
   transition names of escalation messages (`esc1`, `esc1.2`, `esc.overdue`);
 - `engine`: `Escalation`, which starts, fires and closes an alert's policy
   (its messages are outbox rows: `dispatcher.outbox.rows.enqueue`);
+- `told`: who was told about an alert (people and audiences), to tell them
+  of its end or change;
 - `timers`: `escalate_due`, which claims and runs due timers, and
   `cancel_escalation`.
 """
@@ -40,7 +42,7 @@ from dispatcher.escalation.config import (
     load_policies,
     roster_and_escalation_problems,
 )
-from dispatcher.escalation.engine import AlertText, Escalation, notified_people, on_channel
+from dispatcher.escalation.engine import AlertText, Escalation, on_channel
 from dispatcher.escalation.plan import (
     ESCALATION_PREFIX,
     OVERDUE_TRANSITION,
@@ -57,6 +59,7 @@ from dispatcher.escalation.policy import (
     Step,
 )
 from dispatcher.escalation.timers import LEASE, EscalationRun, cancel_escalation, escalate_due
+from dispatcher.escalation.told import notified_people
 
 __all__ = [
     "ADMINISTRATOR_POLICY",

@@ -9,18 +9,21 @@ file:line:column; `yujing rules check` lists them with the roster's.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Collection, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import Field, ValidationError
 
-from dispatcher.county import ROLE_LABELS, County
+from channels.broadcast import load_broadcast_directory, village_address
+from dispatcher.county import ROLE_LABELS, County, unknown_group_message
 from dispatcher.escalation.policy import (
     DEFAULT_CHANNEL,
     DEFAULT_POLICIES,
     SYSTEM_POLICY,
+    TOWNSHIP,
     Policies,
     Policy,
     Step,
@@ -39,9 +42,17 @@ from rules.config import (
 from rules.loader import RuleSet
 from rules.types import Level
 
-__all__ = ["ESCALATION_FILE", "load_policies", "roster_and_escalation_problems"]
+__all__ = [
+    "ESCALATION_FILE",
+    "load_policies",
+    "roster_and_escalation_problems",
+    "warn_unconfigured",
+]
+
+log = logging.getLogger("yujing.escalation")
 
 ESCALATION_FILE: Final = "escalation.yaml"
+BROADCAST_FILE: Final = "broadcast.yaml"
 
 _LEVELS: Final = tuple(level.key for level in Level)
 
@@ -53,6 +64,8 @@ class _StepConfig(Strict):
     channels: list[str] = Field(default_factory=lambda: [DEFAULT_CHANNEL], min_length=1)
     repeat: int = Field(default=0, ge=0, le=100)
     every: Duration | None = None
+    broadcast: list[Literal["village"]] = Field(default_factory=list)
+    im: list[str] = Field(default_factory=list)
 
 
 class _PolicyConfig(Strict):
@@ -103,6 +116,7 @@ def load_policies(config_dir: Path, county: County, ruleset: RuleSet | None = No
         hazards = set(ruleset.hazards) | {r.hazard for r in ruleset.rules}
         rules = {r.id for r in ruleset.rules}
     problems.extend(_check(doc, config, county, hazards, rules))
+    problems.extend(_check_audiences(doc, config, county, config_dir / BROADCAST_FILE))
     if problems:
         raise ConfigError(problems)
 
@@ -139,6 +153,8 @@ def _policy(name: str, config: _PolicyConfig) -> Policy:
                 channels=tuple(dict.fromkeys(s.channels)),
                 repeat=s.repeat,
                 every=s.every,
+                broadcast=tuple(dict.fromkeys(s.broadcast)),
+                im=tuple(dict.fromkeys(s.im)),
             )
             for s in config.steps
         ),
@@ -190,9 +206,18 @@ def _check(
         zone_less = loc[1] == "system"
         for index, step in enumerate(policy.steps):
             at = (*loc, "steps", index)
-            if not step.notify and not step.people:
+            if not (step.notify or step.people or step.broadcast or step.im):
                 yield doc.problem(
-                    at, "a step must notify someone: give notify: [targets] and/or people: [ids]"
+                    at,
+                    "a step must notify someone: give notify: [targets], people: [ids], "
+                    "broadcast: [village] and/or im: [township, group]",
+                )
+            if zone_less and (step.broadcast or step.im.count(TOWNSHIP)):
+                key = "broadcast" if step.broadcast else "im"
+                yield doc.problem(
+                    (*at, key),
+                    "system alerts have no zone, so village and township mean nobody; "
+                    "name a group of county.yaml groups: instead",
                 )
             if step.repeat and step.every is None:
                 yield doc.problem((*at, "repeat"), "repeat needs every: (e.g. every: 30m)")
@@ -242,6 +267,78 @@ def _check(
             yield doc.problem((*at, key), f"unknown {key} {name!r}, not in rules/{guess}")
 
 
+def _check_audiences(
+    doc: Document, config: _EscalationConfig, county: County, broadcast_file: Path
+) -> Iterator[Problem]:
+    """Every `im:` name is a group; the audiences a step can reach exist.
+
+    A step's `im: [township]` can reach any zone's township, and `broadcast:
+    [village]` any zone's village: each must have its group (county.yaml
+    `townships:`) or its loudspeakers (broadcast.yaml), or a warning would
+    silently reach nobody there. Each missing one is reported once, at the
+    first step that needs it.
+    """
+    groups = sorted(county.groups)
+    first_township: tuple[str | int, ...] | None = None
+    first_village: tuple[str | int, ...] | None = None
+    for loc, policy in _policies_in(config):
+        for index, step in enumerate(policy.steps):
+            at = (*loc, "steps", index)
+            for position, name in enumerate(step.im):
+                where = (*at, "im", position)
+                if name == TOWNSHIP:
+                    first_township = first_township or where
+                elif name not in county.groups:
+                    yield doc.problem(
+                        where,
+                        unknown_group_message(name, groups, township=True),
+                    )
+            if step.broadcast:
+                first_village = first_village or (*at, "broadcast", 0)
+    if first_township is not None:
+        for township in sorted({zone.township for zone in county.zones}):
+            group = county.township_group(township)
+            if group is None:
+                yield doc.problem(
+                    first_township,
+                    f"township {township!r} has no group, so im: [township] reaches nobody "
+                    f"there; add '{township}: <group>' under townships: in county.yaml",
+                )
+    if first_village is not None:
+        yield from _villages_without_terminals(doc, first_village, county, broadcast_file)
+
+
+def _villages_without_terminals(
+    doc: Document, at: tuple[str | int, ...], county: County, broadcast_file: Path
+) -> Iterator[Problem]:
+    if not broadcast_file.exists():
+        yield doc.problem(
+            at,
+            f"broadcast: [village] needs {broadcast_file.name} beside escalation.yaml: the "
+            "loudspeakers (groups/terminals) of each village (docs/channels.md)",
+        )
+        return
+    try:
+        directory = load_broadcast_directory(load_yaml(broadcast_file).data)
+    except (ConfigError, ValidationError):
+        # `yujing rules check` and the broadcast channel report the file's own problems
+        return
+    zones_of: dict[str, list[str]] = {}
+    for zone in county.zones:
+        zones_of.setdefault(village_address(zone.township, zone.village), []).append(zone.id)
+    for address in directory.missing(zones_of):
+        zones = ", ".join(zones_of[address])
+        if address.endswith("/"):
+            what = f"zone(s) {zones} have no village: in zones.yaml"
+        else:
+            what = f"village {address} (zone(s) {zones}) has no terminals in {broadcast_file.name}"
+        yield doc.problem(
+            at,
+            f"{what}, so broadcast: [village] reaches no loudspeaker there; add the village "
+            f"with its groups:/terminals: to {broadcast_file.name}",
+        )
+
+
 def roster_and_escalation_problems(
     config_dir: Path, county: County, ruleset: RuleSet | None = None
 ) -> list[Problem]:
@@ -256,3 +353,33 @@ def roster_and_escalation_problems(
     except ConfigError as exc:
         problems.extend(exc.problems)
     return problems
+
+
+def warn_unconfigured(
+    policies: Policies, county: County, configured: frozenset[str], default_channel: str
+) -> None:
+    """Log the channels the policies name that this instance has not configured.
+
+    People's messages on such a channel go by the default channel instead;
+    audiences on it (a village, a group) are not reached at all.
+    """
+    steps = [step for policy in policies.all() for step in policy.steps]
+    named = {name for step in steps for name in step.channels if name != DEFAULT_CHANNEL}
+    for name in sorted(named - configured - {default_channel}):
+        log.warning(
+            "escalation policies name channel %s, which is not configured here: "
+            "its messages go by %s instead",
+            name,
+            default_channel,
+        )
+    heard = {"broadcast" for step in steps if step.broadcast}
+    for step in steps:
+        for name in step.im:
+            keys = set(county.townships.values()) if name == TOWNSHIP else {name}
+            heard |= {county.groups[k].channel for k in keys if k in county.groups}
+    for name in sorted(heard - configured):
+        log.warning(
+            "escalation policies post to audiences on channel %s, which is not "
+            "configured here: those audiences will not be reached",
+            name,
+        )

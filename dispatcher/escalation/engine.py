@@ -11,6 +11,15 @@ everyone who was told hears of it.
 Channels a step names but this instance has not configured (say twilio_voice
 without a voice provider) fall back to the default channel, with a log line
 and a note in the audit event: a message on the wrong channel beats none.
+People are told on the channels that address a phone; a step's audiences
+(the zone's village loudspeakers, groups) on their own channel, which has no
+such fallback — a phone channel cannot address a village or a robot — so an
+audience whose channel is not configured here is noted as unreached.
+
+Every message carries the text of its channel's medium (the alert's
+`AlertText.bodies`, rendered once as it opens, with the rule's template for
+that medium); a signed acknowledgement link is added only on channels that
+carry links, and only to a person's own message.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.registry import medium_of
 from dispatcher import acklinks, audit
 from dispatcher.county import County
+from dispatcher.escalation.config import warn_unconfigured
 from dispatcher.escalation.plan import OVERDUE_TRANSITION, PlannedStep, step_transition
 from dispatcher.escalation.policy import (
     DEFAULT_CHANNEL,
@@ -35,16 +46,17 @@ from dispatcher.escalation.policy import (
     Policy,
 )
 from dispatcher.escalation.timers import cancel_escalation
+from dispatcher.escalation.told import Told, notified_people, told_audiences
 from dispatcher.messages import append_link
-from dispatcher.outbox.rows import enqueue
+from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.roster import Roster
-from dispatcher.routing import Recipient, recipients
+from dispatcher.routing import Recipient, audiences, reaches_people, recipients
 from dispatcher.settings import Settings
-from dispatcher.states import AlertState, NotificationStatus, TimerKind, TimerStatus
+from dispatcher.states import AlertState, TimerKind, TimerStatus
 from dispatcher.storage.models import Acknowledgement, Alert, EscalationTimer, Notification
 from rules.types import Level
 
-__all__ = ["AlertText", "Escalation", "enqueue", "notified_people", "on_channel"]
+__all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
 
 log = logging.getLogger("yujing.escalation")
 
@@ -60,8 +72,15 @@ OVERDUE_TEXT: Final = (
 class AlertText:
     """The words of an alert's warning: re-sent by later steps, quoted when overdue."""
 
-    body: str  # the message as first sent
+    body: str  # the message as first sent, for the default channel's medium
     summary: str  # e.g. 柳林镇…不稳定斜坡寒潮黄色预警, for the overdue notice
+    # medium (sms, voice, broadcast, im) → the text for channels of that medium;
+    # a medium not here gets `body` (system alerts have one text for all)
+    bodies: Mapping[str, str] = field(default_factory=dict)
+
+    def for_medium(self, medium: str) -> str:
+        """The text for a channel of `medium`."""
+        return self.bodies.get(medium, self.body)
 
 
 @dataclass(frozen=True)
@@ -98,20 +117,7 @@ class Escalation:
             for level in (lv.key for lv in Level)
         }
         configured = frozenset(channels)
-        named = {
-            name
-            for policy in policies.all()
-            for step in policy.steps
-            for name in step.channels
-            if name != DEFAULT_CHANNEL
-        }
-        for name in sorted(named - configured - {settings.default_channel}):
-            log.warning(
-                "escalation policies name channel %s, which is not configured here: "
-                "its messages go by %s instead",
-                name,
-                settings.default_channel,
-            )
+        warn_unconfigured(policies, county, configured, settings.default_channel)
         return cls(
             county,
             roster,
@@ -178,13 +184,14 @@ class Escalation:
         for item in now_items:
             fired, told_now = self._fire(session, alert, item, now, extra=told)
             notes.extend(fired)
-            reached, told = reached or bool(told_now), []
+            reached, told = reached or _people_told(told_now), []
         while not reached and later:
-            # a first step that reaches nobody (a zone without monitors, say) is
-            # followed at once by the next one: no warning waits in silence
+            # a first step that reaches no person (a zone without monitors, say)
+            # is followed at once by the next one: no warning waits in silence,
+            # and a loudspeaker or a group post is no one who can acknowledge
             fired, told_now = self._fire(session, alert, later.pop(0), now, extra=told)
             notes.extend(fired)
-            reached, told = bool(told_now), []
+            reached, told = _people_told(told_now), []
         timers = [self._timer(alert, item, now + item.delay, now) for item in later]
         timers.append(self._deadline_timer(alert, policy, text, deadline, now))
         session.add_all(timers)
@@ -208,14 +215,34 @@ class Escalation:
         return notes
 
     def close(
-        self, session: Session, alert: Alert, *, transition: str, body: str, now: datetime
+        self,
+        session: Session,
+        alert: Alert,
+        *,
+        transition: str,
+        body: str,
+        now: datetime,
+        bodies: Mapping[str, str] | None = None,
     ) -> list[Notification]:
-        """The alert ended: cancel the rest of its escalation, tell everyone who was told."""
+        """The alert ended: cancel the rest of its escalation, tell everyone who was told.
+
+        People hear it on the default channel (`body`); the villages and groups
+        that were told hear it on their own channel, in their medium's words
+        from `bodies` when given.
+        """
         cancel_escalation(session, alert, at=now, actor=self.actor, reason=transition)
+        text = AlertText(body, "", bodies or {})
         notes = [
             enqueue(session, alert, transition, r, self.default_channel, body, now)
             for r in notified_people(session, alert, self.county)
         ]
+        for key, name, address, channel in told_audiences(session, alert):
+            if channel in self.channels:
+                body = text.for_medium(medium_of(channel))
+                told = Told(name, address)
+                notes.append(
+                    enqueue(session, alert, transition, told, channel, body, now, audience=key)
+                )
         session.flush()
         return notes
 
@@ -272,6 +299,9 @@ class Escalation:
                     step=index,
                     round=round_,
                     delay=delay,
+                    bodies=dict(text.bodies),
+                    broadcast=step.broadcast,
+                    im=step.im,
                 )
 
     def _timer(
@@ -339,16 +369,19 @@ class Escalation:
             used, fell_back = self.channel_for(name)
             if used not in {c for _, c, _ in channels}:
                 channels.append((name, used, fell_back))
-        # two steps firing together may name one person: one message each way
-        already = {
-            (person, channel)
-            for person, channel in session.execute(
-                select(Notification.person_id, Notification.channel).where(
+        # a person is addressed by phone only: a step naming a robot or the
+        # loudspeakers for people would queue a phone number as their address
+        not_for_people = [used for _, used, _ in channels if not reaches_people(used)]
+        channels = [c for c in channels if reaches_people(c[1])]
+        # two steps firing together may name one recipient: one message each way
+        already = set(
+            session.scalars(
+                select(Notification.idempotency_key).where(
                     Notification.alert_id == alert.id,
                     Notification.transition == planned.transition,
                 )
             )
-        }
+        )
         notes: list[Notification] = []
         told: list[dict[str, Any]] = []
         for person in people:
@@ -359,13 +392,49 @@ class Escalation:
                 channels if person.role != "notified" else [("", self.default_channel, False)]
             )
             for _, used, _ in person_channels:
-                if (person.person_id, used) in already:
+                key = idempotency_key(alert.id, planned.transition, person.person_id, used)
+                if key in already:
                     continue
-                body = planned.body
+                already.add(key)
+                body = planned.body_for(medium_of(used))
                 if self.ack_link is not None and acklinks.carries_personal_link(used):
                     body = append_link(body, self.ack_link(alert.id, person.person_id, now))
                 notes.append(enqueue(session, alert, planned.transition, person, used, body, now))
                 told.append({"person": person.person_id, "role": person.role, "channel": used})
+        unreached: list[str] = []
+        for audience in audiences(
+            self.county, zone_id=alert.zone_id, broadcast=planned.broadcast, im=planned.im
+        ):
+            if audience.channel not in self.channels:
+                unreached.append(f"{audience.key}→{audience.channel}")
+                continue
+            key = idempotency_key(alert.id, planned.transition, audience.key, audience.channel)
+            if key in already:
+                continue
+            already.add(key)
+            # never an acknowledgement link in a group post or on a loudspeaker:
+            # the link acknowledges as the person it was signed for, and anyone
+            # in the group could follow it
+            notes.append(
+                enqueue(
+                    session,
+                    alert,
+                    planned.transition,
+                    audience,
+                    audience.channel,
+                    planned.body_for(medium_of(audience.channel)),
+                    now,
+                    audience=audience.key,
+                    mentions=audience.mentions,
+                )
+            )
+            told.append({"audience": audience.key, "channel": audience.channel})
+        if unreached:
+            log.warning(
+                "alert %s: audiences on channels not configured here were not reached: %s",
+                alert.code,
+                ", ".join(unreached),
+            )
         session.flush()
         audit.record(
             session,
@@ -384,6 +453,8 @@ class Escalation:
                 "skipped_acknowledged": sorted(r.person_id for r in people if r.person_id in acked),
                 "unrostered": routed.unrostered,
                 "channel_fallbacks": [f"{n}→{u}" for n, u, fb in channels if fb],
+                **({"not_for_people": not_for_people} if not_for_people else {}),
+                **({"unreached": unreached} if unreached else {}),
             },
         )
         return notes, told
@@ -413,6 +484,10 @@ class Escalation:
         return len(notes)
 
 
+def _people_told(told: Sequence[Mapping[str, Any]]) -> bool:
+    return any("person" in entry for entry in told)
+
+
 def on_channel(escalation: Escalation | None, county: County, channel: str) -> Escalation:
     """`escalation` with `channel` as its default; without one, the plain one of `county`.
 
@@ -420,28 +495,3 @@ def on_channel(escalation: Escalation | None, county: County, channel: str) -> E
     officer and leader on duty counts as on duty): for callers that configure nothing.
     """
     return escalation.with_channel(channel) if escalation else Escalation.plain(county, channel)
-
-
-def notified_people(session: Session, alert: Alert, county: County) -> list[Recipient]:
-    """Everyone a message about `alert` was meant for (not cancelled), each once."""
-    rows = session.execute(
-        select(Notification.person_id, Notification.recipient_name, Notification.address)
-        .where(
-            Notification.alert_id == alert.id,
-            Notification.status != NotificationStatus.CANCELLED,
-            Notification.person_id.is_not(None),
-        )
-        .order_by(Notification.id)
-    ).all()
-    out: list[Recipient] = []
-    seen: set[str] = set()
-    for person_id, name, address in rows:
-        if person_id is None or person_id in seen:
-            continue
-        seen.add(person_id)
-        person = county.people.get(person_id)
-        if person is not None:
-            out.append(Recipient(person.id, person.name, person.phone, "notified"))
-        else:
-            out.append(Recipient(person_id, name, address, "notified"))
-    return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
@@ -63,7 +63,8 @@ def parse_step_transition(transition: str) -> StepTransition | None:
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """One planned firing: whom to tell (targets, people), how (channels), what (body).
+    """One planned firing: whom to tell (targets, people; audiences `broadcast`, `im`),
+    how (channels), what (`bodies`, one per medium; `body`, the default channel's).
 
     `step` and `round` place it in its policy (`kind` deadline: the
     acknowledgement deadline, step 0 round 0); `delay` is from the alert's
@@ -81,6 +82,16 @@ class PlannedStep:
     round: int = 0
     delay: timedelta = timedelta(0)
     minutes: int | None = None
+    bodies: Mapping[str, str] = field(default_factory=dict)  # medium → text
+    broadcast: tuple[str, ...] = ()
+    im: tuple[str, ...] = ()
+
+    def body_for(self, medium: str) -> str:
+        """The text for a channel of `medium` (sms, voice, broadcast, im).
+
+        Plans stored before texts were rendered per medium have `body` only.
+        """
+        return self.bodies.get(medium, self.body)
 
     def to_json(self) -> dict[str, Any]:
         """The `plan` column: what the timer's own columns (kind, step, round, due) do not say."""
@@ -92,6 +103,13 @@ class PlannedStep:
             "transition": self.transition,
             "body": self.body,
         }
+        # written only when there are any, so plans without them read back as stored
+        if self.bodies:
+            plan["bodies"] = dict(self.bodies)
+        if self.broadcast:
+            plan["broadcast"] = list(self.broadcast)
+        if self.im:
+            plan["im"] = list(self.im)
         if self.kind is TimerKind.DEADLINE:
             plan["minutes"] = self.minutes
         return plan
@@ -103,9 +121,11 @@ class PlannedStep:
         """The planned step a timer's `plan` column and columns describe.
 
         Lenient about what may be missing from rows written by earlier
-        versions (people, policy, minutes): the console shows what there is.
+        versions (people, policy, minutes, bodies, audiences): the console
+        shows what there is, and a plan with `body` only sends it on every channel.
         """
         minutes = plan.get("minutes")
+        bodies = plan.get("bodies")
         return cls(
             policy=_text_or_none(plan.get("policy")),
             targets=_texts(plan.get("targets")),
@@ -117,6 +137,13 @@ class PlannedStep:
             step=step,
             round=round_,
             minutes=minutes if isinstance(minutes, int) else None,
+            bodies=(
+                {str(k): str(v) for k, v in bodies.items() if isinstance(v, str)}
+                if isinstance(bodies, Mapping)
+                else {}
+            ),
+            broadcast=_texts(plan.get("broadcast")),
+            im=_texts(plan.get("im")),
         )
 
     @classmethod

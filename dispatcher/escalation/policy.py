@@ -2,7 +2,9 @@
 
 A policy is a list of steps: after a delay from the alert's opening, notify
 targets (zone roles, the duty officer and the leader on duty per the roster,
-named people) on given channels, optionally repeating every so often.
+named people) on given channels, and audiences that are not people (the
+zone's village loudspeakers, its township's group, named groups), optionally
+repeating every so often.
 `escalation.yaml` (`dispatcher.escalation.config`) replaces these defaults per
 level, per hazard and level, or per rule and level.
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
-from dispatcher.routing import ADMINISTRATOR
+from dispatcher.routing import ADMINISTRATOR, TOWNSHIP, VILLAGE
 from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert
 from rules.types import Level
@@ -25,6 +27,8 @@ __all__ = [
     "DEFAULT_DEADLINES",
     "DEFAULT_POLICIES",
     "SYSTEM_POLICY",
+    "TOWNSHIP",
+    "VILLAGE",
     "Policies",
     "Policy",
     "Step",
@@ -42,7 +46,8 @@ _LEVEL_KEYS: Final = frozenset(level.key for level in Level)
 
 @dataclass(frozen=True)
 class Step:
-    """After `after` (from the alert's opening), tell `targets` and `people` on `channels`.
+    """After `after` (from the alert's opening), tell `targets` and `people` on `channels`,
+    and the audiences `broadcast` (VILLAGE) and `im` (TOWNSHIP or group keys).
 
     `repeat` more times every `every` (until acknowledged).
     """
@@ -53,6 +58,8 @@ class Step:
     channels: tuple[str, ...] = (DEFAULT_CHANNEL,)
     repeat: int = 0
     every: timedelta | None = None
+    broadcast: tuple[str, ...] = ()
+    im: tuple[str, ...] = ()
 
     def rounds(self) -> Iterator[tuple[int, timedelta]]:
         """(round, delay from the opening) of each time this step fires."""

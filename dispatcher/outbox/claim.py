@@ -50,6 +50,7 @@ _CLAIM_COLUMNS: Final = (
     Notification.body,
     Notification.recipient_name,
     Notification.created_at,
+    Notification.mentions,
 )
 
 
@@ -74,6 +75,8 @@ class _Claimable(Protocol):
     def recipient_name(self) -> str: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def mentions(self) -> list[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,7 @@ class Claimer:
                 recipient_name=row.recipient_name,
                 status_callback_url=self.status_callback_url,
                 notification_id=row.id,
+                mentions=tuple(row.mentions or ()),
             ),
             attempt=attempt,
             lease_until=lease_until,

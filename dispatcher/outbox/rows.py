@@ -3,14 +3,16 @@
 Every outbox row is added by `enqueue`, in the caller's transaction (the one
 that records the alert transition, escalation step or failover it announces),
 and carries the idempotency key `idempotency_key` spells:
-``alert:transition:recipient:channel``. The key makes a row unique: the same
-message to the same person on the same channel is never queued twice, and
-failover uses it to see whether a way was already tried.
+``alert:transition:recipient:channel``, where the recipient is a person's id
+or, for an audience that is not a person, ``village:<township>/<village>`` or
+``group:<name>``. The key makes a row unique: the same message to the same
+recipient on the same channel is never queued twice, and failover uses it to
+see whether a way was already tried.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -29,10 +31,13 @@ PROVIDER_ID_WIDTH: Final = 64
 
 
 class Addressee(Protocol):
-    """Whom a row goes to: a routed `Recipient`, or a failover target."""
+    """Whom a row goes to: a routed `Recipient` or `Audience`, or a failover target.
+
+    `person_id` is None for an audience that is not a person (a village, a group).
+    """
 
     @property
-    def person_id(self) -> str: ...
+    def person_id(self) -> str | None: ...
     @property
     def name(self) -> str: ...
     @property
@@ -54,16 +59,23 @@ def enqueue(
     now: datetime,
     *,
     failover_of: Notification | None = None,
+    audience: str | None = None,
+    mentions: Sequence[str] = (),
 ) -> Notification:
     """Add one pending outbox row, due now, to the caller's transaction; does not commit.
 
-    Its idempotency key is alert:transition:recipient:channel. `alert` is None
-    only when failing over a row that announces no alert; `failover_of` is the
-    row this one replaces after it failed for good.
+    Its idempotency key is alert:transition:recipient:channel, the recipient
+    being the person's id or, for an addressee that is no person, `audience`
+    (`village:…`, `group:…`). `alert` is None only when failing over a row
+    that announces no alert; `failover_of` is the row this one replaces after
+    it failed for good; `mentions` are whom a group post @-mentions.
     """
     alert_id = alert.id if alert is not None else None
+    who = recipient.person_id if recipient.person_id is not None else audience
+    if who is None:
+        raise ValueError(f"a row to {recipient.name!r}, who is no person, needs its audience key")
     row = Notification(
-        idempotency_key=idempotency_key(alert_id, transition, recipient.person_id, channel),
+        idempotency_key=idempotency_key(alert_id, transition, who, channel),
         alert_id=alert_id,
         transition=transition,
         person_id=recipient.person_id,
@@ -76,6 +88,7 @@ def enqueue(
         next_attempt_at=now,
         created_at=now,
         failover_of_id=failover_of.id if failover_of is not None else None,
+        mentions=list(mentions) if mentions else None,
     )
     session.add(row)
     return row

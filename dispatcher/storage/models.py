@@ -202,6 +202,8 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # the notification this one replaces after it failed for good (SMS → voice …)
     failover_of_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    # whom a group post @-mentions (platform ids); None on rows to people and villages
+    mentions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (Index("ix_notifications_status_due", "status", "next_attempt_at"),)
 

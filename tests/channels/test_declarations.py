@@ -51,6 +51,12 @@ NOT_A_CHANNEL_FACT = {
     ("dispatcher/web/console.py", "console"),
     # a configuration value: drills always deliver to the console
     ("dispatcher/drill.py", "console"),
+    # the `broadcast:` key of an escalation step (escalation.yaml, and the JSON of a
+    # timer's plan): a word of the configuration language, not the channel's name
+    ("dispatcher/escalation/config.py", "broadcast"),
+    ("dispatcher/escalation/plan.py", "broadcast"),
+    # a configuration value: a drill's default channel is what a county's daemon uses
+    ("dispatcher/drill.py", "twilio_sms"),
     # the built-in escalation policies are configuration: they call the leader
     ("dispatcher/escalation/policy.py", "twilio_voice"),
 }
