@@ -105,15 +105,51 @@ class HazardMessage:
     evidence: Mapping[str, float] = field(default_factory=dict)  # expression → value
 
 
-def append_link(text: str, link: str | None, max_segments: int = SMS_MAX_SEGMENTS) -> str:
-    """`text` followed by `确认：{link}` when that still fits in `max_segments` SMS segments."""
+def append_link(
+    text: str, link: str | None, max_segments: int = SMS_MAX_SEGMENTS, *, code: str = ""
+) -> str:
+    """`text` followed by `确认：{link}`, within `max_segments` SMS segments.
+
+    When both do not fit, the text is shortened, not the link: its head is cut
+    (ending in "…") and its reply instruction 回复1确认（编码…） — or, without
+    one, the alert `code` — is kept, so the ways to acknowledge survive. Only
+    when that would leave almost nothing of the warning is the link left out
+    (logged): the reply code still acknowledges.
+    """
     if not link:
         return text
-    linked = f"{text}确认：{link}"
-    if not fits_sms(linked, max_segments):
-        # the text is rendered already; render_hazard with `message.link` shortens it instead
-        log.info("an acknowledgement link did not fit after a rendered SMS; sent without it")
-    return linked if fits_sms(linked, max_segments) else text
+    linked = f"确认：{link}"
+    if fits_sms(text + linked, max_segments):
+        return text + linked
+    ack = _ACK_TAIL.search(text)
+    if ack is not None:
+        head, keep = text[: ack.start()], ack.group(0)
+    else:
+        head, keep = text, (f"（编码{code}）" if code and code in text else "")
+    cut = _longest_prefix(head, "…" + keep + linked, max_segments)
+    if len(cut) >= _MIN_HEAD_WITH_LINK:
+        return cut + "…" + keep + linked
+    log.info("an acknowledgement link left too little room for the warning; sent without it")
+    return text
+
+
+# the built-in SMS texts end with the reply instruction (see _ACK)
+_ACK_TAIL = re.compile(r"回复1确认（编码[^）]+）$")
+# shorter than this, a warning with its link no longer says what is coming where
+_MIN_HEAD_WITH_LINK = 24
+
+
+def _longest_prefix(text: str, suffix: str, max_segments: int) -> str:
+    """The longest head of `text` that fits in `max_segments` with `suffix` after it."""
+    # fitting is monotone in the prefix length: binary search it
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits_sms(text[:middle] + suffix, max_segments):
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
 
 
 def local_time(moment: datetime, timezone: str) -> str:
@@ -495,15 +531,7 @@ def cut_to_sms(text: str, code: str, max_segments: int = SMS_MAX_SEGMENTS) -> st
         return text
 
     def longest(suffix: str) -> str:
-        # fitting is monotone in the prefix length: binary search the longest prefix
-        low, high = 0, len(text)
-        while low < high:
-            middle = (low + high + 1) // 2
-            if fits_sms(text[:middle] + "…" + suffix, max_segments):
-                low = middle
-            else:
-                high = middle - 1
-        return text[:low] + "…" + suffix
+        return _longest_prefix(text, "…" + suffix, max_segments) + "…" + suffix
 
     cut = longest("")
     if code and code in text and code not in cut:

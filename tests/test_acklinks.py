@@ -170,6 +170,27 @@ def test_a_link_that_would_need_a_fourth_segment_costs_the_advice_not_the_link()
     assert sms_segments(text) <= 3
 
 
+def test_a_rendered_text_too_long_for_its_link_is_shortened_and_keeps_link_and_reply() -> None:
+    # given an SMS rendered without a link that fills its three segments
+    link = ack_link(settings(), 42, "p-duty-zhang", NOW)
+    assert link is not None
+    body = render_hazard(warning(advice="加强隐患点巡查，做好防寒防冻，" * 5), "Asia/Shanghai")
+    assert sms_segments(body + "确认：" + link) > 3
+
+    # when the escalation adds the recipient's link
+    text = append_link(body, link, code="K7QA")
+
+    # then the head of the text gave way: the reply instruction and the link are both there
+    assert text.startswith("【柳林县自然资源局】寒潮黄色预警：穆村镇冯家沟村黄土滑坡")
+    assert text.endswith(f"…回复1确认（编码K7QA）确认：{link}")
+    assert sms_segments(text) <= 3
+
+
+def test_a_link_that_would_leave_almost_nothing_of_the_warning_is_left_out() -> None:
+    body = "【柳林县自然资源局】" + "很" * 190 + "回复1确认（编码K7QA）"
+    assert append_link(body, "https://yujing.example.gov.cn/ack/" + "x" * 150) == body
+
+
 def test_without_a_link_the_text_is_unchanged() -> None:
     assert append_link("【柳林县自然资源局】测试", None) == "【柳林县自然资源局】测试"
 

@@ -398,7 +398,9 @@ class Escalation:
                 already.add(key)
                 body = planned.body_for(medium_of(used))
                 if self.ack_link is not None and acklinks.carries_personal_link(used):
-                    body = append_link(body, self.ack_link(alert.id, person.person_id, now))
+                    body = append_link(
+                        body, self.ack_link(alert.id, person.person_id, now), code=alert.code
+                    )
                 notes.append(enqueue(session, alert, planned.transition, person, used, body, now))
                 told.append({"person": person.person_id, "role": person.role, "channel": used})
         unreached: list[str] = []
