@@ -94,7 +94,9 @@ def show_drill(
         mine = [n for n in notes if n["channel"] == channel]
         example = max(mine, key=lambda n: rank.get(n["alert"], 0))
         out.print(f"{channel}: {count}", highlight=False)
-        out.print(f"  e.g. {example['body']}", markup=False, highlight=False, soft_wrap=True)
+        # a group post has several lines: keep them under their channel
+        body = example["body"].replace("\n", "\n       ")
+        out.print(f"  e.g. {body}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _short(iso: str | None) -> str:
