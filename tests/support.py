@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,10 +27,12 @@ from dispatcher.alerts.lifecycle import new_code
 from dispatcher.county import County, load_county
 from dispatcher.escalation import AlertText, Escalation
 from dispatcher.roster import Roster, load_roster
+from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert
 
 ROOT = Path(__file__).resolve().parents[1]
 LIULIN = ROOT / "examples" / "liulin"  # the example county shipped with the project
+COLDWAVE = LIULIN / "scenarios" / "coldwave-2026-01.json"  # its recorded cold front
 
 # 2026-01-07 00:00 in Shanghai: duty day 01-06, 李慧敏 on duty, 薛文杰 leading
 OPENED = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
@@ -167,3 +170,16 @@ class ScriptedChannel:
         if self.results:
             return self.results.pop(0)
         return SendResult.ok(f"SM{len(self.sent)}")
+
+
+def replay_settings(config_dir: Path, database_url: str, **changes: Any) -> Settings:
+    """Settings of a runtime that replays the recorded cold front and prints to the console."""
+    values: dict[str, Any] = {
+        "config_dir": config_dir,
+        "database_url": database_url,
+        "feed": "replay",
+        "replay_file": COLDWAVE,
+        "replay_rebase": False,
+        "channel": "console",
+    }
+    return Settings(_env_file=None, **(values | changes))

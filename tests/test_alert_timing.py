@@ -19,10 +19,9 @@ from sqlalchemy import func, select
 
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.runtime import Runtime, open_runtime
-from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from tests.processes import COLDWAVE, COUNTY
-from tests.support import Clock
+from tests.support import Clock, replay_settings
 
 CALM = COUNTY / "scenarios" / "calm-2026-01.json"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai, mid cold wave
@@ -37,15 +36,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def rt(db_url: str, tmp_path: Path, clock: Clock) -> AsyncIterator[Runtime]:
     county = Path(shutil.copytree(COUNTY, tmp_path / "county"))
-    config = Settings(
-        _env_file=None,
-        config_dir=county,
-        database_url=db_url,
-        feed="replay",
-        replay_file=COLDWAVE,
-        replay_rebase=False,
-        channel="console",
-    )
+    config = replay_settings(county, db_url)
     runtime = open_runtime(config, clock=clock, console=io.StringIO(), wake=lambda: None)
     yield runtime
     await runtime.aclose()

@@ -24,11 +24,10 @@ from sqlalchemy import select
 from channels.broadcast import load_broadcast_directory
 from channels.wecom import WECOM_API
 from dispatcher.runtime import Runtime, drain, open_runtime
-from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, Notification
 from rules.config import load_yaml
-from tests.processes import COLDWAVE, COUNTY
-from tests.support import Clock
+from tests.processes import COUNTY
+from tests.support import Clock, replay_settings
 
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai: orange cold wave
 GATEWAY = "http://10.20.0.5:8080"
@@ -43,14 +42,9 @@ def _robot_key(name: str) -> str:
 async def rt(db_url: str) -> AsyncIterator[Runtime]:
     county = load_yaml(COUNTY / "county.yaml").data
     wecom = {k: _robot_key(k) for k, g in county["groups"].items() if g["channel"] == "wecom"}
-    settings = Settings(
-        _env_file=None,
-        config_dir=COUNTY,
-        database_url=db_url,
-        feed="replay",
-        replay_file=COLDWAVE,
-        replay_rebase=False,
-        channel="console",
+    settings = replay_settings(
+        COUNTY,
+        db_url,
         broadcast_base_url=GATEWAY,
         broadcast_profile="ip-broadcast-v2",
         broadcast_secret=SecretStr("bc-token"),

@@ -25,11 +25,10 @@ from twilio.request_validator import RequestValidator
 
 from dispatcher import audit
 from dispatcher.runtime import Runtime, drain, open_runtime
-from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from dispatcher.web.app import create_app
 from dispatcher.web.state import AppState
-from tests.support import Clock
+from tests.support import Clock, replay_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "liulin"
@@ -52,14 +51,9 @@ def county_dir(tmp_path: Path) -> Path:
 def runtime(db_url: str, county_dir: Path) -> Iterator[tuple[Runtime, Clock, io.StringIO]]:
     clock = Clock(AT)
     console = io.StringIO()
-    settings = Settings(
-        _env_file=None,
-        config_dir=county_dir,
-        database_url=db_url,
-        feed="replay",
-        replay_file=COLDWAVE,
-        replay_rebase=False,
-        channel="console",
+    settings = replay_settings(
+        county_dir,
+        db_url,
         twilio_auth_token=SecretStr(TOKEN),
         public_base_url=PUBLIC,
         secret_key=SecretStr("e2e-secret-key-0123456789abcdef"),
