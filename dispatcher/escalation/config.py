@@ -29,7 +29,7 @@ from dispatcher.escalation.policy import (
     Step,
 )
 from dispatcher.roster import load_roster
-from dispatcher.routing import TARGETS
+from dispatcher.routing import BROADCAST_CHANNEL, TARGETS
 from rules.config import (
     ConfigError,
     Document,
@@ -372,7 +372,7 @@ def warn_unconfigured(
             name,
             default_channel,
         )
-    heard = {"broadcast" for step in steps if step.broadcast}
+    heard = {BROADCAST_CHANNEL for step in steps if step.broadcast}
     for step in steps:
         for name in step.im:
             keys = set(county.townships.values()) if name == TOWNSHIP else {name}
