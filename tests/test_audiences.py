@@ -126,6 +126,25 @@ def test_a_step_reads_its_audiences(county_dir: Path) -> None:
     assert step.im == ("township", "duty-room")
 
 
+def test_a_step_that_sends_its_people_to_a_group_channel_is_refused_at_its_line(
+    county_dir: Path,
+) -> None:
+    # given a step that names a robot's channel for the people it notifies
+    _edit(
+        county_dir / "escalation.yaml",
+        "channels: [twilio_voice, default]",
+        "channels: [twilio_voice, wecom]",
+    )
+    county = load_county(county_dir)
+
+    # when the policies are loaded, then the wecom entry is refused where it stands
+    with pytest.raises(ConfigError) as exc:
+        load_policies(county_dir, county)
+    (problem,) = _problems(exc)
+    assert problem.startswith(f"{county_dir / 'escalation.yaml'}:")
+    assert "'wecom' does not reach a person's phone" in problem and "im:" in problem
+
+
 def test_a_step_of_audiences_only_is_a_step_that_notifies(county_dir: Path) -> None:
     _edit(
         county_dir / "escalation.yaml",

@@ -29,7 +29,7 @@ from dispatcher.escalation.policy import (
     Step,
 )
 from dispatcher.roster import load_roster
-from dispatcher.routing import BROADCAST_CHANNEL, TARGETS
+from dispatcher.routing import BROADCAST_CHANNEL, TARGETS, reaches_people
 from rules.config import (
     ConfigError,
     Document,
@@ -219,6 +219,16 @@ def _check(
                     "system alerts have no zone, so village and township mean nobody; "
                     "name a group of county.yaml groups: instead",
                 )
+            for position, channel in enumerate(step.channels):
+                # people are reached by phone; a group or the loudspeakers are audiences
+                if channel != DEFAULT_CHANNEL and not reaches_people(channel):
+                    yield doc.problem(
+                        (*at, "channels", position),
+                        f"channel {channel!r} does not reach a person's phone, so the step's "
+                        "people would get nothing on it; name the group under im: (a group of "
+                        "county.yaml groups:) or the loudspeakers as broadcast: [village], and "
+                        "keep channels: for SMS or voice",
+                    )
             if step.repeat and step.every is None:
                 yield doc.problem((*at, "repeat"), "repeat needs every: (e.g. every: 30m)")
             if step.every is not None and step.every <= timedelta(0):
