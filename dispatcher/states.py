@@ -13,10 +13,13 @@ from typing import Final
 
 
 class AlertKind(StrEnum):
-    """What raised an alert: a hazard rule at a zone, or a condition of Yujing itself."""
+    """What an alert is: a hazard rule at a zone, a condition of Yujing itself, or an event."""
 
     HAZARD = "hazard"
     SYSTEM = "system"
+    #: an incident: the hazard alerts of one hazard that opened together (and
+    #: those that joined while it was open), handled by the bureau as one
+    EVENT = "event"
 
 
 class AlertState(StrEnum):

@@ -140,10 +140,17 @@ class ForecastRun(Base):
 
 
 class Alert(Base):
-    """One episode of one hazard at one zone (or one system condition).
+    """One episode of one hazard at one zone (or one system condition), or an event.
 
     States: firing → acknowledged → resolved; a level change marks the old row
     `superseded` and opens a new one that points back to it.
+
+    An event (`kind` event, no zone) is what the bureau handles: the hazard
+    alerts of one hazard that opened in one poll and those that joined while it
+    was open (`event_id` on theirs). It keeps one code from start to end: its
+    `level` is the highest of its open zone alerts, changed in place, and
+    `epoch` counts those changes (each restarts its escalation, so its timers
+    and messages carry it).
     """
 
     __tablename__ = "alerts"
@@ -168,6 +175,9 @@ class Alert(Base):
     closed_at: Mapped[datetime | None]
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     forecast_run_id: Mapped[int | None] = mapped_column(ForeignKey("forecast_runs.id"))
+    # a hazard alert's event (an alert of kind event); None on events and system alerts
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (Index("ix_alerts_state_zone_hazard", "state", "zone_id", "hazard"),)
 
@@ -303,6 +313,7 @@ class EscalationTimer(Base):
     kind: Mapped[str] = mapped_column(String(16))  # a TimerKind
     step: Mapped[int] = mapped_column(default=0)  # index in the policy's steps
     round: Mapped[int] = mapped_column(default=0)  # 0 first time, 1.. repeats
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")  # the alert's, when planned
     due_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16), default=TimerStatus.PENDING)
     lease_until: Mapped[datetime | None]
@@ -312,7 +323,7 @@ class EscalationTimer(Base):
 
     __table_args__ = (
         Index("ix_escalation_timers_status_due", "status", "due_at"),
-        UniqueConstraint("alert_id", "kind", "step", "round"),
+        UniqueConstraint("alert_id", "kind", "step", "round", "epoch"),
     )
 
 
