@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import io
 import tempfile
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -24,7 +25,7 @@ from channels.console import ConsoleChannel
 from channels.registry import DECLARATIONS
 from dispatcher.runtime import drain, open_runtime
 from dispatcher.settings import Settings
-from dispatcher.states import AlertState
+from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage.models import Alert, Notification
 
 #: What the drill's default channel is: what a county's daemon uses with Twilio.
@@ -72,12 +73,13 @@ def stand_ins(stream: TextIO) -> dict[str, Channel]:
 @dataclass(frozen=True)
 class DrillResult:
     at: datetime
-    alerts: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]  # the zones' (and system) alerts
     notifications: list[dict[str, Any]]
     console: str  # what the console channel printed
+    events: list[dict[str, Any]] = field(default_factory=list)  # what the bureau handles
 
     def as_json(self) -> dict[str, Any]:
-        return {"alerts": self.alerts, "notifications": self.notifications}
+        return {"events": self.events, "alerts": self.alerts, "notifications": self.notifications}
 
 
 async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillResult:
@@ -108,18 +110,34 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
             await drain(runtime.worker)
             tz = ZoneInfo(runtime.county.timezone)
             with runtime.sessions() as session:
-                alerts = session.scalars(
+                firing = session.scalars(
                     select(Alert)
                     .where(Alert.state == AlertState.FIRING)
                     .order_by(Alert.zone_id, Alert.hazard)
                 ).all()
+                alerts = [a for a in firing if a.kind != AlertKind.EVENT]
+                members: Counter[int] = Counter(a.event_id for a in alerts if a.event_id)
                 codes = {a.id: a.code for a in session.scalars(select(Alert))}
                 notes = session.scalars(select(Notification).order_by(Notification.id)).all()
                 return DrillResult(
                     at=at,
+                    events=[
+                        {
+                            "code": e.code,
+                            "hazard": e.hazard,
+                            "title": e.title,
+                            "level": e.level,
+                            "zones": members[e.id],
+                            "onset": e.onset.astimezone(tz).isoformat() if e.onset else None,
+                        }
+                        for e in sorted(
+                            (a for a in firing if a.kind == AlertKind.EVENT), key=lambda e: e.hazard
+                        )
+                    ],
                     alerts=[
                         {
                             "code": a.code,
+                            "event": codes.get(a.event_id) if a.event_id else None,
                             "zone_id": a.zone_id,
                             "rule_id": a.rule_id,
                             "hazard": a.hazard,

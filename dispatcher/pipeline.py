@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
-from dispatcher.alerts.lifecycle import (
+from dispatcher.alerts.hazards import (
     Wording,
     apply_transitions,
     open_hazard_alerts,

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from channels.base import SendResult
 from channels.broadcast import load_broadcast_directory, village_address
 from channels.sms_text import fits_sms
-from dispatcher.alerts.lifecycle import Wording, apply_transitions
+from dispatcher.alerts.hazards import Wording, apply_transitions
 from dispatcher.alerts.reconcile import Transition, TransitionKind
 from dispatcher.cli import app
 from dispatcher.county import County, ZoneConfig, load_county

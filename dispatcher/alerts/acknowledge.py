@@ -11,6 +11,12 @@ disaster-prevention person (防灾责任人) and a duty officer (值班员). Eit
 alone is recorded and accepted; the alert stays firing — and keeps escalating
 — until the other has acknowledged too.
 
+An event (dispatcher.alerts.events) is acknowledged for the bureau by one
+person of the bureau (a duty role in people.yaml) or a console user: its own
+reminders and overdue notices stop; its zones' alerts keep their own
+acknowledgement by each zone's people. A duty officer acknowledging an event
+also gives the duty officer's half of each of its red zones' two.
+
 Acknowledging is idempotent: the same person (or, without a person, the same
 actor) acknowledging again is accepted and records nothing new. Nothing here
 commits; the caller's transaction holds the acknowledgement and everything it
@@ -31,7 +37,7 @@ from dispatcher.audit import serialise_with_audit
 from dispatcher.county import ROLE_LABELS
 from dispatcher.escalation import cancel_escalation
 from dispatcher.labels import PERSON_ROLE_LABELS, no_ack_needed
-from dispatcher.states import OPEN_ALERT_STATES, AlertState, NotificationStatus
+from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState, NotificationStatus
 from dispatcher.storage.models import Acknowledgement, Alert, Notification, Person, ZoneRole
 
 __all__ = [
@@ -101,6 +107,9 @@ def acknowledge(
     session.refresh(alert, with_for_update=True)
     if alert.state not in OPEN_ALERT_STATES:
         return AckOutcome(False, False, alert, no_ack_needed(alert.code, alert.state))
+    event = alert.kind == AlertKind.EVENT
+    if event and person_id is not None and _duty_role(session, person_id) is None:
+        return AckOutcome(False, False, alert, EVENT_FOR_BUREAU)
 
     earlier = list(
         session.scalars(
@@ -111,6 +120,8 @@ def acknowledge(
     )
     if any(_same_acknowledger(a, person_id, actor) for a in earlier):
         complete = alert.state == AlertState.ACKNOWLEDGED
+        if event:  # red zones that joined since still get the duty officer's half
+            _for_red_zones(session, alert, person_id, actor, method, note, at)
         return AckOutcome(True, complete, alert, _repeat_reason(alert))
 
     roles = _roles_of(session, alert, person_id)
@@ -139,6 +150,8 @@ def acknowledge(
             "note": row.note,
         },
     )
+    if event:
+        _for_red_zones(session, alert, person_id, actor, method, note, at)
     if alert.state == AlertState.ACKNOWLEDGED:
         first = _name(session, earlier[0]) if earlier else (alert.acknowledged_by or "")
         return AckOutcome(True, True, alert, f"已由{first}确认")
@@ -164,6 +177,52 @@ def acknowledge(
     )
     cancel_escalation(session, alert, at=at, actor=actor, reason="acknowledged")
     return AckOutcome(True, True, alert, "已确认")
+
+
+#: The answer to a zone's person replying with an event's code.
+EVENT_FOR_BUREAU: Final = (
+    "该编码为县局预警事件编码，由局值班人员确认；请回复您所负责隐患点短信中的编码"
+)
+
+
+def _for_red_zones(
+    session: Session,
+    event: Alert,
+    person_id: str | None,
+    actor: str,
+    method: str,
+    note: str | None,
+    at: datetime,
+) -> None:
+    """A duty officer's acknowledgement of `event`, given to each of its open red
+    zone alerts still waiting for it (their 防灾责任人 still has to acknowledge)."""
+    if person_id is None or _duty_role(session, person_id) != TWO_PERSON_ROLES[1]:
+        return
+    red = session.scalars(
+        select(Alert)
+        .where(
+            Alert.event_id == event.id,
+            Alert.kind == AlertKind.HAZARD,
+            Alert.state == AlertState.FIRING,
+            Alert.level.in_(TWO_PERSON_LEVELS),
+        )
+        .order_by(Alert.id)
+    ).all()
+    said = f"经事件{event.code}确认" + (f"：{note}" if note else "")
+    for zone_alert in red:
+        acknowledge(
+            session,
+            alert=zone_alert,
+            person_id=person_id,
+            actor=actor,
+            method=method,
+            note=said,
+            at=at,
+        )
+
+
+def _duty_role(session: Session, person_id: str) -> str | None:
+    return session.scalar(select(Person.duty_role).where(Person.id == person_id))
 
 
 def find_open_alert_by_code(session: Session, code: str) -> Alert | None:
@@ -230,8 +289,8 @@ def _missing_roles(session: Session, alert: Alert, acks: list[Acknowledgement]) 
     Two-person levels need each role in TWO_PERSON_ROLES acknowledged by a
     different person: one person holding both roles cannot acknowledge alone.
     """
-    if alert.level not in TWO_PERSON_LEVELS:
-        return []
+    if alert.level not in TWO_PERSON_LEVELS or alert.kind == AlertKind.EVENT:
+        return []  # an event is the bureau's: one of its people acknowledges it
     first, second = TWO_PERSON_ROLES
     roles = {
         a.person_id: set(_roles_of(session, alert, a.person_id))
@@ -249,7 +308,7 @@ def _missing_roles(session: Session, alert: Alert, acks: list[Acknowledgement]) 
 
 def _counts(session: Session, alert: Alert, ack: Acknowledgement) -> bool:
     """Whether `ack` is one of those that complete the alert (for `acknowledged_by`)."""
-    if alert.level not in TWO_PERSON_LEVELS:
+    if alert.level not in TWO_PERSON_LEVELS or alert.kind == AlertKind.EVENT:
         return True
     return bool(set(_roles_of(session, alert, ack.person_id)) & set(TWO_PERSON_ROLES))
 

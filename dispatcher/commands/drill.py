@@ -52,14 +52,27 @@ def drill(
     if as_json:
         print(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
         return
-    show_drill(result.alerts, result.notifications, when, settings.timezone)
+    show_drill(result.alerts, result.notifications, when, settings.timezone, result.events)
 
 
 def show_drill(
-    alerts: list[dict[str, Any]], notes: list[dict[str, Any]], at: datetime, tz: str
+    alerts: list[dict[str, Any]],
+    notes: list[dict[str, Any]],
+    at: datetime,
+    tz: str,
+    events: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Alerts as a table, then the messages per channel: a count and one rendered text each."""
+    """Events, then alerts as a table, then the messages per channel: a count and one
+    rendered text each."""
     local = at.astimezone(ZoneInfo(tz))
+    if events:
+        listed = Table(title=f"Events at {local:%Y-%m-%d %H:%M} {tz} ({len(events)})")
+        for col in ("code", "hazard", "level", "zones", "onset"):
+            listed.add_column(col)
+        for e in events:
+            title = f"{e['title']} ({e['hazard']})" if e["title"] else e["hazard"]
+            listed.add_row(e["code"], title, e["level"], str(e["zones"]), _short(e["onset"]))
+        out.print(listed)
     table = Table(title=f"Alerts at {local:%Y-%m-%d %H:%M} {tz} ({len(alerts)})")
     for col in ("code", "zone", "hazard", "level", "onset", "until", "rule"):
         table.add_column(col)
@@ -88,7 +101,7 @@ def show_drill(
     )
     # per channel: how many, and one text as that channel words it — of the
     # highest level's first message, the one that matters most in a drill
-    rank = {a["code"]: LEVEL_RANK.get(a["level"], 0) for a in alerts}
+    rank = {a["code"]: LEVEL_RANK.get(a["level"], 0) for a in [*alerts, *(events or [])]}
     per_channel = Counter(n["channel"] for n in notes)
     for channel, count in per_channel.most_common():
         mine = [n for n in notes if n["channel"] == channel]

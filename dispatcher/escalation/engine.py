@@ -38,12 +38,15 @@ from channels.registry import medium_of
 from dispatcher import acklinks, audit
 from dispatcher.county import County
 from dispatcher.escalation.config import warn_unconfigured
-from dispatcher.escalation.plan import OVERDUE_TRANSITION, PlannedStep, step_transition
+from dispatcher.escalation.members import event_reminder
+from dispatcher.escalation.plan import AlertText, PlannedStep, overdue_transition, step_transition
 from dispatcher.escalation.policy import (
     DEFAULT_CHANNEL,
     DEFAULT_DEADLINES,
     Policies,
     Policy,
+    bureau_part,
+    zone_part,
 )
 from dispatcher.escalation.timers import cancel_escalation
 from dispatcher.escalation.told import Told, notified_people, told_audiences
@@ -52,7 +55,7 @@ from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient, audiences, reaches_people, recipients
 from dispatcher.settings import Settings
-from dispatcher.states import AlertState, TimerKind, TimerStatus
+from dispatcher.states import AlertKind, AlertState, TimerKind, TimerStatus
 from dispatcher.storage.models import Acknowledgement, Alert, EscalationTimer, Notification
 from rules.types import Level
 
@@ -66,21 +69,6 @@ OVERDUE_TEXT: Final = (
     "【{sender}】迟报提醒：{summary}（编码{code}）已超过{minutes}分钟无人确认，"
     "请督促落实。回复1确认（编码{code}）"
 )
-
-
-@dataclass(frozen=True)
-class AlertText:
-    """The words of an alert's warning: re-sent by later steps, quoted when overdue."""
-
-    body: str  # the message as first sent, for the default channel's medium
-    summary: str  # e.g. 柳林镇…不稳定斜坡寒潮黄色预警, for the overdue notice
-    # medium (sms, voice, broadcast, im) → the text for channels of that medium;
-    # a medium not here gets `body` (system alerts have one text for all)
-    bodies: Mapping[str, str] = field(default_factory=dict)
-
-    def for_medium(self, medium: str) -> str:
-        """The text for a channel of `medium`."""
-        return self.bodies.get(medium, self.body)
 
 
 @dataclass(frozen=True)
@@ -134,6 +122,26 @@ class Escalation:
             return self
         return replace(self, default_channel=channel, channels=self.channels | {channel})
 
+    def policy_for(self, alert: Alert) -> Policy:
+        """The policy `alert` escalates by: a hazard alert does its zone's share of its
+        level's policy, its event the bureau's share (`policy.zone_part`,
+        `policy.bureau_part`); a system alert its own."""
+        policy = self.policies.for_alert(alert)
+        if alert.kind == AlertKind.HAZARD:
+            return zone_part(policy, self.is_bureau)
+        if alert.kind == AlertKind.EVENT:
+            return bureau_part(policy, self.is_bureau)
+        return policy
+
+    @property
+    def _terms(self) -> dict[str, Any]:
+        return {"default_channel": self.default_channel, "deadline": self.deadline}
+
+    def is_bureau(self, person_id: str) -> bool:
+        """Whether this person is bureau staff (has a duty role in people.yaml)."""
+        person = self.county.people.get(person_id)
+        return person is not None and person.duty_role is not None
+
     def deadline(self, level: str) -> timedelta:
         return self.deadlines.get(level, DEFAULT_DEADLINES["orange"])
 
@@ -167,13 +175,13 @@ class Escalation:
         `policy` replaces the one escalation.yaml gives the alert (a built-in
         audience, such as the administrators'). Does not commit.
         """
-        policy = policy or self.policies.for_alert(alert)
+        policy = policy or self.policy_for(alert)
         deadline = now + self.deadline(alert.level)
         told: list[Recipient] = []
         if previous is not None:
             cancel_escalation(session, previous, at=now, actor=self.actor, reason="superseded")
             told = notified_people(session, previous, self.county)
-        planned = list(self._plans(policy, text, transition))
+        planned = list(self._plans(policy, text, transition, alert.epoch))
         now_items = [item for item in planned if item.delay == timedelta(0)]
         later = sorted(
             (item for item in planned if item.delay > timedelta(0)),
@@ -210,6 +218,7 @@ class Escalation:
                     {"step": t.step, "round": t.round, "kind": t.kind, "due": t.due_at.isoformat()}
                     for t in timers
                 ],
+                **({"epoch": alert.epoch} if alert.epoch else {}),
             },
         )
         return notes
@@ -231,17 +240,41 @@ class Escalation:
         from `bodies` when given.
         """
         cancel_escalation(session, alert, at=now, actor=self.actor, reason=transition)
-        text = AlertText(body, "", bodies or {})
+        return self.tell(
+            session, alert, transition=transition, text=AlertText(body, "", bodies or {}), now=now
+        )
+
+    def tell(
+        self, session: Session, alert: Alert, *, transition: str, text: AlertText, now: datetime
+    ) -> list[Notification]:
+        """Tell everyone who was told about `alert` (people on the default channel,
+        villages and groups on theirs) of `transition`; does not commit."""
         notes = [
-            enqueue(session, alert, transition, r, self.default_channel, body, now)
+            enqueue(
+                session,
+                alert,
+                transition,
+                r,
+                self.default_channel,
+                text.for_medium(medium_of(self.default_channel)),
+                now,
+            )
             for r in notified_people(session, alert, self.county)
         ]
         for key, name, address, channel in told_audiences(session, alert):
             if channel in self.channels:
-                body = text.for_medium(medium_of(channel))
                 told = Told(name, address)
                 notes.append(
-                    enqueue(session, alert, transition, told, channel, body, now, audience=key)
+                    enqueue(
+                        session,
+                        alert,
+                        transition,
+                        told,
+                        channel,
+                        text.for_medium(medium_of(channel)),
+                        now,
+                        audience=key,
+                    )
                 )
         session.flush()
         return notes
@@ -267,6 +300,7 @@ class Escalation:
                 EscalationTimer.kind == TimerKind.STEP,
                 EscalationTimer.step == timer.step,
                 EscalationTimer.round > timer.round,
+                EscalationTimer.epoch == timer.epoch,
                 EscalationTimer.status == TimerStatus.PENDING,
                 EscalationTimer.due_at <= now,
             )
@@ -282,10 +316,19 @@ class Escalation:
                 data={"code": alert.code, "step": timer.step, "round": timer.round},
             )
             return 0
+        if alert.kind == AlertKind.EVENT:
+            # a reminder says how many zones still wait, as of now; none: no reminder
+            reminder = event_reminder(session, self.county, alert, planned, now, **self._terms)
+            if reminder is None:
+                self._nobody_waits(session, alert, timer, now)
+                return 0
+            planned = reminder
         notes, _ = self._fire(session, alert, planned, now)
         return len(notes)
 
-    def _plans(self, policy: Policy, text: AlertText, transition: str) -> Iterator[PlannedStep]:
+    def _plans(
+        self, policy: Policy, text: AlertText, transition: str, epoch: int = 0
+    ) -> Iterator[PlannedStep]:
         for index, step in enumerate(policy.steps):
             for round_, delay in step.rounds():
                 first = step.after == timedelta(0) and round_ == 0
@@ -294,7 +337,7 @@ class Escalation:
                     targets=step.targets,
                     people=step.people,
                     channels=step.channels,
-                    transition=transition if first else step_transition(index, round_),
+                    transition=transition if first else step_transition(index, round_, epoch),
                     body=text.body,
                     step=index,
                     round=round_,
@@ -312,14 +355,48 @@ class Escalation:
             kind=planned.kind,
             step=planned.step,
             round=planned.round,
+            epoch=alert.epoch,
             due_at=due,
             status=TimerStatus.PENDING,
             plan=planned.to_json(),
             created_at=now,
         )
 
+    def watch_deadline(
+        self, session: Session, event: Alert, *, text: AlertText, now: datetime
+    ) -> None:
+        """Zones joined `event`: when its deadline's notice has gone already, plan
+        another, so the leader on duty hears of these zones too should they wait."""
+        rounds = session.execute(
+            select(EscalationTimer.round, EscalationTimer.status).where(
+                EscalationTimer.alert_id == event.id,
+                EscalationTimer.kind == TimerKind.DEADLINE,
+                EscalationTimer.epoch == event.epoch,
+            )
+        ).all()
+        if any(status == TimerStatus.PENDING for _, status in rounds):
+            return
+        round_ = max((r for r, _ in rounds), default=-1) + 1
+        due = now + self.deadline(event.level)
+        timer = self._deadline_timer(event, self.policy_for(event), text, due, now, round_)
+        session.add(timer)
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action="escalation.deadline_planned",
+            subject=f"alert:{event.id}",
+            data={"code": event.code, "round": round_, "due": due.isoformat()},
+        )
+
     def _deadline_timer(
-        self, alert: Alert, policy: Policy, text: AlertText, due: datetime, now: datetime
+        self,
+        alert: Alert,
+        policy: Policy,
+        text: AlertText,
+        due: datetime,
+        now: datetime,
+        round_: int = 0,
     ) -> EscalationTimer:
         minutes = round(self.deadline(alert.level).total_seconds() / 60)
         body = OVERDUE_TEXT.format(
@@ -330,9 +407,10 @@ class Escalation:
             targets=("leader_on_duty",),
             people=(),
             channels=(DEFAULT_CHANNEL,),
-            transition=OVERDUE_TRANSITION,
+            transition=overdue_transition(alert.epoch, round_),
             body=body,
             kind=TimerKind.DEADLINE,
+            round=round_,
             minutes=minutes,
         )
         return self._timer(alert, planned, due, now)
@@ -469,6 +547,14 @@ class Escalation:
         planned: PlannedStep,
         now: datetime,
     ) -> int:
+        grouped = alert.kind == AlertKind.HAZARD and alert.event_id is not None
+        if alert.kind == AlertKind.EVENT:
+            # one notice for the event: how many of its zones are past their deadline
+            notice = event_reminder(session, self.county, alert, planned, now, **self._terms)
+            if notice is None:
+                self._nobody_waits(session, alert, timer, now)
+                return 0
+            planned = notice
         audit.record(
             session,
             at=now,
@@ -480,10 +566,32 @@ class Escalation:
                 "level": alert.level,
                 "deadline": timer.due_at.isoformat(),
                 "minutes": planned.minutes,
+                # the leader on duty hears of it in its event's notice, with the others
+                **({"event": alert.event_id} if grouped else {}),
             },
         )
+        if grouped:
+            return 0
         notes, _ = self._fire(session, alert, planned, now)
         return len(notes)
+
+    def _nobody_waits(
+        self, session: Session, event: Alert, timer: EscalationTimer, now: datetime
+    ) -> None:
+        """Record that an event's reminder or notice was not sent: no zone waits."""
+        audit.record(
+            session,
+            at=now,
+            actor=self.actor,
+            action="escalation.skipped",
+            subject=f"alert:{event.id}",
+            data={
+                "code": event.code,
+                "step": "deadline" if timer.kind == TimerKind.DEADLINE else timer.step,
+                "round": timer.round,
+                "reason": "no_zone_waits",
+            },
+        )
 
 
 def _people_told(told: Sequence[Mapping[str, Any]]) -> bool:

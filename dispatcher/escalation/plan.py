@@ -9,7 +9,10 @@ JSON shape is the stored one: rows written by earlier versions still load).
 The outbox `transition` of an escalation message is encoded here and parsed
 here only: `esc{step}` for a later step, `esc{step}.{round}` for its repeats,
 `esc.overdue` for the deadline's notice; the first step of a policy goes out
-under the alert's own transition (new, upgraded, downgraded).
+under the alert's own transition (new, upgraded, downgraded). An event's
+policy restarts at each of its level changes (its epoch): from epoch 1 on, its
+transitions end in `@{epoch}` (`esc2.1@1`, `esc.overdue@2`), so each restart's
+messages have keys of their own.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from dispatcher.storage.models import EscalationTimer
 __all__ = [
     "ESCALATION_PREFIX",
     "OVERDUE_TRANSITION",
+    "AlertText",
     "PlannedStep",
     "StepTransition",
+    "overdue_transition",
     "parse_step_transition",
     "step_transition",
 ]
@@ -37,7 +42,22 @@ __all__ = [
 ESCALATION_PREFIX: Final = "esc"
 OVERDUE_TRANSITION: Final = f"{ESCALATION_PREFIX}.overdue"
 
-_STEP_TRANSITION: Final = re.compile(rf"^{ESCALATION_PREFIX}(\d+)(?:\.(\d+))?$")
+_STEP_TRANSITION: Final = re.compile(rf"^{ESCALATION_PREFIX}(\d+)(?:\.(\d+))?(?:@(\d+))?$")
+
+
+@dataclass(frozen=True)
+class AlertText:
+    """The words of an alert's warning: re-sent by later steps, quoted when overdue."""
+
+    body: str  # the message as first sent, for the default channel's medium
+    summary: str  # e.g. 柳林镇…不稳定斜坡寒潮黄色预警, for the overdue notice
+    # medium (sms, voice, broadcast, im) → the text for channels of that medium;
+    # a medium not here gets `body` (system alerts have one text for all)
+    bodies: Mapping[str, str] = field(default_factory=dict)
+
+    def for_medium(self, medium: str) -> str:
+        """The text for a channel of `medium`."""
+        return self.bodies.get(medium, self.body)
 
 
 @dataclass(frozen=True)
@@ -46,19 +66,32 @@ class StepTransition:
 
     step: int
     round: int
+    epoch: int = 0
 
 
-def step_transition(step: int, round_: int) -> str:
-    """The transition of a later step's messages: esc2 (step 2), esc2.1 (its first repeat)."""
-    return f"{ESCALATION_PREFIX}{step}" + (f".{round_}" if round_ else "")
+def _epoch(epoch: int) -> str:
+    return f"@{epoch}" if epoch else ""
+
+
+def step_transition(step: int, round_: int, epoch: int = 0) -> str:
+    """The transition of a later step's messages: esc2 (step 2), esc2.1 (its first
+    repeat), esc2.1@1 (the same after the event's first level change)."""
+    return f"{ESCALATION_PREFIX}{step}" + (f".{round_}" if round_ else "") + _epoch(epoch)
+
+
+def overdue_transition(epoch: int = 0, round_: int = 0) -> str:
+    """The transition of the deadline's notice: esc.overdue; esc.overdue@1 after the
+    event's first level change; esc.overdue.1 for the notice about zones that
+    joined after the first one went."""
+    return OVERDUE_TRANSITION + (f".{round_}" if round_ else "") + _epoch(epoch)
 
 
 def parse_step_transition(transition: str) -> StepTransition | None:
-    """The step and round `transition` names, or None when it is not a later step's."""
+    """The step, round and epoch `transition` names, or None when it is not a later step's."""
     match = _STEP_TRANSITION.match(transition)
     if match is None:
         return None
-    return StepTransition(int(match[1]), int(match[2] or 0))
+    return StepTransition(int(match[1]), int(match[2] or 0), int(match[3] or 0))
 
 
 @dataclass(frozen=True)

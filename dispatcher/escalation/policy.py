@@ -11,11 +11,12 @@ level, per hazard and level, or per rule and level.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Final
 
+from dispatcher.roster import ROSTER_ROLES
 from dispatcher.routing import ADMINISTRATOR, TOWNSHIP, VILLAGE
 from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert
@@ -23,6 +24,7 @@ from rules.types import Level
 
 __all__ = [
     "ADMINISTRATOR_POLICY",
+    "BUREAU_TARGETS",
     "DEFAULT_CHANNEL",
     "DEFAULT_DEADLINES",
     "DEFAULT_POLICIES",
@@ -32,6 +34,8 @@ __all__ = [
     "Policies",
     "Policy",
     "Step",
+    "bureau_part",
+    "zone_part",
 ]
 
 #: The channel name that means "this instance's default channel".
@@ -176,3 +180,66 @@ class Policies:
             or self.levels.get(alert.level)
             or DEFAULT_POLICIES[alert.level if alert.level in _LEVEL_KEYS else Level.ORANGE.key]
         )
+
+
+# --- the bureau's part and the zone's part of a hazard policy (issue 12: events)
+
+#: Targets that are the bureau's, not a zone's: a hazard alert does not tell
+#: them itself; its event does (one message per event change, not per zone).
+BUREAU_TARGETS: Final = frozenset({*ROSTER_ROLES, ADMINISTRATOR})
+
+IsBureau = Callable[[str], bool]
+"""Whether the person with this id is bureau staff (has a duty role)."""
+
+
+def _split(step: Step, is_bureau: IsBureau, *, bureau: bool) -> Step | None:
+    """The bureau's (or the zone's) share of one step; None when it has none."""
+    targets = tuple(t for t in step.targets if (t in BUREAU_TARGETS) == bureau)
+    people = tuple(p for p in step.people if is_bureau(p) == bureau)
+    # a named group (the duty room) hears of events; the township's group and
+    # the village loudspeakers of zones
+    im = tuple(k for k in step.im if (k != TOWNSHIP) == bureau)
+    broadcast = () if bureau else step.broadcast
+    if not (targets or people or im or broadcast):
+        return None
+    return replace(step, targets=targets, people=people, im=im, broadcast=broadcast)
+
+
+def zone_part(policy: Policy, is_bureau: IsBureau) -> Policy:
+    """What a hazard alert of this policy does itself: its steps without the bureau.
+
+    Steps left with nobody to tell are dropped; the bureau's share is its
+    event's (`bureau_part`).
+    """
+    steps = tuple(s for step in policy.steps if (s := _split(step, is_bureau, bureau=False)))
+    return Policy(policy.name, steps)
+
+
+def bureau_part(policy: Policy, is_bureau: IsBureau) -> Policy:
+    """What an event of this policy's level does: the bureau's share of its steps.
+
+    The bureau hears of an event when it starts, whatever the policy's delays:
+    the first step, at once, tells every bureau target and group the policy
+    names anywhere (on the channels of its immediate steps, else the default).
+    The policy's later bureau steps follow as reminders while the event is
+    unacknowledged; an immediate step's repeats stay reminders too.
+    """
+    shares = [(step, s) for step in policy.steps if (s := _split(step, is_bureau, bureau=True))]
+    if not shares:
+        return Policy(f"{policy.name}:bureau", ())
+    at_once = [s for step, s in shares if step.after == timedelta(0)]
+    channels = tuple(dict.fromkeys(c for s in at_once for c in s.channels)) or (DEFAULT_CHANNEL,)
+    first = Step(
+        timedelta(0),
+        tuple(dict.fromkeys(t for _, s in shares for t in s.targets)),
+        people=tuple(dict.fromkeys(p for _, s in shares for p in s.people)),
+        channels=channels,
+        im=tuple(dict.fromkeys(k for _, s in shares for k in s.im)),
+    )
+    later: list[Step] = []
+    for step, share in shares:
+        if step.after > timedelta(0):
+            later.append(replace(share, im=()))  # groups hear of changes, not reminders
+        elif step.repeat and step.every is not None:
+            later.append(replace(share, after=step.every, repeat=step.repeat - 1, im=()))
+    return Policy(f"{policy.name}:bureau", (first, *later))
