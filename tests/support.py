@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import (
@@ -23,12 +24,15 @@ from channels.base import (
     SendResult,
 )
 from channels.registry import DECLARATIONS
+from dispatcher.alerts.events import update_events
 from dispatcher.alerts.lifecycle import new_code
+from dispatcher.alerts.reconcile import Transition, TransitionKind
 from dispatcher.county import County, load_county
 from dispatcher.escalation import AlertText, Escalation
 from dispatcher.roster import Roster, load_roster
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert
+from rules.types import Level
 
 ROOT = Path(__file__).resolve().parents[1]
 LIULIN = ROOT / "examples" / "liulin"  # the example county shipped with the project
@@ -140,6 +144,39 @@ def open_alert(
             previous=old,
         )
         return alert.id
+
+
+def open_event(
+    sessions: sessionmaker[Session],
+    escalation: Escalation,
+    *,
+    level: str = "yellow",
+    zones: tuple[str, ...] = (ZONE,),
+    hazard: str = "cold_wave",
+    at: datetime = OPENED,
+) -> tuple[int, list[int]]:
+    """Zone alerts at `zones` (each as `open_alert` opens one) and their event, opened
+    by the events code as a poll opens it; returns (event id, zone alert ids)."""
+    members = [
+        open_alert(sessions, escalation, level=level, zone_id=z, hazard=hazard, at=at)
+        for z in zones
+    ]
+    with sessions.begin() as session:
+        update_events(
+            session,
+            {},
+            {},
+            [Transition(TransitionKind.NEW, z, hazard, Level.parse(level)) for z in zones],
+            now=at,
+            county=escalation.county,
+            hazard_name=lambda hazard: "寒潮",
+            escalation=escalation,
+            forecast_run_id=None,
+        )
+        event_id = session.scalars(
+            select(Alert.id).where(Alert.kind == "event", Alert.hazard == hazard)
+        ).one()
+    return event_id, members
 
 
 # --- a channel double

@@ -66,7 +66,9 @@ def cold_wave_alerts(rt: Runtime, state: str) -> int:
     with rt.sessions() as session:
         return (
             session.scalar(
-                select(func.count()).where(Alert.hazard == "cold_wave", Alert.state == state)
+                select(func.count()).where(
+                    Alert.hazard == "cold_wave", Alert.state == state, Alert.kind == "hazard"
+                )
             )
             or 0
         )
@@ -78,7 +80,7 @@ def cold_wave_messages(rt: Runtime) -> list[str]:
             session.scalars(
                 select(Notification.body)
                 .join(Alert, Alert.id == Notification.alert_id)
-                .where(Alert.hazard == "cold_wave")
+                .where(Alert.hazard == "cold_wave", Alert.kind == "hazard")
             )
         )
 
@@ -161,7 +163,9 @@ async def test_a_rules_sms_template_words_its_warnings(rt: Runtime, clock: Clock
     await poll_at(rt, clock, 0, COLDWAVE)
 
     with rt.sessions() as session:
-        alerts = session.scalars(select(Alert).where(Alert.hazard == "cold_wave")).all()
+        alerts = session.scalars(
+            select(Alert).where(Alert.hazard == "cold_wave", Alert.kind == "hazard")
+        ).all()
         zone = rt.county.zone(alerts[0].zone_id or "")
         expected = (
             f"【{rt.county.sender}】{zone.township}{zone.name}寒潮"
@@ -174,7 +178,7 @@ async def test_a_rules_sms_template_words_its_warnings(rt: Runtime, clock: Clock
         icing = session.scalars(
             select(Notification.body)
             .join(Alert, Alert.id == Notification.alert_id)
-            .where(Alert.hazard == "road_icing")
+            .where(Alert.hazard == "road_icing", Alert.kind == "hazard")
         ).all()
     assert bodies and all(b.startswith(expected) for b in bodies)  # an ack link may follow
     assert icing and all("道路结冰黄色预警" in b for b in icing)  # no template: built-in text

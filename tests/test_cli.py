@@ -86,7 +86,16 @@ def test_the_cold_wave_drill_warns_the_expected_zones_at_the_expected_levels() -
         "LL-MC-005", "LL-XC-001", "LL-XC-002", "LL-XC-003", "LL-XC-004",
         "LL-LY-003", "LL-LY-004", "LL-JJY-001", "LL-JJY-002", "LL-JJY-003",
     }  # fmt: skip
-    assert set(alerts[0]) == {"code", "zone_id", "rule_id", "hazard", "level", "onset", "until"}
+    assert set(alerts[0]) == {
+        "code", "event", "zone_id", "rule_id", "hazard", "level", "onset", "until"
+    }  # fmt: skip
+    # the bureau's view: one event per hazard, each zone alert pointing to its own
+    events = {e["hazard"]: e for e in report["events"]}
+    assert {(h, e["level"], e["zones"]) for h, e in events.items()} == {
+        ("cold_wave", "orange", 40),
+        ("road_icing", "yellow", 40),
+    }
+    assert all(a["event"] == events[a["hazard"]]["code"] for a in alerts)
     assert alerts[0]["onset"].endswith("+08:00")
     notes = report["notifications"]
     # every channel is stood in for by the console: rows keep the channel they are meant for
@@ -97,7 +106,9 @@ def test_the_cold_wave_drill_warns_the_expected_zones_at_the_expected_levels() -
     assert all(
         n["body"].startswith("【柳林县自然资源局】") for n in notes if n["channel"] == "twilio_sms"
     )
-    assert {n["alert"] for n in notes} == {a["code"] for a in alerts}
+    assert {n["alert"] for n in notes} == {a["code"] for a in alerts} | {
+        e["code"] for e in events.values()
+    }
 
 
 def test_the_calm_drill_warns_nobody() -> None:
@@ -112,7 +123,7 @@ def test_the_calm_drill_warns_nobody() -> None:
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"alerts": [], "notifications": []}
+    assert json.loads(result.stdout) == {"events": [], "alerts": [], "notifications": []}
 
 
 def test_the_drill_table_summarises_alerts_and_messages() -> None:

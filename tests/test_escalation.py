@@ -42,7 +42,7 @@ from dispatcher.runtime import drain
 from dispatcher.states import TimerKind
 from dispatcher.storage.models import Alert, AuditEvent, EscalationTimer, Notification
 from rules.config import ConfigError
-from tests.support import OPENED, ZONE, example_county, example_roster, open_alert
+from tests.support import OPENED, ZONE, example_county, example_roster, open_alert, open_event
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTY_DIR = ROOT / "examples" / "liulin"
@@ -140,12 +140,10 @@ def test_a_yellow_warning_first_tells_the_monitors_and_plans_the_rest(
     assert told(db, alert_id) == {
         "new": {(p, "console") for p in {MONITORING, *MASS_MONITORS}},
     }
+    # the policy's duty-officer step (+60 min, repeated) is its event's (the bureau's)
     assert timers(db, alert_id) == [
         ("step", 1, 0, "pending"),  # +30 min: disaster-prevention person
-        ("step", 2, 0, "pending"),  # +60 min: duty officer
         ("deadline", 0, 0, "pending"),  # +90 min: acknowledgement deadline
-        ("step", 2, 1, "pending"),  # +90 min: duty officer again
-        ("step", 2, 2, "pending"),  # +120 min
     ]
     assert actions(db, alert_id) == ["escalation.step", "escalation.started"]
 
@@ -158,12 +156,10 @@ def test_an_orange_warning_calls_the_disaster_prevention_person_and_tells_the_le
     assert told(db, alert_id)["new"] == {
         (DISASTER_PREVENTION, "twilio_voice"),
         (DISASTER_PREVENTION, "console"),
-        (LEADER_ON_DUTY, "console"),
-        (OFFICER_ON_DUTY, "console"),
         (MONITORING, "console"),
         (TECHNICAL, "console"),
         *((p, "console") for p in MASS_MONITORS),
-    }
+    }  # the leader and the officer on duty hear of its event
 
 
 def test_a_channel_this_instance_lacks_falls_back_to_the_default_and_says_so(
@@ -221,24 +217,26 @@ def test_the_duty_step_reaches_the_officer_on_duty_then_per_the_roster(
     esc = escalation()
     # opened 07:00 on 01-07 (Shanghai): 李慧敏's shift; the handover at 08:30 is 90 min later
     opened = datetime(2026, 1, 6, 23, 0, tzinfo=UTC)
-    alert_id = open_alert(db, esc, at=opened)
+    event_id, _ = open_event(db, esc, at=opened)  # the duty step is the event's
 
     escalate_due(db, esc, opened + timedelta(minutes=60))
     escalate_due(db, esc, opened + timedelta(minutes=90))
 
-    assert people(db, alert_id, "esc2") == {"p-duty-li"}
-    assert people(db, alert_id, "esc2.1") == {"p-duty-liu"}  # 刘晓东 took over at 08:30
+    assert people(db, event_id, "new") == {"p-duty-li"}  # the bureau hears of it at once
+    assert people(db, event_id, "esc1") == {"p-duty-li"}
+    assert people(db, event_id, "esc1.1") == {"p-duty-liu"}  # 刘晓东 took over at 08:30
 
 
 def test_running_the_due_timers_twice_tells_nobody_twice(db: sessionmaker[Session]) -> None:
     esc = escalation()
     alert_id = open_alert(db, esc)
 
-    first = escalate_due(db, esc, after(60))
-    again = escalate_due(db, esc, after(60))
+    first = escalate_due(db, esc, after(30))
+    again = escalate_due(db, esc, after(30))
 
-    assert first.timers == 2 and again.timers == 0
-    assert Counter(t[3] for t in timers(db, alert_id)) == {"done": 2, "pending": 3}
+    assert first.timers == 1 and again.timers == 0
+    assert Counter(t[3] for t in timers(db, alert_id)) == {"done": 1, "pending": 1}
+    assert people(db, alert_id, "esc1") == {DISASTER_PREVENTION}
 
 
 def test_two_runners_at_once_fire_each_timer_exactly_once(db: sessionmaker[Session]) -> None:
@@ -283,13 +281,13 @@ def test_catching_up_after_downtime_sends_one_reminder_not_every_missed_one(
     db: sessionmaker[Session],
 ) -> None:
     esc = escalation()
-    alert_id = open_alert(db, esc)
+    event_id, _ = open_event(db, esc)  # the event reminds the officer at +60, +90, +120
 
     escalate_due(db, esc, after(125))  # the daemon was down for two hours
 
-    assert "esc2" not in told(db, alert_id) and "esc2.1" not in told(db, alert_id)
-    assert people(db, alert_id, "esc2.2") == {OFFICER_ON_DUTY}
-    assert actions(db, alert_id).count("escalation.skipped") == 2
+    assert "esc1" not in told(db, event_id) and "esc1.1" not in told(db, event_id)
+    assert people(db, event_id, "esc1.2") == {OFFICER_ON_DUTY}
+    assert actions(db, event_id).count("escalation.skipped") == 2
 
 
 # --- acknowledgement, deadline ----------------------------------------------------
@@ -350,12 +348,14 @@ def test_people_who_acknowledged_a_red_warning_are_not_reminded(
     db: sessionmaker[Session],
 ) -> None:
     esc = escalation()
-    alert_id = open_alert(db, esc, level="red")
+    event_id, (alert_id,) = open_event(db, esc, level="red")
 
     ack(db, alert_id, DISASTER_PREVENTION, after(1))  # the duty officer has not yet
     escalate_due(db, esc, after(5))
 
-    assert people(db, alert_id, "esc2") == {OFFICER_ON_DUTY}
+    assert "esc2" not in told(db, alert_id)  # the zone's reminder: to no one left
+    assert "escalation.step" in actions(db, alert_id)
+    assert people(db, event_id, "esc1") == {OFFICER_ON_DUTY}  # the zone still waits for him
 
 
 # --- level changes and endings ---------------------------------------------------
@@ -372,7 +372,8 @@ def test_an_upgrade_cancels_the_old_escalation_and_starts_the_new_levels(
 
     assert {t[3] for t in timers(db, old) if t[1] != 1} == {"cancelled"}
     upgraded = people(db, new, "upgraded")
-    assert {LEADER_ON_DUTY, OFFICER_ON_DUTY, DISASTER_PREVENTION, TECHNICAL} <= upgraded
+    assert {DISASTER_PREVENTION, TECHNICAL} <= upgraded
+    assert not {LEADER_ON_DUTY, OFFICER_ON_DUTY} & upgraded  # they hear of its event
     assert ("step", 2, 0, "pending") in timers(db, new)  # orange's reminder at +10 min
 
 

@@ -51,7 +51,9 @@ def runtime_for(db_url: str, clock: Clock, **settings: object) -> Runtime:
 
 def firing(rt: Runtime) -> Counter[tuple[str, str]]:
     with rt.sessions() as session:
-        rows = session.scalars(select(Alert).where(Alert.state == "firing")).all()
+        rows = session.scalars(
+            select(Alert).where(Alert.state == "firing", Alert.kind == "hazard")
+        ).all()
         return Counter((a.hazard, a.level) for a in rows)
 
 
@@ -76,17 +78,28 @@ async def test_alerts_messages_and_audit_are_committed_before_anything_is_sent(
     try:
         await rt.pipeline.poll()
         with rt.sessions() as session:
-            alerts = session.scalars(select(Alert)).all()
-            notes = session.scalars(select(Notification)).all()
-            new_events = session.scalars(
+            everything = session.scalars(select(Alert)).all()
+            alerts = [a for a in everything if a.kind == "hazard"]
+            events = [a for a in everything if a.kind == "event"]
+            notes = session.scalars(
+                select(Notification).where(Notification.person_id.is_not(None))
+            ).all()
+            opened = session.scalars(
                 select(AuditEvent).where(AuditEvent.action == "alert.new")
             ).all()
             assert {n.status for n in notes} == {"pending"}
-            assert len(new_events) == len(alerts) == 80
-            # every alert tells at once whom its level's escalation policy names first
-            # (escalation.yaml): yellow the zone's monitors, orange everyone of the
-            # zone with the officer and the leader on duty (roster.yaml) — each once
-            officer, leader = rt.county.people["p-duty-li"], rt.county.people["p-lead-xue"]
+            assert len(alerts) == 80
+            assert {(e.hazard, e.level) for e in events} == {
+                ("cold_wave", "orange"),
+                ("road_icing", "yellow"),
+            }
+            assert len(opened) == len(everything) == 82
+            assert all(
+                a.event_id == next(e.id for e in events if e.hazard == a.hazard) for a in alerts
+            )
+            # every zone alert tells at once whom its level's escalation policy names
+            # first among the zone's people (escalation.yaml): yellow the monitors,
+            # orange everyone of the zone — each once; the bureau hears of the events
             for alert in alerts:
                 mine = [n for n in notes if n.alert_id == alert.id]
                 people = {n.person_id for n in mine}
@@ -94,31 +107,33 @@ async def test_alerts_messages_and_audit_are_committed_before_anything_is_sent(
                 if alert.level == "yellow":
                     expected = {p.id for r, p in zone if r in ("monitoring", "mass_monitor")}
                 else:
-                    expected = {p.id for _, p in zone} | {officer.id, leader.id}
+                    expected = {p.id for _, p in zone}
                 assert people == expected
                 assert len(mine) == len(people)
                 assert all(f"编码{alert.code}" in n.body for n in mine)
+            # the officer and the leader on duty (roster.yaml) get one message per
+            # event: the orange one both, the yellow one the officer (its policy
+            # names the leader nowhere)
+            officer, leader = rt.county.people["p-duty-li"], rt.county.people["p-lead-xue"]
+            told = {(e.level, n.person_id) for e in events for n in notes if n.alert_id == e.id}
+            assert told == {("orange", officer.id), ("orange", leader.id), ("yellow", officer.id)}
+            assert all(
+                f"编码{e.code}" in n.body for e in events for n in notes if n.alert_id == e.id
+            )
             assert audit.verify(session) == []
     finally:
         await rt.aclose()
 
 
 async def test_delivery_sends_every_queued_message_once(db_url: str) -> None:
-    rt = runtime_for(db_url, Clock(AT), digest_window_seconds=0)
+    rt = runtime_for(db_url, Clock(AT))
     try:
         await rt.pipeline.poll()
         sends = await drain(rt.worker)
         with rt.sessions() as session:
             rows = session.scalars(select(Notification)).all()
         assert rows and {n.status for n in rows} == {"sent"}
-        # each row went out once, alone or inside its person's digest
-        staff = {
-            n.person_id
-            for n in rows
-            if n.person_id in rt.county.people and rt.county.people[n.person_id].duty_role
-        }
-        staff_rows = sum(1 for n in rows if n.person_id in staff)
-        assert sends == len(rows) - staff_rows + len(staff)
+        assert sends == len(rows)  # each row went out once
     finally:
         await rt.aclose()
 
@@ -170,12 +185,27 @@ async def test_a_rising_level_supersedes_the_alert_and_points_back(db_url: str) 
         assert result.transitions.get("upgraded") == 40
         with rt.sessions() as session:
             upgraded = session.scalars(
-                select(Alert).where(Alert.hazard == "road_icing", Alert.state == "firing")
+                select(Alert).where(
+                    Alert.hazard == "road_icing", Alert.state == "firing", Alert.kind == "hazard"
+                )
             ).all()
             assert {a.level for a in upgraded} == {"orange"}
             for alert in upgraded:
                 old = session.get_one(Alert, alert.supersedes_id)
                 assert (old.state, old.level) == ("superseded", "yellow")
+            # their event stays one, with its code: raised in place, its escalation restarted
+            (event,) = session.scalars(
+                select(Alert).where(Alert.kind == "event", Alert.hazard == "road_icing")
+            ).all()
+            assert (event.state, event.level, event.epoch) == ("firing", "orange", 1)
+            assert {a.event_id for a in upgraded} == {event.id}
+            told = session.scalars(
+                select(Notification.body).where(
+                    Notification.alert_id == event.id, Notification.transition == "upgraded.1"
+                )
+            ).all()
+            assert told and all(f"编码{event.code}" in body for body in told)
+            assert any("道路结冰预警升级为橙色" in body for body in told)
     finally:
         await rt.aclose()
 

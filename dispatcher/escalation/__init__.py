@@ -20,15 +20,22 @@ alert starts its own level's policy.
 A missed acknowledgement deadline (settings `YUJING_ACK_DEADLINE_*_SECONDS`)
 records `alert.overdue` (迟报) in the audit trail and tells the leader on duty.
 
+A hazard alert does its zone's share of its policy; the bureau's share (the
+duty officer, the leader on duty, the duty room's group) is its event's
+(`dispatcher.alerts.events`): one message per event change, reminders while
+its zones wait, and one overdue notice for all its zones past their deadline.
+
 The package, one concern a module:
 
-- `policy`: the policy model (Step, Policy, Policies) and the built-in
-  policies and deadlines;
+- `policy`: the policy model (Step, Policy, Policies), the built-in
+  policies and deadlines, and a policy's zone and bureau shares;
 - `config`: escalation.yaml — its schema, its checks, `load_policies`;
 - `plan`: a planned step (`PlannedStep`, the JSON of a timer's plan) and the
   transition names of escalation messages (`esc1`, `esc1.2`, `esc.overdue`);
 - `engine`: `Escalation`, which starts, fires and closes an alert's policy
   (its messages are outbox rows: `dispatcher.outbox.rows.enqueue`);
+- `fire`: one planned step's messages — whom, on which channels, in whose words;
+- `members`: an event's zone alerts (open, waiting, overdue) and its words;
 - `told`: who was told about an alert (people and audiences), to tell them
   of its end or change;
 - `timers`: `escalate_due`, which claims and runs due timers, and

@@ -16,6 +16,11 @@ People are told on the channels that address a phone; a step's audiences
 such fallback — a phone channel cannot address a village or a robot — so an
 audience whose channel is not configured here is noted as unreached.
 
+A hazard alert runs its zone's share of its policy, an event the bureau's
+(`Escalation.policy_for`); an event's reminders and its overdue notice are
+worded when they fire, from what its zones say then (`members`), and none is
+sent when no zone waits any more.
+
 Every message carries the text of its channel's medium (the alert's
 `AlertText.bodies`, rendered once as it opens, with the rule's template for
 that medium); a signed acknowledgement link is added only on channels that
@@ -38,6 +43,7 @@ from channels.registry import medium_of
 from dispatcher import acklinks, audit
 from dispatcher.county import County
 from dispatcher.escalation.config import warn_unconfigured
+from dispatcher.escalation.fire import fire
 from dispatcher.escalation.members import event_reminder
 from dispatcher.escalation.plan import AlertText, PlannedStep, overdue_transition, step_transition
 from dispatcher.escalation.policy import (
@@ -50,13 +56,12 @@ from dispatcher.escalation.policy import (
 )
 from dispatcher.escalation.timers import cancel_escalation
 from dispatcher.escalation.told import Told, notified_people, told_audiences
-from dispatcher.messages import append_link
-from dispatcher.outbox.rows import enqueue, idempotency_key
+from dispatcher.outbox.rows import enqueue
 from dispatcher.roster import Roster
-from dispatcher.routing import Recipient, audiences, reaches_people, recipients
+from dispatcher.routing import Recipient
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState, TimerKind, TimerStatus
-from dispatcher.storage.models import Acknowledgement, Alert, EscalationTimer, Notification
+from dispatcher.storage.models import Alert, EscalationTimer, Notification
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -423,121 +428,8 @@ class Escalation:
         now: datetime,
         *,
         extra: Sequence[Recipient] = (),
-        action: str = "escalation.step",
     ) -> tuple[list[Notification], list[dict[str, Any]]]:
-        """Enqueue one step's messages and record it; people who acknowledged are skipped."""
-        routed = recipients(
-            self.county,
-            self.roster,
-            zone_id=alert.zone_id,
-            targets=planned.targets,
-            people=planned.people,
-            at=now,
-        )
-        acked = set(
-            session.scalars(
-                select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
-            )
-        )
-        people = list(routed.recipients)
-        seen = {r.person_id for r in people}
-        people.extend(r for r in extra if r.person_id not in seen)
-        channels: list[tuple[str, str, bool]] = []
-        for name in planned.channels:
-            used, fell_back = self.channel_for(name)
-            if used not in {c for _, c, _ in channels}:
-                channels.append((name, used, fell_back))
-        # a person is addressed by phone only: a step naming a robot or the
-        # loudspeakers for people would queue a phone number as their address
-        not_for_people = [used for _, used, _ in channels if not reaches_people(used)]
-        channels = [c for c in channels if reaches_people(c[1])]
-        # two steps firing together may name one recipient: one message each way
-        already = set(
-            session.scalars(
-                select(Notification.idempotency_key).where(
-                    Notification.alert_id == alert.id,
-                    Notification.transition == planned.transition,
-                )
-            )
-        )
-        notes: list[Notification] = []
-        told: list[dict[str, Any]] = []
-        for person in people:
-            if person.person_id in acked:
-                continue
-            # people told about the alert this one replaces hear of the change by the default
-            person_channels = (
-                channels if person.role != "notified" else [("", self.default_channel, False)]
-            )
-            for _, used, _ in person_channels:
-                key = idempotency_key(alert.id, planned.transition, person.person_id, used)
-                if key in already:
-                    continue
-                already.add(key)
-                body = planned.body_for(medium_of(used))
-                if self.ack_link is not None and acklinks.carries_personal_link(used):
-                    body = append_link(
-                        body, self.ack_link(alert.id, person.person_id, now), code=alert.code
-                    )
-                notes.append(enqueue(session, alert, planned.transition, person, used, body, now))
-                told.append({"person": person.person_id, "role": person.role, "channel": used})
-        unreached: list[str] = []
-        for audience in audiences(
-            self.county, zone_id=alert.zone_id, broadcast=planned.broadcast, im=planned.im
-        ):
-            if audience.channel not in self.channels:
-                unreached.append(f"{audience.key}→{audience.channel}")
-                continue
-            key = idempotency_key(alert.id, planned.transition, audience.key, audience.channel)
-            if key in already:
-                continue
-            already.add(key)
-            # never an acknowledgement link in a group post or on a loudspeaker:
-            # the link acknowledges as the person it was signed for, and anyone
-            # in the group could follow it
-            notes.append(
-                enqueue(
-                    session,
-                    alert,
-                    planned.transition,
-                    audience,
-                    audience.channel,
-                    planned.body_for(medium_of(audience.channel)),
-                    now,
-                    audience=audience.key,
-                    mentions=audience.mentions,
-                )
-            )
-            told.append({"audience": audience.key, "channel": audience.channel})
-        if unreached:
-            log.warning(
-                "alert %s: audiences on channels not configured here were not reached: %s",
-                alert.code,
-                ", ".join(unreached),
-            )
-        session.flush()
-        audit.record(
-            session,
-            at=now,
-            actor=self.actor,
-            action=action,
-            subject=f"alert:{alert.id}",
-            data={
-                "code": alert.code,
-                "policy": planned.policy,
-                # the deadline's notice is no step of the policy
-                "step": "deadline" if planned.kind is TimerKind.DEADLINE else planned.step,
-                "round": planned.round,
-                "targets": list(planned.targets),
-                "told": told,
-                "skipped_acknowledged": sorted(r.person_id for r in people if r.person_id in acked),
-                "unrostered": routed.unrostered,
-                "channel_fallbacks": [f"{n}→{u}" for n, u, fb in channels if fb],
-                **({"not_for_people": not_for_people} if not_for_people else {}),
-                **({"unreached": unreached} if unreached else {}),
-            },
-        )
-        return notes, told
+        return fire(self, session, alert, planned, now, extra=extra)
 
     def _overdue(
         self,
