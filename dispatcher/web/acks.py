@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from twilio.twiml.messaging_response import MessagingResponse
@@ -42,7 +42,7 @@ from dispatcher.alerts.acknowledge import (
     latest_open_alert_for,
 )
 from dispatcher.labels import alert_state_label, level_label, no_ack_needed
-from dispatcher.states import OPEN_ALERT_STATES
+from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert, Notification, Person, Zone
 from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import public_url, verified_twilio_form
@@ -222,6 +222,9 @@ def answer_sms(session: Session, *, sender: str, body: str, now: datetime) -> st
     what = _describe(session, alert)
     if not outcome.accepted:
         return f"未能确认预警{alert.code}（{what}）：{outcome.reason}。"
+    if alert.kind == AlertKind.EVENT:
+        # the bureau has it; each zone's own people still acknowledge their zone
+        return f"预警事件{alert.code}（{what}）{outcome.reason}，各隐患点仍由其责任人确认。谢谢！"
     return f"预警{alert.code}（{what}）{outcome.reason}。谢谢！"
 
 
@@ -318,10 +321,13 @@ def _voice_outcome(outcome: AckOutcome) -> str:
 
 
 def _describe(session: Session, alert: Alert) -> str:
-    """'寒潮黄色预警，穆村镇冯家沟村黄土滑坡' — hazard, level, zone."""
+    """'寒潮黄色预警，穆村镇冯家沟村黄土滑坡' — hazard, level, zone; for an event
+    '寒潮橙色预警，40处隐患点'."""
     zone = session.get(Zone, alert.zone_id) if alert.zone_id else None
     level = level_label(alert.level)
     hazard = alert.title or alert.hazard
+    if alert.kind == AlertKind.EVENT:
+        return f"{hazard}{level}预警，{_event_scope(session, alert)}"
     where = f"，{zone.name}" if zone is not None else ""
     return f"{hazard}{level}预警{where}"
 
@@ -345,7 +351,13 @@ def _alert_view(session: Session, claim: AckClaim, timezone: str) -> dict[str, A
         "hazard": alert.title or alert.hazard,
         "level": alert.level,
         "level_zh": level_label(alert.level),
-        "zone": zone.name if zone is not None else "（系统告警）",
+        "zone": (
+            zone.name
+            if zone is not None
+            else f"预警事件：{_event_scope(session, alert)}"
+            if alert.kind == AlertKind.EVENT
+            else "（系统告警）"
+        ),
         "place": " ".join(x for x in (zone.township, zone.village) if x) if zone else "",
         "onset": local(alert.onset),
         "until": local(alert.until),
@@ -359,6 +371,16 @@ def _alert_view(session: Session, claim: AckClaim, timezone: str) -> dict[str, A
         "expires_at": local(claim.expires_at),
         "note_max": NOTE_MAX_CHARS,
     }
+
+
+def _event_scope(session: Session, event: Alert) -> str:
+    """'40处隐患点': the event's open zones."""
+    count = session.scalar(
+        select(func.count(Alert.id)).where(
+            Alert.event_id == event.id, Alert.state.in_(OPEN_ALERT_STATES)
+        )
+    )
+    return f"{count or 0}处隐患点"
 
 
 def _plain(value: object) -> str:
