@@ -273,6 +273,43 @@ def test_a_red_zone_joining_later_gets_the_officers_half_when_he_replies_again(
     assert state_of(db, joined) == "acknowledged"
 
 
+def test_an_acknowledged_event_raised_to_a_higher_level_is_acknowledged_anew(
+    db: sessionmaker[Session],
+) -> None:
+    esc = escalation()
+    event_id, (zone,) = open_event(db, esc, level="yellow")
+    assert ack(db, event_id, OFFICER, OPENED + timedelta(minutes=2))[1]
+    later = OPENED + timedelta(minutes=10)
+    open_alert(db, esc, level="orange", zone_id="LL-LL-001", at=later, previous=zone)
+    with db.begin() as session:
+        update_events(
+            session,
+            {"cold_wave": {"LL-LL-001": Level.YELLOW}},
+            open_events(session),
+            [Transition(TransitionKind.UPGRADED, "LL-LL-001", "cold_wave", Level.ORANGE, zone)],
+            now=later,
+            county=COUNTY,
+            hazard_name=lambda hazard: "寒潮",
+            escalation=esc,
+            forecast_run_id=None,
+        )
+    with db() as session:
+        event = session.get_one(Alert, event_id)
+        assert (event.state, event.level, event.epoch, event.acknowledged_by) == (
+            "firing",
+            "orange",
+            1,
+            None,
+        )
+        raised = session.scalars(
+            select(Notification.person_id).where(
+                Notification.alert_id == event_id, Notification.transition == "upgraded.1"
+            )
+        ).all()
+    assert {OFFICER, LEADER} <= set(raised)  # orange names the leader too
+    assert ack(db, event_id, OFFICER, later + timedelta(minutes=1)) == (True, True, "已确认")
+
+
 # --- acceptance 2: every code the bureau is sent can be acknowledged by SMS ------------
 
 

@@ -71,7 +71,7 @@ def reply(rt: Runtime, clock: Clock, sender: str, body: str) -> str:
             "/webhooks/twilio/sms", data=form, headers={"X-Twilio-Signature": signature}
         )
     assert response.status_code == 200, response.text
-    return response.text
+    return str(response.text)
 
 
 async def run_until(rt: Runtime, clock: Clock, start: int, end: int) -> None:

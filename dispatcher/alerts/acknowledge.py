@@ -36,9 +36,16 @@ from dispatcher import audit
 from dispatcher.audit import serialise_with_audit
 from dispatcher.county import ROLE_LABELS
 from dispatcher.escalation import cancel_escalation
+from dispatcher.escalation.members import changed_at
 from dispatcher.labels import PERSON_ROLE_LABELS, no_ack_needed
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState, NotificationStatus
-from dispatcher.storage.models import Acknowledgement, Alert, Notification, Person, ZoneRole
+from dispatcher.storage.models import (
+    Acknowledgement,
+    Alert,
+    Notification,
+    Person,
+    ZoneRole,
+)
 
 __all__ = [
     "METHODS",
@@ -118,6 +125,12 @@ def acknowledge(
             .order_by(Acknowledgement.at, Acknowledgement.id)
         )
     )
+    if event:
+        # an event raised to a higher level is acknowledged anew: what was said before counts
+        # for the record, not for now
+        since = changed_at(session, alert, ("alert.upgraded",))
+        if since is not None:
+            earlier = [a for a in earlier if a.at >= since]
     if any(_same_acknowledger(a, person_id, actor) for a in earlier):
         complete = alert.state == AlertState.ACKNOWLEDGED
         if event:  # red zones that joined since still get the duty officer's half

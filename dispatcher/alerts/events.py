@@ -254,6 +254,7 @@ def _change(
     if change.kind is EventChangeKind.UPGRADED and event.state == AlertState.ACKNOWLEDGED:
         # a higher level is a new warning for the bureau: it is acknowledged anew
         event.state = AlertState.FIRING
+        event.acknowledged_at, event.acknowledged_by = None, None
     audit.record(
         session,
         at=now,

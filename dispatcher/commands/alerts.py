@@ -40,12 +40,20 @@ def alerts_list(
             if not all_:
                 query = query.where(Alert.state.in_(OPEN_ALERT_STATES))
             rows = session.scalars(query).all()
+            # a zone alert's event, by code (the bureau's incident it belongs to)
+            events = {
+                a.id: a.code
+                for a in session.scalars(
+                    select(Alert).where(Alert.id.in_({a.event_id for a in rows if a.event_id}))
+                )
+            }
         engine.dispose()
     tz = ZoneInfo(settings.timezone)
     items = [
         {
             "code": a.code,
             "kind": a.kind,
+            "event": events.get(a.event_id) if a.event_id else None,
             "zone_id": a.zone_id,
             "hazard": a.hazard,
             "level": a.level,
@@ -59,12 +67,13 @@ def alerts_list(
         print(json.dumps(items, ensure_ascii=False, indent=2))
         return
     table = Table(title=f"{'All' if all_ else 'Open'} alerts ({len(items)})")
-    for col in ("code", "zone", "hazard", "level", "state", "onset", "opened"):
+    for col in ("code", "zone", "event", "hazard", "level", "state", "onset", "opened"):
         table.add_column(col)
     for i in items:
         table.add_row(
             i["code"],
-            i["zone_id"] or "(system)",
+            i["zone_id"] or f"({i['kind']})",
+            i["event"] or "",
             i["hazard"],
             i["level"],
             i["state"],

@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session
 from channels.registry import medium_of
 from dispatcher import acklinks, audit
 from dispatcher.county import County
+from dispatcher.escalation.members import changed_at
 from dispatcher.escalation.plan import PlannedStep
 from dispatcher.messages import append_link
 from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient, audiences, reaches_people, recipients
-from dispatcher.states import TimerKind
+from dispatcher.states import AlertKind, TimerKind
 from dispatcher.storage.models import Acknowledgement, Alert, Notification
 
 __all__ = ["Firing", "fire"]
@@ -72,11 +73,13 @@ def fire(
         people=planned.people,
         at=now,
     )
-    acked = set(
-        session.scalars(
-            select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
-        )
-    )
+    acknowledged = select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
+    if alert.kind == AlertKind.EVENT and alert.epoch:
+        # an event changed level in place: who acknowledged before hears of it now
+        since = changed_at(session, alert)
+        if since is not None:
+            acknowledged = acknowledged.where(Acknowledgement.at >= since)
+    acked = set(session.scalars(acknowledged))
     people = list(routed.recipients)
     seen = {r.person_id for r in people}
     people.extend(r for r in extra if r.person_id not in seen)

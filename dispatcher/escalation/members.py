@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from channels.registry import medium_of
@@ -22,10 +22,11 @@ from dispatcher.county import County
 from dispatcher.escalation.plan import AlertText, PlannedStep
 from dispatcher.eventtext import EventFacts, EventZone, render_event_all
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState, TimerKind
-from dispatcher.storage.models import Alert
+from dispatcher.storage.models import Alert, AuditEvent
 from rules.types import Level
 
 __all__ = [
+    "changed_at",
     "event_reminder",
     "event_text",
     "event_zones",
@@ -33,6 +34,23 @@ __all__ = [
     "open_members",
     "waiting_members",
 ]
+
+
+def changed_at(
+    session: Session,
+    event: Alert,
+    actions: tuple[str, ...] = ("alert.upgraded", "alert.downgraded"),
+) -> datetime | None:
+    """When the event's level last changed (by one of `actions`); None: never.
+
+    An event changes level in place: what was acknowledged before a change is
+    on record, but does not stand for the new level.
+    """
+    return session.scalar(
+        select(func.max(AuditEvent.at)).where(
+            AuditEvent.subject == f"alert:{event.id}", AuditEvent.action.in_(actions)
+        )
+    )
 
 
 def open_members(session: Session, event: Alert) -> list[Alert]:
