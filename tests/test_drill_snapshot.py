@@ -1,8 +1,8 @@
 """A drill of the bundled scenarios says exactly what it said when the snapshot was taken.
 
 The snapshot (tests/data/drill_snapshot.json) holds, per scenario and instant,
-the alerts and every message (recipient, address, channel, audience, mentions,
-status, text) with the random alert codes masked. Reorganising the code must not change a word of
+the events, the alerts and every message (recipient, address, channel, audience,
+mentions, status, text) with the random alert and event codes masked. Reorganising the code must not change a word of
 it. After a change that is meant to change what a drill says, rewrite it with
 
     YUJING_WRITE_DRILL_SNAPSHOT=1 .venv/bin/pytest tests/test_drill_snapshot.py
@@ -41,6 +41,7 @@ def drill_summary(scenario: str, at: str) -> dict[str, Any]:
         run_drill(COUNTY, COUNTY / "scenarios" / scenario, datetime.fromisoformat(at))
     )
     names = {a["code"]: f"<{a['zone_id']}/{a['hazard']}>" for a in result.alerts}
+    names |= {e["code"]: f"<event/{e['hazard']}>" for e in result.events}
 
     def masked(text: str | None) -> str | None:
         if text is None:
@@ -48,8 +49,15 @@ def drill_summary(scenario: str, at: str) -> dict[str, Any]:
         return re.sub(r"[A-Z0-9]{4}", lambda m: names.get(m.group(0), m.group(0)), text)
 
     alerts = sorted(
-        ({k: v for k, v in a.items() if k != "code"} for a in result.alerts),
+        (
+            {k: masked(v) if k == "event" else v for k, v in a.items() if k != "code"}
+            for a in result.alerts
+        ),
         key=lambda a: (a["zone_id"], a["hazard"]),
+    )
+    events = sorted(
+        ({k: v for k, v in e.items() if k != "code"} for e in result.events),
+        key=lambda e: e["hazard"],
     )
     notes = sorted(
         (
@@ -67,7 +75,12 @@ def drill_summary(scenario: str, at: str) -> dict[str, Any]:
         ),
         key=lambda n: json.dumps(n, ensure_ascii=False, sort_keys=True),
     )
-    return {"alerts": alerts, "notification_count": len(notes), "notifications": notes}
+    return {
+        "events": events,
+        "alerts": alerts,
+        "notification_count": len(notes),
+        "notifications": notes,
+    }
 
 
 def _key(scenario: str, at: str) -> str:
