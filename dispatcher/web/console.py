@@ -75,7 +75,7 @@ from dispatcher.web.board import (
 )
 from dispatcher.web.state import AppState
 from dispatcher.web.words import actor_words, evidence_words, phone_href
-from rules.loader import load_ruleset
+from rules.loader import LIBRARY, library_names, load_ruleset
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -901,9 +901,13 @@ def _held_items(header: str) -> dict[str, str]:
 
 
 def _load_rule_titles(directory: Path) -> dict[str, str]:
-    """Rule id → title; empty when the rules cannot be read (ids are shown instead)."""
-    try:
-        ruleset = load_ruleset(directory)
-    except Exception:  # a broken rule file must not take the board down; /rules shows it
-        return {}
-    return {rule.id: rule.title for rule in ruleset.rules if rule.title}
+    """Rule id → title: the county's rules, then the library's (an alert may outlive its
+    rule's removal); a rule file that cannot be read gives no titles (ids are shown)."""
+    titles: dict[str, str] = {}
+    for source in [*(LIBRARY / f"{name}.yaml" for name in library_names()), directory]:
+        try:
+            ruleset = load_ruleset(source)
+        except Exception:  # a broken rule file must not take the board down; /rules shows it
+            continue
+        titles.update({rule.id: rule.title for rule in ruleset.rules if rule.title})
+    return titles

@@ -48,6 +48,7 @@ HAZARDS: Sequence[tuple[str, str, str]] = (
     ("freeze_thaw", "冻融", "eng-freeze-thaw"),
 )
 LEVELS = ("orange", "yellow", "yellow", "blue", "orange", "blue", "yellow")
+GIVEN = ("建国", "志强", "秀英", "桂兰", "海涛", "玉梅", "国庆", "红霞", "德明", "春生", "丽娟")
 TOWNSHIPS = (
     "柳林镇", "穆村镇", "薛村镇", "庄上镇", "留誉镇", "三交镇",
     "成家庄镇", "高家沟乡", "李家湾乡", "贾家垣乡", "陈家湾乡", "金家庄乡",
@@ -174,7 +175,7 @@ def big_county(
         people.append(
             {
                 "id": f"p-big-{n:04d}",
-                "name": f"{'王李张刘陈杨赵黄'[n % 8]}{'建国志强秀英桂兰海涛'[n % 5 * 2 : n % 5 * 2 + 2]}{n}",
+                "name": "王李张刘陈杨赵黄"[n % 8] + GIVEN[n % len(GIVEN)],
                 "phone": f"+86170{n:08d}",
                 "duty_role": None,
                 "active": True,

@@ -17,8 +17,8 @@ Timings and sizes are printed (`-s`) and saved as measurements.json.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -184,7 +184,7 @@ def test_a_county_with_5000_open_alerts_is_usable_on_the_board(
                 expect(zone_rows).to_have_count(ZONES_SHOWN)
                 expect(zone_rows.first).to_contain_text("24小时降温12.1℃")
                 expect(zone_rows.first.locator("a[href^='tel:']")).to_have_count(1)
-                page.screenshot(path=shots / "console-board.png")
+                page.screenshot(path=shots / "console-board.png", full_page=True)
 
                 # a refresh with nothing changed: 304, no body
                 wait_until(page, lambda: page.evaluate("window.yujingCues.unchanged") >= 2, 15)
