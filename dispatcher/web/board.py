@@ -221,7 +221,7 @@ def _zone_conditions(
     return conds
 
 
-def _items_query(f: BoardFilter) -> Select[tuple[Alert]]:
+def _items_query(f: BoardFilter) -> Select[Alert]:
     za = aliased(Alert)
     stmt = select(Alert).where(
         Alert.state.in_(OPEN_ALERT_STATES),
@@ -254,7 +254,7 @@ def _items_query(f: BoardFilter) -> Select[tuple[Alert]]:
     return stmt
 
 
-def _in_township(township: str) -> Select[tuple[int | None]]:
+def _in_township(township: str) -> Select[int | None]:
     za = aliased(Alert)
     return (
         select(za.event_id)
@@ -434,9 +434,9 @@ def _event_stats(
         .where(*open_zones)
         .group_by(za.event_id)
     ):
-        stats[event_id].open = count
-        stats[event_id].unacked = int(unacked or 0)
-        stats[event_id].matching = count
+        stats[_id(event_id)].open = count
+        stats[_id(event_id)].unacked = int(unacked or 0)
+        stats[_id(event_id)].matching = count
     if f.narrows_zones:
         for s in stats.values():
             s.matching = 0
@@ -446,7 +446,7 @@ def _event_stats(
             .where(*open_zones, *_zone_conditions(za, f))
             .group_by(za.event_id)
         ):
-            stats[event_id].matching = count
+            stats[_id(event_id)].matching = count
         if f.q:  # an event found by its own code lists its zones whole (in the township)
             for event_id, count in db.execute(
                 select(za.event_id, func.count())
@@ -457,7 +457,7 @@ def _event_stats(
                 )
                 .group_by(za.event_id)
             ):
-                stats[event_id].matching = count
+                stats[_id(event_id)].matching = count
     for event_id, township in db.execute(
         select(za.event_id, Zone.township)
         .join(Zone, Zone.id == za.zone_id)
@@ -465,7 +465,7 @@ def _event_stats(
         .group_by(za.event_id, Zone.township)
         .order_by(za.event_id, func.count().desc(), Zone.township)
     ):
-        stats[event_id].townships.append(township)
+        stats[_id(event_id)].townships.append(township)
     for event_id, count in db.execute(
         select(za.event_id, func.count(func.distinct(za.id)))
         .join(EscalationTimer, EscalationTimer.alert_id == za.id)
@@ -478,7 +478,7 @@ def _event_stats(
         )
         .group_by(za.event_id)
     ):
-        stats[event_id].overdue = count
+        stats[_id(event_id)].overdue = count
     return stats
 
 
@@ -634,3 +634,8 @@ def _numbers(evidence: Mapping[str, Any]) -> dict[str, float]:
     return {
         k: v for k, v in evidence.items() if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+def _id(event_id: int | None) -> int:
+    assert event_id is not None  # the queries above select zone alerts of listed events
+    return event_id

@@ -34,6 +34,15 @@ VARIABLE_WORDS: Final[Mapping[str, tuple[str, str]]] = {
     "freezing_level_height": ("零度层高度", "米"),
 }
 
+#: the parts of Yujing that act on their own, as the audit log names them
+MACHINE_ACTORS: Final[Mapping[str, str]] = {
+    "system": "系统",
+    "scheduler": "定时任务",
+    "escalation": "逐级通知程序",
+    "outbox": "发送队列",
+    "provider": "运营商回执",
+}
+
 _DAILY: Final = {"daily_min": "日最低", "daily_max": "日最高", "daily_mean": "日平均"}
 
 
@@ -122,12 +131,10 @@ def actor_words(actor: str, person_name: Callable[[str], str | None]) -> str:
     named = person_name(actor)
     if named:
         return named
-    if actor == "system":
-        return "系统"
-    if actor == "scheduler":
-        return "定时任务"
-    if actor == "outbox":
-        return "发送队列"
+    if actor in MACHINE_ACTORS:
+        return MACHINE_ACTORS[actor]
+    if actor.startswith("phone:"):
+        return f"来电/短信 {actor.removeprefix('phone:')}"
     if actor == "cli" or actor.startswith("cli:"):
         return "命令行" + (f"（{actor[4:]}）" if actor.startswith("cli:") else "")
     if actor.startswith("console:"):

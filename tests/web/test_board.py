@@ -139,7 +139,7 @@ def test_search_finds_events_by_their_code_and_zones_by_code_name_id_or_person(
     client = duty(seeded)
 
     def search(q: str) -> str:
-        return client.get("/console/", params={"q": q}).text
+        return str(client.get("/console/", params={"q": q}).text)
 
     by_event = search(cold.event_code.lower())
     assert keys(by_event) == [cold.event_code]
