@@ -259,7 +259,7 @@ def test_a_county_with_5000_open_alerts_is_usable_on_the_board(
                 assert page.evaluate("window.yujingCues.oscillators") == 3
                 assert page.locator("html").get_attribute("data-beeps") == "1"
                 measured["notifications"] = page.evaluate("window.yujingCues.notifications")
-                assert measured["notifications"] == 1  # 开启桌面通知 was clicked, permission granted
+                assert measured["notifications"] == 1  # 开启桌面通知 clicked, permission granted
                 expect(page.locator("tbody.item").first).to_have_attribute(
                     "data-key", red.event_code
                 )
