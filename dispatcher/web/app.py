@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text
 
@@ -62,6 +63,7 @@ def create_app(state: AppState) -> FastAPI:
         )
         return Response(status_code=204)
 
+    app.add_middleware(GZipMiddleware, minimum_size=1024)  # the board is mostly text
     app.include_router(acks.router(state))
     app.include_router(cap.router(state))
     app.include_router(console.router(state))

@@ -26,10 +26,11 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
+from markupsafe import Markup
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatcher.acklinks import ensure_secret_key
@@ -46,7 +47,6 @@ from dispatcher.labels import (
     RISK_LABELS,
     TRANSITION_LABELS,
     ZONE_KIND_LABELS,
-    alert_state_label,
     channel_label,
     level_label,
     severity,
@@ -63,7 +63,19 @@ from dispatcher.storage.models import (
     Zone,
 )
 from dispatcher.web import auth
+from dispatcher.web.board import (
+    STATE_FILTERS,
+    ZONES_ALL,
+    BoardFilter,
+    BoardPage,
+    acknowledger_names,
+    board_page,
+    names_of,
+    place,
+)
 from dispatcher.web.state import AppState
+from dispatcher.web.words import actor_words, evidence_words, phone_href
+from rules.loader import LIBRARY, library_names, load_ruleset
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -73,6 +85,9 @@ REFRESH_SECONDS = 10
 LOGIN_FORM_SECONDS = 3600  # how long a login form may sit before it must be reloaded
 _SESSION_PURPOSE = "yujing-console-session:v1"
 _LOGIN_PURPOSE = "yujing-console-login:v1"
+
+NOTE_MAX = 500  # characters of an acknowledgement note
+NOTE_TOO_LONG = f"备注最多 {NOTE_MAX} 字，请删减后重新提交。本次未作任何更改。"
 
 REFUSAL_TEXT: Mapping[str, str] = {
     "bad_credentials": "用户名或密码不正确。",
@@ -86,32 +101,6 @@ def router(state: AppState) -> APIRouter:
 
 
 # --- what the pages show
-
-
-@dataclass(frozen=True)
-class BoardRow:
-    """One open alert as the board shows it."""
-
-    code: str
-    title: str
-    level: str
-    level_zh: str
-    state: str
-    state_zh: str
-    system: bool
-    place: str
-    opened: datetime
-    opened_at: str
-    window: str
-    overdue: bool
-    deadline: str | None
-    acknowledged_by: str | None
-    acknowledged_at: str | None
-
-
-def board_order(row: BoardRow) -> tuple[int, int, datetime]:
-    """Overdue first, then the most severe level, then the oldest."""
-    return (0 if row.overdue else 1, -severity(row.level), row.opened)
 
 
 @dataclass(frozen=True)
@@ -181,8 +170,10 @@ class _Console:
         self.tz = ZoneInfo(state.settings.timezone)
         self.secure = (state.settings.public_base_url or "").startswith("https://")
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
+        self._titles: tuple[str | None, Mapping[str, str]] | None = None
         env = self.templates.env
         env.filters["local"] = self.local
+        env.filters["tel"] = phone_href
         env.globals.update(
             static=_static_urls(),
             level_labels=LEVEL_LABELS,
@@ -267,6 +258,7 @@ class _Console:
         r.add_api_route("/console/board/rows", self.board_rows, methods=["GET"])
         r.add_api_route("/console/alerts/{code}", self.alert_detail, methods=["GET"])
         r.add_api_route("/console/alerts/{code}/ack", self.acknowledge, methods=["POST"])
+        r.add_api_route("/console/events/{code}/ack", self.acknowledge_many, methods=["POST"])
         r.add_api_route("/console/duty", self.duty, methods=["GET"])
         r.add_api_route("/console/zones", self.zones, methods=["GET"])
         r.add_api_route("/console/rules", self.rules, methods=["GET"])
@@ -376,79 +368,161 @@ class _Console:
             login = self.login_of(request, db)
             if login is None:
                 return self.to_login(request)
-            return self.page(request, "board.html", self._board_context(db, login))
+            view = self._board_view(db, login, BoardFilter.of(request.query_params))
+            return self.page(request, "board.html", view.context())
 
     def board_rows(self, request: Request) -> Response:
+        """The board's refresh: 304 when nothing changed, else only the changed items.
+
+        The browser sends the version it shows (If-None-Match) and the items it
+        holds (`X-Board-Have: code:hash,…`); the answer is JSON with the head,
+        the items' order and the HTML of the items it lacks or holds stale.
+        """
         with self.state.sessions() as db:
             login = self.login_of(request, db)
             if login is None:
                 return Response("login required", status_code=401, media_type="text/plain")
-            return self.page(request, "board_rows.html", self._board_context(db, login))
-
-    def _board_context(self, db: Session, login: auth.Login) -> dict[str, Any]:
-        now = self.state.clock()
-        rows = self.open_alerts(db, now)
-        return {
-            "login": login,
-            "page": "board",
-            "rows": rows,
-            "counts": Counter(r.level for r in rows),
-            "overdue_count": sum(r.overdue for r in rows),
-            "now_local": self.local(now, "%Y-%m-%d %H:%M:%S"),
-            "refresh_seconds": REFRESH_SECONDS,
-        }
-
-    def open_alerts(self, db: Session, now: datetime) -> list[BoardRow]:
-        """Open alerts (firing or acknowledged), hazard and system, in board order."""
-        alerts = db.scalars(select(Alert).where(Alert.state.in_(OPEN_ALERT_STATES))).all()
-        ids = [a.id for a in alerts]
-        zones = {
-            z.id: z
-            for z in db.scalars(
-                select(Zone).where(Zone.id.in_({a.zone_id for a in alerts if a.zone_id}))
-            )
-        }
-        deadlines: dict[int, datetime] = {}
-        if ids:
-            for timer in db.scalars(
-                select(EscalationTimer).where(
-                    EscalationTimer.alert_id.in_(ids),
-                    EscalationTimer.kind == TimerKind.DEADLINE,
-                    EscalationTimer.status != TimerStatus.CANCELLED,
-                )
-            ):
-                first = deadlines.get(timer.alert_id)
-                deadlines[timer.alert_id] = min(first, timer.due_at) if first else timer.due_at
-        names = _person_names(
-            db, [i.strip() for a in alerts for i in (a.acknowledged_by or "").split(",")]
+            view = self._board_view(db, login, BoardFilter.of(request.query_params))
+        etag = f'"{view.version}"'
+        if request.headers.get("if-none-match") == etag:
+            unchanged = Response(status_code=304, headers={"ETag": etag})
+            _protect(unchanged)
+            return unchanged
+        have = _held_items(request.headers.get("x-board-have", ""))
+        response = JSONResponse(
+            {
+                "version": view.version,
+                "head": view.head,
+                "order": [[key, digest] for key, digest, _ in view.items],
+                "rows": {key: html for key, digest, html in view.items if have.get(key) != digest},
+            },
+            headers={"ETag": etag},
         )
-        rows = []
-        for a in alerts:
-            zone = zones.get(a.zone_id) if a.zone_id else None
-            deadline = deadlines.get(a.id)
-            rows.append(
-                BoardRow(
-                    code=a.code,
-                    title=a.title or a.hazard,
-                    level=a.level,
-                    level_zh=level_label(a.level),
-                    state=a.state,
-                    state_zh=alert_state_label(a.state),
-                    system=a.kind == AlertKind.SYSTEM,
-                    place=_place(zone),
-                    opened=a.opened_at,
-                    opened_at=self.local(a.opened_at),
-                    window=_window(self.local(a.onset), self.local(a.until), a),
-                    overdue=a.state == AlertState.FIRING
-                    and deadline is not None
-                    and deadline <= now,
-                    deadline=self.local(deadline) if deadline else None,
-                    acknowledged_by=_names_of(a.acknowledged_by, names),
-                    acknowledged_at=self.local(a.acknowledged_at) if a.acknowledged_at else None,
+        _protect(response)
+        return response
+
+    def _board_view(self, db: Session, login: auth.Login, f: BoardFilter) -> BoardView:
+        now = self.state.clock()
+        board = board_page(db, f, now, rule_title=self.rule_titles())
+        env = self.templates.env
+        shared = {"login": login, "f": f, "can_ack": login.may_acknowledge, "zones_all": ZONES_ALL}
+        item_template = env.get_template("board_item.html")
+        items = []
+        for item in board.items:
+            html = item_template.render(shared, item=item)
+            items.append((item.key, _digest(html), Markup(html)))
+        head = env.get_template("board_head.html").render(
+            shared, board=board, level_labels=LEVEL_LABELS
+        )
+        version = _digest(head + "".join(f"{key}:{digest}," for key, digest, _ in items))
+        return BoardView(login, f, board, Markup(head), items, version, REFRESH_SECONDS)
+
+    def rule_titles(self) -> Mapping[str, str]:
+        """Rule id → title from the county's rules (re-read when the rules in force change)."""
+        current = self.state.rules.content_hash
+        if self._titles is None or self._titles[0] != current:
+            self._titles = (current, _load_rule_titles(self.state.settings.config_dir / "rules"))
+        return self._titles[1]
+
+    def acknowledge_many(
+        self,
+        request: Request,
+        code: str,
+        csrf_token: Annotated[str, Form()] = "",
+        note: Annotated[str, Form()] = "",
+        what: Annotated[str, Form()] = "event",
+        zone: Annotated[list[str] | None, Form()] = None,
+        back: Annotated[str, Form()] = "",
+    ) -> Response:
+        """Acknowledge an event, or the zone alerts ticked under it, in one transaction."""
+        now = self.state.clock()
+        note = note.strip()
+        with self.state.sessions.begin() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            if not auth.tokens_match(login.session.csrf_token, csrf_token):
+                return self.forbidden_form(request, login)
+            if not login.may_acknowledge:
+                return self.message(
+                    request,
+                    login,
+                    "无权确认",
+                    "只读账号不能确认预警；请由值班员或管理员确认。",
+                    403,
                 )
+            if len(note) > NOTE_MAX:
+                return self.message(request, login, "备注过长", NOTE_TOO_LONG, 400)
+            item = db.scalar(select(Alert).where(Alert.code == code.strip().upper()))
+            if item is None:
+                return self.message(
+                    request, login, "找不到预警", f"没有代码为 {code} 的预警。", 404
+                )
+            if what == "zones":
+                wanted = list(dict.fromkeys(c.strip().upper() for c in zone or () if c.strip()))
+                if not wanted:
+                    return self.message(
+                        request,
+                        login,
+                        "未选择隐患点",
+                        "请先勾选要确认的隐患点，再点“确认所选隐患点”。本次未作任何更改。",
+                        400,
+                    )
+                if len(wanted) > ZONES_ALL:
+                    return self.message(
+                        request,
+                        login,
+                        "选择过多",
+                        f"一次最多确认 {ZONES_ALL} 处隐患点。本次未作任何更改。",
+                        400,
+                    )
+                found = {
+                    a.code: a
+                    for a in db.scalars(
+                        select(Alert).where(Alert.code.in_(wanted), Alert.event_id == item.id)
+                    )
+                }
+                targets: list[tuple[str, Alert | None]] = [(c, found.get(c)) for c in wanted]
+            else:
+                targets = [(item.code, item)]
+            zones = {
+                z.id: z
+                for z in db.scalars(
+                    select(Zone).where(Zone.id.in_({a.zone_id for _, a in targets if a}))
+                )
+            }
+            results = []
+            for wanted_code, alert in targets:
+                if alert is None:
+                    results.append(AckResult(wanted_code, "—", False, "不属于该事件，未确认"))
+                    continue
+                outcome = acknowledge(
+                    db,
+                    alert=alert,
+                    person_id=login.user.person_id,
+                    actor=f"console:{login.user.name}",
+                    method="console",
+                    note=note or None,
+                    at=now,
+                )
+                where = place(zones.get(alert.zone_id)) if alert.zone_id else alert.title
+                results.append(
+                    AckResult(alert.code, where, outcome.accepted, outcome.reason, outcome.complete)
+                )
+            return self.page(
+                request,
+                "ack_result.html",
+                {
+                    "login": login,
+                    "page": "board",
+                    "item": item,
+                    "level_zh": level_label(item.level),
+                    "results": results,
+                    "accepted": sum(r.accepted for r in results),
+                    "note": note,
+                    "back": _safe_next(back or "/console/"),
+                },
             )
-        rows.sort(key=board_order)
-        return rows
 
     # one alert
 
@@ -516,7 +590,27 @@ class _Console:
         )
         later = db.scalar(select(Alert).where(Alert.supersedes_id == alert.id))
         earlier = db.get(Alert, alert.supersedes_id) if alert.supersedes_id else None
+        actors = acknowledger_names(
+            db, [e.actor for e in events] + [a.actor for a in acks] + [alert.acknowledged_by]
+        )
+        names = {**actors, **names}
+        event = db.get(Alert, alert.event_id) if alert.event_id else None
+        zones_open = (
+            db.scalar(
+                select(func.count()).where(
+                    Alert.event_id == alert.id, Alert.state.in_(OPEN_ALERT_STATES)
+                )
+            )
+            if alert.kind == AlertKind.EVENT
+            else None
+        )
         return {
+            "actor": lambda actor: actor_words(actor or "", names.get),
+            "evidence": evidence_words(alert.evidence or {}),
+            "rule_title": self.rule_titles().get(alert.rule_id, alert.rule_id),
+            "event": event,
+            "zones_open": zones_open,
+            "acknowledged_by": names_of(alert.acknowledged_by, names),
             "login": login,
             "page": "board",
             "alert": alert,
@@ -559,6 +653,8 @@ class _Console:
                     "只读账号不能确认预警；请由值班员或管理员确认。",
                     403,
                 )
+            if len(note) > NOTE_MAX:
+                return self.message(request, login, "备注过长", NOTE_TOO_LONG, 400)
             alert = db.scalar(select(Alert).where(Alert.code == code))
             if alert is None:
                 return self.message(
@@ -700,20 +796,6 @@ def _safe_next(target: str) -> str:
     return "/console/"
 
 
-def _place(zone: Zone | None) -> str:
-    if zone is None:
-        return "（系统）"
-    # zone names usually begin with their township (柳林镇锄沟村黄土崩塌)
-    return zone.name if zone.name.startswith(zone.township) else f"{zone.township} {zone.name}"
-
-
-def _names_of(ids: str | None, names: Mapping[str, str]) -> str | None:
-    """`acknowledged_by` (person ids or actors, comma-separated) in people's names."""
-    if not ids:
-        return None
-    return "、".join(names.get(i.strip(), i.strip()) for i in ids.split(","))
-
-
 def _transition_label(transition: str) -> str:
     if transition in TRANSITION_LABELS:
         return TRANSITION_LABELS[transition]
@@ -764,3 +846,68 @@ def _step_view(timer: EscalationTimer, names: Mapping[str, str]) -> StepView:
         who="、".join(who),
         channels="、".join(channel_label(c) for c in plan.channels),
     )
+
+
+@dataclass(frozen=True)
+class BoardView:
+    """The board as rendered: its head, each item's HTML with a digest, and a version."""
+
+    login: auth.Login
+    filter: BoardFilter
+    board: BoardPage
+    head: Markup
+    items: list[tuple[str, str, Markup]]  # (key, digest, html)
+    version: str
+    refresh_seconds: int
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "login": self.login,
+            "page": "board",
+            "f": self.filter,
+            "board": self.board,
+            "head": self.head,
+            "items": self.items,
+            "have": ",".join(f"{key}:{digest}" for key, digest, _ in self.items),
+            "version": self.version,
+            "refresh_seconds": self.refresh_seconds,
+            "state_filters": STATE_FILTERS,
+        }
+
+
+@dataclass(frozen=True)
+class AckResult:
+    """What became of one alert of a bulk acknowledgement."""
+
+    code: str
+    place: str
+    accepted: bool
+    reason: str
+    complete: bool = False
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _held_items(header: str) -> dict[str, str]:
+    """`X-Board-Have: K7M3:0a1b…,Q2W4:…` → {code: digest} (at most a page and a half)."""
+    held: dict[str, str] = {}
+    for entry in header.split(",")[:100]:
+        key, _, digest = entry.strip().partition(":")
+        if key and digest:
+            held[key] = digest
+    return held
+
+
+def _load_rule_titles(directory: Path) -> dict[str, str]:
+    """Rule id → title: the county's rules, then the library's (an alert may outlive its
+    rule's removal); a rule file that cannot be read gives no titles (ids are shown)."""
+    titles: dict[str, str] = {}
+    for source in [*(LIBRARY / f"{name}.yaml" for name in library_names()), directory]:
+        try:
+            ruleset = load_ruleset(source)
+        except Exception:  # a broken rule file must not take the board down; /rules shows it
+            continue
+        titles.update({rule.id: rule.title for rule in ruleset.rules if rule.title})
+    return titles

@@ -471,7 +471,7 @@ def test_acknowledging_a_resolved_alert_is_refused_with_the_reason(
 # --- the board
 
 
-def test_the_board_shows_overdue_alerts_first_then_by_level_then_oldest_first(
+def test_the_board_shows_unacknowledged_alerts_first_then_by_level_then_newest_first(
     seeded: sessionmaker[Session],
 ) -> None:
     hour = timedelta(hours=1)
@@ -480,11 +480,14 @@ def test_the_board_shows_overdue_alerts_first_then_by_level_then_oldest_first(
     add_alert(seeded, "RED1", "red", opened=NOW - 1 * hour, deadline=NOW + hour)
     add_alert(seeded, "BLUE", "blue", opened=NOW - 5 * hour, deadline=NOW - 2 * hour)
     add_alert(seeded, "SYS1", "orange", zone=None, kind="system", opened=NOW - 2 * hour)
+    add_alert(seeded, "SEEN", "red", opened=NOW)
+    with seeded.begin() as db:
+        db.scalars(select(Alert).where(Alert.code == "SEEN")).one().state = "acknowledged"
     client = console(seeded)
     log_in(client, "guest")
-    rows = client.get("/console/board/rows")
-    assert board_codes(rows.text) == ["BLUE", "RED1", "SYS1", "YOLD", "YNEW"]
-    assert "超时未确认" in rows.text and "系统" in rows.text
+    rows = client.get("/console/").text
+    assert board_codes(rows) == ["RED1", "SYS1", "YNEW", "YOLD", "BLUE", "SEEN"]
+    assert "超时未确认" in rows and "系统" in rows
 
 
 def test_the_board_leaves_out_closed_alerts_and_marks_acknowledged_ones(
@@ -498,7 +501,7 @@ def test_the_board_leaves_out_closed_alerts_and_marks_acknowledged_ones(
         db.scalars(select(Alert).where(Alert.code == "SEEN")).one().state = "acknowledged"
     client = console(seeded)
     log_in(client, "guest")
-    rows = client.get("/console/board/rows").text
+    rows = client.get("/console/").text
     assert sorted(board_codes(rows)) == ["OPEN", "SEEN"]
     assert "已确认" in rows
 
