@@ -282,12 +282,12 @@ async def test_each_event_reads_as_a_report_to_a_superior(
     assert '<td class="t">2026-01-07 04:00</td><td>升级</td>' in page
     # who was told: bureau staff by name, zone people by role, each with channel and times
     officers = [p.name for p in county.duty_officers()]
-    assert all(f"<td>{name}（值班员）</td><td>短信</td>" in page for name in officers)
-    assert "<td>防灾责任人</td><td>控制台</td>" in page  # the test delivers to the console
-    told = {(t.who, t.channel): t for t in icing.told}
-    leader = county.leaders_on_duty()[0].name
-    assert told[(f"{leader}（带班领导）", "短信")].messages == 3  # new, overdue, upgraded
-    assert told[(f"{leader}（带班领导）", "短信")].last == AT + timedelta(hours=4)
+    assert all(f"<td>{name}（值班员）</td><td>控制台 40，短信 2</td>" in page for name in officers)
+    assert "<td>防灾责任人</td><td>控制台 40</td>" in page  # the test delivers to the console
+    told = {t.who: t for t in icing.told}
+    leader = told[f"{county.leaders_on_duty()[0].name}（带班领导）"]
+    assert leader.channels == (("控制台", 40), ("短信", 3))  # SMS: new, overdue, upgraded
+    assert (leader.first, leader.last) == (AT, AT + timedelta(hours=4))
     # acknowledgements, overdue zones, measures and notes
     assert f"县局确认：{drill.officer}（值班员） 2026-01-07 00:25 值班台" in page
     assert cold.zones_acknowledged == 1 and cold.zone_ack_methods == (("短信回复", 1),)

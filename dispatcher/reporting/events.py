@@ -67,11 +67,11 @@ class Change:
 
 @dataclass(frozen=True)
 class ToldLine:
-    """Messages to one kind of recipient on one channel."""
+    """Messages to one bureau person, one zone role or the groups, on every channel."""
 
     who: str  # a bureau person's name and duty role, a zone role, or the groups
     bureau: bool
-    channel: str  # Chinese label
+    channels: tuple[tuple[str, int], ...]  # (channel label, messages), most used first
     messages: int
     recipients: int
     delivered: int
@@ -251,15 +251,14 @@ def _who(d: Delivery) -> tuple[str, bool]:
 
 
 def _told(deliveries: Iterable[Delivery]) -> tuple[ToldLine, ...]:
-    groups: dict[tuple[str, bool, str], list[Delivery]] = defaultdict(list)
+    groups: dict[tuple[str, bool], list[Delivery]] = defaultdict(list)
     for d in deliveries:
-        who, bureau = _who(d)
-        groups[(who, bureau, d.channel)].append(d)
+        groups[_who(d)].append(d)
     lines = [
         ToldLine(
             who=who,
             bureau=bureau,
-            channel=channel_label(channel),
+            channels=tuple(Counter(channel_label(d.channel) for d in ds).most_common()),
             messages=len(ds),
             recipients=len({d.person_id or d.address for d in ds}),
             delivered=sum(1 for d in ds if d.status in _DELIVERED),
@@ -267,7 +266,7 @@ def _told(deliveries: Iterable[Delivery]) -> tuple[ToldLine, ...]:
             first=min(d.at for d in ds),
             last=max(d.at for d in ds),
         )
-        for (who, bureau, channel), ds in groups.items()
+        for (who, bureau), ds in groups.items()
     ]
     order = {label: i for i, label in enumerate(PERSON_ROLE_LABELS.values())}
     lines.sort(key=lambda t: (not t.bureau, t.who == _GROUP, order.get(t.who, 99), t.who, t.first))

@@ -75,7 +75,6 @@ def event_timeline(
     overdue = [
         t for e in (section.event, *section.zone_episodes) for p in e.parts for t in p.overdue_at
     ]
-    overdue += [d.at for d in section.event.deliveries if d.transition.startswith("esc.overdue")]
     t0 = section.opened_at
     t1 = max([section.closed_at or until, *sends, *acks, *overdue])
     t1 = max(t1, t0 + _MIN_SPAN)
