@@ -44,7 +44,7 @@ from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, Notification
 from rules.config import ConfigError
 from rules.loader import load_ruleset
-from tests.report_events import group_into_events
+from tests.report_events import big_county, county_sized_event, group_into_events
 from tests.support import Clock, example_county
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,24 +221,29 @@ def pdf_pages(pdf: bytes) -> int:
     return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
 
 
-def print_pdf(html: str, tmp_path: Path, name: str) -> bytes:
+def print_pdfs(pages: dict[str, str], tmp_path: Path) -> dict[str, bytes]:
+    """Each HTML page printed to an A4 PDF by Debian's Chromium (one launch), kept in tmp_path."""
     from playwright.sync_api import sync_playwright
 
+    printed = {}
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
-            str(tmp_path / f"chromium-{name}"),
+            str(tmp_path / "chromium-profile"),  # a fresh user-data dir
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_ARGS,
         )
         try:
             page = browser.new_page()
-            page.set_content(html, wait_until="load")
-            pdf = page.pdf(format="A4", print_background=True, prefer_css_page_size=True)
+            for name, html in pages.items():
+                page.set_content(html, wait_until="load")
+                printed[name] = page.pdf(
+                    format="A4", print_background=True, prefer_css_page_size=True
+                )
+                (tmp_path / f"{name}.pdf").write_bytes(printed[name])
         finally:
             browser.close()
-    (tmp_path / f"{name}.pdf").write_bytes(pdf)
-    return pdf
+    return printed
 
 
 def people_phones(county: County) -> set[str]:
@@ -335,12 +340,16 @@ def test_one_event_prints_on_at_most_two_a4_pages(
     asyncio.run(run_drill(sessions))  # Playwright's sync API wants no running loop
     report = shift_report(sessions)
 
-    pages = {
-        e.code: pdf_pages(print_pdf(render_html(report.only(e.code)), tmp_path, e.code))
-        for e in report.events
-    }
-    whole = print_pdf(render_html(report), tmp_path, "report")
-    with_appendix = print_pdf(render_html(report, appendix=True), tmp_path, "appendix")
+    pdfs = print_pdfs(
+        {
+            **{e.code: render_html(report.only(e.code)) for e in report.events},
+            "report": render_html(report),
+            "appendix": render_html(report, appendix=True),
+        },
+        tmp_path,
+    )
+    pages = {e.code: pdf_pages(pdfs[e.code]) for e in report.events}
+    whole, with_appendix = pdfs["report"], pdfs["appendix"]
 
     assert all(1 <= n <= 2 for n in pages.values()), pages
     assert pdf_pages(whole) == sum(pages.values())  # each event starts a page of its own
@@ -369,6 +378,34 @@ def test_one_event_prints_on_at_most_two_a4_pages(
             ],
             check=True,
         )
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium not installed")
+def test_a_county_sized_event_still_prints_on_two_pages(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    county = big_county(example_county())
+    with sessions.begin() as session:
+        event = county_sized_event(session, county, AT, hours=30)
+        code = event.code
+    end = AT + timedelta(days=2)
+    with sessions() as session:
+        report = build_report(session, start=AT, end=end, timezone=TZ, now=end, county=county)
+    [section] = report.events
+
+    page = render_html(report)
+    pages = pdf_pages(print_pdfs({"big": page}, tmp_path)["big"])
+
+    assert section.code == code and section.zones == 360 and len(section.townships) == 30
+    assert len(section.overdue_zones) == 300 and len(section.notes) == 50
+    staff = sum(1 for p in county.people.values() if p.duty_role)
+    assert section.messages == 360 * 9 + 30 * staff  # 4 people × SMS, voice + group; bureau
+    assert 1 <= pages <= 2, pages
+    assert "另有 44 条备注" in page and "另有 25 次等级变化" in page
+    assert "其间 29 次新增隐患点，共 377 处" in page  # 13 an hour, as the audit said
+    assert "第1乡镇 12 处、" in page and "等 25 个乡镇" in page  # 300 overdue zones, per township
+    assert event_timeline(section, until=end, timezone=TZ).step == "每6小时"
+    assert not [p for p in people_phones(county) if p in page]
 
 
 async def test_the_timeline_of_a_day_long_event_is_ticked_in_hours(

@@ -108,6 +108,7 @@ class EventSection:
     zones_acknowledged: int
     zone_ack_methods: tuple[tuple[str, int], ...]  # (method label, acknowledgements)
     overdue_zones: tuple[str, ...]  # zone names
+    overdue_by_township: tuple[tuple[str, int], ...]  # (township, overdue zones), most first
     overdue_notices: int  # grouped overdue notices about the event (esc.overdue)
     notes: tuple[NoteLine, ...]
     event: Episode
@@ -120,6 +121,15 @@ class EventSection:
     @property
     def state_zh(self) -> str:
         return alert_state_label(self.state)
+
+    @property
+    def level_changes(self) -> list[Change]:
+        """The changes of level (issued, raised, lowered, ended), without zones joining."""
+        return [c for c in self.changes if c.label != CHANGE_LABELS["alert.zones_added"]]
+
+    @property
+    def zones_added(self) -> list[Change]:
+        return [c for c in self.changes if c.label == CHANGE_LABELS["alert.zones_added"]]
 
     @property
     def zones(self) -> int:
@@ -177,6 +187,9 @@ def summarise(
             ).most_common()
         ),
         overdue_zones=tuple(e.zone_name for e in zone_episodes if e.overdue),
+        overdue_by_township=tuple(
+            Counter(e.township for e in zone_episodes if e.overdue).most_common()
+        ),
         overdue_notices=sum(1 for d in event.deliveries if d.transition.startswith("esc.overdue")),
         notes=_notes(event, zone_episodes),
         event=event,
