@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from dispatcher.county import County, ReportConfig, load_county
 from dispatcher.directory import sync_directory
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
+from dispatcher.labels import channel_label
 from dispatcher.outbox import DeliveryWorker, record_receipt
 from dispatcher.pipeline import Pipeline
 from dispatcher.report import CSV_COLUMNS, Report, build_report, render_csv, render_html
@@ -287,12 +289,20 @@ async def test_each_event_reads_as_a_report_to_a_superior(
     assert '<td class="t">2026-01-07 04:00</td><td>升级</td>' in page
     # who was told: bureau staff by name, zone people by role, each with channel and times
     officers = [p.name for p in county.duty_officers()]
-    assert all(f"<td>{name}（值班员）</td><td>控制台 40，短信 2</td>" in page for name in officers)
+    assert all(f"<td>{name}（值班员）</td>" in page for name in officers)
     assert "<td>防灾责任人</td><td>控制台 40</td>" in page  # the test delivers to the console
-    told = {t.who: t for t in icing.told}
-    leader = told[f"{county.leaders_on_duty()[0].name}（带班领导）"]
-    assert leader.channels == (("控制台", 40), ("短信", 3))  # SMS: new, overdue, upgraded
-    assert (leader.first, leader.last) == (AT, AT + timedelta(hours=4))
+    leader = county.leaders_on_duty()[0]
+    line = {t.who: t for t in icing.told}[f"{leader.name}（带班领导）"]
+    ids = [p.id for e in (icing.event, *icing.zone_episodes) for p in e.parts]
+    with sessions() as session:
+        sent = session.scalars(
+            select(Notification).where(
+                Notification.person_id == leader.id, Notification.alert_id.in_(ids)
+            )
+        ).all()
+    assert dict(line.channels) == Counter(channel_label(n.channel) for n in sent)
+    assert dict(line.channels).get("短信", 0) >= 1  # at least the overdue notice, by SMS
+    assert (line.messages, line.last) == (len(sent), AT + timedelta(hours=4))
     # acknowledgements, overdue zones, measures and notes
     assert f"县局确认：{drill.officer}（值班员） 2026-01-07 00:25 值班台" in page
     assert cold.zones_acknowledged == 1 and cold.zone_ack_methods == (("短信回复", 1),)
@@ -539,6 +549,64 @@ def test_yujing_drill_writes_the_report_of_its_period(
     assert "2026-01-07 00:00 至 2026-01-07 00:01（Asia/Shanghai，当地时间）" in page
     # until the pipeline makes events, the drill's warnings are listed as no event's
     assert "寒潮" in page
+    assert not [p for p in people_phones(county) if p in page]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium not installed")
+def test_the_drill_report_prints_each_event_on_at_most_two_a4_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("YUJING_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    county = example_county()
+    result = CliRunner().invoke(
+        app,
+        [
+            "drill",
+            "--replay",
+            str(COLDWAVE),
+            "--config",
+            str(COUNTY),
+            "--at",
+            "2026-01-07T00:00:00+08:00",
+            "--report",
+            "out.html",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out.html").read_text("utf-8")
+    codes = re.findall(r'<section class="event[^"]*" id="event-(\w+)">', page)
+    if not codes:
+        pytest.skip("the drill makes events once the event core is on main")
+
+    # each event alone (the others' sections cut out), then the whole report
+    alone = {
+        code: re.sub(
+            rf'<section class="event[^"]*" id="event-(?!{code}")\w+">.*?</section>\n',
+            "",
+            page,
+            flags=re.S,
+        )
+        for code in codes
+    }
+    pdfs = print_pdfs({**alone, "drill": page}, tmp_path)
+
+    assert sorted(codes) == sorted(set(codes)) and len(codes) == 2  # 寒潮, 道路结冰
+    pages = {code: pdf_pages(pdfs[code]) for code in codes}
+    assert all(1 <= n <= 2 for n in pages.values()), pages
+    assert pdf_pages(pdfs["drill"]) == sum(pages.values())
+    for field in (
+        "报送单位",
+        "签发人",
+        "联系电话",
+        "影响范围",
+        "等级变化",
+        "通知情况",
+        "确认与超时",
+    ):
+        assert page.count(field) >= len(codes), field
+    assert "处置措施与备注" in page and "威胁" in page
     assert not [p for p in people_phones(county) if p in page]
 
 
