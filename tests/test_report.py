@@ -504,6 +504,9 @@ async def test_yujing_report_writes_the_csv_file_and_the_html_page(
         app, ["report", "--from", "2026-01-07T00:00+08:00", "--to", "2026-01-07T08:30"]
     )
     helped = runner.invoke(app, ["report", "--help"])
+    appended = runner.invoke(
+        app, ["report", "--from", "2026-01-07", "--to", "2026-01-07T08:30", "--appendix"]
+    )
 
     assert written.exit_code == 0, written.output
     # the period in county time, never UTC
@@ -516,6 +519,9 @@ async def test_yujing_report_writes_the_csv_file_and_the_html_page(
     assert shown.stdout.count('<section class="event') == 2
     assert "<th>签发人</th><td>张建国</td>" in shown.stdout
     assert "FULL phone numbers" in " ".join(helped.stdout.split())
+    assert appended.exit_code == 0, appended.output
+    assert appended.stdout.count('<section class="appendix"') == 2
+    assert not [p for p in people_phones(example_county()) if p in appended.stdout]
 
 
 def test_yujing_drill_writes_the_report_of_its_period(
