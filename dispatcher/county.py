@@ -3,7 +3,8 @@
 
 county.yaml may also name the messaging-app groups the bureau posts to
 (`groups:`, each a robot of one IM/webhook channel) and each township's group
-(`townships:`); people.yaml may give a person's per-platform ids (`im:`) for
+(`townships:`), and who signs the information report (`report:` 报送单位,
+签发人, 联系电话); people.yaml may give a person's per-platform ids (`im:`) for
 @-mentions in those groups.
 
 `load_county` reads the three files, validates each entry on its own (one bad
@@ -87,6 +88,8 @@ LONGITUDE_RANGE = (73.0, 136.0)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _AREA_CODE = re.compile(r"^[0-9]{6}$")
+# an office line as printed on a report: 0358-4000000, +86-358-4000000, 12345
+_OFFICE_PHONE = re.compile(r"^\+?[0-9]+(?:-[0-9]+)*$")
 
 
 # --- field checks (each raises ValueError with the message the administrator sees)
@@ -151,6 +154,16 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _check_office_phone(value: str) -> str:
+    digits = sum(c.isdigit() for c in value)
+    if not _OFFICE_PHONE.match(value) or not 5 <= digits <= 20:
+        raise ValueError(
+            f"{value!r} is not a phone number; write digits with an optional leading '+' "
+            'and hyphens between groups, quoted, e.g. "0358-4000000"'
+        )
+    return value
+
+
 Id = Annotated[str, AfterValidator(_check_id)]
 Text = Annotated[str, Field(min_length=1)]
 Kind = Annotated[str, _one_of("kind", ZONE_KINDS)]
@@ -160,6 +173,7 @@ DutyRole = Annotated[str, _one_of("duty_role", tuple(DUTY_ROLE_LABELS))]
 Phone = Annotated[str, _quoted("+8617000000101"), AfterValidator(_check_phone)]
 AreaCode = Annotated[str, _quoted("141125"), AfterValidator(_check_area_code)]
 TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+OfficePhone = Annotated[str, _quoted("0358-4000000"), AfterValidator(_check_office_phone)]
 
 
 # --- the YAML shapes
@@ -172,6 +186,14 @@ class CountyConfig(Strict):
     area_code: AreaCode
     sender: Text
     timezone: TimeZone = "Asia/Shanghai"
+
+
+class ReportConfig(Strict):
+    """`report:` of county.yaml: who sends and signs the information report (信息报送)."""
+
+    unit: Text  # 报送单位
+    signer: Text  # 签发人
+    phone: OfficePhone  # 联系电话: the office's line, printed in full
 
 
 class ImIds(Strict):
@@ -283,6 +305,7 @@ class _CountyFile(Strict):
     county: dict[str, Any]
     groups: dict[str, Any] = Field(default_factory=dict)
     townships: dict[str, Any] = Field(default_factory=dict)
+    report: Any = None
 
 
 class _Audiences(Strict):
@@ -315,6 +338,7 @@ class County:
     zones: list[ZoneConfig]
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
     townships: Mapping[str, str] = field(default_factory=dict)  # township → group key
+    report: ReportConfig | None = None  # county.yaml `report:`; None when not written
     # routing looks zones up once per transition: keep that O(1) for large counties
     _by_id: dict[str, ZoneConfig] = field(init=False, repr=False, compare=False)
 
@@ -390,6 +414,7 @@ def load_county(config_dir: Path) -> County:
     """
     problems: list[Problem] = []
     county, audiences, county_doc = _load_county_section(config_dir / "county.yaml", problems)
+    report = _load_report_section(county_doc, problems) if county_doc is not None else None
     people = _load_list(config_dir / "people.yaml", _PeopleFile, PersonConfig, problems)
     zones = _load_list(config_dir / "zones.yaml", _ZonesFile, ZoneConfig, problems)
 
@@ -416,6 +441,7 @@ def load_county(config_dir: Path) -> County:
         zones=[zone for _, zone in zones.valid],
         groups=dict(audiences.groups) if audiences else {},
         townships=dict(audiences.townships) if audiences else {},
+        report=report,
     )
 
 
@@ -488,6 +514,27 @@ def _load_county_section(
     except ValidationError as exc:
         problems.extend(problems_from_validation(doc, exc))
     return county, audiences, doc
+
+
+def _load_report_section(doc: Document, problems: list[Problem]) -> ReportConfig | None:
+    """`report:` of county.yaml (optional): 报送单位, 签发人, 联系电话 of the report."""
+    section = doc.data.get("report") if isinstance(doc.data, dict) else None
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        problems.append(
+            doc.problem(
+                ("report",),
+                "report: expected a mapping, e.g. "
+                '{unit: 柳林县自然资源局, signer: 张三, phone: "0358-4000000"}',
+            )
+        )
+        return None
+    try:
+        return ReportConfig.model_validate(section)
+    except ValidationError as exc:
+        problems.extend(problems_from_validation(doc, exc, ("report",)))
+        return None
 
 
 def _check_townships(doc: Document, audiences: _Audiences, zones: list[Any]) -> Iterator[Problem]:

@@ -5,6 +5,10 @@ every channel (`StandIn`: one per channel name, so each row keeps the channel
 it is meant for — twilio_sms, twilio_voice, broadcast, wecom … — and is
 rendered for that channel's medium), so it can run on the production machine
 without touching live data, phones, loudspeakers or groups.
+
+With `report`, the drill also renders the information report (信息报送) of its
+period — the minute starting at the drill's instant — from that throw-away
+database, marked 演练 (`yujing drill … --report FILE`).
 """
 
 from __future__ import annotations
@@ -13,20 +17,25 @@ import io
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelDeclaration, OutgoingMessage, SendResult
 from channels.console import ConsoleChannel
 from channels.registry import DECLARATIONS
+from dispatcher.county import County
 from dispatcher.runtime import drain, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage.models import Alert, Notification
+
+#: The period a drill's report covers, from the drill's instant (its clock stands still).
+DRILL_REPORT_PERIOD: Final = timedelta(minutes=1)
 
 #: What the drill's default channel is: what a county's daemon uses with Twilio.
 DRILL_DEFAULT_CHANNEL: Final = "twilio_sms"
@@ -77,13 +86,17 @@ class DrillResult:
     notifications: list[dict[str, Any]]
     console: str  # what the console channel printed
     events: list[dict[str, Any]] = field(default_factory=list)  # what the bureau handles
+    report: str | None = None  # the report of the drill's period (html or csv), when asked
 
     def as_json(self) -> dict[str, Any]:
         return {"events": self.events, "alerts": self.alerts, "notifications": self.notifications}
 
 
-async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillResult:
-    """Evaluate the recorded forecast at `at`, enqueue and deliver to the stand-ins."""
+async def run_drill(
+    config_dir: Path, replay_file: Path, at: datetime, *, report: str | None = None
+) -> DrillResult:
+    """Evaluate the recorded forecast at `at`, enqueue and deliver to the stand-ins;
+    with `report` ("html" or "csv"), render the report of the drill's period too."""
     console = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as tmp:
         settings = Settings(
@@ -119,6 +132,7 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
                 members: Counter[int] = Counter(a.event_id for a in alerts if a.event_id)
                 codes = {a.id: a.code for a in session.scalars(select(Alert))}
                 notes = session.scalars(select(Notification).order_by(Notification.id)).all()
+                rendered = _report(session, runtime.county, at, report) if report else None
                 return DrillResult(
                     at=at,
                     events=[
@@ -162,6 +176,22 @@ async def run_drill(config_dir: Path, replay_file: Path, at: datetime) -> DrillR
                         for n in notes
                     ],
                     console=console.getvalue(),
+                    report=rendered,
                 )
         finally:
             await runtime.aclose()
+
+
+def _report(session: Session, county: County, at: datetime, fmt: str) -> str:
+    from dispatcher.report import build_report, render_csv, render_html
+
+    built = build_report(
+        session,
+        start=at,
+        end=at + DRILL_REPORT_PERIOD,
+        timezone=county.timezone,
+        now=at,
+        county=county,
+        drill=True,
+    )
+    return render_csv(built) if fmt == "csv" else render_html(built)

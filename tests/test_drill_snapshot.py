@@ -2,8 +2,9 @@
 
 The snapshot (tests/data/drill_snapshot.json) holds, per scenario and instant,
 the events, the alerts and every message (recipient, address, channel, audience,
-mentions, status, text) with the random alert and event codes masked. Reorganising the code must not change a word of
-it. After a change that is meant to change what a drill says, rewrite it with
+mentions, status, text) with the random alert and event codes masked. Reorganising
+the code must not change a word of it. After a change that is meant to change
+what a drill says, rewrite it with
 
     YUJING_WRITE_DRILL_SNAPSHOT=1 .venv/bin/pytest tests/test_drill_snapshot.py
 

@@ -20,6 +20,7 @@ from dispatcher.commands.terminal import (
     operator_errors,
     out,
     parse_time,
+    say,
 )
 from rules.types import Level
 
@@ -35,6 +36,14 @@ def drill(
         typer.Option("--at", help="Evaluation time, ISO 8601 with offset [default: now]"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write the information report of the drill's period to this file "
+            "(.csv: one row per message, full phone numbers; else printable HTML, masked)",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline once on a recorded forecast (throw-away database, console).
 
@@ -48,11 +57,18 @@ def drill(
         when = parse_time(at, settings.timezone) if at else datetime.now(UTC)
         if not replay.is_file():
             fail(f"{replay}: no such file (a recorded forecast, e.g. examples/liulin/scenarios/)")
-        result = asyncio.run(run_drill(settings.config_dir, replay, when))
+        fmt = None if report is None else ("csv" if report.suffix.lower() == ".csv" else "html")
+        result = asyncio.run(run_drill(settings.config_dir, replay, when, report=fmt))
+        if report is not None and result.report is not None:
+            # a BOM lets spreadsheet programs open the Chinese CSV as UTF-8
+            report.write_text(result.report, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
     if as_json:
         print(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
-        return
-    show_drill(result.alerts, result.notifications, when, settings.timezone, result.events)
+    else:
+        show_drill(result.alerts, result.notifications, when, settings.timezone, result.events)
+    if report is not None:
+        local = when.astimezone(ZoneInfo(settings.timezone))
+        say(f"drill report {local:%Y-%m-%d %H:%M} ({settings.timezone}) → {report}")
 
 
 def show_drill(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+
+if TYPE_CHECKING:
+    from dispatcher.county import County
 
 
 def report(
@@ -21,8 +24,19 @@ def report(
     end: Annotated[str, typer.Option("--to", help="End (exclusive), same forms as --from")],
     fmt: Annotated[
         str | None,
-        typer.Option("--format", help="html or csv [default: from --out's suffix, else html]"),
+        typer.Option(
+            "--format",
+            help="html (printable, one event per page or two, phone numbers masked) or csv "
+            "(one row per message with FULL phone numbers: the office's own record, not for "
+            "passing on) [default: from --out's suffix, else html]",
+        ),
     ] = None,
+    appendix: Annotated[
+        bool,
+        typer.Option(
+            "--appendix", help="html: add every message of each event as an appendix (masked)"
+        ),
+    ] = False,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write to this file [default: stdout]")
     ] = None,
@@ -33,7 +47,8 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Every warning of the period: who was told, on which channel, delivery, acks, overdue."""
+    """Each event of the period on one or two A4 pages: 报送单位, 签发人, 联系电话, zones and
+    people threatened, level changes, who was told, acknowledgements, overdue, measures."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from dispatcher.commands.terminal import fail, load_settings, operator_errors, say
@@ -52,7 +67,7 @@ def report(
     if until <= since:
         fail(f"--to {end} is not after --from {start}: nothing to report")
     with operator_errors():
-        title = _county_name(settings.config_dir)
+        county = _county(settings.config_dir)
         engine = make_engine(settings.database_url)
         try:
             with session_factory(engine)() as session:
@@ -62,7 +77,7 @@ def report(
                     end=until,
                     timezone=settings.timezone,
                     now=datetime.now(UTC),
-                    title=title,
+                    county=county,
                 )
         except (OperationalError, ProgrammingError) as exc:
             raise ValueError(
@@ -71,27 +86,31 @@ def report(
             ) from None
         finally:
             engine.dispose()
-        text = render_csv(built) if chosen == "csv" else render_html(built)
+        text = render_csv(built) if chosen == "csv" else render_html(built, appendix=appendix)
         if out_file is None:
             print(text, end="")
             return
         # a BOM lets spreadsheet programs open the Chinese CSV as UTF-8
         out_file.write_text(text, encoding="utf-8-sig" if chosen == "csv" else "utf-8")
     say(
-        f"report {since.isoformat()} – {until.isoformat()}: {len(built.episodes)} warning(s), "
-        f"{built.summary['messages']} message(s) → {out_file}"
+        f"report {built.local(since)} – {built.local(until)} ({settings.timezone}): "
+        f"{len(built.events)} event(s), {len(built.others)} other warning(s), "
+        f"{sum(len(e.deliveries) for e in built.episodes)} message(s) → {out_file}"
     )
 
 
-def _county_name(config_dir: Path) -> str:
-    """The county's name for the title; the report still works if the configuration does not."""
+def _county(config_dir: Path) -> County | None:
+    """The county (names, threatened people, who signs); the report still works without it."""
     from dispatcher.county import load_county
     from rules.config import ConfigError
 
     try:
-        return load_county(config_dir).sender
-    except (ConfigError, OSError, ValueError):
-        return ""
+        return load_county(config_dir)
+    except (ConfigError, OSError, ValueError) as exc:
+        from dispatcher.commands.terminal import say
+
+        say(f"warning: county configuration unreadable, report without it: {exc}")
+        return None
 
 
 def _parse_time(option: str, text: str, tz: str) -> datetime:
