@@ -1,4 +1,4 @@
-"""Claiming: lease due outbox rows to a worker, paced by rate limits, merged into digests.
+"""Claiming: lease due outbox rows to a worker, paced by rate limits.
 
 A claim is a lease: the row is marked `sending` with `lease_until`, in a short
 transaction that is committed before anything is sent. Due means `pending`
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import OutgoingMessage
 from dispatcher import audit
-from dispatcher.digest import DigestPolicy
 from dispatcher.outbox.rows import OnFailed
 from dispatcher.ratelimit import ChannelPacer
 from dispatcher.states import NotificationStatus
@@ -91,8 +90,6 @@ class Claimed:
     lease_until: datetime
     expires_at: datetime | None = None
     """After this the row is not retried but failed over (time-to-live by alert level)."""
-    members: tuple[tuple[int, int], ...] = ()
-    """Other rows (id, attempt) merged into this digest message; they share its outcome."""
     send_at: float = 0.0
     """When its rate limit lets it go (on the claimer's monotonic clock; the slot is taken)."""
 
@@ -121,7 +118,6 @@ class Claimer:
     lease_seconds: float
     max_attempts: int
     ttl_seconds: Mapping[str, float]
-    digest: DigestPolicy | None
     status_callback_url: str | None
     actor: str
     on_failed: OnFailed | None
@@ -190,14 +186,10 @@ class Claimer:
         )
         rows = self._due_rows(session, expired, limit)
         rows += self._due_rows(session, due, limit - len(rows))
-        digestible = self._digestible(session, rows)
         claimed: list[Claimed] = []
-        taken: set[int] = set()
         leased: list[int] = []
         passed_over = False
         for row in rows:
-            if row.id in taken:
-                continue  # already riding along in a digest claimed above
             if row.status == NotificationStatus.SENDING and row.attempts >= self.max_attempts:
                 self._give_up_expired(session, session.get_one(Notification, row.id), now)
                 continue
@@ -206,16 +198,6 @@ class Claimer:
                 passed_over = True  # its turn is further off: it waits in the outbox
                 continue
             send_at = self.monotonic() + wait
-            # (a digest still gathering its burst leaves this slot unused: once a window)
-            if row.id in digestible:
-                digest = self._claim_digest(
-                    session, session.get_one(Notification, row.id), row.level, now, lease_until
-                )
-                if digest is not None:
-                    taken.update(member for member, _ in digest.members)
-                    claimed.append(replace(digest, send_at=send_at))
-                continue
-            # (a digest's mates are digestible: never one of these rows)
             leased.append(row.id)
             claimed.append(self._snapshot(row, lease_until, row.level, row.attempts + 1, send_at))
         if leased:
@@ -248,63 +230,6 @@ class Claimer:
                 # BEGIN IMMEDIATE already makes claims one at a time.
                 .with_for_update(skip_locked=True, of=Notification)
             )
-        )
-
-    @staticmethod
-    def _lease(row: Notification, lease_until: datetime) -> None:
-        row.status = NotificationStatus.SENDING
-        row.attempts += 1
-        row.lease_until = lease_until
-
-    def _digestible(self, session: Session, rows: Sequence[_Claimable]) -> set[int]:
-        pending = [row.id for row in rows if row.status == NotificationStatus.PENDING]
-        if self.digest is None or not pending:
-            return set()
-        return set(
-            session.scalars(
-                select(Notification.id).where(
-                    Notification.id.in_(pending), self.digest.digestible()
-                )
-            )
-        )
-
-    def _claim_digest(
-        self,
-        session: Session,
-        row: Notification,
-        level: str | None,
-        now: datetime,
-        lease_until: datetime,
-    ) -> Claimed | None:
-        """Claim `row` with every pending digestible row to the same person and channel."""
-        assert self.digest is not None
-        ready = row.created_at + timedelta(seconds=self.digest.window_seconds)
-        if ready > now:
-            row.next_attempt_at = ready  # wait for the rest of the burst
-            return None
-        mates = session.scalars(
-            select(Notification)
-            .where(
-                Notification.status == NotificationStatus.PENDING,
-                Notification.person_id == row.person_id,
-                Notification.channel == row.channel,
-                Notification.id != row.id,
-                self.digest.digestible(),
-            )
-            .order_by(Notification.id)
-            .with_for_update(skip_locked=True)
-        ).all()
-        self._lease(row, lease_until)
-        snapshot = self._snapshot(row, lease_until, level, row.attempts)
-        if not mates:
-            return snapshot
-        for mate in mates:
-            self._lease(mate, lease_until)
-        body = self.digest.compose(session, [row, *mates])
-        return replace(
-            snapshot,
-            message=replace(snapshot.message, body=body),
-            members=tuple((mate.id, mate.attempts) for mate in mates),
         )
 
     def _snapshot(

@@ -23,7 +23,6 @@ from typing import Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, SendResult
-from dispatcher.digest import DigestPolicy
 from dispatcher.outbox.claim import Claimed, Claimer, until_slot
 from dispatcher.outbox.record import OutcomeBatcher, RetryPolicy, record_outcomes
 from dispatcher.outbox.rows import OnFailed
@@ -72,7 +71,6 @@ class DeliveryWorker:
         rates: Mapping[str, Rate] | None = None,
         ttl_seconds: Mapping[str, float] | None = None,
         on_failed: OnFailed | None = None,
-        digest: DigestPolicy | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """Create a worker.
@@ -86,8 +84,7 @@ class DeliveryWorker:
         override the per-second limits the channels declare. `ttl_seconds` maps
         an alert level to how long its messages are retried before `on_failed`
         (the failover, in the same transaction) takes over; `on_failed` is also
-        called for permanent failures and exhausted retries. `digest` merges
-        messages to bureau staff into one per person and channel.
+        called for permanent failures and exhausted retries.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -111,7 +108,6 @@ class DeliveryWorker:
         self.actor = actor
         self.ttl_seconds = dict(ttl_seconds or {})
         self.on_failed = on_failed
-        self.digest = digest
         self._retry = RetryPolicy(
             max_attempts=max_attempts,
             backoff_seconds=backoff_seconds,
@@ -127,7 +123,6 @@ class DeliveryWorker:
             lease_seconds=lease_seconds,
             max_attempts=max_attempts,
             ttl_seconds=self.ttl_seconds,
-            digest=digest,
             status_callback_url=status_callback_url,
             actor=actor,
             on_failed=on_failed,
@@ -147,7 +142,6 @@ class DeliveryWorker:
         jitter_source: Callable[[], float] | None = None,
         actor: str = "outbox",
         on_failed: OnFailed | None = None,
-        digest: DigestPolicy | None = None,
     ) -> DeliveryWorker:
         """A worker configured by the `delivery_*` settings."""
         return cls(
@@ -171,7 +165,6 @@ class DeliveryWorker:
                 "red": settings.delivery_ttl_red_seconds,
             },
             on_failed=on_failed,
-            digest=digest if settings.digest_enabled else None,
         )
 
     def claim(self, limit: int) -> list[Claimed]:
@@ -207,7 +200,7 @@ class DeliveryWorker:
 
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due and nothing is in flight; return how many
-        claimed messages it processed, whatever their outcome (a digest counts once).
+        claimed messages it processed, whatever their outcome.
 
         The loop of `run`, for drills and tests: it returns once a claim finds
         nothing to lease while no send is in flight and every outcome is
