@@ -23,7 +23,12 @@ from typing import Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, SendResult
-from dispatcher.outbox.claim import Claimed, Claimer, until_slot
+from dispatcher.outbox.claim import (
+    DEFAULT_PRIORITY_AGING_SECONDS,
+    Claimed,
+    Claimer,
+    until_slot,
+)
 from dispatcher.outbox.record import OutcomeBatcher, RetryPolicy, record_outcomes
 from dispatcher.outbox.rows import OnFailed
 from dispatcher.ratelimit import ChannelPacer, Rate, parse_rates
@@ -71,6 +76,7 @@ class DeliveryWorker:
         rates: Mapping[str, Rate] | None = None,
         ttl_seconds: Mapping[str, float] | None = None,
         on_failed: OnFailed | None = None,
+        priority_aging_seconds: float = DEFAULT_PRIORITY_AGING_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """Create a worker.
@@ -84,7 +90,9 @@ class DeliveryWorker:
         override the per-second limits the channels declare. `ttl_seconds` maps
         an alert level to how long its messages are retried before `on_failed`
         (the failover, in the same transaction) takes over; `on_failed` is also
-        called for permanent failures and exhausted retries.
+        called for permanent failures and exhausted retries. Due rows go red
+        first, then orange, yellow, blue (see `dispatcher.outbox.claim`); a row
+        due for more than `priority_aging_seconds` counts as red.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -92,6 +100,8 @@ class DeliveryWorker:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         if lease_seconds <= 0 or poll_seconds <= 0:
             raise ValueError("lease_seconds and poll_seconds must be positive")
+        if priority_aging_seconds <= 0:
+            raise ValueError("priority_aging_seconds must be positive")
         if backoff_seconds < 0 or backoff_max_seconds < 0:
             raise ValueError("backoff_seconds and backoff_max_seconds must not be negative")
         self.sessions = sessions
@@ -126,6 +136,7 @@ class DeliveryWorker:
             status_callback_url=status_callback_url,
             actor=actor,
             on_failed=on_failed,
+            priority_aging_seconds=priority_aging_seconds,
         )
         self._outcomes = OutcomeBatcher(self._record_batch)
         self._wake = asyncio.Event()
@@ -165,6 +176,7 @@ class DeliveryWorker:
                 "red": settings.delivery_ttl_red_seconds,
             },
             on_failed=on_failed,
+            priority_aging_seconds=settings.outbox_priority_aging_seconds,
         )
 
     def claim(self, limit: int) -> list[Claimed]:
