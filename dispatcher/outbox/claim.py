@@ -261,8 +261,8 @@ class Claimer:
         # The rank is no index's order, so the due rows are sorted: only their
         # ids (and sort keys) in the subquery, the rest read for the `limit`
         # chosen. (On PostgreSQL the row locks sit between the sort and the
-        # limit, so the sort is not a bounded top-N one: a narrow sort of
-        # 10,000 due rows takes a quarter of a wide one's time.)
+        # limit, so the sort is not a bounded top-N one: sorting 10,000 narrow
+        # rows took 15-18 ms here, wide ones with their bodies 37-58 ms.)
         chosen = (
             select(Notification.id)
             .outerjoin(Alert, Alert.id == Notification.alert_id)
