@@ -1,13 +1,14 @@
 """Dispatch benchmark: 10,000 notifications through the outbox to a fake Twilio.
 
-    .venv/bin/python bench/dispatch_bench.py [--messages 10000] [--mode both]
-        [--concurrency 32] [--database URL]
+    .venv/bin/python bench/dispatch_bench.py [--messages 10000]
+        [--mode realistic|overhead|both|mixed] [--concurrency 32] [--database URL]
 
 Starts `bench/fake_twilio.py` (a real HTTP server on 127.0.0.1, its own
 process), commits N outbox rows at once, runs the real `DeliveryWorker` with
 the real `twilio_sms` channel until every row is `sent`, and prints
 messages/s, p50/p99 latency from commit to the provider receiving the request,
-CPU seconds per 1,000 messages and peak RSS. Two modes:
+CPU seconds per 1,000 messages and peak RSS. Three modes (`both` runs the
+first two):
 
 - realistic: the fake answers after 150 ms and allows 100 requests/s (429
   beyond). Target: all sent within 110% of the cap-bound minimum, and ≥ 15×
@@ -19,6 +20,13 @@ CPU seconds per 1,000 messages and peak RSS. Two modes:
   `httpx.AsyncClient` (the target's baseline) and for one on the client the
   daemon builds (`dispatcher.httpclient`, several small pools), which is the
   outbox's own HTTP cost.
+- mixed: the realistic fake and pace, and a burst of yellow messages with one
+  red in every 20 (500 of 10,000) spread through them, each row about an event
+  alert of its level. Prints the time from the commit to the last red message
+  reaching the provider (target ≤ 7 s: 500 at the cap take 5 s) and to the last
+  message, and how long the claim query takes on the full outbox, ordered by
+  priority and (as before priority) by due time alone. `--no-priority` runs
+  the same burst in due-time order (every row counted as aged), for comparison.
 """
 
 from __future__ import annotations
@@ -35,12 +43,13 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, make_url, select
+from sqlalchemy.orm import Session, sessionmaker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,10 +58,12 @@ from bench.fake_twilio import running  # noqa: E402
 from channels.twilio_sms import TwilioSmsChannel  # noqa: E402
 from dispatcher.httpclient import shared_client  # noqa: E402
 from dispatcher.outbox import DeliveryWorker  # noqa: E402
+from dispatcher.outbox.claim import _CLAIM_COLUMNS, Claimer, priority_rank  # noqa: E402
 from dispatcher.ratelimit import Rate  # noqa: E402
+from dispatcher.states import AlertKind, AlertState, NotificationStatus  # noqa: E402
 from dispatcher.storage.db import make_engine, session_factory  # noqa: E402
 from dispatcher.storage.migrate import upgrade  # noqa: E402
-from dispatcher.storage.models import Notification  # noqa: E402
+from dispatcher.storage.models import Alert, Notification  # noqa: E402
 
 ACCOUNT = "AC" + "b" * 32
 TOKEN = "bench-token-not-a-secret"
@@ -61,6 +72,11 @@ BODY = (
     "【柳林县自然资源局】寒潮黄色预警：穆村镇冯家沟村黄土滑坡，预计1月7日08时起。"
     "加强巡查。回复1确认（编码{code}）#{index}"
 )
+RED_BODY = (
+    "【柳林县自然资源局】寒潮红色预警：穆村镇冯家沟村黄土滑坡，立即组织转移。"
+    "回复1确认（编码{code}）#{index}"
+)
+RED_EVERY = 20  # mixed mode: one red in every 20 messages (500 of 10,000)
 
 
 @dataclass
@@ -124,6 +140,63 @@ def daemons_client(concurrency: int) -> httpx.AsyncClient:
     return shared_client(concurrency, timeout_seconds=30.0)
 
 
+def is_red(index: int) -> bool:
+    """Mixed mode: whether message `index` is a red one (spread evenly through the burst)."""
+    return index % RED_EVERY == RED_EVERY // 2
+
+
+def add_events(session: Session, now: datetime) -> dict[str, int]:
+    """Mixed mode: a red and a yellow event alert; level → alert id."""
+    ids: dict[str, int] = {}
+    for code, level in (("BNRD", "red"), ("BNYL", "yellow")):
+        alert = Alert(
+            code=code,
+            kind=AlertKind.EVENT,
+            zone_id=None,
+            hazard="cold_wave",
+            rule_id="bench",
+            title="寒潮",
+            level=level,
+            state=AlertState.FIRING,
+            opened_at=now,
+            updated_at=now,
+        )
+        session.add(alert)
+        session.flush()
+        ids[level] = alert.id
+    return ids
+
+
+def claim_query_ms(sessions: sessionmaker[Session], *, by_priority: bool, limit: int = 64) -> float:
+    """Median ms of the claim's query for `limit` due rows (rolled back: nothing leased)."""
+    now = datetime.now(UTC)
+    due = and_(
+        Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at <= now
+    )
+    rank = priority_rank(now - timedelta(seconds=300))
+    # as before priority: due time alone, read in the index's order
+    before = (
+        select(*_CLAIM_COLUMNS, Alert.level)
+        .outerjoin(Alert, Alert.id == Notification.alert_id)
+        .where(due)
+        .order_by(Notification.next_attempt_at, Notification.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Notification)
+    )
+    times = []
+    for _ in range(15):
+        with sessions() as session:
+            started = time.perf_counter()
+            if by_priority:
+                got = Claimer._due_rows(session, due, rank, limit)
+            else:
+                got = list(session.execute(before))
+            times.append(time.perf_counter() - started)
+            assert len(got) == limit
+            session.rollback()
+    return 1000 * statistics.median(times)
+
+
 async def run_outbox(
     mode: str,
     base: str,
@@ -132,19 +205,26 @@ async def run_outbox(
     concurrency: int,
     database: str,
     rate: float | None,
+    *,
+    mixed: bool = False,
+    priority: bool = True,
+    queries: dict[str, float] | None = None,
 ) -> Figures:
     engine = make_engine(database)
     upgrade(database)
     sessions = session_factory(engine)
     now = datetime.now(UTC)
+    with sessions.begin() as session:
+        events = add_events(session, now) if mixed else {}
     rows = [
         {
             "idempotency_key": f"bench:{mode}:{i}",
+            "alert_id": events.get("red" if is_red(i) else "yellow"),
             "transition": "new",
             "recipient_name": "测试",
             "address": f"+86170{i:08d}",
             "channel": "twilio_sms",
-            "body": BODY.format(code=OUTBOX_CODE, index=i),
+            "body": (RED_BODY if mixed and is_red(i) else BODY).format(code=OUTBOX_CODE, index=i),
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": now,
@@ -155,6 +235,11 @@ async def run_outbox(
     with sessions.begin() as session:
         session.execute(insert(Notification), rows)
     committed = time.time()
+    if queries is not None:
+        # timed before the worker starts: on the whole burst, due
+        queries["priority"] = claim_query_ms(sessions, by_priority=True)
+        queries["due time"] = claim_query_ms(sessions, by_priority=False)
+        committed = time.time()  # (the clock starts once the queries are done)
 
     http = daemons_client(concurrency)
     channel = TwilioSmsChannel(
@@ -173,6 +258,8 @@ async def run_outbox(
         poll_seconds=0.05,
         backoff_seconds=1.0,
         rates={"twilio_sms": Rate(rate)} if rate else None,
+        # without priority: every row counts as aged (rank red), so due time alone orders
+        priority_aging_seconds=300.0 if priority else 1e-9,
     )
     stop = asyncio.Event()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -250,7 +337,14 @@ async def bare_httpx(
 def main() -> None:
     parser = argparse.ArgumentParser(description="Outbox dispatch benchmark")
     parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--mode", choices=["realistic", "overhead", "both"], default="both")
+    parser.add_argument(
+        "--mode", choices=["realistic", "overhead", "both", "mixed"], default="both"
+    )
+    parser.add_argument(
+        "--no-priority",
+        action="store_true",
+        help="mixed mode: claim in due-time order only (every row counted as aged)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--database", help="SQLAlchemy URL (default: a temporary SQLite file)")
     parser.add_argument(
@@ -269,7 +363,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="yujing-bench-"))
     print(
         f"dispatch bench: {args.messages} messages, concurrency {args.concurrency}, "
-        f"database {args.database or 'SQLite (temporary)'}"
+        f"database {shown(args.database) if args.database else 'SQLite (temporary)'}"
     )
 
     if args.mode in ("realistic", "both"):
@@ -301,6 +395,41 @@ def main() -> None:
                 f"(target ≥ 15×)"
             )
 
+    if args.mode == "mixed":
+        record = tmp / "mixed.jsonl"
+        with fake_twilio(record, delay=0.15, rate=100) as base:
+            database = args.database or f"sqlite:///{tmp / 'mixed.db'}"
+            queries: dict[str, float] = {}
+            figures = asyncio.run(
+                run_outbox(
+                    "mixed",
+                    base,
+                    record,
+                    args.messages,
+                    args.concurrency,
+                    database,
+                    rate=args.pace,
+                    mixed=True,
+                    priority=not args.no_priority,
+                    queries=queries,
+                )
+            )
+            print(figures.show())
+            reds = [t for i, t in enumerate(figures.latencies) if is_red(i)]
+            order = "by priority" if not args.no_priority else "by due time only (--no-priority)"
+            print(
+                f"{'':>10}  {len(reds)} red among {args.messages}, claimed {order}: "
+                f"commit→last red at the provider {max(reds):.1f} s (target ≤ 7 s; "
+                f"{len(reds) / 100:.1f} s at the cap), red p50 {statistics.median(reds):.1f} s; "
+                f"commit→last message {max(figures.latencies):.1f} s; "
+                f"refused for rate: {refused_for_rate(record)}"
+            )
+            print(
+                f"{'':>10}  claim query for 64 of {args.messages} due rows: "
+                f"{queries['priority']:.1f} ms by priority, {queries['due time']:.1f} ms "
+                f"by due time alone (median of 15)"
+            )
+
     if args.mode in ("overhead", "both"):
         record = tmp / "overhead.jsonl"
         with fake_twilio(record, delay=0.0, rate=None) as base:
@@ -330,6 +459,11 @@ def main() -> None:
                     f"outbox reaches {figures.rate / ceiling:.0%} of it"
                     + (" (target ≥ 80%)" if client is one_pool else "")
                 )
+
+
+def shown(url: str) -> str:
+    """A database URL as printed: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def bare(base: str, args: argparse.Namespace, client: Callable[[int], httpx.AsyncClient]) -> float:

@@ -28,7 +28,6 @@ Alerts → messages
     routing.py      who a target (`mass_monitor`, `duty_officer` …) means, now
     messages.py     the texts people read or hear, per medium
     acklinks.py     signed, expiring acknowledgement links
-    digest.py       one message for a burst of warnings to the same duty officer
 Messages → phones
     outbox/         package: rows (idempotency key, enqueue), claim, record (audit batch),
                     worker (the one send path), receipts

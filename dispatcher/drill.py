@@ -106,7 +106,6 @@ async def run_drill(
             feed="replay",
             replay_file=replay_file,
             replay_rebase=False,
-            digest_window_seconds=0,  # the drill's clock stands still: digest at once
             channel=DRILL_DEFAULT_CHANNEL,
             twilio_account_sid=None,
             twilio_auth_token=None,

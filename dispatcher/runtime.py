@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from channels.base import Channel
 from dispatcher.channelset import build_channels
 from dispatcher.county import County, load_county
-from dispatcher.digest import DigestPolicy
 from dispatcher.directory import sync_directory
 from dispatcher.escalation import Escalation, load_policies
 from dispatcher.failover import FailoverPlan
@@ -143,7 +142,6 @@ def open_runtime(
         clock=clock,
         status_callback_url=callback,
         on_failed=failover,
-        digest=DigestPolicy(settings.digest_window_seconds, county.sender),
     )
     escalation = Escalation.from_settings(
         settings, county=county, roster=roster, policies=policies, channels=channels

@@ -156,8 +156,12 @@ class Settings(BaseSettings):
     delivery_ttl_yellow_seconds: float = Field(3600.0, gt=0)
     delivery_ttl_orange_seconds: float = Field(1200.0, gt=0)
     delivery_ttl_red_seconds: float = Field(600.0, gt=0)
-    digest_enabled: bool = Field(True, description="Merge messages to bureau staff")
-    digest_window_seconds: float = Field(60.0, ge=0)
+    outbox_priority_aging_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="When a rate limit binds, red goes first, then orange, yellow, blue; "
+        "a message due for longer than this counts as red",
+    )
     rate_limits: str = Field(
         "", description="Per-channel send rates, e.g. twilio_sms=100/s,dingtalk=20/min"
     )

@@ -72,7 +72,7 @@ def test_sigkill_during_delivery_then_restart_delivers_every_notification(
     # then every notification reached the provider, none was lost
     assert code == 0, log.read_text(encoding="utf-8")[-3000:]
     assert sum(outbox(db).values()) == total, "the restart must not enqueue the warning again"
-    # (rows to bureau staff went out inside digests, so match by the provider's id)
+    # (match by the provider's id)
     accepted = {m["sid"] for m in received(record) if m["sid"]}
     engine = create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:

@@ -79,7 +79,7 @@ def test_two_instances_send_each_message_once_and_a_standby_takes_over(
         # when both deliver
         wait_for(lambda: outbox(db_url).get("sent", 0) == total, 120, f"all {total} sent")
         # then every message reached the provider exactly once: each accepted
-        # request is one row's (or one digest's) provider id, and none is missing
+        # request is one row's provider id, and none is missing
         accepted = [m["sid"] for m in received(record) if m["sid"]]
         engine = create_engine(db_url)
         with engine.connect() as conn:

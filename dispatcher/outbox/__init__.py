@@ -24,7 +24,7 @@ recipient twice.
 | module        | what it does                                                          |
 | ------------- | --------------------------------------------------------------------- |
 | `rows`        | adds a row (`enqueue`) and spells its idempotency key, in one place   |
-| `claim`       | leases due rows and expired leases, paced by rate limits, as digests  |
+| `claim`       | leases due rows and expired leases, paced by rate limits, by priority |
 | `record`      | records send outcomes in batches, with an explicit `AuditBatch`       |
 | `worker`      | `DeliveryWorker`: the one delivery loop (daemon, drills and tests)    |
 | `receipts`    | provider status reports: stored, applied forward, linked when early   |

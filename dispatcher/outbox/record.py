@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -119,13 +119,6 @@ def record_outcomes(
     each for the whole batch, and their audit events appended in one go.
     Only rows with another outcome are loaded as objects, one by one.
     """
-    # a digest's rows all share its outcome
-    if any(claimed.members for claimed, _ in outcomes):
-        outcomes = [
-            (replace(claimed, id=member, attempt=attempt, members=()), result)
-            for claimed, result in outcomes
-            for member, attempt in ((claimed.id, claimed.attempt), *claimed.members)
-        ]
     # lock every row of the batch first, in id order, before any audit lock:
     # the same order as receipts take (row, then audit), so two writers never
     # wait on each other in a circle

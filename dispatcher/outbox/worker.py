@@ -23,8 +23,12 @@ from typing import Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, SendResult
-from dispatcher.digest import DigestPolicy
-from dispatcher.outbox.claim import Claimed, Claimer, until_slot
+from dispatcher.outbox.claim import (
+    DEFAULT_PRIORITY_AGING_SECONDS,
+    Claimed,
+    Claimer,
+    until_slot,
+)
 from dispatcher.outbox.record import OutcomeBatcher, RetryPolicy, record_outcomes
 from dispatcher.outbox.rows import OnFailed
 from dispatcher.ratelimit import ChannelPacer, Rate, parse_rates
@@ -72,7 +76,7 @@ class DeliveryWorker:
         rates: Mapping[str, Rate] | None = None,
         ttl_seconds: Mapping[str, float] | None = None,
         on_failed: OnFailed | None = None,
-        digest: DigestPolicy | None = None,
+        priority_aging_seconds: float = DEFAULT_PRIORITY_AGING_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """Create a worker.
@@ -86,8 +90,9 @@ class DeliveryWorker:
         override the per-second limits the channels declare. `ttl_seconds` maps
         an alert level to how long its messages are retried before `on_failed`
         (the failover, in the same transaction) takes over; `on_failed` is also
-        called for permanent failures and exhausted retries. `digest` merges
-        messages to bureau staff into one per person and channel.
+        called for permanent failures and exhausted retries. Due rows go red
+        first, then orange, yellow, blue (see `dispatcher.outbox.claim`); a row
+        due for more than `priority_aging_seconds` counts as red.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -95,6 +100,8 @@ class DeliveryWorker:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         if lease_seconds <= 0 or poll_seconds <= 0:
             raise ValueError("lease_seconds and poll_seconds must be positive")
+        if priority_aging_seconds <= 0:
+            raise ValueError("priority_aging_seconds must be positive")
         if backoff_seconds < 0 or backoff_max_seconds < 0:
             raise ValueError("backoff_seconds and backoff_max_seconds must not be negative")
         self.sessions = sessions
@@ -111,7 +118,6 @@ class DeliveryWorker:
         self.actor = actor
         self.ttl_seconds = dict(ttl_seconds or {})
         self.on_failed = on_failed
-        self.digest = digest
         self._retry = RetryPolicy(
             max_attempts=max_attempts,
             backoff_seconds=backoff_seconds,
@@ -127,10 +133,10 @@ class DeliveryWorker:
             lease_seconds=lease_seconds,
             max_attempts=max_attempts,
             ttl_seconds=self.ttl_seconds,
-            digest=digest,
             status_callback_url=status_callback_url,
             actor=actor,
             on_failed=on_failed,
+            priority_aging_seconds=priority_aging_seconds,
         )
         self._outcomes = OutcomeBatcher(self._record_batch)
         self._wake = asyncio.Event()
@@ -147,7 +153,6 @@ class DeliveryWorker:
         jitter_source: Callable[[], float] | None = None,
         actor: str = "outbox",
         on_failed: OnFailed | None = None,
-        digest: DigestPolicy | None = None,
     ) -> DeliveryWorker:
         """A worker configured by the `delivery_*` settings."""
         return cls(
@@ -171,7 +176,7 @@ class DeliveryWorker:
                 "red": settings.delivery_ttl_red_seconds,
             },
             on_failed=on_failed,
-            digest=digest if settings.digest_enabled else None,
+            priority_aging_seconds=settings.outbox_priority_aging_seconds,
         )
 
     def claim(self, limit: int) -> list[Claimed]:
@@ -207,7 +212,7 @@ class DeliveryWorker:
 
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due and nothing is in flight; return how many
-        claimed messages it processed, whatever their outcome (a digest counts once).
+        claimed messages it processed, whatever their outcome.
 
         The loop of `run`, for drills and tests: it returns once a claim finds
         nothing to lease while no send is in flight and every outcome is
