@@ -74,7 +74,12 @@ from dispatcher.web.board import (
     place,
 )
 from dispatcher.web.state import AppState
-from dispatcher.web.words import actor_words, evidence_words, phone_href
+from dispatcher.web.words import (
+    actor_words,
+    event_summary_words,
+    evidence_words,
+    phone_href,
+)
 from rules.loader import LIBRARY, library_names, load_ruleset
 
 HERE = Path(__file__).resolve().parent
@@ -606,7 +611,11 @@ class _Console:
         )
         return {
             "actor": lambda actor: actor_words(actor or "", names.get),
-            "evidence": evidence_words(alert.evidence or {}),
+            "evidence": (
+                event_summary_words(alert.evidence or {})
+                if alert.kind == AlertKind.EVENT
+                else evidence_words(alert.evidence or {})
+            ),
             "rule_title": self.rule_titles().get(alert.rule_id, alert.rule_id),
             "event": event,
             "zones_open": zones_open,

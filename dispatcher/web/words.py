@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
-__all__ = ["actor_words", "evidence_words", "number", "phone_href"]
+from dispatcher.labels import level_label
+
+__all__ = ["actor_words", "event_summary_words", "evidence_words", "number", "phone_href"]
 
 #: hourly forecast variables (Open-Meteo names and units) in words
 VARIABLE_WORDS: Final[Mapping[str, tuple[str, str]]] = {
@@ -117,6 +119,21 @@ def evidence_words(evidence: Mapping[str, object]) -> list[str]:
             continue
         out.append(_phrase(expr, float(value)) or f"{expr} = {number(float(value))}")
     return out
+
+
+def event_summary_words(summary: Mapping[str, object]) -> list[str]:
+    """An event's `evidence` (its zones by level) in words: ``{"zones": 40,
+    "levels": {"orange": 10, "yellow": 30}}`` → ``["40处隐患点（橙色10处、黄色30处）"]``."""
+    zones = summary.get("zones")
+    levels = summary.get("levels")
+    if not isinstance(zones, int):
+        return evidence_words(summary)
+    parts = (
+        "、".join(f"{level_label(str(k))}{v}处" for k, v in levels.items())
+        if isinstance(levels, Mapping) and len(levels) > 1
+        else ""
+    )
+    return [f"{zones}处隐患点" + (f"（{parts}）" if parts else "")]
 
 
 def actor_words(actor: str, person_name: Callable[[str], str | None]) -> str:

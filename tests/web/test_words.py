@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.web.words import actor_words, evidence_words, number, phone_href
+from dispatcher.web.words import (
+    actor_words,
+    event_summary_words,
+    evidence_words,
+    number,
+    phone_href,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,3 +57,10 @@ def test_phone_numbers_become_tel_links_and_other_addresses_do_not() -> None:
     assert phone_href("+86 170-0000-0101") == "tel:+8617000000101"
     assert phone_href("wecom:robot-1") is None
     assert phone_href("") is None
+
+
+def test_an_events_summary_reads_as_zones_by_level() -> None:
+    assert event_summary_words({"zones": 40, "levels": {"orange": 10, "yellow": 30}}) == [
+        "40处隐患点（橙色10处、黄色30处）"
+    ]
+    assert event_summary_words({"zones": 3, "levels": {"red": 3}}) == ["3处隐患点"]

@@ -192,6 +192,7 @@
           if (note && newNote) { newNote.value = note.value; }
         }
       }
+      if (old && item !== old) { old.remove(); }  // replaced: the new row takes its place
       delete held[key];
       digests[key] = digest;
       if (item) { next.appendChild(item); }
