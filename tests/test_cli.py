@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -144,6 +145,12 @@ def test_the_drill_table_summarises_alerts_and_messages() -> None:
     # one count and one example per channel
     for channel in ("twilio_sms", "twilio_voice", "broadcast", "wecom", "dingtalk"):
         assert f"\n{channel}: " in result.stdout
+    # the events first, and what the bureau got: one message per event and person
+    assert "Events at 2026-01-07 00:00 Asia/Shanghai (2)" in result.stdout
+    assert "to the bureau: 3 messages about 2 events, to 2 people" in result.stdout
+    assert re.search(
+        r"e\.g\. 【柳林县自然资源局】寒潮橙色预警（编码(\w{4})）.*回复“1 \1”确认", result.stdout
+    )
 
 
 def test_a_drill_on_a_missing_recording_says_what_to_give() -> None:

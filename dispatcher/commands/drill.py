@@ -126,6 +126,17 @@ def show_drill(
         # a group post has several lines: keep them under their channel
         body = example["body"].replace("\n", "\n       ")
         out.print(f"  e.g. {body}", markup=False, highlight=False, soft_wrap=True)
+    # what the bureau's people got: one message per event, not one per zone
+    codes = {e["code"] for e in events or []}
+    bureau = [n for n in notes if n["alert"] in codes and n.get("audience") is None]
+    if bureau:
+        example = max(bureau, key=lambda n: rank.get(n["alert"], 0))
+        people = len({n["address"] for n in bureau})
+        out.print(
+            f"to the bureau: {len(bureau)} messages about {len(codes)} events, to {people} people",
+            highlight=False,
+        )
+        out.print(f"  e.g. {example['body']}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _short(iso: str | None) -> str:
