@@ -50,9 +50,10 @@ Mapping from our levels (all documented choices, see `SEVERITY`, `response_types
 - area: the zone's polygon when it has one, else a circle of `radius_km`
   (default 1 km) around the point, plus geocode valueName `GB/T 2260` with the
   county's area code.
-- parameters, each valueName prefixed `yujing:`: level, alertCode (the short
-  code of the SMS), rule, zone, previousLevel (for an Update), and one
-  `yujing:evidence:<expression>` per number that decided the level.
+- parameters, each valueName prefixed `yujing:`: level, rule, zone,
+  previousLevel (for an Update), and one `yujing:evidence:<expression>` per
+  number that decided the level. Never the alert's short code: it acknowledges
+  the alert by SMS, and the feed is public.
 """
 
 from __future__ import annotations
@@ -427,7 +428,8 @@ def _description(
 
 def _parameters(alert: CapAlert, transition: TransitionKind) -> list[tuple[str, str]]:
     p = PARAMETER_PREFIX
-    out = [(f"{p}level", alert.level.key), (f"{p}alertCode", alert.code)]
+    # never the alert's short code: it acknowledges by SMS, and the feed is public
+    out = [(f"{p}level", alert.level.key)]
     if alert.previous_level is not None and transition in (
         TransitionKind.UPGRADED,
         TransitionKind.DOWNGRADED,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
@@ -154,7 +155,7 @@ def signed(url: str, params: dict[str, str], token: str = TOKEN) -> dict[str, st
 
 
 def sms(sessions: sessionmaker[Session], body: str, sender: str = WANG_PHONE) -> Any:
-    form = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": "SM" + "b" * 32}
+    form = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": f"SM{uuid4().hex}"}
     return client(sessions).post("/webhooks/twilio/sms", data=form, headers=signed(SMS_URL, form))
 
 

@@ -273,12 +273,12 @@ def test_the_evidence_numbers_are_parameters_and_in_the_description() -> None:
     root = parse(cap_message(warning(), TransitionKind.NEW, LIULIN, AT))
     assert parameters(root) == {
         "yujing:level": "yellow",
-        "yujing:alertCode": "KQ7A",
         "yujing:rule": "cma-cold-wave-signal",
         "yujing:zone": "LL-LL-001",
         "yujing:evidence:drop(daily_min(temperature_2m), 24h)": "12.25",
     }
     description = text(root, "cap:info/cap:description")
+    assert b"KQ7A" not in cap_message(warning(), TransitionKind.NEW, LIULIN, AT)  # the SMS code
     assert "预计1月7日08时起，至1月8日08时" in description
     assert "drop(daily_min(temperature_2m), 24h) = 12.25" in description
 

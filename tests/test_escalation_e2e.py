@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
@@ -66,7 +67,7 @@ def runtime(db_url: str, county_dir: Path) -> Iterator[tuple[Runtime, Clock, io.
 
 def sms_reply(client: TestClient, sender: str, body: str) -> str:
     """POST a reply the way Twilio does, signed with the account's auth token."""
-    form = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": "SM" + "0" * 32}
+    form = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": f"SM{uuid4().hex}"}
     url = f"{PUBLIC}/webhooks/twilio/sms"
     signature = RequestValidator(TOKEN).compute_signature(url, form)
     response = client.post(

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
@@ -64,7 +65,8 @@ def reply(rt: Runtime, clock: Clock, sender: str, body: str) -> str:
         feed_source=rt.feed.source,
         started_at=AT,
     )
-    form = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": "SM" + "1" * 32}
+    # each reply its own MessageSid: a replayed one is answered as before (test_ack_authority)
+    form = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": f"SM{uuid4().hex}"}
     signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}/webhooks/twilio/sms", form)
     with TestClient(create_app(state)) as client:
         response = client.post(

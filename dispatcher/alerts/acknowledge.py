@@ -26,7 +26,7 @@ changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import select
@@ -48,7 +48,10 @@ from dispatcher.storage.models import (
 )
 
 __all__ = [
+    "BARE_REPLY_WINDOW",
     "METHODS",
+    "NOT_YOURS",
+    "PHONE_METHODS",
     "TWO_PERSON_LEVELS",
     "AckOutcome",
     "acknowledge",
@@ -58,6 +61,17 @@ __all__ = [
 
 #: How an acknowledgement arrived.
 METHODS: Final = ("sms", "voice", "link", "console", "cli")
+
+#: The ways that name a person by their phone alone: they may acknowledge only
+#: what concerns them (a link is signed for its person, the console and the CLI
+#: are the bureau's own).
+PHONE_METHODS: Final = frozenset({"sms", "voice"})
+
+#: A bare "1" means the latest message the person got, if it is this recent.
+BARE_REPLY_WINDOW: Final = timedelta(hours=24)
+
+#: The answer to someone acknowledging by phone an alert that does not concern them.
+NOT_YOURS: Final = "该预警不属于您负责的隐患点，无法确认；请回复您收到的短信中的编码"
 
 #: Levels that need both roles in `TWO_PERSON_ROLES` to acknowledge.
 TWO_PERSON_LEVELS: Final = frozenset({"red"})
@@ -117,6 +131,9 @@ def acknowledge(
     event = alert.kind == AlertKind.EVENT
     if event and person_id is not None and _duty_role(session, person_id) is None:
         return AckOutcome(False, False, alert, EVENT_FOR_BUREAU)
+    if method in PHONE_METHODS and not _may_acknowledge(session, alert, person_id):
+        # a code is no password: only whom the alert concerns acknowledges it by phone
+        return AckOutcome(False, False, alert, NOT_YOURS)
 
     earlier = list(
         session.scalars(
@@ -234,6 +251,29 @@ def _for_red_zones(
         )
 
 
+def _may_acknowledge(session: Session, alert: Alert, person_id: str | None) -> bool:
+    """Whether this person may acknowledge `alert` by phone: bureau staff, a role
+    holder of its zone, or someone a message about it was meant for."""
+    if person_id is None:
+        return False
+    if _duty_role(session, person_id) is not None:
+        return True
+    if alert.zone_id is not None and session.scalar(
+        select(ZoneRole.person_id).where(
+            ZoneRole.zone_id == alert.zone_id, ZoneRole.person_id == person_id
+        )
+    ):
+        return True
+    return (
+        session.scalar(
+            select(Notification.id).where(
+                Notification.alert_id == alert.id, Notification.person_id == person_id
+            )
+        )
+        is not None
+    )
+
+
 def _duty_role(session: Session, person_id: str) -> str | None:
     return session.scalar(select(Person.duty_role).where(Person.id == person_id))
 
@@ -248,8 +288,9 @@ def find_open_alert_by_code(session: Session, code: str) -> Alert | None:
     )
 
 
-def latest_open_alert_for(session: Session, person_id: str) -> Alert | None:
-    """The open alert this person was most recently sent a message about.
+def latest_open_alert_for(session: Session, person_id: str, now: datetime) -> Alert | None:
+    """The open alert this person was most recently sent a message about, within
+    `BARE_REPLY_WINDOW` of `now` (a bare "1" days later means nothing any more).
 
     Only messages that left (handed to a provider, or on their way) count: a
     reply cannot be about a message still waiting in the outbox.
@@ -260,6 +301,7 @@ def latest_open_alert_for(session: Session, person_id: str) -> Alert | None:
         .where(
             Notification.person_id == person_id,
             Notification.status.in_(_TOLD),
+            Notification.created_at >= now - BARE_REPLY_WINDOW,
             Alert.state.in_(OPEN_ALERT_STATES),
         )
         .order_by(Notification.created_at.desc(), Notification.id.desc())

@@ -131,9 +131,9 @@ def show_drill(
     bureau = [n for n in notes if n["alert"] in codes and n.get("audience") is None]
     if bureau:
         example = max(bureau, key=lambda n: rank.get(n["alert"], 0))
-        people = len({n["address"] for n in bureau})
+        staff = len({n["address"] for n in bureau})
         out.print(
-            f"to the bureau: {len(bureau)} messages about {len(codes)} events, to {people} people",
+            f"to the bureau: {len(bureau)} messages about {len(codes)} events, to {staff} people",
             highlight=False,
         )
         out.print(f"  e.g. {example['body']}", markup=False, highlight=False, soft_wrap=True)

@@ -59,9 +59,11 @@ def record_receipt(
     A report that the message was undelivered or failed calls `on_failed` (the
     failover) in the same transaction.
 
-    The receipt row is always stored — even when no notification carries
-    `provider_id` yet (then `notification_id` is NULL; the worker links it when
-    it records that provider id). Terminal statuses (delivered, read,
+    A report the provider already made (same message, status and error) is not
+    stored again: a replayed callback adds no row. Otherwise the receipt row is
+    stored — even when no notification carries `provider_id` yet (then
+    `notification_id` is NULL; the worker links it when it records that
+    provider id). Terminal statuses (delivered, read,
     undelivered, failed, canceled) finish the notification; progress reports
     (queued, sending, sent …) change nothing, and no receipt ever moves a row
     backwards: a late "sent" after "delivered" is stored but ignored.
@@ -75,6 +77,14 @@ def record_receipt(
         # two callbacks for one message may arrive at once; apply them one by one
         .with_for_update()
     ).first()
+    said = select(Receipt.id).where(
+        Receipt.provider_id == provider_id,
+        Receipt.status == status,
+        Receipt.error_code.is_(None) if error_code is None else Receipt.error_code == error_code,
+    )
+    if session.scalar(said.limit(1)) is not None:
+        # the same report again (a provider's retry, or a replayed request): nothing new
+        return notification
     receipt = Receipt(
         notification_id=notification.id if notification is not None else None,
         provider_id=provider_id,

@@ -232,6 +232,22 @@ class Receipt(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class InboundMessage(Base):
+    """A provider's inbound message (an SMS reply) once handled, by its provider id.
+
+    A signed reply replayed later (the same MessageSid) is answered as it was
+    the first time and changes nothing.
+    """
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(String(64), unique=True)
+    sender: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime]
+    answer: Mapped[str] = mapped_column(Text)
+
+
 class AuditEvent(Base):
     """Append-only, hash-chained record of everything that happened.
 
@@ -351,6 +367,7 @@ __all__ = [
     "ConsoleSession",
     "EscalationTimer",
     "ForecastRun",
+    "InboundMessage",
     "Notification",
     "Person",
     "Receipt",

@@ -36,6 +36,8 @@ from twilio.twiml.voice_response import VoiceResponse
 from dispatcher import audit
 from dispatcher.acklinks import AckClaim, LinkError, LinkExpired, ensure_secret_key, read_token
 from dispatcher.alerts.acknowledge import (
+    EVENT_FOR_BUREAU,
+    NOT_YOURS,
     AckOutcome,
     acknowledge,
     find_open_alert_by_code,
@@ -43,7 +45,7 @@ from dispatcher.alerts.acknowledge import (
 )
 from dispatcher.labels import alert_state_label, level_label, no_ack_needed
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
-from dispatcher.storage.models import Alert, Notification, Person, Zone
+from dispatcher.storage.models import Alert, InboundMessage, Notification, Person, Zone
 from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import public_url, verified_twilio_form
 
@@ -102,7 +104,11 @@ def router(state: AppState) -> APIRouter:
             _in_transaction,
             state,
             lambda session: answer_sms(
-                session, sender=form.get("From", ""), body=form.get("Body", ""), now=state.clock()
+                session,
+                sender=form.get("From", ""),
+                body=form.get("Body", ""),
+                now=state.clock(),
+                message_id=form.get("MessageSid") or form.get("SmsSid") or None,
             ),
         )
         reply = MessagingResponse()
@@ -188,8 +194,31 @@ def _in_transaction(state: AppState, work: Callable[[Session], _T]) -> _T:
 # --- SMS ----------------------------------------------------------------------
 
 
-def answer_sms(session: Session, *, sender: str, body: str, now: datetime) -> str:
-    """Act on one SMS reply and return the text to send back; does not commit."""
+def answer_sms(
+    session: Session, *, sender: str, body: str, now: datetime, message_id: str | None = None
+) -> str:
+    """Act on one SMS reply and return the text to send back; does not commit.
+
+    With the provider's `message_id` (MessageSid), a reply handled before — a
+    signed request replayed — is answered as it was and changes nothing.
+    """
+    if message_id:
+        handled = session.scalar(
+            select(InboundMessage).where(InboundMessage.provider_id == message_id[:64])
+        )
+        if handled is not None:
+            return handled.answer
+        answer = _answer_sms(session, sender=sender, body=body, now=now)
+        session.add(
+            InboundMessage(
+                provider_id=message_id[:64], sender=sender[:32], received_at=now, answer=answer
+            )
+        )
+        return answer
+    return _answer_sms(session, sender=sender, body=body, now=now)
+
+
+def _answer_sms(session: Session, *, sender: str, body: str, now: datetime) -> str:
     people = _people_with_phone(session, sender)
     if not people:
         _refused(session, now, sender, body, "unknown_sender")
@@ -210,7 +239,9 @@ def answer_sms(session: Session, *, sender: str, body: str, now: datetime) -> st
             return f"未找到编码为{reply.code}的预警，请核对短信中的编码。{HELP_REPLY}"
         person = _recipient_of(session, alert, people)
     else:
-        latest = [(a, p) for p in people if (a := latest_open_alert_for(session, p.id)) is not None]
+        latest = [
+            (a, p) for p in people if (a := latest_open_alert_for(session, p.id, now)) is not None
+        ]
         if not latest:
             _refused(session, now, sender, body, "nothing_to_acknowledge", people[0].id)
             return "您目前没有待确认的预警。"
@@ -221,6 +252,8 @@ def answer_sms(session: Session, *, sender: str, body: str, now: datetime) -> st
     )
     what = _describe(session, alert)
     if not outcome.accepted:
+        if outcome.reason in (NOT_YOURS, EVENT_FOR_BUREAU):  # evidence of who tried what
+            _refused(session, now, sender, body, "not_concerned", person.id)
         return f"未能确认预警{alert.code}（{what}）：{outcome.reason}。"
     if alert.kind == AlertKind.EVENT:
         # the bureau has it; each zone's own people still acknowledge their zone

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
 from dispatcher.alerts.acknowledge import (
+    BARE_REPLY_WINDOW,
     AckOutcome,
     acknowledge,
     find_open_alert_by_code,
@@ -230,15 +231,19 @@ def test_the_latest_open_alert_of_a_person_is_the_last_one_sent_to_them(
     newer = open_alert(db, ESCALATION, code="FGHJ")
     with db() as session:
         # nothing has left the outbox yet: a reply cannot be about it
-        assert latest_open_alert_for(session, MONITORING) is None
+        assert latest_open_alert_for(session, MONITORING, OPENED) is None
     with db.begin() as session:  # the delivery worker sent them, older first
         session.execute(update(Notification).values(status="sent"))
 
     with db() as session:
-        latest = latest_open_alert_for(session, MONITORING)
+        latest = latest_open_alert_for(session, MONITORING, OPENED)
         assert latest is not None and latest.id == newer
-        assert latest_open_alert_for(session, "p-lead-gao") is None  # never told
+        assert latest_open_alert_for(session, "p-lead-gao", OPENED) is None  # never told
         # once the newer one is closed, a reply is about the older one
         session.execute(update(Alert).where(Alert.id == newer).values(state="resolved"))
-        latest = latest_open_alert_for(session, MONITORING)
+        latest = latest_open_alert_for(session, MONITORING, OPENED)
         assert latest is not None and latest.id == older
+        # a bare "1" a day and more later is about nothing any more
+        assert latest_open_alert_for(session, MONITORING, OPENED + BARE_REPLY_WINDOW) is not None
+        late = OPENED + BARE_REPLY_WINDOW + timedelta(seconds=1)
+        assert latest_open_alert_for(session, MONITORING, late) is None
