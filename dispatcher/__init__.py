@@ -17,6 +17,7 @@ The county
     ical.py         the roster as an iCalendar file for people's phones
     directory.py    mirror the county's zones, people and roles into the database
     rulewatch.py    reload edited rule files safely, without a restart
+    configwatch.py  reload the edited county files the same way; `evaluate-now` requests
 Forecast → alerts
     feeds/          forecast sources (Open-Meteo, replay) → ForecastBatch; grid points
     pipeline.py     one poll: fetch, evaluate the rules, reconcile, commit, wake delivery

@@ -19,6 +19,7 @@ from dispatcher.commands.alerts import alerts_app
 from dispatcher.commands.audit import audit_app
 from dispatcher.commands.db import db_app
 from dispatcher.commands.drill import drill
+from dispatcher.commands.evaluate import evaluate_now
 from dispatcher.commands.report import report
 from dispatcher.commands.roster import roster_app
 from dispatcher.commands.rules_check import rules_check
@@ -43,6 +44,7 @@ app.add_typer(roster_app, name="roster")
 app.command("report")(report)
 app.command("run")(run)
 app.command("drill")(drill)
+app.command("evaluate-now")(evaluate_now)
 rules_app.command("test")(rules_test)
 rules_app.command("check")(rules_check)
 

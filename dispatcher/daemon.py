@@ -109,9 +109,10 @@ async def _serve(runtime: Runtime) -> None:
         max_instances=1,
         coalesce=True,
     )
-    # edited rule files take effect without a restart (on the leader, which polls)
+    # edited county and rule files take effect without a restart, and `yujing
+    # evaluate-now` is answered (on the leader, which polls)
     scheduler.add_job(
-        _logged(runtime.rulewatch.poll, "watch_rules"),
+        _logged(runtime.watch, "watch_rules"),
         "interval",
         seconds=settings.rules_watch_seconds,
         id="watch_rules",
@@ -137,6 +138,7 @@ async def _serve(runtime: Runtime) -> None:
         roster=runtime.escalation.roster if runtime.escalation else None,
         on_failed=runtime.failover,
     )
+    runtime.on_swap.append(lambda config: setattr(state, "roster", config.roster))
     server = _Server(
         uvicorn.Config(
             create_app(state),

@@ -74,11 +74,11 @@ TEMPLATES: Mapping[str, str] = {
     "自动预警可能中断，请值班人员人工关注气象信息。回复1确认（编码{{ code }}）",
     "feed_restored": "【{{ sender }}】系统告警解除：天气预报数据（{{ source }}）"
     "已于{{ since }}恢复更新。",
-    "rules_refused": "【{{ sender }}】系统告警：{{ since }}修改的预警规则有误，未生效，"
-    "仍按原规则运行。首个错误在{{ where }}（共{{ count }}处），请运行yujing rules check"
+    "rules_refused": "【{{ sender }}】系统告警：{{ since }}修改的{{ what }}有误，未生效，"
+    "仍按原{{ kept }}运行。首个错误在{{ where }}（共{{ count }}处），请运行yujing rules check"
     "查看并修正。回复1确认（编码{{ code }}）",
-    "rules_restored": "【{{ sender }}】系统告警解除：预警规则已于{{ since }}重新加载生效，"
-    "共{{ rules }}条规则。",
+    "rules_restored": "【{{ sender }}】系统告警解除：{{ what }}已于{{ since }}重新加载生效，"
+    "{{ summary }}。",
 }
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -611,22 +611,24 @@ def render_rules_refused(
     code: str,
     timezone: str,
     channel_kind: str = "sms",
+    what: str = "预警规则",
+    kept: str = "规则",
 ) -> str:
-    """Tell administrators an edited rule set was refused and the old one stays in force."""
+    """Tell administrators an edited rule set (or `what`) was refused; the old one stays."""
     if channel_kind in SPOKEN_KINDS:
         return _system_call(
             sender,
-            f"{spoken_time(since, timezone)}修改的预警规则有误，共{count}处错误，未生效，"
-            "仍按原规则运行。请管理员查看短信或控制台，检查并修正规则。",
+            f"{spoken_time(since, timezone)}修改的{what}有误，共{count}处错误，未生效，"
+            f"仍按原{kept}运行。请管理员查看短信或控制台，检查并修正{kept}。",
         )
     if channel_kind == Medium.IM:
         return _system_post(
-            "⚠️【系统告警】预警规则修改有误，未生效",
+            f"⚠️【系统告警】{what}修改有误，未生效",
             [
                 f"发布：{sender}",
                 f"时间：{_clock(since, timezone)}修改",
                 f"首个错误：{where}（共{count}处）",
-                "处理：仍按原规则运行；请运行 yujing rules check 查看并修正",
+                f"处理：仍按原{kept}运行；请运行 yujing rules check 查看并修正",
             ],
             code,
         )
@@ -637,25 +639,40 @@ def render_rules_refused(
         since=_clock(since, timezone),
         where=where,
         count=count,
+        what=what,
+        kept=kept,
     )
 
 
 def render_rules_restored(
-    *, sender: str, since: datetime, rules: int, timezone: str, channel_kind: str = "sms"
+    *,
+    sender: str,
+    since: datetime,
+    rules: int,
+    timezone: str,
+    channel_kind: str = "sms",
+    what: str = "预警规则",
+    summary: str | None = None,
 ) -> str:
-    """Tell administrators a valid rule set is in force again."""
+    """Tell administrators a valid rule set (or `what`) is in force again."""
+    line = f"内容：{summary}" if summary else f"规则：共{rules}条"
+    summary = summary or f"共{rules}条规则"
     if channel_kind in SPOKEN_KINDS:
         return _system_call(
             sender,
-            f"预警规则已于{spoken_time(since, timezone)}重新加载生效，共{rules}条规则，"
-            "系统告警解除。",
+            f"{what}已于{spoken_time(since, timezone)}重新加载生效，{summary}，系统告警解除。",
         )
     if channel_kind == Medium.IM:
         return _system_post(
-            "✅【系统告警解除】预警规则重新生效",
-            [f"发布：{sender}", f"时间：{_clock(since, timezone)}生效", f"规则：共{rules}条"],
+            f"✅【系统告警解除】{what}重新生效",
+            [f"发布：{sender}", f"时间：{_clock(since, timezone)}生效", line],
             "",
         )
     return _render_system(
-        "rules_restored", "", sender=sender, since=_clock(since, timezone), rules=rules
+        "rules_restored",
+        "",
+        sender=sender,
+        since=_clock(since, timezone),
+        what=what,
+        summary=summary,
     )

@@ -74,10 +74,32 @@ class Pipeline:
         """The zones as arrays, built once: every poll evaluates the same zones."""
         return ZoneTable(self.zones)
 
-    def wording(self, ruleset: RuleSet) -> Wording:
+    def swap(
+        self,
+        *,
+        county: County,
+        points: list[ForecastPoint],
+        zones: list[ZoneSpec],
+        escalation: Escalation | None,
+    ) -> None:
+        """Put a reloaded county configuration in force (`dispatcher.configwatch`).
+
+        The zone table is built first, so a failure leaves the old one whole;
+        the rest are plain assignments with no await between them. A poll under
+        way finishes on what it read at its start.
+        """
+        table = ZoneTable(zones)
+        self.county = county
+        self.points = points
+        self.zones = zones
+        self.escalation = escalation
+        self.__dict__["zone_table"] = table  # the cached_property's slot
+
+    def wording(self, ruleset: RuleSet, county: County | None = None) -> Wording:
+        county = county or self.county
         return Wording(
-            sender=self.county.sender,
-            timezone=self.county.timezone,
+            sender=county.sender,
+            timezone=county.timezone,
             hazard_name=ruleset.hazard_name,
             advice=ruleset.advice,
             # looked up per transition: remember the answers for this poll
@@ -87,9 +109,16 @@ class Pipeline:
     async def poll(self) -> PollResult:
         """Run one whole cycle; a feed failure is recorded and watched, never raised."""
         ruleset = self.rules()
+        # read once: a reload while the feed is fetched must not mix two configurations
+        county, points, table, escalation = (
+            self.county,
+            self.points,
+            self.zone_table,
+            self.escalation,
+        )
         started = self.clock()
         try:
-            batch = await self.feed.fetch(self.points, sorted(ruleset.variables))
+            batch = await self.feed.fetch(points, sorted(ruleset.variables))
         except FeedError as exc:
             log.warning("forecast feed %s failed: %s", self.feed.source, exc.reason)
             with self.sessions.begin() as session:
@@ -115,7 +144,7 @@ class Pipeline:
             return PollResult(False, run_id, error=exc.reason)
 
         now = self.clock()
-        assessments = evaluate(ruleset, batch, self.zone_table, now, self.county.timezone)
+        assessments = evaluate(ruleset, batch, table, now, county.timezone)
         with self.sessions.begin() as session:
             run = ForecastRun(
                 source=self.feed.source,
@@ -144,11 +173,11 @@ class Pipeline:
                 session,
                 transitions,
                 now=now,
-                county=self.county,
-                wording=self.wording(ruleset),
+                county=county,
+                wording=self.wording(ruleset, county),
                 channel=self.channel,
                 forecast_run_id=run.id,
-                escalation=self.escalation,
+                escalation=escalation,
             )
             run_id = run.id
         counts: dict[str, int] = {}

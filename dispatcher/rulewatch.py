@@ -148,14 +148,123 @@ def changed_files(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
     )
 
 
-def open_rules_alert(session: Session) -> Alert | None:
-    return session.scalar(
-        select(Alert).where(
-            Alert.kind == AlertKind.SYSTEM,
-            Alert.hazard == RULES_REFUSED,
-            Alert.state.in_(OPEN_ALERT_STATES),
+@dataclass(frozen=True)
+class RefusalAlarm:
+    """The system alert of configuration files refused (rules, or the county's files).
+
+    Raised once while the files stay broken (later refusals update its evidence),
+    resolved when a valid set is in force again; administrators hear of both
+    (`ADMINISTRATOR_POLICY`). Shared by the rule watch and the county watch
+    (`dispatcher.configwatch`).
+    """
+
+    hazard: str
+    rule_id: str  # Alert.rule_id of the system alert
+    title: str
+    what: str  # what was refused, in the officers' words
+    kept: str  # what stays in force meanwhile
+
+    def open_alert(self, session: Session) -> Alert | None:
+        return session.scalar(
+            select(Alert).where(
+                Alert.kind == AlertKind.SYSTEM,
+                Alert.hazard == self.hazard,
+                Alert.state.in_(OPEN_ALERT_STATES),
+            )
         )
-    )
+
+    def raise_alert(
+        self,
+        session: Session,
+        *,
+        now: datetime,
+        found: list[Problem],
+        shown: list[str],
+        escalation: Escalation,
+        county: County,
+    ) -> int | None:
+        """Open the alert (None when it was open already: its evidence is updated)."""
+        evidence = {"problems": shown, "count": len(found)}
+        alert = self.open_alert(session)
+        if alert is not None:  # the administrators already know the files are broken
+            alert.evidence = evidence
+            alert.updated_at = now
+            return None
+
+        def text(opened: Alert) -> AlertText:
+            body = render_rules_refused(
+                sender=county.sender,
+                since=now,
+                where=_where(found[0]) if found else "配置文件",
+                count=len(found),
+                code=opened.code,
+                timezone=county.timezone,
+                what=self.what,
+                kept=self.kept,
+            )
+            return AlertText(body, opened.title)
+
+        _, notes = open_alert(
+            session,
+            NewAlert(
+                kind=AlertKind.SYSTEM,
+                hazard=self.hazard,
+                rule_id=self.rule_id,
+                title=self.title,
+                level="orange",
+                onset=now,
+                evidence=evidence,
+            ),
+            escalation=escalation,
+            text=text,
+            data={"hazard": self.hazard, "count": len(found)},
+            now=now,
+            policy=ADMINISTRATOR_POLICY,
+        )
+        return len(notes)
+
+    def resolve(
+        self,
+        session: Session,
+        *,
+        now: datetime,
+        escalation: Escalation,
+        county: County,
+        rules: int,
+        summary: str | None = None,
+        data: Mapping[str, object] | None = None,
+    ) -> int:
+        """Resolve the open alert, if any: valid files are in force again."""
+        alert = self.open_alert(session)
+        if alert is None:
+            return 0
+        body = render_rules_restored(
+            sender=county.sender,
+            since=now,
+            rules=rules,
+            timezone=county.timezone,
+            what=self.what,
+            summary=summary,
+        )
+        notes = close_alert(
+            session,
+            alert,
+            escalation=escalation,
+            body=body,
+            data={"hazard": self.hazard, **(data or {})},
+            now=now,
+        )
+        log.info("%s alert %s resolved: valid files are in force", self.rule_id, alert.code)
+        return len(notes)
+
+
+RULES_ALARM = RefusalAlarm(
+    RULES_REFUSED, RULES_ALERT_ID, "预警规则修改未生效", what="预警规则", kept="规则"
+)
+
+
+def open_rules_alert(session: Session) -> Alert | None:
+    return RULES_ALARM.open_alert(session)
 
 
 @dataclass
@@ -292,65 +401,29 @@ class RuleWatch:
                     "count": len(problems),
                 },
             )
-            evidence = {"problems": shown, "count": len(problems)}
-            alert = open_rules_alert(session)
-            if alert is not None:  # the administrators already know the files are broken
-                alert.evidence = evidence
-                alert.updated_at = now
-                return 0
-
-            def text(opened: Alert) -> AlertText:
-                body = render_rules_refused(
-                    sender=self.county.sender,
-                    since=now,
-                    where=_where(found[0]) if found else "规则文件",
-                    count=len(problems),
-                    code=opened.code,
-                    timezone=self.county.timezone,
-                )
-                return AlertText(body, opened.title)
-
-            _, notes = open_alert(
+            count = RULES_ALARM.raise_alert(
                 session,
-                NewAlert(
-                    kind=AlertKind.SYSTEM,
-                    hazard=RULES_REFUSED,
-                    rule_id=RULES_ALERT_ID,
-                    title="预警规则修改未生效",
-                    level="orange",
-                    onset=now,
-                    evidence=evidence,
-                ),
-                escalation=self._escalation(),
-                text=text,
-                data={"hazard": RULES_REFUSED, "count": len(problems)},
                 now=now,
-                policy=ADMINISTRATOR_POLICY,
+                found=found,
+                shown=shown,
+                escalation=self._escalation(),
+                county=self.county,
             )
+        if count is None:
+            return 0
         self.on_enqueued()
-        return len(notes)
+        return count
 
     def _resolve(self, session: Session, now: datetime, ruleset: RuleSet) -> int:
         """Resolve an open rules alert: a valid set is in force again."""
-        alert = open_rules_alert(session)
-        if alert is None:
-            return 0
-        body = render_rules_restored(
-            sender=self.county.sender,
-            since=now,
-            rules=len(ruleset.rules),
-            timezone=self.county.timezone,
-        )
-        notes = close_alert(
+        return RULES_ALARM.resolve(
             session,
-            alert,
-            escalation=self._escalation(),
-            body=body,
-            data={"hazard": RULES_REFUSED, "content_hash": ruleset.content_hash},
             now=now,
+            escalation=self._escalation(),
+            county=self.county,
+            rules=len(ruleset.rules),
+            data={"content_hash": ruleset.content_hash},
         )
-        log.info("rules alert %s resolved: a valid rule set is in force", alert.code)
-        return len(notes)
 
     def _audit_loaded(
         self,

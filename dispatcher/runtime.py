@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
@@ -20,23 +20,32 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel
+from dispatcher import audit
 from dispatcher.channelset import build_channels
-from dispatcher.county import County, load_county
+from dispatcher.configwatch import (
+    EVALUATE_DONE,
+    ConfigWatch,
+    CountyConfig,
+    config_snapshot,
+    load_county_config,
+    pending_request,
+)
+from dispatcher.county import County
 from dispatcher.directory import sync_directory
-from dispatcher.escalation import Escalation, load_policies
+from dispatcher.escalation import Escalation
+from dispatcher.escalation.config import warn_unconfigured
 from dispatcher.failover import FailoverPlan
 from dispatcher.feeds.base import Feed, ForecastPoint
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
-from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
 from dispatcher.outbox import DeliveryWorker
-from dispatcher.pipeline import Pipeline
-from dispatcher.roster import load_roster
+from dispatcher.pipeline import Pipeline, PollResult
 from dispatcher.rulewatch import RulesInForce, RuleWatch, load_watched
 from dispatcher.settings import Settings
 from dispatcher.storage.db import make_engine, session_factory
 from dispatcher.storage.migrate import upgrade
+from dispatcher.storage.models import Notification
 from dispatcher.web.state import RulesStatus
 
 log = logging.getLogger("yujing")
@@ -44,6 +53,16 @@ log = logging.getLogger("yujing")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class Failover:
+    """The failover plan in force; a county reload swaps `plan` (the worker holds this)."""
+
+    plan: FailoverPlan
+
+    def __call__(self, session: Session, row: Notification, reason: str, now: datetime) -> int:
+        return self.plan(session, row, reason, now)
 
 
 @dataclass
@@ -60,8 +79,72 @@ class Runtime:
     worker: DeliveryWorker
     pipeline: Pipeline
     rulewatch: RuleWatch  # reloads edited rule files into `rules`
+    configwatch: ConfigWatch  # reloads the edited county files (`swap`)
     escalation: Escalation | None = None  # roster, escalation policies, deadlines
-    failover: FailoverPlan | None = None  # where a message goes when its channel failed
+    failover: Failover | None = None  # where a message goes when its channel failed
+    # called with each reloaded county configuration, after the swap (the console's roster)
+    on_swap: list[Callable[[CountyConfig], None]] = field(default_factory=list)
+
+    def swap(self, config: CountyConfig) -> None:
+        """Put a reloaded county configuration in force everywhere it is held.
+
+        Plain assignments, no await: the event loop runs nothing in between, so
+        every part sees the old configuration or the new one, never a mix.
+        """
+        escalation = self.escalation
+        if escalation is not None:
+            escalation = replace(
+                escalation, county=config.county, roster=config.roster, policies=config.policies
+            )
+            warn_unconfigured(
+                config.policies, config.county, escalation.channels, escalation.default_channel
+            )
+        self.pipeline.swap(
+            county=config.county,
+            points=config.points,
+            zones=config.zones,
+            escalation=escalation,
+        )
+        self.rulewatch.county = config.county
+        self.rulewatch.escalation = escalation
+        self.county = config.county
+        self.points = config.points
+        self.escalation = escalation
+        if self.failover is not None:
+            self.failover.plan = FailoverPlan(config.county, frozenset(self.channels))
+        for listener in self.on_swap:
+            listener(config)
+
+    async def watch(self) -> PollResult | None:
+        """The daemon's watch job: reload edited files; poll now when `evaluate-now` asked.
+
+        Returns the poll's result when it polled.
+        """
+        await self.configwatch.poll()
+        await self.rulewatch.poll()
+        with self.sessions() as session:
+            request = pending_request(session)
+        if request is None:
+            return None
+        log.info("evaluating now, as asked (request %d)", request)
+        result = await self.pipeline.poll()
+        with self.sessions.begin() as session:
+            audit.record(
+                session,
+                at=self.pipeline.clock(),
+                actor="system",
+                action=EVALUATE_DONE,
+                subject="pipeline",
+                data={
+                    "request": request,
+                    "ok": result.ok,
+                    "forecast_run_id": result.forecast_run_id,
+                    "transitions": result.transitions,
+                    "notifications": result.notifications,
+                    "error": result.error,
+                },
+            )
+        return result
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -109,17 +192,15 @@ def open_runtime(
     Raises `rules.config.ConfigError` for configuration problems and
     ValueError for inconsistent settings; both carry a message for the operator.
     """
-    county = load_county(settings.config_dir)
+    county_files = config_snapshot(settings.config_dir)
     ruleset, rule_files = load_watched(settings.config_dir / "rules")
-    roster = load_roster(settings.config_dir, county)
-    policies = load_policies(settings.config_dir, county, ruleset)
+    config = load_county_config(settings.config_dir, ruleset, settings.point_resolution_deg)
+    county, roster, policies = config.county, config.roster, config.policies
+    points, point_of = config.points, config.point_of
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
 
-    points, point_of = assign_points(
-        [(z.id, z.latitude, z.longitude) for z in county.zones], settings.point_resolution_deg
-    )
     now = clock()
     with sessions.begin() as session:
         sync_directory(session, county, point_of, now)
@@ -134,7 +215,7 @@ def open_runtime(
         if settings.public_base_url
         else None
     )
-    failover = FailoverPlan(county, frozenset(channels))
+    failover = Failover(FailoverPlan(county, frozenset(channels)))
     worker = DeliveryWorker.from_settings(
         settings,
         sessions=sessions,
@@ -156,7 +237,7 @@ def open_runtime(
         rules=rules,
         feed=feed,
         points=points,
-        zones=county.zone_specs(point_of),
+        zones=config.zones,
         channel=settings.default_channel,
         interval=timedelta(seconds=settings.poll_interval_seconds),
         clock=clock,
@@ -178,6 +259,19 @@ def open_runtime(
         escalation=escalation,
     )
     rulewatch.record_start()
+    configwatch = ConfigWatch(
+        config_dir=settings.config_dir,
+        sessions=sessions,
+        clock=clock,
+        channel=settings.default_channel,
+        resolution_deg=settings.point_resolution_deg,
+        current=config,
+        rules=rules,
+        escalation=lambda: runtime.escalation,
+        swap=lambda loaded: runtime.swap(loaded),
+        seen=county_files,
+        on_enqueued=wake or worker.wake,
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -191,9 +285,11 @@ def open_runtime(
         worker=worker,
         pipeline=pipeline,
         rulewatch=rulewatch,
+        configwatch=configwatch,
         escalation=escalation,
         failover=failover,
     )
+    configwatch.record_start()
     log.info(
         "loaded %s: %d zones on %d forecast points, %d people, %d rules (%s); feed %s; channel %s",
         county.name,
