@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -214,10 +215,8 @@ async def test_postgresql_backup_run_dumps_what_pg_restore_reads_back(tmp_path: 
         if os.environ.get("CI"):
             pytest.fail("pg_dump/pg_restore missing under CI (Debian package postgresql-client)")
         pytest.skip("pg_dump/pg_restore not on PATH")
-    source_db = _postgres_database()
-    target_db = _postgres_database()
-    source, target = next(source_db), next(target_db)
-    try:
+    database = contextmanager(_postgres_database)
+    with database() as source, database() as target:
         await cold_wave(source)
         dump = tmp_path / "yujing.dump"
         made = yujing(source, "backup", "--run", "--out", str(dump))
@@ -251,6 +250,3 @@ async def test_postgresql_backup_run_dumps_what_pg_restore_reads_back(tmp_path: 
                 assert session.scalar(select(func.count()).select_from(AuditEvent))
         finally:
             engine.dispose()
-    finally:
-        for generator in (source_db, target_db):
-            generator.close()
