@@ -167,6 +167,10 @@ def revoke_sessions(session: Session, user: User, at: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+class LastAdminError(ValueError):
+    """The change would leave no active admin."""
+
+
 def _refuse_last_admin(session: Session, user: User, what: str) -> None:
     if user.role != "admin" or not user.active:
         return
@@ -176,7 +180,7 @@ def _refuse_last_admin(session: Session, user: User, what: str) -> None:
         .where(User.role == "admin", User.active.is_(True), User.id != user.id)
     )
     if not others:
-        raise ValueError(
+        raise LastAdminError(
             f"{user.name!r} is the last active admin and cannot be {what}; "
             "make another admin first (`yujing users add NAME --role admin`)"
         )
