@@ -119,7 +119,8 @@ def backup_sqlite(source: Path, target: Path) -> str:
     """
     if not source.is_file():
         raise ValueError(
-            f"no SQLite database at {source}: nothing to back up (check YUJING_DATABASE_URL)"
+            f"no SQLite database at {source}: nothing to back up "
+            "(check YUJING_DATABASE_URL; `yujing db upgrade` creates it)"
         )
     if target.exists():
         raise ValueError(f"{target} already exists; give another --out or move it away")
