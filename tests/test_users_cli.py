@@ -25,7 +25,12 @@ from dispatcher.storage.models import AuditEvent, ConsoleSession, User
 from dispatcher.web import auth
 from dispatcher.web.auth import authenticate, create_user, find_login, start_session
 
-NOW = datetime.now(UTC)
+
+def now() -> datetime:
+    """The real time: the commands use it (locks and logins are compared with it)."""
+    return datetime.now(UTC)
+
+
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new password"
 
@@ -38,8 +43,8 @@ def accounts(
     monkeypatch.setattr(auth, "PASSWORD_HASHER", PasswordHasher.from_parameters(CHEAPEST))
     with sessions.begin() as db:
         for name, role in (("admin", "admin"), ("root2", "admin"), ("zhang", "duty")):
-            create_user(db, name=name, password=PASSWORD, role=role, person_id=None, at=NOW)
-        create_user(db, name="guest", password=PASSWORD, role="viewer", person_id=None, at=NOW)
+            create_user(db, name=name, password=PASSWORD, role=role, person_id=None, at=now())
+        create_user(db, name="guest", password=PASSWORD, role="viewer", person_id=None, at=now())
     return sessions
 
 
@@ -50,17 +55,17 @@ def yujing(db_url: str, *args: str, stdin: str | None = None) -> Result:
 def log_in(sessions: sessionmaker[Session], name: str) -> str:
     with sessions.begin() as db:
         user = db.scalars(select(User).where(User.name == name)).one()
-        return start_session(db, user, at=NOW, ttl_seconds=3600)
+        return start_session(db, user, at=now(), ttl_seconds=3600)
 
 
 def is_open(sessions: sessionmaker[Session], token: str) -> bool:
     with sessions() as db:
-        return find_login(db, token, NOW + timedelta(seconds=1)) is not None
+        return find_login(db, token, now() + timedelta(seconds=1)) is not None
 
 
 def can_log_in(sessions: sessionmaker[Session], name: str, password: str = PASSWORD) -> bool:
     with sessions.begin() as db:
-        return isinstance(authenticate(db, name, password, NOW + timedelta(seconds=2)), User)
+        return isinstance(authenticate(db, name, password, now() + timedelta(seconds=2)), User)
 
 
 def last_event(sessions: sessionmaker[Session]) -> AuditEvent:
@@ -102,7 +107,7 @@ def test_unlock_lifts_a_lockout_before_it_runs_out(
 ) -> None:
     with accounts.begin() as db:
         for _ in range(auth.LOCK_AFTER_FAILURES):
-            authenticate(db, "zhang", "wrong", NOW)
+            authenticate(db, "zhang", "wrong", now())
     assert not can_log_in(accounts, "zhang"), "locked"
     listed = json.loads(yujing(db_url, "users", "list", "--json").stdout)
     assert {u["name"]: u["status"] for u in listed}["zhang"] == "locked"
