@@ -17,6 +17,7 @@ import typer
 
 from dispatcher.commands.alerts import alerts_app
 from dispatcher.commands.audit import audit_app
+from dispatcher.commands.backup import backup
 from dispatcher.commands.db import db_app
 from dispatcher.commands.drill import drill
 from dispatcher.commands.evaluate import evaluate_now
@@ -45,6 +46,7 @@ app.command("report")(report)
 app.command("run")(run)
 app.command("drill")(drill)
 app.command("evaluate-now")(evaluate_now)
+app.command("backup")(backup)
 rules_app.command("test")(rules_test)
 rules_app.command("check")(rules_check)
 

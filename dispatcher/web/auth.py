@@ -11,21 +11,33 @@
 - After `LOCK_AFTER_FAILURES` wrong passwords in a row an account is locked
   for `LOCK_SECONDS`: enough to stop guessing, short enough not to lock a duty
   officer out of a night shift.
+- Administration (the CLI's `yujing users …` and the console's 用户 page share
+  it): disable, enable, unlock, reset the password, remove. Disabling,
+  removing and a reset end the account's open logins at once. The last active
+  admin can be neither disabled nor removed. Every change is audited with
+  whoever made it.
+- Removing keeps the row: audit events name accounts as `user:ID` and logins
+  point at it, so deleting could leave the trail pointing at nothing (or, on
+  SQLite, at a later account given the same id). A removed account is
+  deactivated, its password hash made unusable and its name set free for a new
+  account (`NAME~removedID`); the audit event keeps the old name.
 """
 
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
@@ -38,6 +50,11 @@ ACKNOWLEDGING_ROLES = frozenset({"admin", "duty"})
 LOCK_AFTER_FAILURES = 5
 LOCK_SECONDS = 300
 MIN_PASSWORD_LENGTH = 8
+#: The password hash of a removed account: not an argon2 hash, so nothing verifies against it.
+REMOVED_HASH = "!removed"
+#: Characters of a generated one-time password: no 0/O, 1/l/I look-alikes.
+_PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+GENERATED_PASSWORD_LENGTH = 14
 
 SESSION_COOKIE = "yujing_session"
 LOGIN_COOKIE = "yujing_login"  # CSRF token of the login form, before there is a session
@@ -62,6 +79,7 @@ def create_user(
     role: str,
     person_id: str | None,
     at: datetime,
+    actor: str = "cli",
 ) -> User:
     """Add a console account (no commit); ValueError says what is wrong."""
     name = name.strip()
@@ -69,10 +87,7 @@ def create_user(
         raise ValueError("the user name is empty")
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of: {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(
-            f"the password is too short; use at least {MIN_PASSWORD_LENGTH} characters"
-        )
+    _check_password(password)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise ValueError(f"a user named {name!r} already exists")
     user = User(
@@ -90,12 +105,174 @@ def create_user(
     audit.record(
         session,
         at=at,
-        actor="cli",
+        actor=actor,
         action="console.user_added",
         subject=f"user:{user.id}",
         data={"name": name, "role": role, "person_id": person_id},
     )
     return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(
+            f"the password is too short; use at least {MIN_PASSWORD_LENGTH} characters"
+        )
+
+
+# --- administration: disable, enable, unlock, reset, remove
+
+
+def is_removed(user: User) -> bool:
+    """Whether `user` was removed (kept for the audit trail, never to log in again)."""
+    return user.password_hash == REMOVED_HASH
+
+
+def account_status(user: User, at: datetime) -> str:
+    """`removed`, `disabled`, `locked` or `active` (machine words; the console translates)."""
+    if is_removed(user):
+        return "removed"
+    if not user.active:
+        return "disabled"
+    if user.locked_until is not None and user.locked_until > at:
+        return "locked"
+    return "active"
+
+
+def find_user(session: Session, name: str) -> User:
+    """The account named `name` (not a removed one); ValueError names the closest names."""
+    name = name.strip()
+    user = session.scalar(select(User).where(User.name == name))
+    if user is not None and not is_removed(user):
+        return user
+    names = [
+        n for n, h in session.execute(select(User.name, User.password_hash)) if h != REMOVED_HASH
+    ]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"no user named {name!r}{hint} (see `yujing users list`)")
+
+
+def revoke_sessions(session: Session, user: User, at: datetime) -> int:
+    """End every open login of `user` (no commit); returns how many were open."""
+    result = session.execute(
+        update(ConsoleSession)
+        .where(
+            ConsoleSession.user_id == user.id,
+            ConsoleSession.ended_at.is_(None),
+            ConsoleSession.expires_at > at,
+        )
+        .values(ended_at=at)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class LastAdminError(ValueError):
+    """The change would leave no active admin."""
+
+
+def _refuse_last_admin(session: Session, user: User, what: str) -> None:
+    if user.role != "admin" or not user.active:
+        return
+    others = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == "admin", User.active.is_(True), User.id != user.id)
+    )
+    if not others:
+        raise LastAdminError(
+            f"{user.name!r} is the last active admin and cannot be {what}; "
+            "make another admin first (`yujing users add NAME --role admin`)"
+        )
+
+
+def _audit_change(
+    session: Session, user: User, *, actor: str, action: str, at: datetime, **data: Any
+) -> None:
+    user.updated_at = at
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=f"user:{user.id}",
+        data={"name": user.name, **data},
+    )
+
+
+def disable_user(session: Session, user: User, *, actor: str, at: datetime) -> int:
+    """Stop `user` logging in and end their logins (no commit); returns logins ended."""
+    if not user.active:
+        raise ValueError(f"user {user.name!r} is already disabled")
+    _refuse_last_admin(session, user, "disabled")
+    user.active = False
+    ended = revoke_sessions(session, user, at)
+    _audit_change(session, user, actor=actor, action="console.user_disabled", at=at, ended=ended)
+    return ended
+
+
+def enable_user(session: Session, user: User, *, actor: str, at: datetime) -> None:
+    """Let a disabled account log in again (no commit)."""
+    if user.active:
+        raise ValueError(f"user {user.name!r} is already enabled")
+    user.active = True
+    user.failed_logins = 0
+    user.locked_until = None
+    _audit_change(session, user, actor=actor, action="console.user_enabled", at=at)
+
+
+def unlock_user(session: Session, user: User, *, actor: str, at: datetime) -> bool:
+    """Lift a lockout after wrong passwords (no commit); False if it was not locked."""
+    was_locked = user.locked_until is not None and user.locked_until > at
+    user.locked_until = None
+    user.failed_logins = 0
+    _audit_change(
+        session, user, actor=actor, action="console.user_unlocked", at=at, was_locked=was_locked
+    )
+    return was_locked
+
+
+def reset_password(session: Session, user: User, password: str, *, actor: str, at: datetime) -> int:
+    """Set a new password, lift any lockout, end the account's logins (no commit).
+
+    Returns the number of logins ended. The audit event never holds the password.
+    """
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    ended = revoke_sessions(session, user, at)
+    _audit_change(session, user, actor=actor, action="console.password_reset", at=at, ended=ended)
+    return ended
+
+
+def remove_user(session: Session, user: User, *, actor: str, at: datetime) -> int:
+    """Remove an account, keeping its row for the audit trail (see the module doc).
+
+    Returns the number of logins ended.
+    """
+    _refuse_last_admin(session, user, "removed")
+    name = user.name
+    ended = revoke_sessions(session, user, at)
+    user.active = False
+    user.password_hash = REMOVED_HASH
+    suffix = f"~removed{user.id}"
+    user.name = name[: 64 - len(suffix)] + suffix
+    user.updated_at = at
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action="console.user_removed",
+        subject=f"user:{user.id}",
+        data={"name": name, "role": user.role, "ended": ended},
+    )
+    return ended
+
+
+def generate_password() -> str:
+    """A random one-time password, easy to read aloud over the phone."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(GENERATED_PASSWORD_LENGTH))
 
 
 @dataclass(frozen=True)

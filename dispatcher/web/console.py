@@ -60,6 +60,7 @@ from dispatcher.storage.models import (
     Notification,
     Person,
     Receipt,
+    User,
     Zone,
 )
 from dispatcher.web import auth
@@ -93,6 +94,20 @@ _LOGIN_PURPOSE = "yujing-console-login:v1"
 
 NOTE_MAX = 500  # characters of an acknowledgement note
 NOTE_TOO_LONG = f"备注最多 {NOTE_MAX} 字，请删减后重新提交。本次未作任何更改。"
+
+#: An account's status (`auth.account_status`) on the 用户 page.
+ACCOUNT_STATUS_LABELS: Mapping[str, str] = {
+    "active": "正常",
+    "locked": "已锁定",
+    "disabled": "已停用",
+    "removed": "已删除",
+}
+#: What the 用户 page's buttons did, for the notice after the redirect.
+USER_ACTION_DONE: Mapping[str, str] = {
+    "disable": "已停用账号 {name}，其登录已全部注销。",
+    "enable": "已启用账号 {name}。",
+    "unlock": "已解除账号 {name} 的锁定。",
+}
 
 REFUSAL_TEXT: Mapping[str, str] = {
     "bad_credentials": "用户名或密码不正确。",
@@ -267,6 +282,8 @@ class _Console:
         r.add_api_route("/console/duty", self.duty, methods=["GET"])
         r.add_api_route("/console/zones", self.zones, methods=["GET"])
         r.add_api_route("/console/rules", self.rules, methods=["GET"])
+        r.add_api_route("/console/users", self.users, methods=["GET"])
+        r.add_api_route("/console/users/{user_id}/{action}", self.user_action, methods=["POST"])
         return r
 
     # login and logout
@@ -765,6 +782,111 @@ class _Console:
                 request,
                 "rules.html",
                 {"login": login, "page": "rules", "rules": self.state.rules},
+            )
+
+    # accounts (admins only)
+
+    def users(self, request: Request, done: str = "", name: str = "") -> Response:
+        with self.state.sessions() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            if login.user.role != "admin":
+                return self.not_admin(request, login)
+            return self._users_page(request, db, login, done=done, name=name)
+
+    def _users_page(
+        self,
+        request: Request,
+        db: Session,
+        login: auth.Login,
+        *,
+        done: str = "",
+        name: str = "",
+        password: str | None = None,
+        error: str | None = None,
+        status: int = 200,
+    ) -> HTMLResponse:
+        now = self.state.clock()
+        accounts = [
+            (user, auth.account_status(user, now))
+            for user in db.scalars(select(User).order_by(User.name))
+            if not auth.is_removed(user)
+        ]
+        notice = USER_ACTION_DONE[done].format(name=name) if done in USER_ACTION_DONE else None
+        return self.page(
+            request,
+            "users.html",
+            {
+                "login": login,
+                "page": "users",
+                "accounts": accounts,
+                "status_labels": ACCOUNT_STATUS_LABELS,
+                "notice": notice,
+                "error": error,
+                "reset_name": name if password else None,
+                "one_time_password": password,
+            },
+            status,
+        )
+
+    def not_admin(self, request: Request, login: auth.Login) -> HTMLResponse:
+        return self.message(
+            request, login, "无权访问", "只有管理员可以管理用户账号。本次未作任何更改。", 403
+        )
+
+    def user_action(
+        self,
+        request: Request,
+        user_id: int,
+        action: str,
+        csrf_token: Annotated[str, Form()] = "",
+    ) -> Response:
+        now = self.state.clock()
+        with self.state.sessions.begin() as db:
+            login = self.login_of(request, db)
+            if login is None:
+                return self.to_login(request)
+            if not auth.tokens_match(login.session.csrf_token, csrf_token):
+                return self.forbidden_form(request, login)
+            if login.user.role != "admin":
+                return self.not_admin(request, login)
+            user = db.get(User, user_id)
+            if user is None or auth.is_removed(user) or action not in (*USER_ACTION_DONE, "reset"):
+                return self.message(request, login, "没有这个账号", "账号不存在或已删除。", 404)
+            if action == "disable" and user.id == login.user.id:
+                return self._users_page(
+                    request, db, login, error="不能停用自己正在使用的账号。", status=409
+                )
+            actor = f"console:{login.user.name}"
+            password: str | None = None
+            try:
+                if action == "disable":
+                    auth.disable_user(db, user, actor=actor, at=now)
+                elif action == "enable":
+                    auth.enable_user(db, user, actor=actor, at=now)
+                elif action == "unlock":
+                    auth.unlock_user(db, user, actor=actor, at=now)
+                else:
+                    password = auth.generate_password()
+                    auth.reset_password(db, user, password, actor=actor, at=now)
+            except auth.LastAdminError:  # raised before anything changed
+                return self._users_page(
+                    request,
+                    db,
+                    login,
+                    error=f"{user.name} 是最后一个在用的管理员账号，不能停用；请先另设一名管理员。",
+                    status=409,
+                )
+            except ValueError:  # already disabled/enabled: another admin was quicker
+                return self._users_page(
+                    request, db, login, error="账号状态已变化，请查看下表后重试。", status=409
+                )
+            if password is not None:
+                # shown once, in this response only (never stored, never in a URL)
+                return self._users_page(request, db, login, name=user.name, password=password)
+            return RedirectResponse(
+                f"/console/users?done={action}&name={quote(user.name)}", status_code=303
             )
 
 
