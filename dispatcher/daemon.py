@@ -136,6 +136,7 @@ async def _serve(runtime: Runtime) -> None:
         rules=runtime.rules.status,
         roster=runtime.escalation.roster if runtime.escalation else None,
         on_failed=runtime.failover,
+        metrics=runtime.metrics,
     )
     server = _Server(
         uvicorn.Config(

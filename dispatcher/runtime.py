@@ -30,6 +30,7 @@ from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.points import assign_points
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
+from dispatcher.metrics import Metrics
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline
 from dispatcher.roster import load_roster
@@ -62,6 +63,7 @@ class Runtime:
     rulewatch: RuleWatch  # reloads edited rule files into `rules`
     escalation: Escalation | None = None  # roster, escalation policies, deadlines
     failover: FailoverPlan | None = None  # where a message goes when its channel failed
+    metrics: Metrics | None = None  # polls, sends, reloads (what /metrics adds to the database's)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -135,6 +137,7 @@ def open_runtime(
         else None
     )
     failover = FailoverPlan(county, frozenset(channels))
+    metrics = Metrics()
     worker = DeliveryWorker.from_settings(
         settings,
         sessions=sessions,
@@ -142,6 +145,7 @@ def open_runtime(
         clock=clock,
         status_callback_url=callback,
         on_failed=failover,
+        metrics=metrics,
     )
     escalation = Escalation.from_settings(
         settings, county=county, roster=roster, policies=policies, channels=channels
@@ -165,6 +169,7 @@ def open_runtime(
         cooldown=timedelta(seconds=settings.alert_cooldown_seconds),
         on_enqueued=wake or worker.wake,
         escalation=escalation,
+        metrics=metrics,
     )
     rulewatch = RuleWatch(
         directory=settings.config_dir / "rules",
@@ -176,6 +181,7 @@ def open_runtime(
         seen=rule_files,
         on_enqueued=wake or worker.wake,
         escalation=escalation,
+        metrics=metrics,
     )
     rulewatch.record_start()
     runtime = Runtime(
@@ -193,6 +199,7 @@ def open_runtime(
         rulewatch=rulewatch,
         escalation=escalation,
         failover=failover,
+        metrics=metrics,
     )
     log.info(
         "loaded %s: %d zones on %d forecast points, %d people, %d rules (%s); feed %s; channel %s",
