@@ -10,6 +10,8 @@ families of a refused rules edit, and the token that guards `/metrics`.
 from __future__ import annotations
 
 import io
+import json
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,15 +21,18 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from ruamel.yaml import YAML
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.alerts.acknowledge import acknowledge
+from dispatcher.metrics import DatabaseCollector, Metrics
 from dispatcher.runtime import Runtime, drain, open_runtime
 from dispatcher.states import NotificationStatus, TimerStatus
-from dispatcher.storage.models import Alert, EscalationTimer, Notification
+from dispatcher.storage.models import Alert, Base, EscalationTimer, Notification
 from dispatcher.web.app import create_app, is_loopback
 from dispatcher.web.state import AppState
-from tests.support import LIULIN, Clock, replay_settings
+from tests.support import LIULIN, ROOT, Clock, replay_settings
 
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
 OFFICER = "p-duty-li"  # on duty 2026-01-06 08:30 → 01-07 08:30 (roster.yaml)
@@ -300,3 +305,79 @@ def test_loopback_hosts() -> None:
     assert is_loopback("::1") and is_loopback("[::1]")
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.0.0.5")
     assert not is_loopback("yujing.example.gov.cn")
+
+
+def test_a_database_it_cannot_read_is_reported_not_raised(
+    engine: Engine, sessions: sessionmaker[Session], db_url: str
+) -> None:
+    state = AppState(
+        sessions=sessions,
+        settings=replay_settings(LIULIN, db_url),
+        clock=Clock(AT),
+        feed_source="openmeteo",
+        started_at=AT,
+    )
+    assert scrape(state)["yujing_database_up"] == {(): 1.0}
+    Base.metadata.drop_all(engine)  # every query of the scrape now fails
+    got = scrape(state)
+    assert got["yujing_database_up"] == {(): 0.0}
+    assert "yujing_outbox_rows" not in got and "yujing_alerts_open" not in got
+    assert got["yujing_rules_error"] == {(): 0.0}
+
+
+def exported_samples(sessions: sessionmaker[Session]) -> set[str]:
+    """Every sample name /metrics can carry (families with no samples yet included)."""
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum")}
+    names: set[str] = set()
+    families = [
+        *Metrics().registry.collect(),
+        *DatabaseCollector(sessions, lambda: AT).collect(),
+    ]
+    for family in families:
+        for suffix in suffixes.get(family.type, ("",)):
+            names.add(family.name + suffix)
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    """The yujing_* series an expression reads (label values and strings removed)."""
+    bare = re.sub(r'"[^"]*"', "", re.sub(r"\{[^}]*\}", "", expr))
+    return set(re.findall(r"\byujing_[a-z_]+\b", bare))
+
+
+def test_the_dashboard_and_alerting_rules_read_only_exported_metrics(
+    sessions: sessionmaker[Session],
+) -> None:
+    exported = exported_samples(sessions)
+    docs = ROOT / "docs"
+    rules = YAML(typ="safe").load((docs / "prometheus-yujing-rules.yml").read_text("utf-8"))
+    alerts = {r["alert"]: r["expr"] for group in rules["groups"] for r in group["rules"]}
+    for name in (
+        "YujingScrapeDown",
+        "YujingFeedDataTooOld",
+        "YujingOutboxOldestDueTooOld",
+        "YujingEscalationTimersOverdue",
+        "YujingRulesReloadFailing",
+    ):
+        assert name in alerts
+    assert "up{" in alerts["YujingScrapeDown"]
+    for name, expr in alerts.items():
+        used = metric_names(expr)
+        assert used or name == "YujingScrapeDown", name
+        assert used <= exported, (name, used - exported)
+
+    dashboard = json.loads((docs / "grafana-yujing.json").read_text("utf-8"))
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert exprs
+    for expr in exprs:
+        used = metric_names(expr)
+        assert used and used <= exported, (expr, used - exported)
+
+    # docs/monitoring.md describes every family, and only those
+    text = (docs / "monitoring.md").read_text("utf-8")
+    documented = set(re.findall(r"^\| `(yujing_[a-z_]+)` \|", text, re.MULTILINE))
+    families = {
+        f.name + ("_total" if f.type == "counter" else "")
+        for f in [*Metrics().registry.collect(), *DatabaseCollector(sessions, lambda: AT).collect()]
+    }
+    assert documented == families
