@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -122,6 +122,7 @@ class DatabaseCollector(Collector):
     sessions: sessionmaker[Session]
     clock: Callable[[], datetime]
     rules_error: Callable[[], str | None] = lambda: None
+    _failing: bool = field(default=False, init=False, repr=False)
 
     def describe(self) -> list[Metric]:
         return []  # read the database at scrape time only, not when registered
@@ -134,10 +135,15 @@ class DatabaseCollector(Collector):
         try:
             families = self._read(self.clock())
         except Exception as exc:  # a scrape reports a database it cannot read; it does not fail
-            log.warning("metrics: could not read the database: %s", type(exc).__name__)
+            if not self._failing:  # once on failure, once on recovery: not every scrape
+                log.warning("metrics: cannot read the database (%s)", type(exc).__name__)
             log.debug("metrics: database read failed", exc_info=True)
+            self._failing = True
             up.add_metric([], 0.0)
         else:
+            if self._failing:
+                log.info("metrics: the database can be read again")
+            self._failing = False
             up.add_metric([], 1.0)
         yield up
         yield from families

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import shutil
 from collections.abc import Iterator
@@ -308,7 +309,7 @@ def test_loopback_hosts() -> None:
 
 
 def test_a_database_it_cannot_read_is_reported_not_raised(
-    engine: Engine, sessions: sessionmaker[Session], db_url: str
+    engine: Engine, sessions: sessionmaker[Session], db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     state = AppState(
         sessions=sessions,
@@ -319,10 +320,18 @@ def test_a_database_it_cannot_read_is_reported_not_raised(
     )
     assert scrape(state)["yujing_database_up"] == {(): 1.0}
     Base.metadata.drop_all(engine)  # every query of the scrape now fails
-    got = scrape(state)
-    assert got["yujing_database_up"] == {(): 0.0}
-    assert "yujing_outbox_rows" not in got and "yujing_alerts_open" not in got
-    assert got["yujing_rules_error"] == {(): 0.0}
+    with TestClient(create_app(state)) as client, caplog.at_level(logging.INFO, "yujing.metrics"):
+        bodies = [client.get("/metrics").text for _ in range(3)]
+        Base.metadata.create_all(engine)
+        bodies += [client.get("/metrics").text for _ in range(2)]
+    assert [("yujing_database_up 0.0" in body) for body in bodies] == [True] * 3 + [False] * 2
+    assert "yujing_outbox_rows" not in bodies[0] and "yujing_alerts_open" not in bodies[0]
+    assert "yujing_rules_error 0.0" in bodies[0]
+    # logged once on failure and once on recovery, not on every scrape
+    assert [r.getMessage() for r in caplog.records if r.name == "yujing.metrics"] == [
+        "metrics: cannot read the database (OperationalError)",
+        "metrics: the database can be read again",
+    ]
 
 
 def exported_samples(sessions: sessionmaker[Session]) -> set[str]:
