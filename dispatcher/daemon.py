@@ -137,6 +137,7 @@ async def _serve(runtime: Runtime) -> None:
         rules=runtime.rules.status,
         roster=runtime.escalation.roster if runtime.escalation else None,
         on_failed=runtime.failover,
+        metrics=runtime.metrics,
     )
     runtime.on_swap.append(lambda config: setattr(state, "roster", config.roster))
     server = _Server(

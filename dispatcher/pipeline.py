@@ -27,6 +27,7 @@ from dispatcher.alerts.system import watch_feed
 from dispatcher.county import County
 from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
+from dispatcher.metrics import Metrics
 from dispatcher.storage.models import ForecastRun
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
@@ -61,6 +62,7 @@ class Pipeline:
     cooldown: timedelta = timedelta(0)  # for hazards whose rules set no `cooldown`
     on_enqueued: Callable[[], None] = lambda: None
     escalation: Escalation | None = None  # None: built-in policies, no roster
+    metrics: Metrics = field(default_factory=Metrics)  # polls counted and timed
 
     def timing(self, ruleset: RuleSet) -> Timing:
         """Hold and cooldown per hazard: the rules' own, else the configured defaults."""
@@ -108,6 +110,12 @@ class Pipeline:
 
     async def poll(self) -> PollResult:
         """Run one whole cycle; a feed failure is recorded and watched, never raised."""
+        with self.metrics.poll(self.feed.source) as outcome:
+            result = await self._poll()
+            outcome(result.ok)
+        return result
+
+    async def _poll(self) -> PollResult:
         ruleset = self.rules()
         # read once: a reload while the feed is fetched must not mix two configurations
         county, points, table, escalation = (

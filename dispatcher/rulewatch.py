@@ -41,6 +41,7 @@ from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
 from dispatcher.escalation import ADMINISTRATOR_POLICY, AlertText, Escalation, on_channel
 from dispatcher.messages import render_rules_refused, render_rules_restored
+from dispatcher.metrics import Metrics
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert, AuditEvent
 from dispatcher.web.state import RulesStatus
@@ -281,6 +282,7 @@ class RuleWatch:
     on_enqueued: Callable[[], None] = lambda: None
     loaded: Snapshot = field(default_factory=dict)  # the files of the set in force
     escalation: Escalation | None = None  # None: built-in policies, no roster
+    metrics: Metrics = field(default_factory=Metrics)  # reload outcomes counted
 
     def _escalation(self) -> Escalation:
         return on_channel(self.escalation, self.county, self.channel)
@@ -331,8 +333,11 @@ class RuleWatch:
             problems = [Problem(str(self.directory), 1, 1, f"cannot load: {exc!r}")]
         if self.look() != before:
             log.info("rule files changed while being read; reading them again shortly")
+            self.metrics.reloaded("unsettled")
             return Reload("unsettled", self.rules.ruleset.content_hash)
-        return self.apply(before, ruleset, problems)
+        reload = self.apply(before, ruleset, problems)
+        self.metrics.reloaded(reload.outcome)
+        return reload
 
     def apply(self, files: Snapshot, ruleset: RuleSet | None, problems: list[Problem]) -> Reload:
         """Put a freshly read set in force, or refuse it (`ruleset` None); `files` were read."""

@@ -39,6 +39,7 @@ from dispatcher.feeds.base import Feed, ForecastPoint
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
+from dispatcher.metrics import Metrics
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline, PollResult
 from dispatcher.rulewatch import RulesInForce, RuleWatch, load_watched
@@ -82,6 +83,7 @@ class Runtime:
     configwatch: ConfigWatch  # reloads the edited county files (`swap`)
     escalation: Escalation | None = None  # roster, escalation policies, deadlines
     failover: Failover | None = None  # where a message goes when its channel failed
+    metrics: Metrics | None = None  # polls, sends, reloads (what /metrics adds to the database's)
     # called with each reloaded county configuration, after the swap (the console's roster)
     on_swap: list[Callable[[CountyConfig], None]] = field(default_factory=list)
 
@@ -216,6 +218,7 @@ def open_runtime(
         else None
     )
     failover = Failover(FailoverPlan(county, frozenset(channels)))
+    metrics = Metrics()
     worker = DeliveryWorker.from_settings(
         settings,
         sessions=sessions,
@@ -223,6 +226,7 @@ def open_runtime(
         clock=clock,
         status_callback_url=callback,
         on_failed=failover,
+        metrics=metrics,
     )
     escalation = Escalation.from_settings(
         settings, county=county, roster=roster, policies=policies, channels=channels
@@ -246,6 +250,7 @@ def open_runtime(
         cooldown=timedelta(seconds=settings.alert_cooldown_seconds),
         on_enqueued=wake or worker.wake,
         escalation=escalation,
+        metrics=metrics,
     )
     rulewatch = RuleWatch(
         directory=settings.config_dir / "rules",
@@ -257,6 +262,7 @@ def open_runtime(
         seen=rule_files,
         on_enqueued=wake or worker.wake,
         escalation=escalation,
+        metrics=metrics,
     )
     rulewatch.record_start()
     configwatch = ConfigWatch(
@@ -288,6 +294,7 @@ def open_runtime(
         configwatch=configwatch,
         escalation=escalation,
         failover=failover,
+        metrics=metrics,
     )
     configwatch.record_start()
     log.info(

@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     # --- HTTP server
     http_host: str = "127.0.0.1"
     http_port: int = Field(8470, ge=0, le=65535)
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for GET /metrics; required when http_host is not loopback "
+        "(without one /metrics then answers 401)",
+    )
     session_ttl_seconds: int = Field(
         43200, ge=60, description="Duty-console login lifetime; log in again after it"
     )

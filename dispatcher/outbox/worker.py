@@ -23,6 +23,7 @@ from typing import Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel, SendResult
+from dispatcher.metrics import Metrics
 from dispatcher.outbox.claim import (
     DEFAULT_PRIORITY_AGING_SECONDS,
     Claimed,
@@ -78,6 +79,7 @@ class DeliveryWorker:
         on_failed: OnFailed | None = None,
         priority_aging_seconds: float = DEFAULT_PRIORITY_AGING_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         """Create a worker.
 
@@ -92,7 +94,8 @@ class DeliveryWorker:
         (the failover, in the same transaction) takes over; `on_failed` is also
         called for permanent failures and exhausted retries. Due rows go red
         first, then orange, yellow, blue (see `dispatcher.outbox.claim`); a row
-        due for more than `priority_aging_seconds` counts as red.
+        due for more than `priority_aging_seconds` counts as red. `metrics` times
+        the sends and counts the errors per channel.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -118,6 +121,7 @@ class DeliveryWorker:
         self.actor = actor
         self.ttl_seconds = dict(ttl_seconds or {})
         self.on_failed = on_failed
+        self.metrics = metrics or Metrics()
         self._retry = RetryPolicy(
             max_attempts=max_attempts,
             backoff_seconds=backoff_seconds,
@@ -153,6 +157,7 @@ class DeliveryWorker:
         jitter_source: Callable[[], float] | None = None,
         actor: str = "outbox",
         on_failed: OnFailed | None = None,
+        metrics: Metrics | None = None,
     ) -> DeliveryWorker:
         """A worker configured by the `delivery_*` settings."""
         return cls(
@@ -177,6 +182,7 @@ class DeliveryWorker:
             },
             on_failed=on_failed,
             priority_aging_seconds=settings.outbox_priority_aging_seconds,
+            metrics=metrics,
         )
 
     def claim(self, limit: int) -> list[Claimed]:
@@ -328,7 +334,9 @@ class DeliveryWorker:
     async def _send_and_submit(self, claimed: Claimed) -> asyncio.Future[None]:
         """Send `claimed` and hand its outcome to the batcher, without waiting for the
         commit: the sender is free for the next send while the batch lingers."""
+        started = time.perf_counter()
         result = await self._send(claimed)
+        self.metrics.sent(claimed.channel, result, time.perf_counter() - started)
         return self._outcomes.submit(claimed, result)
 
     async def _send(self, claimed: Claimed) -> SendResult:

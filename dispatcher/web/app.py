@@ -3,10 +3,17 @@
 Provider webhooks are accepted only with a valid signature: Twilio signs the
 full public URL and the form parameters with the account's auth token
 (`X-Twilio-Signature`); anything else gets 403 and changes nothing.
+
+`/metrics` is the Prometheus text exposition (docs/monitoring.md). On a
+loopback address it is open unless `YUJING_METRICS_TOKEN` is set; beyond
+loopback it needs that token as `Authorization: Bearer …` (no token
+configured: 401 always).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 from datetime import timedelta
 from typing import Any
@@ -14,9 +21,11 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, select, text
 
 from dispatcher.alerts.system import last_feed_success, open_feed_alert
+from dispatcher.metrics import DatabaseCollector
 from dispatcher.outbox import record_receipt
 from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import Notification
@@ -35,6 +44,19 @@ def create_app(state: AppState) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> JSONResponse:
         return health(state)
+
+    registry = metrics_registry(state)
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        if not metrics_allowed(state, request.headers.get("authorization")):
+            return Response(
+                "a valid Authorization: Bearer token (YUJING_METRICS_TOKEN) is required",
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/webhooks/twilio/status")
     async def twilio_status(request: Request) -> Response:
@@ -68,6 +90,36 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(cap.router(state))
     app.include_router(console.router(state))
     return app
+
+
+def metrics_registry(state: AppState) -> CollectorRegistry:
+    """The database's state read at each scrape, and the runtime's in-process metrics."""
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(state.sessions, state.clock, lambda: state.rules.error))
+    if state.metrics is not None:
+        registry.register(state.metrics.registry)
+    return registry
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the server listens on loopback only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve beyond loopback
+        return False
+
+
+def metrics_allowed(state: AppState, authorization: str | None) -> bool:
+    """A configured token must be presented; without one only loopback is open."""
+    token = state.settings.metrics_token
+    if token is None:
+        return is_loopback(state.settings.http_host)
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())
 
 
 def health(state: AppState) -> JSONResponse:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from dispatcher.metrics import Metrics
 from dispatcher.outbox import OnFailed
 from dispatcher.roster import Roster
 from dispatcher.settings import Settings
@@ -43,3 +44,4 @@ class AppState:
     roster: Roster | None = None  # who is on duty (the console's 值班 page)
     # where an undelivered message goes next (dispatcher.failover); None: nowhere
     on_failed: OnFailed | None = None
+    metrics: Metrics | None = None  # the runtime's in-process metrics, for /metrics
