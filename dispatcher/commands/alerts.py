@@ -87,9 +87,14 @@ def alerts_list(
 def alerts_ack(
     code: Annotated[str, typer.Argument(help="The alert's short code, as in the message")],
     by: Annotated[
-        str, typer.Option("--by", help="Who acknowledges: person id or name in people.yaml")
+        str,
+        typer.Option(
+            "--by", metavar="PERSON", help="Who acknowledges: person id or name in people.yaml"
+        ),
     ],
-    note: Annotated[str | None, typer.Option("--note", help="A note kept with it")] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", metavar="TEXT", help="A note kept with it")
+    ] = None,
 ) -> None:
     """Acknowledge an open alert on someone's behalf (recorded as method `cli`)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError

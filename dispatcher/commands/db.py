@@ -10,7 +10,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
+def db_upgrade(
+    revision: str = typer.Argument("head", metavar="REVISION", help="Alembic revision"),
+) -> None:
     """Apply database migrations (idempotent)."""
     from dispatcher.storage.migrate import current, upgrade
 

@@ -18,14 +18,18 @@ def report(
         str,
         typer.Option(
             "--from",
+            metavar="TIME",
             help="Start, ISO 8601 (2026-01-07T08:30 or 2026-01-07); no offset: county time",
         ),
     ],
-    end: Annotated[str, typer.Option("--to", help="End (exclusive), same forms as --from")],
+    end: Annotated[
+        str, typer.Option("--to", metavar="TIME", help="End (exclusive), same forms as --from")
+    ],
     fmt: Annotated[
         str | None,
         typer.Option(
             "--format",
+            metavar="html|csv",
             help="html (printable, one event per page or two, phone numbers masked) or csv "
             "(one row per message with FULL phone numbers: the office's own record, not for "
             "passing on) [default: from --out's suffix, else html]",
@@ -38,7 +42,8 @@ def report(
         ),
     ] = False,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file [default: stdout]")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write to this file [default: stdout]"),
     ] = None,
     config: Annotated[
         Path | None,

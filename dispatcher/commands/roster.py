@@ -13,7 +13,11 @@ roster_app = typer.Typer(help="Duty roster (值班表).", no_args_is_help=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", help="County configuration directory [default: YUJING_CONFIG_DIR]"),
+    typer.Option(
+        "--config",
+        metavar="DIR",
+        help="County configuration directory [default: YUJING_CONFIG_DIR]",
+    ),
 ]
 
 
@@ -21,9 +25,13 @@ ConfigOption = Annotated[
 def roster_show(
     at: Annotated[
         str | None,
-        typer.Option("--at", help="Instant, ISO 8601 (no offset: county time) [default: now]"),
+        typer.Option(
+            "--at", metavar="TIME", help="Instant, ISO 8601 (no offset: county time) [default: now]"
+        ),
     ] = None,
-    days: Annotated[int, typer.Option("--days", min=1, help="Shifts to list from then")] = 7,
+    days: Annotated[
+        int, typer.Option("--days", min=1, metavar="N", help="Shifts to list from then")
+    ] = 7,
     config: ConfigOption = None,
 ) -> None:
     """Print who is on duty at an instant, then the next shifts."""
@@ -78,17 +86,24 @@ def roster_show(
 
 @roster_app.command("ical")
 def roster_ical(
-    out_file: Annotated[Path, typer.Option("--out", help="The .ics file to write")],
+    out_file: Annotated[Path, typer.Option("--out", metavar="FILE", help="The .ics file to write")],
     person: Annotated[
-        str | None, typer.Option("--person", help="Only this person's shifts (people.yaml id)")
+        str | None,
+        typer.Option("--person", metavar="ID", help="Only this person's shifts (people.yaml id)"),
     ] = None,
     start: Annotated[
         str | None,
-        typer.Option("--from", help="First duty day, YYYY-MM-DD [default: the horizon's first]"),
+        typer.Option(
+            "--from",
+            metavar="DATE",
+            help="First duty day, YYYY-MM-DD [default: the horizon's first]",
+        ),
     ] = None,
     days: Annotated[
         int | None,
-        typer.Option("--days", min=1, help="Duty days to export [default: to the horizon's end]"),
+        typer.Option(
+            "--days", min=1, metavar="N", help="Duty days to export [default: to the horizon's end]"
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:

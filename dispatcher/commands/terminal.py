@@ -26,6 +26,9 @@ from rules.config import ConfigError
 
 __all__ = [
     "ConfigOption",
+    "JsonOption",
+    "DatabaseNotReady",
+    "check_database",
     "fail",
     "load_settings",
     "operator_errors",
@@ -38,7 +41,14 @@ out = Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: 
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", help="County configuration directory [default: YUJING_CONFIG_DIR]"),
+    typer.Option(
+        "--config",
+        metavar="DIR",
+        help="County configuration directory [default: YUJING_CONFIG_DIR]",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables")
 ]
 
 
@@ -60,6 +70,8 @@ def operator_errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise  # a deliberate exit (it is a RuntimeError to click): not an error to report
+    except DatabaseNotReady as exc:
+        fail(f"error: {exc}")
     except ConfigError as exc:
         for problem in exc.problems:
             say(str(problem))
@@ -87,3 +99,40 @@ def parse_time(text: str, tz: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(tz))
     return value.astimezone(UTC)
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database is missing, unreachable or not migrated: one line for the operator."""
+
+
+def check_database(url: str) -> None:
+    """Raise DatabaseNotReady unless the database at `url` exists and is at the newest revision.
+
+    Checked before any command reads it: a SQLite file that does not exist is
+    reported, never created (connecting would create an empty one).
+    """
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.storage.migrate import alembic_config, current
+
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    upgrade_hint = "run `yujing db upgrade` first"
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).is_file():
+            raise DatabaseNotReady(f"no database at {parsed.database}; {upgrade_hint}")
+    try:
+        revision = current(url)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseNotReady(f"cannot open the database {shown}: {reason}") from None
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    if revision is None:
+        raise DatabaseNotReady(f"the database {shown} has no tables yet; {upgrade_hint}")
+    if revision != head:
+        raise DatabaseNotReady(
+            f"the database {shown} is at revision {revision}, this yujing needs {head}; "
+            f"{upgrade_hint}"
+        )
