@@ -27,6 +27,7 @@ from dispatcher.alerts.system import watch_feed
 from dispatcher.county import County
 from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
+from dispatcher.logs import Episode
 from dispatcher.storage.models import ForecastRun
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
@@ -61,6 +62,10 @@ class Pipeline:
     cooldown: timedelta = timedelta(0)  # for hazards whose rules set no `cooldown`
     on_enqueued: Callable[[], None] = lambda: None
     escalation: Escalation | None = None  # None: built-in policies, no roster
+    # a failing feed is logged when it starts failing and when it recovers, not every poll
+    feed_health: Episode = field(
+        default_factory=lambda: Episode(log, "forecast feed"), init=False, repr=False
+    )
 
     def timing(self, ruleset: RuleSet) -> Timing:
         """Hold and cooldown per hazard: the rules' own, else the configured defaults."""
@@ -91,7 +96,7 @@ class Pipeline:
         try:
             batch = await self.feed.fetch(self.points, sorted(ruleset.variables))
         except FeedError as exc:
-            log.warning("forecast feed %s failed: %s", self.feed.source, exc.reason)
+            self.feed_health.failed(f"{self.feed.source}: {exc.reason}", at=started)
             with self.sessions.begin() as session:
                 run = ForecastRun(
                     source=self.feed.source,
@@ -114,6 +119,7 @@ class Pipeline:
             self.check_feed()
             return PollResult(False, run_id, error=exc.reason)
 
+        self.feed_health.succeeded()
         now = self.clock()
         assessments = evaluate(ruleset, batch, self.zone_table, now, self.county.timezone)
         with self.sessions.begin() as session:

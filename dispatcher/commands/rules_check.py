@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from dispatcher.commands.terminal import ConfigOption, load_settings, operator_errors, out
+import typer
+
+from dispatcher.commands.terminal import (
+    ConfigOption,
+    JsonOption,
+    load_settings,
+    operator_errors,
+    out,
+    print_json,
+)
 from rules.config import ConfigError, Problem
 
 
-def rules_check(config: ConfigOption = None) -> None:
+def rules_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Validate the county configuration and rules; list every problem with file:line:column."""
     from dispatcher.county import County, load_county
     from dispatcher.escalation import roster_and_escalation_problems
@@ -27,9 +36,24 @@ def rules_check(config: ConfigOption = None) -> None:
             problems.extend(exc.problems)
         if county is not None:
             problems.extend(roster_and_escalation_problems(config_dir, county, ruleset))
+        if problems and as_json:
+            print_json({"ok": False, "problems": [str(p) for p in problems]})
+            raise typer.Exit(1)
         if problems:
             raise ConfigError(problems)
         assert county is not None and ruleset is not None
+        if as_json:
+            print_json(
+                {
+                    "ok": True,
+                    "zones": len(county.zones),
+                    "people": len(county.people),
+                    "rules": len(ruleset.rules),
+                    "variables": sorted(ruleset.variables),
+                    "problems": [],
+                }
+            )
+            return
         out.print(
             f"ok: {len(county.zones)} zones, {len(county.people)} people, "
             f"{len(ruleset.rules)} rules over {', '.join(sorted(ruleset.variables))}"

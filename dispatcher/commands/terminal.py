@@ -26,14 +26,15 @@ from rules.config import ConfigError
 
 __all__ = [
     "ConfigOption",
-    "JsonOption",
     "DatabaseNotReady",
+    "JsonOption",
     "check_database",
     "fail",
     "load_settings",
     "operator_errors",
     "out",
     "parse_time",
+    "print_json",
     "say",
 ]
 
@@ -85,6 +86,13 @@ def operator_errors() -> Iterator[None]:
         fail(f"error: {exc}")
 
 
+def print_json(document: Any) -> None:
+    """A command's `--json` answer on stdout: UTF-8 (Chinese as is), indented."""
+    import json
+
+    print(json.dumps(document, ensure_ascii=False, indent=2), flush=True)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """The settings (environment, .env) with the options the operator gave on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -120,9 +128,10 @@ def check_database(url: str) -> None:
     parsed = make_url(url)
     shown = parsed.render_as_string(hide_password=True)
     upgrade_hint = "run `yujing db upgrade` first"
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).is_file():
-            raise DatabaseNotReady(f"no database at {parsed.database}; {upgrade_hint}")
+    sqlite = parsed.get_backend_name() == "sqlite"
+    on_file = sqlite and parsed.database not in {None, "", ":memory:"}
+    if on_file and not Path(str(parsed.database)).is_file():
+        raise DatabaseNotReady(f"no database at {parsed.database}; {upgrade_hint}")
     try:
         revision = current(url)
     except SQLAlchemyError as exc:
