@@ -57,7 +57,8 @@ rules_app.command("check")(rules_check)
 
 #: Commands that never open the configured database (`db upgrade` and `run`
 #: migrate it themselves; a drill has a throw-away one). Every other command is
-#: checked by `guard_database` before it runs.
+#: checked by `guard_database` before it runs, unless it is marked
+#: `checks_database_itself` (it checks its own options first, then the database).
 WITHOUT_DATABASE = frozenset(
     {"db upgrade", "run", "drill", "rules test", "rules check", "roster show", "roster ical"}
 )

@@ -96,7 +96,8 @@ class Pipeline:
         try:
             batch = await self.feed.fetch(self.points, sorted(ruleset.variables))
         except FeedError as exc:
-            self.feed_health.failed(f"{self.feed.source}: {exc.reason}", at=started)
+            self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
+            self.feed_health.failed(exc.reason, at=started)
             with self.sessions.begin() as session:
                 run = ForecastRun(
                     source=self.feed.source,

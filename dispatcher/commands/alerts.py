@@ -163,8 +163,7 @@ def _acknowledge(
         note=note.strip() if note and note.strip() else None,
         at=datetime.now(UTC),
     )
-    where = alert.zone_id or f"({alert.kind})"
-    what = f"{alert.code} {alert.title or alert.hazard} {alert.level} {where}"
+    what = f"{alert.code} {alert.title or alert.hazard} {alert.level} {alert.zone_id or '(system)'}"
     if not outcome.accepted:
         return False, f"{what}：未确认：{outcome.reason}"
     if earlier is not None:

@@ -9,10 +9,13 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from dispatcher.commands.terminal import checks_database_itself
+
 if TYPE_CHECKING:
     from dispatcher.county import County
 
 
+@checks_database_itself
 def report(
     start: Annotated[
         str,
@@ -56,7 +59,13 @@ def report(
     people threatened, level changes, who was told, acknowledgements, overdue, measures."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from dispatcher.commands.terminal import fail, load_settings, operator_errors, say
+    from dispatcher.commands.terminal import (
+        check_database,
+        fail,
+        load_settings,
+        operator_errors,
+        say,
+    )
     from dispatcher.report import build_report, render_csv, render_html
     from dispatcher.storage.db import make_engine, session_factory
 
@@ -72,6 +81,7 @@ def report(
     if until <= since:
         fail(f"--to {end} is not after --from {start}: nothing to report")
     with operator_errors():
+        check_database(settings.database_url)
         county = _county(settings.config_dir)
         engine = make_engine(settings.database_url)
         try:
