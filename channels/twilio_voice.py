@@ -58,6 +58,15 @@ _logger = logging.getLogger(__name__)
 
 #: Route (written by the acknowledgement service) that receives the keypress.
 ACK_PATH = "/webhooks/twilio/voice/ack"
+
+# `<Say voice="alice">` is retired upstream; Twilio's <Say> takes "any of the
+# Twilio-supported Amazon Polly voices" (https://www.twilio.com/docs/voice/twiml/say),
+# and Amazon Polly's Mandarin voice is Zhiyu (知语), language code cmn-CN
+# (Polly developer guide, "Available voices": cmn-CN, Zhiyu, standard and neural). Settings
+# YUJING_TWILIO_VOICE_NAME / YUJING_TWILIO_VOICE_LANGUAGE choose another, e.g.
+# Google.cmn-CN-Standard-A with cmn-CN.
+DEFAULT_VOICE = "Polly.Zhiyu"
+DEFAULT_LANGUAGE = "cmn-CN"
 #: Twilio's limit on the inline ``Twiml`` parameter of a Call.
 MAX_TWIML_CHARS = 4000
 #: Body characters that still fit in MAX_TWIML_CHARS as `warning_twiml` lays them out.
@@ -84,7 +93,11 @@ def ack_url(public_base_url: str, notification_id: int) -> str:
 
 
 def warning_twiml(
-    body: str, *, ack_url: str | None, voice: str | None = "alice", language: str = "zh-CN"
+    body: str,
+    *,
+    ack_url: str | None,
+    voice: str | None = DEFAULT_VOICE,
+    language: str = DEFAULT_LANGUAGE,
 ) -> str:
     """The TwiML document of a warning call (also what the ack route answers to
     a key other than 1, so the message repeats)."""
@@ -127,15 +140,16 @@ class TwilioVoiceChannel:
         public_base_url: str,
         http: httpx.AsyncClient,
         api_base: str = "https://api.twilio.com",
-        voice: str | None = "alice",
-        language: str = "zh-CN",
+        voice: str | None = DEFAULT_VOICE,
+        language: str = DEFAULT_LANGUAGE,
         max_call_seconds: int = 300,
     ) -> None:
         """Bind to one Twilio account and a voice-capable caller id.
 
         `public_base_url` is where Twilio reaches this server (keypress
         acknowledgements). `voice`/`language` must be a combination Twilio's
-        TTS supports (alice + zh-CN; or e.g. Polly.Zhiyu + cmn-CN).
+        TTS supports (Polly.Zhiyu + cmn-CN, the default; or e.g.
+        Google.cmn-CN-Standard-A + cmn-CN).
         `max_call_seconds` ends a call that keeps repeating. Raises ValueError,
         naming the setting, for bad configuration.
         """

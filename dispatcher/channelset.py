@@ -81,6 +81,8 @@ def build_channels(
                     public_base_url=settings.public_base_url,
                     http=http,
                     api_base=settings.twilio_api_base,
+                    voice=settings.twilio_voice_name,
+                    language=settings.twilio_voice_language,
                 )
             )
     elif settings.default_channel == "twilio_sms":

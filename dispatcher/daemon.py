@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
+from dispatcher import logs
 from dispatcher.leader import Leadership, lead
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
@@ -34,6 +37,10 @@ log = logging.getLogger("yujing.daemon")
 
 class InstanceLockError(RuntimeError):
     """A second instance on the same SQLite database."""
+
+
+class PortInUseError(RuntimeError):
+    """The HTTP port is taken: said in one line before anything starts."""
 
 
 class _Server(uvicorn.Server):
@@ -73,17 +80,42 @@ def sqlite_instance_lock(database_url: str) -> Iterator[None]:
         handle.close()
 
 
+def bind_http(host: str, port: int) -> socket.socket:
+    """The listening socket for the HTTP server, bound before anything else starts.
+
+    A taken port is then one line (PortInUseError) and no poll has run; the
+    server is handed this socket, so no other program can take the port between
+    the check and the start.
+    """
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return socket.create_server(address[:2], family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use (another yujing, or another program); "
+                "stop it, or choose another port with --port or YUJING_HTTP_PORT"
+            ) from None
+        raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT."""
     with sqlite_instance_lock(settings.database_url):
-        runtime = open_runtime(settings)
+        listener = bind_http(settings.http_host, settings.http_port)
         try:
-            await _serve(runtime)
+            runtime = open_runtime(settings, console=logs.console_stream())
+            try:
+                await _serve(runtime, listener)
+            finally:
+                await runtime.aclose()
         finally:
-            await runtime.aclose()
+            listener.close()
 
 
-async def _serve(runtime: Runtime) -> None:
+async def _serve(runtime: Runtime, listener: socket.socket) -> None:
     settings = runtime.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,6 +129,7 @@ async def _serve(runtime: Runtime) -> None:
         seconds=settings.poll_interval_seconds,
         jitter=settings.poll_jitter_seconds or None,
         id="poll",
+        name="poll",
         max_instances=1,
         coalesce=True,
         misfire_grace_time=settings.poll_interval_seconds,
@@ -106,6 +139,7 @@ async def _serve(runtime: Runtime) -> None:
         "interval",
         seconds=min(60, settings.poll_interval_seconds),
         id="watch_feed",
+        name="watch_feed",
         max_instances=1,
         coalesce=True,
     )
@@ -116,6 +150,7 @@ async def _serve(runtime: Runtime) -> None:
         "interval",
         seconds=settings.rules_watch_seconds,
         id="watch_rules",
+        name="watch_rules",
         max_instances=1,
         coalesce=True,
     )
@@ -124,6 +159,7 @@ async def _serve(runtime: Runtime) -> None:
         "interval",
         seconds=settings.escalation_poll_seconds,
         id="escalate",
+        name="escalate",
         max_instances=1,
         coalesce=True,
     )
@@ -168,8 +204,9 @@ async def _serve(runtime: Runtime) -> None:
         name="leadership",
     )
     worker_task = asyncio.create_task(runtime.worker.run(stop), name="delivery")
-    server_task = asyncio.create_task(server.serve(), name="http")
-    log.info("yujing running: http://%s:%d/healthz", settings.http_host, settings.http_port)
+    server_task = asyncio.create_task(server.serve(sockets=[listener]), name="http")
+    port = listener.getsockname()[1]
+    log.info("yujing running: http://%s:%d/healthz", settings.http_host, port)
 
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait(
@@ -204,7 +241,13 @@ def _escalate(runtime: Runtime) -> Callable[[], Awaitable[object]]:
 
 
 def _logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
-    """Log a job's unexpected exception plainly and keep the schedule going."""
+    """Log a job's failures plainly and keep the schedule going.
+
+    An operational fault (database unreachable) is one warning for the whole
+    episode and one line when the job works again; anything else is a bug and
+    keeps its traceback.
+    """
+    episode = logs.Episode(log, f"job {name}")
 
     async def run() -> None:
         try:
@@ -213,8 +256,13 @@ def _logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awa
             # the scheduler cancels a running job when the daemon stops; the poll's
             # transaction either committed or rolled back, so nothing is half-done
             log.info("%s interrupted by shutdown", name)
-        except Exception:
-            log.exception("%s failed unexpectedly; will try again at the next interval", name)
+        except Exception as exc:
+            if not logs.is_operational(exc):
+                log.exception("%s failed unexpectedly; will try again at the next interval", name)
+            else:
+                episode.failed(logs.fault_summary(exc))
+        else:
+            episode.succeeded()
 
-    run.__name__ = name
+    run.__name__ = run.__qualname__ = name
     return run

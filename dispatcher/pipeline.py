@@ -27,6 +27,7 @@ from dispatcher.alerts.system import watch_feed
 from dispatcher.county import County
 from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
+from dispatcher.logs import Episode
 from dispatcher.metrics import Metrics
 from dispatcher.storage.models import ForecastRun
 from rules.evaluate import evaluate
@@ -63,6 +64,10 @@ class Pipeline:
     on_enqueued: Callable[[], None] = lambda: None
     escalation: Escalation | None = None  # None: built-in policies, no roster
     metrics: Metrics = field(default_factory=Metrics)  # polls counted and timed
+    # a failing feed is logged when it starts failing and when it recovers, not every poll
+    feed_health: Episode = field(
+        default_factory=lambda: Episode(log, "forecast feed"), init=False, repr=False
+    )
 
     def timing(self, ruleset: RuleSet) -> Timing:
         """Hold and cooldown per hazard: the rules' own, else the configured defaults."""
@@ -128,7 +133,8 @@ class Pipeline:
         try:
             batch = await self.feed.fetch(points, sorted(ruleset.variables))
         except FeedError as exc:
-            log.warning("forecast feed %s failed: %s", self.feed.source, exc.reason)
+            self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
+            self.feed_health.failed(exc.reason, at=started)
             with self.sessions.begin() as session:
                 run = ForecastRun(
                     source=self.feed.source,
@@ -151,6 +157,7 @@ class Pipeline:
             self.check_feed()
             return PollResult(False, run_id, error=exc.reason)
 
+        self.feed_health.succeeded()
         now = self.clock()
         assessments = evaluate(ruleset, batch, table, now, county.timezone)
         with self.sessions.begin() as session:

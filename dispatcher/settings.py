@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     twilio_voice_from_number: str | None = Field(
         None, description="Voice-capable caller number (default: the SMS number)"
     )
+    twilio_voice_name: str = Field(
+        "Polly.Zhiyu",
+        description="Twilio <Say> voice for calls: a Mandarin one (Polly.Zhiyu, "
+        "Google.cmn-CN-Standard-A); alice is retired for Chinese",
+    )
+    twilio_voice_language: str = Field(
+        "cmn-CN", description="Twilio <Say> language, matching the voice (cmn-CN for Mandarin)"
+    )
     wecom_robots: SecretStr | None = Field(None, description='JSON {"id": "webhook key"}')
     dingtalk_robots: SecretStr | None = Field(
         None, description='JSON {"id": {"access_token": "…", "secret": "SEC…"}}'

@@ -374,7 +374,7 @@ def test_pressing_1_on_the_call_acknowledges_for_the_person_called(
     response = keypress(sessions, notes[ZHANG], "1")
 
     assert response.status_code == 200
-    assert '<Say language="zh-CN">已确认，谢谢</Say>' in response.text
+    assert '<Say language="cmn-CN" voice="Polly.Zhiyu">已确认，谢谢</Say>' in response.text
     assert acks(sessions) == [(alert_id, ZHANG, "voice", None)]
 
 

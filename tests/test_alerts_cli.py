@@ -83,7 +83,7 @@ def test_ack_by_person_id_acknowledges_the_alert_with_method_cli(
     result = runner.invoke(app, ["alerts", "ack", "k7qa", "--by", "p-duty-zhang"])
 
     assert result.exit_code == 0, result.output
-    assert "K7QA 寒潮 yellow (system): 已确认 (张志强, p-duty-zhang)" in result.stdout
+    assert "K7QA 寒潮 yellow (system)：已确认（张志强，p-duty-zhang）" in result.stdout
     [(code, person, actor, method, note)] = acks(sessions)
     assert (code, person, method, note) == ("K7QA", "p-duty-zhang", "cli", None)
     assert actor.startswith("cli:")

@@ -21,7 +21,9 @@ _NO_TABLES = "the database has no {what} table yet; run `yujing db upgrade` firs
 @alerts_app.command("list")
 def alerts_list(
     all_: Annotated[bool, typer.Option("--all", help="Include closed alerts")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table")
+    ] = False,
 ) -> None:
     """List open alerts (firing or acknowledged), newest first."""
     from rich.table import Table
@@ -87,9 +89,14 @@ def alerts_list(
 def alerts_ack(
     code: Annotated[str, typer.Argument(help="The alert's short code, as in the message")],
     by: Annotated[
-        str, typer.Option("--by", help="Who acknowledges: person id or name in people.yaml")
+        str,
+        typer.Option(
+            "--by", metavar="PERSON", help="Who acknowledges: person id or name in people.yaml"
+        ),
     ],
-    note: Annotated[str | None, typer.Option("--note", help="A note kept with it")] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", metavar="TEXT", help="A note kept with it")
+    ] = None,
 ) -> None:
     """Acknowledge an open alert on someone's behalf (recorded as method `cli`)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -102,7 +109,7 @@ def alerts_ack(
         engine = make_engine(settings.database_url)
         try:
             with session_factory(engine).begin() as session:
-                result = _acknowledge(session, code, by, note)
+                result = _acknowledge(session, code, by, note, settings.timezone)
         except (OperationalError, ProgrammingError) as exc:
             raise ValueError(_NO_TABLES.format(what="alerts", error=type(exc).__name__)) from None
         finally:
@@ -114,12 +121,14 @@ def alerts_ack(
     out.print(message, markup=False, highlight=False)
 
 
-def _acknowledge(session: Session, code: str, by: str, note: str | None) -> tuple[bool, str]:
+def _acknowledge(
+    session: Session, code: str, by: str, note: str | None, tz: str
+) -> tuple[bool, str]:
     """(accepted, what to print); ValueError for a code or person that does not exist."""
     from sqlalchemy import or_, select
 
     from dispatcher.alerts.acknowledge import acknowledge, find_open_alert_by_code
-    from dispatcher.storage.models import Alert, Person
+    from dispatcher.storage.models import Acknowledgement, Alert, Person
 
     alert = find_open_alert_by_code(session, code)
     if alert is None:
@@ -139,6 +148,12 @@ def _acknowledge(session: Session, code: str, by: str, note: str | None) -> tupl
         ids = ", ".join(p.id for p in people)
         raise ValueError(f"--by {by!r}: {len(people)} people have that name ({ids}); give the id")
     person = exact[0] if exact else people[0]
+    earlier = session.scalars(
+        select(Acknowledgement)
+        .where(Acknowledgement.alert_id == alert.id, Acknowledgement.person_id == person.id)
+        .order_by(Acknowledgement.at)
+        .limit(1)
+    ).first()
     outcome = acknowledge(
         session,
         alert=alert,
@@ -150,8 +165,15 @@ def _acknowledge(session: Session, code: str, by: str, note: str | None) -> tupl
     )
     what = f"{alert.code} {alert.title or alert.hazard} {alert.level} {alert.zone_id or '(system)'}"
     if not outcome.accepted:
-        return False, f"{what}: not acknowledged: {outcome.reason}"
-    return True, f"{what}: {outcome.reason} ({person.name}, {person.id})"
+        return False, f"{what}：未确认：{outcome.reason}"
+    if earlier is not None:
+        # the same person again: nothing new was recorded, and the officer should know
+        when = earlier.at.astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M")
+        return True, (
+            f"{what}：{person.name}（{person.id}）已于 {when} 确认过（{earlier.method}），"
+            f"本次未重复记录；{outcome.reason}"
+        )
+    return True, f"{what}：{outcome.reason}（{person.name}，{person.id}）"
 
 
 def _os_user() -> str:

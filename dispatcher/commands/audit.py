@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (for scripts) instead of lines")
+    ] = False,
+) -> None:
     """Check every event's hash and link; exit 1 listing each changed, deleted or inserted row.
 
     On success prints the number of events and the latest hash: keep that hash
@@ -40,6 +46,19 @@ def audit_verify() -> None:
             ) from None
         finally:
             engine.dispose()
+    if as_json:
+        import json
+
+        document = {
+            "ok": not problems,
+            "events": count,
+            "latest": None if last is None else {"id": last.id, "hash": last.hash},
+            "problems": [str(p) for p in problems],
+        }
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+        if problems:
+            raise typer.Exit(1)
+        return
     if problems:
         for problem in problems:
             say(problem)

@@ -29,17 +29,22 @@ LEVEL_RANK = {level.key: rank for rank, level in enumerate(Level)}
 
 
 def drill(
-    replay: Annotated[Path, typer.Option("--replay", help="Recorded Open-Meteo JSON file")],
+    replay: Annotated[
+        Path, typer.Option("--replay", metavar="FILE", help="Recorded Open-Meteo JSON file")
+    ],
     config: ConfigOption = None,
     at: Annotated[
         str | None,
-        typer.Option("--at", help="Evaluation time, ISO 8601 with offset [default: now]"),
+        typer.Option(
+            "--at", metavar="TIME", help="Evaluation time, ISO 8601 with offset [default: now]"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
     report: Annotated[
         Path | None,
         typer.Option(
             "--report",
+            metavar="FILE",
             help="Also write the information report of the drill's period to this file "
             "(.csv: one row per message, full phone numbers; else printable HTML, masked)",
         ),

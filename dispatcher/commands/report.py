@@ -9,23 +9,30 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from dispatcher.commands.terminal import checks_database_itself
+
 if TYPE_CHECKING:
     from dispatcher.county import County
 
 
+@checks_database_itself
 def report(
     start: Annotated[
         str,
         typer.Option(
             "--from",
+            metavar="TIME",
             help="Start, ISO 8601 (2026-01-07T08:30 or 2026-01-07); no offset: county time",
         ),
     ],
-    end: Annotated[str, typer.Option("--to", help="End (exclusive), same forms as --from")],
+    end: Annotated[
+        str, typer.Option("--to", metavar="TIME", help="End (exclusive), same forms as --from")
+    ],
     fmt: Annotated[
         str | None,
         typer.Option(
             "--format",
+            metavar="html|csv",
             help="html (printable, one event per page or two, phone numbers masked) or csv "
             "(one row per message with FULL phone numbers: the office's own record, not for "
             "passing on) [default: from --out's suffix, else html]",
@@ -38,7 +45,8 @@ def report(
         ),
     ] = False,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file [default: stdout]")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write to this file [default: stdout]"),
     ] = None,
     config: Annotated[
         Path | None,
@@ -51,7 +59,13 @@ def report(
     people threatened, level changes, who was told, acknowledgements, overdue, measures."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from dispatcher.commands.terminal import fail, load_settings, operator_errors, say
+    from dispatcher.commands.terminal import (
+        check_database,
+        fail,
+        load_settings,
+        operator_errors,
+        say,
+    )
     from dispatcher.report import build_report, render_csv, render_html
     from dispatcher.storage.db import make_engine, session_factory
 
@@ -67,6 +81,7 @@ def report(
     if until <= since:
         fail(f"--to {end} is not after --from {start}: nothing to report")
     with operator_errors():
+        check_database(settings.database_url)
         county = _county(settings.config_dir)
         engine = make_engine(settings.database_url)
         try:

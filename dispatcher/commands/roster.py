@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+
+if TYPE_CHECKING:
+    from dispatcher.county import County
+    from dispatcher.roster import Roster
 
 roster_app = typer.Typer(help="Duty roster (值班表).", no_args_is_help=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", help="County configuration directory [default: YUJING_CONFIG_DIR]"),
+    typer.Option(
+        "--config",
+        metavar="DIR",
+        help="County configuration directory [default: YUJING_CONFIG_DIR]",
+    ),
 ]
 
 
@@ -21,10 +29,17 @@ ConfigOption = Annotated[
 def roster_show(
     at: Annotated[
         str | None,
-        typer.Option("--at", help="Instant, ISO 8601 (no offset: county time) [default: now]"),
+        typer.Option(
+            "--at", metavar="TIME", help="Instant, ISO 8601 (no offset: county time) [default: now]"
+        ),
     ] = None,
-    days: Annotated[int, typer.Option("--days", min=1, help="Shifts to list from then")] = 7,
+    days: Annotated[
+        int, typer.Option("--days", min=1, metavar="N", help="Shifts to list from then")
+    ] = 7,
     config: ConfigOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables")
+    ] = False,
 ) -> None:
     """Print who is on duty at an instant, then the next shifts."""
     from rich.table import Table
@@ -41,6 +56,9 @@ def roster_show(
     when = parse_time(at, county.timezone) if at else datetime.now(UTC)
     tz = ZoneInfo(county.timezone)
     local = when.astimezone(tz)
+    if as_json:
+        _print_json(county, roster, when, days)
+        return
     if not roster.configured:
         out.print(
             f"{settings.config_dir / 'roster.yaml'} 不存在：没有轮班，"
@@ -78,17 +96,24 @@ def roster_show(
 
 @roster_app.command("ical")
 def roster_ical(
-    out_file: Annotated[Path, typer.Option("--out", help="The .ics file to write")],
+    out_file: Annotated[Path, typer.Option("--out", metavar="FILE", help="The .ics file to write")],
     person: Annotated[
-        str | None, typer.Option("--person", help="Only this person's shifts (people.yaml id)")
+        str | None,
+        typer.Option("--person", metavar="ID", help="Only this person's shifts (people.yaml id)"),
     ] = None,
     start: Annotated[
         str | None,
-        typer.Option("--from", help="First duty day, YYYY-MM-DD [default: the horizon's first]"),
+        typer.Option(
+            "--from",
+            metavar="DATE",
+            help="First duty day, YYYY-MM-DD [default: the horizon's first]",
+        ),
     ] = None,
     days: Annotated[
         int | None,
-        typer.Option("--days", min=1, help="Duty days to export [default: to the horizon's end]"),
+        typer.Option(
+            "--days", min=1, metavar="N", help="Duty days to export [default: to the horizon's end]"
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -129,6 +154,47 @@ def roster_ical(
     events = text.count("BEGIN:VEVENT")
     last = first + timedelta(days=count - 1)
     out.print(f"wrote {out_file}: {events} events, duty days {first}..{last}")
+
+
+def _print_json(county: County, roster: Roster, when: datetime, days: int) -> None:
+    """The same as the tables, for scripts: ids and ISO times with the county's offset."""
+    import json
+
+    from dispatcher.roster import ROSTER_ROLES
+
+    tz = ZoneInfo(county.timezone)
+
+    def person(p: Any) -> dict[str, str] | None:
+        return None if p is None else {"id": p.id, "name": p.name, "phone": p.phone}
+
+    if not roster.configured:
+        # no roster: everyone of each role is on duty
+        on_duty = {
+            role: [person(p) for p in county.people.values() if p.duty_role == role]
+            for role in ROSTER_ROLES
+        }
+        print(json.dumps({"configured": False, "on_duty": on_duty}, ensure_ascii=False, indent=2))
+        return
+    now = roster.shift_at(when)
+    shifts = [
+        {
+            "day": shift.day.isoformat(),
+            "start": shift.start.astimezone(tz).isoformat(),
+            "end": shift.end.astimezone(tz).isoformat(),
+            "duty_officer": person(shift.duty_officer),
+            "leader_on_duty": person(shift.leader_on_duty),
+        }
+        for shift in roster.shifts(now.day, days)
+    ]
+    document = {
+        "configured": True,
+        "at": when.astimezone(tz).isoformat(),
+        "duty_officer": person(now.duty_officer),
+        "leader_on_duty": person(now.leader_on_duty),
+        "horizon": [d.isoformat() for d in roster.horizon] if roster.horizon else None,
+        "shifts": shifts,
+    }
+    print(json.dumps(document, ensure_ascii=False, indent=2))
 
 
 def _who(name: str, phone: str) -> str:

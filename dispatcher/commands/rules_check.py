@@ -12,7 +12,17 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dispatcher.commands.terminal import ConfigOption, load_settings, operator_errors, out, say
+import typer
+
+from dispatcher.commands.terminal import (
+    ConfigOption,
+    JsonOption,
+    load_settings,
+    operator_errors,
+    out,
+    print_json,
+    say,
+)
 from rules.config import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -22,7 +32,7 @@ if TYPE_CHECKING:
 ROSTER_NOTICE_DAYS = 14
 
 
-def rules_check(config: ConfigOption = None) -> None:
+def rules_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Validate the county configuration and rules; list every problem with file:line:column."""
     from datetime import UTC
 
@@ -46,10 +56,26 @@ def rules_check(config: ConfigOption = None) -> None:
             problems.extend(exc.problems)
         if county is not None:
             problems.extend(roster_and_escalation_problems(config_dir, county, ruleset))
+        if problems and as_json:
+            print_json({"ok": False, "problems": [str(p) for p in problems]})
+            raise typer.Exit(1)
         if problems:
             raise ConfigError(problems)
         assert county is not None and ruleset is not None
         warnings = roster_warnings(config_dir, load_roster(config_dir, county), datetime.now(UTC))
+        if as_json:
+            print_json(
+                {
+                    "ok": True,
+                    "zones": len(county.zones),
+                    "people": len(county.people),
+                    "rules": len(ruleset.rules),
+                    "variables": sorted(ruleset.variables),
+                    "problems": [],
+                    "warnings": [str(w) for w in warnings],
+                }
+            )
+            return
         out.print(
             f"ok: {len(county.zones)} zones, {len(county.people)} people, "
             f"{len(ruleset.rules)} rules over {', '.join(sorted(ruleset.variables))}"

@@ -10,11 +10,11 @@ wires the commands into the `yujing` application.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -26,11 +26,16 @@ from rules.config import ConfigError
 
 __all__ = [
     "ConfigOption",
+    "DatabaseNotReady",
+    "JsonOption",
+    "check_database",
+    "checks_database_itself",
     "fail",
     "load_settings",
     "operator_errors",
     "out",
     "parse_time",
+    "print_json",
     "say",
 ]
 
@@ -38,7 +43,14 @@ out = Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: 
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", help="County configuration directory [default: YUJING_CONFIG_DIR]"),
+    typer.Option(
+        "--config",
+        metavar="DIR",
+        help="County configuration directory [default: YUJING_CONFIG_DIR]",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables")
 ]
 
 
@@ -60,6 +72,8 @@ def operator_errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise  # a deliberate exit (it is a RuntimeError to click): not an error to report
+    except DatabaseNotReady as exc:
+        fail(f"error: {exc}")
     except ConfigError as exc:
         for problem in exc.problems:
             say(str(problem))
@@ -71,6 +85,13 @@ def operator_errors() -> Iterator[None]:
         fail("invalid settings (environment or .env); see .env.example")
     except (ValueError, RuntimeError, OSError) as exc:
         fail(f"error: {exc}")
+
+
+def print_json(document: Any) -> None:
+    """A command's `--json` answer on stdout: UTF-8 (Chinese as is), indented."""
+    import json
+
+    print(json.dumps(document, ensure_ascii=False, indent=2), flush=True)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -87,3 +108,63 @@ def parse_time(text: str, tz: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(tz))
     return value.astimezone(UTC)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checks_database_itself(command: F) -> F:
+    """Mark a command that calls `check_database` itself, after checking its own options
+    (`dispatcher.cli` checks the database before every other command)."""
+    command.__yujing_guarded__ = True  # type: ignore[attr-defined]
+    return command
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database is missing, unreachable or not migrated: one line for the operator."""
+
+
+def check_database(url: str) -> None:
+    """Raise DatabaseNotReady unless the database at `url` exists and is at the newest revision.
+
+    Checked before any command reads it: a SQLite file that does not exist is
+    reported, never created (connecting would create an empty one).
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.storage.db import make_engine
+    from dispatcher.storage.migrate import alembic_config
+    from dispatcher.storage.models import Base
+
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    upgrade_hint = "run `yujing db upgrade` first"
+    sqlite = parsed.get_backend_name() == "sqlite"
+    on_file = sqlite and parsed.database not in {None, "", ":memory:"}
+    if on_file and not Path(str(parsed.database)).is_file():
+        raise DatabaseNotReady(f"no database at {parsed.database}; {upgrade_hint}")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+            tables = set(inspect(connection).get_table_names())
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseNotReady(f"cannot open the database {shown}: {reason}") from None
+    finally:
+        engine.dispose()
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    if revision is None:
+        # every table but no revision: made from the models directly (the test suite does)
+        if tables >= set(Base.metadata.tables):
+            return
+        raise DatabaseNotReady(f"the database {shown} has no tables yet; {upgrade_hint}")
+    if revision != head:
+        raise DatabaseNotReady(
+            f"the database {shown} is at revision {revision}, this yujing needs {head}; "
+            f"{upgrade_hint}"
+        )

@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.registry import medium_of
-from dispatcher import acklinks, audit
+from dispatcher import acklinks, audit, logs
 from dispatcher.county import County
 from dispatcher.escalation.config import warn_unconfigured
 from dispatcher.escalation.fire import fire
@@ -156,7 +156,7 @@ class Escalation:
             return self.default_channel, False
         if name in self.channels:
             return name, False
-        log.info("channel %s is not configured here: using %s instead", name, self.default_channel)
+        logs.log_once(log, "channel %s not configured here: using %s", name, self.default_channel)
         return self.default_channel, True
 
     # --- an alert opens, changes level or ends

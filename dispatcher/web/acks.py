@@ -131,6 +131,8 @@ def router(state: AppState) -> APIRouter:
                 digits=digits,
                 again=public_url(request, state.settings),
                 now=state.clock(),
+                voice=state.settings.twilio_voice_name,
+                language=state.settings.twilio_voice_language,
             ),
         )
         return Response(str(call), media_type=_TWIML)
@@ -308,7 +310,14 @@ def _refused(
 
 
 def answer_keypress(
-    session: Session, *, notification: str, digits: str, again: str, now: datetime
+    session: Session,
+    *,
+    notification: str,
+    digits: str,
+    again: str,
+    now: datetime,
+    voice: str,
+    language: str,
 ) -> VoiceResponse:
     """Act on a keypress during the call that delivered `notification`; TwiML to play next.
 
@@ -318,7 +327,7 @@ def answer_keypress(
     call = VoiceResponse()
     note = session.get(Notification, int(notification)) if notification.isdigit() else None
     if note is None or note.alert_id is None or note.person_id is None:
-        call.say("未找到对应的预警信息，请联系县自然资源局值班室。", language="zh-CN")
+        call.say("未找到对应的预警信息，请联系县自然资源局值班室。", voice=voice, language=language)
         call.hangup()
         return call
     if digits == "1":
@@ -331,14 +340,14 @@ def answer_keypress(
             note=None,
             at=now,
         )
-        call.say(_voice_outcome(outcome), language="zh-CN")
+        call.say(_voice_outcome(outcome), voice=voice, language=language)
         call.hangup()
         return call
     heard = f"您按的是{digits}。" if digits else ""
-    call.say(f"{heard}下面重复预警内容。", language="zh-CN")
+    call.say(f"{heard}下面重复预警内容。", voice=voice, language=language)
     gather = call.gather(action=again, method="POST", num_digits=1, timeout=8)
-    gather.say(f"{_LINK_TAIL.sub('', note.body)}。确认收到请按1。", language="zh-CN")
-    call.say("没有收到按键，再见。", language="zh-CN")
+    gather.say(f"{_LINK_TAIL.sub('', note.body)}。确认收到请按1。", voice=voice, language=language)
+    call.say("没有收到按键，再见。", voice=voice, language=language)
     return call
 
 

@@ -103,7 +103,8 @@ async def test_the_call_reads_the_warning_twice_in_mandarin_inside_a_one_digit_g
     assert first_gather.get("numDigits") == "1"
     reading = first_gather[0]
     assert (reading.tag, reading.text) == ("Say", WARNING.body)
-    assert (reading.get("language"), reading.get("loop")) == ("zh-CN", "2")
+    assert (reading.get("language"), reading.get("loop")) == ("cmn-CN", "2")
+    assert reading.get("voice") == "Polly.Zhiyu"  # alice is retired for Chinese
 
 
 async def test_pressing_a_key_posts_to_the_ack_route_of_this_notification(
