@@ -117,12 +117,14 @@ class OperationalFaults(logging.Filter):
 _said: set[tuple[str, str]] = set()
 
 
-def log_once(logger: logging.Logger, message: str, *args: object) -> None:
-    """An INFO line said once per process (a fallback every alert would repeat)."""
+def log_once(
+    logger: logging.Logger, message: str, *args: object, level: int = logging.INFO
+) -> None:
+    """A line said once per process (a fallback every alert would repeat)."""
     key = (logger.name, message % args)
     if key not in _said:
         _said.add(key)
-        logger.info(message, *args)
+        logger.log(level, message, *args)
 
 
 def console_stream() -> TextIO | None:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.registry import medium_of
-from dispatcher import acklinks, audit
+from dispatcher import acklinks, audit, logs
 from dispatcher.county import County
 from dispatcher.escalation.members import changed_at
 from dispatcher.escalation.plan import PlannedStep
@@ -150,11 +150,14 @@ def fire(
             )
         )
         told.append({"audience": audience.key, "channel": audience.channel})
-    if unreached:
-        log.warning(
-            "alert %s: audiences on channels not configured here were not reached: %s",
-            alert.code,
-            ", ".join(unreached),
+    for channel in sorted({entry.rsplit("→", 1)[1] for entry in unreached}):
+        # once per channel, not per alert: each alert's audit event lists its own
+        logs.log_once(
+            log,
+            "audiences on channel %s are not reached: it is not configured here "
+            "(each step's audit event lists them as unreached)",
+            channel,
+            level=logging.WARNING,
         )
     session.flush()
     audit.record(
