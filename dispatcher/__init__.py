@@ -21,13 +21,16 @@ The county
 Forecast → alerts
     feeds/          forecast sources (Open-Meteo, replay) → ForecastBatch; grid points
     pipeline.py     one poll: fetch, evaluate the rules, reconcile, commit, wake delivery
-    alerts/         reconcile (pure) → lifecycle (open/close alerts) → acknowledge; system
+    alerts/         reconcile (pure) → hazards (zone alerts) → grouping (pure) → events
+                    (the bureau's incidents); lifecycle (open/close), acknowledge; system
     states.py       the stored rows' vocabularies (alert, outbox row, timer states) as StrEnums
 Alerts → messages
-    escalation/     package: policy (model), config (escalation.yaml), plan (typed planned step
-                    and transition names), engine (start/close/fire), timers (escalate_due)
+    escalation/     package: policy (model; zone and bureau shares), config (escalation.yaml),
+                    plan (typed planned step, transition names), engine (start/close), fire
+                    (one step's messages), members (an event's zones), timers (escalate_due)
     routing.py      who a target (`mass_monitor`, `duty_officer` …) means, now
     messages.py     the texts people read or hear, per medium
+    eventtext.py    an event's texts for the bureau (new, changed, reminder, overdue, ended)
     acklinks.py     signed, expiring acknowledgement links
 Messages → phones
     outbox/         package: rows (idempotency key, enqueue), claim, record (audit batch),
@@ -41,7 +44,9 @@ Acknowledgements, records, people's views
     storage/        engines and sessions, models, migrations
     labels.py       the Chinese words people read for states, levels and transitions
     cap.py          CAP 1.2 messages for alert transitions
-    report.py       the information report (信息报送) for a shift or a holiday
+    report.py       the information report (信息报送): one or two A4 pages per event
+    reporting/      its parts: detail (one read), events (a section), timeline, privacy
+    metrics.py      /metrics: the database read at scrape time, polls, sends, reloads
     drill.py        a drill: the whole pipeline once on a recorded forecast
     cli.py          `yujing`: wires the command line; commands/ holds one module per area
 """
