@@ -1,0 +1,252 @@
+"""Whole-poll speed at province scale: the example county's cold front, replicated.
+
+Builds a province by copying the example county (examples/liulin: 40 zones,
+their people, its rules, its recorded cold front) `--zones / 40` times: ten
+copies share each grid cell (so zones share forecast points as real ones do),
+cells of copies lie 0.5° apart, and each copy's recording is the original's
+moved with it — so every copy warns exactly as Liulin does (80 zone alerts per
+40 zones: ~60,000 for 30,000 zones) and the figures scale with no surprise in
+the weather. Then it runs the real runtime (configuration loaded, the
+database migrated, the replay feed, rules, reconcile, lifecycle, events,
+escalation, outbox rows, audit chain) on SQLite and, when
+`YUJING_TEST_POSTGRES_URL` is set, on PostgreSQL, and prints per phase:
+
+- config load (`open_runtime`: county files parsed and checked, directory synced);
+- the cold-front poll, split into fetch (replay), evaluate (rules), reconcile,
+  and commit (alerts, events, notifications, timers, audit);
+- a steady poll (nothing changed), a first calm poll (calm clocks start) and
+  the all-clear poll once every hold has passed (the calm recording);
+- peak RSS of the process.
+
+    .venv/bin/python bench/pipeline_bench.py [--zones 30000] [--database URL]
+
+Targets (issue 14): cold-front poll ≤ 10 s on SQLite, ≤ 15 s on PostgreSQL;
+steady poll ≤ 3 s; config load of 30,000 zones ≤ 3 s; peak RSS ≤ 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import logging
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import dispatcher.alerts.hazards as hazards_module  # noqa: E402
+import dispatcher.pipeline as pipeline_module  # noqa: E402
+from dispatcher.feeds.replay import ReplayFeed  # noqa: E402
+from dispatcher.runtime import open_runtime  # noqa: E402
+from dispatcher.settings import Settings  # noqa: E402
+from rules.config import load_yaml  # noqa: E402
+
+LIULIN = ROOT / "examples" / "liulin"
+COLDWAVE = LIULIN / "scenarios" / "coldwave-2026-01.json"
+CALM = LIULIN / "scenarios" / "calm-2026-01.json"
+AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
+PER_CELL = 10  # copies sharing one grid cell
+STEP_DEG = 0.5  # between cells of copies
+
+_T = TypeVar("_T")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zones", type=int, default=30_000)
+    parser.add_argument("--database", help="one database URL instead of SQLite (+ PostgreSQL)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # the figures, not the daemon's log
+    copies = max(1, args.zones // 40)
+    with tempfile.TemporaryDirectory(prefix="yujing-pipeline-bench-") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        config, cold, calm = province(work, copies)
+        print(
+            f"province: {copies * 40:,} zones ({copies} copies of Liulin), "
+            f"built in {time.perf_counter() - started:.1f} s"
+        )
+        urls = [args.database] if args.database else [f"sqlite:///{work / 'bench.db'}"]
+        if not args.database and (pg := os.environ.get("YUJING_TEST_POSTGRES_URL")):
+            urls.append(pg)
+        for url in urls:
+            if url.startswith("postgres"):
+                with bench_database(url) as fresh:
+                    run(fresh, config, cold, calm)
+            else:
+                run(url, config, cold, calm)
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def run(url: str, config: Path, cold: Path, calm: Path) -> None:
+    backend = url.split(":", 1)[0].split("+", 1)[0]
+    settings = Settings(
+        _env_file=None,
+        config_dir=config,
+        database_url=url,
+        feed="replay",
+        replay_file=cold,
+        replay_rebase=False,
+        channel="console",
+    )
+    clock = _Clock()
+    loaded = time.perf_counter()
+    rt = open_runtime(settings, clock=clock, console=io.StringIO(), wake=lambda: None)
+    load = time.perf_counter() - loaded
+    print(f"\n{backend}: config load {load:.1f} s ({len(rt.county.zones):,} zones)")
+    try:
+        polls = (
+            ("cold front", cold, AT),
+            ("steady", cold, AT),
+            ("calm", calm, AT.replace(day=8)),  # the calm clock starts …
+            ("all clear", calm, AT.replace(day=8, hour=20)),  # … and every hold has passed
+        )
+        for name, recording, now in polls:
+            rt.pipeline.feed = ReplayFeed(recording)
+            clock.now = now
+            with phases() as spent:
+                started = time.perf_counter()
+                result = asyncio.run(rt.pipeline.poll())
+                total = time.perf_counter() - started
+            changed = {k: v for k, v in result.transitions.items() if k != "continued"}
+            detail = ", ".join(f"{k} {v:.1f} s" for k, v in spent.items())
+            print(
+                f"  {name:10} poll {total:5.1f} s ({detail}); "
+                f"transitions {changed or 'none'}, {result.notifications:,} notifications"
+            )
+    finally:
+        asyncio.run(rt.aclose())
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = AT
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@contextmanager
+def phases() -> Iterator[dict[str, float]]:
+    """Time the poll's phases by wrapping what the pipeline calls (timing only)."""
+    spent: dict[str, float] = {}
+    wrapped = [
+        (pipeline_module, "evaluate", "evaluate"),
+        (pipeline_module, "reconcile", "reconcile"),
+        (pipeline_module, "apply_transitions", "commit"),
+        (hazards_module, "update_events", "events"),
+    ]
+    originals = [(module, attr, getattr(module, attr)) for module, attr, _ in wrapped]
+    for module, attr, name in wrapped:
+        setattr(module, attr, _timed(getattr(module, attr), name, spent))
+    try:
+        yield spent
+    finally:
+        for module, attr, original in originals:
+            setattr(module, attr, original)
+
+
+def _timed(function: Callable[..., _T], name: str, spent: dict[str, float]) -> Callable[..., _T]:
+    def timed(*args: Any, **kwargs: Any) -> _T:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+
+    return timed
+
+
+def province(work: Path, copies: int) -> tuple[Path, Path, Path]:
+    """The county directory and the two recordings of `copies` copies of Liulin."""
+    config = work / "county"
+    shutil.copytree(LIULIN, config, ignore=shutil.ignore_patterns("scenarios", "README.md"))
+    zones = load_yaml(LIULIN / "zones.yaml").data["zones"]
+    people = load_yaml(LIULIN / "people.yaml").data["people"]
+    staff = [p for p in people if p.get("duty_role")]
+    local = [p for p in people if not p.get("duty_role")]
+    out_zones: list[dict[str, Any]] = []
+    out_people: list[dict[str, Any]] = [dict(p) for p in staff]
+    phone = 10_000_000
+    for copy in range(copies):
+        dlat, dlon = _offset(copy)
+        ids = {p["id"]: f"{p['id']}-c{copy}" for p in local}
+        for p in local:
+            phone += 1
+            out_people.append(
+                {"id": ids[p["id"]], "name": p["name"], "phone": f"+86170{phone:08d}"}
+            )
+        for z in zones:
+            zone = json.loads(json.dumps(z))  # plain data, deep
+            zone["id"] = f"{z['id']}-c{copy}"
+            zone["location"] = {
+                "lat": round(z["location"]["lat"] + dlat, 5),
+                "lon": round(z["location"]["lon"] + dlon, 5),
+            }
+            zone["people"] = {
+                role: [ids.get(pid, pid) for pid in held] for role, held in z["people"].items()
+            }
+            out_zones.append(zone)
+    (config / "zones.yaml").write_text(
+        json.dumps({"zones": out_zones}, ensure_ascii=False), encoding="utf-8"
+    )  # JSON is YAML
+    (config / "people.yaml").write_text(
+        json.dumps({"people": out_people}, ensure_ascii=False), encoding="utf-8"
+    )
+    return config, _recording(work, COLDWAVE, copies), _recording(work, CALM, copies)
+
+
+def _offset(copy: int) -> tuple[float, float]:
+    cell, within = divmod(copy, PER_CELL)
+    row, col = divmod(cell, 40)
+    return row * STEP_DEG + within * 0.001, col * STEP_DEG + within * 0.001
+
+
+def _recording(work: Path, source: Path, copies: int) -> Path:
+    locations = json.loads(source.read_text(encoding="utf-8"))
+    moved = []
+    for cell in range((copies + PER_CELL - 1) // PER_CELL):
+        dlat, dlon = _offset(cell * PER_CELL)
+        for loc in locations:
+            moved.append(
+                {**loc, "latitude": loc["latitude"] + dlat, "longitude": loc["longitude"] + dlon}
+            )
+    out = work / source.name
+    out.write_text(json.dumps(moved), encoding="utf-8")
+    return out
+
+
+@contextmanager
+def bench_database(url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on the server of `url` for one run, dropped after."""
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"yujing_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
