@@ -41,6 +41,7 @@ from ruamel.yaml.composer import Composer, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -271,8 +272,25 @@ def load_yaml_text(text: str, name: str) -> Document:
         else:
             message = f"YAML syntax: {what}; fix the YAML at this position"
         raise ConfigError([Problem(name, line, column, message)]) from None
+    except ReaderError as exc:  # a control character: at its position, on one line
+        position = exc.position if isinstance(exc.position, int) else 0
+        line = text.count("\n", 0, position) + 1
+        column = position - text.rfind("\n", 0, position)
+        code = exc.character if isinstance(exc.character, int) else 0
+        raise ConfigError(
+            [
+                Problem(
+                    name,
+                    line,
+                    column,
+                    f"YAML syntax: control character U+{code:04X} is not allowed; remove it "
+                    "(or write it as an escape such as \\t inside double quotes)",
+                )
+            ]
+        ) from None
     except YAMLError as exc:  # errors without a mark (rare)
-        raise ConfigError([Problem(name, 1, 1, f"YAML syntax: {exc}")]) from None
+        what = " ".join(str(exc).split())
+        raise ConfigError([Problem(name, 1, 1, f"YAML syntax: {what}")]) from None
     doc = Document(name, None, {(): (1, 1)})
     doc.data = _plain(tree, (), doc.positions)
     return doc

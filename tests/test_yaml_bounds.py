@@ -143,6 +143,15 @@ def test_a_few_aliases_and_merged_keys_still_load_with_positions() -> None:
     assert doc.where(("zone", "risk")) == (3, 3)  # merged: at the mapping it is merged into
 
 
+def test_a_control_character_is_refused_at_its_position_on_one_line() -> None:
+    [problem] = refused(load_yaml_text, "x: 1\ny: ab\x00c\n", "nul.yaml").problems
+
+    assert str(problem) == (
+        "nul.yaml:2:6: YAML syntax: control character U+0000 is not allowed; remove it "
+        "(or write it as an escape such as \\t inside double quotes)"
+    )
+
+
 def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     write_huge(path)
