@@ -17,7 +17,8 @@ pydantic are then reported at the exact node, all at once.
 
 Every file is bounded before it can cost much memory or time (billion laughs,
 a file the size of a disk): at most `MAX_YAML_BYTES` (refused from its size,
-never read whole), nesting at most `MAX_YAML_DEPTH` deep, and aliases
+never read whole) holding at most `MAX_YAML_NODES` nodes, nesting at most
+`MAX_YAML_DEPTH` deep, and aliases
 (`*name`, `<<: *name`) may repeat at most `MAX_ALIAS_NODES` nodes and
 `MAX_ALIAS_CHARS` characters in all. The composer counts what each alias
 would repeat as it meets it, so a bomb is refused at its first alias over the
@@ -50,6 +51,9 @@ MAX_YAML_BYTES = 5 * 1024 * 1024
 """The largest configuration file read (5 MB); a larger one is refused from its size."""
 MAX_YAML_DEPTH = 64
 """The deepest nesting of lists and mappings in one file."""
+MAX_YAML_NODES = 100_000
+"""The most values, lists and mappings written in one file (a zone takes about 25: this
+is 4 000 zones); parsing is what costs time and memory, so this bounds both."""
 MAX_ALIAS_NODES = 10_000
 """How many nodes (values, lists, mappings) all the aliases of one file may repeat."""
 MAX_ALIAS_CHARS = 1_000_000
@@ -154,8 +158,9 @@ class _BoundedComposer(Composer):
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader=loader)
         self._sizes: dict[int, tuple[int, int]] = {}
-        self._nodes = 0
+        self._nodes = 0  # repeated by aliases
         self._chars = 0
+        self._written = 0  # composed from the text
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.parser.check_event(AliasEvent):
@@ -163,6 +168,17 @@ class _BoundedComposer(Composer):
             target = self.anchors.get(event.anchor)
             if target is not None:
                 self._count_alias(event, target)
+        else:
+            self._written += 1
+            if self._written > MAX_YAML_NODES:
+                raise _OverBound(
+                    None,
+                    None,
+                    f"more than the limit of {MAX_YAML_NODES:,} values, lists and mappings in "
+                    "one file (MAX_YAML_NODES); split it into several files, or remove what "
+                    "does not belong in it",
+                    self.parser.peek_event().start_mark,
+                )
         return super().compose_node(parent, index)
 
     def _count_alias(self, event: Any, target: Node) -> None:

@@ -1,7 +1,8 @@
 """Every YAML file is bounded: an alias bomb or a 50 MB file is refused in seconds, not run.
 
 The loader (`rules.config`) refuses a file over `MAX_YAML_BYTES` from its size,
-nesting over `MAX_YAML_DEPTH`, and aliases repeating more than
+more than `MAX_YAML_NODES` nodes, nesting over `MAX_YAML_DEPTH`, and aliases
+repeating more than
 `MAX_ALIAS_NODES` values or `MAX_ALIAS_CHARS` characters, each as one
 `file:line:column` problem. `yujing rules check` prints that one line (no
 traceback); the running daemon's rule watch and county watch refuse the file
@@ -33,6 +34,7 @@ from rules.config import (
     MAX_ALIAS_CHARS,
     MAX_YAML_BYTES,
     MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
     ConfigError,
     load_yaml,
     load_yaml_text,
@@ -125,6 +127,16 @@ def test_nesting_deeper_than_the_limit_is_refused() -> None:
 
     assert problem.line == 1
     assert "MAX_YAML_DEPTH" in problem.message
+
+
+def test_a_file_of_more_nodes_than_the_limit_is_refused_at_the_first_one_over() -> None:
+    text = "x: [" + "0," * MAX_YAML_NODES + "0]\n"  # the mapping, its key, the list, values
+
+    [problem] = refused(load_yaml_text, text, "many.yaml").problems
+
+    # node MAX_YAML_NODES + 1 is value number MAX_YAML_NODES - 2, each two characters on
+    assert (problem.line, problem.column) == (1, 5 + 2 * (MAX_YAML_NODES - 3))
+    assert "MAX_YAML_NODES" in problem.message
 
 
 def test_a_few_aliases_and_merged_keys_still_load_with_positions() -> None:
