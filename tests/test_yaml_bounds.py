@@ -2,9 +2,8 @@
 
 The loader (`rules.config`) refuses a file over `MAX_YAML_BYTES` from its size,
 more than `MAX_YAML_NODES` nodes, nesting over `MAX_YAML_DEPTH`, and aliases
-repeating more than
-`MAX_ALIAS_NODES` values or `MAX_ALIAS_CHARS` characters, each as one
-`file:line:column` problem. `yujing rules check` prints that one line (no
+repeating more than `MAX_ALIAS_NODES` values or `MAX_ALIAS_CHARS` characters,
+each as one `file:line:column` problem. `yujing rules check` prints that one line (no
 traceback); the running daemon's rule watch and county watch refuse the file
 through their normal path (audited, the administrators alerted, the files in
 force kept) and do not read the same files again. Real runtimes on SQLite and
