@@ -14,10 +14,20 @@ ruamel.yaml parses in round-trip mode (it keeps line/column of every node); we
 convert the tree to plain Python and keep a map from the node's path (the same
 tuple pydantic uses as an error `loc`) to its position. Validation errors from
 pydantic are then reported at the exact node, all at once.
+
+Every file is bounded before it can cost much memory or time (billion laughs,
+a file the size of a disk): at most `MAX_YAML_BYTES` (refused from its size,
+never read whole) holding at most `MAX_YAML_NODES` nodes, nesting at most
+`MAX_YAML_DEPTH` deep, and aliases
+(`*name`, `<<: *name`) may repeat at most `MAX_ALIAS_NODES` nodes and
+`MAX_ALIAS_CHARS` characters in all. The composer counts what each alias
+would repeat as it meets it, so a bomb is refused at its first alias over the
+budget, before anything is expanded.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +38,26 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
+
+MAX_YAML_BYTES = 5 * 1024 * 1024
+"""The largest configuration file read (5 MB); a larger one is refused from its size."""
+MAX_YAML_DEPTH = 64
+"""The deepest nesting of lists and mappings in one file."""
+MAX_YAML_NODES = 100_000
+"""The most values, lists and mappings written in one file (a zone takes about 25: this
+is 4 000 zones); parsing is what costs time and memory, so this bounds both."""
+MAX_ALIAS_NODES = 10_000
+"""How many nodes (values, lists, mappings) all the aliases of one file may repeat."""
+MAX_ALIAS_CHARS = 1_000_000
+"""How many characters of text all the aliases of one file may repeat."""
 
 
 class Strict(BaseModel):
@@ -115,21 +141,172 @@ class Document:
         return Problem(self.path, line, column, message)
 
 
+class _OverBound(MarkedYAMLError):
+    """A file over one of the bounds (its `problem` is the whole message)."""
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, counting what every alias repeats against the budgets.
+
+    An alias is composed as a reference to its anchor's node; what it costs is
+    what converting the document to plain data (and validating it) would copy:
+    the anchor's whole subtree. Sizes are memoised per node, so counting is
+    linear in the file however the aliases nest. An alias to a collection still
+    being composed (a recursive structure) is refused outright.
+    """
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader=loader)
+        self._sizes: dict[int, tuple[int, int]] = {}
+        self._nodes = 0  # repeated by aliases
+        self._chars = 0
+        self._written = 0  # composed from the text
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.parser.check_event(AliasEvent):
+            event = self.parser.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self._count_alias(event, target)
+        else:
+            self._written += 1
+            if self._written > MAX_YAML_NODES:
+                raise _OverBound(
+                    None,
+                    None,
+                    f"more than the limit of {MAX_YAML_NODES:,} values, lists and mappings in "
+                    "one file (MAX_YAML_NODES); split it into several files, or remove what "
+                    "does not belong in it",
+                    self.parser.peek_event().start_mark,
+                )
+        return super().compose_node(parent, index)
+
+    def _count_alias(self, event: Any, target: Node) -> None:
+        if isinstance(target, SequenceNode | MappingNode) and target.end_mark is None:
+            raise _OverBound(
+                None,
+                None,
+                f"alias *{event.anchor} refers to a list or mapping that contains it "
+                "(a structure without end); write the values out instead",
+                event.start_mark,
+            )
+        nodes, chars = self._size(target)
+        self._nodes += nodes
+        self._chars += chars
+        if self._nodes > MAX_ALIAS_NODES or self._chars > MAX_ALIAS_CHARS:
+            raise _OverBound(
+                None,
+                None,
+                f"aliases repeat more than the limit of {MAX_ALIAS_NODES:,} values or "
+                f"{MAX_ALIAS_CHARS:,} characters in one file (MAX_ALIAS_NODES, "
+                f"MAX_ALIAS_CHARS; this alias *{event.anchor} brings the total to "
+                f"{self._nodes:,} values, {self._chars:,} characters); write the repeated "
+                "part out, or repeat less of it",
+                event.start_mark,
+            )
+
+    def _size(self, node: Node) -> tuple[int, int]:
+        """(nodes, characters) of the subtree at `node`, as plain data would copy it."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, ScalarNode):
+            size = (1, len(node.value))
+        else:
+            nodes, chars = 1, 0
+            children: Iterable[Node] = (
+                (part for pair in node.value for part in pair)
+                if isinstance(node, MappingNode)
+                else node.value
+            )
+            for child in children:
+                n, c = self._size(child)
+                nodes += n
+                chars += c
+            size = (nodes, chars)
+        self._sizes[id(node)] = size
+        return size
+
+
+def _too_large(name: str, size: int) -> ConfigError:
+    return ConfigError(
+        [
+            Problem(
+                name,
+                1,
+                1,
+                f"file too large: {size:,} bytes, over the limit of {MAX_YAML_BYTES:,} "
+                "bytes (MAX_YAML_BYTES) for a configuration file; it is not read. Remove "
+                "what does not belong in it, or split it into several files",
+            )
+        ]
+    )
+
+
+def read_bounded(path: Path, name: str | None = None) -> bytes:
+    """The bytes of one configuration file, or ConfigError when it is over MAX_YAML_BYTES.
+
+    The size is checked before reading, and at most one byte more than the limit
+    is ever read (a file growing while it is read is refused too). OSError
+    other than a missing file is left to the caller.
+    """
+    name = name or str(path)
+    try:
+        with path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > MAX_YAML_BYTES:
+                raise _too_large(name, size)
+            data = stream.read(MAX_YAML_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError([Problem(name, 1, 1, "file not found")]) from None
+    if len(data) > MAX_YAML_BYTES:
+        raise _too_large(name, len(data))
+    return data
+
+
 def load_yaml_text(text: str, name: str) -> Document:
-    """Parse YAML text; a syntax error becomes a ConfigError with its position."""
+    """Parse YAML text; a syntax error or a bound exceeded becomes a ConfigError at its position."""
+    if len(text) > MAX_YAML_BYTES:
+        raise _too_large(name, len(text.encode("utf-8")))
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.Composer = _BoundedComposer
+    yaml.max_depth = MAX_YAML_DEPTH
     try:
         tree = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = (exc.problem or exc.context or "invalid YAML").strip()
+        if isinstance(exc, _OverBound):
+            message = what
+        elif isinstance(exc, MaxDepthExceededError):
+            message = (
+                f"nested more than {MAX_YAML_DEPTH} lists or mappings deep (MAX_YAML_DEPTH); "
+                "no configuration needs this, check the indentation and brackets"
+            )
+        else:
+            message = f"YAML syntax: {what}; fix the YAML at this position"
+        raise ConfigError([Problem(name, line, column, message)]) from None
+    except ReaderError as exc:  # a control character: at its position, on one line
+        position = exc.position if isinstance(exc.position, int) else 0
+        line = text.count("\n", 0, position) + 1
+        column = position - text.rfind("\n", 0, position)
+        code = exc.character if isinstance(exc.character, int) else 0
         raise ConfigError(
-            [Problem(name, line, column, f"YAML syntax: {what}; fix the YAML at this position")]
+            [
+                Problem(
+                    name,
+                    line,
+                    column,
+                    f"YAML syntax: control character U+{code:04X} is not allowed; remove it "
+                    "(or write it as an escape such as \\t inside double quotes)",
+                )
+            ]
         ) from None
     except YAMLError as exc:  # errors without a mark (rare)
-        raise ConfigError([Problem(name, 1, 1, f"YAML syntax: {exc}")]) from None
+        what = " ".join(str(exc).split())
+        raise ConfigError([Problem(name, 1, 1, f"YAML syntax: {what}")]) from None
     doc = Document(name, None, {(): (1, 1)})
     doc.data = _plain(tree, (), doc.positions)
     return doc
@@ -138,10 +315,9 @@ def load_yaml_text(text: str, name: str) -> Document:
 def load_yaml(path: Path, display_name: str | None = None) -> Document:
     """Read and parse one YAML file (the name in errors is `display_name` or the path)."""
     name = display_name or str(path)
+    data = read_bounded(path, name)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Problem(name, 1, 1, "file not found")]) from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             [Problem(name, 1, 1, f"not UTF-8 text ({exc.reason}); save the file as UTF-8")]
@@ -154,7 +330,9 @@ def _plain(node: Any, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
         out: dict[Any, Any] = {}
         for key, value in node.items():
             child = (*loc, _key(key))
-            if isinstance(value, CommentedMap | CommentedSeq):
+            if key not in node.lc.data:  # merged in by `<<: *anchor`: at the mapping
+                positions[child] = (node.lc.line + 1, node.lc.col + 1)
+            elif isinstance(value, CommentedMap | CommentedSeq):
                 kl, kc = node.lc.key(key)
                 positions[child] = (kl + 1, kc + 1)
             else:

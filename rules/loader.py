@@ -31,6 +31,7 @@ from rules.config import (
     Problem,
     load_yaml_text,
     problems_from_validation,
+    read_bounded,
 )
 from rules.expr import (
     And,
@@ -174,9 +175,9 @@ class _Loading:
                 return  # each file once, however often it is included
             self.seen.add(resolved)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            self.problems.append(Problem(name, 1, 1, "file not found"))
+            data = read_bounded(path, name)
+        except ConfigError as exc:  # missing, or over MAX_YAML_BYTES
+            self.problems.extend(exc.problems)
             return
         except OSError as exc:
             self.problems.append(Problem(name, 1, 1, f"cannot read: {exc.strerror}"))
