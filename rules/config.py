@@ -47,13 +47,14 @@ from ruamel.yaml.reader import ReaderError
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
 
-MAX_YAML_BYTES = 5 * 1024 * 1024
-"""The largest configuration file read (5 MB); a larger one is refused from its size."""
+MAX_YAML_BYTES = 32 * 1024 * 1024
+"""The largest configuration file read (32 MB: a province's zones.yaml of 30,000 zones
+is about 12 MB); a larger one is refused from its size."""
 MAX_YAML_DEPTH = 64
 """The deepest nesting of lists and mappings in one file."""
-MAX_YAML_NODES = 100_000
+MAX_YAML_NODES = 2_000_000
 """The most values, lists and mappings written in one file (a zone takes about 25: this
-is 4 000 zones); parsing is what costs time and memory, so this bounds both."""
+is 80,000 zones, a province); parsing is what costs time and memory, so this bounds both."""
 MAX_ALIAS_NODES = 10_000
 """How many nodes (values, lists, mappings) all the aliases of one file may repeat."""
 MAX_ALIAS_CHARS = 1_000_000

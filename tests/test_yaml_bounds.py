@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+import rules.config
 from dispatcher.cli import app
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.storage.models import Alert
@@ -128,14 +129,21 @@ def test_nesting_deeper_than_the_limit_is_refused() -> None:
     assert "MAX_YAML_DEPTH" in problem.message
 
 
-def test_a_file_of_more_nodes_than_the_limit_is_refused_at_the_first_one_over() -> None:
-    text = "x: [" + "0," * MAX_YAML_NODES + "0]\n"  # the mapping, its key, the list, values
+def test_a_file_of_more_nodes_than_the_limit_is_refused_at_the_first_one_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the limit is a province's (2 million values, a minute of parsing): the same
+    # counting, tested at a limit the test can reach in a moment
+    limit = 20_000
+    assert limit < MAX_YAML_NODES
+    monkeypatch.setattr(rules.config, "MAX_YAML_NODES", limit)
+    text = "x: [" + "0," * limit + "0]\n"  # the mapping, its key, the list, values
 
     [problem] = refused(load_yaml_text, text, "many.yaml").problems
 
-    # node MAX_YAML_NODES + 1 is value number MAX_YAML_NODES - 2, each two characters on
-    assert (problem.line, problem.column) == (1, 5 + 2 * (MAX_YAML_NODES - 3))
-    assert "MAX_YAML_NODES" in problem.message
+    # node limit + 1 is value number limit - 2, each two characters on
+    assert (problem.line, problem.column) == (1, 5 + 2 * (limit - 3))
+    assert "MAX_YAML_NODES" in problem.message and f"{limit:,}" in problem.message
 
 
 def test_a_few_aliases_and_merged_keys_still_load_with_positions() -> None:
