@@ -101,7 +101,7 @@ def healthz(rt: Runtime) -> dict[str, Any]:
         started_at=rt.pipeline.started_at,
         rules=rt.rules.status,
     )
-    body: dict[str, Any] = json.loads(bytes(health(state).body))
+    body: dict[str, Any] = json.loads(bytes(health(state, full=True).body))
     return body
 
 

@@ -14,6 +14,7 @@ event) or the first poll attempt stands in for it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -159,3 +160,42 @@ def watch_feed(
             now=now,
         )
     return []
+
+
+@dataclass(frozen=True)
+class FeedAttempts:
+    """The feed's recent polls as /healthz shows them."""
+
+    last_at: datetime | None  # when the last attempt finished
+    last_ok: bool | None
+    last_error: str | None
+    consecutive_failures: int  # failed attempts since the last success
+
+
+def feed_attempts(session: Session, source: str) -> FeedAttempts:
+    last = session.scalar(
+        select(ForecastRun)
+        .where(ForecastRun.source == source)
+        .order_by(ForecastRun.id.desc())
+        .limit(1)
+    )
+    last_ok_id = session.scalar(
+        select(func.max(ForecastRun.id)).where(
+            ForecastRun.source == source, ForecastRun.ok.is_(True)
+        )
+    )
+    failures = session.scalar(
+        select(func.count())
+        .select_from(ForecastRun)
+        .where(
+            ForecastRun.source == source,
+            ForecastRun.ok.is_(False),
+            ForecastRun.id > (last_ok_id or 0),
+        )
+    )
+    return FeedAttempts(
+        last_at=last.finished_at if last else None,
+        last_ok=last.ok if last else None,
+        last_error=last.error if last else None,
+        consecutive_failures=failures or 0,
+    )
