@@ -28,7 +28,7 @@ from dispatcher.leader import Leadership
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.db import session_factory
-from dispatcher.storage.models import Alert, AuditEvent, ForecastRun
+from dispatcher.storage.models import Alert, AuditEvent, ForecastRun, Notification
 from dispatcher.web import auth
 from dispatcher.web.app import create_app, health
 from dispatcher.web.console import _SESSION_PURPOSE
@@ -330,5 +330,41 @@ async def test_healthz_counts_failed_polls_and_hides_error_texts_without_auth(
         stale = json.loads(bytes(down))
         assert stale["status"] == "degraded" and "forecast feed stale" in stale["problems"]
         assert stale["feed"]["down_alert"] is not None
+    finally:
+        await rt.aclose()
+
+
+async def test_healthz_reports_the_oldest_due_message_and_is_ok_when_all_is_well(
+    db_url: str,
+) -> None:
+    clock = Clock(AT)
+    rt = runtime_for(db_url, clock, replay_file=COUNTY / "scenarios" / "calm-2026-01.json")
+    try:
+        assert (await rt.pipeline.poll()).ok
+        client = TestClient(create_app(app_state(rt)))
+        body = client.get("/healthz").json()
+        assert body["status"] == "ok" and body["problems"] == []
+        assert body["feed"]["ok"] is True and body["feed"]["consecutive_failures"] == 0
+        assert body["outbox"]["oldest_due_seconds"] is None
+
+        with rt.sessions.begin() as session:
+            for minutes in (3, 12):  # due 3 and 12 minutes ago, never sent
+                session.add(
+                    Notification(
+                        idempotency_key=f"late-{minutes}",
+                        transition="new",
+                        address="+8613800000000",
+                        channel="console",
+                        body="…",
+                        next_attempt_at=AT - timedelta(minutes=minutes),
+                        created_at=AT - timedelta(minutes=minutes),
+                    )
+                )
+        late = client.get("/healthz")
+        assert late.status_code == 200
+        body = late.json()
+        assert body["outbox"]["oldest_due_seconds"] == 12 * 60
+        assert body["outbox"]["pending"] == 2
+        assert body["status"] == "degraded" and body["problems"] == ["outbox late"]
     finally:
         await rt.aclose()
