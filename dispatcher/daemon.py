@@ -164,6 +164,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         coalesce=True,
     )
 
+    leadership = Leadership(runtime.engine)
     state = AppState(
         sessions=runtime.sessions,
         settings=settings,
@@ -174,6 +175,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         roster=runtime.escalation.roster if runtime.escalation else None,
         on_failed=runtime.failover,
         metrics=runtime.metrics,
+        leadership=leadership,
     )
     runtime.on_swap.append(lambda config: setattr(state, "roster", config.roster))
     server = _Server(
@@ -195,7 +197,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
 
     leader_task = asyncio.create_task(
         lead(
-            Leadership(runtime.engine),
+            leadership,
             on_gain=gain,
             on_loss=scheduler.pause,
             stop=stop,

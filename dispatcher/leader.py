@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -31,6 +34,15 @@ class Leadership:
         self.engine = engine
         self.exclusive = engine.dialect.name == "postgresql"
         self._conn: Connection | None = None
+
+    @property
+    def instance(self) -> str:
+        """This instance's identity: host name and process id."""
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    def identity(self) -> dict[str, Any]:
+        """Who this instance is and whether it leads (for /healthz)."""
+        return {"instance": self.instance, "leading": self.held, "exclusive": self.exclusive}
 
     @property
     def held(self) -> bool:

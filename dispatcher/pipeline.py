@@ -2,13 +2,18 @@
 
 The pipeline owns no I/O of its own beyond the feed and the database it is
 given; the clock is passed in, so drills and tests run it at any instant.
+
+A batch is usable only when it carries future data (`unusable`): one whose
+hours all lie before now, or with no value at all from now on for a variable
+the rules read, is recorded as a failed poll (`ForecastRun.ok` false, with the
+reason), like a feed that does not answer — so it raises the feed-down alert.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +28,7 @@ from dispatcher.alerts.hazards import (
     recently_resolved,
 )
 from dispatcher.alerts.reconcile import Timing, TransitionKind, reconcile
-from dispatcher.alerts.system import watch_feed
+from dispatcher.alerts.system import record_watch_start, watch_feed
 from dispatcher.county import County
 from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
@@ -32,7 +37,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.storage.models import ForecastRun
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
-from rules.types import ZoneSpec
+from rules.types import ForecastBatch, ZoneSpec
 from rules.zonetable import ZoneTable
 
 log = logging.getLogger("yujing.pipeline")
@@ -132,6 +137,9 @@ class Pipeline:
         started = self.clock()
         try:
             batch = await self.feed.fetch(points, sorted(ruleset.variables))
+            problem = unusable(batch, ruleset.variables, self.clock())
+            if problem is not None:
+                raise FeedError(problem)
         except FeedError as exc:
             self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
             self.feed_health.failed(exc.reason, at=started)
@@ -213,6 +221,12 @@ class Pipeline:
             self.on_enqueued()
         return PollResult(True, run_id, counts, len(notes))
 
+    def record_start(self) -> bool:
+        """At start-up: persist when watching the feed began (a brand-new database only),
+        so that restarts do not reset the feed-down clock."""
+        with self.sessions.begin() as session:
+            return record_watch_start(session, self.feed.source, self.started_at)
+
     def check_feed(self) -> int:
         """Raise or resolve the feed-down alert; returns the notifications enqueued."""
         with self.sessions.begin() as session:
@@ -241,6 +255,32 @@ class Pipeline:
         if run.notifications:
             self.on_enqueued()
         return run.notifications
+
+
+def unusable(batch: ForecastBatch, variables: Collection[str], now: datetime) -> str | None:
+    """Why a batch cannot serve the rules at `now`, or None when it can.
+
+    Past-only (its last hour ends before the hour containing `now`) or, for
+    some variable the rules read, not one value from that hour on.
+    """
+    if len(batch.times) == 0:
+        return "the forecast has no hours"
+    hour = np.datetime64(now.astimezone(UTC).replace(tzinfo=None), "s").astype("datetime64[h]")
+    times = batch.times.astype("datetime64[h]")
+    if times[-1] < hour:
+        return (
+            f"the forecast ends at {_utc(batch.times[-1]).isoformat()}, before now "
+            f"({now.astimezone(UTC).isoformat()}): nothing ahead"
+        )
+    ahead = times >= hour
+    empty = sorted(
+        name
+        for name in variables
+        if name not in batch.variables or bool(np.isnan(batch.variables[name][:, ahead]).all())
+    )
+    if empty:
+        return f"no usable value from now on for {', '.join(empty)}"
+    return None
 
 
 def _utc(value: np.datetime64) -> datetime:

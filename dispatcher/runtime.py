@@ -265,6 +265,7 @@ def open_runtime(
         metrics=metrics,
     )
     rulewatch.record_start()
+    pipeline.record_start()  # the feed-down clock's anchor on a brand-new database
     configwatch = ConfigWatch(
         config_dir=settings.config_dir,
         sessions=sessions,

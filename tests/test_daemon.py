@@ -104,7 +104,7 @@ def test_offline_daemon_keeps_running_and_raises_the_feed_down_alert(tmp_path: P
         wait_for(feed_alert_raised, 30, "the feed-down alert")
         body = httpx.get(health, timeout=2).json()
         assert body["status"] == "degraded"
-        assert body["database"] == {"ok": True}
+        assert body["database"] == {"ok": True, "read": True, "write": True}
         wait_for(
             lambda: "系统告警：天气预报数据" in log.read_text(encoding="utf-8"),
             15,

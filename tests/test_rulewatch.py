@@ -101,7 +101,7 @@ def healthz(rt: Runtime) -> dict[str, Any]:
         started_at=rt.pipeline.started_at,
         rules=rt.rules.status,
     )
-    body: dict[str, Any] = json.loads(bytes(health(state).body))
+    body: dict[str, Any] = json.loads(bytes(health(state, full=True).body))
     return body
 
 
@@ -448,13 +448,15 @@ def test_editing_rules_under_a_running_daemon(tmp_path: Path, county: Path) -> N
         YUJING_POLL_INTERVAL_SECONDS="3600",
         YUJING_RULES_WATCH_SECONDS="0.5",
         YUJING_CHANNEL="console",
+        YUJING_METRICS_TOKEN="health-token-0123456789",  # /healthz shows error texts with it
     )
     log = tmp_path / "daemon.log"
     url = f"http://127.0.0.1:{env['YUJING_HTTP_PORT']}/healthz"
+    token = {"Authorization": "Bearer health-token-0123456789"}
 
     def rules() -> dict[str, Any]:
         try:
-            body: dict[str, Any] = httpx.get(url, timeout=2).json()["rules"]
+            body: dict[str, Any] = httpx.get(url, headers=token, timeout=2).json()["rules"]
             return body
         except (httpx.HTTPError, ValueError):
             return {}

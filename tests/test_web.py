@@ -142,7 +142,7 @@ def test_an_unsigned_or_forged_report_is_refused_and_changes_nothing(
 def test_health_reports_database_feed_rules_and_outbox(sessions: sessionmaker[Session]) -> None:
     sent_notification(sessions, SID)
     body = make_client(sessions).get("/healthz").json()
-    assert body["database"] == {"ok": True}
+    assert body["database"] == {"ok": True, "read": True, "write": True}
     assert body["feed"]["source"] == "open-meteo"
     assert body["feed"]["last_success"] is None
     assert body["rules"]["rules"] == 5

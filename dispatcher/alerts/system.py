@@ -4,23 +4,32 @@ A forecast feed that stops answering is a missed warning in the making, so it
 is raised like any other alert — to the duty officer and the leader on duty
 (per the roster), escalating by the `system` policy of escalation.yaml until
 acknowledged — and resolved when the feed answers again.
+
+The outage is measured from the last usable forecast in the database, not
+from the daemon's start, so a daemon that crashes and restarts faster than
+the alert's two intervals still raises it. On a database that never had a
+usable forecast, the first start recorded (`record_watch_start`, an audit
+event) or the first poll attempt stands in for it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dispatcher import audit
 from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
 from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.messages import render_feed
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
-from dispatcher.storage.models import Alert, ForecastRun, Notification
+from dispatcher.storage.models import Alert, AuditEvent, ForecastRun, Notification
 
 FEED_DOWN = "feed_down"
+WATCH_STARTED = "feed.watching"  # audit action: the first start watching a feed
 
 
 def last_feed_success(session: Session, source: str) -> datetime | None:
@@ -32,12 +41,56 @@ def last_feed_success(session: Session, source: str) -> datetime | None:
     )
 
 
+def _subject(source: str) -> str:
+    return f"feed:{source}"
+
+
+def first_watched(session: Session, source: str) -> datetime | None:
+    """When watching this feed began: the first start recorded or the first poll attempt."""
+    started = session.scalar(
+        select(func.min(AuditEvent.at)).where(
+            AuditEvent.action == WATCH_STARTED, AuditEvent.subject == _subject(source)
+        )
+    )
+    attempted = session.scalar(
+        select(func.min(ForecastRun.started_at)).where(ForecastRun.source == source)
+    )
+    known = [t for t in (started, attempted) if t is not None]
+    return min(known) if known else None
+
+
+def record_watch_start(session: Session, source: str, at: datetime) -> bool:
+    """At start-up: persist when watching began, unless the feed's clock already has an anchor
+    (a usable forecast, or an earlier start). Returns whether an event was recorded."""
+    if last_feed_success(session, source) is not None or first_watched(session, source):
+        return False
+    audit.record(
+        session,
+        at=at,
+        actor="system",
+        action=WATCH_STARTED,
+        subject=_subject(source),
+        data={"source": source},
+    )
+    return True
+
+
+def outage_since(session: Session, source: str, watching_since: datetime) -> datetime:
+    """Since when the feed has given nothing usable: the last success, else the first
+    start or attempt on record, else `watching_since` (a brand-new database)."""
+    last_ok = last_feed_success(session, source)
+    if last_ok is not None:
+        return last_ok
+    first = first_watched(session, source)
+    return min(first, watching_since) if first is not None else watching_since
+
+
 def open_feed_alert(session: Session, source: str) -> Alert | None:
     return session.scalar(
         select(Alert).where(
             Alert.kind == AlertKind.SYSTEM,
             Alert.hazard == FEED_DOWN,
-            Alert.rule_id == f"feed:{source}",
+            Alert.rule_id == _subject(source),
             Alert.state.in_(OPEN_ALERT_STATES),
         )
     )
@@ -56,11 +109,12 @@ def watch_feed(
 ) -> list[Notification]:
     """Raise the feed-down alert after two silent poll intervals; resolve it on recovery.
 
-    `watching_since` (the daemon's start) stands in for the last success when
-    the feed has never answered. Does not commit.
+    The outage runs from the last success on record, whatever restarts came
+    since (`outage_since`); `watching_since` (the daemon's start) counts only
+    on a database with no start or attempt recorded. Does not commit.
     """
     last_ok = last_feed_success(session, source)
-    stale_since = max(last_ok, watching_since) if last_ok else watching_since
+    stale_since = outage_since(session, source, watching_since)
     down = now - stale_since >= 2 * interval
     alert = open_feed_alert(session, source)
     esc = on_channel(escalation, county, channel)
@@ -82,7 +136,7 @@ def watch_feed(
             NewAlert(
                 kind=AlertKind.SYSTEM,
                 hazard=FEED_DOWN,
-                rule_id=f"feed:{source}",
+                rule_id=_subject(source),
                 title="预报数据中断",
                 level="orange",
                 onset=stale_since,
@@ -106,3 +160,42 @@ def watch_feed(
             now=now,
         )
     return []
+
+
+@dataclass(frozen=True)
+class FeedAttempts:
+    """The feed's recent polls as /healthz shows them."""
+
+    last_at: datetime | None  # when the last attempt finished
+    last_ok: bool | None
+    last_error: str | None
+    consecutive_failures: int  # failed attempts since the last success
+
+
+def feed_attempts(session: Session, source: str) -> FeedAttempts:
+    last = session.scalar(
+        select(ForecastRun)
+        .where(ForecastRun.source == source)
+        .order_by(ForecastRun.id.desc())
+        .limit(1)
+    )
+    last_ok_id = session.scalar(
+        select(func.max(ForecastRun.id)).where(
+            ForecastRun.source == source, ForecastRun.ok.is_(True)
+        )
+    )
+    failures = session.scalar(
+        select(func.count())
+        .select_from(ForecastRun)
+        .where(
+            ForecastRun.source == source,
+            ForecastRun.ok.is_(False),
+            ForecastRun.id > (last_ok_id or 0),
+        )
+    )
+    return FeedAttempts(
+        last_at=last.finished_at if last else None,
+        last_ok=last.ok if last else None,
+        last_error=last.error if last else None,
+        consecutive_failures=failures or 0,
+    )

@@ -4,6 +4,9 @@ Provider webhooks are accepted only with a valid signature: Twilio signs the
 full public URL and the form parameters with the account's auth token
 (`X-Twilio-Signature`); anything else gets 403 and changes nothing.
 
+`/healthz` is public but terse: statuses, times and numbers. Error texts, paths
+and host names are shown only with the metrics token or a console login.
+
 `/metrics` is the Prometheus text exposition (docs/monitoring.md). On a
 loopback address it is open unless `YUJING_METRICS_TOKEN` is set; beyond
 loopback it needs that token as `Authorization: Bearer …` (no token
@@ -15,21 +18,28 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
-from dispatcher.alerts.system import last_feed_success, open_feed_alert
+from dispatcher.acklinks import ensure_secret_key
+from dispatcher.alerts.system import (
+    feed_attempts,
+    last_feed_success,
+    open_feed_alert,
+    outage_since,
+)
 from dispatcher.metrics import DatabaseCollector
 from dispatcher.outbox import record_receipt
 from dispatcher.states import NotificationStatus
-from dispatcher.storage.models import Notification
-from dispatcher.web import acks, cap, console
+from dispatcher.storage.models import ForecastRun, Notification
+from dispatcher.web import acks, auth, cap, console
+from dispatcher.web.console import _SESSION_PURPOSE as CONSOLE_SESSION_PURPOSE
 from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import verified_twilio_form
 
@@ -42,8 +52,8 @@ def create_app(state: AppState) -> FastAPI:
     app.state.yujing = state
 
     @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        return health(state)
+    def healthz(request: Request) -> JSONResponse:
+        return health(state, full=health_visitor_allowed(state, request))
 
     registry = metrics_registry(state)
 
@@ -122,53 +132,144 @@ def metrics_allowed(state: AppState, authorization: str | None) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())
 
 
-def health(state: AppState) -> JSONResponse:
-    """Database reachable, feed freshness, rules in force, outbox backlog."""
+OUTBOX_LATE = timedelta(minutes=10)  # a message due this long and not sent: degraded
+
+
+def health_visitor_allowed(state: AppState, request: Request) -> bool:
+    """Whether the caller may see paths and error texts: the metrics token or a console login."""
+    if state.settings.metrics_token is not None and metrics_allowed(
+        state, request.headers.get("authorization")
+    ):
+        return True
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
+    if not cookie:
+        return False
+    secret = ensure_secret_key(state.settings).get_secret_value().encode()
+    token = auth.unsign(secret, CONSOLE_SESSION_PURPOSE, cookie)
+    if token is None:
+        return False
+    try:
+        with state.sessions() as session:
+            return auth.find_login(session, token, state.clock()) is not None
+    except Exception:  # a database down: nobody can be recognised, the public answer stands
+        return False
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _write_probe(state: AppState, now: datetime) -> None:
+    """Write a row in a transaction that is rolled back: raises if the database refuses writes."""
+    with state.sessions() as session:
+        try:
+            session.execute(
+                insert(ForecastRun).values(
+                    source="healthz-probe", started_at=now, finished_at=now, ok=False
+                )
+            )
+            session.flush()
+        finally:
+            session.rollback()
+
+
+def health(state: AppState, *, full: bool = False) -> JSONResponse:
+    """Database readable and writable, feed freshness and recent polls, rules in force,
+    outbox backlog and lateness, leadership; status ok, degraded (200) or failing (503).
+
+    Without `full` (an unauthenticated caller) the answer holds statuses, times and
+    numbers only: no paths, error texts or host names.
+    """
     now = state.clock()
     body: dict[str, Any] = {"time": now.isoformat()}
     problems: list[str] = []
+    failing: list[str] = []
     try:
         with state.sessions() as session:
             session.execute(text("SELECT 1"))
             last_ok = last_feed_success(session, state.feed_source)
+            since = outage_since(session, state.feed_source, state.started_at)
+            attempts = feed_attempts(session, state.feed_source)
             feed_alert = open_feed_alert(session, state.feed_source)
             counts = session.execute(
                 select(Notification.status, func.count()).group_by(Notification.status)
             )
             backlog = {status: count for status, count in counts}
-        body["database"] = {"ok": True}
+            oldest_due = session.scalar(
+                select(func.min(Notification.next_attempt_at)).where(
+                    Notification.status == NotificationStatus.PENDING,
+                    Notification.next_attempt_at <= now,
+                )
+            )
     except Exception as exc:  # the point of a health check is to report this
-        body["database"] = {"ok": False, "error": type(exc).__name__}
+        log.error("health check: the database cannot be read: %s", type(exc).__name__)
+        body["database"] = {"ok": False, "read": False, "write": None}
+        if full:
+            body["database"]["error"] = type(exc).__name__
         body["status"] = "failing"
+        body["problems"] = ["database unreadable"]
         return JSONResponse(body, status_code=503)
 
+    database: dict[str, Any] = {"ok": True, "read": True, "write": True}
+    try:
+        _write_probe(state, now)
+    except Exception as exc:
+        log.error("health check: the database refuses writes: %s", type(exc).__name__)
+        database.update(ok=False, write=False)
+        if full:
+            database["error"] = f"{type(exc).__name__}: {exc}"
+        failing.append("database unwritable")
+    body["database"] = database
+
     stale_after = timedelta(seconds=2 * state.settings.poll_interval_seconds)
-    since = last_ok or state.started_at
-    feed_ok = now - since < stale_after and feed_alert is None
-    body["feed"] = {
+    feed_ok = now - since < stale_after and feed_alert is None and attempts.last_ok is not False
+    feed: dict[str, Any] = {
         "source": state.feed_source,
         "ok": feed_ok,
-        "last_success": last_ok.isoformat() if last_ok else None,
+        "last_success": _iso(last_ok),
+        "down_since": _iso(since) if not feed_ok else None,
+        "last_attempt": _iso(attempts.last_at),
+        "last_attempt_ok": attempts.last_ok,
+        "consecutive_failures": attempts.consecutive_failures,
         "down_alert": feed_alert.code if feed_alert else None,
     }
-    if not feed_ok:
+    if full:
+        feed["last_error"] = attempts.last_error if attempts.last_ok is False else None
+    body["feed"] = feed
+    if now - since >= stale_after or feed_alert is not None:
         problems.append("forecast feed stale")
+    elif attempts.last_ok is False:
+        problems.append("forecast feed failing")
+
     rules = state.rules
     body["rules"] = {
-        "loaded_at": rules.loaded_at.isoformat() if rules.loaded_at else None,
+        "ok": rules.error is None,
+        "loaded_at": _iso(rules.loaded_at),
         "content_hash": rules.content_hash,
         "rules": rules.rules,
-        "error": rules.error,
     }
+    if full:
+        body["rules"]["error"] = rules.error
     if rules.error:
         problems.append("rule load error")
+
     backlog_statuses = (
         NotificationStatus.PENDING,
         NotificationStatus.SENDING,
         NotificationStatus.SENT,
         NotificationStatus.FAILED,
     )
-    body["outbox"] = {s.value: backlog.get(s, 0) for s in backlog_statuses}
-    body["status"] = "degraded" if problems else "ok"
-    body["problems"] = problems
-    return JSONResponse(body, status_code=200)
+    outbox: dict[str, Any] = {s.value: backlog.get(s, 0) for s in backlog_statuses}
+    late = now - oldest_due if oldest_due is not None else None
+    outbox["oldest_due_seconds"] = max(0, int(late.total_seconds())) if late is not None else None
+    body["outbox"] = outbox
+    if late is not None and late >= OUTBOX_LATE:
+        problems.append("outbox late")
+
+    if state.leadership is not None:
+        identity = state.leadership.identity()
+        body["leader"] = identity if full else {"leading": identity["leading"]}
+
+    body["status"] = "failing" if failing else ("degraded" if problems else "ok")
+    body["problems"] = failing + problems
+    return JSONResponse(body, status_code=503 if failing else 200)

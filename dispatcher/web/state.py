@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from dispatcher.leader import Leadership
 from dispatcher.metrics import Metrics
 from dispatcher.outbox import OnFailed
 from dispatcher.roster import Roster
@@ -45,3 +46,4 @@ class AppState:
     # where an undelivered message goes next (dispatcher.failover); None: nowhere
     on_failed: OnFailed | None = None
     metrics: Metrics | None = None  # the runtime's in-process metrics, for /metrics
+    leadership: Leadership | None = None  # who leads the scheduler (/healthz); None: not known
