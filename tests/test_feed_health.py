@@ -31,7 +31,7 @@ from dispatcher.storage.db import session_factory
 from dispatcher.storage.models import Alert, AuditEvent, ForecastRun, Notification
 from dispatcher.web import auth
 from dispatcher.web.app import create_app, health
-from dispatcher.web.console import _SESSION_PURPOSE
+from dispatcher.web.console import SESSION_PURPOSE
 from dispatcher.web.state import AppState
 from tests.support import Clock
 
@@ -309,7 +309,7 @@ async def test_healthz_counts_failed_polls_and_hides_error_texts_without_auth(
         secret = ensure_secret_key(rt.settings).get_secret_value().encode()
         for headers, cookies in (
             ({"Authorization": f"Bearer {TOKEN}"}, {}),
-            ({}, {auth.SESSION_COOKIE: auth.sign(secret, _SESSION_PURPOSE, token)}),
+            ({}, {auth.SESSION_COOKIE: auth.sign(secret, SESSION_PURPOSE, token)}),
         ):
             client.cookies.clear()
             client.cookies.update(cookies)
@@ -320,7 +320,7 @@ async def test_healthz_counts_failed_polls_and_hides_error_texts_without_auth(
             assert full["leader"]["instance"] == Leadership(rt.engine).instance
         client.cookies.clear()
         # a forged session cookie is the public answer
-        client.cookies.update({auth.SESSION_COOKIE: auth.sign(b"x" * 32, _SESSION_PURPOSE, token)})
+        client.cookies.update({auth.SESSION_COOKIE: auth.sign(b"x" * 32, SESSION_PURPOSE, token)})
         assert client.get("/healthz").json() == body
         client.cookies.clear()
 

@@ -39,7 +39,7 @@ from dispatcher.outbox import record_receipt
 from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import ForecastRun, Notification
 from dispatcher.web import acks, auth, cap, console
-from dispatcher.web.console import _SESSION_PURPOSE as CONSOLE_SESSION_PURPOSE
+from dispatcher.web.console import SESSION_PURPOSE as CONSOLE_SESSION_PURPOSE
 from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import verified_twilio_form
 

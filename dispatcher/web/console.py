@@ -89,7 +89,7 @@ STATIC = HERE / "static"
 
 REFRESH_SECONDS = 10
 LOGIN_FORM_SECONDS = 3600  # how long a login form may sit before it must be reloaded
-_SESSION_PURPOSE = "yujing-console-session:v1"
+SESSION_PURPOSE = "yujing-console-session:v1"
 _LOGIN_PURPOSE = "yujing-console-login:v1"
 
 NOTE_MAX = 500  # characters of an acknowledgement note
@@ -240,7 +240,7 @@ class _Console:
 
     def login_of(self, request: Request, db: Session) -> auth.Login | None:
         cookie = request.cookies.get(auth.SESSION_COOKIE)
-        token = auth.unsign(self.secret, _SESSION_PURPOSE, cookie) if cookie else None
+        token = auth.unsign(self.secret, SESSION_PURPOSE, cookie) if cookie else None
         return auth.find_login(db, token, self.state.clock()) if token else None
 
     def to_login(self, request: Request) -> RedirectResponse:
@@ -361,7 +361,7 @@ class _Console:
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(
             auth.SESSION_COOKIE,
-            auth.sign(self.secret, _SESSION_PURPOSE, token),
+            auth.sign(self.secret, SESSION_PURPOSE, token),
             max_age=self.state.settings.session_ttl_seconds,
             httponly=True,
             samesite="lax",
