@@ -450,6 +450,9 @@ def test_opening_a_link_shows_the_alert_and_acknowledges_nothing(
     assert '<form method="post">' in page and 'name="note"' in page
     assert "<script" not in page and "http" not in page.replace(PUBLIC, "")  # no CDN
     assert response.headers["cache-control"] == "no-store"
+    # no other site may frame the confirm button (click-jacking)
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
     assert acks(sessions) == []
     assert audit_actions(sessions) == []
 

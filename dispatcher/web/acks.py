@@ -449,8 +449,11 @@ def _page(pages: Environment, status: int, **values: Any) -> HTMLResponse:
             "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
             "X-Robots-Tag": "noindex, nofollow",
+            # never inside another site's frame: a framed confirm button is a click-jack
             "Content-Security-Policy": (
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                "frame-ancestors 'none'"
             ),
+            "X-Frame-Options": "DENY",
         },
     )
