@@ -275,16 +275,8 @@ class DrillResult:
     undecided: list[Undecided] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at.isoformat(),
-            "notes": self.notes,
-            "undecided": [
-                {"hazard": u.hazard, "zones": u.zones, "reason": u.reason} for u in self.undecided
-            ],
-            "events": self.events,
-            "alerts": self.alerts,
-            "notifications": self.notifications,
-        }
+        """What `--json` prints (the notes and the undecided go to stderr, as lines)."""
+        return {"events": self.events, "alerts": self.alerts, "notifications": self.notifications}
 
 
 async def run_drill(
