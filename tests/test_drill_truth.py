@@ -50,9 +50,7 @@ def variant(tmp_path: Path, change: Callable[[Locations], None]) -> Path:
 
 
 def drill(path: Path, *extra: str) -> Any:
-    return runner.invoke(
-        app, ["drill", "--config", str(LIULIN), "--replay", str(path), *extra]
-    )
+    return runner.invoke(app, ["drill", "--config", str(LIULIN), "--replay", str(path), *extra])
 
 
 def failed_once(result: Any, path: Path) -> str:

@@ -29,7 +29,8 @@ class ReplayFeed:
     echoes grid-cell coordinates, which differ slightly from those requested);
     none within `max_distance_deg` (Euclidean, in degrees; the daemon and the
     drill pass the point resolution) is an error naming the point: a location
-    farther away is never substituted. Only the requested variables are read, and each must be recorded.
+    farther away is never substituted. Only the requested variables are read,
+    and each must be recorded.
 
     With `rebase_to` (a clock), the recording is shifted by whole days so its
     issue day is the current one (`rebase_days`: "now" stands for the recorded
