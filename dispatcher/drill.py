@@ -48,7 +48,7 @@ from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage.models import Alert, Notification
 from rules.evaluate import evaluate
 from rules.expr import Condition, condition_variables
-from rules.ruleset import RuleSet
+from rules.ruleset import RuleLevel, RuleSet
 from rules.series import column_spans
 from rules.types import ForecastBatch, ZoneSpec
 
@@ -110,7 +110,8 @@ class Undecided:
     reason: str
 
     def __str__(self) -> str:
-        return f"undecided: {self.zones} zones × {self.hazard}: {self.reason}"
+        zones = "1 zone" if self.zones == 1 else f"{self.zones} zones"
+        return f"undecided: {zones} × {self.hazard}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def _explained(replay_file: Path, reason: str, ruleset: RuleSet, zones: Sequence
     return f"{replay_file}: {reason}"
 
 
-def _rule_variables(levels: Sequence[Any]) -> frozenset[str]:
+def _rule_variables(levels: Sequence[RuleLevel]) -> frozenset[str]:
     return frozenset().union(*(condition_variables(level.when) for level in levels))
 
 

@@ -128,7 +128,8 @@ class ReplayFeed:
             math.hypot(lat - point.latitude, lon - point.longitude) for lat, lon in coordinates
         ]
         best = min(range(len(distances)), key=distances.__getitem__)
-        if distances[best] > self._max_distance:
+        # at the distance itself is within it (one grid step, whatever the rounding)
+        if distances[best] > self._max_distance + 1e-9:
             raise FeedError(
                 f"{self.path.name}: no recorded location within {self._max_distance}° of point "
                 f"{point.id} ({point.latitude:.4f}, {point.longitude:.4f}); "
