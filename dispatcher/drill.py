@@ -9,30 +9,48 @@ without touching live data, phones, loudspeakers or groups.
 With `report`, the drill also renders the information report (信息报送) of its
 period — the minute starting at the drill's instant — from that throw-away
 database, marked 演练 (`yujing drill … --report FILE`).
+
+A drill tells the truth about its recording (`check_recording`): one it cannot
+read, that lacks a variable the rules read, or that does not hold the instant
+is a `DrillError` naming the file and what is wrong, never "no alert". Without
+an instant it chooses one the recording covers and says so; (zone, hazard)
+pairs the rules could not decide for missing data are counted and explained.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelDeclaration, OutgoingMessage, SendResult
 from channels.console import ConsoleChannel
 from channels.registry import DECLARATIONS
+from dispatcher.configwatch import load_county_config
 from dispatcher.county import County
+from dispatcher.feeds.base import FeedError
+from dispatcher.feeds.replay import ReplayFeed
+from dispatcher.rulewatch import load_watched
 from dispatcher.runtime import drain, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage.models import Alert, Notification
+from rules.evaluate import evaluate
+from rules.expr import Condition, condition_variables
+from rules.ruleset import RuleLevel, RuleSet
+from rules.series import column_spans
+from rules.types import ForecastBatch, ZoneSpec
 
 #: The period a drill's report covers, from the drill's instant (its clock stands still).
 DRILL_REPORT_PERIOD: Final = timedelta(minutes=1)
@@ -79,6 +97,173 @@ def stand_ins(stream: TextIO) -> dict[str, Channel]:
     return channels
 
 
+class DrillError(ValueError):
+    """The recording cannot drive a drill: one line naming the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """Zones whose hazard the rules could not decide at the drill's instant, and why."""
+
+    hazard: str
+    zones: int
+    reason: str
+
+    def __str__(self) -> str:
+        zones = "1 zone" if self.zones == 1 else f"{self.zones} zones"
+        return f"undecided: {zones} × {self.hazard}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What `check_recording` found: the instant to drill at, and what to say about it."""
+
+    at: datetime
+    notes: list[str]  # the chosen instant, hours the rules read that are not recorded
+    undecided: list[Undecided]
+
+
+def reach(ruleset: RuleSet) -> tuple[int, int]:
+    """Hours before and after an instant the rules read to decide it (their windows,
+    and the past/future their conditions read at the windows' ends)."""
+    before, after = 0, 1
+    for rule in ruleset.rules:
+        for level in rule.levels:
+            back, ahead = _condition_reach(level.when)
+            before = max(before, level.since_hours + back)
+            within = 1 if level.within_hours is None else level.within_hours
+            after = max(after, within + ahead)
+    return before, after
+
+
+def _condition_reach(condition: Condition) -> tuple[int, int]:
+    far = 1 << 20  # an hour far from both ends of an imaginary batch
+    spans = column_spans([(condition, (far, far + 1))], 2 * far)
+    first = min(begin for begin, _ in spans.values())
+    last = max(end for _, end in spans.values())
+    return far - first, last - (far + 1)
+
+
+async def check_recording(
+    config_dir: Path, replay_file: Path, at: datetime | None, settings: Settings
+) -> Recording:
+    """Read the recording as the drill will, and check it can answer at `at`.
+
+    Raises `DrillError` when it cannot be read, lacks a variable the rules read,
+    substitutes a recorded location beyond the point resolution, or does not
+    hold the instant. Without `at`, chooses the recording's first hour plus the
+    hours the rules read before an instant (capped at its last hour).
+    """
+    ruleset, _ = load_watched(config_dir / "rules")
+    config = load_county_config(config_dir, ruleset, settings.point_resolution_deg)
+    feed = ReplayFeed(
+        replay_file,
+        issued_at=settings.replay_at,
+        past_days=settings.openmeteo_past_days,
+        max_distance_deg=settings.point_resolution_deg,
+    )
+    try:
+        batch = await feed.fetch(config.points, sorted(ruleset.variables))
+    except FeedError as error:
+        raise DrillError(_explained(replay_file, error.reason, ruleset, config.zones)) from None
+    tz = ZoneInfo(config.county.timezone)
+    first, last = _utc(batch.times[0]), _utc(batch.times[-1])
+    before, after = reach(ruleset)
+    recorded = f"{_local(first, tz)} – {_local(last, tz)} ({config.county.timezone})"
+    notes: list[str] = []
+    if at is None:
+        at = min(first + timedelta(hours=before), last)
+        notes.append(
+            f"no --at: drilling at {_local(at, tz)} ({config.county.timezone}), the recording's "
+            f"first hour {_local(first, tz)} plus the {before} h the rules read before an instant"
+        )
+    hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start, stop = hour - timedelta(hours=before), hour + timedelta(hours=after - 1)
+    needed = f"{_local(start, tz)} – {_local(stop, tz)}"
+    if not first <= hour <= last:
+        raise DrillError(
+            f"{replay_file}: does not cover the instant {_local(at, tz)}: recorded {recorded}; "
+            f"the rules read {needed} ({before} h before, {after} h from it)"
+        )
+    if start < first or stop > last:
+        notes.append(
+            f"{replay_file}: the rules read {needed} ({before} h before, {after} h from the "
+            f"instant), recorded {recorded}: the hours outside are unknown"
+        )
+    assessments = evaluate(ruleset, batch, config.zones, at, config.county.timezone)
+    point_of = {zone.id: zone.point_id for zone in config.zones}
+    reasons: Counter[tuple[str, str]] = Counter()
+    for a in assessments:
+        if a.level is None or a.undecided_above is not None:
+            why = _why(ruleset, batch, a.hazard, point_of[a.zone_id], start, stop, tz)
+            reasons[a.hazard, why] += 1
+    undecided = [Undecided(h, n, why) for (h, why), n in sorted(reasons.items())]
+    return Recording(at=at, notes=notes, undecided=undecided)
+
+
+def _explained(replay_file: Path, reason: str, ruleset: RuleSet, zones: Sequence[ZoneSpec]) -> str:
+    """The feed's reason as one line naming the file, with the rules or zones concerned."""
+    reason = reason.removeprefix(f"{replay_file.name}: ")
+    if missing := re.search(r"hourly\.(\w+) is missing", reason):
+        name = missing.group(1)
+        readers = sorted({r.id for r in ruleset.rules if name in _rule_variables(r.levels)})
+        if readers:
+            reason += f" (the rules read it: {', '.join(readers)})"
+    if point := re.search(r"of point (\S+) ", reason):
+        named = [zone.id for zone in zones if zone.point_id == point.group(1)]
+        if named:
+            shown = ", ".join(named[:5]) + (f" … ({len(named)} zones)" if len(named) > 5 else "")
+            reason += f"; zones at that point: {shown}"
+    return f"{replay_file}: {reason}"
+
+
+def _rule_variables(levels: Sequence[RuleLevel]) -> frozenset[str]:
+    return frozenset().union(*(condition_variables(level.when) for level in levels))
+
+
+def _why(
+    ruleset: RuleSet,
+    batch: ForecastBatch,
+    hazard: str,
+    point_id: str,
+    start: datetime,
+    stop: datetime,
+    tz: ZoneInfo,
+) -> str:
+    """Why a hazard was undecided at a point: the variables missing in the hours read,
+    or the hours read that are not recorded."""
+    names = sorted(
+        frozenset().union(*(_rule_variables(r.levels) for r in ruleset.rules if r.hazard == hazard))
+    )
+    row = batch.point_ids.index(point_id) if point_id in batch.point_ids else None
+    if row is None:
+        return f"point {point_id} not in the recording"
+    times = batch.times.astype("datetime64[s]")
+    inside = (times >= np.datetime64(start.replace(tzinfo=None), "s")) & (
+        times <= np.datetime64(stop.replace(tzinfo=None), "s")
+    )
+    gaps = []
+    for name in names:
+        hours = np.flatnonzero(np.isnan(batch.variables[name][row]) & inside)
+        if len(hours):
+            gaps.append(f"{name} missing from {_local(_utc(batch.times[hours[0]]), tz)}")
+    if gaps:
+        return ", ".join(gaps)
+    first, last = _utc(batch.times[0]), _utc(batch.times[-1])
+    if start < first:
+        return f"the rules read from {_local(start, tz)}, recorded from {_local(first, tz)}"
+    return f"the rules read to {_local(stop, tz)}, recorded to {_local(last, tz)}"
+
+
+def _utc(value: np.datetime64) -> datetime:
+    seconds = int(value.astype("datetime64[s]").astype(np.int64))
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _local(when: datetime, tz: ZoneInfo) -> str:
+    return f"{when.astimezone(tz):%Y-%m-%d %H:%M}"
+
+
 @dataclass(frozen=True)
 class DrillResult:
     at: datetime
@@ -87,16 +272,23 @@ class DrillResult:
     console: str  # what the console channel printed
     events: list[dict[str, Any]] = field(default_factory=list)  # what the bureau handles
     report: str | None = None  # the report of the drill's period (html or csv), when asked
+    notes: list[str] = field(default_factory=list)  # the chosen instant, unrecorded hours
+    undecided: list[Undecided] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        """What `--json` prints (the notes and the undecided go to stderr, as lines)."""
         return {"events": self.events, "alerts": self.alerts, "notifications": self.notifications}
 
 
 async def run_drill(
-    config_dir: Path, replay_file: Path, at: datetime, *, report: str | None = None
+    config_dir: Path, replay_file: Path, at: datetime | None = None, *, report: str | None = None
 ) -> DrillResult:
     """Evaluate the recorded forecast at `at`, enqueue and deliver to the stand-ins;
-    with `report` ("html" or "csv"), render the report of the drill's period too."""
+    with `report` ("html" or "csv"), render the report of the drill's period too.
+
+    Raises `DrillError` when the recording cannot answer (`check_recording`);
+    without `at`, drills at an instant the recording covers (in `notes`).
+    """
     console = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as tmp:
         settings = Settings(
@@ -110,15 +302,19 @@ async def run_drill(
             twilio_account_sid=None,
             twilio_auth_token=None,
         )
+        checked = await check_recording(config_dir, replay_file, at, settings)
+        when = checked.at
         runtime = open_runtime(
             settings,
-            clock=lambda: at,
+            clock=lambda: when,
             console=console,
             wake=lambda: None,
             channels=stand_ins(console),
         )
         try:
-            await runtime.pipeline.poll()
+            polled = await runtime.pipeline.poll()
+            if not polled.ok:
+                raise DrillError(f"{replay_file}: {polled.error}")
             await drain(runtime.worker)
             tz = ZoneInfo(runtime.county.timezone)
             with runtime.sessions() as session:
@@ -131,9 +327,9 @@ async def run_drill(
                 members: Counter[int] = Counter(a.event_id for a in alerts if a.event_id)
                 codes = {a.id: a.code for a in session.scalars(select(Alert))}
                 notes = session.scalars(select(Notification).order_by(Notification.id)).all()
-                rendered = _report(session, runtime.county, at, report) if report else None
+                rendered = _report(session, runtime.county, when, report) if report else None
                 return DrillResult(
-                    at=at,
+                    at=when,
                     events=[
                         {
                             "code": e.code,
@@ -176,6 +372,8 @@ async def run_drill(
                     ],
                     console=console.getvalue(),
                     report=rendered,
+                    notes=checked.notes,
+                    undecided=checked.undecided,
                 )
         finally:
             await runtime.aclose()

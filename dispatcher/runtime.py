@@ -163,6 +163,7 @@ def build_feed(
             settings.replay_file,
             issued_at=settings.replay_at,
             past_days=settings.openmeteo_past_days,
+            max_distance_deg=settings.point_resolution_deg,
             rebase_to=clock if settings.replay_rebase else None,
         )
     return OpenMeteoFeed(

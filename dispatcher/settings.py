@@ -52,10 +52,14 @@ class Settings(BaseSettings):
     feed: Literal["openmeteo", "replay"] = Field("openmeteo", description="Forecast source")
     replay_file: Path | None = Field(None, description="Recorded Open-Meteo JSON for feed=replay")
     replay_rebase: bool = Field(
-        True, description="Shift the recording so it starts at the current hour (rehearsals)"
+        True,
+        description="Shift the recording by whole days so its issue day is today (rehearsals: "
+        "the daemon then warns as `yujing drill --at` the recorded instant)",
     )
     replay_at: datetime | None = Field(
-        None, description="The recorded instant replayed as the current hour"
+        None,
+        description="The recording's issue time: with rebase, the recorded day from it is "
+        "replayed today, the current time of day picking the instant",
     )
     openmeteo_url: str = Field("https://api.open-meteo.com/v1/forecast")
     openmeteo_api_key: SecretStr | None = Field(None, description="Only for the commercial API")

@@ -53,6 +53,9 @@ def daemon_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         YUJING_HTTP_PORT=str(free_port()),
         YUJING_LOG_FORMAT="json",
         YUJING_POLL_JITTER_SECONDS="0",
+        # a rebased replay keeps the time of day: from 01-07 00:00 every hour of the
+        # recorded day warns (orange included), whenever the test runs
+        YUJING_REPLAY_AT="2026-01-07T00:00:00+08:00",
     )
     env.update(extra)
     return env

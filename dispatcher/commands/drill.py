@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -36,7 +36,10 @@ def drill(
     at: Annotated[
         str | None,
         typer.Option(
-            "--at", metavar="TIME", help="Evaluation time, ISO 8601 with offset [default: now]"
+            "--at",
+            metavar="TIME",
+            help="Evaluation time, ISO 8601 with offset [default: the recording's first hour "
+            "plus the hours the rules read before an instant]",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
@@ -53,17 +56,27 @@ def drill(
     """Run the whole pipeline once on a recorded forecast (throw-away database, console).
 
     The console stands in for every channel: each message keeps the channel it
-    is meant for and is printed, not sent.
+    is meant for and is printed, not sent. A recording that cannot answer (not
+    readable, a variable the rules read missing, the instant not recorded) fails
+    with one line naming the file; undecided zones are counted and explained.
     """
-    from dispatcher.drill import run_drill
+    from dispatcher.drill import DrillError, run_drill
 
     with operator_errors():
         settings = load_settings(config_dir=config)
-        when = parse_time(at, settings.timezone) if at else datetime.now(UTC)
+        asked = parse_time(at, settings.timezone) if at else None
         if not replay.is_file():
             fail(f"{replay}: no such file (a recorded forecast, e.g. examples/liulin/scenarios/)")
         fmt = None if report is None else ("csv" if report.suffix.lower() == ".csv" else "html")
-        result = asyncio.run(run_drill(settings.config_dir, replay, when, report=fmt))
+        try:
+            result = asyncio.run(run_drill(settings.config_dir, replay, asked, report=fmt))
+        except DrillError as error:
+            fail(f"drill: {error}")
+        when = result.at
+        for note in result.notes:
+            say(note)
+        for undecided in result.undecided:
+            say(str(undecided))
         if report is not None and result.report is not None:
             # a BOM lets spreadsheet programs open the Chinese CSV as UTF-8
             report.write_text(result.report, encoding="utf-8-sig" if fmt == "csv" else "utf-8")

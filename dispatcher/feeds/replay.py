@@ -27,12 +27,17 @@ class ReplayFeed:
 
     Each requested point takes the recorded location nearest to it (Open-Meteo
     echoes grid-cell coordinates, which differ slightly from those requested);
-    none within `max_distance_deg` (Euclidean, in degrees) is an error naming the
-    point. Only the requested variables are read, and each must be recorded.
+    none within `max_distance_deg` (Euclidean, in degrees; the daemon and the
+    drill pass the point resolution) is an error naming the point: a location
+    farther away is never substituted. Only the requested variables are read,
+    and each must be recorded.
 
-    With `rebase_to` (a clock), the recording is shifted by whole hours so its
-    issue time falls on the current hour: the daemon can rehearse a recorded
-    event as if it were happening now (`yujing run` with YUJING_FEED=replay).
+    With `rebase_to` (a clock), the recording is shifted by whole days so its
+    issue day is the current one (`rebase_days`: "now" stands for the recorded
+    instant that many days earlier): the daemon can rehearse a recorded event as if it were
+    happening now (`yujing run` with YUJING_FEED=replay), with local days,
+    daylight and night where they were recorded — so it warns exactly as
+    `yujing drill --at` that recorded instant does.
 
     `issued_at` is deterministic: the value given to the constructor or, without
     one, the first recorded hour plus `past_days` days — i.e. 00:00 UTC of the day
@@ -83,9 +88,9 @@ class ReplayFeed:
             raise FeedError(f"{self.path.name}: {error.reason}") from None
         if self._rebase_to is None:
             return batch
-        now = self._rebase_to().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        shift = np.timedelta64(int((now - issued_at).total_seconds()), "s")
-        return replace(batch, issued_at=now, times=batch.times + shift)
+        days = rebase_days(issued_at, self._rebase_to())
+        shift = np.timedelta64(days * 86400, "s")
+        return replace(batch, issued_at=issued_at + timedelta(days=days), times=batch.times + shift)
 
     def _read(self) -> object:
         try:
@@ -123,13 +128,24 @@ class ReplayFeed:
             math.hypot(lat - point.latitude, lon - point.longitude) for lat, lon in coordinates
         ]
         best = min(range(len(distances)), key=distances.__getitem__)
-        if distances[best] > self._max_distance:
+        # at the distance itself is within it (one grid step, whatever the rounding)
+        if distances[best] > self._max_distance + 1e-9:
             raise FeedError(
                 f"{self.path.name}: no recorded location within {self._max_distance}° of point "
-                f"{point.id} ({point.latitude:.4f}, {point.longitude:.4f}); the nearest, "
-                f"location {best}, is {distances[best]:.3f}° away"
+                f"{point.id} ({point.latitude:.4f}, {point.longitude:.4f}); "
+                f"the nearest, location {best}, is {distances[best]:.3f}° away: substituting it "
+                "is refused (record that point, or set YUJING_POINT_RESOLUTION_DEG)"
             )
         return best
+
+
+def rebase_days(issued_at: datetime, now: datetime) -> int:
+    """Whole days a rebased replay moves the recording issued at `issued_at` by, at `now`.
+
+    The recorded instant `now` stands for is `now` minus that many days: the day
+    after `issued_at` at the hour of `now`.
+    """
+    return (now.astimezone(UTC) - issued_at.astimezone(UTC)) // timedelta(days=1)
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:

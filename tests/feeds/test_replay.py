@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +100,13 @@ async def test_a_recorded_error_body_is_a_feed_error(tmp_path: Path) -> None:
         await ReplayFeed(error).fetch([SEAT], ["temperature_2m"])
 
 
-async def test_a_rebased_replay_moves_the_recording_to_the_current_hour() -> None:
+async def test_a_rebased_replay_moves_the_recording_by_whole_days_to_today() -> None:
     now = datetime(2026, 12, 1, 9, 41, tzinfo=UTC)
     original = await ReplayFeed(RECORDING).fetch([SEAT], ["temperature_2m"])
     moved = await ReplayFeed(RECORDING, rebase_to=lambda: now).fetch([SEAT], ["temperature_2m"])
-    assert moved.issued_at == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    # whole days: the hours of the day (local days, day and night) stay as recorded
+    assert moved.issued_at - original.issued_at == timedelta(days=332)
+    assert moved.issued_at <= now < moved.issued_at + timedelta(days=1)
     shift = moved.times - original.times
     assert set(shift.tolist()) == {moved.issued_at - original.issued_at}
     assert np.array_equal(
