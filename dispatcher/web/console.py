@@ -460,21 +460,9 @@ class _Console:
         now = self.state.clock()
         note = note.strip()
         with self.state.sessions.begin() as db:
-            login = self.login_of(request, db)
-            if login is None:
-                return self.to_login(request)
-            if not auth.tokens_match(login.session.csrf_token, csrf_token):
-                return self.forbidden_form(request, login)
-            if not login.may_acknowledge:
-                return self.message(
-                    request,
-                    login,
-                    "无权确认",
-                    "只读账号不能确认预警；请由值班员或管理员确认。",
-                    403,
-                )
-            if len(note) > NOTE_MAX:
-                return self.message(request, login, "备注过长", NOTE_TOO_LONG, 400)
+            login = self.acknowledger(request, db, csrf_token, note)
+            if isinstance(login, Response):
+                return login
             item = db.scalar(select(Alert).where(Alert.code == code.strip().upper()))
             if item is None:
                 return self.message(
@@ -656,6 +644,28 @@ class _Console:
             "note": note,
         }
 
+    def acknowledger(
+        self, request: Request, db: Session, csrf_token: str, note: str
+    ) -> auth.Login | Response:
+        """The login that may acknowledge with this form, or the answer refusing it
+        (no login, a forged form, a read-only account, a note too long)."""
+        login = self.login_of(request, db)
+        if login is None:
+            return self.to_login(request)
+        if not auth.tokens_match(login.session.csrf_token, csrf_token):
+            return self.forbidden_form(request, login)
+        if not login.may_acknowledge:
+            return self.message(
+                request,
+                login,
+                "无权确认",
+                "只读账号不能确认预警；请由值班员或管理员确认。",
+                403,
+            )
+        if len(note) > NOTE_MAX:
+            return self.message(request, login, "备注过长", NOTE_TOO_LONG, 400)
+        return login
+
     def acknowledge(
         self,
         request: Request,
@@ -666,21 +676,9 @@ class _Console:
         now = self.state.clock()
         note = note.strip()
         with self.state.sessions.begin() as db:
-            login = self.login_of(request, db)
-            if login is None:
-                return self.to_login(request)
-            if not auth.tokens_match(login.session.csrf_token, csrf_token):
-                return self.forbidden_form(request, login)
-            if not login.may_acknowledge:
-                return self.message(
-                    request,
-                    login,
-                    "无权确认",
-                    "只读账号不能确认预警；请由值班员或管理员确认。",
-                    403,
-                )
-            if len(note) > NOTE_MAX:
-                return self.message(request, login, "备注过长", NOTE_TOO_LONG, 400)
+            login = self.acknowledger(request, db, csrf_token, note)
+            if isinstance(login, Response):
+                return login
             alert = db.scalar(select(Alert).where(Alert.code == code))
             if alert is None:
                 return self.message(
