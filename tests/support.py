@@ -220,3 +220,25 @@ def replay_settings(config_dir: Path, database_url: str, **changes: Any) -> Sett
         "channel": "console",
     }
     return Settings(_env_file=None, **(values | changes))
+
+
+#: The Twilio auth token and public address of runtimes whose webhooks tests sign.
+TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+PUBLIC_URL = "https://yujing.example.gov.cn"
+
+
+def webhook_settings(config_dir: Path, database_url: str, **changes: Any) -> Settings:
+    """`replay_settings` with Twilio's auth token, a public address and a secret key:
+    a runtime whose webhooks (SMS replies, status callbacks) tests post signed."""
+    from pydantic import SecretStr
+
+    return replay_settings(
+        config_dir,
+        database_url,
+        **{
+            "twilio_auth_token": SecretStr(TWILIO_TOKEN),
+            "public_base_url": PUBLIC_URL,
+            "secret_key": SecretStr("webhook-tests-secret-key-0123456789"),
+            **changes,
+        },
+    )

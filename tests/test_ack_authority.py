@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
@@ -34,24 +33,17 @@ from dispatcher.storage.models import (
 )
 from dispatcher.web.app import create_app
 from dispatcher.web.state import AppState
-from tests.support import LIULIN, Clock, replay_settings
+from tests.support import LIULIN, PUBLIC_URL, TWILIO_TOKEN, Clock, webhook_settings
 from tests.test_cap import published
 from tests.test_events_e2e import AT
 
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC = "https://yujing.example.gov.cn"
+TOKEN, PUBLIC = TWILIO_TOKEN, PUBLIC_URL
 
 
 @pytest.fixture
 def client(db_url: str) -> Iterator[tuple[Runtime, TestClient]]:
     clock = Clock(AT)
-    settings = replay_settings(
-        LIULIN,
-        db_url,
-        twilio_auth_token=SecretStr(TOKEN),
-        public_base_url=PUBLIC,
-        secret_key=SecretStr("authority-secret-key-0123456789ab"),
-    )
+    settings = webhook_settings(LIULIN, db_url)
     rt = open_runtime(settings, clock=clock, console=io.StringIO(), wake=lambda: None)
 
     async def warn() -> None:

@@ -23,7 +23,6 @@ from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -32,25 +31,18 @@ from dispatcher.runtime import Runtime, drain, open_runtime
 from dispatcher.storage.models import Alert, AuditEvent, EscalationTimer, Notification
 from dispatcher.web.app import create_app
 from dispatcher.web.state import AppState
-from tests.support import LIULIN, Clock, replay_settings
+from tests.support import LIULIN, PUBLIC_URL, TWILIO_TOKEN, Clock, webhook_settings
 
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
 OFFICER = "p-duty-li"  # on duty 2026-01-06 08:30 → 01-07 08:30 (roster.yaml)
 LEADER = "p-lead-xue"
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC = "https://yujing.example.gov.cn"
+TOKEN, PUBLIC = TWILIO_TOKEN, PUBLIC_URL
 
 
 @pytest.fixture
 def runtime(db_url: str) -> Iterator[tuple[Runtime, Clock]]:
     clock = Clock(AT)
-    settings = replay_settings(
-        LIULIN,
-        db_url,
-        twilio_auth_token=SecretStr(TOKEN),
-        public_base_url=PUBLIC,
-        secret_key=SecretStr("events-e2e-secret-key-0123456789"),
-    )
+    settings = webhook_settings(LIULIN, db_url)
     rt = open_runtime(settings, clock=clock, console=io.StringIO(), wake=lambda: None)
     yield rt, clock
     rt.engine.dispose()
