@@ -33,25 +33,13 @@ from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, ForecastRun, Notification, Person, Zone
 from tests.processes import COLDWAVE, COUNTY, daemon_env, start, wait_for
 from tests.support import Clock
+from tests.test_rulewatch import EXTRA
 
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai, mid cold wave
 ADMIN = "p-admin-wang"
 NEW_ZONE = "LL-LL-901"
 
-# a hazard that fires everywhere in the cold-wave scenario (any temperature below 60 ℃)
-EVERYWHERE = """\
-hazards:
-  test_chill:
-    name: 测试低温
-rules:
-  - id: test-chill
-    hazard: test_chill
-    zones: {}
-    levels:
-      yellow:
-        within: 12h
-        when: temperature_2m < 60
-"""
+EVERYWHERE = EXTRA  # a hazard that fires everywhere in the cold-wave scenario
 
 # a zone in a forecast cell of its own (a new forecast point too)
 ZONE = """\
