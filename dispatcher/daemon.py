@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
 from dispatcher import logs
-from dispatcher.leader import Leadership, lead
+from dispatcher.leader import Leadership, NotLeader, install_fence, lead, leader_work
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
@@ -122,9 +122,19 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    # every job below writes as the leader: its commits are fenced by the lease
+    # epoch (PostgreSQL), so a leader that lost the lead while frozen or wedged
+    # cannot write once another instance leads
+    leadership = Leadership(runtime.engine, lease_seconds=settings.leader_lease)
+    if leadership.exclusive:
+        install_fence(runtime.sessions)
+
+    def logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
+        return _logged(job, name, leadership)
+
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_job(
-        _logged(runtime.pipeline.poll, "poll"),
+        logged(runtime.pipeline.poll, "poll"),
         "interval",
         seconds=settings.poll_interval_seconds,
         jitter=settings.poll_jitter_seconds or None,
@@ -135,7 +145,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         misfire_grace_time=settings.poll_interval_seconds,
     )
     scheduler.add_job(
-        _logged(_check_feed(runtime), "watch_feed"),
+        logged(_check_feed(runtime), "watch_feed"),
         "interval",
         seconds=min(60, settings.poll_interval_seconds),
         id="watch_feed",
@@ -146,7 +156,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
     # edited county and rule files take effect without a restart, and `yujing
     # evaluate-now` is answered (on the leader, which polls)
     scheduler.add_job(
-        _logged(runtime.watch, "watch_rules"),
+        logged(runtime.watch, "watch_rules"),
         "interval",
         seconds=settings.rules_watch_seconds,
         id="watch_rules",
@@ -155,7 +165,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         coalesce=True,
     )
     scheduler.add_job(
-        _logged(_escalate(runtime), "escalate"),
+        logged(_escalate(runtime), "escalate"),
         "interval",
         seconds=settings.escalation_poll_seconds,
         id="escalate",
@@ -164,7 +174,6 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         coalesce=True,
     )
 
-    leadership = Leadership(runtime.engine)
     state = AppState(
         sessions=runtime.sessions,
         settings=settings,
@@ -242,18 +251,28 @@ def _escalate(runtime: Runtime) -> Callable[[], Awaitable[object]]:
     return escalate
 
 
-def _logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
-    """Log a job's failures plainly and keep the schedule going.
+def _logged(
+    job: Callable[[], Awaitable[object]], name: str, leadership: Leadership | None = None
+) -> Callable[[], Awaitable[None]]:
+    """Run a scheduler job as the leader's work (its commits fenced), log its
+    failures plainly and keep the schedule going.
 
     An operational fault (database unreachable) is one warning for the whole
-    episode and one line when the job works again; anything else is a bug and
-    keeps its traceback.
+    episode and one line when the job works again; a write refused because
+    this instance no longer leads is one warning (the scheduler pauses);
+    anything else is a bug and keeps its traceback.
     """
     episode = logs.Episode(log, f"job {name}")
 
     async def run() -> None:
         try:
-            await job()
+            if leadership is None:
+                await job()
+            else:
+                with leader_work(leadership):
+                    await job()
+        except NotLeader as exc:
+            log.warning("%s: %s", name, exc)
         except asyncio.CancelledError:
             # the scheduler cancels a running job when the daemon stops; the poll's
             # transaction either committed or rolled back, so nothing is half-done

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channels.base import Addressing, Medium
@@ -179,7 +179,16 @@ class Settings(BaseSettings):
     )
 
     leader_poll_seconds: float = Field(
-        5.0, gt=0, description="How often an instance contends for scheduler leadership"
+        5.0,
+        gt=0,
+        description="How often a standby checks the leader lease; the leader renews it "
+        "twice as often",
+    )
+    leader_lease_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="How long the leader lease lasts without renewal: a frozen leader is "
+        "replaced after it; unset: 2 × leader_poll_seconds",
     )
 
     # --- HTTP server
@@ -221,6 +230,25 @@ class Settings(BaseSettings):
                 f"use one of {', '.join(sorted(DECLARATIONS))}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_renewals(self) -> Settings:
+        # the leader renews every half poll interval: a shorter lease would
+        # lapse between two renewals of a healthy leader
+        if self.leader_lease_seconds is not None and (
+            self.leader_lease_seconds < self.leader_poll_seconds
+        ):
+            raise ValueError(
+                f"YUJING_LEADER_LEASE_SECONDS={self.leader_lease_seconds:g} is shorter than "
+                f"YUJING_LEADER_POLL_SECONDS={self.leader_poll_seconds:g}: set it to at least "
+                "the poll interval (unset: twice it)"
+            )
+        return self
+
+    @property
+    def leader_lease(self) -> float:
+        """Seconds the leader lease lasts without renewal (default 2 × the poll interval)."""
+        return self.leader_lease_seconds or 2 * self.leader_poll_seconds
 
     @property
     def twilio_configured(self) -> bool:

@@ -288,7 +288,13 @@ async def test_healthz_counts_failed_polls_and_hides_error_texts_without_auth(
         assert feed["last_attempt"] == (AT + INTERVAL / 2).isoformat()
         assert feed["down_since"] == AT.isoformat()
         assert body["rules"]["ok"] is False
-        assert body["leader"] == {"leading": Leadership(rt.engine).held}
+        # the lease (its epoch and expiry) but no host name
+        leadership = Leadership(rt.engine)
+        assert body["leader"] == {
+            "leading": leadership.held,
+            "epoch": None,
+            "lease_expires_at": None,
+        }
         assert "/etc/yujing" not in public.text and "503" not in public.text
         assert "error" not in feed and "error" not in body["rules"]
         assert Leadership(rt.engine).instance not in public.text

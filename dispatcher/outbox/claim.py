@@ -28,6 +28,15 @@ Scale-out: several processes share one PostgreSQL outbox; the claim query uses
 ``FOR UPDATE SKIP LOCKED`` so two workers never claim the same row and never
 wait for each other. On SQLite, ``BEGIN IMMEDIATE`` (see `storage.db`)
 serialises claims instead.
+
+A claim is checked again right before its send (`still_ours`, on PostgreSQL;
+see `DeliveryWorker`): a process frozen past its lease (SIGSTOP, a VM pause)
+while another instance claimed and sent the row again drops it on resuming
+instead of sending it a second time. The claim's token is its attempt number
+(each claim adds one): the outcome is recorded on the row only if the row is
+still `sending` with that attempt, checked under the row's lock (`record`).
+On SQLite one process owns the outbox and its own clock times the leases, so
+the worker's check of the lease against that clock is the whole answer.
 """
 
 from __future__ import annotations
@@ -281,6 +290,28 @@ class Claimer:
                 .where(Notification.id.in_(chosen))
                 .order_by(*order)
             )
+        )
+
+    def still_ours(self, claimed: Claimed) -> bool:
+        """Whether `claimed` is still this worker's, read from the database just
+        before its send: the row is `sending` with the attempt and lease this
+        claim gave it, and the lease has not run out.
+
+        A worker whose process was frozen (or whose clock lags) while another
+        claimed the row again finds it changed and does not send it.
+        """
+        with self.sessions() as session:
+            row = session.execute(
+                select(Notification.status, Notification.attempts, Notification.lease_until).where(
+                    Notification.id == claimed.id
+                )
+            ).one_or_none()
+        return (
+            row is not None
+            and row.status == NotificationStatus.SENDING
+            and row.attempts == claimed.attempt
+            and row.lease_until == claimed.lease_until
+            and claimed.lease_until > self.clock()
         )
 
     def _snapshot(

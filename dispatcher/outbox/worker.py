@@ -108,6 +108,9 @@ class DeliveryWorker:
         if backoff_seconds < 0 or backoff_max_seconds < 0:
             raise ValueError("backoff_seconds and backoff_max_seconds must not be negative")
         self.sessions = sessions
+        bind = sessions.kw.get("bind")
+        # several instances share the outbox only on PostgreSQL (see `Claimer.still_ours`)
+        self.verify_claims = bind is not None and bind.dialect.name == "postgresql"
         self.channels = channels
         self.clock = clock
         self.monotonic = monotonic
@@ -359,8 +362,22 @@ class DeliveryWorker:
         if timeout < _MIN_SEND_SECONDS:
             return SendResult.retryable(
                 f"waited {self.lease_seconds - left:.0f} s of its {self.lease_seconds:g} s lease "
-                f"for a free send slot or the {claimed.channel} rate limit; not sent",
+                f"(for a free send slot, the {claimed.channel} rate limit, or while this process "
+                "was paused); not sent",
                 error_code="lease_used_up",
+            )
+        if self.verify_claims and not self._claimer.still_ours(claimed):
+            # claimed again by another instance while this one could not run
+            # (frozen, paused): sending now would send it twice
+            logger.warning(
+                "notification %s: claim (attempt %d) no longer this worker's; dropped, not sent",
+                claimed.id,
+                claimed.attempt,
+            )
+            return SendResult.retryable(
+                "the claim was no longer this worker's when its turn to send came "
+                "(its lease ran out and the row was claimed again); not sent",
+                error_code="claim_lost",
             )
         try:
             async with asyncio.timeout(timeout):

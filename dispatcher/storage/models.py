@@ -358,6 +358,28 @@ class Acknowledgement(Base):
     at: Mapped[datetime]
 
 
+# --- issue 13: leadership follows progress (dispatcher/leader.py) -----------------
+
+
+class LeaderLease(Base):
+    """Who leads the scheduler on PostgreSQL: a lease its holder keeps renewing.
+
+    One row per led role (`name`, "scheduler"). `epoch` grows by one at every
+    takeover and fences every leader-only write: a transaction of the scheduler
+    commits only if the epoch it was granted is still the row's. Times are the
+    database's clock (`now()`), so instance clocks do not matter.
+    """
+
+    __tablename__ = "leader_leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))  # host:pid of the instance
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 __all__ = [
     "NAMING_CONVENTION",
     "Acknowledgement",
@@ -368,6 +390,7 @@ __all__ = [
     "EscalationTimer",
     "ForecastRun",
     "InboundMessage",
+    "LeaderLease",
     "Notification",
     "Person",
     "Receipt",

@@ -268,7 +268,9 @@ def health(state: AppState, *, full: bool = False) -> JSONResponse:
 
     if state.leadership is not None:
         identity = state.leadership.identity()
-        body["leader"] = identity if full else {"leading": identity["leading"]}
+        # the lease's epoch and expiry name no host: anyone may see them
+        public = ("leading", "epoch", "lease_expires_at")
+        body["leader"] = identity if full else {k: identity[k] for k in public}
 
     body["status"] = "failing" if failing else ("degraded" if problems else "ok")
     body["problems"] = failing + problems
