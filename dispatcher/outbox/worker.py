@@ -351,6 +351,21 @@ class DeliveryWorker:
                 f"(configured: {configured})",
                 error_code="unknown_channel",
             )
+        if self.verify_claims and not self._claimer.still_ours(claimed):
+            # claimed again by another instance while this one could not run
+            # (frozen, paused, or its clock lags): sending now would send it
+            # twice. Checked before the rate limit's last word, which counts
+            # the send as gone
+            logger.warning(
+                "notification %s: claim (attempt %d) no longer this worker's; dropped, not sent",
+                claimed.id,
+                claimed.attempt,
+            )
+            return SendResult.retryable(
+                "the claim was no longer this worker's when its turn to send came "
+                "(its lease ran out and the row was claimed again); not sent",
+                error_code="claim_lost",
+            )
         # its slot was taken when it was claimed; this keeps the spacing when
         # a pause of the event loop made it late
         while (wait := self._pacer.send_wait(channel.name, claimed.message.address)) > 0:
@@ -365,19 +380,6 @@ class DeliveryWorker:
                 f"(for a free send slot, the {claimed.channel} rate limit, or while this process "
                 "was paused); not sent",
                 error_code="lease_used_up",
-            )
-        if self.verify_claims and not self._claimer.still_ours(claimed):
-            # claimed again by another instance while this one could not run
-            # (frozen, paused): sending now would send it twice
-            logger.warning(
-                "notification %s: claim (attempt %d) no longer this worker's; dropped, not sent",
-                claimed.id,
-                claimed.attempt,
-            )
-            return SendResult.retryable(
-                "the claim was no longer this worker's when its turn to send came "
-                "(its lease ran out and the row was claimed again); not sent",
-                error_code="claim_lost",
             )
         try:
             async with asyncio.timeout(timeout):
