@@ -19,10 +19,11 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
 from dispatcher import logs
@@ -128,6 +129,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
     leadership = Leadership(runtime.engine, lease_seconds=settings.leader_lease)
     if leadership.exclusive:
         install_fence(runtime.sessions)
+        bound_idle_transactions(runtime.engine, settings.delivery_lease_seconds)
 
     def logged(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
         return _logged(job, name, leadership)
@@ -235,6 +237,25 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
     await asyncio.gather(worker_task, server_task, leader_task, return_exceptions=True)
     stopped.cancel()
     log.info("stopped")
+
+
+def bound_idle_transactions(engine: Engine, seconds: float) -> None:
+    """PostgreSQL ends a transaction of this daemon left idle for `seconds`.
+
+    Only a frozen or wedged process leaves one idle that long (every
+    transaction here is a few milliseconds of statements); its row locks would
+    otherwise keep other instances from the outbox rows it was claiming or
+    recording until it resumed. One outbox lease is long enough for any honest
+    transaction. Connections opened from now on get it (the pool is emptied).
+    """
+
+    def limit(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {int(seconds * 1000)}")
+        dbapi_connection.commit()
+
+    event.listen(engine, "connect", limit)
+    engine.dispose()
 
 
 def _check_feed(runtime: Runtime) -> Callable[[], Awaitable[object]]:
