@@ -8,7 +8,7 @@ Wiring and running
     settings.py     settings: `YUJING_*` environment variables or a `.env` file
     runtime.py      the composition root: settings in, a wired pipeline and delivery worker out
     daemon.py       `yujing run`: scheduler, delivery worker and HTTP server in one process
-    leader.py       on PostgreSQL only the instance holding the advisory lock schedules polls
+    leader.py       on PostgreSQL only the holder of the leader lease schedules; its writes fenced
     httpclient.py   the one shared httpx client (several small connection pools)
     logs.py         text logs on a terminal, one JSON object per line under systemd
 The county

@@ -93,9 +93,12 @@ def test_sigkill_during_delivery_loses_nothing_and_repeats_only_what_was_in_flig
     # every row reached the provider; a message reached it twice only if it was
     # in flight at the kill — at most the rows claimed then
     requests = Counter((m["to"], m["body"]) for m in received(record) if m["sid"])
-    messages = Counter(rows(db_url, "SELECT address, body FROM notifications"))
+    messages = Counter(
+        (str(address), str(body))
+        for address, body in rows(db_url, "SELECT address, body FROM notifications")
+    )
     assert set(requests) == set(messages)
-    repeated = sum((requests - messages).values())
+    repeated = (requests - messages).total()
     assert repeated <= in_flight, f"{repeated} repeats, {in_flight} in flight at the kill"
     accepted = {m["sid"] for m in received(record) if m["sid"]}
     assert {r[0] for r in rows(db_url, "SELECT provider_id FROM notifications")} <= accepted

@@ -77,3 +77,23 @@ def test_a_rate_limit_for_a_channel_nobody_declares_is_refused_at_start(
 def test_a_rate_limit_for_a_declared_channel_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YUJING_RATE_LIMITS", "twilio_sms=98/s,dingtalk=20/min")
     assert Settings(_env_file=None).rate_limits == "twilio_sms=98/s,dingtalk=20/min"
+
+
+def test_the_leader_lease_lasts_twice_the_leader_poll_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a frozen leader is then replaced within 2 × the poll interval (< 3 ×)
+    monkeypatch.setenv("YUJING_LEADER_POLL_SECONDS", "3")
+    assert Settings(_env_file=None).leader_lease == 6.0
+    monkeypatch.setenv("YUJING_LEADER_LEASE_SECONDS", "4.5")
+    assert Settings(_env_file=None).leader_lease == 4.5
+
+
+def test_a_leader_lease_shorter_than_the_leader_poll_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the leader renews every half poll interval; a shorter lease lapses between renewals
+    monkeypatch.setenv("YUJING_LEADER_POLL_SECONDS", "5")
+    monkeypatch.setenv("YUJING_LEADER_LEASE_SECONDS", "2")
+    with pytest.raises(ValueError, match="YUJING_LEADER_LEASE_SECONDS=2 is shorter than"):
+        Settings(_env_file=None)
