@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
@@ -292,27 +292,35 @@ class Claimer:
             )
         )
 
-    def still_ours(self, claimed: Claimed) -> bool:
-        """Whether `claimed` is still this worker's, read from the database just
-        before its send: the row is `sending` with the attempt and lease this
-        claim gave it, and the lease has not run out.
+    def still_ours(self, claims: Sequence[Claimed]) -> set[int]:
+        """The ids of `claims` still this worker's, read from the database in one
+        query just before their sends: the row is `sending` with the attempt and
+        lease the claim gave it, and the lease has not run out.
 
         A worker whose process was frozen (or whose clock lags) while another
-        claimed the row again finds it changed and does not send it.
+        claimed a row again finds it changed and does not send it.
         """
+        if not claims:
+            return set()
+        tokens = {c.id: (c.attempt, c.lease_until) for c in claims}
         with self.sessions() as session:
-            row = session.execute(
-                select(Notification.status, Notification.attempts, Notification.lease_until).where(
-                    Notification.id == claimed.id
-                )
-            ).one_or_none()
-        return (
-            row is not None
-            and row.status == NotificationStatus.SENDING
-            and row.attempts == claimed.attempt
-            and row.lease_until == claimed.lease_until
-            and claimed.lease_until > self.clock()
-        )
+            rows = session.execute(
+                select(
+                    Notification.id,
+                    Notification.status,
+                    Notification.attempts,
+                    Notification.lease_until,
+                ).where(Notification.id.in_(sorted(tokens)))
+            ).all()
+        now = self.clock()
+        return {
+            row.id
+            for row in rows
+            if row.status == NotificationStatus.SENDING
+            and (row.attempts, row.lease_until) == tokens[row.id]
+            and row.lease_until is not None
+            and row.lease_until > now
+        }
 
     def _snapshot(
         self,
@@ -369,3 +377,40 @@ class Claimer:
         logger.warning("notification %s: %s", row.id, reason)
         if self.on_failed is not None:
             self.on_failed(session, row, reason, now)
+
+
+class ClaimCheck:
+    """Checks claims just before their sends (`Claimer.still_ours`), many in one query.
+
+    Senders freed together (the provider's answers arrive together under load)
+    ask together: the asks made while the event loop runs one round share one
+    query, so the check costs one round trip per batch, not one per message.
+    """
+
+    def __init__(self, claimer: Claimer) -> None:
+        self._claimer = claimer
+        self._asked: list[tuple[Claimed, asyncio.Future[bool]]] = []
+        self._checker: asyncio.Task[None] | None = None
+
+    async def still_ours(self, claimed: Claimed) -> bool:
+        """Whether `claimed` is still this worker's (raises the database's error)."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asked.append((claimed, answer))
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.create_task(self._check())
+        return await answer
+
+    async def _check(self) -> None:
+        while self._asked:
+            await asyncio.sleep(0)  # the senders ready in this round of the loop join
+            batch, self._asked = self._asked, []
+            try:
+                ours = self._claimer.still_ours([claimed for claimed, _ in batch])
+            except Exception as exc:
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+            else:
+                for claimed, answer in batch:
+                    if not answer.done():
+                        answer.set_result(claimed.id in ours)
