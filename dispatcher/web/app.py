@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, insert, select, text
 
@@ -40,6 +41,7 @@ from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import ForecastRun, Notification
 from dispatcher.web import acks, auth, cap, console
 from dispatcher.web.console import SESSION_PURPOSE as CONSOLE_SESSION_PURPOSE
+from dispatcher.web.limits import RequestLimits
 from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import verified_twilio_form
 
@@ -50,6 +52,13 @@ def create_app(state: AppState) -> FastAPI:
     """Build the FastAPI application around explicit state (no globals)."""
     app = FastAPI(title="Yujing 预警", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.yujing = state
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # one short line, never the input echoed back (FastAPI's default is a JSON dump)
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
+        where = ".".join(str(part) for part in first["loc"])
+        return PlainTextResponse(f"invalid request: {where}: {first['msg']}", status_code=422)
 
     @app.get("/healthz")
     def healthz(request: Request) -> JSONResponse:
@@ -96,6 +105,8 @@ def create_app(state: AppState) -> FastAPI:
         return Response(status_code=204)
 
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # the board is mostly text
+    # outermost: an oversized or trickling body is refused before any route parses it
+    app.add_middleware(RequestLimits, read_timeout=state.settings.http_read_timeout_seconds)
     app.include_router(acks.router(state))
     app.include_router(cap.router(state))
     app.include_router(console.router(state))

@@ -410,7 +410,9 @@ def unsign(secret: bytes, purpose: str, signed: str) -> str | None:
     value, _, _ = signed.rpartition(".")
     if not value:
         return None
-    return value if hmac.compare_digest(sign(secret, purpose, value), signed) else None
+    # bytes, not str: compare_digest refuses non-ASCII text (a forged cookie is not a 500)
+    expected = sign(secret, purpose, value).encode()
+    return value if hmac.compare_digest(expected, signed.encode("utf-8", "replace")) else None
 
 
 def new_token() -> str:

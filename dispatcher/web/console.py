@@ -74,6 +74,7 @@ from dispatcher.web.board import (
     names_of,
     place,
 )
+from dispatcher.web.ids import DatabaseId
 from dispatcher.web.state import AppState
 from dispatcher.web.words import (
     actor_words,
@@ -836,7 +837,7 @@ class _Console:
     def user_action(
         self,
         request: Request,
-        user_id: int,
+        user_id: DatabaseId,
         action: str,
         csrf_token: Annotated[str, Form()] = "",
     ) -> Response:
