@@ -132,7 +132,8 @@ def _read_all(sock: socket.socket, timeout: float) -> bytes:
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
-            raise AssertionError(f"no answer and no close within {timeout} s: {received!r}") from None
+            message = f"no answer and no close within {timeout} s: {received!r}"
+            raise AssertionError(message) from None
         except ConnectionResetError:
             return received
         if not chunk:
