@@ -10,8 +10,8 @@
   itself is protected by a short-lived token in a signed cookie (double submit).
 - Wrong passwords are never answered with a lock (anyone could lock the duty
   officer out by typing their name): `dispatcher.web.throttle` slows the
-  address that guesses, and the console checks passwords in its own small
-  thread pool (`PasswordChecks`) so a login flood cannot starve the webhooks.
+  address that guesses, and the console checks passwords in a thread of its
+  own (`dispatcher.web.passwords`) so a login flood cannot starve the webhooks.
   An unknown name is checked against a dummy hash of the same cost, through
   the same code, so answers and timing do not tell which names exist.
 - Administration (the CLI's `yujing users …` and the console's 用户 page share
@@ -30,7 +30,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import difflib
 import functools
@@ -38,7 +37,6 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,7 +68,6 @@ LOGIN_COOKIE = "yujing_login"  # CSRF token of the login form, before there is a
 #: argon2id with argon2-cffi's defaults (RFC 9106's low-memory profile: 64 MiB, t=3).
 PASSWORD_HASHER = PasswordHasher()
 #: Password checks at once, in threads of their own (a hash takes ~0.3 s of a core).
-PASSWORD_THREADS = 1
 
 
 def hash_password(password: str) -> str:
@@ -315,7 +312,8 @@ def find_account(session: Session, name: str) -> Account | None:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether `password` matches; for no account (None) the same work on a dummy hash.
 
-    CPU-bound (~0.3 s): the console runs it in its own threads (`PasswordChecks`).
+    CPU-bound (~0.3 s): the console runs it in a thread of its own
+    (`dispatcher.web.passwords`).
     """
     if len(password) > PASSWORD_MAX:
         password, password_hash = password[:PASSWORD_MAX], None  # checked, never accepted
@@ -370,27 +368,6 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     """A hash with the hasher's own parameters, verified when the name is unknown: a wrong
     name then costs what a wrong password costs."""
     return hasher.hash("no such user")
-
-
-class PasswordChecks:
-    """`verify_password` off the event loop and off the shared worker threads.
-
-    At most `threads` checks run at once, in an executor of their own; the
-    others wait in line without holding a thread. A login flood then costs
-    that many cores at most, and the webhooks' threads stay free.
-    """
-
-    def __init__(self, threads: int = PASSWORD_THREADS) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="yujing-password")
-
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        """`verify_password` in the pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, verify_password, password_hash, password)
-
-    def close(self) -> None:
-        """Stop the pool's threads (after the checks under way)."""
-        self._pool.shutdown(wait=False)
 
 
 # --- login sessions

@@ -77,6 +77,7 @@ from dispatcher.web.board import (
     place,
 )
 from dispatcher.web.ids import DatabaseId
+from dispatcher.web.passwords import PasswordChecks
 from dispatcher.web.state import AppState
 from dispatcher.web.throttle import LoginThrottle, client_key
 from dispatcher.web.words import (
@@ -196,7 +197,7 @@ class _Console:
         self.secure = (state.settings.public_base_url or "").startswith("https://")
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         self.throttle = state.login_throttle or LoginThrottle(state.clock)
-        self.passwords = auth.PasswordChecks()
+        self.passwords = PasswordChecks()
         self._titles: tuple[str | None, Mapping[str, str]] | None = None
         env = self.templates.env
         env.filters["local"] = self.local
@@ -386,7 +387,11 @@ class _Console:
         # account-wide: a soft delay after many failures from anywhere, never a refusal
         await self.throttle.hold(name)
         # unknown names are checked against a dummy hash: the same path, the same time
-        ok = await self.passwords.verify(account.password_hash if account else None, password)
+        ok = await self.passwords.verify(
+            account.password_hash if account else None,
+            password,
+            urgent=self.throttle.clean(address),  # not behind a flood of guesses
+        )
         token = None
         if ok and account is not None:
             self.throttle.succeeded(address, name)

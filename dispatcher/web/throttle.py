@@ -151,6 +151,10 @@ class LoginThrottle:
         ]
         return max(waits)
 
+    def clean(self, address: str) -> bool:
+        """Whether `address` has no recent wrong password (its checks go first)."""
+        return self._current(("address", address), self._clock()) is None
+
     def soft_delay(self, name: str) -> float:
         """Seconds to hold any attempt on `name` before checking it (never a refusal)."""
         streak = self._current(("account", name), self._clock())
