@@ -47,6 +47,9 @@ from dispatcher.web.twilio_signature import verified_twilio_form
 
 log = logging.getLogger("yujing.web")
 
+SID_MAX = 64  # the receipts' provider_id column
+STATUS_MAX = 32  # their status and error_code columns
+
 
 def create_app(state: AppState) -> FastAPI:
     """Build the FastAPI application around explicit state (no globals)."""
@@ -86,12 +89,16 @@ def create_app(state: AppState) -> FastAPI:
         status = form.get("MessageStatus") or form.get("SmsStatus") or ""
         if not sid or not status:
             return Response("MessageSid and MessageStatus are required", status_code=400)
+        error_code = form.get("ErrorCode") or None
+        if len(sid) > SID_MAX or len(status) > STATUS_MAX or len(error_code or "") > STATUS_MAX:
+            # Twilio's are 34, ~11 and 5 characters: anything longer is not Twilio's
+            return Response("MessageSid, MessageStatus or ErrorCode too long", status_code=400)
         with state.sessions.begin() as session:
             row = record_receipt(
                 session,
                 provider_id=sid,
                 status=status,
-                error_code=form.get("ErrorCode") or None,
+                error_code=error_code,
                 payload=form,
                 at=state.clock(),
                 on_failed=state.on_failed,
