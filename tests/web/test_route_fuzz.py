@@ -7,7 +7,8 @@ random methods, queries, cookies (forged, non-ASCII bytes), headers and form
 bodies — signed as Twilio would sign them, and carrying a real login and its
 CSRF token, some of the time, so the code behind the checks is reached too.
 Every answer must be below 500: a malformed request is the client's error
-(400/403/404/405/413/422), never a traceback.
+(400/403/404/405/413/422), never a traceback. Every HTML answer, whatever
+the request, forbids framing.
 
 On SQLite and PostgreSQL (which refuses NUL characters and integers past
 BIGINT where SQLite would not). A larger budget runs under the slow marker.
@@ -113,7 +114,7 @@ def _walk(routes: Sequence[BaseRoute], prefix: str) -> list[Target]:
             context = getattr(route, "include_context", None)
             found += _walk(included.routes, prefix + getattr(context, "prefix", ""))
         elif isinstance(route, APIRoute):
-            found.append(Target(prefix + route.path, sorted(route.methods)))
+            found.append(Target(prefix + route.path, sorted(route.methods or ["GET"])))
         elif isinstance(route, Mount):
             found.append(Target(prefix + route.path + "/{file}", ["GET"]))
         else:
@@ -199,6 +200,10 @@ def call(
     assert response.status_code < 500, (
         f"{method} {url} → {response.status_code}: {response.text[:300]}"
     )
+    if response.headers.get("content-type", "").startswith("text/html"):
+        # no page of ours may be framed by another site (a framed button is a click-jack)
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"], url
+        assert response.headers["x-frame-options"] == "DENY", url
     return response
 
 
