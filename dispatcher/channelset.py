@@ -9,9 +9,8 @@ and escalation policies use.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
 from pydantic import SecretStr, ValidationError
@@ -31,27 +30,13 @@ from channels.twilio_voice import TwilioVoiceChannel
 from channels.webhook import WebhookChannel, WebhookTarget
 from channels.wecom import WeComChannel
 from dispatcher.settings import Settings
+from dispatcher.settingsjson import (
+    DingTalkRobotConfig,
+    FeishuBotConfig,
+    WebhookTargetConfig,
+    json_setting,
+)
 from rules.config import ConfigError, load_yaml, problems_from_validation
-
-
-def _json_map(setting: str, value: SecretStr | None) -> dict[str, Any]:
-    if value is None:
-        return {}
-    try:
-        parsed = json.loads(value.get_secret_value())
-    except json.JSONDecodeError as exc:
-        # the message names the position only: the value holds secrets
-        raise ValueError(
-            f"{setting}: not valid JSON (line {exc.lineno}, column {exc.colno}); expected "
-            '{"id": {...}}'
-        ) from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f'{setting}: expected a JSON object {{"id": ...}}')
-    return parsed
-
-
-def _secret(value: Any) -> SecretStr | None:
-    return SecretStr(str(value)) if value else None
 
 
 def build_channels(
@@ -92,44 +77,26 @@ def build_channels(
             "YUJING_TWILIO_FROM_NUMBER (or YUJING_TWILIO_MESSAGING_SERVICE_SID)"
         )
 
-    wecom = _json_map("YUJING_WECOM_ROBOTS", settings.wecom_robots)
+    # the settings checked these maps when they loaded (dispatcher.settingsjson)
+    wecom: dict[str, SecretStr] = json_setting("wecom_robots", settings.wecom_robots)
     if wecom:
-        built.append(
-            WeComChannel(robots={k: SecretStr(str(v)) for k, v in wecom.items()}, http=http)
-        )
-    dingtalk = _json_map("YUJING_DINGTALK_ROBOTS", settings.dingtalk_robots)
+        built.append(WeComChannel(robots=wecom, http=http))
+    dingtalk: dict[str, DingTalkRobotConfig] = json_setting(
+        "dingtalk_robots", settings.dingtalk_robots
+    )
     if dingtalk:
-        built.append(
-            DingTalkChannel(
-                robots={
-                    k: DingTalkRobot(SecretStr(str(v["access_token"])), _secret(v.get("secret")))
-                    for k, v in dingtalk.items()
-                },
-                http=http,
-            )
-        )
-    feishu = _json_map("YUJING_FEISHU_BOTS", settings.feishu_bots)
+        robots = {k: DingTalkRobot(v.access_token, v.secret) for k, v in dingtalk.items()}
+        built.append(DingTalkChannel(robots=robots, http=http))
+    feishu: dict[str, FeishuBotConfig] = json_setting("feishu_bots", settings.feishu_bots)
     if feishu:
-        built.append(
-            FeishuChannel(
-                bots={
-                    k: FeishuBot(SecretStr(str(v["hook_id"])), _secret(v.get("secret")))
-                    for k, v in feishu.items()
-                },
-                http=http,
-            )
-        )
-    targets = _json_map("YUJING_WEBHOOK_TARGETS", settings.webhook_targets)
+        bots = {k: FeishuBot(v.hook_id, v.secret) for k, v in feishu.items()}
+        built.append(FeishuChannel(bots=bots, http=http))
+    targets: dict[str, WebhookTargetConfig] = json_setting(
+        "webhook_targets", settings.webhook_targets
+    )
     if targets:
-        built.append(
-            WebhookChannel(
-                targets={
-                    k: WebhookTarget(str(v["url"]), SecretStr(str(v["secret"])))
-                    for k, v in targets.items()
-                },
-                http=http,
-            )
-        )
+        receivers = {k: WebhookTarget(v.url, v.secret) for k, v in targets.items()}
+        built.append(WebhookChannel(targets=receivers, http=http))
     if settings.broadcast_base_url:
         built.append(_broadcast(settings, http))
     return {channel.name: channel for channel in built}

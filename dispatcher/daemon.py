@@ -31,6 +31,7 @@ from dispatcher.leader import Leadership, NotLeader, install_fence, lead, leader
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
+from dispatcher.web.server import server_config
 from dispatcher.web.state import AppState
 
 log = logging.getLogger("yujing.daemon")
@@ -189,16 +190,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         leadership=leadership,
     )
     runtime.on_swap.append(lambda config: setattr(state, "roster", config.roster))
-    server = _Server(
-        uvicorn.Config(
-            create_app(state),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
+    server = _Server(server_config(create_app(state), settings))
     # the scheduler runs only while this instance leads (always, on SQLite)
     scheduler.start(paused=True)
 

@@ -10,12 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channels.base import Addressing, Medium
 from channels.registry import DECLARATIONS
 from dispatcher.ratelimit import parse_rates
+from dispatcher.settingsjson import json_setting
 
 #: Channels that can carry people's messages by default: declared as an SMS to a
 #: phone (the console among them, standing in for one in drills).
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         env_ignore_empty=True,  # `KEY=` in a copied .env.example means "default"
         extra="ignore",
+        hide_input_in_errors=True,  # an error must not echo a secret's value
     )
 
     # --- where things are
@@ -194,6 +196,18 @@ class Settings(BaseSettings):
     # --- HTTP server
     http_host: str = "127.0.0.1"
     http_port: int = Field(8470, ge=0, le=65535)
+    http_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request's head, then its body, must each arrive within this; "
+        "slower clients are disconnected (slow-loris protection)",
+    )
+    http_idle_timeout_seconds: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this"
+    )
+    http_max_connections: int = Field(
+        1000, ge=1, description="Open HTTP connections at most; beyond it requests get 503"
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token for GET /metrics; required when http_host is not loopback "
@@ -217,6 +231,16 @@ class Settings(BaseSettings):
                 f"YUJING_CHANNEL={value!r} is not a channel that sends SMS to a phone: "
                 f"set it to auto or one of {', '.join(PEOPLE_CHANNELS)}"
             )
+        return value
+
+    @field_validator("wecom_robots", "dingtalk_robots", "feishu_bots", "webhook_targets")
+    @classmethod
+    def _json_setting_parses(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # refused at load in one line naming the variable, not as a KeyError at first use
+        assert info.field_name is not None
+        json_setting(info.field_name, value)
         return value
 
     @field_validator("rate_limits")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from dispatcher.channelset import build_channels
 from dispatcher.settings import Settings
@@ -63,9 +64,11 @@ async def test_voice_needs_a_public_url_for_its_keypress_acknowledgement() -> No
     assert "twilio_voice" not in channels and "twilio_sms" in channels
 
 
-async def test_malformed_robot_json_names_the_setting_but_not_its_secret() -> None:
-    async with httpx.AsyncClient() as http:
-        with pytest.raises(ValueError) as error:
-            build_channels(settings(dingtalk_robots='{"duty": {"access_token": "' + SECRET), http)
-    assert "YUJING_DINGTALK_ROBOTS: not valid JSON" in str(error.value)
+def test_malformed_robot_json_is_refused_with_the_settings_but_not_shown() -> None:
+    # refused when the settings load (tests/test_settings_json.py), before any channel
+    with pytest.raises(ValidationError) as error:
+        settings(dingtalk_robots='{"duty": {"access_token": "' + SECRET)
+    (problem,) = error.value.errors(include_url=False)
+    assert problem["loc"] == ("dingtalk_robots",)
+    assert problem["msg"].startswith("not valid JSON")
     assert SECRET not in str(error.value)

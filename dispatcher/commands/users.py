@@ -162,11 +162,12 @@ def users_enable(name: NameArgument) -> None:
 
 @users_app.command("unlock")
 def users_unlock(name: NameArgument) -> None:
-    """Lift the lock after too many wrong passwords, before it runs out."""
+    """Lift the login backoff after wrong passwords: the running console forgives them."""
     from dispatcher.web.auth import unlock_user
 
     def run(session: Session, user: User, actor: str, at: datetime) -> str:
-        return "unlocked" if unlock_user(session, user, actor=actor, at=at) else "was not locked"
+        unlock_user(session, user, actor=actor, at=at)
+        return "unlocked (earlier wrong passwords no longer slow its logins)"
 
     _change(name, run)
 

@@ -46,6 +46,7 @@ from dispatcher.alerts.acknowledge import (
 from dispatcher.labels import alert_state_label, level_label, no_ack_needed
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert, InboundMessage, Notification, Person, Zone
+from dispatcher.web.ids import parse_id
 from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import public_url, verified_twilio_form
 
@@ -325,7 +326,8 @@ def answer_keypress(
     message again inside a new <Gather> that posts back to `again`.
     """
     call = VoiceResponse()
-    note = session.get(Notification, int(notification)) if notification.isdigit() else None
+    notification_id = parse_id(notification)
+    note = session.get(Notification, notification_id) if notification_id is not None else None
     if note is None or note.alert_id is None or note.person_id is None:
         call.say("未找到对应的预警信息，请联系县自然资源局值班室。", voice=voice, language=language)
         call.hangup()

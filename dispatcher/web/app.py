@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, insert, select, text
 
@@ -40,16 +41,27 @@ from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import ForecastRun, Notification
 from dispatcher.web import acks, auth, cap, console
 from dispatcher.web.console import SESSION_PURPOSE as CONSOLE_SESSION_PURPOSE
+from dispatcher.web.limits import RequestLimits
 from dispatcher.web.state import AppState
 from dispatcher.web.twilio_signature import verified_twilio_form
 
 log = logging.getLogger("yujing.web")
+
+SID_MAX = 64  # the receipts' provider_id column
+STATUS_MAX = 32  # their status and error_code columns
 
 
 def create_app(state: AppState) -> FastAPI:
     """Build the FastAPI application around explicit state (no globals)."""
     app = FastAPI(title="Yujing 预警", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.yujing = state
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # one short line, never the input echoed back (FastAPI's default is a JSON dump)
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
+        where = ".".join(str(part) for part in first["loc"])
+        return PlainTextResponse(f"invalid request: {where}: {first['msg']}", status_code=422)
 
     @app.get("/healthz")
     def healthz(request: Request) -> JSONResponse:
@@ -77,12 +89,16 @@ def create_app(state: AppState) -> FastAPI:
         status = form.get("MessageStatus") or form.get("SmsStatus") or ""
         if not sid or not status:
             return Response("MessageSid and MessageStatus are required", status_code=400)
+        error_code = form.get("ErrorCode") or None
+        if len(sid) > SID_MAX or len(status) > STATUS_MAX or len(error_code or "") > STATUS_MAX:
+            # Twilio's are 34, ~11 and 5 characters: anything longer is not Twilio's
+            return Response("MessageSid, MessageStatus or ErrorCode too long", status_code=400)
         with state.sessions.begin() as session:
             row = record_receipt(
                 session,
                 provider_id=sid,
                 status=status,
-                error_code=form.get("ErrorCode") or None,
+                error_code=error_code,
                 payload=form,
                 at=state.clock(),
                 on_failed=state.on_failed,
@@ -96,6 +112,8 @@ def create_app(state: AppState) -> FastAPI:
         return Response(status_code=204)
 
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # the board is mostly text
+    # outermost: an oversized or trickling body is refused before any route parses it
+    app.add_middleware(RequestLimits, read_timeout=state.settings.http_read_timeout_seconds)
     app.include_router(acks.router(state))
     app.include_router(cap.router(state))
     app.include_router(console.router(state))

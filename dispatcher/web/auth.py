@@ -8,11 +8,16 @@
   database opens no session.
 - Every login has its own CSRF token, checked on every POST; the login form
   itself is protected by a short-lived token in a signed cookie (double submit).
-- After `LOCK_AFTER_FAILURES` wrong passwords in a row an account is locked
-  for `LOCK_SECONDS`: enough to stop guessing, short enough not to lock a duty
-  officer out of a night shift.
+- Wrong passwords are never answered with a lock (anyone could lock the duty
+  officer out by typing their name): `dispatcher.web.throttle` slows the
+  address that guesses, and the console checks passwords in a thread of its
+  own (`dispatcher.web.passwords`) so a login flood cannot starve the webhooks.
+  An unknown name is checked against a dummy hash of the same cost, through
+  the same code, so answers and timing do not tell which names exist.
 - Administration (the CLI's `yujing users …` and the console's 用户 page share
-  it): disable, enable, unlock, reset the password, remove. Disabling,
+  it): disable, enable, unlock (lift the login backoff: it moves `updated_at`,
+  which the running console reads as "forgive earlier wrong passwords"),
+  reset the password, remove. Disabling,
   removing and a reset end the account's open logins at once. The last active
   admin can be neither disabled nor removed. Every change is audited with
   whoever made it.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import functools
 import hashlib
 import hmac
 import secrets
@@ -47,9 +53,9 @@ from dispatcher.storage.models import ConsoleSession, User
 ROLES: Mapping[str, str] = {"admin": "管理员", "duty": "值班员", "viewer": "只读"}
 ACKNOWLEDGING_ROLES = frozenset({"admin", "duty"})
 
-LOCK_AFTER_FAILURES = 5
-LOCK_SECONDS = 300
 MIN_PASSWORD_LENGTH = 8
+NAME_MAX = 64  # characters of a user name (the column's width)
+PASSWORD_MAX = 1024  # characters of a password worth checking; longer ones are wrong
 #: The password hash of a removed account: not an argon2 hash, so nothing verifies against it.
 REMOVED_HASH = "!removed"
 #: Characters of a generated one-time password: no 0/O, 1/l/I look-alikes.
@@ -61,9 +67,7 @@ LOGIN_COOKIE = "yujing_login"  # CSRF token of the login form, before there is a
 
 #: argon2id with argon2-cffi's defaults (RFC 9106's low-memory profile: 64 MiB, t=3).
 PASSWORD_HASHER = PasswordHasher()
-# Verified against when the user name is unknown, so a wrong name takes as long
-# as a wrong password and does not reveal which names exist.
-_DUMMY_HASH = PASSWORD_HASHER.hash("no such user")
+#: Password checks at once, in threads of their own (a hash takes ~0.3 s of a core).
 
 
 def hash_password(password: str) -> str:
@@ -128,15 +132,17 @@ def is_removed(user: User) -> bool:
     return user.password_hash == REMOVED_HASH
 
 
-def account_status(user: User, at: datetime) -> str:
-    """`removed`, `disabled`, `locked` or `active` (machine words; the console translates)."""
+def account_status(user: User, at: datetime, *, throttled: bool = False) -> str:
+    """`removed`, `disabled`, `throttled` or `active` (machine words; the console translates).
+
+    `throttled` (wrong passwords are slowing logins to it) is known only to the
+    running console, which passes it in.
+    """
     if is_removed(user):
         return "removed"
     if not user.active:
         return "disabled"
-    if user.locked_until is not None and user.locked_until > at:
-        return "locked"
-    return "active"
+    return "throttled" if throttled else "active"
 
 
 def find_user(session: Session, name: str) -> User:
@@ -221,15 +227,16 @@ def enable_user(session: Session, user: User, *, actor: str, at: datetime) -> No
     _audit_change(session, user, actor=actor, action="console.user_enabled", at=at)
 
 
-def unlock_user(session: Session, user: User, *, actor: str, at: datetime) -> bool:
-    """Lift a lockout after wrong passwords (no commit); False if it was not locked."""
-    was_locked = user.locked_until is not None and user.locked_until > at
+def unlock_user(session: Session, user: User, *, actor: str, at: datetime) -> None:
+    """Lift the login backoff after wrong passwords (no commit).
+
+    The backoff lives in the running console (`dispatcher.web.throttle`); the
+    change of `updated_at` here tells it to forgive every wrong password before
+    `at`, from whatever address. Counters of older versions are cleared too.
+    """
     user.locked_until = None
     user.failed_logins = 0
-    _audit_change(
-        session, user, actor=actor, action="console.user_unlocked", at=at, was_locked=was_locked
-    )
-    return was_locked
+    _audit_change(session, user, actor=actor, action="console.user_unlocked", at=at)
 
 
 def reset_password(session: Session, user: User, password: str, *, actor: str, at: datetime) -> int:
@@ -277,42 +284,75 @@ def generate_password() -> str:
 
 @dataclass(frozen=True)
 class LoginRefused:
-    """Why a login failed: `bad_credentials` or `locked` (until when)."""
+    """Why a login failed: `bad_credentials` (the only reason: no lockout, no hints)."""
 
     reason: str
-    locked_until: datetime | None = None
 
 
-def authenticate(session: Session, name: str, password: str, at: datetime) -> User | LoginRefused:
-    """Check a name and password; count failures and lock after too many (no commit)."""
-    user = session.scalar(select(User).where(User.name == name.strip()))
-    if user is None or not user.active:
-        _verify(_DUMMY_HASH, password)
-        return LoginRefused("bad_credentials")
-    if user.locked_until is not None and user.locked_until > at:
-        return LoginRefused("locked", user.locked_until)
-    if not _verify(user.password_hash, password):
-        user.failed_logins += 1
-        user.updated_at = at
-        if user.failed_logins >= LOCK_AFTER_FAILURES:
-            user.failed_logins = 0
-            user.locked_until = at + timedelta(seconds=LOCK_SECONDS)
-            audit.record(
-                session,
-                at=at,
-                actor=f"console:{user.name}",
-                action="console.locked",
-                subject=f"user:{user.id}",
-                data={"failures": LOCK_AFTER_FAILURES, "until": user.locked_until.isoformat()},
-            )
-            return LoginRefused("locked", user.locked_until)
-        return LoginRefused("bad_credentials")
+@dataclass(frozen=True)
+class Account:
+    """What a login attempt needs of an account, read before the password is checked."""
+
+    id: int
+    password_hash: str
+    changed_at: datetime  # an administrator's last change: forgives older wrong passwords
+
+
+def find_account(session: Session, name: str) -> Account | None:
+    """The active account that may log in as `name`, or None (unknown, disabled, removed)."""
+    name = name.strip()
+    if not name or len(name) > NAME_MAX:
+        return None
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None or not user.active or is_removed(user):
+        return None
+    return Account(user.id, user.password_hash, user.updated_at)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether `password` matches; for no account (None) the same work on a dummy hash.
+
+    CPU-bound (~0.3 s): the console runs it in a thread of its own
+    (`dispatcher.web.passwords`).
+    """
+    if len(password) > PASSWORD_MAX:
+        password, password_hash = password[:PASSWORD_MAX], None  # checked, never accepted
+    ok = _verify(password_hash or _dummy_hash(PASSWORD_HASHER), password)
+    return ok and password_hash is not None
+
+
+def complete_login(
+    session: Session, account: Account, password: str, *, at: datetime, ttl_seconds: int
+) -> str | None:
+    """Open a login for an account whose password was just verified (no commit).
+
+    None when the account changed meanwhile (disabled, removed, a new password).
+    Upgrades the stored hash when the hasher's parameters have changed.
+    """
+    user = session.get(User, account.id)
+    if user is None or not user.active or user.password_hash != account.password_hash:
+        return None
     if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.failed_logins = 0
-    user.locked_until = None
     user.last_login_at = at
-    user.updated_at = at
+    return start_session(session, user, at=at, ttl_seconds=ttl_seconds)
+
+
+def authenticate(session: Session, name: str, password: str, at: datetime) -> User | LoginRefused:
+    """Check a name and password, without throttling (the CLI and tests; no commit).
+
+    The console's login goes through the same `find_account` and
+    `verify_password`, with `dispatcher.web.throttle` around them.
+    """
+    account = find_account(session, name)
+    if not verify_password(account.password_hash if account else None, password):
+        return LoginRefused("bad_credentials")
+    assert account is not None
+    user = session.get_one(User, account.id)
+    if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = at
     return user
 
 
@@ -321,6 +361,13 @@ def _verify(password_hash: str, password: str) -> bool:
         return PASSWORD_HASHER.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash with the hasher's own parameters, verified when the name is unknown: a wrong
+    name then costs what a wrong password costs."""
+    return hasher.hash("no such user")
 
 
 # --- login sessions
@@ -410,7 +457,9 @@ def unsign(secret: bytes, purpose: str, signed: str) -> str | None:
     value, _, _ = signed.rpartition(".")
     if not value:
         return None
-    return value if hmac.compare_digest(sign(secret, purpose, value), signed) else None
+    # bytes, not str: compare_digest refuses non-ASCII text (a forged cookie is not a 500)
+    expected = sign(secret, purpose, value).encode()
+    return value if hmac.compare_digest(expected, signed.encode("utf-8", "replace")) else None
 
 
 def new_token() -> str:

@@ -46,6 +46,7 @@ PAGE_SIZE: Final = 50  # items a page
 ZONES_SHOWN: Final = 20  # zones listed under an event until "show all"
 ZONES_ALL: Final = 1000  # the most zones "show all" lists (filter to see the rest)
 SEARCH_MAX: Final = 64  # characters of a search that count
+PAGE_MAX: Final = 100_000  # a page past this is asked for by no one (and overflows OFFSET)
 STATE_FILTERS: Final[Mapping[str, str]] = {
     AlertState.FIRING: "待确认",
     AlertState.ACKNOWLEDGED: "已确认",
@@ -70,7 +71,7 @@ class BoardFilter:
             return (params.get(name) or "").strip()[:SEARCH_MAX]
 
         try:
-            page = max(1, int(params.get("page") or 1))
+            page = min(max(1, int(params.get("page") or 1)), PAGE_MAX)
         except ValueError:
             page = 1
         level = text("level")

@@ -44,6 +44,7 @@ from dispatcher.cap import (
 from dispatcher.county import County, load_county
 from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert, AuditEvent, Zone
+from dispatcher.web.ids import in_range
 from dispatcher.web.state import AppState
 from rules.config import ConfigError
 from rules.loader import load_ruleset
@@ -91,7 +92,7 @@ class CapArchive:
     def find(self, session: Session, identifier: str) -> CapMessage | None:
         """The message with this identifier, or None when there is none."""
         parsed = parse_identifier(identifier, self.county.timezone)
-        if parsed is None or parsed.sender != self.sender:
+        if parsed is None or parsed.sender != self.sender or not in_range(parsed.alert_id):
             return None
         alert = session.get(Alert, parsed.alert_id)
         if alert is None or alert.kind != AlertKind.HAZARD:

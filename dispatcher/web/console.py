@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from dispatcher import audit
 from dispatcher.acklinks import ensure_secret_key
 from dispatcher.alerts.acknowledge import acknowledge
 from dispatcher.county import DUTY_ROLE_LABELS, ROLE_LABELS
@@ -74,7 +76,10 @@ from dispatcher.web.board import (
     names_of,
     place,
 )
+from dispatcher.web.ids import DatabaseId
+from dispatcher.web.passwords import PasswordChecks
 from dispatcher.web.state import AppState
+from dispatcher.web.throttle import LoginThrottle, client_key
 from dispatcher.web.words import (
     actor_words,
     event_summary_words,
@@ -92,13 +97,15 @@ LOGIN_FORM_SECONDS = 3600  # how long a login form may sit before it must be rel
 SESSION_PURPOSE = "yujing-console-session:v1"
 _LOGIN_PURPOSE = "yujing-console-login:v1"
 
+_T = TypeVar("_T")
+
 NOTE_MAX = 500  # characters of an acknowledgement note
 NOTE_TOO_LONG = f"备注最多 {NOTE_MAX} 字，请删减后重新提交。本次未作任何更改。"
 
 #: An account's status (`auth.account_status`) on the 用户 page.
 ACCOUNT_STATUS_LABELS: Mapping[str, str] = {
     "active": "正常",
-    "locked": "已锁定",
+    "throttled": "登录受限",
     "disabled": "已停用",
     "removed": "已删除",
 }
@@ -106,13 +113,12 @@ ACCOUNT_STATUS_LABELS: Mapping[str, str] = {
 USER_ACTION_DONE: Mapping[str, str] = {
     "disable": "已停用账号 {name}，其登录已全部注销。",
     "enable": "已启用账号 {name}。",
-    "unlock": "已解除账号 {name} 的锁定。",
+    "unlock": "已解除账号 {name} 的登录限制。",
 }
 
-REFUSAL_TEXT: Mapping[str, str] = {
-    "bad_credentials": "用户名或密码不正确。",
-    "locked": "连续输错密码次数过多，账号已暂时锁定，请于 {until} 后再试。",
-}
+BAD_CREDENTIALS = "用户名或密码不正确。"
+TOO_MANY = "本机输错密码次数过多，请 {seconds} 秒后再试。"
+BUSY = "上一次登录尚未处理完，请稍候再试。"
 
 
 def router(state: AppState) -> APIRouter:
@@ -190,6 +196,8 @@ class _Console:
         self.tz = ZoneInfo(state.settings.timezone)
         self.secure = (state.settings.public_base_url or "").startswith("https://")
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
+        self.throttle = state.login_throttle or LoginThrottle(state.clock)
+        self.passwords = PasswordChecks()
         self._titles: tuple[str | None, Mapping[str, str]] | None = None
         env = self.templates.env
         env.filters["local"] = self.local
@@ -327,7 +335,7 @@ class _Console:
         )
         return response
 
-    def login_submit(
+    async def login_submit(
         self,
         request: Request,
         username: Annotated[str, Form()] = "",
@@ -335,6 +343,8 @@ class _Console:
         csrf_token: Annotated[str, Form()] = "",
         next: Annotated[str, Form()] = "/console/",
     ) -> Response:
+        """Check the form's token, then the password, throttled (`dispatcher.web.throttle`)."""
+        username = username[: auth.NAME_MAX + 1]  # longer is no account's name; echoed back
         cookie = request.cookies.get(auth.LOGIN_COOKIE)
         expected = auth.unsign(self.secret, _LOGIN_PURPOSE, cookie) if cookie else None
         if not auth.tokens_match(expected, csrf_token):
@@ -345,21 +355,66 @@ class _Console:
                 username=username,
                 status=403,
             )
-        now = self.state.clock()
-        with self.state.sessions.begin() as db:
-            outcome = auth.authenticate(db, username, password, now)
-            if isinstance(outcome, auth.LoginRefused):
-                until = self.local(outcome.locked_until, "%H:%M")
-                error = REFUSAL_TEXT[outcome.reason].format(until=until)
-                token = None
-            else:
-                token = auth.start_session(
-                    db, outcome, at=now, ttl_seconds=self.state.settings.session_ttl_seconds
-                )
+        address = client_key(request.client.host if request.client else None)
+        if not self.throttle.begin(address):
+            return self._login_page(request, next=next, error=BUSY, username=username, status=429)
+        try:
+            return await self._attempt(request, address, username, password, next)
+        finally:
+            self.throttle.end(address)
+
+    async def _attempt(
+        self, request: Request, address: str, username: str, password: str, next: str
+    ) -> Response:
+        name = username.strip()
+
+        def read(db: Session) -> auth.Account | None:
+            return auth.find_account(db, name)
+
+        account = await run_in_threadpool(self._read, read)
+        wait = self.throttle.wait(address, name, account.changed_at if account else None)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            response = self._login_page(
+                request,
+                next=next,
+                error=TOO_MANY.format(seconds=seconds),
+                username=username,
+                status=429,
+            )
+            response.headers["Retry-After"] = str(seconds)
+            return response
+        # account-wide: a soft delay after many failures from anywhere, never a refusal
+        await self.throttle.hold(name)
+        # unknown names are checked against a dummy hash: the same path, the same time
+        ok = await self.passwords.verify(
+            account.password_hash if account else None,
+            password,
+            urgent=self.throttle.clean(address),  # not behind a flood of guesses
+        )
+        token = None
+        if ok and account is not None:
+            self.throttle.succeeded(address, name)
+            now = self.state.clock()
+            token = await run_in_threadpool(
+                self._write,
+                lambda db: auth.complete_login(
+                    db,
+                    account,
+                    password,
+                    at=now,
+                    ttl_seconds=self.state.settings.session_ttl_seconds,
+                ),
+            )
+        elif self.throttle.failed(address, name):
+            at = self.state.clock()
+            await run_in_threadpool(self._write, lambda db: _audit_throttled(db, address, name, at))
         if token is None:
-            return self._login_page(request, next=next, error=error, username=username, status=401)
-        response = RedirectResponse(_safe_next(next), status_code=303)
-        response.set_cookie(
+            return self._login_page(
+                request, next=next, error=BAD_CREDENTIALS, username=username, status=401
+            )
+        redirect = RedirectResponse(_safe_next(next), status_code=303)
+        redirect.set_cookie(
             auth.SESSION_COOKIE,
             auth.sign(self.secret, SESSION_PURPOSE, token),
             max_age=self.state.settings.session_ttl_seconds,
@@ -368,8 +423,16 @@ class _Console:
             secure=self.secure,
             path="/",
         )
-        response.delete_cookie(auth.LOGIN_COOKIE, path="/console/login")
-        return response
+        redirect.delete_cookie(auth.LOGIN_COOKIE, path="/console/login")
+        return redirect
+
+    def _read(self, work: Callable[[Session], _T]) -> _T:
+        with self.state.sessions() as db:
+            return work(db)
+
+    def _write(self, work: Callable[[Session], _T]) -> _T:
+        with self.state.sessions.begin() as db:
+            return work(db)
 
     def logout(self, request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
         with self.state.sessions.begin() as db:
@@ -807,7 +870,7 @@ class _Console:
     ) -> HTMLResponse:
         now = self.state.clock()
         accounts = [
-            (user, auth.account_status(user, now))
+            (user, auth.account_status(user, now, throttled=self.throttle.throttled(user.name)))
             for user in db.scalars(select(User).order_by(User.name))
             if not auth.is_removed(user)
         ]
@@ -836,7 +899,7 @@ class _Console:
     def user_action(
         self,
         request: Request,
-        user_id: int,
+        user_id: DatabaseId,
         action: str,
         csrf_token: Annotated[str, Form()] = "",
     ) -> Response:
@@ -865,6 +928,7 @@ class _Console:
                     auth.enable_user(db, user, actor=actor, at=now)
                 elif action == "unlock":
                     auth.unlock_user(db, user, actor=actor, at=now)
+                    self.throttle.forgive(user.name)
                 else:
                     password = auth.generate_password()
                     auth.reset_password(db, user, password, actor=actor, at=now)
@@ -889,6 +953,18 @@ class _Console:
 
 
 # --- small helpers
+
+
+def _audit_throttled(db: Session, address: str, name: str, at: datetime) -> None:
+    """On record: wrong passwords from `address` started slowing its logins (as `name`)."""
+    audit.record(
+        db,
+        at=at,
+        actor=f"ip:{address}",
+        action="console.login_throttled",
+        subject=f"login:{name[: auth.NAME_MAX]}",
+        data={"address": address, "name": name[: auth.NAME_MAX]},
+    )
 
 
 def _static_urls() -> Callable[[str], str]:

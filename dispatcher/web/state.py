@@ -18,6 +18,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.outbox import OnFailed
 from dispatcher.roster import Roster
 from dispatcher.settings import Settings
+from dispatcher.web.throttle import LoginThrottle
 
 __all__ = ["AppState", "RulesStatus"]
 
@@ -47,3 +48,5 @@ class AppState:
     on_failed: OnFailed | None = None
     metrics: Metrics | None = None  # the runtime's in-process metrics, for /metrics
     leadership: Leadership | None = None  # who leads the scheduler (/healthz); None: not known
+    # wrong-password backoff of the console's login; None: one of its own, on `clock`
+    login_throttle: LoginThrottle | None = None

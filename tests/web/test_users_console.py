@@ -110,26 +110,6 @@ def test_a_form_without_the_logins_csrf_token_changes_nothing(
         assert db.get_one(User, zhang).active
 
 
-def test_unlock_lifts_a_lockout(seeded: sessionmaker[Session]) -> None:
-    with seeded.begin() as db:
-        for _ in range(auth.LOCK_AFTER_FAILURES):
-            auth.authenticate(db, "zhang", "wrong", NOW)
-    admin = console(seeded)
-    log_in(admin, "admin")
-    page = admin.get("/console/users").text
-    assert row_status(page, "zhang") == "locked"
-    row = page.split('data-user="zhang"', 1)[1].split("</tr>", 1)[0]
-    zhang = user_id(seeded, "zhang")
-    assert re.findall(r'action="/console/users/\d+/(\w+)"', row) == ["disable", "unlock", "reset"]
-    assert f'action="/console/users/{zhang}/unlock"' in row
-    status, _ = post(admin, f"/console/users/{user_id(seeded, 'zhang')}/unlock")
-    assert status == 303
-    assert row_status(admin.get("/console/users").text, "zhang") == "active"
-    officer = console(seeded)
-    assert log_in(officer, "zhang") == "/console/"
-    assert last_event(seeded).action == "console.login"
-
-
 def test_a_reset_shows_a_one_time_password_that_replaces_the_old_one(
     seeded: sessionmaker[Session],
 ) -> None:
