@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher.storage.models import AuditEvent, ForecastRun
+from dispatcher.web.words import VARIABLE_WORDS
 from rules.expr import Condition, condition_variables
 from rules.ruleset import Rule, RuleSet
 from rules.series import column_spans
@@ -47,6 +48,8 @@ class Undecided:
     zones: int
     reason: str
     variables: tuple[str, ...] = ()  # the variables missing, when that is the reason
+    name: str = ""  # the hazard's display name (寒潮 …)
+    since: datetime | None = None  # the first hour missing, when values are missing
 
     def __str__(self) -> str:
         zones = "1 zone" if self.zones == 1 else f"{self.zones} zones"
@@ -58,15 +61,20 @@ class Undecided:
             "zones": self.zones,
             "reason": self.reason,
             "variables": list(self.variables),
+            "name": self.name,
+            "since": self.since.isoformat() if self.since else None,
         }
 
     @classmethod
     def of_json(cls, data: Mapping[str, Any]) -> Undecided:
+        since = data.get("since")
         return cls(
             str(data["hazard"]),
             int(data["zones"]),
             str(data["reason"]),
             tuple(str(v) for v in data.get("variables", ())),
+            str(data.get("name") or data["hazard"]),
+            datetime.fromisoformat(since) if isinstance(since, str) else None,
         )
 
 
@@ -112,18 +120,22 @@ def explain(
     number of zones, so a national evaluation costs one pass over the arrays.
     """
     table = zones if isinstance(zones, ZoneTable) else ZoneTable(zones)
-    rows = table.point_index(batch.point_ids)
-    row_of = dict(zip(table.id_list, rows.tolist(), strict=True))
+    row_of: dict[str, int] = {}  # zone id → its point's row, built at the first undecided
     tz = ZoneInfo(timezone)
     whys: dict[str, _Why] = {}
     counts: Counter[tuple[str, tuple[str, ...], str]] = Counter()
     earliest: dict[tuple[str, tuple[str, ...], str], int] = {}
+    names: dict[str, str] = {}
     for a in assessments:
         if a.level is not None and a.undecided_above is None:
             continue
+        names.setdefault(a.hazard, a.title or a.hazard)
         why = whys.get(a.hazard)
         if why is None:
             why = whys[a.hazard] = _Why.of(ruleset, batch, a.hazard, at)
+        if not row_of:
+            rows = table.point_index(batch.point_ids).tolist()
+            row_of = dict(zip(table.id_list, rows, strict=True))
         row = row_of[a.zone_id]
         key, first = why.at(row)
         counts[(a.hazard, *key)] += 1
@@ -133,12 +145,15 @@ def explain(
     out = []
     for (hazard, variables, kind), count in sorted(counts.items()):
         why = whys[hazard]
+        first = earliest.get((hazard, variables, kind), -1)
         out.append(
             Undecided(
                 hazard,
                 count,
-                why.words(variables, kind, earliest.get((hazard, variables, kind), -1), tz),
+                why.words(variables, kind, first, tz),
                 variables,
+                names.get(hazard, hazard),
+                _utc(batch.times[first]) if first >= 0 else None,
             )
         )
     return out
@@ -221,6 +236,19 @@ class _Why:
             f"the rules read to {_local(self.stop, tz)}, "
             f"the forecast ends {_local(_utc(times[-1]), tz)}"
         )
+
+
+def undecided_words(item: Undecided, timezone: str) -> str:
+    """One line for the console: "12 处隐患点的寒潮无法判定：缺少气温（自1月7日12:00起）"."""
+    head = f"{item.zones} 处隐患点的{item.name or item.hazard}无法判定："
+    if item.variables:
+        missing = "、".join(VARIABLE_WORDS.get(v, (v, ""))[0] for v in item.variables)
+        since = ""
+        if item.since is not None:
+            local = item.since.astimezone(ZoneInfo(timezone))
+            since = f"（自{local.month}月{local.day}日{local.hour:02d}:{local.minute:02d}起）"
+        return f"{head}缺少{missing}{since}"
+    return f"{head}预报时段不足（{item.reason}）"
 
 
 def last_undecided(session: Session, source: str) -> list[Undecided] | None:

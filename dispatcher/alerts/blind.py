@@ -266,13 +266,12 @@ def _blind_text(
     first = min(datetime.fromisoformat(v["since"]) for v in variables.values())
     missing = "、".join(_words(name) for name in variables)
     hazards = evidence["hazards"]
-    blind = "、".join(hazard_name(h) for h in hazards)
-    zones = max(h["zones"] for h in hazards.values())
+    blind = "、".join(f"{hazard_name(h)}（{v['zones']}处隐患点）" for h, v in hazards.items())
     head = "系统告警更新" if changed else "系统告警"
     text = (
         f"【{county.sender}】{head}：天气预报数据（{evidence['source']}）自"
-        f"{_clock(first, county.timezone)}起缺少{missing}，{blind}无法判定（最多{zones}处隐患点），"
-        "其余灾种照常预警。请管理员检查数据源，值班人员人工关注相关天气。"
+        f"{_clock(first, county.timezone)}起缺少{missing}，{blind}无法判定，"
+        "其余灾种照常预警。请值班人员人工关注相关天气，并通知系统管理员检查数据源。"
         f"回复1确认（编码{code}）"
     )
     return cut_to_sms(text, code)

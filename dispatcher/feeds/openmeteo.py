@@ -278,12 +278,11 @@ def parse_openmeteo(
     same hourly UTC time axis (ISO-8601 strings in GMT, or unixtime integers) and,
     for each requested variable, exactly one value per hour in the expected unit.
 
-    Every problem is collected, not only the first. A variable that is absent,
-    malformed or in another unit at a location is masked as missing (NaN) there
-    and said in `problems` of the batch; a variable no location delivered is left
-    out of the batch. A location without a usable time axis (or with another one
-    than the rest) raises `FeedError` listing every problem found — the whole
-    batch is rejected. Nulls, NaN and infinities become NaN (masked), never zero.
+    Every problem is collected. A variable absent, malformed or in another unit
+    at a location is masked as missing (NaN) there and said in the batch's
+    `problems`; one no location delivered is left out. A location without a
+    usable time axis (or another one than the rest) raises `FeedError` listing
+    every problem found. Nulls, NaN and infinities become NaN, never zero.
 
     Coordinates in the batch are the requested points', not the grid-cell
     coordinates Open-Meteo echoes back, so zone → point lookups stay exact.
@@ -304,8 +303,8 @@ def parse_openmeteo(
     units: dict[str, str] = {}
     arrays: dict[str, FloatArray] = {}
     delivered: dict[str, int] = dict.fromkeys(names, 0)  # locations that delivered each
-    fatal: list[tuple[int, str]] = []
-    masked: list[tuple[int, str]] = []
+    fatal: list[tuple[int, str]] = []  # (location, problem): the batch is refused
+    masked: list[tuple[int, str]] = []  # (location, problem): masked as missing
     for index, location in enumerate(locations):
         where = labels[index]
         hourly, hourly_units = location.get("hourly"), location.get("hourly_units")
@@ -332,8 +331,7 @@ def parse_openmeteo(
             fatal.append((index, error.reason.removeprefix(f"{where}: ")))
         if not isinstance(hourly, Mapping) or not isinstance(hourly_units, Mapping):
             continue
-        # a location without a usable axis is still checked: every problem is told at once
-        for name in names:
+        for name in names:  # checked even without a usable axis: every problem is told
             values, problems = _variable(hourly, hourly_units, name, hours)
             masked.extend((index, problem) for problem in problems)
             if values is not None and hours is not None:
@@ -350,15 +348,10 @@ def parse_openmeteo(
     if said:
         log.warning("%s: masked as missing: %s", source, "; ".join(said))
     arrays = {name: values for name, values in arrays.items() if delivered[name]}
-    nulls = {name: int(np.isnan(values).sum()) for name, values in arrays.items()}
-    if any(nulls.values()):
+    nulls = ", ".join(f"{n}={c}" for n, v in arrays.items() if (c := int(np.isnan(v).sum())))
+    if nulls:
         total = len(points) * len(times)
-        log.info(
-            "%s: missing values masked as NaN (of %d per variable): %s",
-            source,
-            total,
-            ", ".join(f"{name}={count}" for name, count in nulls.items() if count),
-        )
+        log.info("%s: missing values masked as NaN (of %d per variable): %s", source, total, nulls)
     return ForecastBatch(
         source=source,
         issued_at=issued_at.astimezone(UTC),
