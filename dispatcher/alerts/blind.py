@@ -30,10 +30,11 @@ from sqlalchemy.orm import Session
 
 from dispatcher import audit
 from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
+from dispatcher.alerts.system import open_system_alert
 from dispatcher.county import County
 from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.messages import cut_to_sms
-from dispatcher.states import OPEN_ALERT_STATES, AlertKind
+from dispatcher.states import AlertKind
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from dispatcher.undecided import rule_variables
 from dispatcher.web.words import VARIABLE_WORDS
@@ -149,14 +150,7 @@ def _subject(source: str) -> str:
 
 
 def open_blind_alert(session: Session, source: str) -> Alert | None:
-    return session.scalar(
-        select(Alert).where(
-            Alert.kind == AlertKind.SYSTEM,
-            Alert.hazard == BLIND,
-            Alert.rule_id == _subject(source),
-            Alert.state.in_(OPEN_ALERT_STATES),
-        )
-    )
+    return open_system_alert(session, BLIND, _subject(source))
 
 
 def watch_blind(
