@@ -46,6 +46,7 @@ class FeedError(Exception):
 
 
 SHOWN_LOCATIONS = 5  # locations a grouped problem names before "…"
+SHOWN_PROBLEMS = 50  # distinct problems said before "… and N more" (a national feed is large)
 
 
 def at_locations(found: Sequence[tuple[int, str]], labels: Sequence[str]) -> list[str]:
@@ -55,7 +56,8 @@ def at_locations(found: Sequence[tuple[int, str]], labels: Sequence[str]) -> lis
     label (e.g. ``location 3 (p37.29_110.75)``). A problem at one location is
     prefixed with its label; at several, with their labels (the first few, then
     how many); at every one of several, it says so — one line per variable gone
-    missing everywhere, not one per location.
+    missing everywhere, not one per location. Past `SHOWN_PROBLEMS` lines, the
+    rest are counted.
     """
     where: dict[str, list[int]] = {}
     for index, text in found:
@@ -71,6 +73,9 @@ def at_locations(found: Sequence[tuple[int, str]], labels: Sequence[str]) -> lis
             shown = ", ".join(labels[k] for k in indices[:SHOWN_LOCATIONS])
             more = " …" if len(indices) > SHOWN_LOCATIONS else ""
             lines.append(f"{text} ({len(indices)} of {len(labels)} locations: {shown}{more})")
+    if len(lines) > SHOWN_PROBLEMS:
+        rest = len(lines) - SHOWN_PROBLEMS
+        lines = [*lines[:SHOWN_PROBLEMS], f"… and {rest} more problem(s)"]
     return lines
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, batch_checksum
+from dispatcher.feeds.base import FeedError, ForecastPoint, at_locations, batch_checksum
 from dispatcher.feeds.openmeteo import parse_openmeteo
 from rules.variables import EXPECTED_UNITS
 
@@ -318,3 +318,23 @@ def test_checksum_changes_with_point_ids() -> None:
     other = ForecastPoint("p37.5300_110.9100", 37.53, 110.91)
 
     assert batch_checksum(parse(recorded())) != batch_checksum(parse(recorded(), [SEAT, other]))
+
+
+def test_a_problem_at_many_locations_is_said_once_naming_the_first_few() -> None:
+    found = [(k, "hourly.snowfall is missing") for k in (0, 2, 3, 5, 7, 8, 9)]
+    labels = [f"location {k}" for k in range(12)]
+
+    assert at_locations(found, labels) == [
+        "hourly.snowfall is missing (7 of 12 locations: location 0, location 2, location 3, "
+        "location 5, location 7 …)"
+    ]
+
+
+def test_past_fifty_distinct_problems_the_rest_are_counted() -> None:
+    found = [
+        (k, f"hourly.temperature_2m[{k}] is 'x', expected a number or null") for k in range(60)
+    ]
+
+    said = at_locations(found, [f"location {k}" for k in range(60)])
+
+    assert len(said) == 51 and said[-1] == "… and 10 more problem(s)"
