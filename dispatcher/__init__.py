@@ -21,8 +21,9 @@ The county
 Forecast → alerts
     feeds/          forecast sources (Open-Meteo, replay) → ForecastBatch; grid points
     pipeline.py     one poll: fetch, evaluate the rules, reconcile, commit, wake delivery
+    undecided.py    the (zone, hazard) pairs the rules could not decide, and why
     alerts/         reconcile (pure) → hazards (zone alerts) → grouping (pure) → events
-                    (the bureau's incidents); lifecycle (open/close), acknowledge; system
+                    (the bureau's incidents); lifecycle (open/close), acknowledge; system, blind
     states.py       the stored rows' vocabularies (alert, outbox row, timer states) as StrEnums
 Alerts → messages
     escalation/     package: policy (model; zone and bureau shares), config (escalation.yaml),

@@ -46,11 +46,10 @@ from dispatcher.runtime import drain, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage.models import Alert, Notification
+from dispatcher.undecided import Undecided, explain, reach, rule_variables
 from rules.evaluate import evaluate
-from rules.expr import Condition, condition_variables
-from rules.ruleset import RuleLevel, RuleSet
-from rules.series import column_spans
-from rules.types import ForecastBatch, ZoneSpec
+from rules.ruleset import RuleSet
+from rules.types import ZoneSpec
 
 #: The period a drill's report covers, from the drill's instant (its clock stands still).
 DRILL_REPORT_PERIOD: Final = timedelta(minutes=1)
@@ -102,46 +101,12 @@ class DrillError(ValueError):
 
 
 @dataclass(frozen=True)
-class Undecided:
-    """Zones whose hazard the rules could not decide at the drill's instant, and why."""
-
-    hazard: str
-    zones: int
-    reason: str
-
-    def __str__(self) -> str:
-        zones = "1 zone" if self.zones == 1 else f"{self.zones} zones"
-        return f"undecided: {zones} × {self.hazard}: {self.reason}"
-
-
-@dataclass(frozen=True)
 class Recording:
     """What `check_recording` found: the instant to drill at, and what to say about it."""
 
     at: datetime
     notes: list[str]  # the chosen instant, hours the rules read that are not recorded
     undecided: list[Undecided]
-
-
-def reach(ruleset: RuleSet) -> tuple[int, int]:
-    """Hours before and after an instant the rules read to decide it (their windows,
-    and the past/future their conditions read at the windows' ends)."""
-    before, after = 0, 1
-    for rule in ruleset.rules:
-        for level in rule.levels:
-            back, ahead = _condition_reach(level.when)
-            before = max(before, level.since_hours + back)
-            within = 1 if level.within_hours is None else level.within_hours
-            after = max(after, within + ahead)
-    return before, after
-
-
-def _condition_reach(condition: Condition) -> tuple[int, int]:
-    far = 1 << 20  # an hour far from both ends of an imaginary batch
-    spans = column_spans([(condition, (far, far + 1))], 2 * far)
-    first = min(begin for begin, _ in spans.values())
-    last = max(end for _, end in spans.values())
-    return far - first, last - (far + 1)
 
 
 async def check_recording(
@@ -165,7 +130,11 @@ async def check_recording(
     try:
         batch = await feed.fetch(config.points, sorted(ruleset.variables))
     except FeedError as error:
-        raise DrillError(_explained(replay_file, error.reason, ruleset, config.zones)) from None
+        raise DrillError(_explained(replay_file, error.problems, ruleset, config.zones)) from None
+    # the daemon would evaluate what is there; a drill of a recording lacking data
+    # would rehearse blind hazards as quiet ones: refused, every problem said
+    if batch.problems:
+        raise DrillError(_explained(replay_file, batch.problems, ruleset, config.zones))
     tz = ZoneInfo(config.county.timezone)
     first, last = _utc(batch.times[0]), _utc(batch.times[-1])
     before, after = reach(ruleset)
@@ -191,68 +160,31 @@ async def check_recording(
             f"instant), recorded {recorded}: the hours outside are unknown"
         )
     assessments = evaluate(ruleset, batch, config.zones, at, config.county.timezone)
-    point_of = {zone.id: zone.point_id for zone in config.zones}
-    reasons: Counter[tuple[str, str]] = Counter()
-    for a in assessments:
-        if a.level is None or a.undecided_above is not None:
-            why = _why(ruleset, batch, a.hazard, point_of[a.zone_id], start, stop, tz)
-            reasons[a.hazard, why] += 1
-    undecided = [Undecided(h, n, why) for (h, why), n in sorted(reasons.items())]
+    undecided = explain(ruleset, batch, assessments, config.zones, at, config.county.timezone)
     return Recording(at=at, notes=notes, undecided=undecided)
 
 
-def _explained(replay_file: Path, reason: str, ruleset: RuleSet, zones: Sequence[ZoneSpec]) -> str:
-    """The feed's reason as one line naming the file, with the rules or zones concerned."""
-    reason = reason.removeprefix(f"{replay_file.name}: ")
-    if missing := re.search(r"hourly\.(\w+) is missing", reason):
-        name = missing.group(1)
-        readers = sorted({r.id for r in ruleset.rules if name in _rule_variables(r.levels)})
-        if readers:
-            reason += f" (the rules read it: {', '.join(readers)})"
-    if point := re.search(r"of point (\S+) ", reason):
-        named = [zone.id for zone in zones if zone.point_id == point.group(1)]
-        if named:
-            shown = ", ".join(named[:5]) + (f" … ({len(named)} zones)" if len(named) > 5 else "")
-            reason += f"; zones at that point: {shown}"
-    return f"{replay_file}: {reason}"
-
-
-def _rule_variables(levels: Sequence[RuleLevel]) -> frozenset[str]:
-    return frozenset().union(*(condition_variables(level.when) for level in levels))
-
-
-def _why(
-    ruleset: RuleSet,
-    batch: ForecastBatch,
-    hazard: str,
-    point_id: str,
-    start: datetime,
-    stop: datetime,
-    tz: ZoneInfo,
+def _explained(
+    replay_file: Path, problems: Sequence[str], ruleset: RuleSet, zones: Sequence[ZoneSpec]
 ) -> str:
-    """Why a hazard was undecided at a point: the variables missing in the hours read,
-    or the hours read that are not recorded."""
-    names = sorted(
-        frozenset().union(*(_rule_variables(r.levels) for r in ruleset.rules if r.hazard == hazard))
-    )
-    row = batch.point_ids.index(point_id) if point_id in batch.point_ids else None
-    if row is None:
-        return f"point {point_id} not in the recording"
-    times = batch.times.astype("datetime64[s]")
-    inside = (times >= np.datetime64(start.replace(tzinfo=None), "s")) & (
-        times <= np.datetime64(stop.replace(tzinfo=None), "s")
-    )
-    gaps = []
-    for name in names:
-        hours = np.flatnonzero(np.isnan(batch.variables[name][row]) & inside)
-        if len(hours):
-            gaps.append(f"{name} missing from {_local(_utc(batch.times[hours[0]]), tz)}")
-    if gaps:
-        return ", ".join(gaps)
-    first, last = _utc(batch.times[0]), _utc(batch.times[-1])
-    if start < first:
-        return f"the rules read from {_local(start, tz)}, recorded from {_local(first, tz)}"
-    return f"the rules read to {_local(stop, tz)}, recorded to {_local(last, tz)}"
+    """The feed's problems as one line naming the file, with the rules or zones concerned."""
+    said = []
+    for problem in problems:
+        reason = problem.removeprefix(f"{replay_file.name}: ")
+        if missing := re.search(r"hourly(?:_units)?\.(\w+) is", reason):
+            name = missing.group(1)
+            readers = sorted({r.id for r in ruleset.rules if name in rule_variables(r)})
+            if readers:
+                reason += f" (the rules read it: {', '.join(readers)})"
+        if point := re.search(r"of point (\S+) ", reason):
+            named = [zone.id for zone in zones if zone.point_id == point.group(1)]
+            if named:
+                shown = ", ".join(named[:5]) + (
+                    f" … ({len(named)} zones)" if len(named) > 5 else ""
+                )
+                reason += f"; zones at that point: {shown}"
+        said.append(reason)
+    return f"{replay_file}: {'; '.join(said)}"
 
 
 def _utc(value: np.datetime64) -> datetime:

@@ -94,6 +94,7 @@ AUDIT_ACTION_LABELS: Final[Mapping[str, str]] = {
     "alert.superseded": "等级变更，由新的预警接替",
     "alert.calming": "条件减弱，观察中",
     "alert.data_missing": "预报数据缺失",
+    "alert.changed": "告警内容更新",
     "alert.acknowledged": "确认完成",
     "alert.overdue": "超时未确认（迟报）",
     "alert.ack": "收到确认",

@@ -3,10 +3,19 @@
 The pipeline owns no I/O of its own beyond the feed and the database it is
 given; the clock is passed in, so drills and tests run it at any instant.
 
-A batch is usable only when it carries future data (`unusable`): one whose
-hours all lie before now, or with no value at all from now on for a variable
-the rules read, is recorded as a failed poll (`ForecastRun.ok` false, with the
+A batch is usable when it carries some future data (`unusable`): one whose
+hours all lie before now, or with no value from now on for any variable the
+rules read, is recorded as a failed poll (`ForecastRun.ok` false, with the
 reason), like a feed that does not answer — so it raises the feed-down alert.
+
+Partial data degrades per rule: a usable batch lacking some variables (the
+feed's `problems`, or no value ahead) is evaluated all the same. The rules that
+read what is missing are undecided at the zones concerned, which neither opens
+nor closes a warning (`alerts/reconcile.py`); the others warn as usual. The
+forecast run records the missing variables in `error` (its notes), the audit
+event `forecast.partial` says them with the undecided (zone, hazard) pairs
+(`dispatcher.undecided`), and the blind-hazards system alert
+(`alerts/blind.py`) tells people which hazards are blind and why.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
+from dispatcher.alerts.blind import find_blindness, watch_blind
 from dispatcher.alerts.hazards import (
     Wording,
     apply_transitions,
@@ -35,12 +45,15 @@ from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
 from dispatcher.logs import Episode
 from dispatcher.metrics import Metrics
 from dispatcher.storage.models import ForecastRun
+from dispatcher.undecided import PARTIAL, explain
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
 from rules.types import ForecastBatch, ZoneSpec
 from rules.zonetable import ZoneTable
 
 log = logging.getLogger("yujing.pipeline")
+
+SHOWN_PROBLEMS = 20  # feed problems kept in a poll's audit event (all are logged)
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,13 @@ class Pipeline:
         self.feed_health.succeeded()
         now = self.clock()
         assessments = evaluate(ruleset, batch, table, now, county.timezone)
+        blindness = find_blindness(ruleset, batch, table, now)
+        undecided = explain(ruleset, batch, assessments, table, now, county.timezone)
+        notes_of_run = blindness.notes()
+        if blindness.variables:
+            log.warning(
+                "forecast from %s is partial: %s", self.feed.source, "; ".join(notes_of_run)
+            )
         with self.sessions.begin() as session:
             run = ForecastRun(
                 source=self.feed.source,
@@ -180,6 +200,8 @@ class Pipeline:
                 first_time=_utc(batch.times[0]) if len(batch.times) else None,
                 last_time=_utc(batch.times[-1]) if len(batch.times) else None,
                 checksum=batch_checksum(batch),
+                # a usable run's notes: what it lacked (the hazards it left blind)
+                error=("partial: " + "; ".join(notes_of_run)) if notes_of_run else None,
             )
             session.add(run)
             session.flush()
@@ -202,6 +224,31 @@ class Pipeline:
                 forecast_run_id=run.id,
                 escalation=escalation,
             )
+            notes += watch_blind(
+                session,
+                blindness,
+                now=now,
+                county=county,
+                channel=self.channel,
+                hazard_name=ruleset.hazard_name,
+                escalation=escalation,
+            )
+            if batch.problems or blindness.variables or undecided:
+                audit.record(
+                    session,
+                    at=now,
+                    actor="system",
+                    action=PARTIAL,
+                    subject=f"forecast_run:{run.id}",
+                    data={
+                        "source": self.feed.source,
+                        "missing": {v.name: v.as_json() for v in blindness.variables},
+                        "blind": {h: list(n) for h, (_, n) in blindness.hazards.items()},
+                        "problems": list(batch.problems[:SHOWN_PROBLEMS]),
+                        "problem_count": len(batch.problems),
+                        "undecided": [u.as_json() for u in undecided],
+                    },
+                )
             run_id = run.id
         counts: dict[str, int] = {}
         for t in transitions:
@@ -258,10 +305,11 @@ class Pipeline:
 
 
 def unusable(batch: ForecastBatch, variables: Collection[str], now: datetime) -> str | None:
-    """Why a batch cannot serve the rules at `now`, or None when it can.
+    """Why a batch cannot serve the rules at `now` at all, or None when it can.
 
-    Past-only (its last hour ends before the hour containing `now`) or, for
-    some variable the rules read, not one value from that hour on.
+    Past-only (its last hour ends before the hour containing `now`), or not one
+    value from that hour on for any variable the rules read. A batch lacking only
+    some variables is usable: the rules reading them are undecided, not the rest.
     """
     if len(batch.times) == 0:
         return "the forecast has no hours"
@@ -273,13 +321,17 @@ def unusable(batch: ForecastBatch, variables: Collection[str], now: datetime) ->
             f"({now.astimezone(UTC).isoformat()}): nothing ahead"
         )
     ahead = times >= hour
-    empty = sorted(
+    usable = [
         name
         for name in variables
-        if name not in batch.variables or bool(np.isnan(batch.variables[name][:, ahead]).all())
-    )
-    if empty:
-        return f"no usable value from now on for {', '.join(empty)}"
+        if name in batch.variables and not bool(np.isnan(batch.variables[name][:, ahead]).all())
+    ]
+    if variables and not usable:
+        said = f"; {'; '.join(batch.problems)}" if batch.problems else ""
+        return (
+            "no usable value from now on for any variable the rules read "
+            f"({', '.join(sorted(variables))}){said}"
+        )
     return None
 
 

@@ -58,6 +58,9 @@ class ForecastBatch:
 
     `variables[name]` has shape (len(point_ids), len(times)); missing or invalid
     values are NaN (masked), never zero. `times` are hourly, UTC, ascending.
+    A variable the feed could not deliver at all is absent from `variables`: the
+    rules read it as missing everywhere, exactly like all-NaN values. `problems`
+    says, in plain words, what the feed could not deliver (each masked as missing).
     """
 
     source: str
@@ -68,6 +71,7 @@ class ForecastBatch:
     times: npt.NDArray[np.datetime64]
     variables: Mapping[str, FloatArray]
     units: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         shape = (len(self.point_ids), len(self.times))

@@ -1,7 +1,8 @@
 """A feed is healthy only when it delivers usable future data; /healthz says so honestly.
 
-Issue 13: an all-null or past-only forecast is a failed poll and raises the
-feed-down alert after two intervals; restarts do not reset that clock; /healthz
+Issue 13: an all-null (every variable) or past-only forecast is a failed poll and
+raises the feed-down alert after two intervals (one variable without values ahead
+is partial data: tests/test_partial_data.py); restarts do not reset that clock; /healthz
 on a database that refuses writes is failing (503) and shows paths and error
 texts only to an authenticated caller.
 """
@@ -118,13 +119,18 @@ async def test_an_all_null_feed_is_a_failed_poll_and_raises_feed_down(db_url: st
     clock = Clock(AT)
     rt = runtime_for(db_url, clock, feed="openmeteo", openmeteo_batch_size=100)
     try:
-        await polls_until_feed_down(rt, clock, "no usable value from now on for")
+        await polls_until_feed_down(
+            rt, clock, "no usable value from now on for any variable the rules read"
+        )
     finally:
         await rt.aclose()
 
 
-async def test_values_only_in_the_past_hours_are_not_usable(db_url: str, tmp_path: Path) -> None:
-    """One variable the rules read has values only before now: nothing ahead to warn on."""
+async def test_values_only_in_the_past_hours_leave_their_hazards_blind_not_the_poll_failed(
+    db_url: str, tmp_path: Path
+) -> None:
+    """One variable the rules read has values only before now: the rules reading it are
+    undecided and the staff are told; the others go on (a failed poll would blind them all)."""
     cut = AT.strftime("%Y-%m-%dT%H:%M")
 
     def blank_ahead(hourly: dict[str, list[Any]]) -> None:
@@ -137,11 +143,16 @@ async def test_values_only_in_the_past_hours_are_not_usable(db_url: str, tmp_pat
     rt = runtime_for(db_url, clock, replay_file=recording(tmp_path, "ahead.json", blank_ahead))
     try:
         result = await rt.pipeline.poll()
-        assert not result.ok and result.error
-        assert result.error == "no usable value from now on for temperature_2m"
-        # the same recording an hour earlier still has the value for the current hour
-        clock.now = AT - timedelta(hours=1)
-        assert (await rt.pipeline.poll()).ok
+        assert result.ok, result.error
+        with rt.sessions() as session:
+            run = session.get(ForecastRun, result.forecast_run_id)
+            assert run is not None and run.error == (
+                "partial: temperature_2m missing at 34 of 34 points "
+                "(temperature_2m has no value from now on)"
+            )
+            [blind] = session.scalars(select(Alert).where(Alert.hazard == "hazards_blind"))
+            assert set(blind.evidence["hazards"]) == {"cold_wave"}
+        assert feed_alerts(rt) == []
     finally:
         await rt.aclose()
 

@@ -7,4 +7,5 @@ grouping.py     pure: which zone alerts form one event, and how it changes in a 
 events.py       persist event changes: the bureau's incidents, told once per change
 acknowledge.py  the one service behind every way to say "收到" (SMS, link, keypress …)
 system.py       system alerts: conditions of Yujing itself people must hear about (feed down)
+blind.py        the blind-hazards system alert: the forecast lacks what some rules read
 """

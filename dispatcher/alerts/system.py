@@ -85,15 +85,20 @@ def outage_since(session: Session, source: str, watching_since: datetime) -> dat
     return min(first, watching_since) if first is not None else watching_since
 
 
-def open_feed_alert(session: Session, source: str) -> Alert | None:
+def open_system_alert(session: Session, hazard: str, rule_id: str) -> Alert | None:
+    """The open system alert of this condition (`hazard`) and subject (`rule_id`), if any."""
     return session.scalar(
         select(Alert).where(
             Alert.kind == AlertKind.SYSTEM,
-            Alert.hazard == FEED_DOWN,
-            Alert.rule_id == _subject(source),
+            Alert.hazard == hazard,
+            Alert.rule_id == rule_id,
             Alert.state.in_(OPEN_ALERT_STATES),
         )
     )
+
+
+def open_feed_alert(session: Session, source: str) -> Alert | None:
+    return open_system_alert(session, FEED_DOWN, _subject(source))
 
 
 def watch_feed(

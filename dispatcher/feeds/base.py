@@ -1,9 +1,14 @@
 """The feed contract: forecast points, feed errors, the variables a feed may serve, checksums.
 
 A feed turns a request for some points and variables into one `ForecastBatch`,
-or raises `FeedError`. It never returns a partial or guessed batch: a malformed
-response must neither create nor clear a warning, so the whole poll is rejected
-and the previous state stands until the next good one.
+or raises `FeedError`. It never returns a guessed batch. What it cannot read in
+one variable at one location (the variable absent, in another unit, malformed)
+is masked as missing there and said in `ForecastBatch.problems`: the rules that
+read it cannot decide those zones (they are undecided, which neither creates nor
+clears a warning), the others go on. What leaves a location without a usable
+time axis rejects the whole poll, and the previous state stands until the next
+good one. Either way every problem is reported at once (`at_locations`), not
+only the first.
 """
 
 from __future__ import annotations
@@ -29,11 +34,49 @@ class ForecastPoint:
 
 
 class FeedError(Exception):
-    """A poll failed; `reason` says what failed, in plain words and without secrets."""
+    """A poll failed; `reason` says what failed, in plain words and without secrets.
 
-    def __init__(self, reason: str) -> None:
+    `problems` lists every problem found (`reason` joins them), when there were several.
+    """
+
+    def __init__(self, reason: str, problems: Sequence[str] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.problems = tuple(problems) or (reason,)
+
+
+SHOWN_LOCATIONS = 5  # locations a grouped problem names before "…"
+SHOWN_PROBLEMS = 50  # distinct problems said before "… and N more" (a national feed is large)
+
+
+def at_locations(found: Sequence[tuple[int, str]], labels: Sequence[str]) -> list[str]:
+    """Problems found at locations, each said once with the locations it concerns.
+
+    `found` holds (location index, problem text) pairs, `labels` each location's
+    label (e.g. ``location 3 (p37.29_110.75)``). A problem at one location is
+    prefixed with its label; at several, with their labels (the first few, then
+    how many); at every one of several, it says so — one line per variable gone
+    missing everywhere, not one per location. Past `SHOWN_PROBLEMS` lines, the
+    rest are counted.
+    """
+    where: dict[str, list[int]] = {}
+    for index, text in found:
+        where.setdefault(text, []).append(index)
+    lines = []
+    for text, indices in where.items():
+        indices = sorted(set(indices))
+        if len(indices) == 1:
+            lines.append(f"{labels[indices[0]]}: {text}")
+        elif len(indices) == len(labels):
+            lines.append(f"{text} (all {len(labels)} locations)")
+        else:
+            shown = ", ".join(labels[k] for k in indices[:SHOWN_LOCATIONS])
+            more = " …" if len(indices) > SHOWN_LOCATIONS else ""
+            lines.append(f"{text} ({len(indices)} of {len(labels)} locations: {shown}{more})")
+    if len(lines) > SHOWN_PROBLEMS:
+        rest = len(lines) - SHOWN_PROBLEMS
+        lines = [*lines[:SHOWN_PROBLEMS], f"… and {rest} more problem(s)"]
+    return lines
 
 
 class Feed(Protocol):
@@ -100,6 +143,7 @@ __all__ = [
     "Feed",
     "FeedError",
     "ForecastPoint",
+    "at_locations",
     "batch_checksum",
     "check_variables",
 ]

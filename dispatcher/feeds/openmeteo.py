@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import SecretStr
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables
+from dispatcher.feeds.base import FeedError, ForecastPoint, at_locations, check_variables
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import EXPECTED_UNITS
 
@@ -277,8 +277,12 @@ def parse_openmeteo(
     a list of them, one per point in request order. Every location must carry the
     same hourly UTC time axis (ISO-8601 strings in GMT, or unixtime integers) and,
     for each requested variable, exactly one value per hour in the expected unit.
-    Anything else raises `FeedError` naming the location and field — the whole
-    batch is rejected. Nulls, NaN and infinities become NaN (masked), never zero.
+
+    Every problem is collected. A variable absent, malformed or in another unit
+    at a location is masked as missing (NaN) there and said in the batch's
+    `problems`; one no location delivered is left out. A location without a
+    usable time axis (or another one than the rest) raises `FeedError` listing
+    every problem found. Nulls, NaN and infinities become NaN, never zero.
 
     Coordinates in the batch are the requested points', not the grid-cell
     coordinates Open-Meteo echoes back, so zone → point lookups stay exact.
@@ -290,48 +294,64 @@ def parse_openmeteo(
     if issued_at.tzinfo is None:
         raise ValueError("issued_at must be timezone-aware")
     locations = _locations(payload, len(points))
+    labels = [f"location {index} ({point.id})" for index, point in enumerate(points)]
 
-    times: npt.NDArray[np.datetime64] = np.empty(0, dtype="datetime64[s]")
+    times: npt.NDArray[np.datetime64] | None = None
+    reference = 0  # the location whose time axis the others must match
     first_raw_time: object = None
     first_offset: object = None
     units: dict[str, str] = {}
-    arrays: dict[str, FloatArray] = {name: np.empty((0, 0)) for name in names}
-    for index, (location, point) in enumerate(zip(locations, points, strict=True)):
-        where = f"location {index} ({point.id})"
-        hourly = _section(location, "hourly", where)
-        hourly_units = _section(location, "hourly_units", where)
-        raw_time = hourly.get("time")
-        offset = location.get("utc_offset_seconds", 0)
-        if index == 0:
-            times = hourly_times(location, where)
-            first_raw_time, first_offset = raw_time, offset
-            arrays = {name: np.empty((len(points), len(times))) for name in names}
-        elif raw_time != first_raw_time or offset != first_offset:
-            # Raw lists differ (e.g. one batch answered in unixtime): compare as times.
-            other = hourly_times(location, where)
-            if other.shape != times.shape or not np.array_equal(other, times):
-                raise FeedError(
-                    f"{where}: hourly.time differs from location 0 "
-                    f"({_describe_axis(other)} vs {_describe_axis(times)})"
-                )
-        for name in names:
-            values = _values(hourly.get(name), name, len(times), where)
-            unit = hourly_units.get(name)
-            if unit not in EXPECTED_UNITS[name]:
-                expected = " or ".join(repr(u) for u in sorted(EXPECTED_UNITS[name]))
-                raise FeedError(f"{where}: hourly_units.{name} is {unit!r}, expected {expected}")
-            units.setdefault(name, str(unit))
-            arrays[name][index] = values
+    arrays: dict[str, FloatArray] = {}
+    delivered: dict[str, int] = dict.fromkeys(names, 0)  # locations that delivered each
+    fatal: list[tuple[int, str]] = []  # (location, problem): the batch is refused
+    masked: list[tuple[int, str]] = []  # (location, problem): masked as missing
+    for index, location in enumerate(locations):
+        where = labels[index]
+        hourly, hourly_units = location.get("hourly"), location.get("hourly_units")
+        hours: int | None = None  # the location's hours, once its time axis is usable
+        try:
+            hourly = _section(location, "hourly", where)
+            hourly_units = _section(location, "hourly_units", where)
+            raw_time = hourly.get("time")
+            offset = location.get("utc_offset_seconds", 0)
+            if times is None:
+                times = hourly_times(location, where)
+                reference, first_raw_time, first_offset = index, raw_time, offset
+                arrays = {name: np.full((len(points), len(times)), np.nan) for name in names}
+            elif raw_time != first_raw_time or offset != first_offset:
+                # Raw lists differ (e.g. one batch answered in unixtime): compare as times.
+                other = hourly_times(location, where)
+                if other.shape != times.shape or not np.array_equal(other, times):
+                    raise FeedError(
+                        f"{where}: hourly.time differs from location {reference} "
+                        f"({_describe_axis(other)} vs {_describe_axis(times)})"
+                    )
+            hours = len(times)
+        except FeedError as error:
+            fatal.append((index, error.reason.removeprefix(f"{where}: ")))
+        if not isinstance(hourly, Mapping) or not isinstance(hourly_units, Mapping):
+            continue
+        for name in names:  # checked even without a usable axis: every problem is told
+            values, problems = _variable(hourly, hourly_units, name, hours)
+            masked.extend((index, problem) for problem in problems)
+            if values is not None and hours is not None:
+                arrays[name][index] = values
+                units.setdefault(name, str(hourly_units.get(name)))
+                delivered[name] += 1
 
-    masked = {name: int(np.isnan(values).sum()) for name, values in arrays.items()}
-    if any(masked.values()):
+    if fatal:
+        found = at_locations(fatal, labels) + at_locations(masked, labels)
+        raise FeedError("; ".join(found), found)
+    if times is None:  # no points asked for
+        times = np.empty(0, dtype="datetime64[s]")
+    said = tuple(at_locations(masked, labels))
+    if said:
+        log.warning("%s: masked as missing: %s", source, "; ".join(said))
+    arrays = {name: values for name, values in arrays.items() if delivered[name]}
+    nulls = ", ".join(f"{n}={c}" for n, v in arrays.items() if (c := int(np.isnan(v).sum())))
+    if nulls:
         total = len(points) * len(times)
-        log.info(
-            "%s: missing values masked as NaN (of %d per variable): %s",
-            source,
-            total,
-            ", ".join(f"{name}={count}" for name, count in masked.items() if count),
-        )
+        log.info("%s: missing values masked as NaN (of %d per variable): %s", source, total, nulls)
     return ForecastBatch(
         source=source,
         issued_at=issued_at.astimezone(UTC),
@@ -341,7 +361,29 @@ def parse_openmeteo(
         times=times,
         variables=arrays,
         units=units,
+        problems=said,
     )
+
+
+def _variable(
+    hourly: Mapping[str, object], hourly_units: Mapping[str, object], name: str, hours: int | None
+) -> tuple[FloatArray | None, list[str]]:
+    """One variable of one location: its values when usable, and every problem with it."""
+    problems = []
+    values: FloatArray | None = None
+    try:
+        values = _values(hourly.get(name), name, hours)
+    except FeedError as error:
+        problems.append(error.reason)
+    unit = hourly_units.get(name)
+    if unit is None and hourly.get(name) is None:
+        return None, problems  # the variable is missing, its unit with it: one problem
+    if unit not in EXPECTED_UNITS[name]:
+        expected = " or ".join(repr(u) for u in sorted(EXPECTED_UNITS[name]))
+        # a value in another unit is never converted nor guessed at: it is missing
+        problems.append(f"hourly_units.{name} is {unit!r}, expected {expected}")
+        values = None
+    return values, problems
 
 
 def _locations(payload: object, expected: int) -> list[Mapping[str, object]]:
@@ -359,12 +401,14 @@ def _locations(payload: object, expected: int) -> list[Mapping[str, object]]:
             f"response has {len(items)} location(s), expected {expected} "
             "(one per requested point, in request order)"
         )
-    locations: list[Mapping[str, object]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise FeedError(f"location {index}: is a JSON {type(item).__name__}, expected object")
-        locations.append(item)
-    return locations
+    wrong = [
+        f"location {index}: is a JSON {type(item).__name__}, expected object"
+        for index, item in enumerate(items)
+        if not isinstance(item, Mapping)
+    ]
+    if wrong:
+        raise FeedError("; ".join(wrong), wrong)
+    return [item for item in items if isinstance(item, Mapping)]
 
 
 def _section(location: Mapping[str, object], key: str, where: str) -> Mapping[str, object]:
@@ -422,22 +466,24 @@ def _iso_seconds(text: str, offset: object, where: str, index: int) -> int:
     return int(moment.timestamp())
 
 
-def _values(raw: object, name: str, hours: int, where: str) -> FloatArray:
-    """One variable's hourly values as float64; null/NaN/±inf become NaN."""
+def _values(raw: object, name: str, hours: int | None) -> FloatArray:
+    """One variable's hourly values as float64; null/NaN/±inf become NaN.
+
+    `hours` None (no usable time axis): the length is not checked."""
     if raw is None:
-        raise FeedError(f"{where}: hourly.{name} is missing")
+        raise FeedError(f"hourly.{name} is missing")
     if not isinstance(raw, list):
-        raise FeedError(f"{where}: hourly.{name} is not a list")
-    if len(raw) != hours:
-        raise FeedError(f"{where}: hourly.{name} has {len(raw)} values, expected {hours}")
+        raise FeedError(f"hourly.{name} is not a list")
+    if hours is not None and len(raw) != hours:
+        raise FeedError(f"hourly.{name} has {len(raw)} values, expected {hours}")
     # A type scan first: numpy would silently turn "1.5" into 1.5 and True into 1.0.
     if not set(map(type, raw)) <= _NUMBER_TYPES:
         index, value = next((k, v) for k, v in enumerate(raw) if type(v) not in _NUMBER_TYPES)
-        raise FeedError(f"{where}: hourly.{name}[{index}] is {value!r}, expected a number or null")
+        raise FeedError(f"hourly.{name}[{index}] is {value!r}, expected a number or null")
     try:
         values = np.array(raw, dtype=np.float64)
     except OverflowError:
-        raise FeedError(f"{where}: hourly.{name} has a number out of range") from None
+        raise FeedError(f"hourly.{name} has a number out of range") from None
     values[~np.isfinite(values)] = np.nan
     return values
 

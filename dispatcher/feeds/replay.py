@@ -29,8 +29,9 @@ class ReplayFeed:
     echoes grid-cell coordinates, which differ slightly from those requested);
     none within `max_distance_deg` (Euclidean, in degrees; the daemon and the
     drill pass the point resolution) is an error naming the point: a location
-    farther away is never substituted. Only the requested variables are read,
-    and each must be recorded.
+    farther away is never substituted. Only the requested variables are read;
+    one not recorded is masked as missing and said in the batch's `problems`,
+    as the live feed does. Every problem is reported at once.
 
     With `rebase_to` (a clock), the recording is shifted by whole days so its
     issue day is the current one (`rebase_days`: "now" stands for the recorded
@@ -75,8 +76,14 @@ class ReplayFeed:
         names = check_variables(variables)
         payload = await asyncio.to_thread(self._read)
         recorded = self._recorded_locations(payload)
-        coordinates = [self._coordinates(index, loc) for index, loc in enumerate(recorded)]
-        chosen = [recorded[self._nearest(point, coordinates)] for point in points]
+        problems: list[str] = []
+        coordinates = [
+            self._coordinates(index, loc, problems) for index, loc in enumerate(recorded)
+        ]
+        nearest = [self._nearest(point, coordinates, problems) for point in points]
+        if problems:  # every location without coordinates, every point without a location
+            raise FeedError("; ".join(problems), problems)
+        chosen = [recorded[index] for index in nearest]
         if self._issued_at is not None:
             issued_at = self._issued_at.astimezone(UTC)
         else:
@@ -85,7 +92,7 @@ class ReplayFeed:
         try:
             batch = parse_openmeteo(chosen, points, names, self.source, issued_at)
         except FeedError as error:
-            raise FeedError(f"{self.path.name}: {error.reason}") from None
+            raise FeedError(f"{self.path.name}: {error.reason}", error.problems) from None
         if self._rebase_to is None:
             return batch
         days = rebase_days(issued_at, self._rebase_to())
@@ -116,26 +123,37 @@ class ReplayFeed:
             return payload
         raise FeedError(f"{self.path.name}: expected an Open-Meteo object or a non-empty list")
 
-    def _coordinates(self, index: int, location: Mapping[str, object]) -> tuple[float, float]:
+    def _coordinates(
+        self, index: int, location: Mapping[str, object], problems: list[str]
+    ) -> tuple[float, float]:
+        """The location's coordinates; NaN (never nearest) with a problem noted when it has none."""
         latitude, longitude = location.get("latitude"), location.get("longitude")
         if _is_number(latitude) and _is_number(longitude):
             return float(latitude), float(longitude)
-        raise FeedError(f"{self.path.name}: location {index} has no numeric latitude/longitude")
+        problems.append(f"{self.path.name}: location {index} has no numeric latitude/longitude")
+        return math.nan, math.nan
 
-    def _nearest(self, point: ForecastPoint, coordinates: Sequence[tuple[float, float]]) -> int:
-        """Index of the recorded location nearest to `point` (first one on a tie)."""
+    def _nearest(
+        self, point: ForecastPoint, coordinates: Sequence[tuple[float, float]], problems: list[str]
+    ) -> int:
+        """Index of the recorded location nearest to `point` (first one on a tie); -1 with a
+        problem noted when none is within reach."""
         distances = [
             math.hypot(lat - point.latitude, lon - point.longitude) for lat, lon in coordinates
         ]
-        best = min(range(len(distances)), key=distances.__getitem__)
+        known = [k for k in range(len(distances)) if not math.isnan(distances[k])]
+        if not known:
+            return -1  # no location has coordinates: said once per location already
+        best = min(known, key=distances.__getitem__)
         # at the distance itself is within it (one grid step, whatever the rounding)
         if distances[best] > self._max_distance + 1e-9:
-            raise FeedError(
+            problems.append(
                 f"{self.path.name}: no recorded location within {self._max_distance}° of point "
                 f"{point.id} ({point.latitude:.4f}, {point.longitude:.4f}); "
                 f"the nearest, location {best}, is {distances[best]:.3f}° away: substituting it "
                 "is refused (record that point, or set YUJING_POINT_RESOLUTION_DEG)"
             )
+            return -1
         return best
 
 

@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import func, insert, select, text
 
 from dispatcher.acklinks import ensure_secret_key
+from dispatcher.alerts.blind import open_blind_alert
 from dispatcher.alerts.system import (
     feed_attempts,
     last_feed_success,
@@ -39,6 +40,7 @@ from dispatcher.metrics import DatabaseCollector
 from dispatcher.outbox import record_receipt
 from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import ForecastRun, Notification
+from dispatcher.undecided import last_undecided
 from dispatcher.web import acks, auth, cap, console
 from dispatcher.web.console import SESSION_PURPOSE as CONSOLE_SESSION_PURPOSE
 from dispatcher.web.limits import RequestLimits
@@ -192,8 +194,9 @@ def _write_probe(state: AppState, now: datetime) -> None:
 
 
 def health(state: AppState, *, full: bool = False) -> JSONResponse:
-    """Database readable and writable, feed freshness and recent polls, rules in force,
-    outbox backlog and lateness, leadership; status ok, degraded (200) or failing (503).
+    """Database readable and writable, feed freshness and recent polls, undecided verdicts,
+    rules in force, outbox backlog and lateness, leadership; status ok, degraded (200) or
+    failing (503).
 
     Without `full` (an unauthenticated caller) the answer holds statuses, times and
     numbers only: no paths, error texts or host names.
@@ -209,6 +212,8 @@ def health(state: AppState, *, full: bool = False) -> JSONResponse:
             since = outage_since(session, state.feed_source, state.started_at)
             attempts = feed_attempts(session, state.feed_source)
             feed_alert = open_feed_alert(session, state.feed_source)
+            undecided = last_undecided(session, state.feed_source) or []
+            blind_alert = open_blind_alert(session, state.feed_source)
             counts = session.execute(
                 select(Notification.status, func.count()).group_by(Notification.status)
             )
@@ -258,6 +263,23 @@ def health(state: AppState, *, full: bool = False) -> JSONResponse:
         problems.append("forecast feed stale")
     elif attempts.last_ok is False:
         problems.append("forecast feed failing")
+
+    # (zone, hazard) pairs the last usable poll could not decide: counts for anyone,
+    # the reasons (variables, hours) only for an authenticated caller
+    by_hazard: dict[str, int] = {}
+    for item in undecided:
+        by_hazard[item.hazard] = by_hazard.get(item.hazard, 0) + item.zones
+    body["undecided"] = {
+        "zones": sum(by_hazard.values()),
+        "by_hazard": by_hazard,
+        "blind_alert": blind_alert.code if blind_alert else None,
+    }
+    if full:
+        body["undecided"]["reasons"] = [
+            {"hazard": u.hazard, "zones": u.zones, "reason": u.reason} for u in undecided
+        ]
+    if blind_alert is not None:
+        problems.append("hazards blind")
 
     rules = state.rules
     body["rules"] = {

@@ -65,6 +65,7 @@ from dispatcher.storage.models import (
     User,
     Zone,
 )
+from dispatcher.undecided import last_undecided, undecided_words
 from dispatcher.web import auth
 from dispatcher.web.board import (
     STATE_FILTERS,
@@ -496,8 +497,13 @@ class _Console:
         for item in board.items:
             html = item_template.render(shared, item=item)
             items.append((item.key, _digest(html), Markup(html)))
+        # what the last poll could not decide: a quiet board must not read as "calm"
+        undecided = [
+            undecided_words(item, self.state.settings.timezone)
+            for item in last_undecided(db, self.state.feed_source) or []
+        ]
         head = env.get_template("board_head.html").render(
-            shared, board=board, level_labels=LEVEL_LABELS
+            shared, board=board, level_labels=LEVEL_LABELS, undecided=undecided
         )
         version = _digest(head + "".join(f"{key}:{digest}," for key, digest, _ in items))
         return BoardView(login, f, board, Markup(head), items, version, REFRESH_SECONDS)

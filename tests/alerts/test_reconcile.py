@@ -110,6 +110,17 @@ def test_missing_data_never_clears_an_open_alert() -> None:
     )
 
 
+def test_a_blind_hazard_without_a_hold_continues_never_resolves() -> None:
+    """A variable gone from the feed: no level, undecided up to red. With no hold at all,
+    silence would resolve at once; the undecided verdict must not (a false all-clear)."""
+    blind = said(None)._replace(undecided_above=Level.RED)
+    [t] = reconcile([blind], [opened(Level.YELLOW)], NOW, hold=timedelta(0))
+    assert (t.kind, t.level, t.data_missing) == (TransitionKind.CONTINUED, Level.YELLOW, True)
+    # while the same zone with nothing said at all is resolved
+    [gone] = reconcile([], [opened(Level.YELLOW)], NOW, hold=timedelta(0))
+    assert gone.kind is TransitionKind.RESOLVED
+
+
 def test_gaps_hiding_a_higher_level_never_step_a_warning_down() -> None:
     calm = NOW - HOLD * 2
     gappy = said(Level.BLUE)._replace(undecided_above=Level.ORANGE)

@@ -366,14 +366,36 @@ async def test_a_malformed_answer_is_refused_not_retried(
     make_feed: Callable[..., OpenMeteoFeed], sleep: FakeSleep
 ) -> None:
     bad = location(37.41, 110.89)
+    bad["hourly"] = {**bad["hourly"], "time": list(reversed(bad["hourly"]["time"]))}
     bad["hourly_units"] = {**bad["hourly_units"], "wind_speed_10m": "km/h"}
     route = respx.get(URL).mock(return_value=httpx.Response(200, json=bad))
 
-    with pytest.raises(FeedError, match=r"hourly_units.wind_speed_10m is 'km/h'"):
+    with pytest.raises(FeedError, match=r"not hourly ascending") as refused:
         await make_feed().fetch(POINTS[:1], VARIABLES)
 
     assert route.call_count == 1
     assert sleep.calls == []
+    # every problem of the answer in the one message, not only the first
+    assert "hourly_units.wind_speed_10m is 'km/h'" in refused.value.reason
+
+
+@respx.mock
+async def test_a_variable_in_another_unit_is_masked_not_retried(
+    make_feed: Callable[..., OpenMeteoFeed], sleep: FakeSleep
+) -> None:
+    bad = location(37.41, 110.89)
+    bad["hourly_units"] = {**bad["hourly_units"], "wind_speed_10m": "km/h"}
+    route = respx.get(URL).mock(return_value=httpx.Response(200, json=bad))
+
+    batch = await make_feed().fetch(POINTS[:1], VARIABLES)
+
+    assert route.call_count == 1
+    assert sleep.calls == []
+    assert "wind_speed_10m" not in batch.variables
+    assert set(batch.variables) == set(VARIABLES) - {"wind_speed_10m"}
+    assert batch.problems == (
+        "location 0 (p37.4100_110.8900): hourly_units.wind_speed_10m is 'km/h', expected 'm/s'",
+    )
 
 
 @respx.mock

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, batch_checksum
+from dispatcher.feeds.base import FeedError, ForecastPoint, at_locations, batch_checksum
 from dispatcher.feeds.openmeteo import parse_openmeteo
 from rules.variables import EXPECTED_UNITS
 
@@ -122,43 +122,69 @@ def test_a_list_of_the_wrong_length_is_refused() -> None:
         parse(recorded(), points=[SEAT])
 
 
-def test_a_missing_variable_is_refused_naming_location_and_field() -> None:
+def test_a_missing_variable_is_masked_at_its_location_and_said() -> None:
     payload = recorded()
     del payload[1]["hourly"]["visibility"]
 
-    with pytest.raises(FeedError, match=r"location 1 \(p37.5100_110.9100\): hourly.visibility"):
-        parse(payload)
+    batch = parse(payload)
+
+    assert batch.problems == ("location 1 (p37.5100_110.9100): hourly.visibility is missing",)
+    assert np.isnan(batch.variables["visibility"][1]).all()
+    assert not np.isnan(batch.variables["visibility"][0]).all()  # the other location stays
+    assert batch.variables["temperature_2m"][1, 10] == pytest.approx(
+        parse(recorded()).variables["temperature_2m"][1, 10]
+    )
 
 
-def test_a_mis_sized_array_is_refused() -> None:
+def test_a_variable_missing_everywhere_is_left_out_of_the_batch_and_said_once() -> None:
+    payload = recorded()
+    for location in payload:
+        del location["hourly"]["visibility"]
+        del location["hourly_units"]["visibility"]
+
+    batch = parse(payload)
+
+    assert "visibility" not in batch.variables and "visibility" not in batch.units
+    assert batch.problems == ("hourly.visibility is missing (all 2 locations)",)
+
+
+def test_a_mis_sized_array_is_masked() -> None:
     payload = recorded()
     payload[0]["hourly"]["temperature_2m"] = payload[0]["hourly"]["temperature_2m"][:20]
 
-    with pytest.raises(FeedError, match=r"hourly.temperature_2m has 20 values, expected 24"):
-        parse(payload)
+    batch = parse(payload)
+
+    assert batch.problems == (
+        "location 0 (p37.4300_110.8900): hourly.temperature_2m has 20 values, expected 24",
+    )
+    assert np.isnan(batch.variables["temperature_2m"][0]).all()
 
 
 @pytest.mark.parametrize(
     ("variable", "unit"),
     [("temperature_2m", "°F"), ("visibility", "ft"), ("weather_code", None)],
 )
-def test_a_wrong_or_missing_unit_is_refused(variable: str, unit: str | None) -> None:
+def test_a_wrong_or_missing_unit_masks_the_variable(variable: str, unit: str | None) -> None:
     payload = recorded()
     if unit is None:
         del payload[0]["hourly_units"][variable]
     else:
         payload[0]["hourly_units"][variable] = unit
 
-    with pytest.raises(FeedError, match=f"location 0 .*hourly_units.{variable}"):
-        parse(payload)
+    batch = parse(payload)
+
+    [problem] = batch.problems
+    assert problem.startswith(f"location 0 (p37.4300_110.8900): hourly_units.{variable} is ")
+    assert np.isnan(batch.variables[variable][0]).all()  # never converted nor guessed at
 
 
-def test_wind_in_km_per_hour_is_refused() -> None:
+def test_wind_in_km_per_hour_is_not_taken_for_metres_per_second() -> None:
     payload = recorded()
     payload[0]["hourly_units"]["wind_speed_10m"] = "km/h"
 
-    with pytest.raises(FeedError, match="'km/h', expected 'm/s'"):
-        parse(payload, variables=["wind_speed_10m"])
+    batch = parse(payload, variables=["wind_speed_10m"])
+
+    assert "'km/h', expected 'm/s'" in batch.problems[0]
 
 
 def test_a_non_hourly_time_axis_is_refused() -> None:
@@ -198,12 +224,48 @@ def test_local_time_strings_are_refused() -> None:
         parse(payload)
 
 
-def test_a_text_value_is_refused_not_coerced() -> None:
+def test_a_text_value_is_masked_not_coerced() -> None:
     payload = recorded()
     payload[0]["hourly"]["temperature_2m"][3] = "-4.5"
 
-    with pytest.raises(FeedError, match=r"hourly.temperature_2m\[3\] is '-4.5'"):
+    batch = parse(payload)
+
+    assert batch.problems == (
+        "location 0 (p37.4300_110.8900): hourly.temperature_2m[3] is '-4.5', "
+        "expected a number or null",
+    )
+    assert np.isnan(batch.variables["temperature_2m"][0]).all()
+
+
+def test_every_problem_of_a_refused_answer_is_in_its_one_message() -> None:
+    payload = recorded()
+    payload[0]["hourly"]["time"].reverse()  # fatal: no usable time axis
+    payload[0]["hourly_units"]["temperature_2m"] = "°F"
+    del payload[1]["hourly"]["visibility"]
+    payload[1]["hourly"]["weather_code"][2] = "fog"
+
+    with pytest.raises(FeedError) as refused:
         parse(payload)
+
+    assert refused.value.problems == (
+        "location 0 (p37.4300_110.8900): hourly.time is not hourly ascending: "
+        "2026-01-03T23:00:00 is followed by 2026-01-03T22:00:00",
+        "location 0 (p37.4300_110.8900): hourly_units.temperature_2m is '°F', expected '°C'",
+        "location 1 (p37.5100_110.9100): hourly.visibility is missing",
+        "location 1 (p37.5100_110.9100): hourly.weather_code[2] is 'fog', "
+        "expected a number or null",
+    )
+    assert refused.value.reason == "; ".join(refused.value.problems)
+
+
+def test_locations_that_are_not_objects_are_all_named() -> None:
+    with pytest.raises(FeedError) as refused:
+        parse(["x", 3])
+
+    assert refused.value.problems == (
+        "location 0: is a JSON str, expected object",
+        "location 1: is a JSON int, expected object",
+    )
 
 
 def test_a_location_without_hourly_data_is_refused() -> None:
@@ -256,3 +318,23 @@ def test_checksum_changes_with_point_ids() -> None:
     other = ForecastPoint("p37.5300_110.9100", 37.53, 110.91)
 
     assert batch_checksum(parse(recorded())) != batch_checksum(parse(recorded(), [SEAT, other]))
+
+
+def test_a_problem_at_many_locations_is_said_once_naming_the_first_few() -> None:
+    found = [(k, "hourly.snowfall is missing") for k in (0, 2, 3, 5, 7, 8, 9)]
+    labels = [f"location {k}" for k in range(12)]
+
+    assert at_locations(found, labels) == [
+        "hourly.snowfall is missing (7 of 12 locations: location 0, location 2, location 3, "
+        "location 5, location 7 …)"
+    ]
+
+
+def test_past_fifty_distinct_problems_the_rest_are_counted() -> None:
+    found = [
+        (k, f"hourly.temperature_2m[{k}] is 'x', expected a number or null") for k in range(60)
+    ]
+
+    said = at_locations(found, [f"location {k}" for k in range(60)])
+
+    assert len(said) == 51 and said[-1] == "… and 10 more problem(s)"

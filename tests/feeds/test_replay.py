@@ -43,9 +43,25 @@ async def test_a_point_too_far_from_every_recording_is_an_error_naming_it() -> N
         await ReplayFeed(RECORDING).fetch([SEAT, taiyuan], ["temperature_2m"])
 
 
-async def test_a_variable_not_recorded_is_an_error() -> None:
-    with pytest.raises(FeedError, match=r"liulin_2026-01-03.json: .*hourly.relative_humidity_2m"):
-        await ReplayFeed(RECORDING).fetch([SEAT], ["relative_humidity_2m"])
+async def test_a_variable_not_recorded_is_left_out_and_said() -> None:
+    batch = await ReplayFeed(RECORDING).fetch([SEAT], ["relative_humidity_2m", "temperature_2m"])
+
+    assert set(batch.variables) == {"temperature_2m"}
+    assert batch.problems == (
+        "location 0 (p37.4300_110.8900): hourly.relative_humidity_2m is missing",
+    )
+
+
+async def test_every_point_too_far_is_named_in_one_error() -> None:
+    taiyuan = ForecastPoint("p37.8700_112.5500", 37.87, 112.55)
+    xian = ForecastPoint("p34.2700_108.9500", 34.27, 108.95)
+
+    with pytest.raises(FeedError) as refused:
+        await ReplayFeed(RECORDING).fetch([taiyuan, SEAT, xian], ["temperature_2m"])
+
+    assert len(refused.value.problems) == 2
+    assert "point p37.8700_112.5500" in refused.value.problems[0]
+    assert "point p34.2700_108.9500" in refused.value.problems[1]
 
 
 async def test_source_names_the_file() -> None:
