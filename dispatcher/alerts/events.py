@@ -223,7 +223,7 @@ def _change(
     event.evidence = _summary(change.zones)
     event.updated_at = now
     if change.kind is EventChangeKind.ZONES_ADDED:
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor="system",
@@ -231,6 +231,7 @@ def _change(
             subject=f"alert:{event.id}",
             data={"code": event.code, **_audit_data(change)},
         )
+        audit.write_pending(session)
         count = session.scalar(
             select(func.count(AuditEvent.id)).where(
                 AuditEvent.action == "alert.zones_added", AuditEvent.subject == f"alert:{event.id}"
@@ -255,7 +256,7 @@ def _change(
         # a higher level is a new warning for the bureau: it is acknowledged anew
         event.state = AlertState.FIRING
         event.acknowledged_at, event.acknowledged_by = None, None
-    audit.record(
+    audit.append(
         session,
         at=now,
         actor="system",

@@ -54,8 +54,8 @@ from dispatcher.escalation.policy import (
     bureau_part,
     zone_part,
 )
-from dispatcher.escalation.timers import cancel_escalation
-from dispatcher.escalation.told import Told, notified_people, told_audiences
+from dispatcher.escalation.timers import cancel_escalation, cancel_escalations
+from dispatcher.escalation.told import Told, notified_people, told_of
 from dispatcher.outbox.rows import enqueue
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient
@@ -171,6 +171,7 @@ class Escalation:
         now: datetime,
         previous: Alert | None = None,
         policy: Policy | None = None,
+        fresh: bool = False,
     ) -> list[Notification]:
         """Begin the alert's policy: enqueue the first step now and plan the rest.
 
@@ -178,7 +179,9 @@ class Escalation:
         messages. With `previous` (the alert this one supersedes) its escalation
         is cancelled and everyone told about it hears about the change too.
         `policy` replaces the one escalation.yaml gives the alert (a built-in
-        audience, such as the administrators'). Does not commit.
+        audience, such as the administrators'). `fresh`: the alert opened in
+        this transaction (nobody acknowledged it, nothing was sent about it), so
+        its steps fire without reading either back. Does not commit.
         """
         policy = policy or self.policy_for(alert)
         deadline = now + self.deadline(alert.level)
@@ -194,22 +197,22 @@ class Escalation:
         )
         notes: list[Notification] = []
         reached = False
+        keys: set[str] | None = set() if fresh else None
         for item in now_items:
-            fired, told_now = self._fire(session, alert, item, now, extra=told)
+            fired, told_now = self._fire(session, alert, item, now, extra=told, fresh=keys)
             notes.extend(fired)
             reached, told = reached or _people_told(told_now), []
         while not reached and later:
             # a first step that reaches no person (a zone without monitors, say)
             # is followed at once by the next one: no warning waits in silence,
             # and a loudspeaker or a group post is no one who can acknowledge
-            fired, told_now = self._fire(session, alert, later.pop(0), now, extra=told)
+            fired, told_now = self._fire(session, alert, later.pop(0), now, extra=told, fresh=keys)
             notes.extend(fired)
             reached, told = _people_told(told_now), []
         timers = [self._timer(alert, item, now + item.delay, now) for item in later]
         timers.append(self._deadline_timer(alert, policy, text, deadline, now))
         session.add_all(timers)
-        session.flush()
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor=self.actor,
@@ -244,45 +247,83 @@ class Escalation:
         that were told hear it on their own channel, in their medium's words
         from `bodies` when given.
         """
-        cancel_escalation(session, alert, at=now, actor=self.actor, reason=transition)
-        return self.tell(
-            session, alert, transition=transition, text=AlertText(body, "", bodies or {}), now=now
+        text = AlertText(body, "", bodies or {})
+        (notes,) = self.close_all(session, [(alert, text)], transition=transition, now=now)
+        session.flush()
+        return notes
+
+    def close_all(
+        self,
+        session: Session,
+        closings: Sequence[tuple[Alert, AlertText]],
+        *,
+        transition: str,
+        now: datetime,
+        before: Callable[[Alert], object] = lambda alert: None,
+    ) -> list[list[Notification]]:
+        """`close` for many alerts, each with its words: their escalations cancelled
+        and their people told with a few statements for all. `before(alert)` is
+        called ahead of each alert's own audit events (its caller's event first,
+        as when one alert at a time is closed). Returns each alert's
+        notifications, in order; does not commit."""
+        alerts = [alert for alert, _ in closings]
+        cancel_escalations(
+            session, alerts, at=now, actor=self.actor, reason=transition, before=before
         )
+        return self.tell_all(session, closings, transition=transition, now=now)
 
     def tell(
         self, session: Session, alert: Alert, *, transition: str, text: AlertText, now: datetime
     ) -> list[Notification]:
         """Tell everyone who was told about `alert` (people on the default channel,
         villages and groups on theirs) of `transition`; does not commit."""
-        notes = [
-            enqueue(
-                session,
-                alert,
-                transition,
-                r,
-                self.default_channel,
-                text.for_medium(medium_of(self.default_channel)),
-                now,
-            )
-            for r in notified_people(session, alert, self.county)
-        ]
-        for key, name, address, channel in told_audiences(session, alert):
-            if channel in self.channels:
-                told = Told(name, address)
-                notes.append(
-                    enqueue(
-                        session,
-                        alert,
-                        transition,
-                        told,
-                        channel,
-                        text.for_medium(medium_of(channel)),
-                        now,
-                        audience=key,
-                    )
-                )
+        (notes,) = self.tell_all(session, [(alert, text)], transition=transition, now=now)
         session.flush()
         return notes
+
+    def tell_all(
+        self,
+        session: Session,
+        tellings: Sequence[tuple[Alert, AlertText]],
+        *,
+        transition: str,
+        now: datetime,
+    ) -> list[list[Notification]]:
+        """`tell` for many alerts, each with its words; who was told about them is read
+        in one query per thousand. Returns each alert's notifications; does not commit."""
+        told = told_of(session, [alert.id for alert, _ in tellings], self.county)
+        out: list[list[Notification]] = []
+        default_medium = medium_of(self.default_channel)
+        for alert, text in tellings:
+            people, audiences = told[alert.id]
+            notes = [
+                enqueue(
+                    session,
+                    alert,
+                    transition,
+                    r,
+                    self.default_channel,
+                    text.for_medium(default_medium),
+                    now,
+                )
+                for r in people
+            ]
+            for key, name, address, channel in audiences:
+                if channel in self.channels:
+                    notes.append(
+                        enqueue(
+                            session,
+                            alert,
+                            transition,
+                            Told(name, address),
+                            channel,
+                            text.for_medium(medium_of(channel)),
+                            now,
+                            audience=key,
+                        )
+                    )
+            out.append(notes)
+        return out
 
     # --- timers
 
@@ -312,7 +353,7 @@ class Escalation:
         )
         if later is not None:
             # catching up after downtime: one reminder, not every one missed
-            audit.record(
+            audit.append(
                 session,
                 at=now,
                 actor=self.actor,
@@ -385,7 +426,7 @@ class Escalation:
         due = now + self.deadline(event.level)
         timer = self._deadline_timer(event, self.policy_for(event), text, due, now, round_)
         session.add(timer)
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor=self.actor,
@@ -428,8 +469,9 @@ class Escalation:
         now: datetime,
         *,
         extra: Sequence[Recipient] = (),
+        fresh: set[str] | None = None,
     ) -> tuple[list[Notification], list[dict[str, Any]]]:
-        return fire(self, session, alert, planned, now, extra=extra)
+        return fire(self, session, alert, planned, now, extra=extra, fresh=fresh)
 
     def _overdue(
         self,
@@ -447,7 +489,7 @@ class Escalation:
                 self._nobody_waits(session, alert, timer, now)
                 return 0
             planned = notice
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor=self.actor,
@@ -471,7 +513,7 @@ class Escalation:
         self, session: Session, event: Alert, timer: EscalationTimer, now: datetime
     ) -> None:
         """Record that an event's reminder or notice was not sent: no zone waits."""
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor=self.actor,

@@ -63,8 +63,15 @@ def fire(
     now: datetime,
     *,
     extra: Sequence[Recipient] = (),
+    fresh: set[str] | None = None,
 ) -> tuple[list[Notification], list[dict[str, Any]]]:
-    """Enqueue one step's messages and record it; people who acknowledged are skipped."""
+    """Enqueue one step's messages and record it; people who acknowledged are skipped.
+
+    `fresh` is for an alert opened in this transaction: nobody can have
+    acknowledged it yet, and its messages so far are the idempotency keys in
+    `fresh` (this firing adds its own), so the database is not asked — an
+    alert opening costs no query. None: both are read from the database.
+    """
     routed = recipients(
         esc.county,
         esc.roster,
@@ -73,13 +80,7 @@ def fire(
         people=planned.people,
         at=now,
     )
-    acknowledged = select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
-    if alert.kind == AlertKind.EVENT and alert.epoch:
-        # an event changed level in place: who acknowledged before hears of it now
-        since = changed_at(session, alert)
-        if since is not None:
-            acknowledged = acknowledged.where(Acknowledgement.at >= since)
-    acked = set(session.scalars(acknowledged))
+    acked = _acknowledged(session, alert) if fresh is None else set()
     people = list(routed.recipients)
     seen = {r.person_id for r in people}
     people.extend(r for r in extra if r.person_id not in seen)
@@ -93,14 +94,7 @@ def fire(
     not_for_people = [used for _, used, _ in channels if not reaches_people(used)]
     channels = [c for c in channels if reaches_people(c[1])]
     # two steps firing together may name one recipient: one message each way
-    already = set(
-        session.scalars(
-            select(Notification.idempotency_key).where(
-                Notification.alert_id == alert.id,
-                Notification.transition == planned.transition,
-            )
-        )
-    )
+    already = fresh if fresh is not None else _enqueued(session, alert, planned.transition)
     notes: list[Notification] = []
     told: list[dict[str, Any]] = []
     for person in people:
@@ -159,8 +153,7 @@ def fire(
             channel,
             level=logging.WARNING,
         )
-    session.flush()
-    audit.record(
+    audit.append(
         session,
         at=now,
         actor=esc.actor,
@@ -182,3 +175,26 @@ def fire(
         },
     )
     return notes, told
+
+
+def _acknowledged(session: Session, alert: Alert) -> set[str]:
+    """Who acknowledged `alert` (an event: since its level last changed)."""
+    acknowledged = select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
+    if alert.kind == AlertKind.EVENT and alert.epoch:
+        # an event changed level in place: who acknowledged before hears of it now
+        since = changed_at(session, alert)
+        if since is not None:
+            acknowledged = acknowledged.where(Acknowledgement.at >= since)
+    return set(session.scalars(acknowledged))
+
+
+def _enqueued(session: Session, alert: Alert, transition: str) -> set[str]:
+    """The idempotency keys of the messages of `alert`'s `transition` already queued."""
+    return set(
+        session.scalars(
+            select(Notification.idempotency_key).where(
+                Notification.alert_id == alert.id,
+                Notification.transition == transition,
+            )
+        )
+    )
