@@ -116,11 +116,11 @@ def append(
     a mistake is raised where it was made.
     """
     entry = Entry(at, actor, action, subject, data)
-    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    pending: list[_Prepared] | None = session.info.get(_PENDING)
     if pending is None:
         record(session, at=at, actor=actor, action=action, subject=subject, data=data)
         return
-    pending.append(_row(entry))
+    pending.append(_prepared(entry))
 
 
 @contextmanager
@@ -145,11 +145,11 @@ def batch(session: Session) -> Iterator[None]:
 
 def write_pending(session: Session) -> None:
     """Write the events an open `batch` holds now (for a reader of the log); else nothing."""
-    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    pending: list[_Prepared] | None = session.info.get(_PENDING)
     if pending:
         rows = _chain(session, list(pending))
         pending.clear()
-        session.execute(insert(AuditEvent), rows)
+        _insert(session, rows)
 
 
 def record_many(session: Session, entries: Sequence[Entry]) -> None:
@@ -163,16 +163,29 @@ def record_many(session: Session, entries: Sequence[Entry]) -> None:
     write_pending(session)
     rows = _chained(session, entries)
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        _insert(session, rows)
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    # the table, not the model: many rows without the ORM's bookkeeping for each
+    session.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), rows)
 
 
 def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]:
     """The rows that append `entries` to the chain: locked, hashed, ready to insert."""
-    return _chain(session, [_row(entry) for entry in entries])
+    return _chain(session, [_prepared(entry) for entry in entries])
 
 
-def _chain(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`rows` (from `_row`) given their place at the chain's end: locked, hashed."""
+class _Prepared(NamedTuple):
+    """An event's stored columns before its place in the chain, and its data's canonical JSON."""
+
+    row: dict[str, Any]
+    data_json: str
+
+
+def _chain(session: Session, prepared: list[_Prepared]) -> list[dict[str, Any]]:
+    """The rows of `prepared` events given their place at the chain's end: locked, hashed."""
+    rows = [p.row for p in prepared]
     if not rows:
         return rows
     serialise_with_audit(session)
@@ -181,24 +194,28 @@ def _chain(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
         session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
         or GENESIS_HASH
     )
-    for row in rows:
-        digest = chain_hash(prev_hash, **row)
+    for row, data_json in prepared:
+        digest = _hash(prev_hash, row["at"], row["actor"], row["action"], row["subject"], data_json)
         row["prev_hash"], row["hash"] = prev_hash, digest
         prev_hash = digest
     return rows
 
 
-def _row(entry: Entry) -> dict[str, Any]:
+def _prepared(entry: Entry) -> _Prepared:
     """The stored columns of `entry` (before its place in the chain), checked."""
     if entry.at.tzinfo is None or entry.at.utcoffset() is None:
         raise ValueError("audit event time must be timezone-aware (pass UTC)")
-    return {
+    data_json = _data_json(entry.data or {})
+    row = {
         "at": entry.at.astimezone(UTC),
         "actor": entry.actor,
         "action": entry.action,
         "subject": entry.subject,
-        "data": _json_round_trip(entry.data or {}),
+        # stored as its JSON round trip: tuples become lists, int keys strings …
+        # exactly as they come back from the column, so what is hashed is what is stored
+        "data": json.loads(data_json),
     }
+    return _Prepared(row, data_json)
 
 
 def serialise_with_audit(session: Session) -> None:
@@ -262,14 +279,24 @@ def chain_hash(
     data: Any,
 ) -> str:
     """sha256_hex(prev_hash + canonical_json({at, actor, action, subject, data}))."""
-    content = {
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "data": data,
-    }
-    return hashlib.sha256((prev_hash + _canonical_json(content)).encode()).hexdigest()
+    return _hash(prev_hash, at, actor, action, subject, _canonical_json(data))
+
+
+def _hash(
+    prev_hash: str, at: datetime, actor: str, action: str, subject: str, data_json: str
+) -> str:
+    """`chain_hash` with the data already in canonical JSON: the content's canonical
+    JSON is spelled here key by key, in sorted order, around it (the same text)."""
+
+    def quoted(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    when = at.astimezone(UTC).isoformat(timespec="microseconds")
+    content = (
+        f'{{"action":{quoted(action)},"actor":{quoted(actor)},"at":{quoted(when)},'
+        f'"data":{data_json},"subject":{quoted(subject)}}}'
+    )
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
 
 
 def _canonical_json(value: Any) -> str:
@@ -279,14 +306,12 @@ def _canonical_json(value: Any) -> str:
     )
 
 
-def _json_round_trip(data: Mapping[str, Any]) -> dict[str, Any]:
-    # Tuples become lists, int keys become strings … exactly as they will come
-    # back from the JSON column, so the hash is computed over what is stored.
+def _data_json(data: Mapping[str, Any]) -> str:
+    """The canonical JSON of an event's data; ValueError when it is no plain JSON."""
     try:
-        stored: dict[str, Any] = json.loads(_canonical_json(dict(data)))
+        return _canonical_json(dict(data))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"audit data must be plain JSON (strings as keys): {exc}") from exc
-    return stored
 
 
 __all__ = [

@@ -31,8 +31,10 @@ from dispatcher.audit import serialise_with_audit
 from dispatcher.county import County, ZoneConfig
 from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.messages import HazardMessage, TemplateLookup, render_hazard
+from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
-from dispatcher.storage.models import Alert, AuditEvent, Notification
+from dispatcher.storage import held
+from dispatcher.storage.models import Alert, AuditEvent
 from rules.types import Level
 
 __all__ = ["Wording", "apply_transitions", "open_hazard_alerts", "recently_resolved"]
@@ -51,27 +53,30 @@ class Wording:
 
 def open_hazard_alerts(session: Session) -> list[OpenAlert]:
     """The open hazard alerts, as reconcile sees them."""
-    rows = session.scalars(
-        select(Alert).where(Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES))
-    ).all()
+    rows = session.execute(
+        select(Alert.id, Alert.zone_id, Alert.hazard, Alert.level, Alert.calm_since).where(
+            Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES)
+        )
+    )  # columns, not objects: a province has tens of thousands open
     return [
-        OpenAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.calm_since) for a in rows
+        OpenAlert(id_, zone_id or "", hazard, Level.parse(level), calm_since)
+        for id_, zone_id, hazard, level, calm_since in rows
     ]
 
 
 def recently_resolved(session: Session, since: datetime) -> list[ClosedAlert]:
     """Hazard alerts resolved at or after `since`, as reconcile's cooldown sees them."""
-    rows = session.scalars(
-        select(Alert).where(
+    rows = session.execute(
+        select(Alert.id, Alert.zone_id, Alert.hazard, Alert.level, Alert.closed_at).where(
             Alert.kind == AlertKind.HAZARD,
             Alert.state == AlertState.RESOLVED,
             Alert.closed_at >= since,
         )
-    ).all()
+    )
     return [
-        ClosedAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.closed_at)
-        for a in rows
-        if a.closed_at is not None
+        ClosedAlert(id_, zone_id or "", hazard, Level.parse(level), closed_at)
+        for id_, zone_id, hazard, level, closed_at in rows
+        if closed_at is not None
     ]
 
 
@@ -85,7 +90,7 @@ def apply_transitions(
     channel: str,
     forecast_run_id: int | None,
     escalation: Escalation | None = None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """Write the transitions, their notifications and audit events; does not commit.
 
     Who is told is the escalation policy's business (`dispatcher.escalation`):
@@ -97,7 +102,9 @@ def apply_transitions(
     """
     # the audit chain's lock before any alert row's, like acknowledgements and timers
     serialise_with_audit(session)
-    with audit.batch(session):  # the poll's audit events chained in one pass, at the end
+    # the poll's outbox rows and timers inserted together, its audit events chained
+    # in one pass, at the end
+    with audit.batch(session), held.batch(session):
         return _apply(
             session,
             transitions,
@@ -120,7 +127,7 @@ def _apply(
     channel: str,
     forecast_run_id: int | None,
     escalation: Escalation | None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     esc = on_channel(escalation, county, channel)
     before, events = open_hazard_zones(session), open_events(session)
     # the alerts that resolve or are superseded, loaded at once and held here
@@ -128,7 +135,7 @@ def _apply(
         session,
         [t.alert_id for t in transitions if t.alert_id is not None and t.kind not in _NOT_LOADED],
     )
-    notifications: list[Notification] = []
+    notifications: list[QueuedRow] = []
     # runs of one kind of transition are written together, runs in order: the
     # rows and audit events come out as when one transition was written at a time
     for stage, run in groupby(transitions, key=_stage):
@@ -226,7 +233,7 @@ def _resolve(
     wording: Wording,
     channel: str,
     esc: Escalation,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     closings: list[Closing] = []
     for t in batch:
         assert t.alert_id is not None
@@ -254,7 +261,7 @@ def _open(
     channel: str,
     esc: Escalation,
     forecast_run_id: int | None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     openings: list[Opening] = []
     for t in batch:
         a = t.assessment
@@ -337,8 +344,8 @@ def _continue(session: Session, batch: Sequence[Transition], now: datetime) -> N
     ids = [t.alert_id for t in batch if t.alert_id is not None]
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        rows = session.execute(select(Alert.id, Alert.calm_since).where(Alert.id.in_(chunk)))
-        calm.update((alert_id, since) for alert_id, since in rows)
+        found = session.execute(select(Alert.id, Alert.calm_since).where(Alert.id.in_(chunk)))
+        calm.update((alert_id, since) for alert_id, since in found)
     calming, forecast = [], []
     for t in batch:
         assert t.alert_id is not None

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 from dispatcher import audit
 from dispatcher.alerts.reconcile import TransitionKind
 from dispatcher.escalation import AlertText, Escalation, Policy
+from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import AlertKind, AlertState
-from dispatcher.storage.models import Alert, Notification
+from dispatcher.storage.models import Alert
 
 __all__ = [
     "CODE_ALPHABET",
@@ -131,7 +132,7 @@ def open_alert(
     transition: str = TransitionKind.NEW.value,
     previous: Alert | None = None,
     policy: Policy | None = None,
-) -> tuple[Alert, list[Notification]]:
+) -> tuple[Alert, list[QueuedRow]]:
     """Open an alert: its row, `alert.{transition}` audited, its escalation started.
 
     `text` gives the warning's words once the alert has its code (they quote
@@ -148,7 +149,7 @@ def open_alert(
 
 def open_alerts(
     session: Session, openings: Sequence[Opening], *, escalation: Escalation, now: datetime
-) -> list[tuple[Alert, list[Notification]]]:
+) -> list[tuple[Alert, list[QueuedRow]]]:
     """Open many alerts as `open_alert` opens one, in order; does not commit.
 
     Their rows are inserted together (one flush: the ids go into idempotency
@@ -183,7 +184,7 @@ def open_alerts(
         )
     session.add_all(alerts)
     session.flush()
-    opened: list[tuple[Alert, list[Notification]]] = []
+    opened: list[tuple[Alert, list[QueuedRow]]] = []
     for alert, opening in zip(alerts, openings, strict=True):
         _audit(session, alert, opening.transition, opening.data, now)
         notes = escalation.start(
@@ -209,7 +210,7 @@ def close_alert(
     data: Mapping[str, Any],
     now: datetime,
     bodies: Mapping[str, str] | None = None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """Resolve an alert: `alert.resolved` audited, the rest of its escalation cancelled,
     and `body` sent to everyone who was told (villages and groups in their medium's
     words from `bodies`). Does not commit."""
@@ -231,7 +232,7 @@ class Closing:
 
 def close_alerts(
     session: Session, closings: Sequence[Closing], *, escalation: Escalation, now: datetime
-) -> list[list[Notification]]:
+) -> list[list[QueuedRow]]:
     """Resolve many alerts as `close_alert` resolves one, in order; their escalations
     cancelled and their people told with a few statements for all. Returns each
     alert's notifications; does not commit."""

@@ -56,12 +56,13 @@ from dispatcher.escalation.policy import (
 )
 from dispatcher.escalation.timers import cancel_escalation, cancel_escalations
 from dispatcher.escalation.told import Told, notified_people, told_of
-from dispatcher.outbox.rows import enqueue
+from dispatcher.outbox.rows import QueuedRow, enqueue, queue
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState, TimerKind, TimerStatus
-from dispatcher.storage.models import Alert, EscalationTimer, Notification
+from dispatcher.storage import held
+from dispatcher.storage.models import Alert, EscalationTimer
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -172,7 +173,7 @@ class Escalation:
         previous: Alert | None = None,
         policy: Policy | None = None,
         fresh: bool = False,
-    ) -> list[Notification]:
+    ) -> list[QueuedRow]:
         """Begin the alert's policy: enqueue the first step now and plan the rest.
 
         `transition` (new, upgraded, downgraded) names the first step's
@@ -195,7 +196,7 @@ class Escalation:
             (item for item in planned if item.delay > timedelta(0)),
             key=lambda item: item.delay,
         )
-        notes: list[Notification] = []
+        notes: list[QueuedRow] = []
         reached = False
         keys: set[str] | None = set() if fresh else None
         for item in now_items:
@@ -211,7 +212,7 @@ class Escalation:
             reached, told = _people_told(told_now), []
         timers = [self._timer(alert, item, now + item.delay, now) for item in later]
         timers.append(self._deadline_timer(alert, policy, text, deadline, now))
-        session.add_all(timers)
+        _add_timers(session, timers)
         audit.append(
             session,
             at=now,
@@ -223,7 +224,12 @@ class Escalation:
                 "policy": policy.name,
                 "deadline": deadline.isoformat(),
                 "planned": [
-                    {"step": t.step, "round": t.round, "kind": t.kind, "due": t.due_at.isoformat()}
+                    {
+                        "step": t["step"],
+                        "round": t["round"],
+                        "kind": t["kind"],
+                        "due": t["due_at"].isoformat(),
+                    }
                     for t in timers
                 ],
                 **({"epoch": alert.epoch} if alert.epoch else {}),
@@ -240,7 +246,7 @@ class Escalation:
         body: str,
         now: datetime,
         bodies: Mapping[str, str] | None = None,
-    ) -> list[Notification]:
+    ) -> list[QueuedRow]:
         """The alert ended: cancel the rest of its escalation, tell everyone who was told.
 
         People hear it on the default channel (`body`); the villages and groups
@@ -260,7 +266,7 @@ class Escalation:
         transition: str,
         now: datetime,
         before: Callable[[Alert], object] = lambda alert: None,
-    ) -> list[list[Notification]]:
+    ) -> list[list[QueuedRow]]:
         """`close` for many alerts, each with its words: their escalations cancelled
         and their people told with a few statements for all. `before(alert)` is
         called ahead of each alert's own audit events (its caller's event first,
@@ -274,7 +280,7 @@ class Escalation:
 
     def tell(
         self, session: Session, alert: Alert, *, transition: str, text: AlertText, now: datetime
-    ) -> list[Notification]:
+    ) -> list[QueuedRow]:
         """Tell everyone who was told about `alert` (people on the default channel,
         villages and groups on theirs) of `transition`; does not commit."""
         (notes,) = self.tell_all(session, [(alert, text)], transition=transition, now=now)
@@ -288,16 +294,16 @@ class Escalation:
         *,
         transition: str,
         now: datetime,
-    ) -> list[list[Notification]]:
+    ) -> list[list[QueuedRow]]:
         """`tell` for many alerts, each with its words; who was told about them is read
         in one query per thousand. Returns each alert's notifications; does not commit."""
         told = told_of(session, [alert.id for alert, _ in tellings], self.county)
-        out: list[list[Notification]] = []
+        out: list[list[QueuedRow]] = []
         default_medium = medium_of(self.default_channel)
         for alert, text in tellings:
             people, audiences = told[alert.id]
             notes = [
-                enqueue(
+                queue(
                     session,
                     alert,
                     transition,
@@ -311,7 +317,7 @@ class Escalation:
             for key, name, address, channel in audiences:
                 if channel in self.channels:
                     notes.append(
-                        enqueue(
+                        queue(
                             session,
                             alert,
                             transition,
@@ -395,24 +401,26 @@ class Escalation:
 
     def _timer(
         self, alert: Alert, planned: PlannedStep, due: datetime, now: datetime
-    ) -> EscalationTimer:
-        return EscalationTimer(
-            alert_id=alert.id,
-            kind=planned.kind,
-            step=planned.step,
-            round=planned.round,
-            epoch=alert.epoch,
-            due_at=due,
-            status=TimerStatus.PENDING,
-            plan=planned.to_json(),
-            created_at=now,
-        )
+    ) -> dict[str, Any]:
+        """The column values of the timer row of `planned`."""
+        return {
+            "alert_id": alert.id,
+            "kind": planned.kind,
+            "step": planned.step,
+            "round": planned.round,
+            "epoch": alert.epoch,
+            "due_at": due,
+            "status": TimerStatus.PENDING,
+            "plan": planned.to_json(),
+            "created_at": now,
+        }
 
     def watch_deadline(
         self, session: Session, event: Alert, *, text: AlertText, now: datetime
     ) -> None:
         """Zones joined `event`: when its deadline's notice has gone already, plan
         another, so the leader on duty hears of these zones too should they wait."""
+        held.write(session)
         rounds = session.execute(
             select(EscalationTimer.round, EscalationTimer.status).where(
                 EscalationTimer.alert_id == event.id,
@@ -425,7 +433,7 @@ class Escalation:
         round_ = max((r for r, _ in rounds), default=-1) + 1
         due = now + self.deadline(event.level)
         timer = self._deadline_timer(event, self.policy_for(event), text, due, now, round_)
-        session.add(timer)
+        _add_timers(session, [timer])
         audit.append(
             session,
             at=now,
@@ -443,7 +451,7 @@ class Escalation:
         due: datetime,
         now: datetime,
         round_: int = 0,
-    ) -> EscalationTimer:
+    ) -> dict[str, Any]:
         minutes = round(self.deadline(alert.level).total_seconds() / 60)
         body = OVERDUE_TEXT.format(
             sender=self.county.sender, summary=text.summary, code=alert.code, minutes=minutes
@@ -470,7 +478,7 @@ class Escalation:
         *,
         extra: Sequence[Recipient] = (),
         fresh: set[str] | None = None,
-    ) -> tuple[list[Notification], list[dict[str, Any]]]:
+    ) -> tuple[list[QueuedRow], list[dict[str, Any]]]:
         return fire(self, session, alert, planned, now, extra=extra, fresh=fresh)
 
     def _overdue(
@@ -526,6 +534,13 @@ class Escalation:
                 "reason": "no_zone_waits",
             },
         )
+
+
+def _add_timers(session: Session, timers: Sequence[dict[str, Any]]) -> None:
+    """Add timer rows: held for the batch insert inside a held-rows batch, else as objects."""
+    for values in timers:
+        if not held.hold(session, EscalationTimer, values):
+            session.add(EscalationTimer(**values))
 
 
 def _people_told(told: Sequence[Mapping[str, Any]]) -> bool:

@@ -25,10 +25,11 @@ from dispatcher.county import County
 from dispatcher.escalation.members import changed_at
 from dispatcher.escalation.plan import PlannedStep
 from dispatcher.messages import append_link
-from dispatcher.outbox.rows import enqueue, idempotency_key
+from dispatcher.outbox.rows import QueuedRow, idempotency_key, queue
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient, audiences, reaches_people, recipients
 from dispatcher.states import AlertKind, TimerKind
+from dispatcher.storage import held
 from dispatcher.storage.models import Acknowledgement, Alert, Notification
 
 __all__ = ["Firing", "fire"]
@@ -64,7 +65,7 @@ def fire(
     *,
     extra: Sequence[Recipient] = (),
     fresh: set[str] | None = None,
-) -> tuple[list[Notification], list[dict[str, Any]]]:
+) -> tuple[list[QueuedRow], list[dict[str, Any]]]:
     """Enqueue one step's messages and record it; people who acknowledged are skipped.
 
     `fresh` is for an alert opened in this transaction: nobody can have
@@ -95,7 +96,7 @@ def fire(
     channels = [c for c in channels if reaches_people(c[1])]
     # two steps firing together may name one recipient: one message each way
     already = fresh if fresh is not None else _enqueued(session, alert, planned.transition)
-    notes: list[Notification] = []
+    notes: list[QueuedRow] = []
     told: list[dict[str, Any]] = []
     for person in people:
         if person.person_id in acked:
@@ -114,7 +115,7 @@ def fire(
                 body = append_link(
                     body, esc.ack_link(alert.id, person.person_id, now), code=alert.code
                 )
-            notes.append(enqueue(session, alert, planned.transition, person, used, body, now))
+            notes.append(queue(session, alert, planned.transition, person, used, body, now))
             told.append({"person": person.person_id, "role": person.role, "channel": used})
     unreached: list[str] = []
     for audience in audiences(
@@ -131,7 +132,7 @@ def fire(
         # the link acknowledges as the person it was signed for, and anyone
         # in the group could follow it
         notes.append(
-            enqueue(
+            queue(
                 session,
                 alert,
                 planned.transition,
@@ -190,6 +191,7 @@ def _acknowledged(session: Session, alert: Alert) -> set[str]:
 
 def _enqueued(session: Session, alert: Alert, transition: str) -> set[str]:
     """The idempotency keys of the messages of `alert`'s `transition` already queued."""
+    held.write(session)
     return set(
         session.scalars(
             select(Notification.idempotency_key).where(

@@ -23,6 +23,7 @@ from dispatcher import audit
 from dispatcher.audit import serialise_with_audit
 from dispatcher.escalation.plan import ESCALATION_PREFIX
 from dispatcher.states import NotificationStatus, TimerStatus
+from dispatcher.storage import held
 from dispatcher.storage.models import Alert, EscalationTimer, Notification
 
 __all__ = [
@@ -86,6 +87,7 @@ def cancel_escalations(
     `before` lets a caller put an alert's own audit event ahead of its
     cancellation's, as when one alert at a time is closed. Does not commit.
     """
+    held.write(session)
     ids = [alert.id for alert in alerts]
     timers: dict[int, list[int]] = {alert_id: [] for alert_id in ids}
     notes: dict[int, list[int]] = {alert_id: [] for alert_id in ids}

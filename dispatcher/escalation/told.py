@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from dispatcher.county import County
 from dispatcher.routing import Recipient
 from dispatcher.states import NotificationStatus
+from dispatcher.storage import held
 from dispatcher.storage.models import Alert, Notification
 
 __all__ = ["Told", "notified_people", "told_audiences", "told_of"]
@@ -58,6 +59,7 @@ def told_of(
     audiences: dict[int, dict[tuple[str, str], tuple[str, str, str, str]]] = {
         alert_id: {} for alert_id in alert_ids
     }
+    held.write(session)
     ids = list(dict.fromkeys(alert_ids))
     for start in range(0, len(ids), _CHUNK):
         rows = session.execute(
