@@ -17,13 +17,20 @@ the tail): to catch that, copy the latest hash somewhere else now and then
 
 `record` never commits: the event is written in the caller's transaction, with
 the state change it describes, so both happen or neither does.
+
+A writer of many events in one transaction (a poll's commit) opens `batch`:
+`append` then keeps each event in memory, and the batch writes them all at
+its end — the chain's tail read once, every hash computed in one pass, the
+rows inserted together — in the same transaction and the same order as one
+`record` each would have. Outside a batch `append` is `record`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -39,6 +46,9 @@ GENESIS_HASH = "0" * 64
 # Fixed and distinct from any other advisory lock in the project (the ASCII
 # of "YJAUDIT\0", which fits a signed 64-bit integer).
 AUDIT_CHAIN_LOCK_KEY = int.from_bytes(b"YJAUDIT\x00", "big")
+
+# session.info key of the events an open `batch` holds, in order
+_PENDING = "yujing.audit.pending"
 
 
 @dataclass(frozen=True)
@@ -84,10 +94,62 @@ def record(
     transaction must run at READ COMMITTED (the default), so the tail is read
     after the lock is granted, not from an older snapshot.
     """
+    write_pending(session)  # a batch's events come first: they happened first
     (row,) = _chained(session, [Entry(at, actor, action, subject, data)])
     id_ = session.scalar(insert(AuditEvent).returning(AuditEvent.id), row)
     assert id_ is not None
     return Appended(id_, row["prev_hash"], row["hash"])
+
+
+def append(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one event as `record` does; inside a `batch`, in memory until the batch ends.
+
+    The event's data is checked (timezone, plain JSON) at once either way, so
+    a mistake is raised where it was made.
+    """
+    entry = Entry(at, actor, action, subject, data)
+    pending: list[_Prepared] | None = session.info.get(_PENDING)
+    if pending is None:
+        record(session, at=at, actor=actor, action=action, subject=subject, data=data)
+        return
+    pending.append(_prepared(entry))
+
+
+@contextmanager
+def batch(session: Session) -> Iterator[None]:
+    """Within, `append` holds events in memory; they are written, chained, at the end.
+
+    Nothing is written when the block raises (the caller's transaction rolls
+    back anyway). A reader of the audit log inside the block calls
+    `write_pending` first; `record` does so itself. Batches do not nest: an
+    inner one joins the outer.
+    """
+    if _PENDING in session.info:
+        yield
+        return
+    session.info[_PENDING] = []
+    try:
+        yield
+        write_pending(session)
+    finally:
+        session.info.pop(_PENDING, None)
+
+
+def write_pending(session: Session) -> None:
+    """Write the events an open `batch` holds now (for a reader of the log); else nothing."""
+    pending: list[_Prepared] | None = session.info.get(_PENDING)
+    if pending:
+        rows = _chain(session, list(pending))
+        pending.clear()
+        _insert(session, rows)
 
 
 def record_many(session: Session, entries: Sequence[Entry]) -> None:
@@ -98,26 +160,32 @@ def record_many(session: Session, entries: Sequence[Entry]) -> None:
     worker recording a batch of outcomes writes one event per message without
     a round trip or an ORM object each.
     """
+    write_pending(session)
     rows = _chained(session, entries)
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        _insert(session, rows)
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    # the table, not the model: many rows without the ORM's bookkeeping for each
+    session.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), rows)
 
 
 def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]:
     """The rows that append `entries` to the chain: locked, hashed, ready to insert."""
-    rows: list[dict[str, Any]] = []
-    for entry in entries:
-        if entry.at.tzinfo is None or entry.at.utcoffset() is None:
-            raise ValueError("audit event time must be timezone-aware (pass UTC)")
-        rows.append(
-            {
-                "at": entry.at.astimezone(UTC),
-                "actor": entry.actor,
-                "action": entry.action,
-                "subject": entry.subject,
-                "data": _json_round_trip(entry.data or {}),
-            }
-        )
+    return _chain(session, [_prepared(entry) for entry in entries])
+
+
+class _Prepared(NamedTuple):
+    """An event's stored columns before its place in the chain, and its data's canonical JSON."""
+
+    row: dict[str, Any]
+    data_json: str
+
+
+def _chain(session: Session, prepared: list[_Prepared]) -> list[dict[str, Any]]:
+    """The rows of `prepared` events given their place at the chain's end: locked, hashed."""
+    rows = [p.row for p in prepared]
     if not rows:
         return rows
     serialise_with_audit(session)
@@ -126,11 +194,28 @@ def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]
         session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
         or GENESIS_HASH
     )
-    for row in rows:
-        digest = chain_hash(prev_hash, **row)
+    for row, data_json in prepared:
+        digest = _hash(prev_hash, row["at"], row["actor"], row["action"], row["subject"], data_json)
         row["prev_hash"], row["hash"] = prev_hash, digest
         prev_hash = digest
     return rows
+
+
+def _prepared(entry: Entry) -> _Prepared:
+    """The stored columns of `entry` (before its place in the chain), checked."""
+    if entry.at.tzinfo is None or entry.at.utcoffset() is None:
+        raise ValueError("audit event time must be timezone-aware (pass UTC)")
+    data_json = _data_json(entry.data or {})
+    row = {
+        "at": entry.at.astimezone(UTC),
+        "actor": entry.actor,
+        "action": entry.action,
+        "subject": entry.subject,
+        # stored as its JSON round trip: tuples become lists, int keys strings …
+        # exactly as they come back from the column, so what is hashed is what is stored
+        "data": json.loads(data_json),
+    }
+    return _Prepared(row, data_json)
 
 
 def serialise_with_audit(session: Session) -> None:
@@ -194,14 +279,24 @@ def chain_hash(
     data: Any,
 ) -> str:
     """sha256_hex(prev_hash + canonical_json({at, actor, action, subject, data}))."""
-    content = {
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "data": data,
-    }
-    return hashlib.sha256((prev_hash + _canonical_json(content)).encode()).hexdigest()
+    return _hash(prev_hash, at, actor, action, subject, _canonical_json(data))
+
+
+def _hash(
+    prev_hash: str, at: datetime, actor: str, action: str, subject: str, data_json: str
+) -> str:
+    """`chain_hash` with the data already in canonical JSON: the content's canonical
+    JSON is spelled here key by key, in sorted order, around it (the same text)."""
+
+    def quoted(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    when = at.astimezone(UTC).isoformat(timespec="microseconds")
+    content = (
+        f'{{"action":{quoted(action)},"actor":{quoted(actor)},"at":{quoted(when)},'
+        f'"data":{data_json},"subject":{quoted(subject)}}}'
+    )
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
 
 
 def _canonical_json(value: Any) -> str:
@@ -211,14 +306,12 @@ def _canonical_json(value: Any) -> str:
     )
 
 
-def _json_round_trip(data: Mapping[str, Any]) -> dict[str, Any]:
-    # Tuples become lists, int keys become strings … exactly as they will come
-    # back from the JSON column, so the hash is computed over what is stored.
+def _data_json(data: Mapping[str, Any]) -> str:
+    """The canonical JSON of an event's data; ValueError when it is no plain JSON."""
     try:
-        stored: dict[str, Any] = json.loads(_canonical_json(dict(data)))
+        return _canonical_json(dict(data))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"audit data must be plain JSON (strings as keys): {exc}") from exc
-    return stored
 
 
 __all__ = [
@@ -226,10 +319,13 @@ __all__ = [
     "GENESIS_HASH",
     "Appended",
     "Entry",
+    "append",
+    "batch",
     "chain_hash",
     "event_hash",
     "record",
     "record_many",
     "serialise_with_audit",
     "verify",
+    "write_pending",
 ]

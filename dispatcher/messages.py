@@ -198,10 +198,9 @@ def render_hazard(
     texts fit `limits.max_bytes` (default: the strictest robot, WeCom's 2048);
     `limits` are the channel's own when the caller knows them.
     """
-    values = hazard_values(message, timezone)
     if template is not None:
         try:
-            text = render_template(template, values)
+            text = render_template(template, hazard_values(message, timezone))
         except Exception as exc:  # an administrator's template must never stop a warning
             log.error(
                 "the %s template for %s (alert %s) failed to render (%s: %s); "
@@ -232,7 +231,7 @@ def render_hazard(
         return _broadcast_text(message, timezone, limits)
     if channel_kind == Medium.IM:
         return _im_text(message, timezone, limits)
-    return _sms_text(message, values)
+    return _sms_text(message, hazard_values(message, timezone))
 
 
 # --- sms

@@ -33,8 +33,9 @@ from dispatcher.alerts.reconcile import Transition
 from dispatcher.county import County
 from dispatcher.escalation import Escalation
 from dispatcher.escalation.members import event_text, open_members
+from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
-from dispatcher.storage.models import Alert, AuditEvent, Notification
+from dispatcher.storage.models import Alert, AuditEvent
 from rules.types import Level
 
 __all__ = ["open_events", "open_hazard_zones", "update_events"]
@@ -87,7 +88,7 @@ def update_events(
     hazard_name: Callable[[str], str],
     escalation: Escalation,
     forecast_run_id: int | None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """Open, change and end events for this poll's `transitions`; does not commit.
 
     `before` is `open_hazard_zones` and `events` is `open_events`, both read
@@ -97,7 +98,7 @@ def update_events(
         hazard: EventState(event.id, hazard, Level.parse(event.level), dict(before.get(hazard, {})))
         for hazard, event in events.items()
     }
-    notes: list[Notification] = []
+    notes: list[QueuedRow] = []
     current = dict(events)
     for change in group(states, zones_after(before, transitions)):
         if change.kind is EventChangeKind.NEW:
@@ -177,7 +178,7 @@ def _open(
     hazard_name: Callable[[str], str],
     escalation: Escalation,
     forecast_run_id: int | None,
-) -> tuple[Alert, list[Notification]]:
+) -> tuple[Alert, list[QueuedRow]]:
     assert change.level is not None
     members = _members_of_hazard(session, change.hazard)
     # the event's rule (for per-rule escalation overrides): its highest zone alert's
@@ -214,7 +215,7 @@ def _change(
     now: datetime,
     county: County,
     escalation: Escalation,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """A level change (escalation restarted at the new level) or zones added (told)."""
     assert change.level is not None
     _adopt(session, change.hazard, event)
@@ -223,7 +224,7 @@ def _change(
     event.evidence = _summary(change.zones)
     event.updated_at = now
     if change.kind is EventChangeKind.ZONES_ADDED:
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor="system",
@@ -231,6 +232,7 @@ def _change(
             subject=f"alert:{event.id}",
             data={"code": event.code, **_audit_data(change)},
         )
+        audit.write_pending(session)
         count = session.scalar(
             select(func.count(AuditEvent.id)).where(
                 AuditEvent.action == "alert.zones_added", AuditEvent.subject == f"alert:{event.id}"
@@ -255,7 +257,7 @@ def _change(
         # a higher level is a new warning for the bureau: it is acknowledged anew
         event.state = AlertState.FIRING
         event.acknowledged_at, event.acknowledged_by = None, None
-    audit.record(
+    audit.append(
         session,
         at=now,
         actor="system",
@@ -285,7 +287,7 @@ def _end(
     now: datetime,
     county: County,
     escalation: Escalation,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     text = event_text(
         county, event, "resolved", {}, now=now, default_channel=escalation.default_channel
     )

@@ -11,27 +11,30 @@ so either all of it is committed before any message leaves, or none of it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from itertools import groupby
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from channels.base import Medium
 from channels.registry import medium_of
 from dispatcher import audit
 from dispatcher.alerts.events import open_events, open_hazard_zones, update_events
-from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
+from dispatcher.alerts.lifecycle import Closing, NewAlert, Opening, close_alerts, open_alerts
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
 from dispatcher.audit import serialise_with_audit
 from dispatcher.county import County, ZoneConfig
 from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.messages import HazardMessage, TemplateLookup, render_hazard
+from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
-from dispatcher.storage.models import Alert, AuditEvent, Notification
+from dispatcher.storage import held
+from dispatcher.storage.models import Alert, AuditEvent
 from rules.types import Level
 
 __all__ = ["Wording", "apply_transitions", "open_hazard_alerts", "recently_resolved"]
@@ -50,27 +53,30 @@ class Wording:
 
 def open_hazard_alerts(session: Session) -> list[OpenAlert]:
     """The open hazard alerts, as reconcile sees them."""
-    rows = session.scalars(
-        select(Alert).where(Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES))
-    ).all()
+    rows = session.execute(
+        select(Alert.id, Alert.zone_id, Alert.hazard, Alert.level, Alert.calm_since).where(
+            Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES)
+        )
+    )  # columns, not objects: a province has tens of thousands open
     return [
-        OpenAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.calm_since) for a in rows
+        OpenAlert(id_, zone_id or "", hazard, Level.parse(level), calm_since)
+        for id_, zone_id, hazard, level, calm_since in rows
     ]
 
 
 def recently_resolved(session: Session, since: datetime) -> list[ClosedAlert]:
     """Hazard alerts resolved at or after `since`, as reconcile's cooldown sees them."""
-    rows = session.scalars(
-        select(Alert).where(
+    rows = session.execute(
+        select(Alert.id, Alert.zone_id, Alert.hazard, Alert.level, Alert.closed_at).where(
             Alert.kind == AlertKind.HAZARD,
             Alert.state == AlertState.RESOLVED,
             Alert.closed_at >= since,
         )
-    ).all()
+    )
     return [
-        ClosedAlert(a.id, a.zone_id or "", a.hazard, Level.parse(a.level), a.closed_at)
-        for a in rows
-        if a.closed_at is not None
+        ClosedAlert(id_, zone_id or "", hazard, Level.parse(level), closed_at)
+        for id_, zone_id, hazard, level, closed_at in rows
+        if closed_at is not None
     ]
 
 
@@ -84,7 +90,7 @@ def apply_transitions(
     channel: str,
     forecast_run_id: int | None,
     escalation: Escalation | None = None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """Write the transitions, their notifications and audit events; does not commit.
 
     Who is told is the escalation policy's business (`dispatcher.escalation`):
@@ -96,62 +102,76 @@ def apply_transitions(
     """
     # the audit chain's lock before any alert row's, like acknowledgements and timers
     serialise_with_audit(session)
+    # the poll's outbox rows and timers inserted together, its audit events chained
+    # in one pass, at the end
+    with audit.batch(session), held.batch(session):
+        return _apply(
+            session,
+            transitions,
+            now=now,
+            county=county,
+            wording=wording,
+            channel=channel,
+            forecast_run_id=forecast_run_id,
+            escalation=escalation,
+        )
+
+
+def _apply(
+    session: Session,
+    transitions: Sequence[Transition],
+    *,
+    now: datetime,
+    county: County,
+    wording: Wording,
+    channel: str,
+    forecast_run_id: int | None,
+    escalation: Escalation | None,
+) -> list[QueuedRow]:
     esc = on_channel(escalation, county, channel)
     before, events = open_hazard_zones(session), open_events(session)
-    notifications: list[Notification] = []
-    for t in transitions:
-        if t.kind is TransitionKind.CONTINUED:
-            _continue(session, t, now)
-            continue
-        if t.kind is TransitionKind.SUPPRESSED:
-            _suppress(session, t, now)
-            continue
-        # the texts in force, so a CAP message derived later reads as it did then
-        texts = {
-            "hazard_name": wording.hazard_name(t.hazard),
-            "advice": wording.advice(t.hazard, t.level),
-        }
-        if t.kind is TransitionKind.RESOLVED:
-            alert = session.get_one(Alert, t.alert_id)
-            said = _hazard_text(alert, t, now, county, wording, channel)
+    # the alerts that resolve or are superseded, loaded at once and held here
+    alerts = _load(
+        session,
+        [t.alert_id for t in transitions if t.alert_id is not None and t.kind not in _NOT_LOADED],
+    )
+    notifications: list[QueuedRow] = []
+    # runs of one kind of transition are written together, runs in order: the
+    # rows and audit events come out as when one transition was written at a time
+    for stage, run in groupby(transitions, key=_stage):
+        batch = list(run)
+        if stage is TransitionKind.CONTINUED:
+            _continue(session, batch, now)
+        elif stage is TransitionKind.SUPPRESSED:
+            for t in batch:
+                _suppress(session, t, now)
+        elif stage is TransitionKind.RESOLVED:
             notifications.extend(
-                close_alert(
+                _resolve(
                     session,
-                    alert,
-                    escalation=esc,
-                    body=said.body,
-                    bodies=said.bodies,
-                    data=_audit_data(alert, t) | texts,
+                    batch,
+                    alerts,
                     now=now,
+                    county=county,
+                    wording=wording,
+                    channel=channel,
+                    esc=esc,
                 )
             )
-            continue
-        a = t.assessment
-        new = NewAlert(
-            kind=AlertKind.HAZARD,
-            zone_id=t.zone_id,
-            hazard=t.hazard,
-            rule_id=a.rule_id if a else "",
-            title=a.title if a else t.hazard,
-            level=t.level.key,
-            onset=a.onset if a else None,
-            until=a.until if a else None,
-            evidence=dict(a.evidence) if a else {},
-            forecast_run_id=forecast_run_id,
-        )
-        _, notes = open_alert(
-            session,
-            new,
-            escalation=esc,
-            text=partial(
-                _hazard_text, t=t, now=now, county=county, wording=wording, channel=channel
-            ),
-            data=_audit_data(new, t) | texts,
-            now=now,
-            transition=t.kind.value,
-            previous=session.get_one(Alert, t.alert_id) if t.alert_id is not None else None,
-        )
-        notifications.extend(notes)
+        else:
+            notifications.extend(
+                _open(
+                    session,
+                    batch,
+                    alerts,
+                    now=now,
+                    county=county,
+                    wording=wording,
+                    channel=channel,
+                    esc=esc,
+                    forecast_run_id=forecast_run_id,
+                )
+            )
     session.flush()
     notifications.extend(
         update_events(
@@ -168,6 +188,108 @@ def apply_transitions(
     )
     session.flush()
     return notifications
+
+
+# transitions whose alert is not loaded as an object: continued ones are updated
+# with one statement for all, suppressed ones name an alert already resolved
+_NOT_LOADED = (TransitionKind.CONTINUED, TransitionKind.SUPPRESSED)
+
+
+def _stage(t: Transition) -> TransitionKind:
+    """Which writer takes `t`: new, upgraded and downgraded alike open an alert."""
+    if t.kind in (TransitionKind.UPGRADED, TransitionKind.DOWNGRADED):
+        return TransitionKind.NEW
+    return t.kind
+
+
+def _load(session: Session, ids: Sequence[int]) -> dict[int, Alert]:
+    """The alerts of `ids`, one query per thousand."""
+    out: dict[int, Alert] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        out.update((a.id, a) for a in session.scalars(select(Alert).where(Alert.id.in_(chunk))))
+    return out
+
+
+# ids per IN (…): well within SQLite's and PostgreSQL's parameter limits
+_CHUNK = 1000
+
+
+def _texts(t: Transition, wording: Wording) -> dict[str, str]:
+    """The texts in force, so a CAP message derived later reads as it did then."""
+    return {
+        "hazard_name": wording.hazard_name(t.hazard),
+        "advice": wording.advice(t.hazard, t.level),
+    }
+
+
+def _resolve(
+    session: Session,
+    batch: Sequence[Transition],
+    alerts: Mapping[int, Alert],
+    *,
+    now: datetime,
+    county: County,
+    wording: Wording,
+    channel: str,
+    esc: Escalation,
+) -> list[QueuedRow]:
+    closings: list[Closing] = []
+    for t in batch:
+        assert t.alert_id is not None
+        alert = alerts[t.alert_id]
+        said = _hazard_text(alert, t, now, county, wording, channel)
+        closings.append(
+            Closing(
+                alert,
+                AlertText(said.body, "", said.bodies),
+                _audit_data(alert, t) | _texts(t, wording),
+            )
+        )
+    told = close_alerts(session, closings, escalation=esc, now=now)
+    return [note for notes in told for note in notes]
+
+
+def _open(
+    session: Session,
+    batch: Sequence[Transition],
+    alerts: Mapping[int, Alert],
+    *,
+    now: datetime,
+    county: County,
+    wording: Wording,
+    channel: str,
+    esc: Escalation,
+    forecast_run_id: int | None,
+) -> list[QueuedRow]:
+    openings: list[Opening] = []
+    for t in batch:
+        a = t.assessment
+        new = NewAlert(
+            kind=AlertKind.HAZARD,
+            zone_id=t.zone_id,
+            hazard=t.hazard,
+            rule_id=a.rule_id if a else "",
+            title=a.title if a else t.hazard,
+            level=t.level.key,
+            onset=a.onset if a else None,
+            until=a.until if a else None,
+            evidence=dict(a.evidence) if a else {},
+            forecast_run_id=forecast_run_id,
+        )
+        openings.append(
+            Opening(
+                new,
+                text=partial(
+                    _hazard_text, t=t, now=now, county=county, wording=wording, channel=channel
+                ),
+                data=_audit_data(new, t) | _texts(t, wording),
+                transition=t.kind.value,
+                previous=alerts[t.alert_id] if t.alert_id is not None else None,
+            )
+        )
+    opened = open_alerts(session, openings, escalation=esc, now=now)
+    return [note for _, notes in opened for note in notes]
 
 
 def _hazard_text(
@@ -215,29 +337,60 @@ def _zone(county: County, zone_id: str) -> ZoneConfig | None:
         return None
 
 
-def _continue(session: Session, t: Transition, now: datetime) -> None:
-    alert = session.get_one(Alert, t.alert_id)
-    calm_started = alert.calm_since is None and t.calm_since is not None
-    alert.calm_since = t.calm_since
-    if t.assessment is not None and t.assessment.level is not None and t.calm_since is None:
-        alert.onset = t.assessment.onset
-        alert.until = t.assessment.until
-        alert.evidence = dict(t.assessment.evidence)
-    alert.updated_at = now
-    if t.data_missing or calm_started:
-        audit.record(
-            session,
-            at=now,
-            actor="system",
-            action="alert.data_missing" if t.data_missing else "alert.calming",
-            subject=f"alert:{alert.id}",
-            data={"zone": t.zone_id, "hazard": t.hazard, "level": t.level.key},
-        )
+def _continue(session: Session, batch: Sequence[Transition], now: datetime) -> None:
+    """Alerts that stay open: their calm clock and latest forecast, one statement for
+    all; audited when the forecast had gaps or the calm clock starts."""
+    calm: dict[int, datetime | None] = {}
+    ids = [t.alert_id for t in batch if t.alert_id is not None]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found = session.execute(select(Alert.id, Alert.calm_since).where(Alert.id.in_(chunk)))
+        calm.update((alert_id, since) for alert_id, since in found)
+    calming, forecast = [], []
+    for t in batch:
+        assert t.alert_id is not None
+        calm_started = calm[t.alert_id] is None and t.calm_since is not None
+        values: dict[str, Any] = {"b_id": t.alert_id, "calm_since": t.calm_since, "updated_at": now}
+        if t.assessment is not None and t.assessment.level is not None and t.calm_since is None:
+            values |= {
+                "onset": t.assessment.onset,
+                "until": t.assessment.until,
+                "evidence": dict(t.assessment.evidence),
+            }
+            forecast.append(values)
+        else:
+            calming.append(values)
+        if t.data_missing or calm_started:
+            audit.append(
+                session,
+                at=now,
+                actor="system",
+                action="alert.data_missing" if t.data_missing else "alert.calming",
+                subject=f"alert:{t.alert_id}",
+                data={"zone": t.zone_id, "hazard": t.hazard, "level": t.level.key},
+            )
+    table = Alert.metadata.tables[Alert.__tablename__]
+    for rows in (calming, forecast):
+        if rows:
+            # Core, not the ORM: no object per alert; objects already loaded are expired
+            columns: dict[str, Any] = {key: bindparam(key) for key in rows[0] if key != "b_id"}
+            session.execute(
+                update(table).where(table.c.id == bindparam("b_id")).values(columns), rows
+            )
+    _expire(session, set(ids))
+
+
+def _expire(session: Session, ids: set[int]) -> None:
+    """Loaded alert objects among `ids` read their row again when next used."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Alert) and obj.id in ids:
+            session.expire(obj)
 
 
 def _suppress(session: Session, t: Transition, now: datetime) -> None:
     """Audit, once per resolved alert and level, a warning its cooldown holds back."""
     subject = f"alert:{t.alert_id}"
+    audit.write_pending(session)
     earlier = session.scalars(
         select(AuditEvent.data).where(
             AuditEvent.action == "alert.suppressed", AuditEvent.subject == subject
@@ -246,7 +399,7 @@ def _suppress(session: Session, t: Transition, now: datetime) -> None:
     if any(data.get("level") == t.level.key for data in earlier):
         return
     a = t.assessment
-    audit.record(
+    audit.append(
         session,
         at=now,
         actor="system",

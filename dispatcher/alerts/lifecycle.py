@@ -6,6 +6,9 @@ Every alert — a hazard at a zone (`dispatcher.alerts.hazards`), an event
 opens by `open_alert` and closes by `close_alert`: the alert row, its
 `alert.*` audit event, and its escalation started or closed
 (`dispatcher.escalation`), which is who is told, when, and by what deadline.
+A poll opening thousands opens them together (`open_alerts`): their rows
+inserted at once, then each one's audit event and escalation, in order —
+the same rows as one `open_alert` each, without a round trip per alert.
 Nothing here commits: the caller's one transaction holds all of it, so
 either all of it is committed before any message leaves, or none of it is.
 """
@@ -13,21 +16,35 @@ either all of it is committed before any message leaves, or none of it is.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatcher import audit
 from dispatcher.alerts.reconcile import TransitionKind
 from dispatcher.escalation import AlertText, Escalation, Policy
+from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import AlertKind, AlertState
-from dispatcher.storage.models import Alert, Notification
+from dispatcher.storage.models import Alert
 
-__all__ = ["CODE_ALPHABET", "CODE_LENGTH", "NewAlert", "close_alert", "new_code", "open_alert"]
+__all__ = [
+    "CODE_ALPHABET",
+    "CODE_LENGTH",
+    "Closing",
+    "NewAlert",
+    "Opening",
+    "close_alert",
+    "close_alerts",
+    "new_code",
+    "new_codes",
+    "open_alert",
+    "open_alerts",
+]
 
 # no 0/O, 1/I/L, 2/Z, 5/S, 8/B: codes are read aloud and typed on phones
 CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
@@ -36,10 +53,43 @@ CODE_LENGTH = 4
 
 def new_code(session: Session) -> str:
     """A short alert code, unique among all alerts (people reply with it)."""
-    while True:
-        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        if session.scalar(select(Alert.id).where(Alert.code == code)) is None:
-            return code
+    (code,) = new_codes(session, 1)
+    return code
+
+
+def new_codes(session: Session, count: int) -> list[str]:
+    """`count` distinct short alert codes, unique among all alerts, in one query or a few.
+
+    Drawn in order as `new_code` draws them one by one (a code already drawn
+    is drawn again), so a seeded generator gives the same codes either way.
+    """
+    codes: list[str] = []
+    drawn: set[str] = set()
+
+    def draw() -> str:
+        while True:
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+            if code not in drawn:
+                drawn.add(code)
+                return code
+
+    codes = [draw() for _ in range(count)]
+    while taken := _taken(session, codes):
+        # rare: an older alert has it; only those are drawn again
+        codes = [draw() if code in taken else code for code in codes]
+    return codes
+
+
+def _taken(session: Session, codes: list[str]) -> set[str]:
+    taken: set[str] = set()
+    for start in range(0, len(codes), _CHUNK):
+        chunk = codes[start : start + _CHUNK]
+        taken.update(session.scalars(select(Alert.code).where(Alert.code.in_(chunk))))
+    return taken
+
+
+# ids or codes per IN (…): well within SQLite's and PostgreSQL's parameter limits
+_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -58,6 +108,20 @@ class NewAlert:
     forecast_run_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Opening:
+    """One alert to open: what it is about (`new`), its words once it has its code
+    (`text`), its audit data after the code (`data`), the transition that opens it,
+    the alert it supersedes (`previous`) and a policy replacing its own (`policy`)."""
+
+    new: NewAlert
+    text: Callable[[Alert], AlertText]
+    data: Mapping[str, Any]
+    transition: str = TransitionKind.NEW.value
+    previous: Alert | None = None
+    policy: Policy | None = None
+
+
 def open_alert(
     session: Session,
     new: NewAlert,
@@ -69,7 +133,7 @@ def open_alert(
     transition: str = TransitionKind.NEW.value,
     previous: Alert | None = None,
     policy: Policy | None = None,
-) -> tuple[Alert, list[Notification]]:
+) -> tuple[Alert, list[QueuedRow]]:
     """Open an alert: its row, `alert.{transition}` audited, its escalation started.
 
     `text` gives the warning's words once the alert has its code (they quote
@@ -79,38 +143,63 @@ def open_alert(
     gives the alert. Returns the alert and the notifications enqueued; does not
     commit.
     """
-    if previous is not None:
-        _end(previous, AlertState.SUPERSEDED, now)
-    alert = Alert(
-        code=new_code(session),
-        kind=new.kind,
-        zone_id=new.zone_id,
-        hazard=new.hazard,
-        rule_id=new.rule_id,
-        title=new.title,
-        level=new.level,
-        state=AlertState.FIRING,
-        onset=new.onset,
-        until=new.until,
-        evidence=dict(new.evidence),
-        opened_at=now,
-        updated_at=now,
-        supersedes_id=previous.id if previous else None,
-        forecast_run_id=new.forecast_run_id,
-    )
-    session.add(alert)
-    session.flush()  # the id goes into idempotency keys and audit subjects
-    _audit(session, alert, transition, data, now)
-    notes = escalation.start(
-        session,
-        alert,
-        transition=transition,
-        text=text(alert),
-        now=now,
-        previous=previous,
-        policy=policy,
-    )
+    opening = Opening(new, text, data, transition, previous, policy)
+    ((alert, notes),) = open_alerts(session, [opening], escalation=escalation, now=now)
     return alert, notes
+
+
+def open_alerts(
+    session: Session, openings: Sequence[Opening], *, escalation: Escalation, now: datetime
+) -> list[tuple[Alert, list[QueuedRow]]]:
+    """Open many alerts as `open_alert` opens one, in order; does not commit.
+
+    Their rows are inserted together (one flush: the ids go into idempotency
+    keys and audit subjects), then each one's `alert.{transition}` is audited
+    and its escalation started, as fresh: nothing was sent about an alert that
+    did not exist. Returns each alert with its notifications enqueued.
+    """
+    codes = new_codes(session, len(openings))
+    superseded = [opening.previous for opening in openings if opening.previous is not None]
+    _end(session, superseded, AlertState.SUPERSEDED, now)
+    alerts: list[Alert] = []
+    for opening, code in zip(openings, codes, strict=True):
+        new, previous = opening.new, opening.previous
+        alerts.append(
+            Alert(
+                code=code,
+                kind=new.kind,
+                zone_id=new.zone_id,
+                hazard=new.hazard,
+                rule_id=new.rule_id,
+                title=new.title,
+                level=new.level,
+                state=AlertState.FIRING,
+                onset=new.onset,
+                until=new.until,
+                evidence=dict(new.evidence),
+                opened_at=now,
+                updated_at=now,
+                supersedes_id=previous.id if previous else None,
+                forecast_run_id=new.forecast_run_id,
+            )
+        )
+    session.add_all(alerts)
+    session.flush()
+    opened: list[tuple[Alert, list[QueuedRow]]] = []
+    for alert, opening in zip(alerts, openings, strict=True):
+        _audit(session, alert, opening.transition, opening.data, now)
+        notes = escalation.start(
+            session,
+            alert,
+            transition=opening.transition,
+            text=opening.text(alert),
+            now=now,
+            previous=opening.previous,
+            policy=opening.policy,
+            fresh=True,
+        )
+        opened.append((alert, notes))
+    return opened
 
 
 def close_alert(
@@ -122,28 +211,64 @@ def close_alert(
     data: Mapping[str, Any],
     now: datetime,
     bodies: Mapping[str, str] | None = None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """Resolve an alert: `alert.resolved` audited, the rest of its escalation cancelled,
     and `body` sent to everyone who was told (villages and groups in their medium's
     words from `bodies`). Does not commit."""
+    text = AlertText(body, "", bodies or {})
+    (notes,) = close_alerts(session, [Closing(alert, text, data)], escalation=escalation, now=now)
+    session.flush()
+    return notes
+
+
+@dataclass(frozen=True)
+class Closing:
+    """One alert to resolve: the alert, the words of its end (`text.body` for people,
+    `text.bodies` per medium), its audit data after the code."""
+
+    alert: Alert
+    text: AlertText
+    data: Mapping[str, Any]
+
+
+def close_alerts(
+    session: Session, closings: Sequence[Closing], *, escalation: Escalation, now: datetime
+) -> list[list[QueuedRow]]:
+    """Resolve many alerts as `close_alert` resolves one, in order; their escalations
+    cancelled and their people told with a few statements for all. Returns each
+    alert's notifications; does not commit."""
     transition = TransitionKind.RESOLVED.value
-    _end(alert, AlertState.RESOLVED, now)
-    _audit(session, alert, transition, data, now)
-    return escalation.close(
-        session, alert, transition=transition, body=body, now=now, bodies=bodies
+    data = {closing.alert.id: closing.data for closing in closings}
+    _end(session, [closing.alert for closing in closings], AlertState.RESOLVED, now)
+    return escalation.close_all(
+        session,
+        [(closing.alert, closing.text) for closing in closings],
+        transition=transition,
+        now=now,
+        # each alert's own event ahead of its escalation's, as one at a time
+        before=lambda alert: _audit(session, alert, transition, data[alert.id], now),
     )
 
 
-def _end(alert: Alert, state: AlertState, now: datetime) -> None:
-    alert.state = state
-    alert.closed_at = now
-    alert.updated_at = now
+def _end(session: Session, alerts: Sequence[Alert], state: AlertState, now: datetime) -> None:
+    """Mark `alerts` ended: one UPDATE per thousand, not one per alert at the next flush;
+    the objects take the new values as their stored ones."""
+    values = {"state": state, "closed_at": now, "updated_at": now}
+    ids = [alert.id for alert in alerts]
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            update(Alert).where(Alert.id.in_(ids[start : start + _CHUNK])).values(values),
+            execution_options={"synchronize_session": False},
+        )
+    for alert in alerts:
+        for key, value in values.items():
+            set_committed_value(alert, key, value)
 
 
 def _audit(
     session: Session, alert: Alert, transition: str, data: Mapping[str, Any], now: datetime
 ) -> None:
-    audit.record(
+    audit.append(
         session,
         at=now,
         actor="system",

@@ -25,8 +25,9 @@ from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
 from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.messages import render_feed
+from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
-from dispatcher.storage.models import Alert, AuditEvent, ForecastRun, Notification
+from dispatcher.storage.models import Alert, AuditEvent, ForecastRun
 
 FEED_DOWN = "feed_down"
 WATCH_STARTED = "feed.watching"  # audit action: the first start watching a feed
@@ -111,7 +112,7 @@ def watch_feed(
     county: County,
     channel: str,
     escalation: Escalation | None = None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """Raise the feed-down alert after two silent poll intervals; resolve it on recovery.
 
     The outage runs from the last success on record, whatever restarts came

@@ -54,14 +54,15 @@ from dispatcher.escalation.policy import (
     bureau_part,
     zone_part,
 )
-from dispatcher.escalation.timers import cancel_escalation
-from dispatcher.escalation.told import Told, notified_people, told_audiences
-from dispatcher.outbox.rows import enqueue
+from dispatcher.escalation.timers import cancel_escalation, cancel_escalations
+from dispatcher.escalation.told import Told, notified_people, told_of
+from dispatcher.outbox.rows import QueuedRow, enqueue, queue
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState, TimerKind, TimerStatus
-from dispatcher.storage.models import Alert, EscalationTimer, Notification
+from dispatcher.storage import held
+from dispatcher.storage.models import Alert, EscalationTimer
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -171,14 +172,17 @@ class Escalation:
         now: datetime,
         previous: Alert | None = None,
         policy: Policy | None = None,
-    ) -> list[Notification]:
+        fresh: bool = False,
+    ) -> list[QueuedRow]:
         """Begin the alert's policy: enqueue the first step now and plan the rest.
 
         `transition` (new, upgraded, downgraded) names the first step's
         messages. With `previous` (the alert this one supersedes) its escalation
         is cancelled and everyone told about it hears about the change too.
         `policy` replaces the one escalation.yaml gives the alert (a built-in
-        audience, such as the administrators'). Does not commit.
+        audience, such as the administrators'). `fresh`: the alert opened in
+        this transaction (nobody acknowledged it, nothing was sent about it), so
+        its steps fire without reading either back. Does not commit.
         """
         policy = policy or self.policy_for(alert)
         deadline = now + self.deadline(alert.level)
@@ -192,24 +196,24 @@ class Escalation:
             (item for item in planned if item.delay > timedelta(0)),
             key=lambda item: item.delay,
         )
-        notes: list[Notification] = []
+        notes: list[QueuedRow] = []
         reached = False
+        keys: set[str] | None = set() if fresh else None
         for item in now_items:
-            fired, told_now = self._fire(session, alert, item, now, extra=told)
+            fired, told_now = self._fire(session, alert, item, now, extra=told, fresh=keys)
             notes.extend(fired)
             reached, told = reached or _people_told(told_now), []
         while not reached and later:
             # a first step that reaches no person (a zone without monitors, say)
             # is followed at once by the next one: no warning waits in silence,
             # and a loudspeaker or a group post is no one who can acknowledge
-            fired, told_now = self._fire(session, alert, later.pop(0), now, extra=told)
+            fired, told_now = self._fire(session, alert, later.pop(0), now, extra=told, fresh=keys)
             notes.extend(fired)
             reached, told = _people_told(told_now), []
         timers = [self._timer(alert, item, now + item.delay, now) for item in later]
         timers.append(self._deadline_timer(alert, policy, text, deadline, now))
-        session.add_all(timers)
-        session.flush()
-        audit.record(
+        _add_timers(session, timers)
+        audit.append(
             session,
             at=now,
             actor=self.actor,
@@ -220,7 +224,12 @@ class Escalation:
                 "policy": policy.name,
                 "deadline": deadline.isoformat(),
                 "planned": [
-                    {"step": t.step, "round": t.round, "kind": t.kind, "due": t.due_at.isoformat()}
+                    {
+                        "step": t["step"],
+                        "round": t["round"],
+                        "kind": t["kind"],
+                        "due": t["due_at"].isoformat(),
+                    }
                     for t in timers
                 ],
                 **({"epoch": alert.epoch} if alert.epoch else {}),
@@ -237,52 +246,90 @@ class Escalation:
         body: str,
         now: datetime,
         bodies: Mapping[str, str] | None = None,
-    ) -> list[Notification]:
+    ) -> list[QueuedRow]:
         """The alert ended: cancel the rest of its escalation, tell everyone who was told.
 
         People hear it on the default channel (`body`); the villages and groups
         that were told hear it on their own channel, in their medium's words
         from `bodies` when given.
         """
-        cancel_escalation(session, alert, at=now, actor=self.actor, reason=transition)
-        return self.tell(
-            session, alert, transition=transition, text=AlertText(body, "", bodies or {}), now=now
+        text = AlertText(body, "", bodies or {})
+        (notes,) = self.close_all(session, [(alert, text)], transition=transition, now=now)
+        session.flush()
+        return notes
+
+    def close_all(
+        self,
+        session: Session,
+        closings: Sequence[tuple[Alert, AlertText]],
+        *,
+        transition: str,
+        now: datetime,
+        before: Callable[[Alert], object] = lambda alert: None,
+    ) -> list[list[QueuedRow]]:
+        """`close` for many alerts, each with its words: their escalations cancelled
+        and their people told with a few statements for all. `before(alert)` is
+        called ahead of each alert's own audit events (its caller's event first,
+        as when one alert at a time is closed). Returns each alert's
+        notifications, in order; does not commit."""
+        alerts = [alert for alert, _ in closings]
+        cancel_escalations(
+            session, alerts, at=now, actor=self.actor, reason=transition, before=before
         )
+        return self.tell_all(session, closings, transition=transition, now=now)
 
     def tell(
         self, session: Session, alert: Alert, *, transition: str, text: AlertText, now: datetime
-    ) -> list[Notification]:
+    ) -> list[QueuedRow]:
         """Tell everyone who was told about `alert` (people on the default channel,
         villages and groups on theirs) of `transition`; does not commit."""
-        notes = [
-            enqueue(
-                session,
-                alert,
-                transition,
-                r,
-                self.default_channel,
-                text.for_medium(medium_of(self.default_channel)),
-                now,
-            )
-            for r in notified_people(session, alert, self.county)
-        ]
-        for key, name, address, channel in told_audiences(session, alert):
-            if channel in self.channels:
-                told = Told(name, address)
-                notes.append(
-                    enqueue(
-                        session,
-                        alert,
-                        transition,
-                        told,
-                        channel,
-                        text.for_medium(medium_of(channel)),
-                        now,
-                        audience=key,
-                    )
-                )
+        (notes,) = self.tell_all(session, [(alert, text)], transition=transition, now=now)
         session.flush()
         return notes
+
+    def tell_all(
+        self,
+        session: Session,
+        tellings: Sequence[tuple[Alert, AlertText]],
+        *,
+        transition: str,
+        now: datetime,
+    ) -> list[list[QueuedRow]]:
+        """`tell` for many alerts, each with its words; who was told about them is read
+        in one query per thousand. Returns each alert's notifications; does not commit."""
+        told = told_of(session, [alert.id for alert, _ in tellings], self.county)
+        out: list[list[QueuedRow]] = []
+        default_medium = medium_of(self.default_channel)
+        for alert, text in tellings:
+            people, audiences = told[alert.id]
+            notes = [
+                queue(
+                    session,
+                    alert,
+                    transition,
+                    r,
+                    self.default_channel,
+                    text.for_medium(default_medium),
+                    now,
+                )
+                for r in people
+            ]
+            for key, name, address, channel in audiences:
+                if channel in self.channels:
+                    notes.append(
+                        queue(
+                            session,
+                            alert,
+                            transition,
+                            Told(name, address),
+                            channel,
+                            text.for_medium(medium_of(channel)),
+                            now,
+                            audience=key,
+                        )
+                    )
+            out.append(notes)
+        return out
 
     # --- timers
 
@@ -312,7 +359,7 @@ class Escalation:
         )
         if later is not None:
             # catching up after downtime: one reminder, not every one missed
-            audit.record(
+            audit.append(
                 session,
                 at=now,
                 actor=self.actor,
@@ -354,24 +401,26 @@ class Escalation:
 
     def _timer(
         self, alert: Alert, planned: PlannedStep, due: datetime, now: datetime
-    ) -> EscalationTimer:
-        return EscalationTimer(
-            alert_id=alert.id,
-            kind=planned.kind,
-            step=planned.step,
-            round=planned.round,
-            epoch=alert.epoch,
-            due_at=due,
-            status=TimerStatus.PENDING,
-            plan=planned.to_json(),
-            created_at=now,
-        )
+    ) -> dict[str, Any]:
+        """The column values of the timer row of `planned`."""
+        return {
+            "alert_id": alert.id,
+            "kind": planned.kind,
+            "step": planned.step,
+            "round": planned.round,
+            "epoch": alert.epoch,
+            "due_at": due,
+            "status": TimerStatus.PENDING,
+            "plan": planned.to_json(),
+            "created_at": now,
+        }
 
     def watch_deadline(
         self, session: Session, event: Alert, *, text: AlertText, now: datetime
     ) -> None:
         """Zones joined `event`: when its deadline's notice has gone already, plan
         another, so the leader on duty hears of these zones too should they wait."""
+        held.write(session)
         rounds = session.execute(
             select(EscalationTimer.round, EscalationTimer.status).where(
                 EscalationTimer.alert_id == event.id,
@@ -384,8 +433,8 @@ class Escalation:
         round_ = max((r for r, _ in rounds), default=-1) + 1
         due = now + self.deadline(event.level)
         timer = self._deadline_timer(event, self.policy_for(event), text, due, now, round_)
-        session.add(timer)
-        audit.record(
+        _add_timers(session, [timer])
+        audit.append(
             session,
             at=now,
             actor=self.actor,
@@ -402,7 +451,7 @@ class Escalation:
         due: datetime,
         now: datetime,
         round_: int = 0,
-    ) -> EscalationTimer:
+    ) -> dict[str, Any]:
         minutes = round(self.deadline(alert.level).total_seconds() / 60)
         body = OVERDUE_TEXT.format(
             sender=self.county.sender, summary=text.summary, code=alert.code, minutes=minutes
@@ -428,8 +477,9 @@ class Escalation:
         now: datetime,
         *,
         extra: Sequence[Recipient] = (),
-    ) -> tuple[list[Notification], list[dict[str, Any]]]:
-        return fire(self, session, alert, planned, now, extra=extra)
+        fresh: set[str] | None = None,
+    ) -> tuple[list[QueuedRow], list[dict[str, Any]]]:
+        return fire(self, session, alert, planned, now, extra=extra, fresh=fresh)
 
     def _overdue(
         self,
@@ -447,7 +497,7 @@ class Escalation:
                 self._nobody_waits(session, alert, timer, now)
                 return 0
             planned = notice
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor=self.actor,
@@ -471,7 +521,7 @@ class Escalation:
         self, session: Session, event: Alert, timer: EscalationTimer, now: datetime
     ) -> None:
         """Record that an event's reminder or notice was not sent: no zone waits."""
-        audit.record(
+        audit.append(
             session,
             at=now,
             actor=self.actor,
@@ -484,6 +534,13 @@ class Escalation:
                 "reason": "no_zone_waits",
             },
         )
+
+
+def _add_timers(session: Session, timers: Sequence[dict[str, Any]]) -> None:
+    """Add timer rows: held for the batch insert inside a held-rows batch, else as objects."""
+    for values in timers:
+        if not held.hold(session, EscalationTimer, values):
+            session.add(EscalationTimer(**values))
 
 
 def _people_told(told: Sequence[Mapping[str, Any]]) -> bool:

@@ -25,10 +25,11 @@ from dispatcher.county import County
 from dispatcher.escalation.members import changed_at
 from dispatcher.escalation.plan import PlannedStep
 from dispatcher.messages import append_link
-from dispatcher.outbox.rows import enqueue, idempotency_key
+from dispatcher.outbox.rows import QueuedRow, idempotency_key, queue
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient, audiences, reaches_people, recipients
 from dispatcher.states import AlertKind, TimerKind
+from dispatcher.storage import held
 from dispatcher.storage.models import Acknowledgement, Alert, Notification
 
 __all__ = ["Firing", "fire"]
@@ -63,8 +64,15 @@ def fire(
     now: datetime,
     *,
     extra: Sequence[Recipient] = (),
-) -> tuple[list[Notification], list[dict[str, Any]]]:
-    """Enqueue one step's messages and record it; people who acknowledged are skipped."""
+    fresh: set[str] | None = None,
+) -> tuple[list[QueuedRow], list[dict[str, Any]]]:
+    """Enqueue one step's messages and record it; people who acknowledged are skipped.
+
+    `fresh` is for an alert opened in this transaction: nobody can have
+    acknowledged it yet, and its messages so far are the idempotency keys in
+    `fresh` (this firing adds its own), so the database is not asked — an
+    alert opening costs no query. None: both are read from the database.
+    """
     routed = recipients(
         esc.county,
         esc.roster,
@@ -73,13 +81,7 @@ def fire(
         people=planned.people,
         at=now,
     )
-    acknowledged = select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
-    if alert.kind == AlertKind.EVENT and alert.epoch:
-        # an event changed level in place: who acknowledged before hears of it now
-        since = changed_at(session, alert)
-        if since is not None:
-            acknowledged = acknowledged.where(Acknowledgement.at >= since)
-    acked = set(session.scalars(acknowledged))
+    acked = _acknowledged(session, alert) if fresh is None else set()
     people = list(routed.recipients)
     seen = {r.person_id for r in people}
     people.extend(r for r in extra if r.person_id not in seen)
@@ -93,15 +95,8 @@ def fire(
     not_for_people = [used for _, used, _ in channels if not reaches_people(used)]
     channels = [c for c in channels if reaches_people(c[1])]
     # two steps firing together may name one recipient: one message each way
-    already = set(
-        session.scalars(
-            select(Notification.idempotency_key).where(
-                Notification.alert_id == alert.id,
-                Notification.transition == planned.transition,
-            )
-        )
-    )
-    notes: list[Notification] = []
+    already = fresh if fresh is not None else _enqueued(session, alert, planned.transition)
+    notes: list[QueuedRow] = []
     told: list[dict[str, Any]] = []
     for person in people:
         if person.person_id in acked:
@@ -120,7 +115,7 @@ def fire(
                 body = append_link(
                     body, esc.ack_link(alert.id, person.person_id, now), code=alert.code
                 )
-            notes.append(enqueue(session, alert, planned.transition, person, used, body, now))
+            notes.append(queue(session, alert, planned.transition, person, used, body, now))
             told.append({"person": person.person_id, "role": person.role, "channel": used})
     unreached: list[str] = []
     for audience in audiences(
@@ -137,7 +132,7 @@ def fire(
         # the link acknowledges as the person it was signed for, and anyone
         # in the group could follow it
         notes.append(
-            enqueue(
+            queue(
                 session,
                 alert,
                 planned.transition,
@@ -159,8 +154,7 @@ def fire(
             channel,
             level=logging.WARNING,
         )
-    session.flush()
-    audit.record(
+    audit.append(
         session,
         at=now,
         actor=esc.actor,
@@ -182,3 +176,27 @@ def fire(
         },
     )
     return notes, told
+
+
+def _acknowledged(session: Session, alert: Alert) -> set[str]:
+    """Who acknowledged `alert` (an event: since its level last changed)."""
+    acknowledged = select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
+    if alert.kind == AlertKind.EVENT and alert.epoch:
+        # an event changed level in place: who acknowledged before hears of it now
+        since = changed_at(session, alert)
+        if since is not None:
+            acknowledged = acknowledged.where(Acknowledgement.at >= since)
+    return set(session.scalars(acknowledged))
+
+
+def _enqueued(session: Session, alert: Alert, transition: str) -> set[str]:
+    """The idempotency keys of the messages of `alert`'s `transition` already queued."""
+    held.write(session)
+    return set(
+        session.scalars(
+            select(Notification.idempotency_key).where(
+                Notification.alert_id == alert.id,
+                Notification.transition == transition,
+            )
+        )
+    )

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from channels.registry import medium_of
+from dispatcher import audit
 from dispatcher.county import County
 from dispatcher.escalation.plan import AlertText, PlannedStep
 from dispatcher.eventtext import EventFacts, EventZone, render_event_all
@@ -46,6 +47,7 @@ def changed_at(
     An event changes level in place: what was acknowledged before a change is
     on record, but does not stand for the new level.
     """
+    audit.write_pending(session)
     return session.scalar(
         select(func.max(AuditEvent.at)).where(
             AuditEvent.subject == f"alert:{event.id}", AuditEvent.action.in_(actions)

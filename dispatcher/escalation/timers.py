@@ -11,6 +11,7 @@ resolution, a level change) cancels the rest.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol
@@ -22,14 +23,25 @@ from dispatcher import audit
 from dispatcher.audit import serialise_with_audit
 from dispatcher.escalation.plan import ESCALATION_PREFIX
 from dispatcher.states import NotificationStatus, TimerStatus
+from dispatcher.storage import held
 from dispatcher.storage.models import Alert, EscalationTimer, Notification
 
-__all__ = ["LEASE", "EscalationRun", "TimerRunner", "cancel_escalation", "escalate_due"]
+__all__ = [
+    "LEASE",
+    "EscalationRun",
+    "TimerRunner",
+    "cancel_escalation",
+    "cancel_escalations",
+    "escalate_due",
+]
 
 log = logging.getLogger("yujing.escalation")
 
 # A claimed timer is run within milliseconds; past this, its runner died.
 LEASE: Final = timedelta(seconds=60)
+
+# alert ids per IN (…): well within SQLite's and PostgreSQL's parameter limits
+_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -56,42 +68,75 @@ def cancel_escalation(
     Returns (timer ids, notification ids) cancelled; records one audit event
     when anything was cancelled. Does not commit.
     """
-    # RETURNING: exactly the rows this statement changed, not those a worker claimed meanwhile
-    timers = sorted(
-        session.scalars(
+    cancelled = cancel_escalations(session, [alert], at=at, actor=actor, reason=reason)
+    return cancelled[alert.id]
+
+
+def cancel_escalations(
+    session: Session,
+    alerts: Sequence[Alert],
+    *,
+    at: datetime,
+    actor: str,
+    reason: str,
+    before: Callable[[Alert], object] = lambda alert: None,
+) -> dict[int, tuple[list[int], list[int]]]:
+    """`cancel_escalation` for many alerts: two statements per thousand, then, per alert
+    in order, `before(alert)` and its `escalation.cancelled` audit event.
+
+    `before` lets a caller put an alert's own audit event ahead of its
+    cancellation's, as when one alert at a time is closed. Does not commit.
+    """
+    held.write(session)
+    ids = [alert.id for alert in alerts]
+    timers: dict[int, list[int]] = {alert_id: [] for alert_id in ids}
+    notes: dict[int, list[int]] = {alert_id: [] for alert_id in ids}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        # RETURNING: exactly the rows this statement changed, not those a worker claimed meanwhile
+        for timer_id, alert_id in session.execute(
             update(EscalationTimer)
             .where(
-                EscalationTimer.alert_id == alert.id,
+                EscalationTimer.alert_id.in_(chunk),
                 EscalationTimer.status == TimerStatus.PENDING,
             )
             .values(status=TimerStatus.CANCELLED, finished_at=at, lease_until=None)
-            .returning(EscalationTimer.id),
+            .returning(EscalationTimer.id, EscalationTimer.alert_id),
             execution_options={"synchronize_session": False},
-        )
-    )
-    notes = sorted(
-        session.scalars(
+        ):
+            timers[alert_id].append(timer_id)
+        for note_id, note_alert_id in session.execute(
             update(Notification)
             .where(
-                Notification.alert_id == alert.id,
+                Notification.alert_id.in_(chunk),
                 Notification.status == NotificationStatus.PENDING,
                 Notification.transition.startswith(ESCALATION_PREFIX),
             )
             .values(status=NotificationStatus.CANCELLED, finished_at=at)
-            .returning(Notification.id),
+            .returning(Notification.id, Notification.alert_id),
             execution_options={"synchronize_session": False},
-        )
-    )
-    if timers or notes:
-        audit.record(
-            session,
-            at=at,
-            actor=actor,
-            action="escalation.cancelled",
-            subject=f"alert:{alert.id}",
-            data={"code": alert.code, "reason": reason, "timers": timers, "notifications": notes},
-        )
-    return timers, notes
+        ):
+            assert note_alert_id is not None
+            notes[note_alert_id].append(note_id)
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for alert in alerts:
+        before(alert)
+        cancelled = out[alert.id] = (sorted(timers[alert.id]), sorted(notes[alert.id]))
+        if cancelled[0] or cancelled[1]:
+            audit.append(
+                session,
+                at=at,
+                actor=actor,
+                action="escalation.cancelled",
+                subject=f"alert:{alert.id}",
+                data={
+                    "code": alert.code,
+                    "reason": reason,
+                    "timers": cancelled[0],
+                    "notifications": cancelled[1],
+                },
+            )
+    return out
 
 
 def escalate_due(

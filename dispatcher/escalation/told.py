@@ -7,6 +7,7 @@ who heard of it: `notified_people` (each person once) and `told_audiences`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -15,9 +16,13 @@ from sqlalchemy.orm import Session
 from dispatcher.county import County
 from dispatcher.routing import Recipient
 from dispatcher.states import NotificationStatus
+from dispatcher.storage import held
 from dispatcher.storage.models import Alert, Notification
 
-__all__ = ["Told", "notified_people", "told_audiences"]
+__all__ = ["Told", "notified_people", "told_audiences", "told_of"]
+
+# alert ids per IN (…): well within SQLite's and PostgreSQL's parameter limits
+_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -34,50 +39,64 @@ class Told:
 
 def told_audiences(session: Session, alert: Alert) -> list[tuple[str, str, str, str]]:
     """(audience key, name, address, channel) of each village and group told, each once."""
-    rows = session.execute(
-        select(
-            Notification.idempotency_key,
-            Notification.recipient_name,
-            Notification.address,
-            Notification.channel,
-        )
-        .where(
-            Notification.alert_id == alert.id,
-            Notification.status != NotificationStatus.CANCELLED,
-            Notification.person_id.is_(None),
-            Notification.failover_of_id.is_(None),
-        )
-        .order_by(Notification.id)
-    ).all()
-    out: dict[tuple[str, str], tuple[str, str, str, str]] = {}
-    for key, name, address, channel in rows:
-        # the key is alert:transition:<audience>:channel; neither transition nor
-        # channel holds a ':', the audience (village:…, group:…) does
-        audience = key.split(":", 2)[2].rsplit(":", 1)[0]
-        out.setdefault((audience, channel), (audience, name, address, channel))
-    return list(out.values())
+    return told_of(session, [alert.id], None)[alert.id][1]
 
 
 def notified_people(session: Session, alert: Alert, county: County) -> list[Recipient]:
     """Everyone a message about `alert` was meant for (not cancelled), each once."""
-    rows = session.execute(
-        select(Notification.person_id, Notification.recipient_name, Notification.address)
-        .where(
-            Notification.alert_id == alert.id,
-            Notification.status != NotificationStatus.CANCELLED,
-            Notification.person_id.is_not(None),
-        )
-        .order_by(Notification.id)
-    ).all()
-    out: list[Recipient] = []
-    seen: set[str] = set()
-    for person_id, name, address in rows:
-        if person_id is None or person_id in seen:
-            continue
-        seen.add(person_id)
-        person = county.people.get(person_id)
-        if person is not None:
-            out.append(Recipient(person.id, person.name, person.phone, "notified"))
-        else:
-            out.append(Recipient(person_id, name, address, "notified"))
+    return told_of(session, [alert.id], county)[alert.id][0]
+
+
+def told_of(
+    session: Session, alert_ids: Sequence[int], county: County | None
+) -> dict[int, tuple[list[Recipient], list[tuple[str, str, str, str]]]]:
+    """Per alert: `notified_people` (with `county`; without, none) and `told_audiences`,
+    for many alerts in one query per thousand."""
+    out: dict[int, tuple[list[Recipient], list[tuple[str, str, str, str]]]] = {
+        alert_id: ([], []) for alert_id in alert_ids
+    }
+    seen: dict[int, set[str]] = {alert_id: set() for alert_id in alert_ids}
+    audiences: dict[int, dict[tuple[str, str], tuple[str, str, str, str]]] = {
+        alert_id: {} for alert_id in alert_ids
+    }
+    held.write(session)
+    ids = list(dict.fromkeys(alert_ids))
+    for start in range(0, len(ids), _CHUNK):
+        rows = session.execute(
+            select(
+                Notification.alert_id,
+                Notification.person_id,
+                Notification.idempotency_key,
+                Notification.recipient_name,
+                Notification.address,
+                Notification.channel,
+                Notification.failover_of_id,
+            )
+            .where(
+                Notification.alert_id.in_(ids[start : start + _CHUNK]),
+                Notification.status != NotificationStatus.CANCELLED,
+            )
+            .order_by(Notification.id)
+        ).all()
+        for alert_id, person_id, key, name, address, channel, failover_of in rows:
+            assert alert_id is not None
+            if person_id is not None:
+                if county is None or person_id in seen[alert_id]:
+                    continue
+                seen[alert_id].add(person_id)
+                person = county.people.get(person_id)
+                out[alert_id][0].append(
+                    Recipient(person.id, person.name, person.phone, "notified")
+                    if person is not None
+                    else Recipient(person_id, name, address, "notified")
+                )
+            elif failover_of is None:
+                # the key is alert:transition:<audience>:channel; neither transition nor
+                # channel holds a ':', the audience (village:…, group:…) does
+                audience = key.split(":", 2)[2].rsplit(":", 1)[0]
+                audiences[alert_id].setdefault(
+                    (audience, channel), (audience, name, address, channel)
+                )
+    for alert_id, told in audiences.items():
+        out[alert_id][1].extend(told.values())
     return out
