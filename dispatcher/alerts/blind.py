@@ -34,8 +34,9 @@ from dispatcher.alerts.system import open_system_alert
 from dispatcher.county import County
 from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.messages import cut_to_sms
+from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import AlertKind
-from dispatcher.storage.models import Alert, AuditEvent, Notification
+from dispatcher.storage.models import Alert, AuditEvent
 from dispatcher.undecided import rule_variables
 from dispatcher.web.words import VARIABLE_WORDS
 from rules.loader import RuleSet
@@ -162,7 +163,7 @@ def watch_blind(
     channel: str,
     hazard_name: Callable[[str], str],
     escalation: Escalation | None = None,
-) -> list[Notification]:
+) -> list[QueuedRow]:
     """Raise, update or resolve the blind-hazards alert after a usable poll. Does not commit."""
     alert = open_blind_alert(session, blindness.source)
     esc = on_channel(escalation, county, channel)
