@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from dispatcher.storage.held import insert_rows
 from dispatcher.storage.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -167,8 +168,8 @@ def record_many(session: Session, entries: Sequence[Entry]) -> None:
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    # the table, not the model: many rows without the ORM's bookkeeping for each
-    session.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), rows)
+    # the table, not the model: many rows a statement, ids in chain order
+    insert_rows(session, AuditEvent, rows)
 
 
 def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]:

@@ -4,6 +4,9 @@ Shutdown (SIGTERM from systemd, or Ctrl-C): stop scheduling, let in-flight
 sends finish and record their outcome, stop the HTTP server. Nothing is lost
 even on SIGKILL: every message is an outbox row committed before it is sent,
 and rows a dead process had claimed are claimed again when their lease expires.
+
+On PostgreSQL the scheduler runs only while this instance holds the leader
+lease (`dispatcher.leader`), and every job's commits are fenced by its epoch.
 """
 
 from __future__ import annotations

@@ -8,10 +8,14 @@ and leave the row to its new owner (its attempt is audited as stale).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import SendResult
+from dispatcher.outbox.claim import ClaimCheck
 from tests.support import Clock, ScriptedChannel
 from tests.test_outbox import NOW, add_notifications, audit_trail, make_worker, row
 
@@ -70,3 +74,26 @@ async def test_a_claim_taken_over_by_an_instance_whose_clock_runs_ahead_is_not_s
     assert (sent.status, sent.attempts, sent.provider_id) == ("sent", 2, "SM-ahead")
     stale = [e for e in audit_trail(sessions, nid) if e.action == "notification.stale"]
     assert [(e.data["attempt"], e.data["error_code"]) for e in stale] == [(1, "claim_lost")]
+
+
+async def test_claims_of_senders_ready_together_are_checked_in_one_query(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    add_notifications(sessions, 5)
+    clock = Clock(NOW)
+    mine = make_worker(sessions, clock, ScriptedChannel(), lease_seconds=60)
+    other = make_worker(sessions, clock, ScriptedChannel(), lease_seconds=60)
+    claims = mine.claim(5)
+    clock.advance(61)
+    [taken] = other.claim(1)  # one of them was claimed again meanwhile
+    clock.advance(-61)  # (by a clock running ahead of this worker's)
+    check = ClaimCheck(mine._claimer)
+    queries: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: queries.append(args[2]))
+
+    answers = await asyncio.gather(*(check.still_ours(c) for c in claims))
+
+    assert dict(zip([c.id for c in claims], answers, strict=True)) == {
+        c.id: c.id != taken.id for c in claims
+    }
+    assert len([q for q in queries if "FROM notifications" in q]) == 1

@@ -7,6 +7,16 @@ its zone's share of its policy, then the hazard's event is updated
 (`dispatcher.alerts.events`), which tells the bureau once per event change.
 Everything for one evaluation is written in the caller's single transaction,
 so either all of it is committed before any message leaves, or none of it is.
+
+A province's cold front opens tens of thousands of alerts in one poll, so
+the writing is set-based: alerts that stay open are updated with one
+statement for all; each run of alerts that open (or resolve) together is
+opened (closed) together by the lifecycle — rows inserted at once, no flush
+or query per alert; their outbox rows and timers are held and inserted at
+the end (`dispatcher.storage.held`), and the audit events chained in one
+pass (`audit.batch`). Runs are taken in transition order, so every row, id
+and audit event is the one writing one transition at a time would give
+(tests/test_commit_equivalence.py holds that to a golden file).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from channels.base import Medium
 from channels.registry import medium_of
@@ -135,13 +146,15 @@ def _apply(
         session,
         [t.alert_id for t in transitions if t.alert_id is not None and t.kind not in _NOT_LOADED],
     )
+    calm_started = _update_continued(session, transitions, now)
     notifications: list[QueuedRow] = []
     # runs of one kind of transition are written together, runs in order: the
     # rows and audit events come out as when one transition was written at a time
     for stage, run in groupby(transitions, key=_stage):
         batch = list(run)
         if stage is TransitionKind.CONTINUED:
-            _continue(session, batch, now)
+            for t in batch:
+                _continue(session, t, t.alert_id in calm_started, now)
         elif stage is TransitionKind.SUPPRESSED:
             for t in batch:
                 _suppress(session, t, now)
@@ -337,19 +350,22 @@ def _zone(county: County, zone_id: str) -> ZoneConfig | None:
         return None
 
 
-def _continue(session: Session, batch: Sequence[Transition], now: datetime) -> None:
-    """Alerts that stay open: their calm clock and latest forecast, one statement for
-    all; audited when the forecast had gaps or the calm clock starts."""
+def _update_continued(
+    session: Session, transitions: Sequence[Transition], now: datetime
+) -> set[int]:
+    """Alerts that stay open: their calm clock and latest forecast, for the whole poll
+    at once (they touch no other row, so their order does not matter); returns the
+    ids of those whose calm clock starts now."""
+    continued = [t for t in transitions if t.kind is TransitionKind.CONTINUED]
     calm: dict[int, datetime | None] = {}
-    ids = [t.alert_id for t in batch if t.alert_id is not None]
+    ids = [t.alert_id for t in continued if t.alert_id is not None]
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         found = session.execute(select(Alert.id, Alert.calm_since).where(Alert.id.in_(chunk)))
         calm.update((alert_id, since) for alert_id, since in found)
     calming, forecast = [], []
-    for t in batch:
+    for t in continued:
         assert t.alert_id is not None
-        calm_started = calm[t.alert_id] is None and t.calm_since is not None
         values: dict[str, Any] = {"b_id": t.alert_id, "calm_since": t.calm_since, "updated_at": now}
         if t.assessment is not None and t.assessment.level is not None and t.calm_since is None:
             values |= {
@@ -360,15 +376,6 @@ def _continue(session: Session, batch: Sequence[Transition], now: datetime) -> N
             forecast.append(values)
         else:
             calming.append(values)
-        if t.data_missing or calm_started:
-            audit.append(
-                session,
-                at=now,
-                actor="system",
-                action="alert.data_missing" if t.data_missing else "alert.calming",
-                subject=f"alert:{t.alert_id}",
-                data={"zone": t.zone_id, "hazard": t.hazard, "level": t.level.key},
-            )
     table = Alert.metadata.tables[Alert.__tablename__]
     for rows in (calming, forecast):
         if rows:
@@ -377,14 +384,28 @@ def _continue(session: Session, batch: Sequence[Transition], now: datetime) -> N
             session.execute(
                 update(table).where(table.c.id == bindparam("b_id")).values(columns), rows
             )
-    _expire(session, set(ids))
+    for alert_id in ids:
+        loaded = session.identity_map.get(identity_key(Alert, alert_id))
+        if loaded is not None:
+            session.expire(loaded)
+    return {
+        t.alert_id
+        for t in continued
+        if t.alert_id is not None and calm[t.alert_id] is None and t.calm_since is not None
+    }
 
 
-def _expire(session: Session, ids: set[int]) -> None:
-    """Loaded alert objects among `ids` read their row again when next used."""
-    for obj in list(session.identity_map.values()):
-        if isinstance(obj, Alert) and obj.id in ids:
-            session.expire(obj)
+def _continue(session: Session, t: Transition, calm_started: bool, now: datetime) -> None:
+    """Audit a continued alert when the forecast had gaps or its calm clock starts."""
+    if t.data_missing or calm_started:
+        audit.append(
+            session,
+            at=now,
+            actor="system",
+            action="alert.data_missing" if t.data_missing else "alert.calming",
+            subject=f"alert:{t.alert_id}",
+            data={"zone": t.zone_id, "hazard": t.hazard, "level": t.level.key},
+        )
 
 
 def _suppress(session: Session, t: Transition, now: datetime) -> None:

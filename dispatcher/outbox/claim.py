@@ -393,12 +393,22 @@ class ClaimCheck:
         self._checker: asyncio.Task[None] | None = None
 
     async def still_ours(self, claimed: Claimed) -> bool:
-        """Whether `claimed` is still this worker's (raises the database's error)."""
+        """Whether `claimed` is still this worker's; not when the database cannot say
+        (then its outcome could not be recorded either: the row goes again when
+        its lease runs out, sent once rather than perhaps twice)."""
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._asked.append((claimed, answer))
         if self._checker is None or self._checker.done():
             self._checker = asyncio.create_task(self._check())
-        return await answer
+        try:
+            return await answer
+        except Exception as exc:
+            logger.warning(
+                "notification %s: could not check its claim (%s); not sent",
+                claimed.id,
+                type(exc).__name__,
+            )
+            return False
 
     async def _check(self) -> None:
         while self._asked:

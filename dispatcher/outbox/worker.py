@@ -353,7 +353,7 @@ class DeliveryWorker:
                 f"(configured: {configured})",
                 error_code="unknown_channel",
             )
-        if self.verify_claims and not await self._still_ours(claimed):
+        if self.verify_claims and not await self._claim_check.still_ours(claimed):
             # claimed again by another instance while this one could not run
             # (frozen, paused, or its clock lags): sending now would send it
             # twice. Checked before the rate limit's last word, which counts
@@ -400,20 +400,6 @@ class DeliveryWorker:
             return SendResult.retryable(
                 f"{claimed.channel} raised {type(exc).__name__}: {exc}", error_code="channel_error"
             )
-
-    async def _still_ours(self, claimed: Claimed) -> bool:
-        """Whether the database still gives `claimed` to this worker; not when it
-        cannot say (the outcome could not be recorded either: the row goes again
-        when its lease runs out, sent once rather than perhaps twice)."""
-        try:
-            return await self._claim_check.still_ours(claimed)
-        except Exception as exc:
-            logger.warning(
-                "notification %s: could not check its claim (%s); not sent",
-                claimed.id,
-                type(exc).__name__,
-            )
-            return False
 
     def _record_batch(self, outcomes: Sequence[tuple[Claimed, SendResult]]) -> None:
         """Record a batch of outcomes in one short transaction (see `record_outcomes`)."""

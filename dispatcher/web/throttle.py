@@ -114,6 +114,10 @@ class LoginThrottle:
         self._streaks: OrderedDict[tuple[str, ...], _Streak] = OrderedDict()
         self._in_flight: dict[str, int] = {}
 
+    def __len__(self) -> int:
+        """How many streaks are kept (bounded by `max_entries`)."""
+        return len(self._streaks)
+
     # --- one attempt at a time per address
 
     def begin(self, address: str) -> bool:

@@ -267,4 +267,4 @@ def test_the_throttle_keeps_a_bounded_number_of_streaks() -> None:
     throttle = LoginThrottle(Clock(NOW), max_entries=100)
     for n in range(1000):
         throttle.failed(f"10.0.{n // 250}.{n % 250}", f"name{n}")
-    assert len(throttle._streaks) <= 100
+    assert len(throttle) <= 100
