@@ -197,7 +197,8 @@ class _Console:
         self.tz = ZoneInfo(state.settings.timezone)
         self.secure = (state.settings.public_base_url or "").startswith("https://")
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
-        self.throttle = state.login_throttle or LoginThrottle(state.clock)
+        injected = state.login_throttle  # (an empty throttle is falsy: it has a len)
+        self.throttle = injected if injected is not None else LoginThrottle(state.clock)
         self.passwords = PasswordChecks()
         self._titles: tuple[str | None, Mapping[str, str]] | None = None
         env = self.templates.env
