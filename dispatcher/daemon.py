@@ -164,6 +164,17 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         coalesce=True,
     )
 
+    # given-up messages: re-sent when their channel recovers; the undelivered alert
+    scheduler.add_job(
+        _logged(_check_delivery(runtime), "watch_delivery"),
+        "interval",
+        seconds=min(10.0, settings.delivery_probe_seconds),
+        id="watch_delivery",
+        name="watch_delivery",
+        max_instances=1,
+        coalesce=True,
+    )
+
     leadership = Leadership(runtime.engine)
     state = AppState(
         sessions=runtime.sessions,
@@ -231,6 +242,13 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
 def _check_feed(runtime: Runtime) -> Callable[[], Awaitable[object]]:
     async def check() -> None:
         runtime.pipeline.check_feed()
+
+    return check
+
+
+def _check_delivery(runtime: Runtime) -> Callable[[], Awaitable[object]]:
+    async def check() -> None:
+        runtime.check_delivery()
 
     return check
 
