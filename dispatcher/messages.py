@@ -713,11 +713,11 @@ def render_undelivered(
             ],
             code,
         )
+    # short enough to leave room for the acknowledgement link within three segments
     text = (
-        f"【{sender}】系统告警：截至{_clock(now, timezone)}，{warnings}项预警的{messages}条消息"
-        f"未能送达{recipients}位接收人（{channels}自{_clock(since, timezone)}起发送失败，"
-        "重试和备用通道均已用尽）。请值班人员立即电话通知相关人员（名单见值班台），"
-        f"并检查服务商；通道恢复后将自动补发。回复1确认（编码{code}）"
+        f"【{sender}】系统告警：{recipients}人的{messages}条预警消息（{warnings}项预警）"
+        f"经{channels}均未送达，自{_clock(since, timezone)}起。请立即电话通知相关人员"
+        f"（名单见值班台），检查服务商；恢复后自动补发。回复1确认（编码{code}）"
     )
     return cut_to_sms(text, code)
 

@@ -246,13 +246,14 @@ def _outbox(session: Session, now: datetime) -> list[Metric]:
         "when their channel recovers), per channel",
         labels=["channel"],
     )
-    gave_up = dict(
-        session.execute(
+    gave_up: dict[str, int] = {
+        channel: count
+        for channel, count in session.execute(
             select(Notification.channel, func.count())
             .where(Notification.gave_up_at.is_not(None))
             .group_by(Notification.channel)
-        ).tuples()
-    )
+        )
+    }
     for channel in sorted(channels):
         given_up.add_metric([channel], gave_up.get(channel, 0))
     return [rows, oldest, given_up]

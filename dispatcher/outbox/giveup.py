@@ -339,11 +339,13 @@ def _probe(
             continue  # it has recovered: re-sent as such (or spaced out)
         if now - last_failure < timedelta(seconds=probe_seconds):
             continue
-        reach, row = min(
-            candidates, key=lambda c: (c[1].recovery_retries, c[0].gave_up_at, c[1].id)
-        )
+        # a reach probed on another channel just now is not probed twice
+        idle = [c for c in candidates if not any(r.status in _UNDERWAY for r in c[0].rows)]
+        if not idle:
+            continue
+        reach, row = min(idle, key=lambda c: (c[1].recovery_retries, c[0].gave_up_at, c[1].id))
         _resend(session, reach, row, now, actor, "probe", None)
-        busy.update(r.channel for r in reach.rows)
+        busy.add(channel)
         probed += 1
     return probed
 
@@ -407,6 +409,7 @@ def _skip(session: Session, reach: Reach, now: datetime, actor: str) -> None:
     """The warning is no longer needed: not sent again, and a re-send waiting is cancelled."""
     alert = reach.alert
     state = alert.state if alert is not None else None
+    recipient = reach.recipient
     cancelled = []
     for row in reach.rows:
         if row.status == NotificationStatus.PENDING and row.recovery_retries > 0:
@@ -425,7 +428,7 @@ def _skip(session: Session, reach: Reach, now: datetime, actor: str) -> None:
     )
     log.info(
         "given-up message to %s not sent again: its alert %s is %s",
-        reach.recipient,
+        recipient,
         alert.code if alert is not None else "(none)",
         state or "gone",
     )
