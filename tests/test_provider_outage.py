@@ -154,6 +154,17 @@ def test_an_outage_longer_than_the_retry_limits_loses_nothing_and_tells_the_duty
         )
     ]
     assert trail[0] == "alert.new" and "alert.resolved" in trail
+    # raised while the outage was growing, it told the numbers again as they doubled
+    told_numbers = [
+        int(row[0])
+        for row in query(
+            db,
+            "SELECT json_extract(data, '$.messages') FROM audit_events "
+            f"WHERE subject = 'alert:{alert_id}' AND action IN ('alert.new', 'alert.updated')",
+        )
+    ]
+    resent = query(db, "SELECT count(*) FROM audit_events WHERE action = 'notification.resent'")
+    assert 2 * max(told_numbers) >= int(str(resent[0][0]))
     told = [r for r in requests(record, "ok") if f"编码{code_}" in (r["body"] or "")]
     assert told and all("未送达" in (r["body"] or "") for r in told)
     assert any("系统告警解除" in (r["body"] or "") for r in requests(record, "ok"))

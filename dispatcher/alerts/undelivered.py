@@ -16,7 +16,9 @@ resolved meanwhile — and what is left decides the alert:
   still works when there is one (failover still applies), and the text is
   always in the log, the console and `yujing alerts list`;
 - it is open: its evidence (what the console, /healthz and the CLI show) is
-  brought up to date;
+  brought up to date; when the count has doubled since its recipients were
+  last told (an outage is often still growing when the alert is raised), they
+  are told the new numbers (`alert.updated`);
 - nothing is left and it is open: it resolves, saying how many were re-sent and
   how many were not needed any more.
 
@@ -38,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from channels.base import Medium
 from channels.registry import declaration
+from dispatcher import audit
 from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
 from dispatcher.escalation import AlertText, Escalation, on_channel
@@ -55,6 +58,10 @@ __all__ = ["UNDELIVERED", "Undelivered", "open_undelivered_alert", "watch_undeli
 UNDELIVERED: Final = "undelivered"  # the alert's hazard
 ALERT_RULE: Final = "outbox"  # its rule id
 SHOWN_RECIPIENTS: Final = 50  # recipients listed in the alert's evidence (all are counted)
+#: The alert is raised at the first look that finds something given up, often
+#: while the outage is still growing: whoever was told hears the numbers again
+#: each time they reach this many times what they were last told.
+GROWTH: Final = 2
 
 
 def open_undelivered_alert(session: Session) -> Alert | None:
@@ -106,6 +113,7 @@ def watch_undelivered(
         working = _working_channel(channel, channels, settled.down)
         esc = on_channel(escalation, county, working)
         evidence = _evidence(unreached, now) | _tally({}, settled)
+        evidence["told_messages"] = len(unreached)
         alert, notes = open_alert(
             session,
             NewAlert(
@@ -138,9 +146,46 @@ def watch_undelivered(
         )
         return Undelivered(settled, notes, alert)
     if unreached and alert is not None:
-        alert.evidence = _evidence(unreached, now) | _tally(alert.evidence, Settlement())
+        told = int(alert.evidence.get("told_messages", 0))
+        updates = int(alert.evidence.get("updates", 0))
+        alert.evidence = _evidence(unreached, now) | {
+            **_tally(alert.evidence, Settlement()),
+            "told_messages": told,
+            "updates": updates,
+        }
         alert.updated_at = now
-        return Undelivered(settled, [], alert)
+        if len(unreached) < GROWTH * max(told, 1):
+            return Undelivered(settled, [], alert)
+        # the outage grew: whoever was told hears the new numbers (once per doubling)
+        working = _working_channel(channel, channels, settled.down)
+        notes = on_channel(escalation, county, working).tell(
+            session,
+            alert,
+            transition=f"update{updates + 1}",
+            text=_text(county, unreached, now, alert.code),
+            now=now,
+        )
+        alert.evidence = {
+            **alert.evidence,
+            "told_messages": len(unreached),
+            "updates": updates + 1,
+        }
+        audit.record(
+            session,
+            at=now,
+            actor="system",
+            action="alert.updated",
+            subject=f"alert:{alert.id}",
+            data={
+                "code": alert.code,
+                "hazard": UNDELIVERED,
+                "messages": len(unreached),
+                "recipients": alert.evidence["recipients"],
+                "told_before": told,
+                "notifications": len(notes),
+            },
+        )
+        return Undelivered(settled, notes, alert)
     if alert is not None:
         reached = int(alert.evidence.get("reached", 0))
         skipped = int(alert.evidence.get("skipped", 0))
