@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,12 +23,15 @@ import respx
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from dispatcher.alerts.acknowledge import acknowledge
+from dispatcher.cli import app
 from dispatcher.runtime import Runtime, drain, open_runtime
 from dispatcher.storage.models import Alert, AuditEvent, Notification
 from dispatcher.web.app import health
 from dispatcher.web.state import AppState
+from dispatcher.web.words import evidence_words
 from tests.processes import ACCOUNT, COUNTY
 from tests.support import Clock, webhook_settings
 
@@ -124,7 +128,10 @@ async def outage(rt: Runtime) -> set[int]:
 
 
 async def test_a_warning_that_failed_every_way_raises_one_undelivered_alert_to_the_duty_officer(
-    rt: tuple[Runtime, Clock], provider: Provider
+    rt: tuple[Runtime, Clock],
+    provider: Provider,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     runtime, _ = rt
     warnings = await outage(runtime)
@@ -163,6 +170,27 @@ async def test_a_warning_that_failed_every_way_raises_one_undelivered_alert_to_t
     assert answer["outbox"]["given_up"] == len(gave_up)
     assert answer["outbox"]["undelivered_alert"] == alert.code
     assert answer["status"] == "degraded" and "messages undelivered" in answer["problems"]
+
+    # the console says it in words, with whom to call; `yujing alerts list` lists it
+    words = evidence_words(alert.evidence)
+    assert words[0].startswith(f"{alert.evidence['recipients']}人的{len(lost)}条预警消息未送达")
+    some = runtime.county.people[sorted(lost)[0][2]]
+    assert any(w.startswith(f"请电话通知：{some.name} {some.phone}") for w in words)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("YUJING_DATABASE_URL", runtime.settings.database_url)
+    listed = CliRunner().invoke(app, ["alerts", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (item,) = [i for i in json.loads(listed.stdout) if i["code"] == alert.code]
+    assert (item["hazard"], item["state"]) == ("undelivered", "firing")
+
+    # and the duty officer acknowledges it like any system alert
+    with runtime.sessions.begin() as session:
+        duty = next(p for p in runtime.county.duty_officers() if p.name == DUTY_OFFICER)
+        outcome = acknowledge(
+            session, alert=session.get_one(Alert, alert.id), person_id=duty.id,
+            actor=duty.id, method="console", note=None, at=AT,
+        )  # fmt: skip
+    assert outcome.complete
 
 
 async def test_after_the_provider_recovers_every_recipient_is_reached_and_the_alert_resolves(
