@@ -156,7 +156,7 @@ def test_an_outage_longer_than_the_retry_limits_loses_nothing_and_tells_the_duty
     assert trail[0] == "alert.new" and "alert.resolved" in trail
     # raised while the outage was growing, it told the numbers again as they doubled
     told_numbers = [
-        int(row[0])
+        int(str(row[0]))
         for row in query(
             db,
             "SELECT json_extract(data, '$.messages') FROM audit_events "

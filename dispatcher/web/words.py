@@ -127,9 +127,7 @@ def undelivered_words(evidence: Mapping[str, object]) -> list[str]:
     """The undelivered system alert's evidence (`dispatcher.alerts.undelivered`) in
     words: how many messages to how many people, over which channels, and whom to call."""
     channels = evidence.get("channels")
-    names = (
-        "、".join(channel_label(str(c)) for c in channels) if isinstance(channels, list) else ""
-    )
+    names = "、".join(channel_label(str(c)) for c in channels) if isinstance(channels, list) else ""
     out = [
         f"{evidence.get('recipients')}人的{evidence.get('messages')}条预警消息未送达"
         f"（{evidence.get('warnings')}项预警）" + (f"，经{names}均失败" if names else ""),
