@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import respx
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,7 +31,7 @@ from dispatcher.alerts.acknowledge import acknowledge
 from dispatcher.cli import app
 from dispatcher.runtime import Runtime, drain, open_runtime
 from dispatcher.storage.models import Alert, AuditEvent, Notification
-from dispatcher.web.app import health
+from dispatcher.web.app import health, metrics_registry
 from dispatcher.web.state import AppState
 from dispatcher.web.words import evidence_words
 from tests.processes import ACCOUNT, COUNTY
@@ -170,6 +172,11 @@ async def test_a_warning_that_failed_every_way_raises_one_undelivered_alert_to_t
     assert answer["outbox"]["given_up"] == len(gave_up)
     assert answer["outbox"]["undelivered_alert"] == alert.code
     assert answer["status"] == "degraded" and "messages undelivered" in answer["problems"]
+    scraped = generate_latest(metrics_registry(state)).decode()
+    gauge = r'yujing_outbox_given_up\{channel="(\w+)"\} (\S+)'
+    gauges = {channel: float(value) for channel, value in re.findall(gauge, scraped)}
+    assert set(gauges) == {"twilio_sms", "twilio_voice"}
+    assert sum(gauges.values()) == len(gave_up)
 
     # the console says it in words, with whom to call; `yujing alerts list` lists it
     words = evidence_words(alert.evidence)
