@@ -6,12 +6,17 @@ message SID), optionally after a delay and under a request-rate cap (429 with
 Retry-After beyond it), and appends every accepted message to a JSON-lines file.
 
     python -m bench.fake_twilio --port 0 --record received.jsonl [--delay 0.15] [--rate 100]
-        [--fail-rate 0.3 --seed 1 --hang 3]
+        [--fail-rate 0.3 --seed 1 --hang 3] [--down-while FILE]
 
 With `--fail-rate`, that share of requests fails at random, evenly among HTTP
 500, HTTP 429 with `Retry-After: 1`, and a hang of `--hang` seconds after which
 the connection is closed without an answer (a timeout for the client). Failed
 requests are not accepted (no SID); every request is logged with its outcome.
+
+It answers `POST …/Calls.json` (a voice call) the same way, with a call SID
+(`CA…`) and the call's TwiML as the recorded body. With `--down-while FILE`,
+every request is answered HTTP 503 (logged as `down`) while FILE exists: a
+provider outage that a test starts and ends by creating and removing the file.
 
 prints `listening on PORT` once ready.
 """
@@ -42,12 +47,14 @@ class FakeTwilio:
         fail_rate: float = 0.0,
         seed: int | None = None,
         hang: float = 3.0,
+        down_while: Path | None = None,
     ) -> None:
         self.record = record.open("a", encoding="utf-8") if record else None
         self.delay = delay
         self.rate = rate
         self.fail_rate = fail_rate
         self.hang = hang
+        self.down_while = down_while
         self.random = random.Random(seed)
         self.window_start = time.monotonic()
         self.window_count = 0
@@ -89,9 +96,19 @@ class FakeTwilio:
             writer.close()
 
     async def respond(self, method: str, path: str, body: bytes) -> tuple[str, object, str]:
-        if method != "POST" or not path.endswith("/Messages.json"):
+        call = path.endswith("/Calls.json")
+        if method != "POST" or not (call or path.endswith("/Messages.json")):
             return "404 Not Found", {"code": 20404, "message": "not found", "status": 404}, ""
         form = dict(parse_qsl(body.decode("utf-8")))
+        if call:
+            form.setdefault("Body", form.get("Twiml", ""))
+        if self.down_while is not None and self.down_while.exists():
+            self.log(form, None, "down")
+            return (
+                "503 Service Unavailable",
+                {"code": 20503, "message": "Service Unavailable", "status": 503},
+                "",
+            )
         if self.over_rate():
             self.log(form, None, "over_rate")
             return (
@@ -124,7 +141,7 @@ class FakeTwilio:
                 {"code": 20429, "message": "Too Many Requests", "status": 429},
                 "Retry-After: 1\r\n",
             )
-        sid = "SM" + uuid.uuid4().hex
+        sid = ("CA" if call else "SM") + uuid.uuid4().hex
         self.log(form, sid, "ok")
         return "201 Created", {"sid": sid, "status": "queued", "to": form.get("To")}, ""
 
@@ -175,8 +192,11 @@ def main() -> None:
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of failed requests")
     parser.add_argument("--seed", type=int, help="seed of the failure draw")
     parser.add_argument("--hang", type=float, default=3.0, help="seconds a 'timeout' hangs")
+    parser.add_argument("--down-while", type=Path, help="answer 503 while this file exists")
     args = parser.parse_args()
-    fake = FakeTwilio(args.record, args.delay, args.rate, args.fail_rate, args.seed, args.hang)
+    fake = FakeTwilio(
+        args.record, args.delay, args.rate, args.fail_rate, args.seed, args.hang, args.down_while
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(fake, args.port))
 

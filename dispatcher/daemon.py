@@ -180,6 +180,17 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         coalesce=True,
     )
 
+    # given-up messages: re-sent when their channel recovers; the undelivered alert
+    scheduler.add_job(
+        logged(_check_delivery(runtime), "watch_delivery"),
+        "interval",
+        seconds=min(10.0, settings.delivery_probe_seconds),
+        id="watch_delivery",
+        name="watch_delivery",
+        max_instances=1,
+        coalesce=True,
+    )
+
     state = AppState(
         sessions=runtime.sessions,
         settings=settings,
@@ -256,6 +267,13 @@ def bound_idle_transactions(engine: Engine, seconds: float) -> None:
 def _check_feed(runtime: Runtime) -> Callable[[], Awaitable[object]]:
     async def check() -> None:
         runtime.pipeline.check_feed()
+
+    return check
+
+
+def _check_delivery(runtime: Runtime) -> Callable[[], Awaitable[object]]:
+    async def check() -> None:
+        runtime.check_delivery()
 
     return check
 

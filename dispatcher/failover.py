@@ -20,7 +20,9 @@ A broadcast or group row has no person (`person_id` None): it fails over to
 the people the table names. Each (alert, transition, person, channel) is tried
 once, so SMS → voice → SMS stops there, and a person already told by SMS of
 the same transition is not told again. Every failover, and every message
-with nowhere left to go, is in the audit log.
+with nowhere left to go, is in the audit log; a message with nowhere left to
+go is given up (`dispatcher.outbox.giveup`): the undelivered system alert
+tells the duty officer, and it is sent again when its channel recovers.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from channels.registry import DECLARATIONS, medium_of
 from dispatcher import audit
 from dispatcher.county import County
 from dispatcher.messages import cut_to_sms
+from dispatcher.outbox.giveup import give_up
 from dispatcher.outbox.rows import enqueue, idempotency_key
 from dispatcher.storage.models import Alert, Notification
 
@@ -137,6 +140,8 @@ class FailoverPlan:
             )
         session.flush()
         action = "notification.failover" if added else "notification.undeliverable"
+        # no way left: given up, for the undelivered alert to count and a recovery to re-send
+        given_up = not added and give_up(session, row, now)
         audit.record(
             session,
             at=now,
@@ -150,6 +155,7 @@ class FailoverPlan:
                     {"notification": n.id, "person": n.person_id, "channel": n.channel}
                     for n in added
                 ],
+                **({} if added else {"given_up": given_up}),
             },
         )
         if added:

@@ -675,3 +675,79 @@ def render_rules_restored(
         what=what,
         summary=summary,
     )
+
+
+def render_undelivered(
+    *,
+    sender: str,
+    since: datetime,
+    now: datetime,
+    recipients: int,
+    messages: int,
+    warnings: int,
+    channels: str,
+    code: str,
+    timezone: str,
+    channel_kind: str = "sms",
+) -> str:
+    """Tell the duty officer that warnings could not be delivered by any way left
+    (`dispatcher.alerts.undelivered`): how many, over which channels, since when,
+    and what to do."""
+    if channel_kind in SPOKEN_KINDS:
+        return _system_call(
+            sender,
+            f"有{recipients}位接收人的{messages}条预警消息未能送达，{channels}"
+            f"自{spoken_time(since, timezone)}起发送失败。请值班人员立即电话通知相关人员，"
+            "名单见值班台，并检查通信服务商。",
+        )
+    if channel_kind == Medium.IM:
+        return _system_post(
+            "⚠️【系统告警】预警消息未能送达",
+            [
+                f"发布：{sender}",
+                f"时间：自{_clock(since, timezone)}起（截至{_clock(now, timezone)}）",
+                f"未送达：{warnings}项预警的{messages}条消息，{recipients}位接收人",
+                f"通道：{channels}（重试和备用通道均已用尽）",
+                "处理：请立即电话通知相关人员（名单见值班台），并检查服务商；通道恢复后自动补发",
+            ],
+            code,
+        )
+    # short enough to leave room for the acknowledgement link within three segments
+    text = (
+        f"【{sender}】系统告警：{recipients}人的{messages}条预警消息（{warnings}项预警）"
+        f"经{channels}均未送达，自{_clock(since, timezone)}起。请立即电话通知相关人员"
+        f"（名单见值班台），检查服务商；恢复后自动补发。回复1确认（编码{code}）"
+    )
+    return cut_to_sms(text, code)
+
+
+def render_undelivered_resolved(
+    *,
+    sender: str,
+    at: datetime,
+    reached: int,
+    skipped: int,
+    timezone: str,
+    channel_kind: str = "sms",
+) -> str:
+    """Tell the duty officer that nothing is left undelivered: re-sent, or no longer needed."""
+    outcome = f"{reached}条已补发送达" + (
+        f"，{skipped}条因预警已确认或解除不再补发" if skipped else ""
+    )
+    if channel_kind in SPOKEN_KINDS:
+        return _system_call(
+            sender,
+            f"此前未能送达的预警消息已于{spoken_time(at, timezone)}处理完毕，{outcome}，"
+            "系统告警解除。",
+        )
+    if channel_kind == Medium.IM:
+        return _system_post(
+            "✅【系统告警解除】预警消息已补发",
+            [f"发布：{sender}", f"时间：{_clock(at, timezone)}", f"结果：{outcome}"],
+            "",
+        )
+    return cut_to_sms(
+        f"【{sender}】系统告警解除：此前未能送达的预警消息已于{_clock(at, timezone)}处理完毕，"
+        f"{outcome}。",
+        "",
+    )

@@ -240,7 +240,23 @@ def _outbox(session: Session, now: datetime) -> list[Metric]:
     for channel in sorted(channels | set(due)):
         since = _aware(due.get(channel))
         oldest.add_metric([channel], max(0.0, (now - since).total_seconds()) if since else 0.0)
-    return [rows, oldest]
+    given_up = GaugeMetricFamily(
+        "yujing_outbox_given_up",
+        "Messages that failed every way they could go and are not settled yet (re-sent "
+        "when their channel recovers), per channel",
+        labels=["channel"],
+    )
+    gave_up: dict[str, int] = {
+        channel: count
+        for channel, count in session.execute(
+            select(Notification.channel, func.count())
+            .where(Notification.gave_up_at.is_not(None))
+            .group_by(Notification.channel)
+        )
+    }
+    for channel in sorted(channels):
+        given_up.add_metric([channel], gave_up.get(channel, 0))
+    return [rows, oldest, given_up]
 
 
 def _timers(session: Session, now: datetime) -> list[Metric]:

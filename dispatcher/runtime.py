@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Channel
 from dispatcher import audit
+from dispatcher.alerts.undelivered import watch_undelivered
 from dispatcher.channelset import build_channels
 from dispatcher.configwatch import (
     EVALUATE_DONE,
@@ -116,6 +117,24 @@ class Runtime:
             self.failover.plan = FailoverPlan(config.county, frozenset(self.channels))
         for listener in self.on_swap:
             listener(config)
+
+    def check_delivery(self) -> int:
+        """The daemon's watch_delivery job: settle given-up messages (re-send them when
+        their channel recovers) and raise, update or resolve the undelivered alert.
+        Returns the rows it enqueued or re-sent."""
+        with self.sessions.begin() as session:
+            looked = watch_undelivered(
+                session,
+                now=self.pipeline.clock(),
+                county=self.county,
+                channel=self.settings.default_channel,
+                channels=frozenset(self.channels),
+                probe_seconds=self.settings.delivery_probe_seconds,
+                escalation=self.escalation,
+            )
+        if looked.changed:
+            self.worker.wake()
+        return len(looked.notifications) + looked.settlement.resent
 
     async def watch(self) -> PollResult | None:
         """The daemon's watch job: reload edited files; poll now when `evaluate-now` asked.

@@ -170,6 +170,13 @@ class Settings(BaseSettings):
     delivery_ttl_yellow_seconds: float = Field(3600.0, gt=0)
     delivery_ttl_orange_seconds: float = Field(1200.0, gt=0)
     delivery_ttl_red_seconds: float = Field(600.0, gt=0)
+    delivery_probe_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A channel that lost messages for good and sent nothing since is "
+        "probed with one of them this often (seconds); given-up messages are looked at "
+        "every min(this, 10) s and re-sent when their channel recovers",
+    )
     outbox_priority_aging_seconds: float = Field(
         300.0,
         gt=0,

@@ -28,6 +28,7 @@ recipient twice.
 | `record`      | records send outcomes in batches, with an explicit `AuditBatch`       |
 | `worker`      | `DeliveryWorker`: the one delivery loop (daemon, drills and tests)    |
 | `receipts`    | provider status reports: stored, applied forward, linked when early   |
+| `giveup`      | rows with no way left: marked, re-sent when their channel recovers    |
 
 Dependencies point one way: rows ← claim ← record ← worker, and receipts
 (used by record and the web callbacks) needs only rows.

@@ -214,6 +214,11 @@ class Notification(Base):
     failover_of_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
     # whom a group post @-mentions (platform ids); None on rows to people and villages
     mentions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # failed for good with no other way left, not yet settled (dispatcher.outbox.giveup):
+    # the undelivered system alert counts it; it is sent again when its channel recovers
+    gave_up_at: Mapped[datetime | None] = mapped_column(index=True)
+    # times it was sent again after being given up (spaces those retries out)
+    recovery_retries: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (Index("ix_notifications_status_due", "status", "next_attempt_at"),)
 

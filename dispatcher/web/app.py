@@ -36,8 +36,10 @@ from dispatcher.alerts.system import (
     open_feed_alert,
     outage_since,
 )
+from dispatcher.alerts.undelivered import open_undelivered_alert
 from dispatcher.metrics import DatabaseCollector
 from dispatcher.outbox import record_receipt
+from dispatcher.outbox.giveup import given_up_count
 from dispatcher.states import NotificationStatus
 from dispatcher.storage.models import ForecastRun, Notification
 from dispatcher.undecided import last_undecided
@@ -218,6 +220,8 @@ def health(state: AppState, *, full: bool = False) -> JSONResponse:
                 select(Notification.status, func.count()).group_by(Notification.status)
             )
             backlog = {status: count for status, count in counts}
+            given_up = given_up_count(session)
+            undelivered_alert = open_undelivered_alert(session)
             oldest_due = session.scalar(
                 select(func.min(Notification.next_attempt_at)).where(
                     Notification.status == NotificationStatus.PENDING,
@@ -302,9 +306,14 @@ def health(state: AppState, *, full: bool = False) -> JSONResponse:
     outbox: dict[str, Any] = {s.value: backlog.get(s, 0) for s in backlog_statuses}
     late = now - oldest_due if oldest_due is not None else None
     outbox["oldest_due_seconds"] = max(0, int(late.total_seconds())) if late is not None else None
+    # messages that failed every way they could go (dispatcher.outbox.giveup)
+    outbox["given_up"] = given_up
+    outbox["undelivered_alert"] = undelivered_alert.code if undelivered_alert else None
     body["outbox"] = outbox
     if late is not None and late >= OUTBOX_LATE:
         problems.append("outbox late")
+    if given_up:
+        problems.append("messages undelivered")
 
     if state.leadership is not None:
         identity = state.leadership.identity()

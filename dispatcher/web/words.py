@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from dispatcher.labels import level_label
+from dispatcher.labels import channel_label, level_label
 
 __all__ = ["actor_words", "event_summary_words", "evidence_words", "number", "phone_href"]
 
@@ -112,12 +112,35 @@ def evidence_words(evidence: Mapping[str, object]) -> list[str]:
     ``{"drop(daily_min(temperature_2m), 24h)": 12.1}`` → ``["24小时降温12.1℃"]``;
     an expression without words is shown as ``expression = value``.
     """
+    if "unreached" in evidence and "messages" in evidence:
+        return undelivered_words(evidence)
     out = []
     for expr, value in evidence.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             out.append(f"{expr}：{value}")
             continue
         out.append(_phrase(expr, float(value)) or f"{expr} = {number(float(value))}")
+    return out
+
+
+def undelivered_words(evidence: Mapping[str, object]) -> list[str]:
+    """The undelivered system alert's evidence (`dispatcher.alerts.undelivered`) in
+    words: how many messages to how many people, over which channels, and whom to call."""
+    channels = evidence.get("channels")
+    names = "、".join(channel_label(str(c)) for c in channels) if isinstance(channels, list) else ""
+    out = [
+        f"{evidence.get('recipients')}人的{evidence.get('messages')}条预警消息未送达"
+        f"（{evidence.get('warnings')}项预警）" + (f"，经{names}均失败" if names else ""),
+    ]
+    unreached = evidence.get("unreached")
+    if isinstance(unreached, list):
+        for entry in unreached:
+            if isinstance(entry, Mapping):
+                code = entry.get("alert")
+                out.append(
+                    f"请电话通知：{entry.get('name') or ''} {entry.get('address') or ''}"
+                    + (f"（编码{code}）" if code else "")
+                )
     return out
 
 
