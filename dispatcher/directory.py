@@ -3,14 +3,20 @@
 Alerts and notifications refer to zones and people by id; the configuration
 files stay the source of truth. Removed zones and people are marked inactive,
 never deleted, so old alerts keep their references.
+
+Set-based: a province's directory is tens of thousands of zones and people and
+over a hundred thousand roles, so rows are written as bulk INSERTs and UPDATEs
+by primary key (one statement each, many parameter sets), not as ORM objects
+one by one (30,000 zones took 50 s that way, most of it the unit of work).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.county import County
@@ -21,43 +27,72 @@ def sync_directory(
     session: Session, county: County, point_of: Mapping[str, str], now: datetime
 ) -> None:
     """Upsert zones, people and zone roles from the configuration; does not commit."""
-    people = {p.id: p for p in session.scalars(select(Person))}
-    for person_cfg in county.people.values():
-        person = people.get(person_cfg.id) or Person(id=person_cfg.id)
-        person.name = person_cfg.name
-        person.phone = person_cfg.phone
-        person.duty_role = person_cfg.duty_role
-        person.active = True
-        person.updated_at = now
-        session.add(person)
-    gone_people = set(people) - set(county.people)
-    if gone_people:
-        session.execute(update(Person).where(Person.id.in_(gone_people)).values(active=False))
-
-    zones = {z.id: z for z in session.scalars(select(Zone))}
-    for cfg in county.zones:
-        zone = zones.get(cfg.id) or Zone(id=cfg.id)
-        zone.name = cfg.name
-        zone.kind = cfg.kind
-        zone.township = cfg.township
-        zone.village = cfg.village
-        zone.latitude = cfg.latitude
-        zone.longitude = cfg.longitude
-        zone.risk_level = cfg.risk
-        zone.tags = sorted(cfg.tags)
-        zone.point_id = point_of[cfg.id]
-        zone.active = True
-        zone.updated_at = now
-        session.add(zone)
-    gone_zones = set(zones) - {z.id for z in county.zones}
-    if gone_zones:
-        session.execute(update(Zone).where(Zone.id.in_(gone_zones)).values(active=False))
-    session.flush()
+    people = [
+        {
+            "id": p.id,
+            "name": p.name,
+            "phone": p.phone,
+            "duty_role": p.duty_role,
+            "active": True,
+            "updated_at": now,
+        }
+        for p in county.people.values()
+    ]
+    _upsert(session, Person, people)
+    zones = [
+        {
+            "id": z.id,
+            "name": z.name,
+            "kind": z.kind,
+            "township": z.township,
+            "village": z.village,
+            "latitude": z.latitude,
+            "longitude": z.longitude,
+            "risk_level": z.risk,
+            "tags": sorted(z.tags),
+            "point_id": point_of[z.id],
+            "active": True,
+            "updated_at": now,
+        }
+        for z in county.zones
+    ]
+    _upsert(session, Zone, zones)
 
     # roles are configuration, not history: replace them wholesale
     session.execute(delete(ZoneRole))
-    for cfg in county.zones:
-        for role, person_ids in cfg.people.items():
-            for person_id in dict.fromkeys(person_ids):
-                session.add(ZoneRole(zone_id=cfg.id, person_id=person_id, role=role))
+    roles = [
+        {"zone_id": z.id, "person_id": person_id, "role": role}
+        for z in county.zones
+        for role, person_ids in z.people.items()
+        for person_id in dict.fromkeys(person_ids)
+    ]
+    if roles:
+        session.execute(insert(ZoneRole.__table__), roles)
     session.flush()
+
+
+def _upsert(
+    session: Session, model: type[Person] | type[Zone], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert the new `rows`, update the known ones, mark the ones no longer listed inactive.
+
+    Core statements on the table, not the ORM's bulk paths: those still build
+    an ORM state per row, half the time of a province's sync.
+    """
+    table = model.__table__
+    known = set(session.scalars(select(model.id)))
+    new = [row for row in rows if row["id"] not in known]
+    old = [{**row, "row_id": row["id"]} for row in rows if row["id"] in known]
+    if new:
+        session.execute(insert(table), new)
+    if old:
+        columns = {name: bindparam(name) for name in rows[0] if name != "id"}
+        session.execute(update(table).where(table.c.id == bindparam("row_id")).values(columns), old)
+    gone = known - {row["id"] for row in rows}
+    for chunk in _chunks(sorted(gone), 10_000):  # bound a statement's parameters
+        session.execute(update(table).where(table.c.id.in_(chunk)).values(active=False))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
