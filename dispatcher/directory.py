@@ -58,39 +58,66 @@ def sync_directory(
     ]
     _upsert(session, Zone, zones)
 
-    # roles are configuration, not history: replace them wholesale
-    session.execute(delete(ZoneRole))
-    roles = [
-        {"zone_id": z.id, "person_id": person_id, "role": role}
+    # roles are configuration, not history: the table is made to hold exactly these
+    wanted = {
+        (z.id, person_id, role)
         for z in county.zones
         for role, person_ids in z.people.items()
-        for person_id in dict.fromkeys(person_ids)
-    ]
-    if roles:
-        session.execute(insert(ZoneRole.__table__), roles)
+        for person_id in person_ids
+    }
+    table = ZoneRole.__table__
+    held = set(session.execute(select(table.c.zone_id, table.c.person_id, table.c.role)).tuples())
+    gone = held - wanted
+    if gone:
+        session.execute(
+            delete(table).where(
+                table.c.zone_id == bindparam("z"),
+                table.c.person_id == bindparam("p"),
+                table.c.role == bindparam("r"),
+            ),
+            [{"z": z, "p": p, "r": r} for z, p, r in gone],
+        )
+    new = wanted - held
+    if new:
+        session.execute(
+            insert(table), [{"zone_id": z, "person_id": p, "role": r} for z, p, r in sorted(new)]
+        )
     session.flush()
 
 
 def _upsert(
     session: Session, model: type[Person] | type[Zone], rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert the new `rows`, update the known ones, mark the ones no longer listed inactive.
+    """Insert the new `rows`, update those that changed (their `updated_at` too), mark
+    the ones no longer listed inactive; rows as they are already are not written.
 
     Core statements on the table, not the ORM's bulk paths: those still build
     an ORM state per row, half the time of a province's sync.
     """
+    if not rows:
+        return
     table = model.__table__
-    known = set(session.scalars(select(model.id)))
+    compared = [name for name in rows[0] if name not in ("id", "updated_at")]
+    known = {
+        row[0]: tuple(row[1:])
+        for row in session.execute(select(table.c.id, *(table.c[name] for name in compared)))
+    }
     new = [row for row in rows if row["id"] not in known]
-    old = [{**row, "row_id": row["id"]} for row in rows if row["id"] in known]
+    changed = [
+        {**{name: value for name, value in row.items() if name != "id"}, "row_id": row["id"]}
+        for row in rows
+        if row["id"] in known and known[row["id"]] != tuple(row[name] for name in compared)
+    ]
     if new:
         session.execute(insert(table), new)
-    if old:
-        columns = {name: bindparam(name) for name in rows[0] if name != "id"}
-        session.execute(update(table).where(table.c.id == bindparam("row_id")).values(columns), old)
-    gone = known - {row["id"] for row in rows}
-    for chunk in _chunks(sorted(gone), 10_000):  # bound a statement's parameters
-        session.execute(update(table).where(table.c.id.in_(chunk)).values(active=False))
+    if changed:
+        # SET the columns each parameter set names, for the row it names
+        session.execute(update(table).where(table.c.id == bindparam("row_id")), changed)
+    gone = sorted(set(known) - {row["id"] for row in rows})
+    for chunk in _chunks(gone, 10_000):  # bound a statement's parameters
+        session.execute(
+            update(table).where(table.c.id.in_(chunk), table.c.active).values(active=False)
+        )
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

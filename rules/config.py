@@ -385,7 +385,7 @@ class _NotFast(Exception):
     """The text is JSON that YAML would read differently, or refuse."""
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     mapping = dict(pairs)
     if len(mapping) != len(pairs):
         raise _NotFast  # a duplicate key: YAML refuses it, JSON keeps the last
@@ -411,35 +411,46 @@ def _fast_load(text: str) -> Any:
     if _NOT_YAML_TEXT.search(text) or _SURROGATE_ESCAPE.search(text):
         return _NOT_FAST
     try:
-        data = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+        data = json.loads(text, parse_constant=_constant)
+        keys = _keys_within_bounds(data)
+        if keys is None:
+            return _NOT_FAST
+        # Each key is followed by one ':' outside strings, so as many keys as
+        # colons means no key was written twice (JSON keeps the last of a
+        # duplicate, YAML refuses it). Colons inside strings ("09:00") leave
+        # it unsure: then the decoder looks at every mapping's keys (slower).
+        if keys != text.count(":"):
+            json.loads(text, object_pairs_hook=_unique, parse_constant=_constant)
     except (ValueError, RecursionError, _NotFast):
         return _NOT_FAST
-    return data if _within_bounds(data) else _NOT_FAST
+    return data
 
 
-def _within_bounds(data: Any) -> bool:
-    """Whether plain JSON data keeps MAX_YAML_NODES, `_FAST_MAX_DEPTH` and YAML's key length."""
+def _keys_within_bounds(data: Any) -> int | None:
+    """The number of mapping keys in plain JSON data, or None when it is over a bound:
+    MAX_YAML_NODES, `_FAST_MAX_DEPTH` or YAML's length of a key."""
     nodes = 1  # keys count as nodes, as the composer counts them
+    keys = 0
     level: list[Any] = [data]  # the lists and mappings one level deeper each round
     depth = 0
     while level:
         depth += 1
         if depth > _FAST_MAX_DEPTH:
-            return False
+            return None
         deeper: list[Any] = []
         for value in level:
             if type(value) is dict:
-                nodes += 2 * len(value)
+                keys += len(value)
                 if value and max(map(len, value)) > _MAX_KEY_CHARS:
-                    return False
+                    return None
                 deeper += [c for c in value.values() if type(c) is dict or type(c) is list]
             elif type(value) is list:
                 nodes += len(value)
                 deeper += [c for c in value if type(c) is dict or type(c) is list]
-        if nodes > MAX_YAML_NODES:
-            return False
+        if nodes + 2 * keys > MAX_YAML_NODES:
+            return None
         level = deeper
-    return True
+    return keys
 
 
 def load_yaml(path: Path, display_name: str | None = None) -> Document:
