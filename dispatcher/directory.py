@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.county import County
@@ -65,8 +65,13 @@ def sync_directory(
         for role, person_ids in z.people.items()
         for person_id in person_ids
     }
-    table = ZoneRole.__table__
-    held = set(session.execute(select(table.c.zone_id, table.c.person_id, table.c.role)).tuples())
+    table = _table(ZoneRole)
+    held = {
+        (zone_id, person_id, role)
+        for zone_id, person_id, role in session.execute(
+            select(table.c.zone_id, table.c.person_id, table.c.role)
+        )
+    }
     gone = held - wanted
     if gone:
         session.execute(
@@ -96,7 +101,7 @@ def _upsert(
     """
     if not rows:
         return
-    table = model.__table__
+    table = _table(model)
     compared = [name for name in rows[0] if name not in ("id", "updated_at")]
     known = {
         row[0]: tuple(row[1:])
@@ -123,3 +128,8 @@ def _upsert(
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _table(model: type[Person] | type[Zone] | type[ZoneRole]) -> Table:
+    """The Core table of a model (declarative models are mapped to one `Table`)."""
+    return cast(Table, model.__table__)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from channels.base import ChannelLimits
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.settings import Settings
-from dispatcher.states import AlertKind, AlertState, NotificationStatus
+from dispatcher.states import AlertKind, AlertState, NotificationStatus, priority_of
 from dispatcher.storage.models import Alert, Notification
 from tests.support import Clock, MonotonicClock, ScriptedChannel
 
@@ -57,8 +57,10 @@ def add_rows(
     due: datetime = NOW,
     channel: str = "sms",
 ) -> list[int]:
-    """`count` pending rows about `alert_id` (None: a row without an alert), due at `due`."""
+    """`count` pending rows about `alert_id` (None: a row without an alert), due at `due`,
+    with the priority `outbox.rows.enqueue` gives them (from the alert's level)."""
     with sessions.begin() as session:
+        alert = session.get(Alert, alert_id) if alert_id is not None else None
         rows = [
             Notification(
                 idempotency_key=f"{alert_id}:new:prio{next(_keys)}:{channel}",
@@ -71,6 +73,7 @@ def add_rows(
                 body="【柳林县自然资源局】寒潮预警",
                 next_attempt_at=due,
                 created_at=due,
+                priority=priority_of(alert.level if alert is not None else None),
             )
             for _ in range(count)
         ]

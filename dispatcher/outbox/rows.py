@@ -18,7 +18,7 @@ from typing import Final, Protocol
 
 from sqlalchemy.orm import Session
 
-from dispatcher.states import NotificationStatus
+from dispatcher.states import NotificationStatus, priority_of
 from dispatcher.storage.models import Alert, Notification
 
 OnFailed = Callable[[Session, Notification, str, datetime], object]
@@ -89,6 +89,7 @@ def enqueue(
         created_at=now,
         failover_of_id=failover_of.id if failover_of is not None else None,
         mentions=list(mentions) if mentions else None,
+        priority=priority_of(alert.level if alert is not None else None),
     )
     session.add(row)
     return row
