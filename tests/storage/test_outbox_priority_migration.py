@@ -45,6 +45,7 @@ def test_upgrading_sets_the_priority_of_waiting_rows_from_their_alerts_level(
     # then the waiting rows rank by their alert's level (no alert: orange); the sent
     # one, which no claim reads again, keeps orange
     with engine.connect() as connection:
-        got = dict(connection.execute(text("SELECT id, priority FROM notifications")).all())
+        rows = connection.execute(text("SELECT id, priority FROM notifications")).all()
+        got: dict[int, int] = {id_: priority for id_, priority in rows}
     engine.dispose()
     assert got == {1: 0, 2: 2, 3: 1, 4: 0, 5: 1}
