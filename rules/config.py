@@ -374,8 +374,11 @@ _NOT_YAML_TEXT = re.compile(
 _JSON_START = re.compile(r'[ \t\r\n]*[\[{"]')
 # \ud83d\ude00: JSON joins an escaped surrogate pair into one character, YAML does not
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
-_MAX_KEY_CHARS = 1024
-"""YAML's limit on an implicit key (JSON's keys are implicit keys to YAML)."""
+_MAX_KEY_CHARS = 1024 // 6 - 2
+"""The longest key the fast path reads: YAML reads at most 1,024 characters of text
+as an implicit key (JSON's keys are implicit keys to YAML), and a character of a
+key may have been written as a 6-character escape (\u00e9); a longer key is left
+to the round-trip loader."""
 # The fast path leaves files this deep to the round-trip loader, which says
 # exactly where MAX_YAML_DEPTH is crossed (its depth counts a little differently).
 _FAST_MAX_DEPTH = MAX_YAML_DEPTH - 2
@@ -401,7 +404,7 @@ def _fast_load(text: str) -> Any:
 
     JSON is YAML 1.2 (it reads the same values: the tests compare the two), but
     for a few corners checked here: duplicate keys, NaN, escaped surrogate
-    pairs, characters YAML refuses, keys over 1,024 characters. The bounds hold
+    pairs, characters YAML refuses, keys over 1,024 characters of text. The bounds hold
     as on the round-trip path: JSON has no aliases, and a document over
     MAX_YAML_NODES values or deeper than MAX_YAML_DEPTH goes to the round-trip
     loader, which refuses it at its position.

@@ -50,7 +50,7 @@ from channels.base import OutgoingMessage
 from dispatcher import audit
 from dispatcher.outbox.rows import OnFailed
 from dispatcher.ratelimit import ChannelPacer
-from dispatcher.states import PRIORITY_RANKS, UNRANKED, NotificationStatus
+from dispatcher.states import PRIORITY_RANKS, NotificationStatus
 from dispatcher.storage.models import Alert, Notification
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 PACE_AHEAD_SECONDS: Final = 2.0
 _MAX_CLAIM_ROUNDS: Final = 8
 
-__all__ = ["PRIORITY_RANKS", "UNRANKED", "Claimed", "Claimer", "pending_rows", "until_slot"]
 DEFAULT_PRIORITY_AGING_SECONDS: Final = 300.0
 
 

@@ -36,6 +36,7 @@ CORNERS = [
     pytest.param('{"a": 1, "a": 2}', id="duplicate-key"),
     pytest.param('{"t": "09:00", "a": 1, "a": 2}', id="duplicate-key-and-colons-in-strings"),
     pytest.param('{"%s": 1}' % ("k" * 1100), id="key-over-1024-characters"),
+    pytest.param('{"%s": 1}' % (r"\u00e9" * 200), id="key-over-1024-characters-as-escapes"),
     pytest.param('{"a": NaN}', id="nan"),
     pytest.param('{\n"a":\n[1,\n2]\n}', id="over-lines"),
     pytest.param('{"a": "# not a comment", "b": "x #y"}', id="hashes"),
