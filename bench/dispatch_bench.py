@@ -58,9 +58,9 @@ from bench.fake_twilio import running  # noqa: E402
 from channels.twilio_sms import TwilioSmsChannel  # noqa: E402
 from dispatcher.httpclient import shared_client  # noqa: E402
 from dispatcher.outbox import DeliveryWorker  # noqa: E402
-from dispatcher.outbox.claim import _CLAIM_COLUMNS, Claimer, priority_rank  # noqa: E402
+from dispatcher.outbox.claim import _CLAIM_COLUMNS, pending_rows  # noqa: E402
 from dispatcher.ratelimit import Rate  # noqa: E402
-from dispatcher.states import AlertKind, AlertState, NotificationStatus  # noqa: E402
+from dispatcher.states import AlertKind, AlertState, NotificationStatus, priority_of  # noqa: E402
 from dispatcher.storage.db import make_engine, session_factory  # noqa: E402
 from dispatcher.storage.migrate import upgrade  # noqa: E402
 from dispatcher.storage.models import Alert, Notification  # noqa: E402
@@ -173,7 +173,6 @@ def claim_query_ms(sessions: sessionmaker[Session], *, by_priority: bool, limit:
     due = and_(
         Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at <= now
     )
-    rank = priority_rank(now - timedelta(seconds=300))
     # as before priority: due time alone, read in the index's order
     before = (
         select(*_CLAIM_COLUMNS, Alert.level)
@@ -188,7 +187,7 @@ def claim_query_ms(sessions: sessionmaker[Session], *, by_priority: bool, limit:
         with sessions() as session:
             started = time.perf_counter()
             if by_priority:
-                got = Claimer._due_rows(session, due, rank, limit)
+                got = pending_rows(session, now, now - timedelta(seconds=300), limit)
             else:
                 got = list(session.execute(before))
             times.append(time.perf_counter() - started)
@@ -220,6 +219,8 @@ async def run_outbox(
         {
             "idempotency_key": f"bench:{mode}:{i}",
             "alert_id": events.get("red" if is_red(i) else "yellow"),
+            # as outbox.rows.enqueue sets it from the alert's level
+            "priority": priority_of(("red" if is_red(i) else "yellow") if mixed else None),
             "transition": "new",
             "recipient_name": "测试",
             "address": f"+86170{i:08d}",

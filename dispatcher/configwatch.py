@@ -54,6 +54,7 @@ from dispatcher.feeds.points import assign_points
 from dispatcher.roster import Roster, load_roster
 from dispatcher.rulewatch import SHOWN_PROBLEMS, RefusalAlarm, changed_files
 from dispatcher.storage.models import AuditEvent
+from rules.collector import collector_paused
 from rules.config import ConfigError, Problem
 from rules.loader import RuleSet
 from rules.types import ZoneSpec
@@ -133,6 +134,13 @@ def load_county_config(
     config_dir: Path, ruleset: RuleSet | None, resolution_deg: float
 ) -> CountyConfig:
     """Load the county, its roster and its escalation policies; ConfigError lists every problem."""
+    with collector_paused():  # a province is a million small objects (rules.collector)
+        return _load_county_config(config_dir, ruleset, resolution_deg)
+
+
+def _load_county_config(
+    config_dir: Path, ruleset: RuleSet | None, resolution_deg: float
+) -> CountyConfig:
     files = config_snapshot(config_dir)
     county = load_county(config_dir)  # the roster and the policies need a valid county
     problems: list[Problem] = []

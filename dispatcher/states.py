@@ -52,6 +52,18 @@ class NotificationStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+PRIORITY_RANKS: Final = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
+"""An outbox row's `priority`, by the level of the alert it is about: lower is sent
+first when a rate limit binds (see dispatcher.outbox.claim)."""
+UNRANKED: Final = PRIORITY_RANKS["orange"]
+"""The priority of a row without an alert, or whose alert's level has another name."""
+
+
+def priority_of(level: str | None) -> int:
+    """The stored priority of an outbox row about an alert at `level` (None: no alert)."""
+    return PRIORITY_RANKS.get(level or "", UNRANKED)
+
+
 class TimerStatus(StrEnum):
     """An escalation timer: pending until it fires (done) or is cancelled."""
 

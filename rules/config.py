@@ -13,7 +13,11 @@ the data is hourly).
 ruamel.yaml parses in round-trip mode (it keeps line/column of every node); we
 convert the tree to plain Python and keep a map from the node's path (the same
 tuple pydantic uses as an error `loc`) to its position. Validation errors from
-pydantic are then reported at the exact node, all at once.
+pydantic are then reported at the exact node, all at once. A file in JSON
+form (JSON is YAML 1.2; a script exporting a province's 30,000 zones writes
+it) is read by the standard library's decoder instead, tens of times faster,
+and its positions are found by the round-trip loader only when an error needs
+them, so its errors name the same line and column (see `_fast_load`).
 
 Every file is bounded before it can cost much memory or time (billion laughs,
 a file the size of a disk): at most `MAX_YAML_BYTES` (refused from its size,
@@ -27,10 +31,11 @@ budget, before anything is expanded.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -120,22 +125,45 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-@dataclass
 class Document:
-    """A parsed YAML file: plain data plus the position of every node."""
+    """A parsed YAML file: plain data plus the position of every node.
 
-    path: str
-    data: Any
-    positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    The positions of a file read by the fast path (`_fast_load`) are found
+    only when first asked for (an error to report): by parsing the text again
+    with the round-trip loader, so an error names the same line and column
+    whichever way the file was read.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        data: Any,
+        positions: dict[Loc, tuple[int, int]] | None = None,
+        *,
+        text: str | None = None,
+    ) -> None:
+        self.path = path
+        self.data = data
+        self._positions = positions
+        self._text = text  # kept for the positions pass until it has run
+
+    @property
+    def positions(self) -> dict[Loc, tuple[int, int]]:
+        """Line and column (1-based) of every node, by its path."""
+        if self._positions is None:
+            self._positions = _positions_of(self._text or "", self.path)
+            self._text = None
+        return self._positions
 
     def where(self, loc: Sequence[str | int]) -> tuple[int, int]:
         """Position of the node at `loc`, or of its nearest ancestor that exists."""
+        positions = self.positions
         path = tuple(loc)
         while path:
-            if path in self.positions:
-                return self.positions[path]
+            if path in positions:
+                return positions[path]
             path = path[:-1]
-        return self.positions.get((), (1, 1))
+        return positions.get((), (1, 1))
 
     def problem(self, loc: Sequence[str | int], message: str) -> Problem:
         line, column = self.where(loc)
@@ -265,10 +293,26 @@ def read_bounded(path: Path, name: str | None = None) -> bytes:
     return data
 
 
-def load_yaml_text(text: str, name: str) -> Document:
-    """Parse YAML text; a syntax error or a bound exceeded becomes a ConfigError at its position."""
+def load_yaml_text(text: str, name: str, *, fast: bool = True) -> Document:
+    """Parse YAML text; a syntax error or a bound exceeded becomes a ConfigError at its position.
+
+    With `fast` (the default), text in the JSON form of YAML (what a script
+    exporting a province's zones writes) is read by the standard library's JSON
+    decoder, tens of times faster than the round-trip loader, and its positions
+    found only if an error needs them; any other text, or JSON that YAML would
+    read differently or that comes near a bound, is read by the round-trip loader.
+    """
     if len(text) > MAX_YAML_BYTES:
         raise _too_large(name, len(text.encode("utf-8")))
+    if fast:
+        data = _fast_load(text)
+        if data is not _NOT_FAST:
+            return Document(name, data, text=text)
+    return _round_trip(text, name)
+
+
+def _round_trip(text: str, name: str) -> Document:
+    """Parse `text` with ruamel's round-trip loader, keeping every node's position."""
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     yaml.Composer = _BoundedComposer
@@ -308,9 +352,108 @@ def load_yaml_text(text: str, name: str) -> Document:
     except YAMLError as exc:  # errors without a mark (rare)
         what = " ".join(str(exc).split())
         raise ConfigError([Problem(name, 1, 1, f"YAML syntax: {what}")]) from None
-    doc = Document(name, None, {(): (1, 1)})
-    doc.data = _plain(tree, (), doc.positions)
-    return doc
+    positions: dict[Loc, tuple[int, int]] = {(): (1, 1)}
+    return Document(name, _plain(tree, (), positions), positions)
+
+
+def _positions_of(text: str, name: str) -> dict[Loc, tuple[int, int]]:
+    """The positions of a document the fast path read: its round-trip parse."""
+    try:
+        return _round_trip(text, name).positions
+    except ConfigError:  # not expected: the fast path reads only what YAML reads alike
+        return {(): (1, 1)}
+
+
+_NOT_FAST: Any = object()
+"""What `_fast_load` returns for text it leaves to the round-trip loader."""
+# Characters YAML refuses in a file (ruamel's reader), or reads as a line break
+# (U+0085), which JSON takes as they are inside a string.
+_NOT_YAML_TEXT = re.compile(
+    r"[^\x09\x0a\x0d\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+_JSON_START = re.compile(r'[ \t\r\n]*[\[{"]')
+# \ud83d\ude00: JSON joins an escaped surrogate pair into one character, YAML does not
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+_MAX_KEY_CHARS = 1024 // 6 - 2
+"""The longest key the fast path reads: YAML reads at most 1,024 characters of text
+as an implicit key (JSON's keys are implicit keys to YAML), and a character of a
+key may have been written as a 6-character escape (\u00e9); a longer key is left
+to the round-trip loader."""
+# The fast path leaves files this deep to the round-trip loader, which says
+# exactly where MAX_YAML_DEPTH is crossed (its depth counts a little differently).
+_FAST_MAX_DEPTH = MAX_YAML_DEPTH - 2
+
+
+class _NotFast(Exception):
+    """The text is JSON that YAML would read differently, or refuse."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):
+        raise _NotFast  # a duplicate key: YAML refuses it, JSON keeps the last
+    return mapping
+
+
+def _constant(name: str) -> Any:
+    raise _NotFast  # NaN, Infinity: JSON's extensions, strings to YAML
+
+
+def _fast_load(text: str) -> Any:
+    """`text` read as JSON, or `_NOT_FAST` when the round-trip loader must read it.
+
+    JSON is YAML 1.2 (it reads the same values: the tests compare the two), but
+    for a few corners checked here: duplicate keys, NaN, escaped surrogate
+    pairs, characters YAML refuses, keys over 1,024 characters of text. The bounds hold
+    as on the round-trip path: JSON has no aliases, and a document over
+    MAX_YAML_NODES values or deeper than MAX_YAML_DEPTH goes to the round-trip
+    loader, which refuses it at its position.
+    """
+    if not _JSON_START.match(text):
+        return _NOT_FAST  # block YAML (or a bare scalar): not worth trying
+    if _NOT_YAML_TEXT.search(text) or _SURROGATE_ESCAPE.search(text):
+        return _NOT_FAST
+    try:
+        data = json.loads(text, parse_constant=_constant)
+        keys = _keys_within_bounds(data)
+        if keys is None:
+            return _NOT_FAST
+        # Each key is followed by one ':' outside strings, so as many keys as
+        # colons means no key was written twice (JSON keeps the last of a
+        # duplicate, YAML refuses it). Colons inside strings ("09:00") leave
+        # it unsure: then the decoder looks at every mapping's keys (slower).
+        if keys != text.count(":"):
+            json.loads(text, object_pairs_hook=_unique, parse_constant=_constant)
+    except (ValueError, RecursionError, _NotFast):
+        return _NOT_FAST
+    return data
+
+
+def _keys_within_bounds(data: Any) -> int | None:
+    """The number of mapping keys in plain JSON data, or None when it is over a bound:
+    MAX_YAML_NODES, `_FAST_MAX_DEPTH` or YAML's length of a key."""
+    nodes = 1  # keys count as nodes, as the composer counts them
+    keys = 0
+    level: list[Any] = [data]  # the lists and mappings one level deeper each round
+    depth = 0
+    while level:
+        depth += 1
+        if depth > _FAST_MAX_DEPTH:
+            return None
+        deeper: list[Any] = []
+        for value in level:
+            if type(value) is dict:
+                keys += len(value)
+                if value and max(map(len, value)) > _MAX_KEY_CHARS:
+                    return None
+                deeper += [c for c in value.values() if type(c) is dict or type(c) is list]
+            elif type(value) is list:
+                nodes += len(value)
+                deeper += [c for c in value if type(c) is dict or type(c) is list]
+        if nodes + 2 * keys > MAX_YAML_NODES:
+            return None
+        level = deeper
+    return keys
 
 
 def load_yaml(path: Path, display_name: str | None = None) -> Document:

@@ -14,9 +14,7 @@ shared by every rule (`SeriesCache`).
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
@@ -26,6 +24,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from rules.collector import collector_paused
 from rules.expr import Condition, Series, bind, condition_series, condition_variables
 from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.series import LocalDay, SeriesCache, column_spans
@@ -62,7 +61,7 @@ def evaluate(
         raise ValueError("now must be timezone-aware")
     # Hundreds of thousands of new objects, none in a reference cycle: the cyclic
     # collector would only rescan them again and again (it doubles the time).
-    with _collector_paused():
+    with collector_paused():
         return _evaluate(ruleset, batch, zones, now, timezone)
 
 
@@ -92,18 +91,6 @@ def _evaluate(
         assessments.extend(made)
         order.append(zones_of)
     return _sorted(assessments, order, list(verdicts), table)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector (reference counting goes on)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # --- what to evaluate -----------------------------------------------------------------

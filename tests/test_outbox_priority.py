@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import ChannelLimits
-from dispatcher.outbox import DeliveryWorker
+from dispatcher.outbox import DeliveryWorker, enqueue
 from dispatcher.settings import Settings
-from dispatcher.states import AlertKind, AlertState, NotificationStatus
+from dispatcher.states import AlertKind, AlertState, NotificationStatus, priority_of
 from dispatcher.storage.models import Alert, Notification
 from tests.support import Clock, MonotonicClock, ScriptedChannel
 
@@ -57,8 +58,10 @@ def add_rows(
     due: datetime = NOW,
     channel: str = "sms",
 ) -> list[int]:
-    """`count` pending rows about `alert_id` (None: a row without an alert), due at `due`."""
+    """`count` pending rows about `alert_id` (None: a row without an alert), due at `due`,
+    with the priority `outbox.rows.enqueue` gives them (from the alert's level)."""
     with sessions.begin() as session:
+        alert = session.get(Alert, alert_id) if alert_id is not None else None
         rows = [
             Notification(
                 idempotency_key=f"{alert_id}:new:prio{next(_keys)}:{channel}",
@@ -71,6 +74,7 @@ def add_rows(
                 body="【柳林县自然资源局】寒潮预警",
                 next_attempt_at=due,
                 created_at=due,
+                priority=priority_of(alert.level if alert is not None else None),
             )
             for _ in range(count)
         ]
@@ -254,3 +258,120 @@ def test_the_aging_bound_comes_from_the_settings(sessions: sessionmaker[Session]
     )
 
     assert [c.id for c in worker.claim(1)] == blue
+
+
+# --- the stored priority and its index -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "kind", "priority"),
+    [
+        ("red", AlertKind.HAZARD, 0),
+        ("orange", AlertKind.SYSTEM, 1),  # a system alert at its level
+        ("yellow", AlertKind.EVENT, 2),
+        ("blue", AlertKind.EVENT, 3),
+        ("purple", AlertKind.EVENT, 1),  # a level of another name counts as orange
+        (None, AlertKind.EVENT, 1),  # no alert (a failover of a row without one)
+    ],
+)
+def test_enqueue_stores_the_priority_of_the_alerts_level(
+    sessions: sessionmaker[Session], level: str | None, kind: str, priority: int
+) -> None:
+    alert_id = add_alert(sessions, level, kind) if level is not None else None
+    with sessions.begin() as session:
+        alert = session.get(Alert, alert_id) if alert_id is not None else None
+        row = enqueue(
+            session, alert, "new", _Group(), "sms", "寒潮预警", NOW, audience="group:duty"
+        )
+        session.flush()
+        row_id = row.id
+
+    with sessions() as session:
+        assert session.get_one(Notification, row_id).priority == priority
+
+
+class _Group:
+    person_id = None
+    name = "值班室"
+    address = "+8613800000009"
+
+
+def test_a_claim_in_a_backlog_of_thousands_reads_the_claim_index_in_order_without_a_sort(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    # given 3,000 due yellow SMS rows and 150 red ones committed after them, fresh,
+    # and two red rows for a robot that takes one message a minute
+    yellow_alert, red_alert = add_alert(sessions, "yellow"), add_alert(sessions, "red")
+    robot = add_rows(sessions, red_alert, 2, due=NOW - timedelta(seconds=90), channel="robot")
+    with sessions.begin() as session:
+        session.execute(
+            insert(Notification),
+            [
+                {
+                    "idempotency_key": f"backlog:{i}",
+                    "alert_id": red_alert if i >= 3000 else yellow_alert,
+                    "transition": "new",
+                    "address": f"+86170{i:08d}",
+                    "channel": "sms",
+                    "body": "寒潮预警",
+                    "status": NotificationStatus.PENDING,
+                    "next_attempt_at": NOW - timedelta(seconds=60 - i / 100),
+                    "created_at": NOW,
+                    "priority": priority_of("red" if i >= 3000 else "yellow"),
+                }
+                for i in range(3150)
+            ],
+        )
+        if engine.dialect.name == "postgresql":
+            session.execute(text("ANALYZE notifications"))
+    statements: list[tuple[str, Any]] = []
+
+    def remember(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "ORDER BY notifications.priority" in statement and "LIMIT" in statement:
+            statements.append((statement, parameters))
+
+    channels = {
+        "sms": ScriptedChannel(),
+        "robot": ScriptedChannel(name="robot", limits=ChannelLimits(per_minute=1)),
+    }
+    worker = DeliveryWorker(
+        sessions, channels, Clock(NOW), concurrency=2, poll_seconds=0.05, lease_seconds=60.0
+    )
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        # when a worker claims 64 of them (the robot's second row is passed over,
+        # and the claim reads on past the robot's rows)
+        got = worker.claim(64)
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+
+    # then it took the robot's first row and the 63 oldest red SMS, before any
+    # earlier yellow row
+    with sessions() as session:
+        claimed = [session.get_one(Notification, c.id) for c in got]
+    assert claimed[0].id == robot[0] and robot[1] not in {row.id for row in claimed}
+    assert len(claimed) == 64 and {row.alert_id for row in claimed} == {red_alert}
+    # and every query that chose them (the one in IN (…); the outer one reads
+    # the rows chosen) reads ix_notifications_claim in its order, with or without
+    # the robot left out
+    assert len(statements) == 2
+    for statement, parameters in statements:
+        chosen = statement[statement.index("IN (") + 4 : statement.rindex(")")]
+        assert plan_reads_index_in_order(engine, chosen, parameters), chosen
+
+
+def plan_reads_index_in_order(engine: Engine, statement: str, parameters: Any) -> bool:
+    """Whether the database plans `statement` on ix_notifications_claim with no sort."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            plan = [
+                row[-1]
+                for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            ]
+            return any("ix_notifications_claim" in step for step in plan) and not any(
+                "TEMP B-TREE" in step for step in plan
+            )
+        lines = [row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)]
+        return any("ix_notifications_claim" in line for line in lines) and not any(
+            "Sort" in line for line in lines
+        )

@@ -8,17 +8,19 @@ times and leases) and the monotonic one (`monotonic`, for rate limit slots),
 so a test can move either by hand.
 
 Priority: when a rate limit binds, the most urgent message goes first. Due
-rows are claimed in the order (rank, `next_attempt_at`, id), the rank read off
-the level of the row's alert (an event's, a zone's or a system alert's): red 0,
+rows are claimed in the order (rank, `next_attempt_at`, id), the rank being
+the row's stored `priority`, set when it was created from the level of its
+alert (an event's, a zone's or a system alert's; `states.priority_of`): red 0,
 orange 1, yellow 2, blue 3; a row without an alert, or with a level of another
-name, ranks as orange. So that a flood of red never starves the rest, a row
-due for longer than `priority_aging_seconds` (setting
-`outbox_priority_aging_seconds`, 300 s) ranks as red: among red rows the oldest
-due goes first, so an aged yellow or blue row leaves ahead of a fresh red one.
-The rank is a CASE in the claim query (SQLite and PostgreSQL alike): the due
-rows are still found through `ix_notifications_status_due`, but no longer read
-in index order — the database sorts the ids of the due rows (see `_due_rows`;
-bench/dispatch_bench.py --mode mixed prints what a claim query costs).
+name, is orange. So that a flood of red never starves the rest, a row due for
+longer than `priority_aging_seconds` (setting `outbox_priority_aging_seconds`,
+300 s) ranks as red: among red rows the oldest due goes first, so an aged
+yellow or blue row leaves ahead of a fresh red one. Every aged row fell due
+before every fresh one, so the order is two index reads, each with its LIMIT
+and no sort (`pending_rows`): the aged rows in due order
+(`ix_notifications_status_due`), then the fresh ones in the order of
+`ix_notifications_claim` (status, priority, due time, id). A province's burst
+of 60,000 rows costs a claim what a county's does.
 The order holds across claims and inside one: a red row claimed in the same
 batch as yellow rows of its channel takes the earlier rate limit slot, and one
 committed later takes the first slot no claimed row holds yet (the slots
@@ -49,13 +51,15 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from sqlalchemy import ColumnElement, and_, case, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from channels.base import OutgoingMessage
 from dispatcher import audit
 from dispatcher.outbox.rows import OnFailed
 from dispatcher.ratelimit import ChannelPacer
-from dispatcher.states import NotificationStatus
+from dispatcher.states import PRIORITY_RANKS, NotificationStatus
 from dispatcher.storage.models import Alert, Notification
 
 logger = logging.getLogger(__name__)
@@ -64,22 +68,7 @@ logger = logging.getLogger(__name__)
 PACE_AHEAD_SECONDS: Final = 2.0
 _MAX_CLAIM_ROUNDS: Final = 8
 
-PRIORITY_RANKS: Final = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
-"""Claim order by alert level when a rate limit binds: lower goes first."""
-UNRANKED: Final = PRIORITY_RANKS["orange"]
-"""The rank of a row without an alert (or whose level has another name)."""
 DEFAULT_PRIORITY_AGING_SECONDS: Final = 300.0
-
-
-def priority_rank(aged_before: datetime) -> ColumnElement[int]:
-    """SQL: the claim rank of an outbox row (outer-joined to its alert).
-
-    A row due since before `aged_before` ranks as red, whatever its level."""
-    return case(
-        (Notification.next_attempt_at < aged_before, PRIORITY_RANKS["red"]),
-        *((Alert.level == level, rank) for level, rank in PRIORITY_RANKS.items()),
-        else_=UNRANKED,
-    )
 
 
 # what a claim reads of a row (as plain columns, not as an ORM object)
@@ -223,14 +212,15 @@ class Claimer:
             Notification.lease_until < now,
             *busy,
         )
-        due = and_(
-            Notification.status == NotificationStatus.PENDING,
-            Notification.next_attempt_at <= now,
-            *busy,
+        aged_before = now - timedelta(seconds=self.priority_aging_seconds)
+        expired_rank = case(
+            (Notification.next_attempt_at < aged_before, PRIORITY_RANKS["red"]),
+            else_=Notification.priority,
         )
-        rank = priority_rank(now - timedelta(seconds=self.priority_aging_seconds))
-        rows = self._due_rows(session, expired, rank, limit)
-        rows += self._due_rows(session, due, rank, limit - len(rows))
+        rows = _due_rows(
+            session, expired, (expired_rank, Notification.next_attempt_at, Notification.id), limit
+        )
+        rows += pending_rows(session, now, aged_before, limit - len(rows), *busy)
         claimed: list[Claimed] = []
         leased: list[int] = []
         passed_over = False
@@ -257,40 +247,6 @@ class Claimer:
                 execution_options={"synchronize_session": False},
             )
         return claimed, passed_over
-
-    @staticmethod
-    def _due_rows(
-        session: Session, where: ColumnElement[bool], rank: ColumnElement[int], limit: int
-    ) -> list[Any]:
-        """Up to `limit` rows matching `where`, in the order (`rank`, due time, id),
-        locked for this claim."""
-        if limit <= 0:
-            return []
-        order = (rank, Notification.next_attempt_at, Notification.id)
-        # The rank is no index's order, so the due rows are sorted: only their
-        # ids (and sort keys) in the subquery, the rest read for the `limit`
-        # chosen. (On PostgreSQL the row locks sit between the sort and the
-        # limit, so the sort is not a bounded top-N one: sorting 10,000 narrow
-        # rows took 15-18 ms here, wide ones with their bodies 37-58 ms.)
-        chosen = (
-            select(Notification.id)
-            .outerjoin(Alert, Alert.id == Notification.alert_id)
-            .where(where)
-            .order_by(*order)
-            .limit(limit)
-            # PostgreSQL: rows another worker is claiming right now are
-            # skipped, not waited for. SQLite ignores this clause; its
-            # BEGIN IMMEDIATE already makes claims one at a time.
-            .with_for_update(skip_locked=True, of=Notification)
-        )
-        return list(
-            session.execute(
-                select(*_CLAIM_COLUMNS, Alert.level)
-                .outerjoin(Alert, Alert.id == Notification.alert_id)
-                .where(Notification.id.in_(chosen))
-                .order_by(*order)
-            )
-        )
 
     def still_ours(self, claims: Sequence[Claimed]) -> set[int]:
         """The ids of `claims` still this worker's, read from the database in one
@@ -424,3 +380,67 @@ class ClaimCheck:
                 for claimed, answer in batch:
                     if not answer.done():
                         answer.set_result(claimed.id in ours)
+
+
+def pending_rows(
+    session: Session,
+    now: datetime,
+    aged_before: datetime,
+    limit: int,
+    *also: ColumnElement[bool],
+) -> list[Any]:
+    """Up to `limit` pending rows due at `now` (and matching `also`), most urgent
+    first, locked for this claim: the rows due since before `aged_before` (they
+    rank as red, and fell due before any other) in due order, then the others by
+    priority and due time. Each part is read off an index in its order."""
+    pending = Notification.status == NotificationStatus.PENDING
+    aged = _due_rows(
+        session,
+        and_(pending, Notification.next_attempt_at < aged_before, *also),
+        (Notification.next_attempt_at, Notification.id),
+        limit,
+    )
+    due_at: ColumnElement[datetime] = Notification.next_attempt_at.expression
+    if session.get_bind().dialect.name == "sqlite":
+        # `+next_attempt_at`: the same value, but no term SQLite reads an index by,
+        # so it reads ix_notifications_claim in order rather than the due-time
+        # range of ix_notifications_status_due and a sort of every due row
+        # (SQLite has no index hints; PostgreSQL chooses the claim index itself)
+        due_at = UnaryExpression(due_at, operator=custom_op("+"), type_=due_at.type)
+    return aged + _due_rows(
+        session,
+        and_(pending, due_at >= aged_before, due_at <= now, *also),
+        (Notification.priority, Notification.next_attempt_at, Notification.id),
+        limit - len(aged),
+    )
+
+
+def _due_rows(
+    session: Session,
+    where: ColumnElement[bool],
+    order: tuple[ColumnElement[Any] | InstrumentedAttribute[Any], ...],
+    limit: int,
+) -> list[Any]:
+    """Up to `limit` rows matching `where`, in `order`, locked for this claim."""
+    if limit <= 0:
+        return []
+    # Only the ids in the locking query (read off the index in its order), the
+    # rest of the columns and the alert's level read for the `limit` chosen.
+    chosen = (
+        select(Notification.id)
+        .where(where)
+        .order_by(*order)
+        .limit(limit)
+        # PostgreSQL: rows another worker is claiming right now are
+        # skipped, not waited for. SQLite ignores this clause; its
+        # BEGIN IMMEDIATE already makes claims one at a time.
+        .with_for_update(skip_locked=True)
+    )
+    return list(
+        session.execute(
+            select(*_CLAIM_COLUMNS, Alert.level)
+            .outerjoin(Alert, Alert.id == Notification.alert_id)
+            .where(Notification.id.in_(chosen))
+            .order_by(*order)
+        )
+    )

@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 
 from sqlalchemy.orm import Session
 
-from dispatcher.states import NotificationStatus
+from dispatcher.states import NotificationStatus, priority_of
 from dispatcher.storage import held
 from dispatcher.storage.models import Alert, Notification
 
@@ -181,6 +181,8 @@ def _values(
         "next_attempt_at": now,
         "created_at": now,
         "mentions": list(mentions) if mentions else None,
+        # the claim order when a rate limit binds (outbox.claim)
+        "priority": priority_of(alert.level if alert is not None else None),
     }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from dispatcher.states import AlertKind, NotificationStatus, TimerStatus
+from dispatcher.states import UNRANKED, AlertKind, NotificationStatus, TimerStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -219,8 +220,17 @@ class Notification(Base):
     gave_up_at: Mapped[datetime | None] = mapped_column(index=True)
     # times it was sent again after being given up (spaces those retries out)
     recovery_retries: Mapped[int] = mapped_column(default=0, server_default="0")
+    # the claim order when a rate limit binds, set when the row is created from its
+    # alert's level (states.priority_of): red 0, orange 1, yellow 2, blue 3
+    priority: Mapped[int] = mapped_column(
+        SmallInteger, default=UNRANKED, server_default=str(UNRANKED)
+    )
 
-    __table_args__ = (Index("ix_notifications_status_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_notifications_status_due", "status", "next_attempt_at"),
+        # the claim of fresh due rows reads this in order (outbox.claim)
+        Index("ix_notifications_claim", "status", "priority", "next_attempt_at", "id"),
+    )
 
 
 class Receipt(Base):
