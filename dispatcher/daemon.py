@@ -130,7 +130,11 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
     # every job below writes as the leader: its commits are fenced by the lease
     # epoch (PostgreSQL), so a leader that lost the lead while frozen or wedged
     # cannot write once another instance leads
-    leadership = Leadership(runtime.engine, lease_seconds=settings.leader_lease)
+    leadership = Leadership(
+        runtime.engine,
+        lease_seconds=settings.leader_lease,
+        job_seconds=settings.leader_job_seconds,
+    )
     if leadership.exclusive:
         install_fence(runtime.sessions)
         bound_idle_transactions(runtime.engine, settings.delivery_lease_seconds)

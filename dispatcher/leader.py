@@ -27,6 +27,15 @@ clock (``now()``), so instance clocks do not matter:
   lease: if its process freezes mid-transaction, PostgreSQL ends the session
   and its row locks go with it, so the new leader is never blocked behind a
   frozen one (and the takeover itself waits at most a short ``lock_timeout``);
+- a scheduler job holds the event loop while it computes (a province's poll
+  for many seconds), so while a job of the leader's runs, a thread of its own
+  (`keep_lease`) renews the lease for it — for at most `job_seconds`: a long
+  poll keeps the lead, a job stuck longer than that loses it, and a frozen
+  process (every thread stopped) loses it after one lease as before. A fenced
+  transaction may stay idle between its statements while the job computes, up
+  to `job_seconds`; only once `fence` has taken the lease row's share lock does
+  its idle limit drop to one lease, so a process frozen between its fence and
+  its commit blocks a takeover for one lease at most;
 - a resumed old leader finds its epoch gone at its next renewal (or its next
   fenced commit) and steps down; it contends again like any standby.
 
@@ -46,6 +55,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -53,7 +63,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, TextClause, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -132,12 +142,22 @@ class Leadership:
     """
 
     def __init__(
-        self, engine: Engine, *, lease_seconds: float = 10.0, instance: str | None = None
+        self,
+        engine: Engine,
+        *,
+        lease_seconds: float = 10.0,
+        job_seconds: float = 600.0,
+        instance: str | None = None,
     ) -> None:
         self.engine = engine
         self.exclusive = engine.dialect.name == "postgresql"
         self.lease_seconds = lease_seconds
+        self.job_seconds = max(job_seconds, lease_seconds)
+        """How long a running leader job keeps the lease renewed (`keep_lease`)."""
         self.instance = instance or instance_name()
+        self._refreshing = threading.Lock()  # `lead` and `keep_lease` both renew
+        self._jobs = 0
+        self._working_since: float | None = None
         self.epoch: int | None = None
         """The epoch this instance was last granted (None: never)."""
         self.lease: Lease | None = None
@@ -163,10 +183,39 @@ class Leadership:
             "lease_expires_at": lease.expires_at.isoformat() if lease is not None else None,
         }
 
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """A leader job runs in this block: `keep_lease` renews the lease meanwhile."""
+        with self._refreshing:
+            if self._jobs == 0:
+                self._working_since = time.monotonic()
+            self._jobs += 1
+        try:
+            yield
+        finally:
+            with self._refreshing:
+                self._jobs -= 1
+                if self._jobs == 0:
+                    self._working_since = None
+
+    def renew_while_working(self) -> bool:
+        """Renew the lease if a leader job has been running for less than `job_seconds`;
+        returns whether it renewed (`keep_lease` calls this from its own thread)."""
+        since = self._working_since
+        if not self.exclusive or not self._leading or since is None:
+            return False
+        if time.monotonic() - since >= self.job_seconds:
+            return False
+        return self.refresh()
+
     def refresh(self) -> bool:
         """Renew our lease, or take it over if it has expired; returns whether we lead."""
         if not self.exclusive:
             return True
+        with self._refreshing:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         try:
             with self.engine.begin() as conn:
                 _bound_waits(conn, self.lease_seconds)
@@ -234,6 +283,9 @@ class Leadership:
         """
         if not self.exclusive:
             return
+        # from here to the commit the lease row is share-locked: a process frozen
+        # in between may hold up a takeover for one lease, not for `job_seconds`
+        session.execute(_idle_limit(self.lease_seconds))
         row = session.execute(_FENCE, {"name": LEASE_NAME}).one_or_none()
         ours = row is not None and row.holder == self.instance and int(row.epoch) == self.epoch
         if self.epoch is not None and ours:
@@ -261,6 +313,11 @@ class Leadership:
             pass  # it expires on its own
 
 
+def _idle_limit(seconds: float) -> TextClause:
+    """How long this transaction may sit idle before PostgreSQL ends it."""
+    return text(f"SET LOCAL idle_in_transaction_session_timeout = {int(1000 * seconds)}")
+
+
 def _bound_waits(conn: Connection, lease_seconds: float) -> None:
     """This transaction waits for a lock at most briefly, and if this process
     freezes in it, PostgreSQL ends it after the lease (so no lock outlives us)."""
@@ -284,7 +341,8 @@ def leader_work(leadership: Leadership) -> Iterator[None]:
     """
     token = _leader_work.set(leadership)
     try:
-        yield
+        with leadership.working():
+            yield
     finally:
         _leader_work.reset(token)
 
@@ -298,8 +356,9 @@ def install_fence(sessions: sessionmaker[Session]) -> None:
 def _bound_fenced(session: Session, _transaction: SessionTransaction, conn: Connection) -> None:
     leadership = _leader_work.get()
     if leadership is not None and leadership.exclusive:
-        idle_ms = int(1000 * leadership.lease_seconds)
-        conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}")
+        # the job may compute between two statements for as long as it keeps the
+        # lease; `fence` shortens this to one lease before the commit
+        conn.execute(_idle_limit(leadership.job_seconds))
 
 
 def _check_fence(session: Session) -> None:
@@ -329,6 +388,10 @@ async def lead(
 
     leadership.on_lost = lost
     leading = False
+    keeper = threading.Event()
+    threading.Thread(
+        target=keep_lease, args=(leadership, every / 2, keeper), name="yujing-lease", daemon=True
+    ).start()
     try:
         while not stop.is_set():
             changed.clear()
@@ -345,9 +408,21 @@ async def lead(
                     # a fenced write that found the lead gone wakes this at once
                     await _first(stop.wait(), changed.wait())
     finally:
+        keeper.set()
         if leading:
             on_loss()
         await asyncio.to_thread(leadership.release)
+
+
+def keep_lease(leadership: Leadership, every: float, stop: threading.Event) -> None:
+    """Renew the lease every `every` seconds while a leader job holds the event loop
+    (`Leadership.renew_while_working`), until `stop`. Runs in a thread of its own: a
+    frozen process stops it too, so it keeps a busy leader, never a frozen one."""
+    while not stop.wait(every):
+        try:
+            leadership.renew_while_working()
+        except Exception:  # the loop's own renewal reports failures
+            log.debug("lease renewal during a job failed", exc_info=True)
 
 
 async def _first(*waits: Any) -> None:

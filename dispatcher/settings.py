@@ -199,6 +199,13 @@ class Settings(BaseSettings):
         description="How long the leader lease lasts without renewal: a frozen leader is "
         "replaced after it; unset: 2 × leader_poll_seconds",
     )
+    leader_job_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="While a scheduler job (a poll, escalation) runs, the lease is renewed "
+        "from a thread of its own for at most this long: a long province poll keeps the "
+        "lead, a job stuck longer loses it",
+    )
 
     # --- HTTP server
     http_host: str = "127.0.0.1"

@@ -8,7 +8,9 @@ short leases out). On SQLite there is one instance, which always leads.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,7 +18,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatcher.leader import Leadership, NotLeader, install_fence, leader_work
+from dispatcher.leader import Leadership, NotLeader, install_fence, keep_lease, leader_work
 from dispatcher.storage.models import AuditEvent, LeaderLease
 
 LEASE = 0.6  # seconds: short, so the tests wait it out
@@ -205,6 +207,73 @@ def test_a_leader_frozen_inside_a_fenced_transaction_does_not_block_the_takeover
         # its connection was ended by the server: closing it reports that
         with contextlib.suppress(DBAPIError):
             frozen.close()
+
+
+@contextlib.contextmanager
+def keeper(leadership: Leadership) -> Iterator[None]:
+    """The daemon's lease keeper thread for `leadership`, renewing during its jobs."""
+    stop = threading.Event()
+    thread = threading.Thread(target=keep_lease, args=(leadership, LEASE / 4, stop))
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@on_postgres
+def test_a_leader_busy_in_a_long_job_keeps_the_lease_and_commits(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    install_fence(sessions)
+    a = Leadership(engine, lease_seconds=LEASE, instance="a")
+    b = Leadership(engine, lease_seconds=LEASE, instance="b")
+    assert a.refresh()
+    # given a poll that holds a's event loop (no renewal from the loop) for
+    # several leases, inside one transaction that sits idle while it computes
+    with keeper(a), leader_work(a), sessions.begin() as session:
+        session.add(
+            AuditEvent(
+                at=datetime.now(UTC),
+                actor="scheduler",
+                action="poll.long",
+                subject="test",
+                data={},
+                prev_hash="0" * 64,
+                hash="poll.long".ljust(64, "0"),
+            )
+        )
+        session.flush()
+        deadline = time.monotonic() + 4 * LEASE
+        while time.monotonic() < deadline:
+            # then the standby never takes over meanwhile
+            assert not b.refresh(), "a busy leader lost its lease"
+            time.sleep(LEASE / 3)
+    # and the long job's write commits (its transaction was not ended as idle)
+    assert written(sessions, "poll.long") == 1
+    assert a.held and a.epoch == 1
+
+
+@on_postgres
+def test_a_job_stuck_longer_than_job_seconds_loses_the_lease(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    install_fence(sessions)
+    a = Leadership(engine, lease_seconds=LEASE, job_seconds=2 * LEASE, instance="a")
+    b = Leadership(engine, lease_seconds=LEASE, instance="b")
+    assert a.refresh()
+    # given a job that never ends (a wedged loop inside a leader job)
+    with keeper(a), leader_work(a):
+        started = time.monotonic()
+        while not b.refresh():
+            # then the keeper stops renewing after job_seconds, and b takes over
+            assert time.monotonic() - started < 2 * LEASE + 2 * LEASE + 2.0, "never taken over"
+            time.sleep(0.05)
+        assert time.monotonic() - started >= 2 * LEASE  # not before job_seconds
+    assert b.epoch == 2
+    with pytest.raises(NotLeader):
+        write_as_leader(sessions, a, "poll.wedged")
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

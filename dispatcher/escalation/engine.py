@@ -1,4 +1,4 @@
-# Long module: one policy run end to end (start, fire, deadline, close), each also for a whole poll at once
+# Long module: one policy run end to end (start, fire, deadline, close), also per poll
 """Running a policy: an alert opens, its steps fire, its deadline passes, it closes.
 
 When an alert opens (`Escalation.start`, called by the lifecycle in the same
