@@ -129,6 +129,8 @@ def reach(ruleset: RuleSet) -> tuple[int, int]:
     before, after = 0, 1
     for rule in ruleset.rules:
         for level in rule.levels:
+            if level.when is None:
+                continue  # an official warning alone reads no forecast
             back, ahead = _condition_reach(level.when)
             before = max(before, level.since_hours + back)
             within = 1 if level.within_hours is None else level.within_hours
@@ -218,7 +220,9 @@ def _explained(replay_file: Path, reason: str, ruleset: RuleSet, zones: Sequence
 
 
 def _rule_variables(levels: Sequence[RuleLevel]) -> frozenset[str]:
-    return frozenset().union(*(condition_variables(level.when) for level in levels))
+    return frozenset().union(
+        *(condition_variables(level.when) for level in levels if level.when is not None)
+    )
 
 
 def _why(
