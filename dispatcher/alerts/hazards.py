@@ -138,6 +138,7 @@ def apply_transitions(
             until=a.until if a else None,
             evidence=dict(a.evidence) if a else {},
             forecast_run_id=forecast_run_id,
+            authority=a.authority if a else "",
         )
         _, notes = open_alert(
             session,
@@ -191,6 +192,7 @@ def _hazard_text(
         village=zone.village if zone else "",
         until=alert.until,
         evidence=dict(alert.evidence),
+        authority=alert.authority,
     )
     bodies: dict[str, str] = {
         kind.value: render_hazard(
@@ -223,6 +225,7 @@ def _continue(session: Session, t: Transition, now: datetime) -> None:
         alert.onset = t.assessment.onset
         alert.until = t.assessment.until
         alert.evidence = dict(t.assessment.evidence)
+        alert.authority = t.assessment.authority
     alert.updated_at = now
     if t.data_missing or calm_started:
         audit.record(
@@ -277,4 +280,5 @@ def _audit_data(alert: Alert | NewAlert, t: Transition) -> dict[str, Any]:
         "until": alert.until.isoformat() if alert.until else None,
         "evidence": dict(alert.evidence),
         "forecast_run": alert.forecast_run_id,
+        "authority": alert.authority,
     }

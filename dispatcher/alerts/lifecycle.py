@@ -56,6 +56,7 @@ class NewAlert:
     until: datetime | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     forecast_run_id: int | None = None
+    authority: str = ""  # who issued the official warning it relays
 
 
 def open_alert(
@@ -93,6 +94,7 @@ def open_alert(
         onset=new.onset,
         until=new.until,
         evidence=dict(new.evidence),
+        authority=new.authority,
         opened_at=now,
         updated_at=now,
         supersedes_id=previous.id if previous else None,
