@@ -34,6 +34,7 @@ from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
 from dispatcher.logs import Episode
 from dispatcher.metrics import Metrics
+from dispatcher.official.record import warnings_in_force
 from dispatcher.storage.models import ForecastRun
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
@@ -128,11 +129,12 @@ class Pipeline:
     async def _poll(self) -> PollResult:
         ruleset = self.rules()
         # read once: a reload while the feed is fetched must not mix two configurations
-        county, points, table, escalation = (
+        county, points, table, escalation, zones = (
             self.county,
             self.points,
             self.zone_table,
             self.escalation,
+            self.zones,
         )
         started = self.clock()
         try:
@@ -167,7 +169,9 @@ class Pipeline:
 
         self.feed_health.succeeded()
         now = self.clock()
-        assessments = evaluate(ruleset, batch, table, now, county.timezone)
+        with self.sessions() as session:  # the official warnings in force (CAP), on the zones
+            official = warnings_in_force(session, now, zones, county.area_code)
+        assessments = evaluate(ruleset, batch, table, now, county.timezone, official)
         with self.sessions.begin() as session:
             run = ForecastRun(
                 source=self.feed.source,
