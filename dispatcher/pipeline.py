@@ -138,10 +138,13 @@ class Pipeline:
         )
         started = self.clock()
         try:
-            batch = await self.feed.fetch(points, sorted(ruleset.variables))
-            problem = unusable(batch, ruleset.variables, self.clock())
-            if problem is not None:
-                raise FeedError(problem)
+            if ruleset.variables:
+                batch = await self.feed.fetch(points, sorted(ruleset.variables))
+                problem = unusable(batch, ruleset.variables, self.clock())
+                if problem is not None:
+                    raise FeedError(problem)
+            else:  # rules on official warnings alone read no forecast: nothing to fetch
+                batch = no_forecast(self.feed.source, started)
         except FeedError as exc:
             self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
             self.feed_health.failed(exc.reason, at=started)
@@ -259,6 +262,12 @@ class Pipeline:
         if run.notifications:
             self.on_enqueued()
         return run.notifications
+
+
+def no_forecast(source: str, at: datetime) -> ForecastBatch:
+    """An empty batch, for rules that read no forecast variable."""
+    empty = np.zeros(0)
+    return ForecastBatch(source, at, (), empty, empty, np.zeros(0, "datetime64[s]"), {})
 
 
 def unusable(batch: ForecastBatch, variables: Collection[str], now: datetime) -> str | None:

@@ -102,13 +102,19 @@ class CapInfo:
 
     @property
     def level(self) -> Level | None:
-        """The warning's level: the signal colour named in its event or headline
-        (蓝色/黄色/橙色/红色), else its severity (Minor … Extreme); None for Unknown."""
-        for text in (self.event, self.headline):
-            found = _COLOUR.search(text)
-            if found:
-                return _COLOURS[found.group(0)]
-        return SEVERITY_LEVELS.get(self.severity)
+        """The warning's level: the signal colour its event names (寒潮橙色预警), else
+        its severity (Minor … Extreme), else the last colour its headline names
+        (…升级为橙色); None when none says.
+
+        The headline comes last: it may name the old colour too.
+        """
+        found = _COLOUR.findall(self.event)
+        if found:
+            return _COLOURS[found[-1]]
+        if self.severity in SEVERITY_LEVELS:
+            return SEVERITY_LEVELS[self.severity]
+        found = _COLOUR.findall(self.headline)
+        return _COLOURS[found[-1]] if found else None
 
 
 @dataclass(frozen=True)
