@@ -24,7 +24,11 @@ def test_the_specification_example_is_read_with_its_polygon_and_geocodes() -> No
     assert message.sender == "KSTO@NWS.NOAA.GOV"
     assert message.sent == datetime(2003, 6, 17, 21, 57, tzinfo=UTC)
     (info,) = message.infos
-    assert (info.event, info.severity, info.level) == ("SEVERE THUNDERSTORM", "Severe", Level.ORANGE)
+    assert (info.event, info.severity, info.level) == (
+        "SEVERE THUNDERSTORM",
+        "Severe",
+        Level.ORANGE,
+    )
     assert info.expires == datetime(2003, 6, 17, 23, 0, tzinfo=UTC)
     assert info.onset == message.sent  # no onset: effective, which defaults to sent
     assert info.sender_name == "NATIONAL WEATHER SERVICE SACRAMENTO CA"
