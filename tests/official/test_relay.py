@@ -24,8 +24,13 @@ from tests.support import Clock, replay_settings
 ROOT = Path(__file__).resolve().parents[2]
 COUNTY = ROOT / "examples" / "liulin"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Liulin
-# escalation.yaml names freezing rain: its forecast rule stays (it is quiet in the recording)
-RULES = "include: [official-signals, freezing-rain]\n"
+# escalation.yaml names freezing rain: its forecast rule stays (it is quiet in the recording);
+# cold waves come from the official signal alone, so it may end at once (no hold)
+RULES = """\
+include: [official-signals, freezing-rain]
+override:
+  - {id: official-cold-wave, hold: 0s, cooldown: 0s}
+"""
 
 
 @pytest.fixture
@@ -80,7 +85,7 @@ async def test_an_official_signal_warns_updates_and_ends_with_its_issuer_named(
         await rt.pipeline.poll()
         assert firing(rt) == {("cold_wave", "orange", "吕梁市气象台"): 40}
 
-        # Cancel: the warning ends at once
+        # Cancel: the warning ends at once (hold 0s)
         clock.now = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)
         shutil.copy(CANCEL, inbox)
         assert [r.state for r in await rt.official.poll()] == ["cancel"]
