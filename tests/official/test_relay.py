@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dispatcher.drill import run_drill
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.storage.models import Alert, Notification
-from tests.official.data import ALERT, CANCEL, UPDATE
+from tests.official.data import ALERT, BOMB, CANCEL, UPDATE
 from tests.support import Clock, replay_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTY = ROOT / "examples" / "liulin"
+COLDWAVE = COUNTY / "scenarios" / "coldwave-2026-01.json"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Liulin
 # escalation.yaml names freezing rain: its forecast rule stays (it is quiet in the recording);
 # cold waves come from the official signal alone, so it may end at once (no hold)
@@ -114,5 +116,53 @@ async def test_a_signal_that_has_expired_by_the_poll_warns_nobody(
         clock.now = datetime(2026, 1, 8, 0, 0, tzinfo=UTC)  # its expiry, 08:00 local
         await rt.pipeline.poll()
         assert firing(rt) == {}
+    finally:
+        await rt.aclose()
+
+
+async def test_a_drill_receives_recorded_official_warnings_beside_the_forecast(
+    tmp_path: Path,
+) -> None:
+    recorded = tmp_path / "cap"
+    recorded.mkdir()
+    shutil.copy(ALERT, recorded)
+    (recorded / "0-bomb.xml").write_bytes(BOMB)
+
+    result = await run_drill(COUNTY, COLDWAVE, AT, official=recorded)
+
+    relayed = Counter(
+        (a["hazard"], a["level"], a["rule_id"], a.get("authority")) for a in result.alerts
+    )
+    # the forecast's own cold wave is orange at 10 zones: the higher level wins there
+    assert relayed[("cold_wave", "yellow", "official-cold-wave", "吕梁市气象台")] == 30
+    assert relayed[("cold_wave", "orange", "gbt21987-cold-wave", None)] == 10
+    assert "official warning 14110041600000_20260106233000: in_force" in result.notes
+    assert any(
+        note.startswith("official warning ?: refused: declares the entity 'lol'")
+        for note in result.notes
+    )
+
+
+async def test_rules_on_official_warnings_alone_poll_without_a_forecast(
+    tmp_path: Path, db_url: str
+) -> None:
+    county = tmp_path / "county"
+    shutil.copytree(COUNTY, county, ignore=shutil.ignore_patterns("rules", "escalation.yaml"))
+    (county / "rules").mkdir()
+    (county / "rules" / "official.yaml").write_text("include: [official-signals]\n", "utf-8")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(ALERT, inbox)
+    # a recording that does not exist: reading it would fail the poll
+    settings = replay_settings(
+        county, db_url, cap_sources=str(inbox), replay_file=tmp_path / "absent.json"
+    )
+    rt = open_runtime(settings, clock=Clock(AT), console=io.StringIO(), wake=lambda: None)
+    assert rt.official is not None
+    try:
+        await rt.official.poll()
+        result = await rt.pipeline.poll()
+        assert result.ok, result.error
+        assert firing(rt) == {("cold_wave", "yellow", "吕梁市气象台"): 40}
     finally:
         await rt.aclose()
