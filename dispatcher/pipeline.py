@@ -173,7 +173,9 @@ class Pipeline:
         self.feed_health.succeeded()
         now = self.clock()
         with self.sessions() as session:  # the official warnings in force (CAP), on the zones
-            official = warnings_in_force(session, now, zones, county.area_code)
+            official = warnings_in_force(
+                session, now, zones, county.area_code, county.township_codes
+            )
         assessments = evaluate(ruleset, batch, table, now, county.timezone, official)
         with self.sessions.begin() as session:
             run = ForecastRun(

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dispatcher.county import load_county
 from dispatcher.official.areas import covered_zones
 from dispatcher.official.capparse import CapArea, CapCircle, parse_cap
+from rules.config import ConfigError
 from rules.types import ZoneSpec
 from tests.official.data import example
+
+COUNTY = Path(__file__).resolve().parents[2] / "examples" / "liulin"
 
 
 def zone(zone_id: str, lat: float, lon: float, township: str = "柳林镇") -> ZoneSpec:
@@ -59,3 +68,20 @@ def test_a_township_code_covers_its_township_when_the_county_gives_the_codes() -
 
     assert covered_zones([area], zones, "141125", codes) == {"mucun"}
     assert covered_zones([area], zones, "141125") == frozenset()  # codes unknown: none
+
+
+def test_the_county_file_gives_township_codes_and_refuses_wrong_ones(tmp_path: Path) -> None:
+    county_dir = tmp_path / "county"
+    shutil.copytree(COUNTY, county_dir, ignore=shutil.ignore_patterns("rules", "scenarios"))
+    county_yaml = county_dir / "county.yaml"
+    text = county_yaml.read_text(encoding="utf-8")
+    good = text + '\ntownship_codes: {穆村镇: "141125101"}\n'
+    county_yaml.write_text(good, encoding="utf-8")
+
+    assert load_county(county_dir).township_codes == {"穆村镇": "141125101"}
+
+    county_yaml.write_text(text + '\ntownship_codes: {穆村镇: "141124101"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_county(county_dir)
+    (problem,) = caught.value.problems
+    assert "'141124101' is not a township code of county 141125" in str(problem)
