@@ -180,6 +180,25 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         coalesce=True,
     )
 
+    if runtime.official is not None:
+        # official warnings on their own schedule; a change brings the next poll forward
+        # (the poll job itself, so two polls never run at once)
+        def poll_now() -> None:
+            scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+
+        async def changed() -> None:
+            poll_now()
+
+        runtime.official.on_change = changed
+        scheduler.add_job(
+            logged(runtime.official.poll, "official"),
+            "interval",
+            seconds=settings.cap_poll_seconds,
+            id="official",
+            name="official",
+            max_instances=1,
+            coalesce=True,
+        )
     state = AppState(
         sessions=runtime.sessions,
         settings=settings,

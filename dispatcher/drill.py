@@ -213,10 +213,18 @@ class DrillResult:
 
 
 async def run_drill(
-    config_dir: Path, replay_file: Path, at: datetime | None = None, *, report: str | None = None
+    config_dir: Path,
+    replay_file: Path,
+    at: datetime | None = None,
+    *,
+    report: str | None = None,
+    official: Path | None = None,
 ) -> DrillResult:
     """Evaluate the recorded forecast at `at`, enqueue and deliver to the stand-ins;
     with `report` ("html" or "csv"), render the report of the drill's period too.
+    With `official` (a directory or file of recorded CAP messages, or an index
+    file), those official warnings are received first, as the daemon would
+    receive them at `at`; each message's fate is a note.
 
     Raises `DrillError` when the recording cannot answer (`check_recording`);
     without `at`, drills at an instant the recording covers (in `notes`).
@@ -233,6 +241,7 @@ async def run_drill(
             channel=DRILL_DEFAULT_CHANNEL,
             twilio_account_sid=None,
             twilio_auth_token=None,
+            cap_sources=str(official) if official is not None else "",
         )
         checked = await check_recording(config_dir, replay_file, at, settings)
         when = checked.at
@@ -243,7 +252,15 @@ async def run_drill(
             wake=lambda: None,
             channels=stand_ins(console),
         )
+        received: list[str] = []
         try:
+            if runtime.official is not None:
+                for receipt in await runtime.official.poll():
+                    why = f": {receipt.reason}" if receipt.reason else ""
+                    received.append(
+                        f"official warning {receipt.identifier or '?'}: {receipt.state}{why}"
+                    )
+                received.extend(f"official warnings: {e}" for e in runtime.official.errors)
             polled = await runtime.pipeline.poll()
             if not polled.ok:
                 raise DrillError(f"{replay_file}: {polled.error}")
@@ -285,6 +302,8 @@ async def run_drill(
                             "level": a.level,
                             "onset": a.onset.astimezone(tz).isoformat() if a.onset else None,
                             "until": a.until.astimezone(tz).isoformat() if a.until else None,
+                            # who issued the official warning it relays; only then
+                            **({"authority": a.authority} if a.authority else {}),
                         }
                         for a in alerts
                     ],
@@ -304,7 +323,7 @@ async def run_drill(
                     ],
                     console=console.getvalue(),
                     report=rendered,
-                    notes=checked.notes,
+                    notes=[*checked.notes, *received],
                     undecided=checked.undecided,
                 )
         finally:

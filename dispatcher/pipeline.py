@@ -44,6 +44,7 @@ from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
 from dispatcher.logs import Episode
 from dispatcher.metrics import Metrics
+from dispatcher.official.record import warnings_in_force
 from dispatcher.storage.models import ForecastRun
 from dispatcher.undecided import PARTIAL, explain
 from rules.evaluate import evaluate
@@ -141,18 +142,22 @@ class Pipeline:
     async def _poll(self) -> PollResult:
         ruleset = self.rules()
         # read once: a reload while the feed is fetched must not mix two configurations
-        county, points, table, escalation = (
+        county, points, table, escalation, zones = (
             self.county,
             self.points,
             self.zone_table,
             self.escalation,
+            self.zones,
         )
         started = self.clock()
         try:
-            batch = await self.feed.fetch(points, sorted(ruleset.variables))
-            problem = unusable(batch, ruleset.variables, self.clock())
-            if problem is not None:
-                raise FeedError(problem)
+            if ruleset.variables:
+                batch = await self.feed.fetch(points, sorted(ruleset.variables))
+                problem = unusable(batch, ruleset.variables, self.clock())
+                if problem is not None:
+                    raise FeedError(problem)
+            else:  # rules on official warnings alone read no forecast: nothing to fetch
+                batch = no_forecast(self.feed.source, started)
         except FeedError as exc:
             self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
             self.feed_health.failed(exc.reason, at=started)
@@ -180,7 +185,11 @@ class Pipeline:
 
         self.feed_health.succeeded()
         now = self.clock()
-        assessments = evaluate(ruleset, batch, table, now, county.timezone)
+        with self.sessions() as session:  # the official warnings in force (CAP), on the zones
+            official = warnings_in_force(
+                session, now, zones, county.area_code, county.township_codes
+            )
+        assessments = evaluate(ruleset, batch, table, now, county.timezone, official)
         blindness = find_blindness(ruleset, batch, table, now)
         undecided = explain(ruleset, batch, assessments, table, now, county.timezone)
         notes_of_run = blindness.notes()
@@ -302,6 +311,12 @@ class Pipeline:
         if run.notifications:
             self.on_enqueued()
         return run.notifications
+
+
+def no_forecast(source: str, at: datetime) -> ForecastBatch:
+    """An empty batch, for rules that read no forecast variable."""
+    empty = np.zeros(0)
+    return ForecastBatch(source, at, (), empty, empty, np.zeros(0, "datetime64[s]"), {})
 
 
 def unusable(batch: ForecastBatch, variables: Collection[str], now: datetime) -> str | None:

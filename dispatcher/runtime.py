@@ -36,10 +36,12 @@ from dispatcher.escalation import Escalation
 from dispatcher.escalation.config import warn_unconfigured
 from dispatcher.failover import FailoverPlan
 from dispatcher.feeds.base import Feed, ForecastPoint
+from dispatcher.feeds.cap_feed import CapFeed, parse_sources
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
 from dispatcher.metrics import Metrics
+from dispatcher.official.watch import OfficialWatch
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline, PollResult
 from dispatcher.rulewatch import RulesInForce, RuleWatch, load_watched
@@ -84,6 +86,7 @@ class Runtime:
     escalation: Escalation | None = None  # roster, escalation policies, deadlines
     failover: Failover | None = None  # where a message goes when its channel failed
     metrics: Metrics | None = None  # polls, sends, reloads (what /metrics adds to the database's)
+    official: OfficialWatch | None = None  # the CAP sources' poll, when any is configured
     # called with each reloaded county configuration, after the swap (the console's roster)
     on_swap: list[Callable[[CountyConfig], None]] = field(default_factory=list)
 
@@ -280,6 +283,17 @@ def open_runtime(
         seen=county_files,
         on_enqueued=wake or worker.wake,
     )
+    sources = parse_sources(settings.cap_sources)
+    official = (
+        OfficialWatch(
+            CapFeed(sources, http, max_bytes=settings.cap_max_bytes),
+            sessions,
+            clock,
+            max_bytes=settings.cap_max_bytes,
+        )
+        if sources
+        else None
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -297,6 +311,7 @@ def open_runtime(
         escalation=escalation,
         failover=failover,
         metrics=metrics,
+        official=official,
     )
     configwatch.record_start()
     log.info(

@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     point_resolution_deg: float = Field(
         0.02, gt=0, description="Zones closer than this grid share one forecast point"
     )
+    # --- official warnings (CAP, issue 15; docs/feeds.md)
+    cap_sources: str = Field(
+        "",
+        description="CAP sources, comma-separated: Atom/RSS index or message URLs, directories "
+        "or files of CAP messages; empty: no official warnings are read",
+    )
+    cap_poll_seconds: int = Field(120, ge=5, description="How often the CAP sources are read")
+    cap_max_bytes: int = Field(
+        1 << 20, ge=1024, le=16 << 20, description="A CAP message larger than this is refused"
+    )
     poll_interval_seconds: int = Field(1800, ge=1)
     poll_jitter_seconds: int = Field(60, ge=0)
     feed_retries: int = Field(4, ge=0, description="Retries of one request (429, 5xx, timeout)")

@@ -1,4 +1,5 @@
-"""`yujing drill --replay FILE`: the whole pipeline once on a recorded forecast."""
+"""`yujing drill --replay FILE [--cap PATH]`: the whole pipeline once on a recorded
+forecast (and recorded official warnings)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,15 @@ def drill(
             "plus the hours the rules read before an instant]",
         ),
     ] = None,
+    official: Annotated[
+        Path | None,
+        typer.Option(
+            "--cap",
+            metavar="PATH",
+            help="Recorded official warnings: a directory or file of CAP messages (or an "
+            "Atom/RSS index file), received at the drill's instant before it evaluates",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
     report: Annotated[
         Path | None,
@@ -67,9 +77,13 @@ def drill(
         asked = parse_time(at, settings.timezone) if at else None
         if not replay.is_file():
             fail(f"{replay}: no such file (a recorded forecast, e.g. examples/liulin/scenarios/)")
+        if official is not None and not official.exists():
+            fail(f"{official}: no such file or directory (recorded CAP messages)")
         fmt = None if report is None else ("csv" if report.suffix.lower() == ".csv" else "html")
         try:
-            result = asyncio.run(run_drill(settings.config_dir, replay, asked, report=fmt))
+            result = asyncio.run(
+                run_drill(settings.config_dir, replay, asked, report=fmt, official=official)
+            )
         except DrillError as error:
             fail(f"drill: {error}")
         when = result.at
