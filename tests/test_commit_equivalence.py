@@ -23,6 +23,11 @@ What is normalised, and why:
 - Times are written as ISO 8601 in UTC (SQLite gives naive UTC back), JSON
   columns with sorted keys: the databases store the same instants and values
   in different shapes.
+- Audit data naming files of this checkout (the rule library's, in
+  `rules.loaded`) names them from `<repo>`, and the hashes are those of the
+  chain over that data: the golden rows do not depend on where the repository
+  is checked out. The chain as written is verified first, so every hash is
+  still exact.
 
 After a change that is meant to change what a poll writes, rewrite it with
 
@@ -59,6 +64,7 @@ from rules.config import load_yaml
 from tests.support import LIULIN
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "commit_golden.json"
+REPO = Path(__file__).resolve().parent.parent  # the checkout the rule library is read from
 COLDWAVE = LIULIN / "scenarios" / "coldwave-2026-01.json"
 CALM = LIULIN / "scenarios" / "calm-2026-01.json"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # 2026-01-07 00:00 in Shanghai
@@ -145,6 +151,37 @@ def dump(session: Session) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def portable(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """`tables` with this checkout's path in audit data replaced by `<repo>`, and the
+    audit chain's hashes recomputed over that data (see the docstring)."""
+    root = f"{REPO}/"
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(root, "<repo>/")
+        if isinstance(value, list):
+            return [moved(v) for v in value]
+        if isinstance(value, dict):
+            return {k: moved(v) for k, v in value.items()}
+        return value
+
+    events = []
+    prev = tables["audit_events"][0]["prev_hash"] if tables["audit_events"] else ""
+    for row in tables["audit_events"]:
+        data = moved(row["data"])
+        digest = audit.chain_hash(
+            prev,
+            at=datetime.fromisoformat(row["at"]),
+            actor=row["actor"],
+            action=row["action"],
+            subject=row["subject"],
+            data=data,
+        )
+        events.append({**row, "data": data, "prev_hash": prev, "hash": digest})
+        prev = digest
+    return {**tables, "audit_events": events}
+
+
 def golden_text(tables: dict[str, list[dict[str, Any]]]) -> str:
     """The golden file: one row a line, so a difference reads as a diff of rows."""
     lines = ["{"]
@@ -198,7 +235,7 @@ def test_a_province_poll_commits_the_golden_rows(
         poll(rt, clock, calm, AT.replace(day=8))
         poll(rt, clock, calm, AT.replace(day=8, hour=20))
         with rt.sessions() as session:
-            actual = dump(session)
+            actual = portable(dump(session))
             problems = audit.verify(session)
     finally:
         asyncio.run(rt.aclose())
