@@ -233,11 +233,13 @@ def open_runtime(
     console: TextIO | None = None,
     wake: Callable[[], None] | None = None,
     channels: Mapping[str, Channel] | None = None,
+    feed: Feed | None = None,
 ) -> Runtime:
     """Load the configuration, migrate the database and wire every part.
 
     `channels` replaces the channels the settings configure (a drill stands
-    the console in for every one of them).
+    the console in for every one of them); `feed` the feed they configure (a
+    drill on several recordings chains them).
 
     Raises `rules.config.ConfigError` for configuration problems and
     ValueError for inconsistent settings; both carry a message for the operator.
@@ -257,7 +259,8 @@ def open_runtime(
 
     # every send in flight gets a kept-alive connection; the rest are the feeds'
     http = shared_client(settings.delivery_concurrency + 8, settings.http_timeout_seconds)
-    feed = build_feed(settings, http, clock)
+    if feed is None:
+        feed = build_feed(settings, http, clock)
     if channels is None:
         channels = build_channels(settings, http, console)
     callback = (

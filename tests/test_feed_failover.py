@@ -25,8 +25,11 @@ import pytest
 import respx
 from pydantic import SecretStr
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from dispatcher.cli import app
 from dispatcher.daemon import _serve, bind_http
+from dispatcher.drill import describe_sources, run_drill
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, ForecastRun
@@ -34,7 +37,7 @@ from dispatcher.web.app import health
 from dispatcher.web.state import AppState
 from tests.processes import free_port
 from tests.qweather import API_HOST, GRID_URL, KEY_ID, PROJECT_ID, hour, hourly_answer, key_pair
-from tests.support import LIULIN, Clock
+from tests.support import COLDWAVE, LIULIN, Clock
 
 OPEN_METEO = "https://api.open-meteo.com/v1/forecast"
 AT = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
@@ -227,3 +230,62 @@ async def test_the_daemon_fails_over_and_healthz_says_so(
         await asyncio.wait_for(daemon, 30)
         await rt.aclose()
         listener.close()
+
+
+# --- the drill: recordings chained in order, and which served what
+
+
+def recordings(tmp_path: Path) -> tuple[Path, Path]:
+    """The cold-wave recording without weather codes, and QWeather's answers for the same
+    locations with freezing rain 2–6 hours after the drill's hour."""
+    data = json.loads(COLDWAVE.read_text(encoding="utf-8"))
+    for location in data:
+        location["hourly"]["weather_code"] = [None] * len(location["hourly"]["time"])
+    openmeteo = tmp_path / "openmeteo.json"
+    openmeteo.write_text(json.dumps(data), encoding="utf-8")
+    answer = freezing_rain_from(DRILL_AT)
+    qweather = tmp_path / "qweather.json"
+    recorded = {f"{loc['longitude']:.2f},{loc['latitude']:.2f}": answer for loc in data}
+    qweather.write_text(json.dumps(recorded), encoding="utf-8")
+    return openmeteo, qweather
+
+
+DRILL_AT = datetime(2026, 1, 7, 0, 0, tzinfo=UTC)
+
+
+async def test_a_drill_on_two_recordings_says_which_served_what_and_warns_from_both(
+    tmp_path: Path,
+) -> None:
+    openmeteo, qweather = recordings(tmp_path)
+    result = await run_drill(LIULIN, [openmeteo, qweather], DRILL_AT)
+    assert result.sources["weather_code"] == "replay:qweather.json"
+    assert result.sources["temperature_2m"] == "replay:openmeteo.json"
+    assert result.sources["visibility"] == "replay:openmeteo.json"
+    hazards = {a["hazard"] for a in result.alerts}
+    assert "freezing_rain" in hazards  # from QWeather's icons
+    assert "cold_wave" in hazards  # from Open-Meteo's temperatures
+    assert describe_sources({"a": "x", "b": "y", "c": "x"}) == [
+        "forecast from x: a, c",
+        "forecast from y: b",
+    ]
+
+
+def test_the_drill_command_prints_the_sources(tmp_path: Path) -> None:
+    openmeteo, qweather = recordings(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        [
+            "drill",
+            "--config",
+            str(LIULIN),
+            "--replay",
+            str(openmeteo),
+            "--replay",
+            str(qweather),
+            "--at",
+            DRILL_AT.isoformat(),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "forecast from replay:qweather.json: weather_code" in result.output
+    assert "freezing_rain" in result.output
