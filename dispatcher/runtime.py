@@ -38,7 +38,8 @@ from dispatcher.failover import FailoverPlan
 from dispatcher.feeds.base import Feed, ForecastPoint
 from dispatcher.feeds.chain import FeedChain
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
-from dispatcher.feeds.qweather import JwtCredential, QWeatherAuth, QWeatherFeed, load_private_key
+from dispatcher.feeds.qweather import QWeatherFeed
+from dispatcher.feeds.qweather_auth import JwtCredential, QWeatherAuth, load_private_key
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
 from dispatcher.metrics import Metrics

@@ -25,6 +25,7 @@ is not "down" for being idle.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,8 +40,11 @@ from dispatcher.feeds.base import (
     on_hours,
     union_hours,
 )
+from dispatcher.logs import Episode
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import VARIABLES
+
+log = logging.getLogger("yujing.feed")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class FeedChain:
         self.source = "+".join(names)  # the combined source: down when none serves
         self.last_attempts: tuple[SourceAttempt, ...] = ()
         self._clock = clock
+        # a failing source is logged when it starts failing and when it recovers
+        self._health = {name: Episode(log, f"forecast source {name}") for name in names}
 
     def __repr__(self) -> str:
         return f"FeedChain({', '.join(map(repr, self.feeds))})"
@@ -115,10 +121,15 @@ class FeedChain:
             if not needed:
                 break
         self.last_attempts = tuple(attempts)
+        for attempt in attempts:
+            if attempt.ok:
+                self._health[attempt.source].succeeded()
+            else:
+                self._health[attempt.source].failed(str(attempt.error))
         if not parts:
             reasons = "; ".join(f"{a.source}: {a.error}" for a in attempts) or "no feed asked"
             raise FeedError(f"no source served the forecast ({reasons})")
-        return _fuse(self.source, parts, points)
+        return _fuse(self.source, parts)
 
 
 def _second_of_hour(batch: ForecastBatch) -> int:
@@ -138,7 +149,6 @@ def _has_value_ahead(batch: ForecastBatch, name: str, hour: np.datetime64) -> bo
 def _fuse(
     source: str,
     parts: Sequence[tuple[str, ForecastBatch, tuple[str, ...]]],
-    points: Sequence[ForecastPoint],
 ) -> ForecastBatch:
     first = parts[0][1]
     times = union_hours([batch.times for _, batch, _ in parts])

@@ -6,11 +6,8 @@ connection errors like the Open-Meteo feed. The path is the grid hourly
 forecast (`/v7/grid-weather/72h`, model data at the coordinates, UTC) unless
 configured otherwise (`/v7/weather/168h`: 168 hours from the nearest city).
 
-Authentication (https://dev.qweather.com/docs/configuration/authentication/):
-a JWT signed with the project's Ed25519 key (`Authorization: Bearer …`; header
-`alg: EdDSA`, `kid` the credential id; payload `sub` the project id, `iat` 30 s
-in the past, `exp` one hour on), or the legacy API key in the `X-QW-Api-Key`
-header. Both are secrets: never logged, redacted from every message.
+Authentication (a JWT signed with the project's Ed25519 key, or the legacy API
+key) is `qweather_auth.py`; both are secrets, redacted from every message.
 
 QWeather's hourly forecast states no units: `unit=m` (metric) is requested and
 its documented units converted to the registry's (`rules/variables.py`):
@@ -34,23 +31,16 @@ visibility, wind_gusts_10m, freezing_level_height, snow_depth.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
 import numpy.typing as npt
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import SecretStr
 
 from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables, on_hours, union_hours
+from dispatcher.feeds.qweather_auth import QWeatherAuth
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import VARIABLES
 
@@ -58,8 +48,6 @@ log = logging.getLogger("yujing.feed")
 
 SOURCE = "qweather"
 DEFAULT_PATH = "/v7/grid-weather/72h"
-TOKEN_LIFETIME = timedelta(hours=1)  # QWeather allows up to 24 h
-_TOKEN_MARGIN = timedelta(minutes=5)  # sign a fresh token this long before the old expires
 
 # --- the weather icon: WMO code and the kind of precipitation it stands for
 
@@ -144,120 +132,6 @@ def _error_of(body: object) -> tuple[int, str] | None:
     if isinstance(v1, str | int) and str(v1).isdigit() and str(v1) != "200":
         return int(v1), ""
     return None
-
-
-# --- authentication
-
-
-def b64url(data: bytes) -> str:
-    """Base64url without padding (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def jws_compact(header: Mapping[str, object], payload: bytes, key: Ed25519PrivateKey) -> str:
-    """A JWS in compact serialisation signed with Ed25519 (RFC 8037 §3.1: alg EdDSA)."""
-    protected = json.dumps(dict(header), separators=(",", ":")).encode("utf-8")
-    signing_input = f"{b64url(protected)}.{b64url(payload)}"
-    return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
-
-
-def qweather_jwt(
-    key: Ed25519PrivateKey, *, key_id: str, project_id: str, now: datetime, lifetime: timedelta
-) -> str:
-    """The token QWeather expects: header {alg: EdDSA, kid}, payload {sub, iat, exp}.
-
-    `iat` is 30 s before `now`, as QWeather advises against clock skew.
-    """
-    issued = int(now.timestamp())
-    claims = {"sub": project_id, "iat": issued - 30, "exp": issued + int(lifetime.total_seconds())}
-    payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
-    return jws_compact({"alg": "EdDSA", "kid": key_id}, payload, key)
-
-
-def load_private_key(value: SecretStr) -> Ed25519PrivateKey:
-    """The Ed25519 private key from PEM text or the path of a PEM file.
-
-    ValueError (one line naming YUJING_QWEATHER_PRIVATE_KEY) when it is neither.
-    """
-    text = value.get_secret_value().strip()
-    if "-----BEGIN" not in text:
-        path = Path(text).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ValueError(
-                f"YUJING_QWEATHER_PRIVATE_KEY: cannot read {path} ({error.strerror}); give the "
-                "PEM text or the path of ed25519-private.pem"
-            ) from None
-    try:
-        key = load_pem_private_key(text.encode("utf-8"), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise ValueError(
-            "YUJING_QWEATHER_PRIVATE_KEY is not an unencrypted PEM private key (make one with "
-            "`openssl genpkey -algorithm ED25519 -out ed25519-private.pem`)"
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(
-            f"YUJING_QWEATHER_PRIVATE_KEY is a {type(key).__name__.removeprefix('_')}, "
-            "not an Ed25519 key: QWeather signs with Ed25519"
-        )
-    return key
-
-
-@dataclass(frozen=True)
-class JwtCredential:
-    """A QWeather JWT credential: the credential id (kid), project id (sub) and key."""
-
-    key_id: str
-    project_id: str
-    key: Ed25519PrivateKey
-
-
-class QWeatherAuth:
-    """The request headers that authenticate: a cached JWT (re-signed before it
-    expires) or the legacy API key."""
-
-    def __init__(
-        self,
-        *,
-        jwt: JwtCredential | None = None,
-        api_key: SecretStr | None = None,
-        clock: Callable[[], datetime],
-    ) -> None:
-        if jwt is None and (api_key is None or not api_key.get_secret_value()):
-            raise ValueError(
-                "QWeather needs credentials: set YUJING_QWEATHER_KEY_ID, "
-                "YUJING_QWEATHER_PROJECT_ID and YUJING_QWEATHER_PRIVATE_KEY (JWT), or "
-                "YUJING_QWEATHER_API_KEY"
-            )
-        self._jwt = jwt
-        self._api_key = api_key
-        self._clock = clock
-        self._token: str | None = None
-        self._expires: datetime | None = None
-
-    def headers(self) -> dict[str, str]:
-        if self._jwt is None:
-            assert self._api_key is not None
-            return {"X-QW-Api-Key": self._api_key.get_secret_value()}
-        now = self._clock()
-        if self._token is None or self._expires is None or now >= self._expires - _TOKEN_MARGIN:
-            self._token = qweather_jwt(
-                self._jwt.key,
-                key_id=self._jwt.key_id,
-                project_id=self._jwt.project_id,
-                now=now,
-                lifetime=TOKEN_LIFETIME,
-            )
-            self._expires = now + TOKEN_LIFETIME
-        return {"Authorization": f"Bearer {self._token}"}
-
-    def secrets(self) -> list[str]:
-        """What must never appear in a message."""
-        found = [self._token] if self._token else []
-        if self._api_key is not None and self._api_key.get_secret_value():
-            found.append(self._api_key.get_secret_value())
-        return found
 
 
 def api_base(host: str) -> str:

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from pydantic import SecretStr
 
 from dispatcher.feeds.base import FeedError, ForecastPoint
-from dispatcher.feeds.qweather import (
+from dispatcher.feeds.qweather import QWeatherFeed
+from dispatcher.feeds.qweather_auth import (
     JwtCredential,
     QWeatherAuth,
-    QWeatherFeed,
     jws_compact,
     load_private_key,
     qweather_jwt,
