@@ -77,3 +77,10 @@ def test_a_rate_limit_for_a_channel_nobody_declares_is_refused_at_start(
 def test_a_rate_limit_for_a_declared_channel_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YUJING_RATE_LIMITS", "twilio_sms=98/s,dingtalk=20/min")
     assert Settings(_env_file=None).rate_limits == "twilio_sms=98/s,dingtalk=20/min"
+
+
+def test_every_feed_setting_is_in_the_feeds_doc() -> None:
+    feeds = (ROOT / "docs" / "feeds.md").read_text(encoding="utf-8")
+    prefixes = ("YUJING_FEED", "YUJING_OPENMETEO_", "YUJING_QWEATHER_", "YUJING_REPLAY_")
+    missing = sorted(k for k in documented() if k.startswith(prefixes) and k not in feeds)
+    assert missing == []
