@@ -21,9 +21,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from dispatcher.feeds.base import FeedError, ForecastPoint
+from dispatcher.feeds.chain import FeedChain
 from dispatcher.feeds.qweather import QWeatherFeed
 from dispatcher.feeds.qweather_auth import (
     JwtCredential,
@@ -32,6 +33,8 @@ from dispatcher.feeds.qweather_auth import (
     load_private_key,
     qweather_jwt,
 )
+from dispatcher.runtime import build_feed
+from dispatcher.settings import Settings
 from tests.qweather import (
     API_HOST,
     GRID_URL,
@@ -355,3 +358,45 @@ async def test_the_legacy_key_never_appears_in_an_error() -> None:
         with pytest.raises(FeedError) as error:
             await feed.fetch(POINTS[:1], ["temperature_2m"])
     assert secret not in error.value.reason and "***" in error.value.reason
+
+
+# --- settings: what the daemon refuses to start with
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, feed="qweather", **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({}, "needs YUJING_QWEATHER_API_HOST"),
+        ({"qweather_api_host": API_HOST}, "QWeather needs credentials"),
+        (
+            {"qweather_api_host": API_HOST, "qweather_key_id": KEY_ID},
+            "JWT needs all of YUJING_QWEATHER_KEY_ID, YUJING_QWEATHER_PROJECT_ID",
+        ),
+    ],
+)
+async def test_a_qweather_feed_missing_a_setting_is_refused_naming_it(
+    values: dict[str, object], says: str
+) -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ValueError, match=says):
+            build_feed(settings(**values), client)
+
+
+async def test_feeds_in_order_build_a_chain_and_an_unknown_name_is_refused() -> None:
+    _, pem = key_pair()
+    configured = settings(
+        feeds="openmeteo, qweather",
+        qweather_api_host=API_HOST,
+        qweather_key_id=KEY_ID,
+        qweather_project_id=PROJECT_ID,
+        qweather_private_key=SecretStr(pem),
+    )
+    async with httpx.AsyncClient() as client:
+        feed = build_feed(configured, client)
+    assert isinstance(feed, FeedChain) and feed.members == ("open-meteo", "qweather")
+    with pytest.raises(ValidationError, match="YUJING_FEEDS names metoffice"):
+        settings(feeds="openmeteo,metoffice")
