@@ -152,6 +152,89 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class QWeatherClient:
+    """Requests to one QWeather API host: authenticated, retried on 429/5xx/timeouts/
+    connection errors with backoff, QWeather's error codes turned into `FeedError`s."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        host: str,
+        auth: QWeatherAuth,
+        retries: int,
+        backoff_seconds: float,
+        timeout_seconds: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self.base = api_base(host)
+        self._client = client
+        self._auth = auth
+        self._retries = retries
+        self._backoff = backoff_seconds
+        self._timeout = timeout_seconds  # None: the shared client's own timeout
+        self._sleep = sleep
+
+    async def get(self, url: str, params: Mapping[str, str], where: str) -> object:
+        """GET with retries; the decoded body of a successful answer, else `FeedError`
+        (one line: `where`, the status, QWeather's code and what to do)."""
+        attempts = self._retries + 1
+        problem = "no attempt made"
+        for attempt in range(attempts):
+            headers = self._auth.headers()
+            try:
+                if self._timeout is None:
+                    response = await self._client.get(url, params=params, headers=headers)
+                else:
+                    response = await self._client.get(
+                        url, params=params, headers=headers, timeout=self._timeout
+                    )
+            except httpx.TimeoutException as exc:
+                problem = f"timeout ({type(exc).__name__})"
+            except httpx.UnsupportedProtocol as exc:
+                raise FeedError(self._redact(f"bad QWeather API host: {exc}")) from None
+            except httpx.TransportError as exc:
+                problem = self._redact(f"connection error ({type(exc).__name__}: {exc})")
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise FeedError(
+                    self._redact(f"request failed: {type(exc).__name__}: {exc}")
+                ) from None
+            else:
+                body = _json_or_none(response)
+                error = _error_of(body)
+                status = response.status_code
+                if status == 200 and error is None:
+                    if body is None:
+                        raise FeedError("QWeather: HTTP 200 but the body is not JSON")
+                    return body
+                code, detail = error if error is not None else (status, "")
+                code = code or status
+                text = self._redact(qweather_error(code, detail))
+                said = f"{where}: HTTP {status}, {text}"
+                if code not in _RETRIED and status not in _RETRIED:
+                    raise FeedError(said)
+                problem = said
+            if attempt == attempts - 1:
+                break
+            delay = self._backoff * 2**attempt
+            log.warning(
+                "qweather: %s; retry %d of %d in %.1f s",
+                problem,
+                attempt + 1,
+                self._retries,
+                delay,
+            )
+            await self._sleep(delay)
+        raise FeedError(f"{problem} after {attempts} attempts")
+
+    def _redact(self, text: str) -> str:
+        for secret in self._auth.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+
 class QWeatherFeed:
     """Polls the QWeather hourly forecast for a set of points.
 
@@ -176,19 +259,20 @@ class QWeatherFeed:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if retries < 0:
-            raise ValueError("retries must not be negative")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.source = SOURCE
-        self._client = client
-        self._url = api_base(host) + "/" + path.strip().lstrip("/")
-        self._auth = auth
-        self._retries = retries
-        self._backoff = backoff_seconds
-        self._timeout = timeout_seconds
+        self.api = QWeatherClient(
+            client,
+            host=host,
+            auth=auth,
+            retries=retries,
+            backoff_seconds=backoff_seconds,
+            timeout_seconds=timeout_seconds,
+            sleep=sleep,
+        )
+        self._url = self.api.base + "/" + path.strip().lstrip("/")
         self._max_concurrency = max_concurrency
-        self._sleep = sleep
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -206,7 +290,8 @@ class QWeatherFeed:
 
         async def run(location: str) -> None:
             async with slots:
-                answers[location] = await self._get(location)
+                params = {"location": location, "unit": "m", "lang": "en"}
+                answers[location] = await self.api.get(self._url, params, f"location {location}")
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -224,64 +309,6 @@ class QWeatherFeed:
             self.source,
             issued_at,
         )
-
-    async def _get(self, location: str) -> object:
-        """GET one location with retries; the decoded body of a successful answer."""
-        attempts = self._retries + 1
-        problem = "no attempt made"
-        params = {"location": location, "unit": "m", "lang": "en"}
-        for attempt in range(attempts):
-            headers = self._auth.headers()
-            try:
-                if self._timeout is None:
-                    response = await self._client.get(self._url, params=params, headers=headers)
-                else:
-                    response = await self._client.get(
-                        self._url, params=params, headers=headers, timeout=self._timeout
-                    )
-            except httpx.TimeoutException as exc:
-                problem = f"timeout ({type(exc).__name__})"
-            except httpx.UnsupportedProtocol as exc:
-                raise FeedError(self._redact(f"bad QWeather API host: {exc}")) from None
-            except httpx.TransportError as exc:
-                problem = self._redact(f"connection error ({type(exc).__name__}: {exc})")
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise FeedError(
-                    self._redact(f"request failed: {type(exc).__name__}: {exc}")
-                ) from None
-            else:
-                body = _json_or_none(response)
-                error = _error_of(body)
-                status = response.status_code
-                if status == 200 and error is None:
-                    if body is None:
-                        raise FeedError("QWeather: HTTP 200 but the body is not JSON")
-                    return body
-                code, detail = error if error is not None else (status, "")
-                code = code or status
-                text = self._redact(qweather_error(code, detail))
-                where = f"location {location}: HTTP {status}, "
-                if code not in _RETRIED and status not in _RETRIED:
-                    raise FeedError(where + text)
-                problem = where + text
-            if attempt == attempts - 1:
-                break
-            delay = self._backoff * 2**attempt
-            log.warning(
-                "%s: %s; retry %d of %d in %.1f s",
-                self.source,
-                problem,
-                attempt + 1,
-                self._retries,
-                delay,
-            )
-            await self._sleep(delay)
-        raise FeedError(f"{problem} after {attempts} attempts")
-
-    def _redact(self, text: str) -> str:
-        for secret in self._auth.secrets():
-            text = text.replace(secret, "***")
-        return text
 
 
 def servable(names: Sequence[str]) -> tuple[str, ...]:
