@@ -165,6 +165,58 @@ async def test_open_meteo_failing_qweather_serves_warnings_and_only_open_meteo_i
         await rt.aclose()
 
 
+def open_meteo_answering(clock: Clock) -> Any:
+    """Open-Meteo answering clear skies (WMO 0) for every location asked, at the clock's hour."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        lats = request.url.params["latitude"].split(",")
+        lons = request.url.params["longitude"].split(",")
+        start = int(clock.now.replace(minute=0, second=0, microsecond=0).timestamp())
+        hours = [start + 3600 * k for k in range(48)]
+        locations = [
+            {
+                "latitude": float(lat),
+                "longitude": float(lon),
+                "utc_offset_seconds": 0,
+                "hourly_units": {"time": "unixtime", "weather_code": "wmo code"},
+                "hourly": {"time": hours, "weather_code": [0] * len(hours)},
+            }
+            for lat, lon in zip(lats, lons, strict=True)
+        ]
+        return httpx.Response(200, json=locations if len(locations) > 1 else locations[0])
+
+    return answer
+
+
+async def test_a_standby_never_asked_is_not_down_and_a_recovered_source_ends_its_alert(
+    db_url: str, county: Path, providers: respx.MockRouter
+) -> None:
+    clock = Clock(AT)
+    qweather = providers.get(GRID_URL).mock(
+        side_effect=lambda request: httpx.Response(200, json=freezing_rain_from(clock.now))
+    )
+    rt = open_runtime(
+        settings_for(county, db_url), clock=clock, console=io.StringIO(), wake=lambda: None
+    )
+    try:
+        # given Open-Meteo down for two intervals: its alert is raised
+        for _ in range(3):
+            assert (await rt.pipeline.poll()).ok
+            clock.now += INTERVAL
+        assert feed_alerts(rt) == {"open-meteo": "firing"}
+        # when it answers again, for three more intervals
+        providers.get(OPEN_METEO).mock(side_effect=open_meteo_answering(clock))
+        asked = qweather.call_count
+        for _ in range(3):
+            assert (await rt.pipeline.poll()).ok
+            clock.now += INTERVAL
+        # then its alert is resolved, and QWeather — not asked since — is not "down"
+        assert feed_alerts(rt) == {"open-meteo": "resolved"}
+        assert qweather.call_count == asked
+    finally:
+        await rt.aclose()
+
+
 async def test_both_failing_raises_the_no_source_alert_too(
     db_url: str, county: Path, providers: respx.MockRouter
 ) -> None:
