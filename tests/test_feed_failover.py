@@ -278,7 +278,9 @@ async def test_the_daemon_fails_over_and_healthz_says_so(
         assert feed["down_alert"] is None  # a source still serves: not "no source"
         assert {a.level for a in warnings(rt)} == {"orange"}
     finally:
-        os.kill(os.getpid(), signal.SIGTERM)  # what systemd sends; the daemon stops cleanly
+        await asyncio.sleep(0)  # the daemon has installed its signal handlers
+        if not daemon.done():
+            os.kill(os.getpid(), signal.SIGTERM)  # what systemd sends; the daemon stops cleanly
         await asyncio.wait_for(daemon, 30)
         await rt.aclose()
         listener.close()
