@@ -3,8 +3,10 @@ which source is down (issue 15).
 
 The runtime, pipeline, database and (last test) the daemon's scheduler and
 HTTP server are real; only the two providers are mocked, with respx, at the
-network edge. The county is the example one with its freezing-rain rule only:
-it reads `weather_code`, which QWeather serves (from the hour's icon).
+network edge. The county is mostly the example one with its freezing-rain rule
+only: it reads `weather_code`, which QWeather serves (from the hour's icon). The
+daemon test runs every example rule: those reading what no source serves
+(visibility, soil temperature) are undecided and blind, the others still warn.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ def county(tmp_path: Path) -> Path:
     for rule_file in (directory / "rules").glob("*.yaml"):
         if rule_file.name != "freezing_rain.yaml":
             rule_file.unlink()
+    return directory
+
+
+@pytest.fixture
+def full_county(tmp_path: Path) -> Path:
+    """The example county with all its rules."""
+    directory = tmp_path / "full-county"
+    shutil.copytree(LIULIN, directory, ignore=shutil.ignore_patterns("scenarios"))
     return directory
 
 
@@ -243,14 +253,14 @@ async def test_both_failing_raises_the_no_source_alert_too(
 
 
 async def test_the_daemon_fails_over_and_healthz_says_so(
-    tmp_path: Path, county: Path, providers: respx.MockRouter
+    tmp_path: Path, full_county: Path, providers: respx.MockRouter
 ) -> None:
     providers.get(GRID_URL).mock(
         side_effect=lambda request: httpx.Response(200, json=freezing_rain_from(datetime.now(UTC)))
     )
     port = free_port()
     settings = settings_for(
-        county,
+        full_county,
         f"sqlite:///{tmp_path / 'yujing.db'}",
         poll_interval_seconds=1,
         poll_jitter_seconds=0,
@@ -263,20 +273,32 @@ async def test_the_daemon_fails_over_and_healthz_says_so(
     headers = {"Authorization": f"Bearer {'t' * 32}"}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            body: dict[str, Any] = {}
             feed: dict[str, Any] = {}
             for _ in range(100):
                 await asyncio.sleep(0.1)
                 try:
-                    feed = (await client.get("/healthz", headers=headers)).json()["feed"]
+                    body = (await client.get("/healthz", headers=headers)).json()
                 except httpx.HTTPError:
                     continue
+                feed = body["feed"]
                 if feed.get("sources", {}).get("open-meteo", {}).get("down_alert"):
                     break
-        assert feed["served"] == {"weather_code": "qweather"}
+        # QWeather serves what it has a field for; nothing serves visibility or soil
+        # temperature, which leaves only the rules reading them undecided
+        assert feed["served"]["weather_code"] == "qweather"
+        assert feed["served"]["temperature_2m"] == "qweather"
+        assert not {"visibility", "soil_temperature_0cm"} & set(feed["served"])
         assert feed["sources"]["open-meteo"]["down_alert"]
         assert feed["sources"]["qweather"]["ok"] is True
         assert feed["down_alert"] is None  # a source still serves: not "no source"
         assert {a.level for a in warnings(rt)} == {"orange"}
+        undecided = body["undecided"]
+        assert {"fog", "road_icing"} <= set(undecided["by_hazard"])
+        assert "freezing_rain" not in undecided["by_hazard"]
+        assert undecided["blind_alert"] is not None and "hazards blind" in body["problems"]
+        fog = next(u["reason"] for u in undecided["reasons"] if u["hazard"] == "fog")
+        assert "visibility" in fog
     finally:
         await asyncio.sleep(0)  # the daemon has installed its signal handlers
         if not daemon.done():

@@ -15,7 +15,11 @@ The rule, for each poll:
    feed has no hour. `issued_at` is the first serving feed's.
 5. No feed serving anything is a `FeedError` naming each feed's reason: the
    combined source ("no source") is down. A variable no feed serves is left
-   out; the pipeline decides what missing data means.
+   out and said in the batch's `problems` with each feed's reason; the rules
+   reading it are undecided, the others go on (partial data, `pipeline.py`).
+   A serving feed's own problems (a variable masked at some locations) are
+   kept, prefixed with its name, unless they concern only variables another
+   feed served.
 
 Every feed asked leaves a `SourceAttempt` in `last_attempts`, which the
 pipeline records per source so the feed-down alert is raised per source too.
@@ -26,6 +30,7 @@ is not "down" for being idle.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,6 +99,7 @@ class FeedChain:
         hour = np.datetime64(self._clock().astimezone(UTC).replace(tzinfo=None), "h")
         ids = tuple(point.id for point in points)
         needed = list(names)
+        lacked: dict[str, list[str]] = {}  # variable → why each feed asked did not serve it
         attempts: list[SourceAttempt] = []
         parts: list[tuple[str, ForecastBatch, tuple[str, ...]]] = []
         self.last_attempts = ()
@@ -110,9 +116,15 @@ class FeedChain:
                     raise FeedError("its hours are not on the same minute as the first feed's")
             except FeedError as error:
                 attempts.append(SourceAttempt(feed.source, False, (), error.reason))
+                for name in ask:
+                    lacked.setdefault(name, []).append(f"{feed.source} failed")
                 continue
             served = tuple(n for n in ask if _has_value_ahead(batch, n, hour))
             lacking = [n for n in ask if n not in served]
+            for name in lacking:
+                said = [p for p in batch.problems if _mentioned(p, (name,))]
+                why = "; ".join(said) if said else "no value from now on"
+                lacked.setdefault(name, []).append(f"{feed.source}: {why}")
             reason = f"no usable value from now on for {', '.join(lacking)}" if lacking else None
             attempts.append(SourceAttempt(feed.source, bool(served), served, reason, *batch.shape))
             if served:
@@ -129,7 +141,13 @@ class FeedChain:
         if not parts:
             reasons = "; ".join(f"{a.source}: {a.error}" for a in attempts) or "no feed asked"
             raise FeedError(f"no source served the forecast ({reasons})")
-        return _fuse(self.source, parts)
+        unserved = [
+            f"hourly.{name} is served by no source ("
+            + ("; ".join(lacked[name]) if name in lacked else "none of them has it")
+            + ")"
+            for name in needed
+        ]
+        return _fuse(self.source, parts, unserved)
 
 
 def _second_of_hour(batch: ForecastBatch) -> int:
@@ -146,9 +164,15 @@ def _has_value_ahead(batch: ForecastBatch, name: str, hour: np.datetime64) -> bo
     return bool(np.isfinite(values[:, ahead]).any())
 
 
+def _mentioned(problem: str, names: Collection[str]) -> set[str]:
+    """The variables a feed's problem is about (`hourly.NAME` or `hourly_units.NAME`)."""
+    return {name for name in names if re.search(rf"hourly(_units)?\.{name}\b", problem)}
+
+
 def _fuse(
     source: str,
     parts: Sequence[tuple[str, ForecastBatch, tuple[str, ...]]],
+    unserved: Sequence[str],
 ) -> ForecastBatch:
     first = parts[0][1]
     times = union_hours([batch.times for _, batch, _ in parts])
@@ -159,6 +183,13 @@ def _fuse(
             rows = [on_hours(times, batch.times, row) for row in batch.variables[name]]
             variables[name] = np.vstack(rows) if rows else np.empty((0, len(times)))
             sources[name] = name_of_source
+    problems = [
+        f"{name_of_source}: {problem}"
+        for name_of_source, batch, served in parts
+        for problem in batch.problems
+        # what another feed served is no problem; what no feed served is said below
+        if not (about := _mentioned(problem, VARIABLES)) or about & set(served)
+    ]
     return ForecastBatch(
         source=source,
         issued_at=first.issued_at,
@@ -169,6 +200,7 @@ def _fuse(
         variables=variables,
         units={name: VARIABLES[name].unit for name in variables},
         sources=dict(sorted(sources.items())),
+        problems=(*problems, *unserved),
     )
 
 

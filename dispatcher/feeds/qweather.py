@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -39,7 +40,14 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables, on_hours, union_hours
+from dispatcher.feeds.base import (
+    FeedError,
+    ForecastPoint,
+    at_locations,
+    check_variables,
+    on_hours,
+    union_hours,
+)
 from dispatcher.feeds.qweather_auth import QWeatherAuth
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import VARIABLES
@@ -239,8 +247,9 @@ class QWeatherFeed:
     """Polls the QWeather hourly forecast for a set of points.
 
     Points that share a location at two decimals share one request. Variables
-    QWeather cannot serve (not in `SERVES`) are left out of the batch; asking
-    only for those is a `FeedError`. `issued_at` is `clock()` when the fetch starts.
+    QWeather cannot serve (not in `SERVES`) are left out of the batch and said in
+    its `problems`; asking only for those is a `FeedError`. `issued_at` is
+    `clock()` when the fetch starts.
     """
 
     serves = SERVES
@@ -282,7 +291,8 @@ class QWeatherFeed:
         self, points: Sequence[ForecastPoint], variables: Collection[str]
     ) -> ForecastBatch:
         """Hourly servable `variables` at `points`; `FeedError` if any request fails."""
-        names = servable(check_variables(variables))
+        names = check_variables(variables)
+        servable(names)  # asking only for what QWeather lacks fails before any request
         issued_at = self._clock()
         locations = sorted({location_param(point) for point in points})
         answers: dict[str, object] = {}
@@ -350,23 +360,46 @@ def parse_qweather(
     """Validate QWeather hourly responses (`location` → decoded body) into one batch.
 
     Every point's `location_param` must have a response with `code` "200" and a
-    non-empty `hourly` list stepping by one hour with offset-qualified `fxTime`s.
+    non-empty `hourly` list stepping by one hour with offset-qualified `fxTime`s;
+    anything else at any location raises `FeedError` listing every problem found.
     Points whose hours differ are put on the union of the hours (NaN where a
     location has none). Values are QWeather's strings (or numbers); empty or
-    null is NaN, anything else not a number is a `FeedError` naming it.
+    null is NaN. A field with a value that is not a number, or absent from every
+    hour, is masked as missing at that location (the variables read from it) and
+    said in the batch's `problems`, as are the requested variables QWeather has
+    no field for (left out, like a variable no location delivered).
     """
     names = servable(tuple(sorted(set(variables))))
-    per_point: list[tuple[npt.NDArray[np.datetime64], dict[str, FloatArray]]] = []
-    parsed: dict[str, tuple[npt.NDArray[np.datetime64], dict[str, FloatArray]]] = {}
-    for point in points:
-        location = location_param(point)
-        if location not in parsed:
-            if location not in responses:
-                raise FeedError(f"no QWeather response for location {location} (point {point.id})")
-            parsed[location] = _location(responses[location], names, f"location {location}")
-        per_point.append(parsed[location])
-    if not per_point:
+    if not points:
         raise FeedError("no forecast points requested")
+    locations = list(dict.fromkeys(location_param(point) for point in points))
+    labels = [f"location {location}" for location in locations]
+    fatal: list[tuple[int, str]] = []  # (location, problem): the batch is refused
+    masked: list[tuple[int, str]] = []  # (location, problem): masked as missing there
+    parsed: dict[str, tuple[npt.NDArray[np.datetime64], dict[str, FloatArray]]] = {}
+    for index, location in enumerate(locations):
+        if location not in responses:
+            ids = ", ".join(p.id for p in points if location_param(p) == location)
+            fatal.append((index, f"no QWeather response (point {ids})"))
+            continue
+        try:
+            times, values, problems = _location(responses[location], names)
+        except FeedError as error:
+            fatal.append((index, error.reason))
+            continue
+        parsed[location] = times, values
+        masked.extend((index, problem) for problem in problems)
+    if fatal:
+        found = at_locations(fatal, labels) + at_locations(masked, labels)
+        raise FeedError("; ".join(found), found)
+    said = [
+        f"hourly.{name} is not served by QWeather (it has no such field)"
+        for name in sorted(set(variables) - set(names))
+    ]
+    said += at_locations(masked, labels)
+    if said:
+        log.warning("%s: masked as missing: %s", source, "; ".join(said))
+    per_point = [parsed[location_param(point)] for point in points]
     times = union_hours([axis for axis, _ in per_point])
     arrays = {
         name: np.vstack([on_hours(times, axis, values[name]) for axis, values in per_point])
@@ -381,6 +414,7 @@ def parse_qweather(
         times=times,
         variables=arrays,
         units={name: VARIABLES[name].unit for name in names},
+        problems=tuple(said),
     )
 
 
@@ -389,47 +423,67 @@ def is_qweather(body: object) -> bool:
     return isinstance(body, Mapping) and "code" in body and isinstance(body.get("hourly"), list)
 
 
+# the QWeather fields each servable variable is read from
+_READS: Mapping[str, tuple[str, ...]] = {
+    **{name: (field,) for name, field in _FIELDS.items()},
+    "weather_code": ("icon",),
+    "rain": ("precip", "icon"),
+    "showers": ("precip", "icon"),
+    "snowfall": ("precip", "icon"),
+}
+
+
 def _location(
-    body: object, names: Sequence[str], where: str
-) -> tuple[npt.NDArray[np.datetime64], dict[str, FloatArray]]:
+    body: object, names: Sequence[str]
+) -> tuple[npt.NDArray[np.datetime64], dict[str, FloatArray], list[str]]:
+    """One location's hours, values and problems (each masked as missing); `FeedError`
+    when it has no usable hourly axis."""
     if not isinstance(body, Mapping):
-        raise FeedError(f"{where}: response is a JSON {type(body).__name__}, expected an object")
+        raise FeedError(f"response is a JSON {type(body).__name__}, expected an object")
     error = _error_of(body)
     if error is not None:
-        raise FeedError(f"{where}: {qweather_error(*error)}")
+        raise FeedError(qweather_error(*error))
     if str(body.get("code")) != "200":
-        raise FeedError(f'{where}: code is {body.get("code")!r}, expected "200"')
+        raise FeedError(f'code is {body.get("code")!r}, expected "200"')
     hourly = body.get("hourly")
     if not isinstance(hourly, list) or not hourly:
-        raise FeedError(f"{where}: hourly is missing or empty")
+        raise FeedError("hourly is missing or empty")
     if not all(isinstance(hour, Mapping) for hour in hourly):
-        raise FeedError(f"{where}: hourly holds something other than objects")
-    seconds = np.array([_fx_seconds(h, where, k) for k, h in enumerate(hourly)], dtype=np.int64)
+        raise FeedError("hourly holds something other than objects")
+    seconds = np.array([_fx_seconds(h, k) for k, h in enumerate(hourly)], dtype=np.int64)
     times = seconds.astype("datetime64[s]")
     steps = np.diff(times)
     if len(steps) and not np.all(steps == _HOUR):
         bad = int(np.argmax(steps != _HOUR))
         raise FeedError(
-            f"{where}: hourly is not hourly ascending: {times[bad]} is followed by {times[bad + 1]}"
+            f"hourly is not hourly ascending: {times[bad]} is followed by {times[bad + 1]}"
         )
-    raw = {field: _numbers(hourly, field, where) for field in ("temp", "precip", "icon")}
-    for field in ("humidity", "dew", "windSpeed"):
-        raw[field] = _numbers(hourly, field, where)
-    precip, icons = raw["precip"], raw["icon"]
-    values: dict[str, FloatArray] = {}
+    raw: dict[str, FloatArray] = {}
+    wrong: dict[str, str] = {}  # field → its problem
+    for field in sorted({field for name in names for field in _READS[name]}):
+        raw[field], problem = _numbers(hourly, field)
+        if problem is not None:
+            wrong[field] = problem
+    # said per variable, as the Open-Meteo feed does, so each is told why it is missing
+    problems = [
+        f"hourly.{name} is masked as missing: {'; '.join(said)}"
+        for name in names
+        if (said := [wrong[field] for field in _READS[name] if field in wrong])
+    ]
+    values_of: dict[str, FloatArray] = {}
     for name in names:
         if name in _FIELDS:
-            values[name] = raw[_FIELDS[name]].copy()
+            values_of[name] = raw[_FIELDS[name]].copy()
         elif name == "weather_code":
-            values[name] = np.array(
-                [ICON_WMO.get(int(i), np.nan) if np.isfinite(i) else np.nan for i in icons],
+            values_of[name] = np.array(
+                [ICON_WMO.get(int(i), np.nan) if np.isfinite(i) else np.nan for i in raw["icon"]],
                 dtype=np.float64,
             )
         else:
-            values[name] = precip * _share(icons, name)
-    if "wind_speed_10m" in values:
-        values["wind_speed_10m"] = values["wind_speed_10m"] / 3.6  # km/h → m/s
-    return times, values
+            values_of[name] = raw["precip"] * _share(raw["icon"], name)
+    if "wind_speed_10m" in values_of:
+        values_of["wind_speed_10m"] = values_of["wind_speed_10m"] / 3.6  # km/h → m/s
+    return times, values_of, problems
 
 
 def _share(icons: FloatArray, name: str) -> FloatArray:
@@ -449,33 +503,38 @@ def _share(icons: FloatArray, name: str) -> FloatArray:
     return out
 
 
-def _fx_seconds(hour: Mapping[str, object], where: str, index: int) -> int:
+def _fx_seconds(hour: Mapping[str, object], index: int) -> int:
     text = hour.get("fxTime")
     if not isinstance(text, str):
-        raise FeedError(f"{where}: hourly[{index}].fxTime is missing")
+        raise FeedError(f"hourly[{index}].fxTime is missing")
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise FeedError(f"{where}: hourly[{index}].fxTime is {text!r}, not ISO-8601") from None
+        raise FeedError(f"hourly[{index}].fxTime is {text!r}, not ISO-8601") from None
     if moment.tzinfo is None:
-        raise FeedError(f"{where}: hourly[{index}].fxTime {text!r} has no UTC offset")
+        raise FeedError(f"hourly[{index}].fxTime {text!r} has no UTC offset")
     return int(moment.timestamp())
 
 
-def _numbers(hourly: Sequence[Mapping[str, object]], field: str, where: str) -> FloatArray:
-    """One field of every hour as float64: numeric strings or numbers; empty/null is NaN."""
+def _numbers(hourly: Sequence[Mapping[str, object]], field: str) -> tuple[FloatArray, str | None]:
+    """One field of every hour as float64 (numeric strings or numbers; empty/null is
+    NaN), or all NaN and the problem when a value is not a number or no hour has the field."""
     out = np.full(len(hourly), np.nan, dtype=np.float64)
+    if not any(field in hour for hour in hourly):
+        return out, f"no hour has {field}"
     for k, hour in enumerate(hourly):
         value = hour.get(field)
         if value is None or value == "":
             continue
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise FeedError(f"{where}: hourly[{k}].{field} is {value!r}, expected a number")
-        try:
-            number = float(value)
-        except ValueError:
-            raise FeedError(
-                f"{where}: hourly[{k}].{field} is {value!r}, expected a number"
-            ) from None
-        out[k] = number if np.isfinite(number) else np.nan
-    return out
+        number: float | None = None
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if number is None:
+            return np.full(len(hourly), np.nan), (
+                f"hourly[{k}].{field} is {value!r}, expected a number"
+            )
+        out[k] = number if math.isfinite(number) else np.nan
+    return out, None

@@ -31,11 +31,13 @@ class Answering:
         *,
         serves: frozenset[str] | None = None,
         fails: str | None = None,
+        problems: tuple[str, ...] = (),
     ) -> None:
         self.source = source
         self._first = np.datetime64(first, "s")
         self._values = values
         self._fails = fails
+        self._problems = problems
         self.asked: list[list[str]] = []
         if serves is not None:
             self.serves = serves
@@ -60,6 +62,7 @@ class Answering:
                 for name in variables
                 if name in self._values
             },
+            problems=self._problems,
         )
 
 
@@ -129,6 +132,42 @@ async def test_a_feed_is_asked_only_for_the_variables_it_declares() -> None:
     batch = await chain.fetch(POINTS, ["temperature_2m", "soil_temperature_0cm"])
     assert second.asked == [["temperature_2m"]]
     assert set(batch.variables) == {"temperature_2m"}  # no source: left missing
+    assert batch.problems == (
+        "hourly.soil_temperature_0cm is served by no source (open-meteo failed)",
+    )
+
+
+async def test_partial_data_a_variable_no_source_serves_is_said_with_each_reason() -> None:
+    # open-meteo masks visibility everywhere and has no soil temperature ahead; qweather
+    # serves neither: only their rules will be undecided, the temperature is served
+    first = Answering(
+        "open-meteo",
+        "2026-01-06T16:00",
+        {"temperature_2m": [1, 2], "soil_temperature_0cm": [NAN, NAN]},
+        problems=(
+            "hourly.visibility is missing (all 2 locations)",
+            "location 1 (b): hourly.temperature_2m has 1 values, expected 2",
+            "location 0 (a): hourly_units.wind_speed_10m is 'km/h', expected 'm/s'",
+        ),
+    )
+    second = Answering(
+        "qweather",
+        "2026-01-06T16:00",
+        {"wind_speed_10m": [3, 4]},
+        serves=frozenset({"wind_speed_10m"}),
+    )
+    chain = FeedChain([first, second], clock=lambda: NOW)
+    batch = await chain.fetch(
+        POINTS, ["temperature_2m", "visibility", "soil_temperature_0cm", "wind_speed_10m"]
+    )
+    assert batch.sources == {"temperature_2m": "open-meteo", "wind_speed_10m": "qweather"}
+    # open-meteo's problem with what qweather served is no problem of the batch
+    assert batch.problems == (
+        "open-meteo: location 1 (b): hourly.temperature_2m has 1 values, expected 2",
+        "hourly.soil_temperature_0cm is served by no source (open-meteo: no value from now on)",
+        "hourly.visibility is served by no source "
+        "(open-meteo: hourly.visibility is missing (all 2 locations))",
+    )
 
 
 async def test_no_feed_serving_anything_fails_naming_each_reason() -> None:

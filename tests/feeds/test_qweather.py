@@ -25,7 +25,7 @@ from pydantic import SecretStr, ValidationError
 
 from dispatcher.feeds.base import FeedError, ForecastPoint
 from dispatcher.feeds.chain import FeedChain
-from dispatcher.feeds.qweather import QWeatherFeed
+from dispatcher.feeds.qweather import QWeatherFeed, parse_qweather
 from dispatcher.feeds.qweather_auth import (
     JwtCredential,
     QWeatherAuth,
@@ -264,14 +264,73 @@ async def test_variables_qweather_lacks_are_left_out_and_asking_only_for_them_fa
 
 
 @respx.mock
-async def test_a_value_that_is_not_a_number_rejects_the_poll_naming_it() -> None:
+async def test_a_value_that_is_not_a_number_masks_its_variables_there_and_says_so() -> None:
     key, _ = key_pair()
-    answer = hourly_answer(START, 4, lambda k: hour(START, k, temp="-3" if k != 2 else "N/A"))
-    respx.get(GRID_URL).mock(return_value=httpx.Response(200, json=answer))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        # the seat's hour 2 has no temperature; its precip is fine, the other point's is not
+        seat = request.url.params["location"] == "110.89,37.43"
+        return httpx.Response(
+            200,
+            json=hourly_answer(
+                START,
+                4,
+                lambda k: hour(
+                    START,
+                    k,
+                    temp="N/A" if seat and k == 2 else "-3",
+                    precip="lots" if not seat and k == 1 else "0.5",
+                ),
+            ),
+        )
+
+    respx.get(GRID_URL).mock(side_effect=answer)
     async with httpx.AsyncClient() as client:
         feed, _ = jwt_feed(client, key)
-        with pytest.raises(FeedError, match=r"hourly\[2\]\.temp is 'N/A', expected a number"):
-            await feed.fetch(POINTS[:1], ["temperature_2m"])
+        batch = await feed.fetch(POINTS, ["temperature_2m", "rain", "weather_code", "visibility"])
+    # the poll goes on: each variable masked only where its field is bad
+    assert np.isnan(batch.variables["temperature_2m"][0]).all()
+    assert batch.variables["temperature_2m"][1].tolist() == [-3.0] * 4
+    assert (
+        np.isnan(batch.variables["rain"][1]).all()
+        and not np.isnan(batch.variables["rain"][0]).any()
+    )
+    assert batch.variables["weather_code"][0].tolist() == [2.0] * 4
+    assert set(batch.variables) == {"temperature_2m", "rain", "weather_code"}
+    assert batch.problems == (
+        "hourly.visibility is not served by QWeather (it has no such field)",
+        "location 110.89,37.43: hourly.temperature_2m is masked as missing: "
+        "hourly[2].temp is 'N/A', expected a number",
+        "location 110.91,37.45: hourly.rain is masked as missing: "
+        "hourly[1].precip is 'lots', expected a number",
+    )
+
+
+def test_a_field_no_hour_has_is_said_and_a_location_without_hours_rejects_the_poll() -> None:
+    without_dew = hourly_answer(START, 3)
+    for row in without_dew["hourly"]:
+        del row["dew"]
+    responses: dict[str, object] = {"110.89,37.43": without_dew, "110.91,37.45": without_dew}
+    batch = parse_qweather(responses, POINTS, ["dew_point_2m", "temperature_2m"], "qweather", NOW)
+    assert batch.problems == (
+        "hourly.dew_point_2m is masked as missing: no hour has dew (all 2 locations)",
+    )
+    assert np.isnan(batch.variables["dew_point_2m"]).all()
+    # every location's fatal problem at once, and what was masked besides
+    responses = {"110.89,37.43": {"code": "200", "hourly": []}, "110.91,37.45": without_dew}
+    with pytest.raises(FeedError) as error:
+        parse_qweather(
+            responses,
+            [*POINTS, ForecastPoint("far", 38.0, 111.0)],
+            ["dew_point_2m"],
+            "qweather",
+            NOW,
+        )
+    assert error.value.problems == (
+        "location 110.89,37.43: hourly is missing or empty",
+        "location 111.00,38.00: no QWeather response (point far)",
+        "location 110.91,37.45: hourly.dew_point_2m is masked as missing: no hour has dew",
+    )
 
 
 # --- error codes: the body's (v1) or the HTTP status with the v2 error body

@@ -167,3 +167,28 @@ async def test_a_qweather_recording_keyed_by_something_else_is_refused(tmp_path:
     path.write_text(json.dumps({"Liulin": data["110.89,37.43"]}), encoding="utf-8")
     with pytest.raises(FeedError, match="recorded location 'Liulin' is not 'longitude,latitude'"):
         await ReplayFeed(path).fetch([SEAT], ["temperature_2m"])
+
+
+async def test_a_qweather_recording_says_every_location_problem_at_once(tmp_path: Path) -> None:
+    path = qweather_recording(tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["Liulin"] = data["110.91,37.51"]
+    bad = hourly_answer(datetime(2026, 1, 6, 16, 0, tzinfo=UTC), 6)
+    bad["hourly"][3]["temp"] = "N/A"
+    data["110.89,37.43"] = bad
+    path.write_text(json.dumps(data), encoding="utf-8")
+    taiyuan = ForecastPoint("p37.8700_112.5500", 37.87, 112.55)
+    with pytest.raises(FeedError) as error:
+        await ReplayFeed(path, max_distance_deg=0.02).fetch([SEAT, taiyuan], ["temperature_2m"])
+    assert len(error.value.problems) == 2
+    assert "recorded location 'Liulin' is not 'longitude,latitude'" in error.value.problems[0]
+    assert "no recorded location within 0.02° of point p37.8700" in error.value.problems[1]
+    # a value that is not a number is masked at its location, as in the live feed
+    del data["Liulin"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    batch = await ReplayFeed(path, max_distance_deg=0.02).fetch([SEAT], ["temperature_2m"])
+    assert np.isnan(batch.variables["temperature_2m"]).all()
+    assert batch.problems == (
+        "location 110.89,37.43: hourly.temperature_2m is masked as missing: "
+        "hourly[3].temp is 'N/A', expected a number",
+    )
