@@ -1,3 +1,4 @@
+# Long module: the feed, its client and its parser share icon tables, error codes and units
 """QWeather (和风天气, https://dev.qweather.com): the hourly forecast feed and its parser.
 
 One GET per distinct location (`location=lon,lat`, two decimals, as QWeather
