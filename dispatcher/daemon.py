@@ -30,6 +30,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
 from dispatcher import logs
+from dispatcher.feeds.chain import members_of
 from dispatcher.leader import Leadership, NotLeader, install_fence, lead, leader_work
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
@@ -204,6 +205,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         settings=settings,
         clock=utc_now,
         feed_source=runtime.feed.source,
+        feed_members=members_of(runtime.feed),
         started_at=runtime.pipeline.started_at,
         rules=runtime.rules.status,
         roster=runtime.escalation.roster if runtime.escalation else None,

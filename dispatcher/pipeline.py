@@ -38,10 +38,11 @@ from dispatcher.alerts.hazards import (
     recently_resolved,
 )
 from dispatcher.alerts.reconcile import Timing, TransitionKind, reconcile
-from dispatcher.alerts.system import record_watch_start, watch_feed
+from dispatcher.alerts.system import record_source_attempts, record_watch_start, watch_feed
 from dispatcher.county import County
 from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
+from dispatcher.feeds.chain import attempts_of, members_of
 from dispatcher.logs import Episode
 from dispatcher.metrics import Metrics
 from dispatcher.official.record import warnings_in_force
@@ -162,6 +163,7 @@ class Pipeline:
             self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
             self.feed_health.failed(exc.reason, at=started)
             with self.sessions.begin() as session:
+                record_source_attempts(session, attempts_of(self.feed), started, self.clock())
                 run = ForecastRun(
                     source=self.feed.source,
                     started_at=started,
@@ -198,6 +200,7 @@ class Pipeline:
                 "forecast from %s is partial: %s", self.feed.source, "; ".join(notes_of_run)
             )
         with self.sessions.begin() as session:
+            record_source_attempts(session, attempts_of(self.feed), started, now)
             run = ForecastRun(
                 source=self.feed.source,
                 started_at=started,
@@ -284,19 +287,23 @@ class Pipeline:
             return record_watch_start(session, self.feed.source, self.started_at)
 
     def check_feed(self) -> int:
-        """Raise or resolve the feed-down alert; returns the notifications enqueued."""
+        """Raise or resolve the feed-down alerts (the feed's, and each source's of a
+        chain); returns the notifications enqueued."""
         with self.sessions.begin() as session:
-            notes = watch_feed(
-                session,
-                now=self.clock(),
-                source=self.feed.source,
-                watching_since=self.started_at,
-                interval=self.interval,
-                county=self.county,
-                channel=self.channel,
-                escalation=self.escalation,
-            )
-            count = len(notes)
+            count = 0
+            for source in (self.feed.source, *members_of(self.feed)):
+                notes = watch_feed(
+                    session,
+                    now=self.clock(),
+                    source=source,
+                    watching_since=self.started_at,
+                    interval=self.interval,
+                    county=self.county,
+                    channel=self.channel,
+                    escalation=self.escalation,
+                    member=source != self.feed.source,
+                )
+                count += len(notes)
         if count:
             log.warning(
                 "forecast feed %s: feed alert changed, %d notifications", self.feed.source, count

@@ -37,7 +37,10 @@ from dispatcher.escalation.config import warn_unconfigured
 from dispatcher.failover import FailoverPlan
 from dispatcher.feeds.base import Feed, ForecastPoint
 from dispatcher.feeds.cap_feed import CapFeed, parse_sources
+from dispatcher.feeds.chain import FeedChain
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
+from dispatcher.feeds.qweather import QWeatherFeed
+from dispatcher.feeds.qweather_auth import JwtCredential, QWeatherAuth, load_private_key
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
 from dispatcher.metrics import Metrics
@@ -159,7 +162,15 @@ class Runtime:
 def build_feed(
     settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime] = utc_now
 ) -> Feed:
-    if settings.feed == "replay":
+    """The feed the settings name, or a `FeedChain` of them (YUJING_FEEDS)."""
+    feeds = [_one_feed(name, settings, http, clock) for name in settings.feed_names]
+    return feeds[0] if len(feeds) == 1 else FeedChain(feeds, clock=clock)
+
+
+def _one_feed(
+    name: str, settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime]
+) -> Feed:
+    if name == "replay":
         if settings.replay_file is None:
             raise ValueError("YUJING_FEED=replay needs YUJING_REPLAY_FILE (a recorded forecast)")
         return ReplayFeed(
@@ -169,6 +180,8 @@ def build_feed(
             max_distance_deg=settings.point_resolution_deg,
             rebase_to=clock if settings.replay_rebase else None,
         )
+    if name == "qweather":
+        return qweather_feed(settings, http, clock)
     return OpenMeteoFeed(
         http,
         url=settings.openmeteo_url,
@@ -182,6 +195,41 @@ def build_feed(
     )
 
 
+def qweather_feed(
+    settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime] = utc_now
+) -> QWeatherFeed:
+    """The QWeather feed with its credentials; ValueError naming the setting that is missing."""
+    if not settings.qweather_api_host:
+        raise ValueError(
+            "the qweather feed needs YUJING_QWEATHER_API_HOST: your project's API host, "
+            "shown in the QWeather console under settings"
+        )
+    jwt_parts = (settings.qweather_key_id, settings.qweather_project_id)
+    jwt = None
+    if settings.qweather_private_key is not None or any(jwt_parts):
+        if settings.qweather_private_key is None or not all(jwt_parts):
+            raise ValueError(
+                "QWeather JWT needs all of YUJING_QWEATHER_KEY_ID, YUJING_QWEATHER_PROJECT_ID "
+                "and YUJING_QWEATHER_PRIVATE_KEY"
+            )
+        jwt = JwtCredential(
+            key_id=str(settings.qweather_key_id),
+            project_id=str(settings.qweather_project_id),
+            key=load_private_key(settings.qweather_private_key),
+        )
+    return QWeatherFeed(
+        http,
+        host=settings.qweather_api_host,
+        path=settings.qweather_path,
+        auth=QWeatherAuth(jwt=jwt, api_key=settings.qweather_api_key, clock=clock),
+        retries=settings.feed_retries,
+        backoff_seconds=settings.feed_backoff_seconds,
+        timeout_seconds=settings.http_timeout_seconds,
+        max_concurrency=settings.qweather_max_concurrency,
+        clock=clock,
+    )
+
+
 def open_runtime(
     settings: Settings,
     *,
@@ -189,11 +237,13 @@ def open_runtime(
     console: TextIO | None = None,
     wake: Callable[[], None] | None = None,
     channels: Mapping[str, Channel] | None = None,
+    feed: Feed | None = None,
 ) -> Runtime:
     """Load the configuration, migrate the database and wire every part.
 
     `channels` replaces the channels the settings configure (a drill stands
-    the console in for every one of them).
+    the console in for every one of them); `feed` the feed they configure (a
+    drill on several recordings chains them).
 
     Raises `rules.config.ConfigError` for configuration problems and
     ValueError for inconsistent settings; both carry a message for the operator.
@@ -213,7 +263,8 @@ def open_runtime(
 
     # every send in flight gets a kept-alive connection; the rest are the feeds'
     http = shared_client(settings.delivery_concurrency + 8, settings.http_timeout_seconds)
-    feed = build_feed(settings, http, clock)
+    if feed is None:
+        feed = build_feed(settings, http, clock)
     if channels is None:
         channels = build_channels(settings, http, console)
     callback = (

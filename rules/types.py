@@ -72,6 +72,9 @@ class ForecastBatch:
     variables: Mapping[str, FloatArray]
     units: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Which feed served each variable, when several were fused (`dispatcher/feeds/chain.py`);
+    empty when every variable came from `source`."""
 
     def __post_init__(self) -> None:
         shape = (len(self.point_ids), len(self.times))
