@@ -42,7 +42,7 @@ from dispatcher.alerts.system import record_source_attempts, record_watch_start,
 from dispatcher.county import County
 from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
-from dispatcher.feeds.chain import attempts_of, members_of
+from dispatcher.feeds.chain import SourceAttempt, attempts_of, members_of
 from dispatcher.logs import Episode
 from dispatcher.metrics import Metrics
 from dispatcher.official.record import warnings_in_force
@@ -163,7 +163,7 @@ class Pipeline:
             self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
             self.feed_health.failed(exc.reason, at=started)
             with self.sessions.begin() as session:
-                record_source_attempts(session, attempts_of(self.feed), started, self.clock())
+                record_source_attempts(session, self._attempts(ruleset), started, self.clock())
                 run = ForecastRun(
                     source=self.feed.source,
                     started_at=started,
@@ -200,7 +200,7 @@ class Pipeline:
                 "forecast from %s is partial: %s", self.feed.source, "; ".join(notes_of_run)
             )
         with self.sessions.begin() as session:
-            record_source_attempts(session, attempts_of(self.feed), started, now)
+            record_source_attempts(session, self._attempts(ruleset), started, now)
             run = ForecastRun(
                 source=self.feed.source,
                 started_at=started,
@@ -285,6 +285,11 @@ class Pipeline:
         so that restarts do not reset the feed-down clock."""
         with self.sessions.begin() as session:
             return record_watch_start(session, self.feed.source, self.started_at)
+
+    def _attempts(self, ruleset: RuleSet) -> tuple[SourceAttempt, ...]:
+        """What a chain's sources did in this poll's fetch; () when the poll fetched
+        nothing (rules on official warnings alone), not the last fetch's again."""
+        return attempts_of(self.feed) if ruleset.variables else ()
 
     def check_feed(self) -> int:
         """Raise or resolve the feed-down alerts (the feed's, and each source's of a

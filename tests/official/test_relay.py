@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.drill import run_drill
+from dispatcher.feeds.chain import FeedChain, SourceAttempt
 from dispatcher.runtime import Runtime, open_runtime
-from dispatcher.storage.models import Alert, Notification
+from dispatcher.storage.models import Alert, ForecastRun, Notification
 from tests.official.data import ALERT, BOMB, CANCEL, UPDATE
 from tests.support import Clock, replay_settings
 
@@ -163,6 +164,37 @@ async def test_rules_on_official_warnings_alone_poll_without_a_forecast(
         await rt.official.poll()
         result = await rt.pipeline.poll()
         assert result.ok, result.error
+        assert firing(rt) == {("cold_wave", "yellow", "吕梁市气象台"): 40}
+    finally:
+        await rt.aclose()
+
+
+async def test_a_poll_on_official_warnings_alone_records_no_forecast_source_of_a_chain(
+    tmp_path: Path, db_url: str
+) -> None:
+    # given a chain of feeds whose sources answered a fetch earlier (the rules read a
+    # forecast then), and rules that now read official warnings alone
+    county = tmp_path / "county"
+    shutil.copytree(COUNTY, county, ignore=shutil.ignore_patterns("rules", "escalation.yaml"))
+    (county / "rules").mkdir()
+    (county / "rules" / "official.yaml").write_text("include: [official-signals]\n", "utf-8")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(ALERT, inbox)
+    settings = replay_settings(county, db_url, cap_sources=str(inbox), feeds="replay,openmeteo")
+    rt = open_runtime(settings, clock=Clock(AT), console=io.StringIO(), wake=lambda: None)
+    assert isinstance(rt.feed, FeedChain) and rt.official is not None
+    sources = [feed.source for feed in rt.feed.feeds]
+    rt.feed.last_attempts = (SourceAttempt(sources[0], True, ("temperature_2m",), None, 1, 1),)
+    try:
+        await rt.official.poll()
+        # when it polls: nothing is fetched
+        result = await rt.pipeline.poll()
+        assert result.ok, result.error
+        # then no source of the chain is said to have answered this poll
+        with rt.sessions() as session:
+            runs = session.scalars(select(ForecastRun.source)).all()
+        assert not set(runs) & set(sources)
         assert firing(rt) == {("cold_wave", "yellow", "吕梁市气象台"): 40}
     finally:
         await rt.aclose()
