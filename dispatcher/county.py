@@ -305,6 +305,7 @@ class _CountyFile(Strict):
     county: dict[str, Any]
     groups: dict[str, Any] = Field(default_factory=dict)
     townships: dict[str, Any] = Field(default_factory=dict)
+    township_codes: dict[str, Any] = Field(default_factory=dict)
     report: Any = None
 
 
@@ -339,6 +340,9 @@ class County:
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
     townships: Mapping[str, str] = field(default_factory=dict)  # township → group key
     report: ReportConfig | None = None  # county.yaml `report:`; None when not written
+    # township → its 9-digit GB/T 2260 + GB/T 10114 code (county.yaml `township_codes:`),
+    # for official warnings addressed to a township (docs/feeds.md)
+    township_codes: Mapping[str, str] = field(default_factory=dict)
     # routing looks zones up once per transition: keep that O(1) for large counties
     _by_id: dict[str, ZoneConfig] = field(init=False, repr=False, compare=False)
 
@@ -428,6 +432,9 @@ def load_county(config_dir: Path) -> County:
         problems.extend(_check_zone_people(zones.doc, zones.raw, known))
     if county_doc is not None and audiences is not None and zones.doc is not None:
         problems.extend(_check_townships(county_doc, audiences, zones.raw))
+    codes: dict[str, str] = {}
+    if county_doc is not None and county is not None and zones.doc is not None:
+        codes = _township_codes(county_doc, county.area_code, zones.raw, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -442,6 +449,7 @@ def load_county(config_dir: Path) -> County:
         groups=dict(audiences.groups) if audiences else {},
         townships=dict(audiences.townships) if audiences else {},
         report=report,
+        township_codes=codes,
     )
 
 
@@ -535,6 +543,38 @@ def _load_report_section(doc: Document, problems: list[Problem]) -> ReportConfig
     except ValidationError as exc:
         problems.extend(problems_from_validation(doc, exc, ("report",)))
         return None
+
+
+def _township_codes(
+    doc: Document, area_code: str, zones: list[Any], problems: list[Problem]
+) -> dict[str, str]:
+    """`township_codes:` of county.yaml (optional): township → its 9-digit code."""
+    section = doc.data.get("township_codes") if isinstance(doc.data, dict) else None
+    if not section:
+        return {}
+    known = {
+        z["township"] for z in zones if isinstance(z, dict) and isinstance(z.get("township"), str)
+    }
+    codes: dict[str, str] = {}
+    for township, code in section.items():
+        where = ("township_codes", township)
+        if township not in known:
+            problems.append(
+                doc.problem(where, f"no zone in zones.yaml is in township {township!r}")
+            )
+        elif not (isinstance(code, str) and len(code) == 9 and code.isdigit()) or not (
+            code.startswith(area_code)
+        ):
+            problems.append(
+                doc.problem(
+                    where,
+                    f"{code!r} is not a township code of county {area_code}; expected nine "
+                    f'digits, quoted, starting with the county\'s code, e.g. "{area_code}100"',
+                )
+            )
+        else:
+            codes[township] = code
+    return codes
 
 
 def _check_townships(doc: Document, audiences: _Audiences, zones: list[Any]) -> Iterator[Problem]:

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
 from dispatcher import logs
+from dispatcher.feeds.chain import members_of
 from dispatcher.leader import Leadership, NotLeader, install_fence, lead, leader_work
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
@@ -195,11 +196,31 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
         coalesce=True,
     )
 
+    if runtime.official is not None:
+        # official warnings on their own schedule; a change brings the next poll forward
+        # (the poll job itself, so two polls never run at once)
+        def poll_now() -> None:
+            scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+
+        async def changed() -> None:
+            poll_now()
+
+        runtime.official.on_change = changed
+        scheduler.add_job(
+            logged(runtime.official.poll, "official"),
+            "interval",
+            seconds=settings.cap_poll_seconds,
+            id="official",
+            name="official",
+            max_instances=1,
+            coalesce=True,
+        )
     state = AppState(
         sessions=runtime.sessions,
         settings=settings,
         clock=utc_now,
         feed_source=runtime.feed.source,
+        feed_members=members_of(runtime.feed),
         started_at=runtime.pipeline.started_at,
         rules=runtime.rules.status,
         roster=runtime.escalation.roster if runtime.escalation else None,

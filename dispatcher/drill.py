@@ -23,7 +23,7 @@ import io
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,8 @@ from channels.console import ConsoleChannel
 from channels.registry import DECLARATIONS
 from dispatcher.configwatch import load_county_config
 from dispatcher.county import County
-from dispatcher.feeds.base import FeedError
+from dispatcher.feeds.base import Feed, FeedError
+from dispatcher.feeds.chain import FeedChain
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.rulewatch import load_watched
 from dispatcher.runtime import drain, open_runtime
@@ -49,7 +50,7 @@ from dispatcher.storage.models import Alert, Notification
 from dispatcher.undecided import Undecided, explain, reach, rule_variables
 from rules.evaluate import evaluate
 from rules.ruleset import RuleSet
-from rules.types import ZoneSpec
+from rules.types import ForecastBatch, ZoneSpec
 
 #: The period a drill's report covers, from the drill's instant (its clock stands still).
 DRILL_REPORT_PERIOD: Final = timedelta(minutes=1)
@@ -107,10 +108,53 @@ class Recording:
     at: datetime
     notes: list[str]  # the chosen instant, hours the rules read that are not recorded
     undecided: list[Undecided]
+    sources: dict[str, str] = field(default_factory=dict)  # variable → the recording serving it
+
+
+#: A chain of recordings without an instant: every recorded hour counts as "from now on".
+_BEFORE_ANY_RECORDING: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def replay_feed(
+    replay_files: Sequence[Path], settings: Settings, at: Callable[[], datetime]
+) -> Feed:
+    """The recording as a feed; several recordings as a chain in the order given
+    (the first serves what it holds, the next what it lacks: docs/feeds.md).
+
+    `at` is the drill's instant, from which a chain judges what a recording holds.
+    """
+    feeds = [
+        ReplayFeed(
+            path,
+            issued_at=settings.replay_at,
+            past_days=settings.openmeteo_past_days,
+            max_distance_deg=settings.point_resolution_deg,
+        )
+        for path in replay_files
+    ]
+    if len(feeds) == 1:
+        return feeds[0]
+    try:
+        return FeedChain(feeds, clock=at)
+    except ValueError as error:
+        raise DrillError(f"--replay: {error} (give recordings with different file names)") from None
+
+
+def served_by(batch: ForecastBatch) -> dict[str, str]:
+    """Which source served each variable of a batch."""
+    return dict(batch.sources) or {name: batch.source for name in sorted(batch.variables)}
+
+
+def describe_sources(sources: Mapping[str, str]) -> list[str]:
+    """One line per source: the variables it served."""
+    by_source: dict[str, list[str]] = {}
+    for name, source in sorted(sources.items()):
+        by_source.setdefault(source, []).append(name)
+    return [f"forecast from {source}: {', '.join(names)}" for source, names in by_source.items()]
 
 
 async def check_recording(
-    config_dir: Path, replay_file: Path, at: datetime | None, settings: Settings
+    config_dir: Path, replay_file: Path | Sequence[Path], at: datetime | None, settings: Settings
 ) -> Recording:
     """Read the recording as the drill will, and check it can answer at `at`.
 
@@ -119,14 +163,11 @@ async def check_recording(
     hold the instant. Without `at`, chooses the recording's first hour plus the
     hours the rules read before an instant (capped at its last hour).
     """
+    files = [replay_file] if isinstance(replay_file, Path) else list(replay_file)
+    replay_file = files[0] if len(files) == 1 else Path(" + ".join(map(str, files)))
     ruleset, _ = load_watched(config_dir / "rules")
     config = load_county_config(config_dir, ruleset, settings.point_resolution_deg)
-    feed = ReplayFeed(
-        replay_file,
-        issued_at=settings.replay_at,
-        past_days=settings.openmeteo_past_days,
-        max_distance_deg=settings.point_resolution_deg,
-    )
+    feed = replay_feed(files, settings, lambda: at or _BEFORE_ANY_RECORDING)
     try:
         batch = await feed.fetch(config.points, sorted(ruleset.variables))
     except FeedError as error:
@@ -161,7 +202,7 @@ async def check_recording(
         )
     assessments = evaluate(ruleset, batch, config.zones, at, config.county.timezone)
     undecided = explain(ruleset, batch, assessments, config.zones, at, config.county.timezone)
-    return Recording(at=at, notes=notes, undecided=undecided)
+    return Recording(at=at, notes=notes, undecided=undecided, sources=served_by(batch))
 
 
 def _explained(
@@ -206,6 +247,7 @@ class DrillResult:
     report: str | None = None  # the report of the drill's period (html or csv), when asked
     notes: list[str] = field(default_factory=list)  # the chosen instant, unrecorded hours
     undecided: list[Undecided] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # variable → the recording serving it
 
     def as_json(self) -> dict[str, Any]:
         """What `--json` prints (the notes and the undecided go to stderr, as lines)."""
@@ -213,14 +255,26 @@ class DrillResult:
 
 
 async def run_drill(
-    config_dir: Path, replay_file: Path, at: datetime | None = None, *, report: str | None = None
+    config_dir: Path,
+    replay_file: Path | Sequence[Path],
+    at: datetime | None = None,
+    *,
+    report: str | None = None,
+    official: Path | None = None,
 ) -> DrillResult:
     """Evaluate the recorded forecast at `at`, enqueue and deliver to the stand-ins;
     with `report` ("html" or "csv"), render the report of the drill's period too.
+    With `official` (a directory or file of recorded CAP messages, or an index
+    file), those official warnings are received first, as the daemon would
+    receive them at `at`; each message's fate is a note.
 
-    Raises `DrillError` when the recording cannot answer (`check_recording`);
-    without `at`, drills at an instant the recording covers (in `notes`).
+    Several recordings are a feed chain in the order given (`sources` says which
+    served what). Raises `DrillError` when the recording cannot answer
+    (`check_recording`); without `at`, drills at an instant the recording covers
+    (in `notes`).
     """
+    files = [replay_file] if isinstance(replay_file, Path) else list(replay_file)
+    replay_file = files[0]
     console = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as tmp:
         settings = Settings(
@@ -233,8 +287,9 @@ async def run_drill(
             channel=DRILL_DEFAULT_CHANNEL,
             twilio_account_sid=None,
             twilio_auth_token=None,
+            cap_sources=str(official) if official is not None else "",
         )
-        checked = await check_recording(config_dir, replay_file, at, settings)
+        checked = await check_recording(config_dir, files, at, settings)
         when = checked.at
         runtime = open_runtime(
             settings,
@@ -242,8 +297,17 @@ async def run_drill(
             console=console,
             wake=lambda: None,
             channels=stand_ins(console),
+            feed=replay_feed(files, settings, lambda: when) if len(files) > 1 else None,
         )
+        received: list[str] = []
         try:
+            if runtime.official is not None:
+                for receipt in await runtime.official.poll():
+                    why = f": {receipt.reason}" if receipt.reason else ""
+                    received.append(
+                        f"official warning {receipt.identifier or '?'}: {receipt.state}{why}"
+                    )
+                received.extend(f"official warnings: {e}" for e in runtime.official.errors)
             polled = await runtime.pipeline.poll()
             if not polled.ok:
                 raise DrillError(f"{replay_file}: {polled.error}")
@@ -285,6 +349,8 @@ async def run_drill(
                             "level": a.level,
                             "onset": a.onset.astimezone(tz).isoformat() if a.onset else None,
                             "until": a.until.astimezone(tz).isoformat() if a.until else None,
+                            # who issued the official warning it relays; only then
+                            **({"authority": a.authority} if a.authority else {}),
                         }
                         for a in alerts
                     ],
@@ -304,8 +370,9 @@ async def run_drill(
                     ],
                     console=console.getvalue(),
                     report=rendered,
-                    notes=checked.notes,
+                    notes=[*checked.notes, *received],
                     undecided=checked.undecided,
+                    sources=checked.sources,
                 )
         finally:
             await runtime.aclose()

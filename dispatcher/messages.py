@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,13 +60,21 @@ SMS_MAX_SEGMENTS = 3
 TemplateLookup = Callable[[str, str, str], str | None]
 
 _ACK = "回复1确认（编码{{ code }}）"
+# a relayed official signal names its issuer: 【柳林县自然资源局】吕梁市气象台发布寒潮黄色预警
+_BY = "{% if authority %}{{ authority }}发布{% endif %}"
 
 TEMPLATES: Mapping[str, str] = {
-    "new": "【{{ sender }}】{{ hazard }}{{ level }}预警：{{ zone }}，{{ when }}。{{ advice }}"
+    "new": "【{{ sender }}】"
+    + _BY
+    + "{{ hazard }}{{ level }}预警：{{ zone }}，{{ when }}。{{ advice }}"
     + _ACK,
-    "upgraded": "【{{ sender }}】{{ hazard }}预警升级为{{ level }}：{{ zone }}，{{ when }}。"
+    "upgraded": "【{{ sender }}】"
+    + _BY
+    + "{{ hazard }}预警升级为{{ level }}：{{ zone }}，{{ when }}。"
     "{{ advice }}" + _ACK,
-    "downgraded": "【{{ sender }}】{{ hazard }}预警降为{{ level }}：{{ zone }}，{{ when }}。"
+    "downgraded": "【{{ sender }}】"
+    + _BY
+    + "{{ hazard }}预警降为{{ level }}：{{ zone }}，{{ when }}。"
     "{{ advice }}" + _ACK,
     "resolved": "【{{ sender }}】{{ hazard }}{{ level }}预警解除：{{ zone }}，"
     "预警条件已结束，请继续做好巡查。",
@@ -103,6 +111,7 @@ class HazardMessage:
     village: str = ""
     until: datetime | None = None
     evidence: Mapping[str, float] = field(default_factory=dict)  # expression → value
+    authority: str = ""  # who issued the official warning it relays (柳林县气象台); "" if none
 
 
 def append_link(
@@ -179,6 +188,7 @@ def hazard_values(message: HazardMessage, timezone: str) -> dict[str, Any]:
         "link": message.link or "",
         "evidence": dict(message.evidence),
         "kind": message.kind,
+        "authority": message.authority,
     }
 
 
@@ -370,6 +380,10 @@ def _spoken_advice(advice: str) -> str:
 
 def _spoken_warning(message: HazardMessage) -> str:
     """'寒潮黄色预警' / '寒潮预警升级为橙色预警' / '寒潮黄色预警解除'."""
+    if message.authority and message.kind != "resolved":
+        # a relayed official signal: say whose it is (柳林县气象台发布的寒潮黄色预警)
+        plain = replace(message, authority="")
+        return f"{message.authority}发布的{_spoken_warning(plain)}"
     if message.kind == "upgraded":
         return f"{message.hazard}预警升级为{message.level_zh}预警"
     if message.kind == "downgraded":
@@ -456,7 +470,10 @@ def _im_lines(message: HazardMessage, timezone: str, zone: str, advice: bool) ->
     else:
         change = {"upgraded": "预警升级", "downgraded": "预警降级"}.get(message.kind, "")
         title = f"{_LEVEL_MARKS.get(level, '⚠️')}【{level}预警】{message.hazard}{change}"
-    lines = [title, f"发布：{message.sender}", f"隐患点：{zone}"]
+    lines = [title, f"发布：{message.sender}"]
+    if message.authority:
+        lines.append(f"来源：{message.authority}")
+    lines.append(f"隐患点：{zone}")
     if message.township or message.village:
         lines.append(f"乡镇村：{message.township}{message.village}")
     if message.kind == "resolved":

@@ -38,12 +38,14 @@ from dispatcher.alerts.hazards import (
     recently_resolved,
 )
 from dispatcher.alerts.reconcile import Timing, TransitionKind, reconcile
-from dispatcher.alerts.system import record_watch_start, watch_feed
+from dispatcher.alerts.system import record_source_attempts, record_watch_start, watch_feed
 from dispatcher.county import County
 from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
+from dispatcher.feeds.chain import SourceAttempt, attempts_of, members_of
 from dispatcher.logs import Episode
 from dispatcher.metrics import Metrics
+from dispatcher.official.record import warnings_in_force
 from dispatcher.storage.models import ForecastRun
 from dispatcher.undecided import PARTIAL, explain
 from rules.evaluate import evaluate
@@ -141,22 +143,27 @@ class Pipeline:
     async def _poll(self) -> PollResult:
         ruleset = self.rules()
         # read once: a reload while the feed is fetched must not mix two configurations
-        county, points, table, escalation = (
+        county, points, table, escalation, zones = (
             self.county,
             self.points,
             self.zone_table,
             self.escalation,
+            self.zones,
         )
         started = self.clock()
         try:
-            batch = await self.feed.fetch(points, sorted(ruleset.variables))
-            problem = unusable(batch, ruleset.variables, self.clock())
-            if problem is not None:
-                raise FeedError(problem)
+            if ruleset.variables:
+                batch = await self.feed.fetch(points, sorted(ruleset.variables))
+                problem = unusable(batch, ruleset.variables, self.clock())
+                if problem is not None:
+                    raise FeedError(problem)
+            else:  # rules on official warnings alone read no forecast: nothing to fetch
+                batch = no_forecast(self.feed.source, started)
         except FeedError as exc:
             self.feed_health.what = f"forecast feed {self.feed.source}"  # a reload may swap it
             self.feed_health.failed(exc.reason, at=started)
             with self.sessions.begin() as session:
+                record_source_attempts(session, self._attempts(ruleset), started, self.clock())
                 run = ForecastRun(
                     source=self.feed.source,
                     started_at=started,
@@ -180,7 +187,11 @@ class Pipeline:
 
         self.feed_health.succeeded()
         now = self.clock()
-        assessments = evaluate(ruleset, batch, table, now, county.timezone)
+        with self.sessions() as session:  # the official warnings in force (CAP), on the zones
+            official = warnings_in_force(
+                session, now, zones, county.area_code, county.township_codes
+            )
+        assessments = evaluate(ruleset, batch, table, now, county.timezone, official)
         blindness = find_blindness(ruleset, batch, table, now)
         undecided = explain(ruleset, batch, assessments, table, now, county.timezone)
         notes_of_run = blindness.notes()
@@ -189,6 +200,7 @@ class Pipeline:
                 "forecast from %s is partial: %s", self.feed.source, "; ".join(notes_of_run)
             )
         with self.sessions.begin() as session:
+            record_source_attempts(session, self._attempts(ruleset), started, now)
             run = ForecastRun(
                 source=self.feed.source,
                 started_at=started,
@@ -274,20 +286,29 @@ class Pipeline:
         with self.sessions.begin() as session:
             return record_watch_start(session, self.feed.source, self.started_at)
 
+    def _attempts(self, ruleset: RuleSet) -> tuple[SourceAttempt, ...]:
+        """What a chain's sources did in this poll's fetch; () when the poll fetched
+        nothing (rules on official warnings alone), not the last fetch's again."""
+        return attempts_of(self.feed) if ruleset.variables else ()
+
     def check_feed(self) -> int:
-        """Raise or resolve the feed-down alert; returns the notifications enqueued."""
+        """Raise or resolve the feed-down alerts (the feed's, and each source's of a
+        chain); returns the notifications enqueued."""
         with self.sessions.begin() as session:
-            notes = watch_feed(
-                session,
-                now=self.clock(),
-                source=self.feed.source,
-                watching_since=self.started_at,
-                interval=self.interval,
-                county=self.county,
-                channel=self.channel,
-                escalation=self.escalation,
-            )
-            count = len(notes)
+            count = 0
+            for source in (self.feed.source, *members_of(self.feed)):
+                notes = watch_feed(
+                    session,
+                    now=self.clock(),
+                    source=source,
+                    watching_since=self.started_at,
+                    interval=self.interval,
+                    county=self.county,
+                    channel=self.channel,
+                    escalation=self.escalation,
+                    member=source != self.feed.source,
+                )
+                count += len(notes)
         if count:
             log.warning(
                 "forecast feed %s: feed alert changed, %d notifications", self.feed.source, count
@@ -302,6 +323,12 @@ class Pipeline:
         if run.notifications:
             self.on_enqueued()
         return run.notifications
+
+
+def no_forecast(source: str, at: datetime) -> ForecastBatch:
+    """An empty batch, for rules that read no forecast variable."""
+    empty = np.zeros(0)
+    return ForecastBatch(source, at, (), empty, empty, np.zeros(0, "datetime64[s]"), {})
 
 
 def unusable(batch: ForecastBatch, variables: Collection[str], now: datetime) -> str | None:

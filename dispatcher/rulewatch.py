@@ -100,7 +100,9 @@ def feed_problems(ruleset: RuleSet, supplied: Collection[str]) -> list[Problem]:
     """One problem per rule that reads a variable the forecast feed cannot supply."""
     problems = []
     for rule in ruleset.rules:
-        used = frozenset[str]().union(*(condition_variables(lv.when) for lv in rule.levels))
+        used = frozenset[str]().union(
+            *(condition_variables(lv.when) for lv in rule.levels if lv.when is not None)
+        )
         unfed = sorted(used - set(supplied))
         if unfed:
             problems.append(

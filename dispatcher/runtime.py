@@ -37,10 +37,15 @@ from dispatcher.escalation import Escalation
 from dispatcher.escalation.config import warn_unconfigured
 from dispatcher.failover import FailoverPlan
 from dispatcher.feeds.base import Feed, ForecastPoint
+from dispatcher.feeds.cap_feed import CapFeed, parse_sources
+from dispatcher.feeds.chain import FeedChain
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
+from dispatcher.feeds.qweather import QWeatherFeed
+from dispatcher.feeds.qweather_auth import JwtCredential, QWeatherAuth, load_private_key
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
 from dispatcher.metrics import Metrics
+from dispatcher.official.watch import OfficialWatch
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline, PollResult
 from dispatcher.rulewatch import RulesInForce, RuleWatch, load_watched
@@ -85,6 +90,7 @@ class Runtime:
     escalation: Escalation | None = None  # roster, escalation policies, deadlines
     failover: Failover | None = None  # where a message goes when its channel failed
     metrics: Metrics | None = None  # polls, sends, reloads (what /metrics adds to the database's)
+    official: OfficialWatch | None = None  # the CAP sources' poll, when any is configured
     # called with each reloaded county configuration, after the swap (the console's roster)
     on_swap: list[Callable[[CountyConfig], None]] = field(default_factory=list)
 
@@ -175,7 +181,15 @@ class Runtime:
 def build_feed(
     settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime] = utc_now
 ) -> Feed:
-    if settings.feed == "replay":
+    """The feed the settings name, or a `FeedChain` of them (YUJING_FEEDS)."""
+    feeds = [_one_feed(name, settings, http, clock) for name in settings.feed_names]
+    return feeds[0] if len(feeds) == 1 else FeedChain(feeds, clock=clock)
+
+
+def _one_feed(
+    name: str, settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime]
+) -> Feed:
+    if name == "replay":
         if settings.replay_file is None:
             raise ValueError("YUJING_FEED=replay needs YUJING_REPLAY_FILE (a recorded forecast)")
         return ReplayFeed(
@@ -185,6 +199,8 @@ def build_feed(
             max_distance_deg=settings.point_resolution_deg,
             rebase_to=clock if settings.replay_rebase else None,
         )
+    if name == "qweather":
+        return qweather_feed(settings, http, clock)
     return OpenMeteoFeed(
         http,
         url=settings.openmeteo_url,
@@ -198,6 +214,41 @@ def build_feed(
     )
 
 
+def qweather_feed(
+    settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime] = utc_now
+) -> QWeatherFeed:
+    """The QWeather feed with its credentials; ValueError naming the setting that is missing."""
+    if not settings.qweather_api_host:
+        raise ValueError(
+            "the qweather feed needs YUJING_QWEATHER_API_HOST: your project's API host, "
+            "shown in the QWeather console under settings"
+        )
+    jwt_parts = (settings.qweather_key_id, settings.qweather_project_id)
+    jwt = None
+    if settings.qweather_private_key is not None or any(jwt_parts):
+        if settings.qweather_private_key is None or not all(jwt_parts):
+            raise ValueError(
+                "QWeather JWT needs all of YUJING_QWEATHER_KEY_ID, YUJING_QWEATHER_PROJECT_ID "
+                "and YUJING_QWEATHER_PRIVATE_KEY"
+            )
+        jwt = JwtCredential(
+            key_id=str(settings.qweather_key_id),
+            project_id=str(settings.qweather_project_id),
+            key=load_private_key(settings.qweather_private_key),
+        )
+    return QWeatherFeed(
+        http,
+        host=settings.qweather_api_host,
+        path=settings.qweather_path,
+        auth=QWeatherAuth(jwt=jwt, api_key=settings.qweather_api_key, clock=clock),
+        retries=settings.feed_retries,
+        backoff_seconds=settings.feed_backoff_seconds,
+        timeout_seconds=settings.http_timeout_seconds,
+        max_concurrency=settings.qweather_max_concurrency,
+        clock=clock,
+    )
+
+
 def open_runtime(
     settings: Settings,
     *,
@@ -205,11 +256,13 @@ def open_runtime(
     console: TextIO | None = None,
     wake: Callable[[], None] | None = None,
     channels: Mapping[str, Channel] | None = None,
+    feed: Feed | None = None,
 ) -> Runtime:
     """Load the configuration, migrate the database and wire every part.
 
     `channels` replaces the channels the settings configure (a drill stands
-    the console in for every one of them).
+    the console in for every one of them); `feed` the feed they configure (a
+    drill on several recordings chains them).
 
     Raises `rules.config.ConfigError` for configuration problems and
     ValueError for inconsistent settings; both carry a message for the operator.
@@ -229,7 +282,8 @@ def open_runtime(
 
     # every send in flight gets a kept-alive connection; the rest are the feeds'
     http = shared_client(settings.delivery_concurrency + 8, settings.http_timeout_seconds)
-    feed = build_feed(settings, http, clock)
+    if feed is None:
+        feed = build_feed(settings, http, clock)
     if channels is None:
         channels = build_channels(settings, http, console)
     callback = (
@@ -299,6 +353,17 @@ def open_runtime(
         seen=county_files,
         on_enqueued=wake or worker.wake,
     )
+    sources = parse_sources(settings.cap_sources)
+    official = (
+        OfficialWatch(
+            CapFeed(sources, http, max_bytes=settings.cap_max_bytes),
+            sessions,
+            clock,
+            max_bytes=settings.cap_max_bytes,
+        )
+        if sources
+        else None
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -316,6 +381,7 @@ def open_runtime(
         escalation=escalation,
         failover=failover,
         metrics=metrics,
+        official=official,
     )
     configwatch.record_start()
     log.info(

@@ -29,6 +29,10 @@ PEOPLE_CHANNELS: tuple[str, ...] = tuple(
 )
 
 
+#: The forecast feeds YUJING_FEED / YUJING_FEEDS may name.
+FEED_NAMES: tuple[str, ...] = ("openmeteo", "qweather", "replay")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="YUJING_",
@@ -51,7 +55,14 @@ class Settings(BaseSettings):
     timezone: str = Field("Asia/Shanghai", description="Display timezone and local-day boundary")
 
     # --- forecast feed
-    feed: Literal["openmeteo", "replay"] = Field("openmeteo", description="Forecast source")
+    feed: Literal["openmeteo", "qweather", "replay"] = Field(
+        "openmeteo", description="Forecast source (one; YUJING_FEEDS for several)"
+    )
+    feeds: str = Field(
+        "",
+        description="Several forecast sources in order, e.g. openmeteo,qweather: the first "
+        "serves, the next serves what it fails or lacks (docs/feeds.md); empty: YUJING_FEED",
+    )
     replay_file: Path | None = Field(None, description="Recorded Open-Meteo JSON for feed=replay")
     replay_rebase: bool = Field(
         True,
@@ -70,8 +81,39 @@ class Settings(BaseSettings):
     openmeteo_past_days: int = Field(
         5, ge=0, le=92, description="Past days: 72 h drops of local-day minima need 4 whole days"
     )
+    qweather_api_host: str | None = Field(
+        None,
+        description="Your QWeather project's API host (console → settings), e.g. "
+        "abc1234xyz.re.qweatherapi.com",
+    )
+    qweather_path: str = Field(
+        "/v7/grid-weather/72h",
+        description="QWeather hourly forecast: /v7/grid-weather/72h (grid, at the coordinates) "
+        "or /v7/weather/168h (168 h, nearest city)",
+    )
+    qweather_key_id: str | None = Field(None, description="JWT credential id (the `kid`)")
+    qweather_project_id: str | None = Field(None, description="JWT project id (the `sub`)")
+    qweather_private_key: SecretStr | None = Field(
+        None, description="Ed25519 private key: PEM text or the path of the PEM file"
+    )
+    qweather_api_key: SecretStr | None = Field(
+        None, description="Legacy API key, when no JWT credential is set"
+    )
+    qweather_max_concurrency: int = Field(
+        4, ge=1, le=64, description="QWeather requests in flight at once (one per location)"
+    )
     point_resolution_deg: float = Field(
         0.02, gt=0, description="Zones closer than this grid share one forecast point"
+    )
+    # --- official warnings (CAP, issue 15; docs/feeds.md)
+    cap_sources: str = Field(
+        "",
+        description="CAP sources, comma-separated: Atom/RSS index or message URLs, directories "
+        "or files of CAP messages; empty: no official warnings are read",
+    )
+    cap_poll_seconds: int = Field(120, ge=5, description="How often the CAP sources are read")
+    cap_max_bytes: int = Field(
+        1 << 20, ge=1024, le=16 << 20, description="A CAP message larger than this is refused"
     )
     poll_interval_seconds: int = Field(1800, ge=1)
     poll_jitter_seconds: int = Field(60, ge=0)
@@ -256,6 +298,25 @@ class Settings(BaseSettings):
         assert info.field_name is not None
         json_setting(info.field_name, value)
         return value
+
+    @field_validator("feeds")
+    @classmethod
+    def _feeds_known(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in FEED_NAMES]
+        if unknown:
+            raise ValueError(
+                f"YUJING_FEEDS names {', '.join(unknown)}: use feed names from "
+                f"{', '.join(FEED_NAMES)}, in order, comma-separated"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"YUJING_FEEDS lists a feed twice: {value}")
+        return ",".join(names)
+
+    @property
+    def feed_names(self) -> tuple[str, ...]:
+        """The feeds in order: YUJING_FEEDS, else YUJING_FEED alone."""
+        return tuple(self.feeds.split(",")) if self.feeds else (self.feed,)
 
     @field_validator("rate_limits")
     @classmethod

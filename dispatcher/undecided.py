@@ -80,7 +80,9 @@ class Undecided:
 
 def rule_variables(rule: Rule) -> frozenset[str]:
     """The forecast variables a rule reads, at any of its levels."""
-    return frozenset().union(*(condition_variables(level.when) for level in rule.levels))
+    return frozenset().union(
+        *(condition_variables(level.when) for level in rule.levels if level.when is not None)
+    )
 
 
 def reach(ruleset: RuleSet, hazard: str | None = None) -> tuple[int, int]:
@@ -91,6 +93,8 @@ def reach(ruleset: RuleSet, hazard: str | None = None) -> tuple[int, int]:
         if hazard is not None and rule.hazard != hazard:
             continue
         for level in rule.levels:
+            if level.when is None:
+                continue  # an official warning alone reads no forecast
             back, ahead = _condition_reach(level.when)
             before = max(before, level.since_hours + back)
             within = 1 if level.within_hours is None else level.within_hours

@@ -5,6 +5,12 @@ mapped to the zones its selector picks (zones share points). A rule with
 per-zone parameter overrides is evaluated once per distinct parameter set.
 Per (zone, hazard) the highest firing level over all rules of the hazard wins.
 
+Levels on official warnings (`official:`, `rules.official`) take the warnings in
+force as plain data: a level on a warning alone fires at the zones it covers,
+with its onset and expiry (`_official_only`); a level on a warning and the
+forecast is evaluated like any other, once per warning, on the zones the
+warning covers and with its window narrowed to the warning's hours.
+
 Points are processed in blocks of `BLOCK_POINTS`: the arrays of one block stay
 in the CPU cache while every rule reads them, and memory stays bounded however
 many points the batch has. Derived series are computed once per block and
@@ -16,7 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from operator import itemgetter
 from typing import cast
@@ -26,10 +32,19 @@ import numpy.typing as npt
 
 from rules.collector import collector_paused
 from rules.expr import Condition, Series, bind, condition_series, condition_variables
+from rules.official import matching, window_overlaps
 from rules.ruleset import Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.series import LocalDay, SeriesCache, column_spans
 from rules.truth import BoolArray, TruthCache
-from rules.types import NO_EVIDENCE, Assessment, FloatArray, ForecastBatch, Level, ZoneSpec
+from rules.types import (
+    NO_EVIDENCE,
+    Assessment,
+    FloatArray,
+    ForecastBatch,
+    Level,
+    OfficialWarning,
+    ZoneSpec,
+)
 from rules.zonetable import ZoneTable
 
 IntArray = npt.NDArray[np.int64]
@@ -44,6 +59,7 @@ def evaluate(
     zones: Sequence[ZoneSpec] | ZoneTable,
     now: datetime,
     timezone: str = "Asia/Shanghai",
+    official: Sequence[OfficialWarning] = (),
 ) -> list[Assessment]:
     """Assess every hazard at every zone from one forecast batch.
 
@@ -56,13 +72,16 @@ def evaluate(
 
     `zones` may be a `ZoneTable` built once for many evaluations (the daemon's
     way: it saves turning every zone into arrays again each poll).
+
+    `official` are the official warnings in force, mapped onto zones, for the
+    levels with `official:`; an expired one (expiry at or before `now`) is ignored.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Hundreds of thousands of new objects, none in a reference cycle: the cyclic
     # collector would only rescan them again and again (it doubles the time).
     with collector_paused():
-        return _evaluate(ruleset, batch, zones, now, timezone)
+        return _evaluate(ruleset, batch, zones, now, timezone, official)
 
 
 def _evaluate(
@@ -71,11 +90,13 @@ def _evaluate(
     zones: Sequence[ZoneSpec] | ZoneTable,
     now: datetime,
     timezone: str,
+    official: Sequence[OfficialWarning],
 ) -> list[Assessment]:
     zone_table = zones if isinstance(zones, ZoneTable) else ZoneTable(zones)
     table = _Zones(zone_table, zone_table.point_index(batch.point_ids))
     start = _hour_index(batch, now)
-    slots = _slots(ruleset, table, len(batch.point_ids))
+    warnings = _Warnings(official, now, batch, start)
+    slots = _slots(ruleset, table, len(batch.point_ids), warnings)
     _evaluate_points(batch, timezone, start, slots, table)
 
     verdicts: dict[str, _Verdict] = {}
@@ -90,7 +111,8 @@ def _evaluate(
         made, zones_of = _assessments(hazard, verdict, ruleset, slots, table, hours)
         assessments.extend(made)
         order.append(zones_of)
-    return _sorted(assessments, order, list(verdicts), table)
+    ordered = _sorted(assessments, order, list(verdicts), table)
+    return _merge_official(ordered, _official_only(ruleset, table, official, now), ruleset)
 
 
 # --- what to evaluate -----------------------------------------------------------------
@@ -103,6 +125,7 @@ class _Variant:
     rule_index: int
     rule: Rule
     selected: BoolArray
+    authority: str = ""  # who issued the official warning this variant relays
 
 
 @dataclass
@@ -117,6 +140,7 @@ class _Slot:
 
     variant: _Variant
     level: RuleLevel
+    when: Condition  # the level's forecast condition (slots are made for levels with one)
     compared: tuple[Series, ...]
     needed: BoolArray  # points some selected zone reads
     fires: BoolArray
@@ -131,9 +155,11 @@ class _Slot:
         points = len(needed)
         unknown = np.zeros(points + 1, dtype=np.bool_)
         unknown[points] = True
+        assert level.when is not None, "a level on an official warning alone has no slot"
         return cls(
             variant=variant,
             level=level,
+            when=level.when,
             compared=condition_series(level.when),
             needed=needed,
             fires=np.zeros(points + 1, dtype=np.bool_),
@@ -152,15 +178,32 @@ class _Slot:
         return values[np.searchsorted(rows, points)]
 
 
-def _slots(ruleset: RuleSet, table: _Zones, points: int) -> list[_Slot]:
+def _slots(ruleset: RuleSet, table: _Zones, points: int, warnings: _Warnings) -> list[_Slot]:
     slots = []
+
+    def needed(selected: BoolArray) -> BoolArray:
+        wanted = np.zeros(points + 1, dtype=np.bool_)
+        wanted[table.point_index[selected]] = True
+        return wanted[:points]
+
     for rule_index, rule in enumerate(ruleset.rules):
         for params, selected in _parameter_sets(rule, table):
             variant = _Variant(rule_index, rule, selected)
-            needed = np.zeros(points + 1, dtype=np.bool_)
-            needed[table.point_index[selected]] = True
+            wanted = needed(selected)
             for level in _bound_levels(rule, params):
-                slots.append(_Slot.empty(variant, level, needed[:points]))
+                if level.when is None:
+                    continue  # an official warning alone: `_official_only`
+                if level.official is None:
+                    slots.append(_Slot.empty(variant, level, wanted))
+                    continue
+                # once per matching warning: on the zones it covers, in its hours
+                for warning in matching(level.official, warnings.official, warnings.now):
+                    narrowed = warnings.narrowed(level, warning)
+                    covered = selected & _covering(table, warning.zone_ids)
+                    if narrowed is None or not covered.any():
+                        continue
+                    relay = _Variant(rule_index, rule, covered, warning.authority)
+                    slots.append(_Slot.empty(relay, narrowed, needed(covered)))
     return slots
 
 
@@ -168,9 +211,139 @@ def _bound_levels(rule: Rule, params: Mapping[str, float]) -> tuple[RuleLevel, .
     if not params:
         return rule.levels
     return tuple(
-        RuleLevel(lv.level, bind(lv.when, params), lv.within_hours, lv.for_hours, lv.since_hours)
+        RuleLevel(
+            lv.level,
+            None if lv.when is None else bind(lv.when, params),
+            lv.within_hours,
+            lv.for_hours,
+            lv.since_hours,
+            lv.official,
+        )
         for lv in rule.levels
     )
+
+
+@dataclass(frozen=True)
+class _Warnings:
+    """The official warnings in force, placed on the hours of one batch."""
+
+    official: Sequence[OfficialWarning]
+    now: datetime
+    batch: ForecastBatch
+    start: int
+
+    def narrowed(self, level: RuleLevel, warning: OfficialWarning) -> RuleLevel | None:
+        """The level with its window cut to the warning's hours; None when they do not meet.
+
+        The warning covers the hours from the one containing its onset to the one
+        containing the instant before its expiry (to the end without one).
+        """
+        hours = len(self.batch.times)
+        first = _hour_index(self.batch, warning.onset)
+        if warning.expires is None:
+            stop = max(hours, self.start + 1)
+        else:
+            stop = _hour_index(self.batch, warning.expires - timedelta(microseconds=1)) + 1
+        lo, hi = _window_span(self.start, level, hours)
+        lo, hi = max(lo, first), min(hi, stop)
+        if lo >= hi:
+            return None
+        return RuleLevel(
+            level.level, level.when, hi - self.start, level.for_hours, self.start - lo, None
+        )
+
+
+def _covering(table: _Zones, zone_ids: frozenset[str]) -> BoolArray:
+    """Which zones of the table are among `zone_ids`."""
+    return np.fromiter((z in zone_ids for z in table.table.id_list), np.bool_, table.count)
+
+
+def _official_only(
+    ruleset: RuleSet, table: _Zones, official: Sequence[OfficialWarning], now: datetime
+) -> list[tuple[int, Assessment]]:
+    """Assessments of the levels on an official warning alone, with their rule's index.
+
+    Such a level fires at each selected zone a matching warning in force covers,
+    when the warning's hours meet the level's window; onset and until are the
+    warning's own (until None: it has no expiry).
+    """
+    out: list[tuple[int, Assessment]] = []
+    if not official:
+        return out
+    for rule_index, rule in enumerate(ruleset.rules):
+        levels = [lv for lv in rule.levels if lv.when is None and lv.official is not None]
+        if not levels:
+            continue
+        selected = table.select(rule.zones)
+        title = ruleset.hazard_name(rule.hazard)
+        for level in levels:
+            assert level.official is not None
+            for warning in matching(level.official, official, now):
+                if not window_overlaps(warning, now, level.since_hours, level.within_hours):
+                    continue
+                covered = selected & _covering(table, warning.zone_ids)
+                for zone_id in table.ids[covered].tolist():
+                    assessment = Assessment(
+                        rule.id,
+                        rule.hazard,
+                        zone_id,
+                        level.level,
+                        warning.onset,
+                        warning.expires,
+                        NO_EVIDENCE,
+                        title,
+                        None,
+                        warning.authority,
+                    )
+                    out.append((rule_index, assessment))
+    return out
+
+
+def _beats(a: Assessment, a_rule: int, b: Assessment, b_rule: int) -> bool:
+    """Whether firing assessment `a` wins over firing `b` of the same hazard and zone:
+    the higher level, then the earlier onset, then the rule loaded first."""
+    assert a.level is not None and b.level is not None
+    if a.level != b.level:
+        return a.level > b.level
+    if a.onset != b.onset and a.onset is not None and b.onset is not None:
+        return a.onset < b.onset
+    return a_rule < b_rule
+
+
+def _merge_official(
+    assessments: list[Assessment], relayed: list[tuple[int, Assessment]], ruleset: RuleSet
+) -> list[Assessment]:
+    """The forecast's assessments with those of official warnings alone merged in.
+
+    Per (zone, hazard) the winner is chosen as between any two rules (`_beats`);
+    a level left undecided by missing forecast data above the winner stays so.
+    """
+    if not relayed:
+        return assessments
+    best: dict[tuple[str, str], tuple[int, Assessment]] = {}
+    for index, a in relayed:
+        held = best.get((a.zone_id, a.hazard))
+        if held is None or _beats(a, index, held[1], held[0]):
+            best[(a.zone_id, a.hazard)] = (index, a)
+    rank = {rule.id: index for index, rule in enumerate(ruleset.rules)}
+    merged: list[Assessment] = []
+    for a in assessments:
+        held = best.pop((a.zone_id, a.hazard), None)
+        if held is None:
+            merged.append(a)
+            continue
+        index, relay = held
+        assert relay.level is not None
+        if a.level is not None and not _beats(relay, index, a, rank[a.rule_id]):
+            merged.append(a)
+            continue
+        above = a.undecided_above
+        merged.append(
+            relay._replace(undecided_above=above if above and above > relay.level else None)
+        )
+    merged.extend(a for _, a in best.values())
+    merged.sort(key=lambda a: (a.zone_id, a.hazard))
+    return merged
 
 
 def _parameter_sets(rule: Rule, table: _Zones) -> list[tuple[Mapping[str, float], BoolArray]]:
@@ -206,9 +379,7 @@ def _evaluate_points(
     used[table.point_index] = True
     days: tuple[LocalDay, ...] | None = None
     hours = len(batch.times)
-    spans = column_spans(
-        ((slot.level.when, _needed(start, slot.level, hours)) for slot in slots), hours
-    )
+    spans = column_spans(((slot.when, _needed(start, slot, hours)) for slot in slots), hours)
     for lo in range(0, count, BLOCK_POINTS):
         hi = min(lo + BLOCK_POINTS, count)
         if not used[lo:hi].any():
@@ -221,7 +392,7 @@ def _evaluate_points(
         for slot in slots:
             if not slot.needed[lo:hi].any():
                 continue
-            when = slot.level.when
+            when = slot.when
             window = _window(truths, when, start, slot.level, hours)
             slot.fires[lo:hi] = window.fires
             slot.onset[lo:hi] = window.onset
@@ -249,8 +420,8 @@ def _evaluate_points(
             _follow_runs(block, timezone, days, going, lo)
 
 
-def _needed(start: int, level: RuleLevel, hours: int) -> tuple[int, int]:
-    """The hours over which a level's condition is computed in the first pass.
+def _needed(start: int, slot: _Slot, hours: int) -> tuple[int, int]:
+    """The hours over which a slot's condition is computed in the first pass.
 
     Its window, and past it to the end of the batch for `until`, which follows
     a firing run as long as it lasts. A condition that reads little of the past
@@ -259,8 +430,8 @@ def _needed(start: int, level: RuleLevel, hours: int) -> tuple[int, int]:
     freeze-thaw count, a drop of daily minima) goes on to the end: following
     its runs would compute that past again, for rows that tend to stay true.
     """
-    first, stop = _window_span(start, level, hours)
-    if stop < hours and _lookback(level.when) <= hours - stop:
+    first, stop = _window_span(start, slot.level, hours)
+    if stop < hours and _lookback(slot.when) <= hours - stop:
         return first, stop
     return first, hours
 
@@ -298,12 +469,12 @@ def _follow_runs(
     """
     hours = block.shape[1]
     rows = np.unique(np.concatenate([g.rows for g in going]))
-    spans = column_spans(((g.slot.level.when, (g.since, hours)) for g in going), hours)
-    read = set().union(*(_variables(g.slot.level.when) for g in going))
+    spans = column_spans(((g.slot.when, (g.since, hours)) for g in going), hours)
+    read = set().union(*(_variables(g.slot.when) for g in going))
     series = SeriesCache(_rows(block, rows, read), timezone, days, spans)
     truths = series.truths
     for g in going:
-        when = g.slot.level.when
+        when = g.slot.when
         base = truths.span(when)[0]
         true = truths.get(when).true[:, g.since - base :]
         # each run goes on from the array's first column: find where it stops
@@ -523,6 +694,7 @@ def _assessments(
                 repeat(NO_EVIDENCE),
                 repeat(title),
                 undecided[unknown_only].tolist(),
+                repeat(""),
             )
         )
 
@@ -545,6 +717,7 @@ def _assessments(
                 shared[inverse.ravel()].tolist(),
                 repeat(title),
                 undecided[group].tolist(),
+                repeat(slot.variant.authority),
             )
         )
     return out, np.concatenate([unknown_only, *groups]).astype(np.int64)

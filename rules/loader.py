@@ -45,6 +45,7 @@ from rules.expr import (
     condition_variables,
     parse_condition,
 )
+from rules.official import OfficialCondition, event_name, parse_level_comparison
 from rules.ruleset import Hazard, ParamOverride, Rule, RuleLevel, RuleSet, ZoneSelector
 from rules.schema import (
     AllOf,
@@ -140,12 +141,15 @@ class _Loading:
     seen: set[Path] = field(default_factory=set)
 
     def ruleset(self) -> RuleSet:
-        conditions = [level.when for rule in self.rules for level in rule.levels]
+        conditions = [
+            level.when for rule in self.rules for level in rule.levels if level.when is not None
+        ]
         lookback = max(
             (
                 level.since_hours + condition_lookback(level.when)
                 for rule in self.rules
                 for level in rule.levels
+                if level.when is not None
             ),
             default=0,
         )
@@ -374,7 +378,10 @@ class _File:
             return
         evidence = tuple(
             dict.fromkeys(
-                str(series) for level in rule.levels for series in condition_series(level.when)
+                str(series)
+                for level in rule.levels
+                if level.when is not None
+                for series in condition_series(level.when)
             )
         )
         for kind, text in decl.items():
@@ -387,7 +394,11 @@ class _File:
         levels = []
         ok = True
         for name, level in decls.items():
-            when = self.condition(level.when, (*loc, name, "when"), params)
+            when = (
+                None
+                if level.when is None
+                else self.condition(level.when, (*loc, name, "when"), params)
+            )
             window = None if level.within is None else level.since + level.within
             if window is not None and level.for_ > window:
                 self.problem(
@@ -396,10 +407,27 @@ class _File:
                     "it could never hold: shorten `for` or widen the window",
                 )
                 ok = False
-            if when is None:
+            if when is None and level.when is not None:
                 ok = False
                 continue
-            levels.append(RuleLevel(Level.parse(name), when, level.within, level.for_, level.since))
+            official = None
+            if level.official is not None:
+                events = level.official.event
+                op, at = (
+                    parse_level_comparison(level.official.level)
+                    if level.official.level is not None
+                    else (">=", None)
+                )
+                official = OfficialCondition(
+                    frozenset(
+                        event_name(e) for e in ([events] if isinstance(events, str) else events)
+                    ),
+                    op,
+                    at,
+                )
+            levels.append(
+                RuleLevel(Level.parse(name), when, level.within, level.for_, level.since, official)
+            )
         if not ok:
             return None
         return tuple(sorted(levels, key=lambda item: item.level))
@@ -430,7 +458,9 @@ class _File:
     ) -> None:
         if levels is None:
             return
-        used = set().union(*(condition_params(level.when) for level in levels))
+        used = set().union(
+            *(condition_params(level.when) for level in levels if level.when is not None)
+        )
         for name in params:
             if name not in used:
                 self.problem(
@@ -522,7 +552,9 @@ class _File:
         else:
             levels = target.levels
         for name in decl.params or {}:
-            used = levels is None or any(name in condition_params(lv.when) for lv in levels)
+            used = levels is None or any(
+                lv.when is not None and name in condition_params(lv.when) for lv in levels
+            )
             if name not in target.params and not used:
                 declared = ", ".join(target.params) or "none"
                 self.problem(

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rules.expr import Condition
+from rules.official import OfficialCondition
 from rules.types import FloatArray, Level, ZoneSpec
 
 BoolArray = npt.NDArray[np.bool_]
@@ -86,13 +87,19 @@ class RuleLevel:
     the forecast. With `for_hours` N > 1 the condition must hold N consecutive
     hours inside the window. `when` may contain parameters (`$name`): bind them
     with the rule's parameters for the zone (`Rule.variants`).
+
+    With `official` the level relays official warnings (`rules.official`): it
+    fires at the zones a matching warning covers, inside the warning's own
+    window; with `when` too, the forecast condition must also hold there.
+    `when` is None for a level on official warnings alone.
     """
 
     level: Level
-    when: Condition
+    when: Condition | None
     within_hours: int | None = None
     for_hours: int = 1
     since_hours: int = 0
+    official: OfficialCondition | None = None
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,12 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    model_validator,
 )
 
 from rules.config import Strict, parse_duration
 from rules.expr import whole_hours
+from rules.official import parse_level_comparison
 from rules.types import Level
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -183,6 +185,21 @@ ConditionDecl = Annotated[
 ]
 
 
+def _official_level(text: str) -> str:
+    parse_level_comparison(text)  # raises the message the administrator sees
+    return text
+
+
+OfficialLevel = Annotated[str, AfterValidator(_official_level)]
+
+
+class OfficialDecl(Uncoerced):
+    """`official: {event: 寒潮, level: ">= yellow"}`: relay official warnings."""
+
+    event: str | list[str] = Field(min_length=1)
+    level: OfficialLevel | None = None
+
+
 class LevelDecl(Uncoerced):
     """One level of a rule: the condition and the window it must hold in."""
 
@@ -190,7 +207,17 @@ class LevelDecl(Uncoerced):
     since: SinceHours = 0
     within: WindowHours | None = None
     for_: WindowHours = Field(default=1, alias="for")
-    when: ConditionDecl
+    when: ConditionDecl | None = None
+    official: OfficialDecl | None = None
+
+    @model_validator(mode="after")
+    def _something_to_hold(self) -> LevelDecl:
+        if self.when is None and self.official is None:
+            raise ValueError(
+                "a level needs when: (a forecast condition), official: (an official "
+                "warning) or both"
+            )
+        return self
 
 
 ZoneKind = Literal[

@@ -50,6 +50,7 @@ TEMPLATE_VARIABLES: Mapping[str, str] = {
     "link": "address of the alert's page (may be empty)",
     "evidence": "the numbers that triggered it: expression text → value (a dict)",
     "kind": "new, upgraded, downgraded or resolved",
+    "authority": "who issued the official warning a rule relays (吕梁市气象台); empty otherwise",
 }
 """The names a template may use, with what they hold."""
 
@@ -88,6 +89,7 @@ WORST_CASE: Mapping[str, str] = {
     "advice": "某" * 20,
     "code": "A7K2",
     "link": "https://yj.example.gov.cn/a/" + "x" * 32,  # 60 characters
+    "authority": "某某省某某市某某县气象台",
 }
 """Sample values for the worst-case rendering (`check_template`)."""
 
@@ -183,6 +185,7 @@ def message_values(
     evidence: Mapping[str, float] | None = None,
     kind: str = "new",
     timezone: str = "Asia/Shanghai",
+    authority: str = "",
 ) -> dict[str, Any]:
     """The template variables of one warning message, times formatted in `timezone`."""
     if onset is None or onset <= now:
@@ -204,6 +207,7 @@ def message_values(
         "link": link,
         "evidence": dict(evidence or {}),
         "kind": kind,
+        "authority": authority,
     }
 
 

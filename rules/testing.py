@@ -37,7 +37,7 @@ from rules.evaluate import evaluate
 from rules.loader import LIBRARY, library_names, load_ruleset
 from rules.ruleset import RuleSet
 from rules.schema import RiskLevel, Uncoerced, ZoneKind
-from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
+from rules.types import Assessment, ForecastBatch, Level, OfficialWarning, ZoneSpec
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_LOCATION = (37.43, 110.89)  # the seat of the example county (柳林镇)
@@ -161,6 +161,17 @@ class ZoneDecl(Uncoerced):
     location: LocationDecl | None = None
 
 
+class OfficialDecl(Uncoerced):
+    """An official warning in force during a test (`official:`), for levels on warnings."""
+
+    event: str = Field(min_length=1)
+    level: Literal["blue", "yellow", "orange", "red"]
+    zones: list[str] | None = Field(default=None, min_length=1)  # default: every zone
+    onset: TimeText
+    expires: TimeText | None = None
+    authority: str = "柳林县气象台"
+
+
 class ExpectDecl(Uncoerced):
     """One expected assessment; `until`, `evidence`, `rule`, `undecided_above` are optional."""
 
@@ -172,6 +183,7 @@ class ExpectDecl(Uncoerced):
     evidence: dict[str, float] | None = None
     rule: str | None = None
     undecided_above: Literal["blue", "yellow", "orange", "red"] | None = None
+    authority: str | None = None
 
 
 class TestDecl(Uncoerced):
@@ -182,6 +194,7 @@ class TestDecl(Uncoerced):
     at: TimeText | None = None
     zones: list[ZoneDecl] | None = None
     series: dict[str, dict[str, ValuesText]] = Field(min_length=1)
+    official: list[OfficialDecl] | None = None
     expect: list[ExpectDecl]
 
 
@@ -194,6 +207,7 @@ class TestFile(Uncoerced):
     at: TimeText | None = None
     zones: list[ZoneDecl] | None = None
     series: dict[str, ValuesText] = Field(default_factory=dict)
+    official: list[OfficialDecl] = Field(default_factory=list)
     tests: list[TestDecl] = Field(min_length=1)
 
 
@@ -309,6 +323,7 @@ class _Expected:
     evidence: Mapping[str, float] | None
     rule: str | None
     undecided_above: Level | None
+    authority: str | None = None
 
 
 @dataclass(frozen=True)
@@ -324,10 +339,13 @@ class _Case:
     now: datetime
     timezone: str
     expected: Mapping[tuple[str, str], _Expected]
+    official: tuple[OfficialWarning, ...] = ()
 
     def run(self, ruleset: RuleSet) -> TestResult:
         try:
-            got = evaluate(ruleset, self.batch, list(self.zones), self.now, self.timezone)
+            got = evaluate(
+                ruleset, self.batch, list(self.zones), self.now, self.timezone, self.official
+            )
         except Exception as exc:  # a test runner reports, whatever the engine raises
             return self._result((f"evaluation failed: {type(exc).__name__}: {exc}",))
         actual = {(a.zone_id, a.hazard): a for a in got}
@@ -460,13 +478,55 @@ class _Suite:
         batch = self.batch(loc, test, start)
         zones = self.zones(loc, test, batch)
         expected = self.expectations(loc, test, start, zones)
+        official = self.official(loc, test, start, zones)
         if len(self.problems) > before or start is None or now is None or batch is None:
             return None
         assert self.tz is not None and zones is not None and expected is not None
         line, column = self.doc.where(loc)
         return _Case(
-            self.doc.path, line, column, test.name, batch, zones, now, self.spec.timezone, expected
+            self.doc.path,
+            line,
+            column,
+            test.name,
+            batch,
+            zones,
+            now,
+            self.spec.timezone,
+            expected,
+            official,
         )
+
+    def official(
+        self, loc: Loc, test: TestDecl, start: datetime | None, zones: tuple[ZoneSpec, ...] | None
+    ) -> tuple[OfficialWarning, ...]:
+        """The official warnings in force in a test (its own, else the file's)."""
+        declared = test.official if test.official is not None else self.spec.official
+        where: Loc = (*loc, "official") if test.official is not None else ("official",)
+        every = frozenset(zone.id for zone in zones or ())
+        out = []
+        for index, decl in enumerate(declared):
+            onset = self.time((*where, index, "onset"), decl.onset, start)
+            expires = self.optional_time((*where, index, "expires"), decl.expires, start)
+            unknown = sorted(set(decl.zones or ()) - every)
+            if zones is not None and unknown:
+                self.problem(
+                    (*where, index, "zones"),
+                    f"unknown zone {unknown[0]!r}; expected one of {', '.join(sorted(every))}",
+                )
+            if onset is None:
+                continue
+            out.append(
+                OfficialWarning(
+                    id=f"test-{index}",
+                    event=decl.event,
+                    level=Level.parse(decl.level),
+                    zone_ids=frozenset(decl.zones) if decl.zones is not None else every,
+                    onset=onset,
+                    expires=expires,
+                    authority=decl.authority,
+                )
+            )
+        return tuple(out)
 
     def start(self, loc: Loc, test: TestDecl) -> datetime | None:
         text = test.start if test.start is not None else self.spec.start
@@ -608,7 +668,9 @@ class _Suite:
             onset = self.optional_time((*where, "onset"), decl.onset, start)
             until = self.optional_time((*where, "until"), decl.until, start)
             above = None if decl.undecided_above is None else Level.parse(decl.undecided_above)
-            expected[key] = _Expected(level, onset, until, decl.evidence, decl.rule, above)
+            expected[key] = _Expected(
+                level, onset, until, decl.evidence, decl.rule, above, decl.authority
+            )
         return expected if ok else None
 
     def optional_time(self, loc: Loc, text: str | None, start: datetime | None) -> datetime | None:
@@ -665,6 +727,8 @@ def _agrees(expected: _Expected, got: Assessment) -> bool:
         return False
     if expected.undecided_above is not None and expected.undecided_above != got.undecided_above:
         return False
+    if expected.authority is not None and expected.authority != got.authority:
+        return False
     if expected.evidence is not None:
         wanted = {key: round(value, 2) for key, value in expected.evidence.items()}
         if wanted != dict(got.evidence):
@@ -701,6 +765,8 @@ def _describe_expected(expected: _Expected | None, tz: ZoneInfo) -> str:
         parts.append(f"undecided above {expected.undecided_above.key}")
     if expected.rule is not None:
         parts.append(f"rule {expected.rule}")
+    if expected.authority is not None:
+        parts.append(f"authority {expected.authority}")
     if expected.evidence is not None:
         parts.append(f"evidence {_evidence(expected.evidence)}")
     return "  ".join(parts)
@@ -716,6 +782,8 @@ def _describe_got(got: Assessment | None, expected: _Expected | None, tz: ZoneIn
     if got.undecided_above is not None:
         parts.append(f"undecided above {got.undecided_above.key}")
     parts.append(f"rule {got.rule_id}")
+    if got.authority:
+        parts.append(f"authority {got.authority}")
     if got.level is not None:
         parts.append(f"evidence {_evidence(got.evidence)}")
     return "  ".join(parts)

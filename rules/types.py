@@ -72,6 +72,9 @@ class ForecastBatch:
     variables: Mapping[str, FloatArray]
     units: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Which feed served each variable, when several were fused (`dispatcher/feeds/chain.py`);
+    empty when every variable came from `source`."""
 
     def __post_init__(self) -> None:
         shape = (len(self.point_ids), len(self.times))
@@ -130,7 +133,36 @@ class Assessment(NamedTuple):
     evidence: Mapping[str, float] = NO_EVIDENCE
     title: str = ""
     undecided_above: Level | None = None
+    authority: str = ""  # who issued the official warning the level relays ("" for forecasts)
 
     @property
     def firing(self) -> bool:
         return self.level is not None
+
+
+@dataclass(frozen=True)
+class OfficialWarning:
+    """An official warning signal in force, already mapped onto the county's zones.
+
+    The dispatcher builds these from received CAP messages (`dispatcher/official/`):
+    one per `<info>` block of a message in force. `event` is the signal's name as
+    issued (寒潮, 寒潮蓝色预警 …; rules compare it by `rules.official.event_name`);
+    `onset`/`expires` are its own window (`expires` None: until cancelled);
+    `authority` names who issued it (CAP senderName, else sender).
+    """
+
+    id: str
+    event: str
+    level: Level
+    zone_ids: frozenset[str]
+    onset: datetime
+    expires: datetime | None
+    authority: str
+
+    def __post_init__(self) -> None:
+        if self.onset.tzinfo is None or (self.expires is not None and self.expires.tzinfo is None):
+            raise ValueError("official warning times must be timezone-aware")
+
+    def in_force(self, now: datetime) -> bool:
+        """Not yet expired at `now` (a warning whose onset is ahead is in force)."""
+        return self.expires is None or self.expires > now

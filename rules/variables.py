@@ -5,8 +5,10 @@ One registry for both sides of the pipeline: the condition parser
 (`dispatcher/feeds/`) request them and refuse a response that reports another
 unit. Names and unit strings are Open-Meteo's (`hourly=` names, `hourly_units`
 under `wind_speed_unit=ms` and the default metric units); the thresholds of
-the rule library assume these units, so a feed converts nothing — a value in
-another unit (°F, km/h, inch …) is rejected rather than guessed at.
+the rule library assume these units. A feed whose answer states its units
+(Open-Meteo) converts nothing — a value in another unit (°F, km/h, inch …) is
+rejected rather than guessed at; one whose answer states none (QWeather)
+converts from its documented units and says so (docs/feeds.md).
 
 docs/rules.md ("Series expressions") lists the same variables for
 administrators; a test keeps the two in step.

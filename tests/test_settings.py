@@ -97,3 +97,10 @@ def test_a_leader_lease_shorter_than_the_leader_poll_is_refused(
     monkeypatch.setenv("YUJING_LEADER_LEASE_SECONDS", "2")
     with pytest.raises(ValueError, match="YUJING_LEADER_LEASE_SECONDS=2 is shorter than"):
         Settings(_env_file=None)
+
+
+def test_every_feed_setting_is_in_the_feeds_doc() -> None:
+    feeds = (ROOT / "docs" / "feeds.md").read_text(encoding="utf-8")
+    prefixes = ("YUJING_FEED", "YUJING_OPENMETEO_", "YUJING_QWEATHER_", "YUJING_REPLAY_")
+    missing = sorted(k for k in documented() if k.startswith(prefixes) and k not in feeds)
+    assert missing == []

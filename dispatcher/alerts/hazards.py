@@ -289,6 +289,7 @@ def _open(
             until=a.until if a else None,
             evidence=dict(a.evidence) if a else {},
             forecast_run_id=forecast_run_id,
+            authority=a.authority if a else "",
         )
         openings.append(
             Opening(
@@ -326,6 +327,7 @@ def _hazard_text(
         village=zone.village if zone else "",
         until=alert.until,
         evidence=dict(alert.evidence),
+        authority=alert.authority,
     )
     bodies: dict[str, str] = {
         kind.value: render_hazard(
@@ -372,6 +374,7 @@ def _update_continued(
                 "onset": t.assessment.onset,
                 "until": t.assessment.until,
                 "evidence": dict(t.assessment.evidence),
+                "authority": t.assessment.authority,
             }
             forecast.append(values)
         else:
@@ -451,4 +454,7 @@ def _audit_data(alert: Alert | NewAlert, t: Transition) -> dict[str, Any]:
         "until": alert.until.isoformat() if alert.until else None,
         "evidence": dict(alert.evidence),
         "forecast_run": alert.forecast_run_id,
+        # only on alerts relaying an official warning: a forecast alert's audit data,
+        # and with it the chain's hashes, stay as they were before authorities
+        **({"authority": alert.authority} if alert.authority else {}),
     }

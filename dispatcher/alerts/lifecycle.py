@@ -106,6 +106,7 @@ class NewAlert:
     until: datetime | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     forecast_run_id: int | None = None
+    authority: str = ""  # who issued the official warning it relays
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def open_alerts(
                 onset=new.onset,
                 until=new.until,
                 evidence=dict(new.evidence),
+                authority=new.authority,
                 opened_at=now,
                 updated_at=now,
                 supersedes_id=previous.id if previous else None,

@@ -14,6 +14,7 @@ event) or the first poll attempt stands in for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +25,7 @@ from dispatcher import audit
 from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
 from dispatcher.escalation import AlertText, Escalation, on_channel
+from dispatcher.feeds.chain import SourceAttempt
 from dispatcher.messages import render_feed
 from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
@@ -76,6 +78,43 @@ def record_watch_start(session: Session, source: str, at: datetime) -> bool:
     return True
 
 
+def first_failure_since_success(session: Session, source: str) -> datetime | None:
+    """When the source's current run of failed attempts began; None when its last
+    attempt succeeded or it was never asked."""
+    last_ok_id = session.scalar(
+        select(func.max(ForecastRun.id)).where(
+            ForecastRun.source == source, ForecastRun.ok.is_(True)
+        )
+    )
+    return session.scalar(
+        select(func.min(ForecastRun.started_at)).where(
+            ForecastRun.source == source,
+            ForecastRun.ok.is_(False),
+            ForecastRun.id > (last_ok_id or 0),
+        )
+    )
+
+
+def record_source_attempts(
+    session: Session, attempts: Sequence[SourceAttempt], started: datetime, finished: datetime
+) -> None:
+    """One forecast run per source a feed chain asked in a poll (what it served, or why
+    not), so each source's health is watched like a single feed's. Does not commit."""
+    for attempt in attempts:
+        session.add(
+            ForecastRun(
+                source=attempt.source,
+                started_at=started,
+                finished_at=finished,
+                ok=attempt.ok,
+                points=attempt.points,
+                hours=attempt.hours,
+                variables=list(attempt.served),
+                error=attempt.error,
+            )
+        )
+
+
 def outage_since(session: Session, source: str, watching_since: datetime) -> datetime:
     """Since when the feed has given nothing usable: the last success, else the first
     start or attempt on record, else `watching_since` (a brand-new database)."""
@@ -112,16 +151,26 @@ def watch_feed(
     county: County,
     channel: str,
     escalation: Escalation | None = None,
+    member: bool = False,
 ) -> list[QueuedRow]:
     """Raise the feed-down alert after two silent poll intervals; resolve it on recovery.
 
     The outage runs from the last success on record, whatever restarts came
     since (`outage_since`); `watching_since` (the daemon's start) counts only
     on a database with no start or attempt recorded. Does not commit.
+
+    A `member` of a feed chain is asked only when needed, so silence is no sign
+    of trouble: it is down when it has failed every time it was asked for two
+    intervals (from the first failure since its last success).
     """
     last_ok = last_feed_success(session, source)
-    stale_since = outage_since(session, source, watching_since)
-    down = now - stale_since >= 2 * interval
+    if member:
+        failing_since = first_failure_since_success(session, source)
+        stale_since = failing_since or now
+        down = failing_since is not None and now - failing_since >= 2 * interval
+    else:
+        stale_since = outage_since(session, source, watching_since)
+        down = now - stale_since >= 2 * interval
     alert = open_feed_alert(session, source)
     esc = on_channel(escalation, county, channel)
 

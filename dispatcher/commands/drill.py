@@ -1,4 +1,5 @@
-"""`yujing drill --replay FILE`: the whole pipeline once on a recorded forecast."""
+"""`yujing drill --replay FILE [--cap PATH]`: the whole pipeline once on a recorded
+forecast (and recorded official warnings)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,13 @@ LEVEL_RANK = {level.key: rank for rank, level in enumerate(Level)}
 
 def drill(
     replay: Annotated[
-        Path, typer.Option("--replay", metavar="FILE", help="Recorded Open-Meteo JSON file")
+        list[Path],
+        typer.Option(
+            "--replay",
+            metavar="FILE",
+            help="Recorded Open-Meteo or QWeather JSON file; repeat it for a feed chain in "
+            "that order (the next recording serves what the one before lacks)",
+        ),
     ],
     config: ConfigOption = None,
     at: Annotated[
@@ -40,6 +47,15 @@ def drill(
             metavar="TIME",
             help="Evaluation time, ISO 8601 with offset [default: the recording's first hour "
             "plus the hours the rules read before an instant]",
+        ),
+    ] = None,
+    official: Annotated[
+        Path | None,
+        typer.Option(
+            "--cap",
+            metavar="PATH",
+            help="Recorded official warnings: a directory or file of CAP messages (or an "
+            "Atom/RSS index file), received at the drill's instant before it evaluates",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
@@ -60,21 +76,28 @@ def drill(
     readable, a variable the rules read missing, the instant not recorded) fails
     with one line naming the file; undecided zones are counted and explained.
     """
-    from dispatcher.drill import DrillError, run_drill
+    from dispatcher.drill import DrillError, describe_sources, run_drill
 
     with operator_errors():
         settings = load_settings(config_dir=config)
         asked = parse_time(at, settings.timezone) if at else None
-        if not replay.is_file():
-            fail(f"{replay}: no such file (a recorded forecast, e.g. examples/liulin/scenarios/)")
+        for path in replay:
+            if not path.is_file():
+                fail(f"{path}: no such file (a recorded forecast, e.g. examples/liulin/scenarios/)")
+        if official is not None and not official.exists():
+            fail(f"{official}: no such file or directory (recorded CAP messages)")
         fmt = None if report is None else ("csv" if report.suffix.lower() == ".csv" else "html")
         try:
-            result = asyncio.run(run_drill(settings.config_dir, replay, asked, report=fmt))
+            result = asyncio.run(
+                run_drill(settings.config_dir, replay, asked, report=fmt, official=official)
+            )
         except DrillError as error:
             fail(f"drill: {error}")
         when = result.at
         for note in result.notes:
             say(note)
+        for line in describe_sources(result.sources):
+            say(line)
         for undecided in result.undecided:
             say(str(undecided))
         if report is not None and result.report is not None:

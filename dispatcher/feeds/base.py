@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from rules.types import ForecastBatch
+from rules.types import FloatArray, ForecastBatch
 from rules.variables import EXPECTED_UNITS
 
 
@@ -139,6 +140,30 @@ def batch_checksum(batch: ForecastBatch) -> str:
     return digest.hexdigest()
 
 
+_HOUR = np.timedelta64(3600, "s")
+
+
+def union_hours(axes: Sequence[npt.NDArray[np.datetime64]]) -> npt.NDArray[np.datetime64]:
+    """The hourly axis from the earliest to the latest hour of `axes` (each hourly
+    ascending, all on the same minute of the hour; `FeedError` otherwise)."""
+    firsts = [axis[0].astype("datetime64[s]").astype(np.int64) for axis in axes]
+    if len({int(first) % 3600 for first in firsts}) > 1:
+        raise FeedError("the forecasts' hours are not on the same minute of the hour")
+    start = min(axis[0] for axis in axes).astype("datetime64[s]")
+    stop = max(axis[-1] for axis in axes).astype("datetime64[s]")
+    return np.arange(start, stop + _HOUR, _HOUR).astype("datetime64[s]")
+
+
+def on_hours(
+    times: npt.NDArray[np.datetime64], axis: npt.NDArray[np.datetime64], values: FloatArray
+) -> FloatArray:
+    """`values` (on hourly `axis`) placed on the longer hourly `times`; NaN elsewhere."""
+    out = np.full(len(times), np.nan, dtype=np.float64)
+    offset = int((axis[0].astype("datetime64[s]") - times[0]) // _HOUR)
+    out[offset : offset + len(axis)] = values
+    return out
+
+
 __all__ = [
     "Feed",
     "FeedError",
@@ -146,4 +171,6 @@ __all__ = [
     "at_locations",
     "batch_checksum",
     "check_variables",
+    "on_hours",
+    "union_hours",
 ]

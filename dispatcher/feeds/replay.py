@@ -1,7 +1,13 @@
-"""Replay a recorded Open-Meteo response: drills, demos and offline tests.
+"""Replay a recorded Open-Meteo or QWeather response: drills, demos and offline tests.
 
-The file is exactly what the API returned (one location object or a list of
-them), so recording is `curl 'https://api.open-meteo.com/v1/forecast?...' > f.json`.
+An Open-Meteo recording is exactly what the API returned (one location object
+or a list of them), so recording is
+`curl 'https://api.open-meteo.com/v1/forecast?...' > f.json`.
+
+A QWeather recording (told apart by its content) is a JSON object mapping each
+recorded location, as the request's `location` parameter wrote it (`lon,lat`),
+to the response QWeather returned for it: `{"110.95,37.41": {"code": "200",
+"hourly": [...]}, ...}` — QWeather's answer does not say where it is for.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ import numpy as np
 
 from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables
 from dispatcher.feeds.openmeteo import hourly_times, parse_openmeteo, utc_datetime
+from dispatcher.feeds.qweather import is_qweather, location_param, parse_qweather
 from rules.types import ForecastBatch
 
 
 class ReplayFeed:
-    """Serves a recorded Open-Meteo response file as if it were the live API.
+    """Serves a recorded Open-Meteo or QWeather response file as if it were the live API.
 
     Each requested point takes the recorded location nearest to it (Open-Meteo
     echoes grid-cell coordinates, which differ slightly from those requested);
@@ -75,6 +82,58 @@ class ReplayFeed:
         """Hourly `variables` at `points` from the recording, or `FeedError`."""
         names = check_variables(variables)
         payload = await asyncio.to_thread(self._read)
+        if is_qweather_recording(payload):
+            assert isinstance(payload, Mapping)
+            batch = self._qweather(payload, points, names)
+        else:
+            batch = self._openmeteo(payload, points, names)
+        if self._rebase_to is None:
+            return batch
+        days = rebase_days(batch.issued_at, self._rebase_to())
+        shift = np.timedelta64(days * 86400, "s")
+        return replace(
+            batch, issued_at=batch.issued_at + timedelta(days=days), times=batch.times + shift
+        )
+
+    def _qweather(
+        self, payload: Mapping[str, object], points: Sequence[ForecastPoint], names: Sequence[str]
+    ) -> ForecastBatch:
+        """The batch from a QWeather recording: each point takes the nearest recorded location."""
+        keys = list(payload)
+        problems: list[str] = []
+        coordinates = [self._qweather_coordinates(key, problems) for key in keys]
+        nearest = [self._nearest(point, coordinates, problems) for point in points]
+        if problems:  # every malformed location key, every point without a location
+            raise FeedError("; ".join(problems), problems)
+        responses = {
+            location_param(point): payload[keys[index]]
+            for point, index in zip(points, nearest, strict=True)
+        }
+        if self._issued_at is not None:
+            issued_at = self._issued_at.astimezone(UTC)
+        else:
+            issued_at = _first_fx_time(payload[keys[0]], self.path.name)
+        try:
+            return parse_qweather(responses, points, names, self.source, issued_at)
+        except FeedError as error:
+            raise FeedError(f"{self.path.name}: {error.reason}", error.problems) from None
+
+    def _qweather_coordinates(self, key: str, problems: list[str]) -> tuple[float, float]:
+        """The recorded location's (latitude, longitude); NaN (never nearest) with a
+        problem noted when its key is not `longitude,latitude`."""
+        parts = key.split(",")
+        try:
+            longitude, latitude = (float(part) for part in parts)
+        except ValueError:
+            problems.append(
+                f"{self.path.name}: recorded location {key!r} is not 'longitude,latitude'"
+            )
+            return math.nan, math.nan
+        return latitude, longitude
+
+    def _openmeteo(
+        self, payload: object, points: Sequence[ForecastPoint], names: Sequence[str]
+    ) -> ForecastBatch:
         recorded = self._recorded_locations(payload)
         problems: list[str] = []
         coordinates = [
@@ -90,14 +149,9 @@ class ReplayFeed:
             first_hour = hourly_times(recorded[0], f"{self.path.name}: location 0")[0]
             issued_at = utc_datetime(first_hour) + timedelta(days=self._past_days)
         try:
-            batch = parse_openmeteo(chosen, points, names, self.source, issued_at)
+            return parse_openmeteo(chosen, points, names, self.source, issued_at)
         except FeedError as error:
             raise FeedError(f"{self.path.name}: {error.reason}", error.problems) from None
-        if self._rebase_to is None:
-            return batch
-        days = rebase_days(issued_at, self._rebase_to())
-        shift = np.timedelta64(days * 86400, "s")
-        return replace(batch, issued_at=issued_at + timedelta(days=days), times=batch.times + shift)
 
     def _read(self) -> object:
         try:
@@ -164,6 +218,28 @@ def rebase_days(issued_at: datetime, now: datetime) -> int:
     after `issued_at` at the hour of `now`.
     """
     return (now.astimezone(UTC) - issued_at.astimezone(UTC)) // timedelta(days=1)
+
+
+def is_qweather_recording(payload: object) -> bool:
+    """A QWeather recording: a non-empty object whose every value is a QWeather response."""
+    return (
+        isinstance(payload, Mapping)
+        and bool(payload)
+        and all(is_qweather(value) for value in payload.values())
+    )
+
+
+def _first_fx_time(response: object, name: str) -> datetime:
+    hourly = response.get("hourly") if isinstance(response, Mapping) else None
+    first = hourly[0] if isinstance(hourly, list) and hourly else None
+    text = first.get("fxTime") if isinstance(first, Mapping) else None
+    try:
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise FeedError(f"{name}: the first recorded location has no valid hourly[0].fxTime")
+    return moment.astimezone(UTC)
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:

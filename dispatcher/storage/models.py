@@ -179,6 +179,8 @@ class Alert(Base):
     # a hazard alert's event (an alert of kind event); None on events and system alerts
     event_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
     epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    # who issued the official warning a relayed alert repeats (CAP senderName); "" otherwise
+    authority: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     __table_args__ = (Index("ix_alerts_state_zone_hazard", "state", "zone_id", "hazard"),)
 
@@ -261,6 +263,39 @@ class InboundMessage(Base):
     sender: Mapped[str] = mapped_column(String(32))
     received_at: Mapped[datetime]
     answer: Mapped[str] = mapped_column(Text)
+
+
+class ReceivedWarning(Base):
+    """A CAP message received from an official source, with what became of it.
+
+    `state`: in_force (an Alert or Update in force), superseded (by an Update),
+    cancelled (by a Cancel), cancel (a Cancel itself), expired (expired when
+    received: nothing applied), ignored (not an actual warning: a Test,
+    Exercise, Ack …) or refused (unreadable or invalid: `reason` says why).
+    `infos` holds its parsed `<info>` blocks (event, level, times, areas).
+    Rows are never deleted; the same bytes twice are one row (`digest`).
+    """
+
+    __tablename__ = "received_warnings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the bytes
+    source: Mapped[str] = mapped_column(String(500))
+    received_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    identifier: Mapped[str | None] = mapped_column(String(255))
+    sender: Mapped[str | None] = mapped_column(String(255))
+    sent: Mapped[datetime | None]
+    msg_type: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(16))
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    infos: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    ended_at: Mapped[datetime | None]
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("received_warnings.id"))
+    body: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_received_warnings_sender_identifier", "sender", "identifier"),)
 
 
 class AuditEvent(Base):

@@ -27,6 +27,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
 
 from dispatcher.acklinks import ensure_secret_key
 from dispatcher.alerts.blind import open_blind_alert
@@ -195,6 +196,47 @@ def _write_probe(state: AppState, now: datetime) -> None:
             session.rollback()
 
 
+def source_health(
+    session: Session, chain: str, members: tuple[str, ...], *, full: bool
+) -> dict[str, Any] | None:
+    """For a feed chain: each source's last attempt and alert, and which source served
+    which variable in the last usable poll (`served`); None for a single feed."""
+    if not members:
+        return None
+    sources: dict[str, Any] = {}
+    for member in members:
+        attempts = feed_attempts(session, member)
+        alert = open_feed_alert(session, member)
+        sources[member] = {
+            "ok": attempts.last_ok is not False and alert is None,
+            "last_success": _iso(last_feed_success(session, member)),
+            "last_attempt": _iso(attempts.last_at),
+            "last_attempt_ok": attempts.last_ok,
+            "consecutive_failures": attempts.consecutive_failures,
+            "down_alert": alert.code if alert else None,
+        }
+        if full:
+            sources[member]["last_error"] = attempts.last_error
+    served: dict[str, str] = {}
+    last = session.scalar(
+        select(ForecastRun)
+        .where(ForecastRun.source == chain, ForecastRun.ok.is_(True))
+        .order_by(ForecastRun.id.desc())
+        .limit(1)
+    )
+    if last is not None:
+        runs = session.scalars(
+            select(ForecastRun).where(
+                ForecastRun.source.in_(members),
+                ForecastRun.started_at == last.started_at,
+                ForecastRun.ok.is_(True),
+            )
+        )
+        for run in runs:
+            served.update({name: run.source for name in run.variables or []})
+    return {"sources": sources, "served": dict(sorted(served.items()))}
+
+
 def health(state: AppState, *, full: bool = False) -> JSONResponse:
     """Database readable and writable, feed freshness and recent polls, undecided verdicts,
     rules in force, outbox backlog and lateness, leadership; status ok, degraded (200) or
@@ -216,6 +258,7 @@ def health(state: AppState, *, full: bool = False) -> JSONResponse:
             feed_alert = open_feed_alert(session, state.feed_source)
             undecided = last_undecided(session, state.feed_source) or []
             blind_alert = open_blind_alert(session, state.feed_source)
+            sources = source_health(session, state.feed_source, state.feed_members, full=full)
             counts = session.execute(
                 select(Notification.status, func.count()).group_by(Notification.status)
             )
@@ -262,6 +305,10 @@ def health(state: AppState, *, full: bool = False) -> JSONResponse:
     }
     if full:
         feed["last_error"] = attempts.last_error if attempts.last_ok is False else None
+    if sources is not None:
+        feed.update(sources)
+        if any(not source["ok"] for source in sources["sources"].values()):
+            problems.append("a forecast source failing")
     body["feed"] = feed
     if now - since >= stale_after or feed_alert is not None:
         problems.append("forecast feed stale")

@@ -42,6 +42,7 @@ class AppState:
     clock: Callable[[], datetime]
     feed_source: str
     started_at: datetime
+    feed_members: tuple[str, ...] = ()  # the sources of a feed chain (YUJING_FEEDS), in order
     rules: RulesStatus = field(default_factory=RulesStatus)
     roster: Roster | None = None  # who is on duty (the console's 值班 page)
     # where an undelivered message goes next (dispatcher.failover); None: nowhere

@@ -11,6 +11,7 @@ import pytest
 
 from dispatcher.feeds.base import FeedError, ForecastPoint
 from dispatcher.feeds.replay import ReplayFeed
+from tests.qweather import hour, hourly_answer
 
 RECORDING = Path(__file__).parent / "data" / "liulin_2026-01-03.json"
 SEAT = ForecastPoint("p37.4300_110.8900", 37.43, 110.89)
@@ -127,4 +128,67 @@ async def test_a_rebased_replay_moves_the_recording_by_whole_days_to_today() -> 
     assert set(shift.tolist()) == {moved.issued_at - original.issued_at}
     assert np.array_equal(
         moved.variables["temperature_2m"], original.variables["temperature_2m"], equal_nan=True
+    )
+
+
+# --- a QWeather recording: told apart by its content
+
+
+def qweather_recording(tmp_path: Path) -> Path:
+    start = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
+    seat = hourly_answer(start, 6, lambda k: hour(start, k, temp=str(-k)))
+    north = hourly_answer(start, 6, lambda k: hour(start, k, temp=str(-10 - k)))
+    path = tmp_path / "qweather.json"
+    path.write_text(json.dumps({"110.89,37.43": seat, "110.91,37.51": north}), encoding="utf-8")
+    return path
+
+
+async def test_a_qweather_recording_serves_each_point_its_nearest_location(tmp_path: Path) -> None:
+    feed = ReplayFeed(qweather_recording(tmp_path), max_distance_deg=0.02)
+    batch = await feed.fetch([NORTH, SEAT], ["temperature_2m", "wind_speed_10m"])
+    assert batch.variables["temperature_2m"][:, 1].tolist() == [-11.0, -1.0]
+    assert batch.variables["wind_speed_10m"][0, 0] == pytest.approx(5.0)  # 18 km/h
+    assert str(batch.times[0]) == "2026-01-06T16:00:00"
+    assert batch.issued_at == datetime(2026, 1, 6, 16, 0, tzinfo=UTC)  # no past days in it
+
+
+async def test_a_qweather_recording_is_not_substituted_beyond_the_resolution(
+    tmp_path: Path,
+) -> None:
+    taiyuan = ForecastPoint("p37.8700_112.5500", 37.87, 112.55)
+    feed = ReplayFeed(qweather_recording(tmp_path), max_distance_deg=0.02)
+    with pytest.raises(FeedError, match=r"no recorded location within 0\.02° of point p37\.8700"):
+        await feed.fetch([taiyuan], ["temperature_2m"])
+
+
+async def test_a_qweather_recording_keyed_by_something_else_is_refused(tmp_path: Path) -> None:
+    path = qweather_recording(tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({"Liulin": data["110.89,37.43"]}), encoding="utf-8")
+    with pytest.raises(FeedError, match="recorded location 'Liulin' is not 'longitude,latitude'"):
+        await ReplayFeed(path).fetch([SEAT], ["temperature_2m"])
+
+
+async def test_a_qweather_recording_says_every_location_problem_at_once(tmp_path: Path) -> None:
+    path = qweather_recording(tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["Liulin"] = data["110.91,37.51"]
+    bad = hourly_answer(datetime(2026, 1, 6, 16, 0, tzinfo=UTC), 6)
+    bad["hourly"][3]["temp"] = "N/A"
+    data["110.89,37.43"] = bad
+    path.write_text(json.dumps(data), encoding="utf-8")
+    taiyuan = ForecastPoint("p37.8700_112.5500", 37.87, 112.55)
+    with pytest.raises(FeedError) as error:
+        await ReplayFeed(path, max_distance_deg=0.02).fetch([SEAT, taiyuan], ["temperature_2m"])
+    assert len(error.value.problems) == 2
+    assert "recorded location 'Liulin' is not 'longitude,latitude'" in error.value.problems[0]
+    assert "no recorded location within 0.02° of point p37.8700" in error.value.problems[1]
+    # a value that is not a number is masked at its location, as in the live feed
+    del data["Liulin"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    batch = await ReplayFeed(path, max_distance_deg=0.02).fetch([SEAT], ["temperature_2m"])
+    assert np.isnan(batch.variables["temperature_2m"]).all()
+    assert batch.problems == (
+        "location 110.89,37.43: hourly.temperature_2m is masked as missing: "
+        "hourly[3].temp is 'N/A', expected a number",
     )

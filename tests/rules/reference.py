@@ -100,6 +100,7 @@ def _assess(
             continue
         params = zone_params(rule, zone)
         for declared in rule.levels:
+            assert declared.when is not None, "the reference reads forecast conditions only"
             rule_level = RuleLevel(
                 declared.level,
                 substitute(declared.when, params),
@@ -127,6 +128,7 @@ def _assess(
     level, onset, until, rule_index = best
     assert best_level is not None and series is not None
     evidence: dict[str, float] = {}
+    assert best_level.when is not None
     for expression in _compared(best_level.when):
         number = series.value(expression, onset)
         if not math.isnan(number):
@@ -156,6 +158,8 @@ def _window(
     """
     if series is None:
         return False, 0, 0, True
+    when = rule_level.when
+    assert when is not None
     first = start - rule_level.since_hours
     stop = count if rule_level.within_hours is None else start + rule_level.within_hours
     span = rule_level.for_hours
@@ -167,7 +171,7 @@ def _window(
         if hour + span > stop:
             break
         stretches += 1
-        truths = [series.holds(rule_level.when, h) for h in range(hour, hour + span)]
+        truths = [series.holds(when, h) for h in range(hour, hour + span)]
         if False in truths:
             continue
         if None in truths:
@@ -179,7 +183,7 @@ def _window(
     if onset is None:
         return False, 0, 0, unknown
     until = onset + span - 1
-    while until + 1 < count and series.holds(rule_level.when, until + 1) is True:
+    while until + 1 < count and series.holds(when, until + 1) is True:
         until += 1
     return True, onset, until, unknown
 

@@ -18,7 +18,7 @@ import pytest
 from rules.evaluate import evaluate
 from rules.loader import load_ruleset
 from rules.ruleset import RuleSet
-from rules.types import Assessment, ForecastBatch, Level, ZoneSpec
+from rules.types import Assessment, ForecastBatch, Level, OfficialWarning, ZoneSpec
 from rules.variables import VARIABLES
 from tests.rules.builders import START, batch, forecast, zone
 
@@ -175,7 +175,35 @@ def polygon(rules: RuleSet) -> None:
     assert [a.zone_id for a in result] == ["inside"]
 
 
+def official(rules: RuleSet) -> None:
+    zones = [zone("collapse", kind="collapse"), zone("landslide", kind="landslide")]
+    signal = OfficialWarning(
+        id="cap-1",
+        event="寒潮黄色预警信号",
+        level=Level.YELLOW,
+        zone_ids=frozenset({"collapse", "landslide"}),
+        onset=at(2),
+        expires=at(10),
+        authority="吕梁市气象台",
+    )
+
+    def ground(frozen: list[int], *warnings: OfficialWarning) -> list[Assessment]:
+        soil = [-1.0 if h in frozen else 2.0 for h in range(24)]
+        return evaluate(rules, batch(soil_temperature_0cm=soil), zones, at(0), official=warnings)
+
+    result = ground([6, 7], signal)
+    assert levels(result) == {
+        ("collapse", "cold_wave"): (Level.ORANGE, at(6)),
+        ("landslide", "cold_wave"): (Level.YELLOW, at(2)),
+    }
+    assert {a.authority for a in result} == {"吕梁市气象台"}
+    assert result[1].until == at(10)  # the signal's own expiry
+    assert levels(ground([12], signal))[("collapse", "cold_wave")] == (Level.YELLOW, at(2))
+    assert ground([6, 7]) == []
+
+
 SCENARIOS: dict[str, Callable[[RuleSet], None]] = {
+    "official": official,
     "overview": overview,
     "include": include,
     "for": for_,

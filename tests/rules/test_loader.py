@@ -355,8 +355,8 @@ EVERY_ERROR_KIND = [
     "{dir}/a17-duplicate-hazard.yaml:2",
     "a19-include-not-in-library.yaml:1:23: include 'cold-wave' not found in the rule library; "
     "did you mean 'cma-cold-wave'? expected one of blizzard, cma-cold-wave, fog, freeze-thaw, "
-    "freezing-rain, frost, gbt21987-cold-wave, road-icing, sleet, or a path relative to this "
-    "file such as shared/fog.yaml",
+    "freezing-rain, frost, gbt21987-cold-wave, official-signals, road-icing, sleet, or a path "
+    "relative to this file such as shared/fog.yaml",
     "a20-include-path-not-found.yaml:1:11: include 'shared/county-fog.yaml' not found "
     "(looked for {dir}/shared/county-fog.yaml); expected a library name or a path relative "
     "to this file",
@@ -364,7 +364,7 @@ EVERY_ERROR_KIND = [
     "'cma-road-icing'? expected the id of a rule in these files or their includes",
     "a22-template-unknown-variable.yaml:5:56: unknown variable 'zone_name' in the template; "
     "expected one of sender, hazard, level, zone, township, village, onset, until, when, "
-    "advice, code, link, evidence, kind",
+    "advice, code, link, evidence, kind, authority",
     "a23-template-syntax.yaml:7:9: template syntax: unexpected '}'",
     "a24-sms-too-long.yaml:7:9: the SMS can reach 206 characters (with a 20-character zone "
     "name, a 4-character code, a 60-character link and the 10-character signature); "
@@ -457,7 +457,9 @@ def test_the_whole_library_loads_together(tmp_path: Path) -> None:
 
     rules = load_ruleset(write(tmp_path, "all.yaml", f"include: [{', '.join(names)}]\n"))
 
-    assert len(rules.rules) == len(names)
+    # one rule per file, but the official signals: one relay per signal
+    relays = len(load_ruleset(LIBRARY / "official-signals.yaml").rules)
+    assert len(rules.rules) == len(names) - 1 + relays == len(names) + 5
     assert rules.lookback_hours == 95  # a 72 h drop of a daily minimum
 
 

@@ -89,7 +89,12 @@ def test_every_library_rule_is_tested_at_every_level() -> None:
 
 @pytest.mark.parametrize("name", library_names())
 def test_every_library_suite_tests_missing_data(name: str) -> None:
-    """A gap must leave a verdict open, never quiet: each suite shows that for its rule."""
+    """A gap must leave a verdict open, never quiet: each suite shows that for its rule.
+
+    Rules on official warnings alone read no forecast, so no gap can leave them open.
+    """
+    if not load_ruleset(LIBRARY / f"{name}.yaml").variables:
+        return
     tests = load_yaml(LIBRARY_TESTS / f"{name}.yaml").data["tests"]
     open_verdicts = [
         item

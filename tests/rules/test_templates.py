@@ -36,6 +36,7 @@ def values(**changes: object) -> dict[str, object]:
         link="https://yj.example.gov.cn/a/A7K2",
         evidence={"daily_min(temperature_2m)": -6.5},
         kind="new",
+        authority="吕梁市气象台",
     )
     return {**base, **changes}
 
@@ -48,6 +49,7 @@ def test_a_template_renders_every_documented_variable() -> None:
     assert rendered == (
         "柳林县自然资源局|寒潮|橙色|锄沟村黄土崩塌|柳林镇|锄沟村|1月7日08时|1月7日20时|"
         "预计1月7日08时起|立即组织受威胁群众转移避险|A7K2|https://yj.example.gov.cn/a/A7K2|new|"
+        "吕梁市气象台|"
     )
 
 
@@ -95,7 +97,7 @@ def test_an_unknown_variable_is_named_with_the_expected_ones() -> None:
 
     assert problem.message == (
         "unknown variable 'levle' in the template; expected one of sender, hazard, level, zone, "
-        "township, village, onset, until, when, advice, code, link, evidence, kind"
+        "township, village, onset, until, when, advice, code, link, evidence, kind, authority"
     )
     assert problem.offset == 13
 
