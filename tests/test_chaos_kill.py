@@ -77,7 +77,10 @@ def test_sigkill_during_delivery_loses_nothing_and_repeats_only_what_was_in_flig
     total = sum(before.values())
     in_flight = before.get("sending", 0)
     assert total > 100 and before.get("pending", 0) > 0, f"not mid-delivery: {before}"
-    assert 0 < in_flight <= 2 * CONCURRENCY  # claimed: on the wire or next in line
+    # claimed and not yet recorded: on the wire, next in line, or answered with the
+    # outcome still in the batch the worker commits a few ms later (more of those
+    # on a busy machine) — a bounded few, never the whole outbox
+    assert 0 < in_flight <= 4 * CONCURRENCY, f"{in_flight} rows claimed at the kill"
 
     # and started again
     second = start(env, log)

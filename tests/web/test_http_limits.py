@@ -189,7 +189,10 @@ def test_a_body_that_trickles_in_is_cut_off(app: FastAPI) -> None:
 
 
 def test_slow_connections_do_not_block_a_request_and_are_closed_in_time(app: FastAPI) -> None:
-    with serving(app, settings()) as port:
+    # a head deadline long enough that a normal request answered well within it
+    # shows the slow ones held nobody up, even on a busy machine
+    deadline = 4.0
+    with serving(app, settings(http_read_timeout_seconds=deadline)) as port:
         slow = []
         for _ in range(200):
             sock = socket.create_connection(("127.0.0.1", port))
@@ -200,23 +203,23 @@ def test_slow_connections_do_not_block_a_request_and_are_closed_in_time(app: Fas
         started = time.monotonic()
         normal = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert normal.status_code == 200
-        assert time.monotonic() - started < 1.0, "the slow clients do not hold up others"
+        assert time.monotonic() - started < deadline / 2, "the slow clients held up others"
 
         # one that keeps sending a header line now and then: the deadline is for the
         # whole head, not for each byte
         trickler = slow[0]
         for _ in range(3):
-            time.sleep(READ_TIMEOUT / 4)
+            time.sleep(deadline / 4)
             try:
                 trickler.sendall(b"X-Slow: 1\r\n")
             except OSError:
                 break
 
         for sock in slow:
-            remaining = max(0.1, opened + READ_TIMEOUT + 3 - time.monotonic())
+            remaining = max(0.1, opened + deadline + 3 - time.monotonic())
             assert _read_all(sock, timeout=remaining) == b"", "closed without an answer"
             sock.close()
-        assert time.monotonic() - opened < READ_TIMEOUT + 3
+        assert time.monotonic() - opened < deadline + 3
 
 
 def test_an_idle_keep_alive_connection_is_closed(app: FastAPI) -> None:
