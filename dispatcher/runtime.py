@@ -41,10 +41,12 @@ from dispatcher.feeds.cap_feed import CapFeed, parse_sources
 from dispatcher.feeds.chain import FeedChain
 from dispatcher.feeds.openmeteo import OpenMeteoFeed
 from dispatcher.feeds.qweather import QWeatherFeed
+from dispatcher.feeds.qweather_alerts import QWeatherAlerts
 from dispatcher.feeds.qweather_auth import JwtCredential, QWeatherAuth, load_private_key
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.httpclient import shared_client
 from dispatcher.metrics import Metrics
+from dispatcher.official.qweather_source import QWeatherWarnings
 from dispatcher.official.watch import OfficialWatch
 from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline, PollResult
@@ -121,6 +123,9 @@ class Runtime:
         self.escalation = escalation
         if self.failover is not None:
             self.failover.plan = FailoverPlan(config.county, frozenset(self.channels))
+        if self.official is not None and self.official.qweather is not None:
+            self.official.qweather.points = config.points
+            self.official.qweather.point_of = config.point_of
         for listener in self.on_swap:
             listener(config)
 
@@ -249,6 +254,25 @@ def qweather_feed(
     )
 
 
+def qweather_warnings(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    clock: Callable[[], datetime],
+    sessions: sessionmaker[Session],
+    config: CountyConfig,
+) -> QWeatherWarnings | None:
+    """QWeather's official warnings at the forecast points when YUJING_QWEATHER_WARNINGS is on."""
+    if not settings.qweather_warnings:
+        return None
+    if not settings.qweather_api_host:
+        raise ValueError(
+            "YUJING_QWEATHER_WARNINGS needs YUJING_QWEATHER_API_HOST and the QWeather "
+            "credentials: set them, or set YUJING_QWEATHER_WARNINGS=false"
+        )
+    api = qweather_feed(settings, http, clock).api
+    return QWeatherWarnings(QWeatherAlerts(api), sessions, clock, config.points, config.point_of)
+
+
 def open_runtime(
     settings: Settings,
     *,
@@ -354,14 +378,16 @@ def open_runtime(
         on_enqueued=wake or worker.wake,
     )
     sources = parse_sources(settings.cap_sources)
+    qweather = qweather_warnings(settings, http, clock, sessions, config)
     official = (
         OfficialWatch(
-            CapFeed(sources, http, max_bytes=settings.cap_max_bytes),
+            CapFeed(sources, http, max_bytes=settings.cap_max_bytes) if sources else None,
             sessions,
             clock,
             max_bytes=settings.cap_max_bytes,
+            qweather=qweather,
         )
-        if sources
+        if sources or qweather is not None
         else None
     )
     runtime = Runtime(

@@ -111,7 +111,14 @@ class Settings(BaseSettings):
         description="CAP sources, comma-separated: Atom/RSS index or message URLs, directories "
         "or files of CAP messages; empty: no official warnings are read",
     )
-    cap_poll_seconds: int = Field(120, ge=5, description="How often the CAP sources are read")
+    qweather_warnings: bool = Field(
+        False,
+        description="Read QWeather's official weather warnings at the forecast points on the "
+        "CAP schedule (needs the YUJING_QWEATHER_* credentials; docs/feeds.md)",
+    )
+    cap_poll_seconds: int = Field(
+        120, ge=5, description="How often the CAP sources (and QWeather's warnings) are read"
+    )
     cap_max_bytes: int = Field(
         1 << 20, ge=1024, le=16 << 20, description="A CAP message larger than this is refused"
     )

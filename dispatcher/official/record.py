@@ -249,7 +249,10 @@ def warnings_in_force(
             expires = datetime.fromisoformat(info["expires"]) if info["expires"] else None
             if info["level"] is None or (expires is not None and expires <= now):
                 continue
-            covered = covered_zones(_areas(info["areas"]), zones, county_code, township_codes)
+            if "zone_ids" in info:  # QWeather's, answered per forecast point: the zones there
+                covered = frozenset(info["zone_ids"]) & {zone.id for zone in zones}
+            else:
+                covered = covered_zones(_areas(info["areas"]), zones, county_code, township_codes)
             if not covered:
                 continue
             out.append(
