@@ -155,3 +155,61 @@ async def test_a_qweather_warning_at_a_point_warns_its_zones_and_ends_when_it_is
         assert audited == ["official.received", "official.source_failed", "official.ended"]
     finally:
         await rt.aclose()
+
+
+@respx.mock
+async def test_an_update_supersedes_and_a_poll_with_one_point_failing_applies_nothing(
+    county_dir: Path, db_url: str
+) -> None:
+    settings = replay_settings(
+        county_dir,
+        db_url,
+        qweather_warnings=True,
+        qweather_api_host=API_HOST,
+        qweather_api_key=SecretStr("k"),
+        feed_retries=0,
+    )
+    clock = Clock(AT)
+    rt = open_runtime(settings, clock=clock, console=io.StringIO(), wake=lambda: None)
+    assert rt.official is not None
+    first, last = rt.points[0], rt.points[-1]
+    orange = COLD_WAVE | {
+        "id": "202601070800105837988677",
+        "messageType": {"code": "update", "supersedes": [COLD_WAVE["id"]]},
+        "color": {"code": "orange"},
+    }
+    answers: dict[str, httpx.Response] = {}
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        for point in (first, last):
+            if request.url.path.endswith(f"{point.latitude:.2f}/{point.longitude:.2f}"):
+                return answers.get(point.id, httpx.Response(200, json=answer()))
+        return httpx.Response(200, json=answer())
+
+    respx.get(url__startswith=ALERTS).mock(side_effect=reply)
+    try:
+        answers[first.id] = httpx.Response(200, json=answer(COLD_WAVE))
+        assert [r.state for r in await rt.official.poll()] == ["in_force"]
+
+        # the update comes with another point failing: nothing is applied
+        answers[first.id] = httpx.Response(200, json=answer(orange))
+        answers[last.id] = httpx.Response(503)
+        assert await rt.official.poll() == []
+        with rt.sessions() as session:
+            rows = session.scalars(select(ReceivedWarning).order_by(ReceivedWarning.id)).all()
+            assert [(r.identifier, r.state) for r in rows] == [(COLD_WAVE["id"], "in_force")]
+
+        # every point answers: the update is in force, the yellow superseded by it
+        del answers[last.id]
+        assert sorted(r.state for r in await rt.official.poll()) == ["in_force", "superseded"]
+        with rt.sessions() as session:
+            rows = session.scalars(select(ReceivedWarning).order_by(ReceivedWarning.id)).all()
+            assert [(r.identifier, r.state) for r in rows] == [
+                (COLD_WAVE["id"], "superseded"),
+                (orange["id"], "in_force"),
+            ]
+            assert rows[0].ended_by_id == rows[1].id
+        await rt.pipeline.poll()
+        assert set(firing(rt)) == {("cold_wave", "orange", "柳林县气象台")}
+    finally:
+        await rt.aclose()
