@@ -270,7 +270,14 @@ def qweather_warnings(
             "credentials: set them, or set YUJING_QWEATHER_WARNINGS=false"
         )
     api = qweather_feed(settings, http, clock).api
-    return QWeatherWarnings(QWeatherAlerts(api), sessions, clock, config.points, config.point_of)
+    return QWeatherWarnings(
+        QWeatherAlerts(api),
+        sessions,
+        clock,
+        config.points,
+        config.point_of,
+        max_concurrency=settings.qweather_max_concurrency,
+    )
 
 
 def open_runtime(

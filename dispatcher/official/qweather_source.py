@@ -84,13 +84,20 @@ class QWeatherWarnings:
     clock: Callable[[], datetime]
     points: Sequence[ForecastPoint]
     point_of: Mapping[str, str]  # zone id → point id
+    max_concurrency: int = 4  # requests in flight at once (YUJING_QWEATHER_MAX_CONCURRENCY)
     errors: list[str] = field(default_factory=list)  # of the last poll
     _failing: bool = False
 
     async def poll(self) -> list[Receipt]:
         """One poll; the receipts of the rows it put in force or ended (none on an error)."""
+        slots = asyncio.Semaphore(self.max_concurrency)
+
+        async def current(point: ForecastPoint) -> list[OfficialAlert]:
+            async with slots:
+                return await self.alerts.current(point)
+
         answers = await asyncio.gather(
-            *(self.alerts.current(point) for point in self.points), return_exceptions=True
+            *(current(point) for point in self.points), return_exceptions=True
         )
         failures = [str(a) for a in answers if isinstance(a, FeedError)]
         for answer in answers:
