@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 from dispatcher import logs
 from dispatcher.feeds.chain import members_of
 from dispatcher.leader import Leadership, NotLeader, install_fence, lead, leader_work
+from dispatcher.official.watch import OfficialWatch
 from dispatcher.runtime import Runtime, open_runtime, utc_now
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
@@ -207,7 +208,7 @@ async def _serve(runtime: Runtime, listener: socket.socket) -> None:
 
         runtime.official.on_change = changed
         scheduler.add_job(
-            logged(runtime.official.poll, "official"),
+            logged(_poll_official(runtime, runtime.official), "official"),
             "interval",
             seconds=settings.cap_poll_seconds,
             id="official",
@@ -294,6 +295,20 @@ def _check_feed(runtime: Runtime) -> Callable[[], Awaitable[object]]:
         runtime.pipeline.check_feed()
 
     return check
+
+
+def _poll_official(runtime: Runtime, official: OfficialWatch) -> Callable[[], Awaitable[object]]:
+    """Poll the official-warning sources, then watch them for silence: a source that
+    stops answering raises the feed-down alert like a forecast feed."""
+    interval = timedelta(seconds=runtime.settings.cap_poll_seconds)
+
+    async def poll() -> None:
+        try:
+            await official.poll()
+        finally:
+            runtime.pipeline.check_official(official.sources, interval)
+
+    return poll
 
 
 def _check_delivery(runtime: Runtime) -> Callable[[], Awaitable[object]]:

@@ -78,9 +78,9 @@ TEMPLATES: Mapping[str, str] = {
     "{{ advice }}" + _ACK,
     "resolved": "【{{ sender }}】{{ hazard }}{{ level }}预警解除：{{ zone }}，"
     "预警条件已结束，请继续做好巡查。",
-    "feed_down": "【{{ sender }}】系统告警：天气预报数据（{{ source }}）自{{ since }}起未能更新，"
+    "feed_down": "【{{ sender }}】系统告警：{{ data }}（{{ source }}）自{{ since }}起未能更新，"
     "自动预警可能中断，请值班人员人工关注气象信息。回复1确认（编码{{ code }}）",
-    "feed_restored": "【{{ sender }}】系统告警解除：天气预报数据（{{ source }}）"
+    "feed_restored": "【{{ sender }}】系统告警解除：{{ data }}（{{ source }}）"
     "已于{{ since }}恢复更新。",
     "rules_refused": "【{{ sender }}】系统告警：{{ since }}修改的{{ what }}有误，未生效，"
     "仍按原{{ kept }}运行。首个错误在{{ where }}（共{{ count }}处），请运行yujing rules check"
@@ -576,6 +576,10 @@ def _system_post(title: str, lines: list[str], code: str) -> str:
     return "\n".join([title, *lines, *([f"编码：{code}"] if code else [])])
 
 
+FORECAST_DATA = "天气预报数据"
+OFFICIAL_DATA = "官方预警信息"
+
+
 def render_feed(
     kind: str,
     *,
@@ -585,23 +589,24 @@ def render_feed(
     code: str,
     timezone: str,
     channel_kind: str = "sms",
+    data: str = FORECAST_DATA,
 ) -> str:
-    """Render the system message for a forecast feed going down or coming back."""
+    """Render the system message for a feed going down or coming back; `data` says
+    what it brings (forecasts, or official warnings: `OFFICIAL_DATA`)."""
     down = kind == "feed_down"
     if channel_kind in SPOKEN_KINDS:
         when = spoken_time(since, timezone)
         return _system_call(
             sender,
-            f"天气预报数据{source}自{when}起未能更新，自动预警可能中断，"
-            "请值班人员人工关注气象信息。"
+            f"{data}{source}自{when}起未能更新，自动预警可能中断，请值班人员人工关注气象信息。"
             if down
-            else f"天气预报数据{source}已于{when}恢复更新，系统告警解除。",
+            else f"{data}{source}已于{when}恢复更新，系统告警解除。",
         )
     if channel_kind == Medium.IM:
         clock = _clock(since, timezone)
         if down:
             return _system_post(
-                "⚠️【系统告警】天气预报数据未能更新",
+                f"⚠️【系统告警】{data}未能更新",
                 [
                     f"发布：{sender}",
                     f"数据源：{source}",
@@ -611,11 +616,13 @@ def render_feed(
                 code,
             )
         return _system_post(
-            "✅【系统告警解除】天气预报数据恢复更新",
+            f"✅【系统告警解除】{data}恢复更新",
             [f"发布：{sender}", f"数据源：{source}", f"时间：{clock}恢复"],
             code,
         )
-    return _render_system(kind, code, sender=sender, source=source, since=_clock(since, timezone))
+    return _render_system(
+        kind, code, sender=sender, source=source, since=_clock(since, timezone), data=data
+    )
 
 
 def render_rules_refused(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -44,6 +44,7 @@ from dispatcher.escalation import Escalation, escalate_due
 from dispatcher.feeds.base import Feed, FeedError, ForecastPoint, batch_checksum
 from dispatcher.feeds.chain import SourceAttempt, attempts_of, members_of
 from dispatcher.logs import Episode
+from dispatcher.messages import OFFICIAL_DATA
 from dispatcher.metrics import Metrics
 from dispatcher.official.record import warnings_in_force
 from dispatcher.storage.models import ForecastRun
@@ -313,6 +314,32 @@ class Pipeline:
             log.warning(
                 "forecast feed %s: feed alert changed, %d notifications", self.feed.source, count
             )
+            self.on_enqueued()
+        return count
+
+    def check_official(self, sources: Sequence[str], interval: timedelta) -> int:
+        """Raise or resolve the feed-down alerts of the official-warning sources
+        (`OfficialWatch.sources`, polled every `interval`); returns the
+        notifications enqueued. A source silent for two intervals is down."""
+        with self.sessions.begin() as session:
+            count = sum(
+                len(
+                    watch_feed(
+                        session,
+                        now=self.clock(),
+                        source=source,
+                        watching_since=self.started_at,
+                        interval=interval,
+                        county=self.county,
+                        channel=self.channel,
+                        escalation=self.escalation,
+                        data=OFFICIAL_DATA,
+                    )
+                )
+                for source in sources
+            )
+        if count:
+            log.warning("official warning sources: feed alert changed, %d notifications", count)
             self.on_enqueued()
         return count
 

@@ -26,7 +26,7 @@ from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.county import County
 from dispatcher.escalation import AlertText, Escalation, on_channel
 from dispatcher.feeds.chain import SourceAttempt
-from dispatcher.messages import render_feed
+from dispatcher.messages import FORECAST_DATA, render_feed
 from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert, AuditEvent, ForecastRun
@@ -152,8 +152,12 @@ def watch_feed(
     channel: str,
     escalation: Escalation | None = None,
     member: bool = False,
+    data: str = FORECAST_DATA,
 ) -> list[QueuedRow]:
     """Raise the feed-down alert after two silent poll intervals; resolve it on recovery.
+
+    `data` names what the feed brings, in the messages (forecasts by default;
+    the official-warning sources say `OFFICIAL_DATA`).
 
     The outage runs from the last success on record, whatever restarts came
     since (`outage_since`); `watching_since` (the daemon's start) counts only
@@ -182,6 +186,7 @@ def watch_feed(
             since=since,
             code=code,
             timezone=county.timezone,
+            data=data,
         )
 
     if down and alert is None:
@@ -192,7 +197,7 @@ def watch_feed(
                 kind=AlertKind.SYSTEM,
                 hazard=FEED_DOWN,
                 rule_id=_subject(source),
-                title="预报数据中断",
+                title="预报数据中断" if data == FORECAST_DATA else f"{data}中断",
                 level="orange",
                 onset=stale_since,
                 evidence={"last_success": last_success},
