@@ -31,11 +31,10 @@ clock (``now()``), so instance clocks do not matter:
   for many seconds), so while a job of the leader's runs, a thread of its own
   (`keep_lease`) renews the lease for it — for at most `job_seconds`: a long
   poll keeps the lead, a job stuck longer than that loses it, and a frozen
-  process (every thread stopped) loses it after one lease as before. A fenced
-  transaction may stay idle between its statements while the job computes, up
-  to `job_seconds`; only once `fence` has taken the lease row's share lock does
-  its idle limit drop to one lease, so a process frozen between its fence and
-  its commit blocks a takeover for one lease at most;
+  process (every thread stopped) loses it after one lease as before. (A fenced
+  transaction still may not sit idle longer than one lease, so that the row
+  locks of a process frozen inside one are freed for the new leader and the
+  delivery workers: a job computes between its transactions, not inside one);
 - a resumed old leader finds its epoch gone at its next renewal (or its next
   fenced commit) and steps down; it contends again like any standby.
 
@@ -283,9 +282,6 @@ class Leadership:
         """
         if not self.exclusive:
             return
-        # from here to the commit the lease row is share-locked: a process frozen
-        # in between may hold up a takeover for one lease, not for `job_seconds`
-        session.execute(_idle_limit(self.lease_seconds))
         row = session.execute(_FENCE, {"name": LEASE_NAME}).one_or_none()
         ours = row is not None and row.holder == self.instance and int(row.epoch) == self.epoch
         if self.epoch is not None and ours:
@@ -356,9 +352,7 @@ def install_fence(sessions: sessionmaker[Session]) -> None:
 def _bound_fenced(session: Session, _transaction: SessionTransaction, conn: Connection) -> None:
     leadership = _leader_work.get()
     if leadership is not None and leadership.exclusive:
-        # the job may compute between two statements for as long as it keeps the
-        # lease; `fence` shortens this to one lease before the commit
-        conn.execute(_idle_limit(leadership.job_seconds))
+        conn.execute(_idle_limit(leadership.lease_seconds))
 
 
 def _check_fence(session: Session) -> None:
