@@ -25,6 +25,7 @@ import numpy.typing as npt
 from pydantic import SecretStr
 
 from dispatcher.feeds.base import FeedError, ForecastPoint, at_locations, check_variables
+from dispatcher.feeds.http import get_once
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import EXPECTED_UNITS
 
@@ -161,25 +162,18 @@ class OpenMeteoFeed:
         problem = "no attempt made"
         for attempt in range(attempts):
             retry_after: float | None = None
-            try:
-                if self._timeout is None:
-                    response = await self._client.get(self._url, params=params)
-                else:
-                    response = await self._client.get(
-                        self._url, params=params, timeout=self._timeout
-                    )
-            except httpx.TimeoutException as exc:
-                problem = f"timeout ({type(exc).__name__})"
-            except httpx.UnsupportedProtocol as exc:
-                raise FeedError(self._redact(f"bad feed URL: {exc}")) from None
-            except httpx.TransportError as exc:
-                problem = self._redact(f"connection error ({type(exc).__name__}: {exc})")
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                # Not transient (bad URL, undecodable body): report, don't retry.
-                raise FeedError(
-                    self._redact(f"request failed: {type(exc).__name__}: {exc}")
-                ) from None
+            answer = await get_once(
+                self._client,
+                self._url,
+                params=params,
+                timeout=self._timeout,
+                redact=self._redact,
+                bad_url="bad feed URL",
+            )
+            if isinstance(answer, str):
+                problem = answer
             else:
+                response = answer
                 status = response.status_code
                 if status == 200:
                     try:

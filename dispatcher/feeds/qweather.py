@@ -49,6 +49,7 @@ from dispatcher.feeds.base import (
     on_hours,
     union_hours,
 )
+from dispatcher.feeds.http import get_once
 from dispatcher.feeds.qweather_auth import QWeatherAuth
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import VARIABLES
@@ -193,24 +194,19 @@ class QWeatherClient:
         problem = "no attempt made"
         for attempt in range(attempts):
             headers = self._auth.headers()
-            try:
-                if self._timeout is None:
-                    response = await self._client.get(url, params=params, headers=headers)
-                else:
-                    response = await self._client.get(
-                        url, params=params, headers=headers, timeout=self._timeout
-                    )
-            except httpx.TimeoutException as exc:
-                problem = f"timeout ({type(exc).__name__})"
-            except httpx.UnsupportedProtocol as exc:
-                raise FeedError(self._redact(f"bad QWeather API host: {exc}")) from None
-            except httpx.TransportError as exc:
-                problem = self._redact(f"connection error ({type(exc).__name__}: {exc})")
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise FeedError(
-                    self._redact(f"request failed: {type(exc).__name__}: {exc}")
-                ) from None
+            answer = await get_once(
+                self._client,
+                url,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                redact=self._redact,
+                bad_url="bad QWeather API host",
+            )
+            if isinstance(answer, str):
+                problem = answer
             else:
+                response = answer
                 body = _json_or_none(response)
                 error = _error_of(body)
                 status = response.status_code
