@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
@@ -32,7 +32,7 @@ from dispatcher.alerts.lifecycle import NewAlert, close_alert, open_alert
 from dispatcher.alerts.reconcile import Transition
 from dispatcher.county import County
 from dispatcher.escalation import Escalation
-from dispatcher.escalation.members import event_text, open_members
+from dispatcher.escalation.members import event_text
 from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
 from dispatcher.storage.models import Alert, AuditEvent
@@ -131,18 +131,33 @@ def _adopt(session: Session, hazard: str, event: Alert) -> None:
     )
 
 
-def _members_of_hazard(session: Session, hazard: str) -> list[Alert]:
-    return list(
-        session.scalars(
-            select(Alert)
-            .where(
-                Alert.kind == AlertKind.HAZARD,
-                Alert.hazard == hazard,
-                Alert.state.in_(OPEN_ALERT_STATES),
-            )
-            .order_by(Alert.id)
+class _Member(NamedTuple):
+    """An open zone alert of an event, as its window and its rule are taken from it."""
+
+    id: int
+    level: str
+    rule_id: str
+    onset: datetime | None
+    until: datetime | None
+
+
+def _members(session: Session, *criteria: ColumnElement[bool]) -> list[_Member]:
+    """The open zone alerts meeting `criteria`, in id order: their columns, not objects
+    (a province's event has tens of thousands)."""
+    table = _ALERTS
+    rows = session.execute(
+        select(table.c.id, table.c.level, table.c.rule_id, table.c.onset, table.c.until)
+        .where(
+            table.c.kind == AlertKind.HAZARD,
+            table.c.state.in_(OPEN_ALERT_STATES),
+            *criteria,
         )
+        .order_by(table.c.id)
     )
+    return [_Member(*row) for row in rows]
+
+
+_ALERTS = Alert.metadata.tables[Alert.__tablename__]
 
 
 def _summary(zones: Mapping[str, Level]) -> dict[str, Any]:
@@ -153,7 +168,7 @@ def _summary(zones: Mapping[str, Level]) -> dict[str, Any]:
     return {"zones": len(zones), "levels": by_level}
 
 
-def _window(event: Alert, members: Sequence[Alert]) -> None:
+def _window(event: Alert, members: Sequence[_Member]) -> None:
     onsets = [a.onset for a in members if a.onset is not None]
     untils = [a.until for a in members if a.until is not None]
     event.onset = min(onsets) if onsets else None
@@ -180,7 +195,8 @@ def _open(
     forecast_run_id: int | None,
 ) -> tuple[Alert, list[QueuedRow]]:
     assert change.level is not None
-    members = _members_of_hazard(session, change.hazard)
+    session.flush()  # a statement on the table does not flush the session itself
+    members = _members(session, _ALERTS.c.hazard == change.hazard)
     # the event's rule (for per-rule escalation overrides): its highest zone alert's
     lead = max(members, key=lambda a: (Level.parse(a.level), -a.id), default=None)
     onsets = [a.onset for a in members if a.onset is not None]
@@ -220,7 +236,7 @@ def _change(
     assert change.level is not None
     _adopt(session, change.hazard, event)
     session.flush()
-    _window(event, open_members(session, event))
+    _window(event, _members(session, _ALERTS.c.event_id == event.id))
     event.evidence = _summary(change.zones)
     event.updated_at = now
     if change.kind is EventChangeKind.ZONES_ADDED:

@@ -21,8 +21,8 @@ and audit event is the one writing one transition at a time would give
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import partial
 from itertools import groupby
@@ -163,7 +163,6 @@ def _apply(
                 _resolve(
                     session,
                     batch,
-                    alerts,
                     now=now,
                     county=county,
                     wording=wording,
@@ -204,8 +203,9 @@ def _apply(
 
 
 # transitions whose alert is not loaded as an object: continued ones are updated
-# with one statement for all, suppressed ones name an alert already resolved
-_NOT_LOADED = (TransitionKind.CONTINUED, TransitionKind.SUPPRESSED)
+# with one statement for all, suppressed ones name an alert already resolved,
+# resolved ones are read as the columns their words and audit event quote
+_NOT_LOADED = (TransitionKind.CONTINUED, TransitionKind.SUPPRESSED, TransitionKind.RESOLVED)
 
 
 def _stage(t: Transition) -> TransitionKind:
@@ -239,7 +239,6 @@ def _texts(t: Transition, wording: Wording) -> dict[str, str]:
 def _resolve(
     session: Session,
     batch: Sequence[Transition],
-    alerts: Mapping[int, Alert],
     *,
     now: datetime,
     county: County,
@@ -247,11 +246,15 @@ def _resolve(
     channel: str,
     esc: Escalation,
 ) -> list[QueuedRow]:
+    ids = [t.alert_id for t in batch if t.alert_id is not None]
+    alerts = _resolving(session, ids)
     closings: list[Closing] = []
     for t in batch:
         assert t.alert_id is not None
         alert = alerts[t.alert_id]
-        said = _hazard_text(alert, t, now, county, wording, channel)
+        # each medium's words rendered only when read: a resolution goes only to the
+        # media of those told (often the default channel's alone), and no timer quotes it
+        said = _hazard_text(alert, t, now, county, wording, channel, lazy=True)
         closings.append(
             Closing(
                 alert,
@@ -261,6 +264,33 @@ def _resolve(
         )
     told = close_alerts(session, closings, escalation=esc, now=now)
     return [note for notes in told for note in notes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolving:
+    """A resolving alert's columns: what its words and its audit event quote (an
+    all-clear resolves tens of thousands; no ORM object each)."""
+
+    id: int
+    code: str
+    level: str
+    rule_id: str
+    onset: datetime | None
+    until: datetime | None
+    evidence: dict[str, Any]
+    forecast_run_id: int | None
+    authority: str
+
+
+def _resolving(session: Session, ids: Sequence[int]) -> dict[int, _Resolving]:
+    """The alerts of `ids` as `_Resolving` columns, one query per thousand."""
+    table = Alert.metadata.tables[Alert.__tablename__]
+    columns = select(*(table.c[field.name] for field in fields(_Resolving)))
+    out: dict[int, _Resolving] = {}
+    for start in range(0, len(ids), _CHUNK):
+        rows = session.execute(columns.where(table.c.id.in_(ids[start : start + _CHUNK])))
+        out.update((row[0], _Resolving(*row)) for row in rows)
+    return out
 
 
 def _open(
@@ -307,11 +337,18 @@ def _open(
 
 
 def _hazard_text(
-    alert: Alert, t: Transition, now: datetime, county: County, wording: Wording, channel: str
+    alert: Alert | _Resolving,
+    t: Transition,
+    now: datetime,
+    county: County,
+    wording: Wording,
+    channel: str,
+    *,
+    lazy: bool = False,
 ) -> AlertText:
     """The words of a hazard alert's transition, for every medium (its `bodies`), each
     with the rule's template for that medium when it has one; `body` is the default
-    channel's."""
+    channel's. `lazy`: each medium's words rendered when first read, not at once."""
     zone = _zone(county, t.zone_id)
     message = HazardMessage(
         kind=t.kind.value,
@@ -329,20 +366,48 @@ def _hazard_text(
         evidence=dict(alert.evidence),
         authority=alert.authority,
     )
-    bodies: dict[str, str] = {
-        kind.value: render_hazard(
+
+    def render(kind: Medium) -> str:
+        return render_hazard(
             message,
             wording.timezone,
             template=wording.template(t.hazard, alert.rule_id, kind),
             channel_kind=kind,
         )
-        for kind in Medium
-    }
+
+    bodies: Mapping[str, str] = (
+        _Rendered(render) if lazy else {kind.value: render(kind) for kind in Medium}
+    )
     return AlertText(
         bodies[medium_of(channel)],
         f"{message.zone}{message.hazard}{message.level_zh}预警",
         bodies,
     )
+
+
+class _Rendered(Mapping[str, str]):
+    """Medium → its words, each rendered when first read (the words rendering them all
+    at once gives)."""
+
+    def __init__(self, render: Callable[[Medium], str]) -> None:
+        self._render = render
+        self._texts: dict[str, str] = {}
+
+    def __getitem__(self, medium: str) -> str:
+        text = self._texts.get(medium)
+        if text is None:
+            try:
+                kind = Medium(medium)
+            except ValueError:
+                raise KeyError(medium) from None
+            text = self._texts[medium] = self._render(kind)
+        return text
+
+    def __iter__(self) -> Iterator[str]:
+        return (kind.value for kind in Medium)
+
+    def __len__(self) -> int:
+        return len(Medium)
 
 
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:
@@ -442,7 +507,7 @@ def _suppress(session: Session, t: Transition, now: datetime) -> None:
     )
 
 
-def _audit_data(alert: Alert | NewAlert, t: Transition) -> dict[str, Any]:
+def _audit_data(alert: Alert | NewAlert | _Resolving, t: Transition) -> dict[str, Any]:
     """A hazard transition's audit data (after the alert's code, which `_audit` puts first)."""
     return {
         "zone": t.zone_id,

@@ -24,10 +24,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from dispatcher import audit
 from dispatcher.alerts.reconcile import TransitionKind
 from dispatcher.escalation import AlertText, Escalation, Policy
+from dispatcher.escalation.told import AlertRef
 from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage.models import Alert
@@ -225,10 +227,11 @@ def close_alert(
 
 @dataclass(frozen=True)
 class Closing:
-    """One alert to resolve: the alert, the words of its end (`text.body` for people,
-    `text.bodies` per medium), its audit data after the code."""
+    """One alert to resolve: the alert (an `Alert`, or only its columns), the words of
+    its end (`text.body` for people, `text.bodies` per medium), its audit data
+    after the code."""
 
-    alert: Alert
+    alert: AlertRef
     text: AlertText
     data: Mapping[str, Any]
 
@@ -236,9 +239,10 @@ class Closing:
 def close_alerts(
     session: Session, closings: Sequence[Closing], *, escalation: Escalation, now: datetime
 ) -> list[list[QueuedRow]]:
-    """Resolve many alerts as `close_alert` resolves one, in order; their escalations
-    cancelled and their people told with a few statements for all. Returns each
-    alert's notifications; does not commit."""
+    """Resolve many alerts as `close_alert` resolves one, in order; their rows ended,
+    their escalations cancelled and their people told with a few statements for
+    all, no query or flush per alert. Returns each alert's notifications; does
+    not commit."""
     transition = TransitionKind.RESOLVED.value
     data = {closing.alert.id: closing.data for closing in closings}
     _end(session, [closing.alert for closing in closings], AlertState.RESOLVED, now)
@@ -252,9 +256,10 @@ def close_alerts(
     )
 
 
-def _end(session: Session, alerts: Sequence[Alert], state: AlertState, now: datetime) -> None:
-    """Mark `alerts` ended: one UPDATE per thousand, not one per alert at the next flush;
-    the objects take the new values as their stored ones."""
+def _end(session: Session, alerts: Sequence[AlertRef], state: AlertState, now: datetime) -> None:
+    """Mark `alerts` ended: one UPDATE per thousand, not one per alert at the next flush.
+    Their objects (those given, and those the session holds for alerts given as
+    columns) take the new values as their stored ones."""
     values = {"state": state, "closed_at": now, "updated_at": now}
     ids = [alert.id for alert in alerts]
     for start in range(0, len(ids), _CHUNK):
@@ -262,13 +267,18 @@ def _end(session: Session, alerts: Sequence[Alert], state: AlertState, now: date
             update(Alert).where(Alert.id.in_(ids[start : start + _CHUNK])).values(values),
             execution_options={"synchronize_session": False},
         )
+    in_session = session.identity_map
     for alert in alerts:
-        for key, value in values.items():
-            set_committed_value(alert, key, value)
+        loaded = (
+            alert if isinstance(alert, Alert) else in_session.get(identity_key(Alert, alert.id))
+        )
+        if loaded is not None:
+            for key, value in values.items():
+                set_committed_value(loaded, key, value)
 
 
 def _audit(
-    session: Session, alert: Alert, transition: str, data: Mapping[str, Any], now: datetime
+    session: Session, alert: AlertRef, transition: str, data: Mapping[str, Any], now: datetime
 ) -> None:
     audit.append(
         session,

@@ -56,14 +56,21 @@ from dispatcher.escalation.policy import (
     zone_part,
 )
 from dispatcher.escalation.timers import cancel_escalation, cancel_escalations
-from dispatcher.escalation.told import Told, notified_people, told_of
-from dispatcher.outbox.rows import QueuedRow, enqueue, queue
+from dispatcher.escalation.told import AlertRef, Told, notified_people, told_of
+from dispatcher.outbox.rows import Addressee, HeldRow, QueuedRow, enqueue, idempotency_key
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient
 from dispatcher.settings import Settings
-from dispatcher.states import AlertKind, AlertState, TimerKind, TimerStatus
+from dispatcher.states import (
+    AlertKind,
+    AlertState,
+    NotificationStatus,
+    TimerKind,
+    TimerStatus,
+    priority_of,
+)
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, EscalationTimer
+from dispatcher.storage.models import Alert, EscalationTimer, Notification
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -262,17 +269,17 @@ class Escalation:
     def close_all(
         self,
         session: Session,
-        closings: Sequence[tuple[Alert, AlertText]],
+        closings: Sequence[tuple[AlertRef, AlertText]],
         *,
         transition: str,
         now: datetime,
-        before: Callable[[Alert], object] = lambda alert: None,
+        before: Callable[[AlertRef], object] = lambda alert: None,
     ) -> list[list[QueuedRow]]:
         """`close` for many alerts, each with its words: their escalations cancelled
         and their people told with a few statements for all. `before(alert)` is
         called ahead of each alert's own audit events (its caller's event first,
-        as when one alert at a time is closed). Returns each alert's
-        notifications, in order; does not commit."""
+        as when one alert at a time is closed). The alerts may be `Alert`s or only
+        their columns. Returns each alert's notifications, in order; does not commit."""
         alerts = [alert for alert, _ in closings]
         cancel_escalations(
             session, alerts, at=now, actor=self.actor, reason=transition, before=before
@@ -291,44 +298,27 @@ class Escalation:
     def tell_all(
         self,
         session: Session,
-        tellings: Sequence[tuple[Alert, AlertText]],
+        tellings: Sequence[tuple[AlertRef, AlertText]],
         *,
         transition: str,
         now: datetime,
     ) -> list[list[QueuedRow]]:
         """`tell` for many alerts, each with its words; who was told about them is read
-        in one query per thousand. Returns each alert's notifications; does not commit."""
+        in one query per thousand, and each message queued as `outbox.rows.queue`
+        queues it (held for the batch insert inside a held-rows batch) without
+        needing the alert's object. Returns each alert's notifications; does not commit."""
         told = told_of(session, [alert.id for alert, _ in tellings], self.county)
         out: list[list[QueuedRow]] = []
         default_medium = medium_of(self.default_channel)
         for alert, text in tellings:
             people, audiences = told[alert.id]
-            notes = [
-                queue(
-                    session,
-                    alert,
-                    transition,
-                    r,
-                    self.default_channel,
-                    text.for_medium(default_medium),
-                    now,
-                )
-                for r in people
-            ]
+            row = _Row(session, alert, transition, now)
+            body = text.for_medium(default_medium)
+            notes = [row.queue(r, self.default_channel, body) for r in people]
             for key, name, address, channel in audiences:
                 if channel in self.channels:
-                    notes.append(
-                        queue(
-                            session,
-                            alert,
-                            transition,
-                            Told(name, address),
-                            channel,
-                            text.for_medium(medium_of(channel)),
-                            now,
-                            audience=key,
-                        )
-                    )
+                    body = text.for_medium(medium_of(channel))
+                    notes.append(row.queue(Told(name, address), channel, body, audience=key))
             out.append(notes)
         return out
 
@@ -535,6 +525,63 @@ class Escalation:
                 "reason": "no_zone_waits",
             },
         )
+
+
+class _Row:
+    """The outbox rows telling of one transition of one alert, with the columns
+    `outbox.rows.queue` gives them, from the alert's id and level alone."""
+
+    def __init__(self, session: Session, alert: AlertRef, transition: str, now: datetime) -> None:
+        self.session = session
+        self.alert_id = alert.id
+        self.transition = transition
+        self.common: dict[str, Any] = {
+            "status": NotificationStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "mentions": None,
+            # the claim order when a rate limit binds (outbox.claim)
+            "priority": priority_of(alert.level),
+            "failover_of_id": None,
+        }
+
+    def queue(
+        self, recipient: Addressee, channel: str, body: str, *, audience: str | None = None
+    ) -> QueuedRow:
+        """Queue the row to `recipient` on `channel` (an audience that is no person by
+        its key): held inside a held-rows batch, else added as a `Notification`."""
+        person_id = recipient.person_id
+        who = person_id if person_id is not None else audience
+        if who is None:
+            raise ValueError(f"a row to {recipient.name!r}, no person, needs its audience key")
+        key = idempotency_key(self.alert_id, self.transition, who, channel)
+        values = {
+            "idempotency_key": key,
+            "alert_id": self.alert_id,
+            "transition": self.transition,
+            "person_id": person_id,
+            "recipient_name": recipient.name,
+            "address": recipient.address,
+            "channel": channel,
+            "body": body,
+            **self.common,
+        }
+        if held.hold(self.session, Notification, values):
+            return HeldRow(
+                key,
+                self.alert_id,
+                self.transition,
+                person_id,
+                recipient.name,
+                recipient.address,
+                channel,
+                body,
+                None,
+            )
+        row = Notification(**values)
+        self.session.add(row)
+        return row
 
 
 def _add_timers(session: Session, timers: Sequence[dict[str, Any]]) -> None:
