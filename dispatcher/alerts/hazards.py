@@ -246,24 +246,29 @@ def _resolve(
     channel: str,
     esc: Escalation,
 ) -> list[QueuedRow]:
-    ids = [t.alert_id for t in batch if t.alert_id is not None]
-    alerts = _resolving(session, ids)
-    closings: list[Closing] = []
-    for t in batch:
-        assert t.alert_id is not None
-        alert = alerts[t.alert_id]
-        # each medium's words rendered only when read: a resolution goes only to the
-        # media of those told (often the default channel's alone), and no timer quotes it
-        said = _hazard_text(alert, t, now, county, wording, channel, lazy=True)
-        closings.append(
-            Closing(
-                alert,
-                AlertText(said.body, "", said.bodies),
-                _audit_data(alert, t) | _texts(t, wording),
+    notes: list[QueuedRow] = []
+    # a thousand at a time, in order (the same rows and audit events as all at once):
+    # each thousand's words and columns are let go of before the next is read
+    for start in range(0, len(batch), _CHUNK):
+        part = batch[start : start + _CHUNK]
+        alerts = _resolving(session, [t.alert_id for t in part if t.alert_id is not None])
+        closings: list[Closing] = []
+        for t in part:
+            assert t.alert_id is not None
+            alert = alerts[t.alert_id]
+            # each medium's words rendered only when read: a resolution goes only to the
+            # media of those told (often the default channel's alone); no timer quotes it
+            said = _hazard_text(alert, t, now, county, wording, channel, lazy=True)
+            closings.append(
+                Closing(
+                    alert,
+                    AlertText(said.body, "", said.bodies),
+                    _audit_data(alert, t) | _texts(t, wording),
+                )
             )
-        )
-    told = close_alerts(session, closings, escalation=esc, now=now)
-    return [note for notes in told for note in notes]
+        told = close_alerts(session, closings, escalation=esc, now=now)
+        notes.extend(note for each in told for note in each)
+    return notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,14 +288,10 @@ class _Resolving:
 
 
 def _resolving(session: Session, ids: Sequence[int]) -> dict[int, _Resolving]:
-    """The alerts of `ids` as `_Resolving` columns, one query per thousand."""
+    """The alerts of `ids` (a thousand at most) as `_Resolving` columns, in one query."""
     table = Alert.metadata.tables[Alert.__tablename__]
     columns = select(*(table.c[field.name] for field in fields(_Resolving)))
-    out: dict[int, _Resolving] = {}
-    for start in range(0, len(ids), _CHUNK):
-        rows = session.execute(columns.where(table.c.id.in_(ids[start : start + _CHUNK])))
-        out.update((row[0], _Resolving(*row)) for row in rows)
-    return out
+    return {row[0]: _Resolving(*row) for row in session.execute(columns.where(table.c.id.in_(ids)))}
 
 
 def _open(

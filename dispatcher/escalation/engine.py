@@ -312,13 +312,13 @@ class Escalation:
         default_medium = medium_of(self.default_channel)
         for alert, text in tellings:
             people, audiences = told[alert.id]
-            row = _Row(session, alert, transition, now)
+            telling = _Telling(session, alert, transition, now)
             body = text.for_medium(default_medium)
-            notes = [row.queue(r, self.default_channel, body) for r in people]
+            notes = [telling.queue(r, self.default_channel, body) for r in people]
             for key, name, address, channel in audiences:
                 if channel in self.channels:
                     body = text.for_medium(medium_of(channel))
-                    notes.append(row.queue(Told(name, address), channel, body, audience=key))
+                    notes.append(telling.queue(Told(name, address), channel, body, audience=key))
             out.append(notes)
         return out
 
@@ -527,9 +527,10 @@ class Escalation:
         )
 
 
-class _Row:
-    """The outbox rows telling of one transition of one alert, with the columns
-    `outbox.rows.queue` gives them, from the alert's id and level alone."""
+class _Telling:
+    """The outbox rows telling of one transition of one alert: the columns
+    `outbox.rows.queue` gives a row (keep the two alike: the commit's golden rows
+    hold them so), from the alert's id and level alone, not its object."""
 
     def __init__(self, session: Session, alert: AlertRef, transition: str, now: datetime) -> None:
         self.session = session
