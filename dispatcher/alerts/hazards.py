@@ -21,7 +21,7 @@ and audit event is the one writing one transition at a time would give
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import partial
@@ -41,6 +41,7 @@ from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, Tran
 from dispatcher.audit import serialise_with_audit
 from dispatcher.county import County, ZoneConfig
 from dispatcher.escalation import AlertText, Escalation, on_channel
+from dispatcher.escalation.plan import RenderedOnRead
 from dispatcher.messages import HazardMessage, TemplateLookup, render_hazard
 from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
@@ -256,8 +257,7 @@ def _resolve(
         for t in part:
             assert t.alert_id is not None
             alert = alerts[t.alert_id]
-            # each medium's words rendered only when read: a resolution goes only to the
-            # media of those told (often the default channel's alone); no timer quotes it
+            # each medium's words rendered when read (plan.RenderedOnRead), not all four
             said = _hazard_text(alert, t, now, county, wording, channel, lazy=True)
             closings.append(
                 Closing(
@@ -273,8 +273,7 @@ def _resolve(
 
 @dataclass(frozen=True, slots=True)
 class _Resolving:
-    """A resolving alert's columns: what its words and its audit event quote (an
-    all-clear resolves tens of thousands; no ORM object each)."""
+    """A resolving alert's columns its words and audit event quote (no ORM object)."""
 
     id: int
     code: str
@@ -377,38 +376,13 @@ def _hazard_text(
         )
 
     bodies: Mapping[str, str] = (
-        _Rendered(render) if lazy else {kind.value: render(kind) for kind in Medium}
+        RenderedOnRead(render) if lazy else {kind.value: render(kind) for kind in Medium}
     )
     return AlertText(
         bodies[medium_of(channel)],
         f"{message.zone}{message.hazard}{message.level_zh}预警",
         bodies,
     )
-
-
-class _Rendered(Mapping[str, str]):
-    """Medium → its words, each rendered when first read (the words rendering them all
-    at once gives)."""
-
-    def __init__(self, render: Callable[[Medium], str]) -> None:
-        self._render = render
-        self._texts: dict[str, str] = {}
-
-    def __getitem__(self, medium: str) -> str:
-        text = self._texts.get(medium)
-        if text is None:
-            try:
-                kind = Medium(medium)
-            except ValueError:
-                raise KeyError(medium) from None
-            text = self._texts[medium] = self._render(kind)
-        return text
-
-    def __iter__(self) -> Iterator[str]:
-        return (kind.value for kind in Medium)
-
-    def __len__(self) -> int:
-        return len(Medium)
 
 
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:

@@ -18,11 +18,12 @@ messages have keys of their own.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
+from channels.base import Medium
 from dispatcher.states import TimerKind
 from dispatcher.storage.models import EscalationTimer
 
@@ -31,6 +32,7 @@ __all__ = [
     "OVERDUE_TRANSITION",
     "AlertText",
     "PlannedStep",
+    "RenderedOnRead",
     "StepTransition",
     "overdue_transition",
     "parse_step_transition",
@@ -58,6 +60,32 @@ class AlertText:
     def for_medium(self, medium: str) -> str:
         """The text for a channel of `medium`."""
         return self.bodies.get(medium, self.body)
+
+
+class RenderedOnRead(Mapping[str, str]):
+    """`AlertText.bodies` whose words are rendered when first read (`render(medium)`),
+    not at once: an alert's end goes only to the media of those who were told, and
+    no timer quotes it, so an all-clear renders one text per alert, not four."""
+
+    def __init__(self, render: Callable[[Medium], str]) -> None:
+        self._render = render
+        self._texts: dict[str, str] = {}
+
+    def __getitem__(self, medium: str) -> str:
+        text = self._texts.get(medium)
+        if text is None:
+            try:
+                kind = Medium(medium)
+            except ValueError:
+                raise KeyError(medium) from None
+            text = self._texts[medium] = self._render(kind)
+        return text
+
+    def __iter__(self) -> Iterator[str]:
+        return (kind.value for kind in Medium)
+
+    def __len__(self) -> int:
+        return len(Medium)
 
 
 @dataclass(frozen=True)
