@@ -17,7 +17,9 @@ from sqlalchemy import Engine, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
+from dispatcher.alerts.hazards import Wording, apply_transitions
 from dispatcher.alerts.lifecycle import Closing, close_alert, close_alerts
+from dispatcher.alerts.reconcile import Transition, TransitionKind
 from dispatcher.directory import sync_directory
 from dispatcher.escalation import AlertText, Escalation, Policies, escalate_due
 from dispatcher.escalation.policy import DEFAULT_CHANNEL, DEFAULT_POLICIES, Policy, Step
@@ -27,7 +29,8 @@ from dispatcher.roster import Roster
 from dispatcher.storage import held
 from dispatcher.storage.db import make_engine, session_factory
 from dispatcher.storage.models import Alert, AuditEvent, Base, EscalationTimer, Notification
-from tests.support import OPENED, example_county, open_alert
+from rules.types import Level
+from tests.support import OPENED, ZONE, example_county, open_alert
 
 COUNTY = example_county()
 # zones with and without a village's loudspeakers and a township's group
@@ -236,3 +239,41 @@ def test_cancelling_escalations_searches_the_alerts_own_rows_not_every_pending_o
     assert len(plans) == 2
     assert all("alert_id" in plan for plan in plans), plans
     engine.dispose()
+
+
+def test_an_all_clear_renders_only_the_words_of_the_media_it_is_sent_on(
+    db: sessionmaker[Session],
+) -> None:
+    # given an alert whose people were told on the console (an SMS medium) only
+    esc = Escalation.plain(COUNTY, "console")
+    alert_id = open_alert(db, esc, level="yellow")
+    asked: list[str] = []
+
+    def template(hazard: str, rule_id: str, kind: str) -> str | None:
+        asked.append(kind)
+        return None
+
+    wording = Wording(
+        sender=COUNTY.sender,
+        timezone=COUNTY.timezone,
+        hazard_name=lambda hazard: "寒潮",
+        advice=lambda hazard, level: "注意防寒保暖",
+        template=template,
+    )
+
+    # when the all-clear resolves it
+    with db.begin() as session:
+        notes = apply_transitions(
+            session,
+            [Transition(TransitionKind.RESOLVED, ZONE, "cold_wave", Level.YELLOW, alert_id)],
+            now=RESOLVED_AT,
+            county=COUNTY,
+            wording=wording,
+            channel="console",
+            forecast_run_id=None,
+            escalation=esc,
+        )
+
+    # then its people hear it, and only the SMS words were rendered for it
+    assert notes and all("解除" in note.body for note in notes)
+    assert asked == ["sms"]
