@@ -97,6 +97,7 @@ def record(
     """
     write_pending(session)  # a batch's events come first: they happened first
     (row,) = _chained(session, [Entry(at, actor, action, subject, data)])
+    row["data"] = json.loads(row["data"])  # the ORM's JSON column serialises it again
     id_ = session.scalar(insert(AuditEvent).returning(AuditEvent.id), row)
     assert id_ is not None
     return Appended(id_, row["prev_hash"], row["hash"])
@@ -168,8 +169,9 @@ def record_many(session: Session, entries: Sequence[Entry]) -> None:
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    # the table, not the model: many rows a statement, ids in chain order
-    insert_rows(session, AuditEvent, rows)
+    # the table, not the model: many rows a statement, ids in chain order; the data
+    # column is given as its canonical JSON, stored as hashed without a second dumps
+    insert_rows(session, AuditEvent, rows, json_text=("data",))
 
 
 def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]:
@@ -212,9 +214,9 @@ def _prepared(entry: Entry) -> _Prepared:
         "actor": entry.actor,
         "action": entry.action,
         "subject": entry.subject,
-        # stored as its JSON round trip: tuples become lists, int keys strings …
+        # stored as its canonical JSON: tuples become lists, int keys strings …
         # exactly as they come back from the column, so what is hashed is what is stored
-        "data": json.loads(data_json),
+        "data": data_json,
     }
     return _Prepared(row, data_json)
 
