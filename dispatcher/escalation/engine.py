@@ -63,7 +63,7 @@ from dispatcher.routing import Recipient
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState, TimerKind, TimerStatus
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, EscalationTimer
+from dispatcher.storage.models import Alert, AlertFacts, EscalationTimer
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -129,7 +129,7 @@ class Escalation:
             return self
         return replace(self, default_channel=channel, channels=self.channels | {channel})
 
-    def policy_for(self, alert: Alert) -> Policy:
+    def policy_for(self, alert: AlertFacts) -> Policy:
         """The policy `alert` escalates by: a hazard alert does its zone's share of its
         level's policy, its event the bureau's share (`policy.zone_part`,
         `policy.bureau_part`); a system alert its own."""
@@ -166,7 +166,7 @@ class Escalation:
     def start(
         self,
         session: Session,
-        alert: Alert,
+        alert: AlertFacts,
         *,
         transition: str,
         text: AlertText,
@@ -401,7 +401,7 @@ class Escalation:
                 )
 
     def _timer(
-        self, alert: Alert, planned: PlannedStep, due: datetime, now: datetime
+        self, alert: AlertFacts, planned: PlannedStep, due: datetime, now: datetime
     ) -> dict[str, Any]:
         """The column values of the timer row of `planned`."""
         return {
@@ -446,7 +446,7 @@ class Escalation:
 
     def _deadline_timer(
         self,
-        alert: Alert,
+        alert: AlertFacts,
         policy: Policy,
         text: AlertText,
         due: datetime,
@@ -473,7 +473,7 @@ class Escalation:
     def _fire(
         self,
         session: Session,
-        alert: Alert,
+        alert: AlertFacts,
         planned: PlannedStep,
         now: datetime,
         *,
