@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -291,15 +292,23 @@ def _hash(
     """`chain_hash` with the data already in canonical JSON: the content's canonical
     JSON is spelled here key by key, in sorted order, around it (the same text)."""
 
-    def quoted(value: str) -> str:
-        return json.dumps(value, ensure_ascii=False)
-
     when = at.astimezone(UTC).isoformat(timespec="microseconds")
     content = (
-        f'{{"action":{quoted(action)},"actor":{quoted(actor)},"at":{quoted(when)},'
-        f'"data":{data_json},"subject":{quoted(subject)}}}'
+        f'{{"action":{_quoted(action)},"actor":{_quoted(actor)},"at":{_quoted(when)},'
+        f'"data":{data_json},"subject":{_quoted(subject)}}}'
     )
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+def _quoted(value: str) -> str:
+    """`value` as a JSON string, non-ASCII kept (as `_canonical_json` spells strings)."""
+    if _ESCAPED.search(value) is None:
+        return f'"{value}"'  # nothing to escape: most actions, actors, subjects, times
+    return json.dumps(value, ensure_ascii=False)
+
+
+# what JSON escapes in a string when non-ASCII is kept: quote, backslash, controls
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 def _canonical_json(value: Any) -> str:

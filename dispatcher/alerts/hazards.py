@@ -34,7 +34,7 @@ from sqlalchemy.orm.util import identity_key
 
 from channels.base import Medium
 from channels.registry import medium_of
-from dispatcher import audit
+from dispatcher import audit, gcpause
 from dispatcher.alerts.events import open_events, open_hazard_zones, update_events
 from dispatcher.alerts.lifecycle import Closing, NewAlert, Opening, close_alerts, open_alerts
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
@@ -115,7 +115,9 @@ def apply_transitions(
     serialise_with_audit(session)
     # the poll's outbox rows and timers inserted together, its audit events chained
     # in one pass, at the end
-    with audit.batch(session), held.batch(session):
+    # … and the collector paused meanwhile (dispatcher.gcpause: a province's commit
+    # allocates enough to make it walk the whole heap again and again)
+    with gcpause.paused(), audit.batch(session), held.batch(session):
         return _apply(
             session,
             transitions,

@@ -217,13 +217,13 @@ def _row(opening: Opening, code: str, now: datetime) -> dict[str, Any]:
     new, previous = opening.new, opening.previous
     return {
         "code": code,
-        "kind": str(new.kind),
+        "kind": new.kind.value,
         "zone_id": new.zone_id,
         "hazard": new.hazard,
         "rule_id": new.rule_id,
         "title": new.title,
         "level": new.level,
-        "state": str(AlertState.FIRING),
+        "state": AlertState.FIRING.value,
         "onset": new.onset,
         "until": new.until,
         "evidence": dict(new.evidence),

@@ -91,6 +91,11 @@ class Escalation:
     actor: str = "escalation"
     # (alert id, person id, now) → signed ack link or None (dispatcher.acklinks)
     ack_link: Callable[[int, str, datetime], str | None] | None = None
+    # (id of a policy, alert kind) → (that policy, the share of it alerts of that kind do):
+    # a province opens tens of thousands of alerts on a handful of policies
+    _parts: dict[tuple[int, str], tuple[Policy, Policy]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def plain(cls, county: County, channel: str) -> Escalation:
@@ -134,11 +139,15 @@ class Escalation:
         level's policy, its event the bureau's share (`policy.zone_part`,
         `policy.bureau_part`); a system alert its own."""
         policy = self.policies.for_alert(alert)
-        if alert.kind == AlertKind.HAZARD:
-            return zone_part(policy, self.is_bureau)
-        if alert.kind == AlertKind.EVENT:
-            return bureau_part(policy, self.is_bureau)
-        return policy
+        if alert.kind not in (AlertKind.HAZARD, AlertKind.EVENT):
+            return policy
+        known = self._parts.get((id(policy), alert.kind))
+        if known is not None and known[0] is policy:
+            return known[1]
+        split = zone_part if alert.kind == AlertKind.HAZARD else bureau_part
+        part = split(policy, self.is_bureau)
+        self._parts[(id(policy), alert.kind)] = (policy, part)
+        return part
 
     @property
     def _terms(self) -> dict[str, Any]:
