@@ -30,6 +30,7 @@ from dispatcher.alerts.reconcile import TransitionKind
 from dispatcher.escalation import AlertText, Escalation, Policy
 from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import AlertKind, AlertState
+from dispatcher.storage import held
 from dispatcher.storage.models import Alert, AlertFacts
 
 __all__ = [
@@ -166,24 +167,38 @@ def open_alerts(
     codes = new_codes(session, len(openings))
     superseded = [opening.previous for opening in openings if opening.previous is not None]
     _end(session, superseded, AlertState.SUPERSEDED, now)
-    rows = [_row(opening, code, now) for opening, code in zip(openings, codes, strict=True)]
-    ids = _insert(session, rows)
     opened: list[tuple[AlertFacts, list[QueuedRow]]] = []
-    for id_, row, opening in zip(ids, rows, openings, strict=True):
-        alert = OpenedAlert(id=id_, **row)
-        _audit(session, alert, opening.transition, opening.data, now)
-        notes = escalation.start(
-            session,
-            alert,
-            transition=opening.transition,
-            text=opening.text(alert),
-            now=now,
-            previous=opening.previous,
-            policy=opening.policy,
-            fresh=True,
-        )
-        opened.append((alert, notes))
+    for start in range(0, len(openings), _WRITE_EVERY):
+        part = openings[start : start + _WRITE_EVERY]
+        rows = [
+            _row(opening, code, now) for opening, code in zip(part, codes[start:], strict=False)
+        ]
+        ids = _insert(session, rows)
+        for id_, row, opening in zip(ids, rows, part, strict=True):
+            alert = OpenedAlert(id=id_, **row)
+            _audit(session, alert, opening.transition, opening.data, now)
+            notes = escalation.start(
+                session,
+                alert,
+                transition=opening.transition,
+                text=opening.text(alert),
+                now=now,
+                previous=opening.previous,
+                policy=opening.policy,
+                fresh=True,
+            )
+            opened.append((alert, notes))
+        if len(openings) > _WRITE_EVERY:
+            # a batch's rows and audit events so far written (in order, as at its end):
+            # memory stays bounded, and a long commit never sits idle in its
+            # transaction for long (a fenced one is ended after one lease idle)
+            held.write(session)
+            audit.write_pending(session)
     return opened
+
+
+# alerts opened between two writes of what a batch holds
+_WRITE_EVERY = 2000
 
 
 @dataclass(frozen=True, slots=True)
