@@ -101,6 +101,8 @@ class _Plan:
     sql: str
     names: tuple[str, ...]  # parameter names in the statement's order
     processors: tuple[Callable[[Any], Any] | None, ...]
+    # columns whose type stores None as a value of its own (JSON's 'null'), as SQLAlchemy does
+    evaluate_none: frozenset[str]
     defaults: dict[str, Callable[[], Any]]  # columns the rows leave to a Python-side default
     positional: bool
 
@@ -111,14 +113,16 @@ class _Plan:
         for name, process in zip(self.names, self.processors, strict=True):
             make = self.defaults.get(name)
             values = [row[name] if make is None or name in row else make() for row in rows]
-            columns.append(values if process is None else _processed(values, process))
+            if process is not None:
+                values = _processed(values, process, name in self.evaluate_none)
+            columns.append(values)
         if self.positional:
             return list(zip(*columns, strict=True))
         return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def _processed(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
-    done: dict[Any, Any] = {None: None}
+def _processed(values: list[Any], process: Callable[[Any], Any], evaluate_none: bool) -> list[Any]:
+    done: dict[Any, Any] = {} if evaluate_none else {None: None}
     out = []
     for value in values:
         try:
@@ -152,7 +156,14 @@ def _plan(
             processors.append(None)  # JSON text already: stored as given
             continue
         processors.append(column.type.dialect_impl(dialect).bind_processor(dialect))
-    return _Plan(compiled.string, names, tuple(processors), defaults, compiled.positional)
+    evaluate_none = frozenset(
+        name
+        for name in names
+        if name not in json_text and getattr(table.c[name].type, "should_evaluate_none", False)
+    )
+    return _Plan(
+        compiled.string, names, tuple(processors), evaluate_none, defaults, compiled.positional
+    )
 
 
 def _same(value: Any) -> Any:
