@@ -12,7 +12,7 @@ from dispatcher.outbox.rows import HeldRow, queue
 from dispatcher.routing import Recipient
 from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, EscalationTimer, Notification
+from dispatcher.storage.models import Alert, Base, EscalationTimer, Notification
 from tests.support import example_county
 
 NOW = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
@@ -145,10 +145,13 @@ def test_insert_rows_stores_what_sqlalchemy_stores(db: sessionmaker[Session]) ->
             "created_at": NOW,
         }
         session.execute(
-            insert(Notification.__table__), [notification | {"idempotency_key": "by-sqlalchemy"}]
+            insert(Base.metadata.tables["notifications"]),
+            [notification | {"idempotency_key": "by-sqlalchemy"}],
         )
         held.insert_rows(session, Notification, [notification | {"idempotency_key": "by-driver"}])
-        session.execute(insert(EscalationTimer.__table__), [timer | {"kind": "by-sqlalchemy"}])
+        session.execute(
+            insert(Base.metadata.tables["escalation_timers"]), [timer | {"kind": "by-sqlalchemy"}]
+        )
         held.insert_rows(session, EscalationTimer, [timer | {"kind": "by-driver"}])
 
     with db() as session:
