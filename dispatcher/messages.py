@@ -114,6 +114,11 @@ class HazardMessage:
     evidence: Mapping[str, float] = field(default_factory=dict)  # expression → value
     authority: str = ""  # who issued the official warning it relays (柳林县气象台); "" if none
 
+    @functools.cached_property
+    def _words(self) -> _Words:
+        """What it says besides where and which alert (asked once per medium)."""
+        return _Words.of(self)
+
 
 # A province's cold front renders tens of thousands of warnings that differ only in
 # their zone and code: everything else a built-in text says — times, spoken forms,
@@ -136,10 +141,9 @@ class _Words(NamedTuple):
     now: datetime
     advice: str
     authority: str
-    timezone: str
 
     @classmethod
-    def of(cls, message: HazardMessage, timezone: str) -> _Words:
+    def of(cls, message: HazardMessage) -> _Words:
         return cls(
             message.kind,
             message.sender,
@@ -150,7 +154,6 @@ class _Words(NamedTuple):
             message.now,
             message.advice,
             message.authority,
-            timezone,
         )
 
     def message(self) -> HazardMessage:
@@ -171,17 +174,18 @@ class _Words(NamedTuple):
 
     def marked(self) -> bool:
         """Whether a mark appears in the words themselves (then no skeleton is made)."""
-        return any(
-            mark in text
-            for mark in _MARKS
-            for text in (self.sender, self.hazard, self.level_zh, self.advice, self.authority)
-        )
+        return _marked(self.sender + self.hazard + self.level_zh + self.advice + self.authority)
 
 
 # private-use characters: where the zone and the code go in a skeleton
 _ZONE_MARK = "\ue000"
 _CODE_MARK = "\ue001"
-_MARKS = (_ZONE_MARK, _CODE_MARK)
+
+
+def _marked(text: str) -> bool:
+    return _ZONE_MARK in text or _CODE_MARK in text
+
+
 # bounds the skeletons kept: one per (words, medium, limit) in a batch, a few hundred at most
 _SKELETONS = 4096
 
@@ -368,11 +372,10 @@ def _sms_renderer(message: HazardMessage, timezone: str) -> Callable[[str, bool]
     """`render(zone, advised)` for `_shorten_sms`: the batch's skeleton with this
     warning's zone and code put in, or the template rendered whole."""
     code = message.code
-    if message.kind in _SMS_SKELETON_KINDS and not any(
-        mark in text for mark in _MARKS for text in (message.zone, code)
-    ):
-        words = _Words.of(message, timezone)
-        advised, plain = _sms_skeleton(words, True), _sms_skeleton(words, False)
+    if message.kind in _SMS_SKELETON_KINDS and not _marked(message.zone + code):
+        words = message._words
+        advised = _sms_skeleton(words, timezone, True)
+        plain = _sms_skeleton(words, timezone, False)
         if advised is not None and plain is not None:
             return lambda zone, with_advice: (
                 (advised if with_advice else plain)
@@ -389,12 +392,12 @@ def _sms_renderer(message: HazardMessage, timezone: str) -> Callable[[str, bool]
 
 
 @functools.lru_cache(maxsize=_SKELETONS)
-def _sms_skeleton(words: _Words, advised: bool) -> str | None:
+def _sms_skeleton(words: _Words, timezone: str, advised: bool) -> str | None:
     """The built-in SMS of `words` with marks for the zone and the code (None when the
     words themselves carry a mark)."""
     if words.marked():
         return None
-    values = _sms_values(words.message(), words.timezone)
+    values = _sms_values(words.message(), timezone)
     values |= {"zone": _ZONE_MARK, "code": _CODE_MARK}
     if not advised:
         values["advice"] = ""
@@ -526,7 +529,7 @@ def _voice_text(message: HazardMessage, timezone: str, limits: ChannelLimits | N
     """What a call says: who calls, what, where, when, what to do (the channel adds 按1确认)."""
     area, spot = _place(message)
     limit = limits.max_chars if limits and limits.max_chars else MAX_VOICE_CHARS
-    skeleton = _spoken_skeleton(_Words.of(message, timezone), Medium.VOICE)
+    skeleton = _spoken_skeleton(message._words, timezone, Medium.VOICE)
 
     def say(zone: str) -> str:
         where = f"{area}的{zone}" if area and zone else area or zone
@@ -554,7 +557,7 @@ def _broadcast_text(message: HazardMessage, timezone: str, limits: ChannelLimits
     """A loudspeaker script for villagers: attention, who, what, where, what to do, again."""
     _, spot = _place(message)
     village = message.village
-    skeleton = _spoken_skeleton(_Words.of(message, timezone), Medium.BROADCAST)
+    skeleton = _spoken_skeleton(message._words, timezone, Medium.BROADCAST)
 
     def script(zone: str) -> str:
         where = f"{village}{zone}" if village else zone
@@ -586,13 +589,13 @@ _SPOKEN_WORDS = {Medium.VOICE: _voice_words, Medium.BROADCAST: _broadcast_words}
 
 
 @functools.lru_cache(maxsize=_SKELETONS)
-def _spoken_skeleton(words: _Words, medium: Medium) -> str | None:
+def _spoken_skeleton(words: _Words, timezone: str, medium: Medium) -> str | None:
     """`speakable` of a spoken text of `words` with the zone mark where the place goes:
     the text of a `_spliceable` place is this with the place put in. None when the
     words themselves carry a mark."""
     if words.marked():
         return None
-    said = _SPOKEN_WORDS[medium](words.message(), words.timezone, _ZONE_MARK)
+    said = _SPOKEN_WORDS[medium](words.message(), timezone, _ZONE_MARK)
     skeleton = speakable(said)
     # every mark is kept (see _spliceable); a mark lost would lose a place
     return skeleton if skeleton.count(_ZONE_MARK) == said.count(_ZONE_MARK) else None
@@ -639,7 +642,7 @@ def _im_text(message: HazardMessage, timezone: str, limits: ChannelLimits | None
 
 
 def _im_lines(message: HazardMessage, timezone: str, zone: str, advice: bool) -> str:
-    head, said, advised = _im_words(_Words.of(message, timezone))
+    head, said, advised = _im_words(message._words, timezone)
     lines = [*head, f"隐患点：{zone}"]
     if message.township or message.village:
         lines.append(f"乡镇村：{message.township}{message.village}")
@@ -651,7 +654,9 @@ def _im_lines(message: HazardMessage, timezone: str, zone: str, advice: bool) ->
 
 
 @functools.lru_cache(maxsize=_SKELETONS)
-def _im_words(words: _Words) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def _im_words(
+    words: _Words, timezone: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """The lines of a post of `words` before its zone (title, sender, source) and after
     its township and village (time, or the all-clear; with the advice and without)."""
     message = words.message()
@@ -669,7 +674,7 @@ def _im_words(words: _Words) -> tuple[tuple[str, ...], tuple[str, ...], tuple[st
     if message.kind == "resolved":
         said = advised = ("说明：预警条件已结束，请继续做好巡查",)
     else:
-        said = (f"时间：{_written_when(message, words.timezone)}",)
+        said = (f"时间：{_written_when(message, timezone)}",)
         advice = message.advice.strip()
         advised = (*said, f"措施：{advice.rstrip('。')}") if advice else said
     return tuple(head), said, advised
