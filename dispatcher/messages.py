@@ -123,7 +123,7 @@ class HazardMessage:
 # A province's cold front renders tens of thousands of warnings that differ only in
 # their zone and code: everything else a built-in text says — times, spoken forms,
 # advice, the SMS around the zone — depends on the `_Words` alone, so it is rendered
-# once per batch with marks where the zone and the code go (`_MARKS`), and each
+# once per batch with marks where the zone and the code go (`_ZONE_MARK`), and each
 # warning's text is that skeleton with its own zone and code put in. Where that
 # could differ from rendering the warning whole, the whole warning is rendered.
 
@@ -186,7 +186,7 @@ def _marked(text: str) -> bool:
     return _ZONE_MARK in text or _CODE_MARK in text
 
 
-# bounds the skeletons kept: one per (words, medium, limit) in a batch, a few hundred at most
+# bounds the skeletons kept: one per (words, timezone, medium) of a poll, a few hundred at most
 _SKELETONS = 4096
 
 
