@@ -332,19 +332,22 @@ def _hazard_text(
         authority=alert.authority,
     )
     bodies: dict[str, str] = {
-        kind.value: render_hazard(
+        name: render_hazard(
             message,
             wording.timezone,
             template=wording.template(t.hazard, alert.rule_id, kind),
             channel_kind=kind,
         )
-        for kind in Medium
+        for kind, name in _MEDIA
     }
     return AlertText(
         bodies[medium_of(channel)],
         f"{message.zone}{message.hazard}{message.level_zh}预警",
         bodies,
     )
+
+
+_MEDIA = tuple((kind, kind.value) for kind in Medium)
 
 
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:
