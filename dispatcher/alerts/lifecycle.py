@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -255,9 +255,11 @@ def _row(opening: Opening, code: str, now: datetime) -> dict[str, Any]:
 def _insert(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Insert alert rows in their order; their ids, in the same order."""
     session.flush()  # what the caller changed goes first, as with session.add
-    table = Alert.metadata.tables[Alert.__tablename__]
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return list(session.scalars(statement, rows))
+    ids = held.next_ids(session, Alert, len(rows))
+    held.insert_rows(
+        session, Alert, [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
+    )
+    return ids
 
 
 def close_alert(

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from dispatcher.storage.models import Base
 
-__all__ = ["batch", "hold", "insert_rows", "write"]
+__all__ = ["batch", "hold", "insert_rows", "next_ids", "write"]
 
 # session.info key: model → the column values held for it, in order
 _HELD = "yujing.held.rows"
@@ -92,6 +92,27 @@ def insert_rows(
     connection = session.connection()
     plan = _plan(table, tuple(rows[0]), frozenset(json_text), connection.dialect)
     connection.exec_driver_sql(plan.sql, plan.parameters(rows))
+
+
+def next_ids(session: Session, model: type[Base], count: int) -> list[int]:
+    """The ids the next `count` rows of `model`'s table get, ascending, taken now: the
+    sequence's next values on PostgreSQL; on SQLite, where the caller's transaction
+    is the only writer (BEGIN IMMEDIATE), those after the largest id, as SQLite
+    itself gives them (rows are never deleted). Insert the rows with them."""
+    if count <= 0:
+        return []
+    table = Base.metadata.tables[model.__tablename__]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        taken = connection.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": count},
+        )
+        return sorted(id_ for (id_,) in taken)
+    last = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    return list(range(last + 1, last + 1 + count))
 
 
 @dataclass(frozen=True)
