@@ -556,6 +556,7 @@ def _from_events(parser: Any) -> Any:
     mapping_end, sequence_end = lib_events.MappingEndEvent, lib_events.SequenceEndEvent
     document_start, stream_end = lib_events.DocumentStartEvent, lib_events.StreamEndEvent
     get_event = parser.get_event
+    words, resolved_first = _WORDS, _RESOLVED_FIRST
     root: Any = None
     documents = 0
     # the open collections: each one's parent, the parent's pending key, its
@@ -574,7 +575,12 @@ def _from_events(parser: Any) -> Any:
             if event.tag is not None:
                 raise _NotFast
             text = event.value
-            value = _plain_scalar(text) if event.implicit[0] else text
+            if event.implicit[0]:  # plain: `_plain_scalar`, its common cases inline
+                value = words.get(text, _NO_KEY)
+                if value is _NO_KEY:
+                    value = _plain_scalar(text) if text[0] in resolved_first else text
+            else:
+                value = text
             written += 1
             nodes += 1
             chars += len(text)
