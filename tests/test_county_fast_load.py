@@ -165,6 +165,10 @@ def test_entries_share_one_set_of_the_fields_they_wrote(tmp_path: Path) -> None:
     for models in (county.zones, people, [z.location for z in county.zones]):
         distinct = {frozenset(m.model_fields_set) for m in models}
         assert len({id(m.model_fields_set) for m in models}) == len(distinct) < len(models)
+    # zones in one township refer to one string of its name, equal to what was written
+    townships = [z.township for z in county.zones]
+    assert townships == [z["township"] for z in lists["zones"]]
+    assert len({id(t) for t in townships}) == len(set(townships)) < len(townships)
     # a copy still gets its own set: changing it leaves the others alone
     copy = county.zones[0].model_copy(update={"village": "新村"})
     assert copy.model_fields_set is not county.zones[0].model_fields_set
