@@ -377,7 +377,9 @@ def _positions_of(text: str, name: str) -> dict[Loc, tuple[int, int]]:
     """The positions of a document the fast path read: its round-trip parse."""
     try:
         return _round_trip(text, name).positions
-    except ConfigError:  # not expected: the fast path reads only what YAML reads alike
+    # not expected: the fast path reads only what YAML reads alike; but ruamel
+    # has been seen to fail an assertion on odd comments (`| #` in a comment)
+    except (ConfigError, AssertionError):
         return {(): (1, 1)}
 
 
@@ -473,8 +475,20 @@ def _keys_within_bounds(data: Any) -> int | None:
     return keys
 
 
-# Characters libyaml (YAML 1.1) reads as line breaks and YAML 1.2 does not.
-_YAML11_BREAKS = re.compile("[\x85\u2028\u2029]")
+# What libyaml reads where the round-trip loader would refuse it or read it
+# otherwise: characters YAML 1.1 takes as line breaks and 1.2 does not; tabs,
+# which libyaml takes inside plain values and between tokens ("found character
+# '\t' that cannot start any token"); a block scalar's header followed by '#'
+# (`>#`, "expected chomping or indentation indicators"); an anchor or alias
+# name with a character libyaml ends it at and YAML 1.2 does not (`&a?b`). A
+# file with any of these is read by the round-trip loader.
+# (three patterns, not one alternation: each starting with a character class, the
+# regex engine skips to its candidates fast)
+_NOT_LIBYAML = (
+    re.compile("[\x85\u2028\u2029\t]"),
+    re.compile("[|>][-+0-9]*#"),
+    re.compile("[&*][0-9A-Za-z_-]*[^0-9A-Za-z_\\-\\s,\\[\\]{}]"),
+)
 # The first characters of a plain scalar that YAML 1.2 (the round-trip loader's
 # resolver) may read as something other than text, beyond true/false/null; the
 # rest (a letter, a CJK character) always read as text. A test checks this
@@ -541,7 +555,9 @@ def _fast_block_load(text: str) -> Any:
     kept as plain data: tags and directives, merge keys, keys that are not text
     or whole numbers, duplicate keys, YAML 1.1 line breaks, several documents.
     """
-    if LibYAMLParser is None or _NOT_YAML_TEXT.search(text) or _YAML11_BREAKS.search(text):
+    if LibYAMLParser is None or _NOT_YAML_TEXT.search(text):
+        return _NOT_FAST
+    if any(pattern.search(text) for pattern in _NOT_LIBYAML):
         return _NOT_FAST
     try:
         return _from_events(LibYAMLParser(text))
