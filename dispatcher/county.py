@@ -653,7 +653,7 @@ def _load_list(
         except ValidationError as exc:
             problems.extend(problems_from_validation(doc, exc, (key, index)))
     valid: list[tuple[int, E]] = []
-    shared: dict[frozenset[str], set[str]] = {}
+    shared: dict[tuple[str, ...], set[str]] = {}
     nested = [name for name in _NESTED if name in model.model_fields]
     texts: dict[Any, Any] = {}
     for index, entry in entries:
@@ -689,7 +689,7 @@ def _share_texts(zone: ZoneConfig, texts: dict[Any, Any]) -> None:
 _NESTED = ("im", "location", "threatened")
 
 
-def _share_fields_set(entry: BaseModel, shared: dict[frozenset[str], set[str]]) -> None:
+def _share_fields_set(entry: BaseModel, shared: dict[tuple[str, ...], set[str]]) -> None:
     """Make `entry` hold one set of the names of its fields written, shared by every
     entry that wrote the same fields.
 
@@ -699,7 +699,9 @@ def _share_fields_set(entry: BaseModel, shared: dict[frozenset[str], set[str]]) 
     copy gets its own).
     """
     names = entry.__pydantic_fields_set__
-    one = shared.setdefault(frozenset(names), names)
+    # keyed by the set's order, cheaper than hashing it: equal tuples are equal sets
+    # (an equal set in another order only makes a second shared one)
+    one = shared.setdefault(tuple(names), names)
     if one is not names:
         object.__setattr__(entry, "__pydantic_fields_set__", one)
 
