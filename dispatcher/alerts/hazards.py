@@ -21,6 +21,7 @@ and audit event is the one writing one transition at a time would give
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,9 +29,8 @@ from functools import partial
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Text, bindparam, cast, inspect, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from channels.base import Medium
 from channels.registry import medium_of
@@ -357,45 +357,102 @@ def _update_continued(
 ) -> set[int]:
     """Alerts that stay open: their calm clock and latest forecast, for the whole poll
     at once (they touch no other row, so their order does not matter); returns the
-    ids of those whose calm clock starts now."""
+    ids of those whose calm clock starts now.
+
+    Only the alerts whose stored values change are written (with `updated_at`,
+    which thus says when an alert last changed): in a steady poll a province's
+    tens of thousands of open alerts stay as they are, and writing each one
+    again every poll was most of that poll's commit. What is stored is read in
+    the query that reads the calm clocks; the forecast's evidence is compared
+    as the JSON text the column would store, so a value written the same way
+    (1 and 1.0, the keys' order) is never taken for an unchanged one.
+    """
     continued = [t for t in transitions if t.kind is TransitionKind.CONTINUED]
-    calm: dict[int, datetime | None] = {}
     ids = [t.alert_id for t in continued if t.alert_id is not None]
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        found = session.execute(select(Alert.id, Alert.calm_since).where(Alert.id.in_(chunk)))
-        calm.update((alert_id, since) for alert_id, since in found)
-    calming, forecast = [], []
+    stored = _stored(session, ids)
+    serialise = _json_serialiser(session)
+    calming: dict[datetime | None, list[int]] = {}  # calm clock → the alerts it is stored on
+    forecast: list[dict[str, Any]] = []
     for t in continued:
         assert t.alert_id is not None
-        values: dict[str, Any] = {"b_id": t.alert_id, "calm_since": t.calm_since, "updated_at": now}
-        if t.assessment is not None and t.assessment.level is not None and t.calm_since is None:
-            values |= {
-                "onset": t.assessment.onset,
-                "until": t.assessment.until,
-                "evidence": dict(t.assessment.evidence),
-                "authority": t.assessment.authority,
+        calm_since, onset, until, evidence, authority = stored[t.alert_id]
+        a = t.assessment
+        if a is not None and a.level is not None and t.calm_since is None:
+            values = {
+                "onset": a.onset,
+                "until": a.until,
+                "evidence": dict(a.evidence),
+                "authority": a.authority,
             }
-            forecast.append(values)
-        else:
-            calming.append(values)
+            if (calm_since, onset, until, evidence, authority) != (
+                None,
+                a.onset,
+                a.until,
+                serialise(values["evidence"]),
+                a.authority,
+            ):
+                forecast.append(
+                    {"b_id": t.alert_id, "calm_since": None, "updated_at": now} | values
+                )
+        elif calm_since != t.calm_since:
+            calming.setdefault(t.calm_since, []).append(t.alert_id)
     table = Alert.metadata.tables[Alert.__tablename__]
-    for rows in (calming, forecast):
-        if rows:
-            # Core, not the ORM: no object per alert; objects already loaded are expired
-            columns: dict[str, Any] = {key: bindparam(key) for key in rows[0] if key != "b_id"}
+    # Core, not the ORM: no object per alert
+    for since, alert_ids in calming.items():
+        for start in range(0, len(alert_ids), _CHUNK):
+            chunk = alert_ids[start : start + _CHUNK]
             session.execute(
-                update(table).where(table.c.id == bindparam("b_id")).values(columns), rows
+                update(table).where(table.c.id.in_(chunk)).values(calm_since=since, updated_at=now)
             )
-    for alert_id in ids:
-        loaded = session.identity_map.get(identity_key(Alert, alert_id))
-        if loaded is not None:
-            session.expire(loaded)
+    if forecast:
+        columns: dict[str, Any] = {key: bindparam(key) for key in forecast[0] if key != "b_id"}
+        session.execute(
+            update(table).where(table.c.id == bindparam("b_id")).values(columns), forecast
+        )
+    # alerts loaded as objects (few, if any) are expired when their row was written
+    written = {row["b_id"] for row in forecast}.union(*calming.values())
+    written_keys = {(alert_id,) for alert_id in written}
+    loaded = [o for o in session.identity_map.values() if isinstance(o, Alert)]
+    for alert in loaded:
+        if inspect(alert).identity in written_keys:
+            session.expire(alert)
     return {
         t.alert_id
         for t in continued
-        if t.alert_id is not None and calm[t.alert_id] is None and t.calm_since is not None
+        if t.alert_id is not None and stored[t.alert_id][0] is None and t.calm_since is not None
     }
+
+
+# what `_update_continued` compares: calm_since, onset, until, evidence (its JSON text),
+# authority
+_Stored = tuple[datetime | None, datetime | None, datetime | None, str, str]
+
+
+def _stored(session: Session, ids: Sequence[int]) -> dict[int, _Stored]:
+    """What the alerts of `ids` store of what a continued transition may change."""
+    out: dict[int, _Stored] = {}
+    columns = (
+        Alert.id,
+        Alert.calm_since,
+        Alert.onset,
+        Alert.until,
+        # the text as stored, not decoded: compared with the text a write would store
+        cast(Alert.evidence, Text),
+        Alert.authority,
+    )
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        rows = session.execute(select(*columns).where(Alert.id.in_(chunk)))
+        for alert_id, calm_since, onset, until, evidence, authority in rows:
+            out[alert_id] = (calm_since, onset, until, evidence, authority)
+    return out
+
+
+def _json_serialiser(session: Session) -> Callable[[Any], str]:
+    """What the database's JSON columns write a value as (SQLAlchemy's own choice)."""
+    dialect = session.get_bind().dialect
+    serialiser: Callable[[Any], str] | None = getattr(dialect, "_json_serializer", None)
+    return serialiser or json.dumps
 
 
 def _continue(session: Session, t: Transition, calm_started: bool, now: datetime) -> None:

@@ -342,11 +342,7 @@ def parse_openmeteo(
     if said:
         log.warning("%s: masked as missing: %s", source, "; ".join(said))
     arrays = {name: values for name, values in arrays.items() if delivered[name]}
-    nulls = ", ".join(f"{n}={c}" for n, v in arrays.items() if (c := int(np.isnan(v).sum())))
-    if nulls:
-        total = len(points) * len(times)
-        log.info("%s: missing values masked as NaN (of %d per variable): %s", source, total, nulls)
-    return ForecastBatch(
+    batch = ForecastBatch(
         source=source,
         issued_at=issued_at.astimezone(UTC),
         point_ids=tuple(ids),
@@ -357,6 +353,20 @@ def parse_openmeteo(
         units=units,
         problems=said,
     )
+    log_missing_values(batch)
+    return batch
+
+
+def log_missing_values(batch: ForecastBatch) -> None:
+    """Log (INFO) how many values of each variable of `batch` are missing (NaN)."""
+    nulls = ", ".join(
+        f"{n}={c}" for n, v in batch.variables.items() if (c := int(np.isnan(v).sum()))
+    )
+    if nulls:
+        total = batch.shape[0] * batch.shape[1]
+        log.info(
+            "%s: missing values masked as NaN (of %d per variable): %s", batch.source, total, nulls
+        )
 
 
 def _variable(
