@@ -49,6 +49,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.official.record import warnings_in_force
 from dispatcher.storage.models import ForecastRun
 from dispatcher.undecided import PARTIAL, explain
+from rules.collector import collector_paused
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
 from rules.types import ForecastBatch, ZoneSpec
@@ -219,14 +220,17 @@ class Pipeline:
             session.add(run)
             session.flush()
             timing = self.timing(ruleset)
-            transitions = reconcile(
-                assessments,
-                open_hazard_alerts(session),
-                now,
-                hold=timing.hold_of,
-                cooldown=timing.cooldown_of,
-                recently_resolved=recently_resolved(session, now - timing.longest_cooldown),
-            )
+            # a province's open alerts and transitions are tens of thousands of small
+            # objects, none in a cycle: the collector would walk them again and again
+            with collector_paused():
+                transitions = reconcile(
+                    assessments,
+                    open_hazard_alerts(session),
+                    now,
+                    hold=timing.hold_of,
+                    cooldown=timing.cooldown_of,
+                    recently_resolved=recently_resolved(session, now - timing.longest_cooldown),
+                )
             notes = apply_transitions(
                 session,
                 transitions,

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Text, bindparam, cast, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from channels.base import Medium
 from channels.registry import medium_of
@@ -46,6 +47,7 @@ from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
 from dispatcher.storage import held
 from dispatcher.storage.models import Alert, AuditEvent
+from rules.collector import collector_paused
 from rules.types import Level
 
 __all__ = ["Wording", "apply_transitions", "open_hazard_alerts", "recently_resolved"]
@@ -66,11 +68,12 @@ def open_hazard_alerts(session: Session) -> list[OpenAlert]:
     """The open hazard alerts, as reconcile sees them."""
     rows = session.execute(
         select(Alert.id, Alert.zone_id, Alert.hazard, Alert.level, Alert.calm_since).where(
-            Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES)
+            *_open_hazard()
         )
     )  # columns, not objects: a province has tens of thousands open
+    levels = _Levels()
     return [
-        OpenAlert(id_, zone_id or "", hazard, Level.parse(level), calm_since)
+        OpenAlert(id_, zone_id or "", hazard, levels[level], calm_since)
         for id_, zone_id, hazard, level, calm_since in rows
     ]
 
@@ -84,11 +87,20 @@ def recently_resolved(session: Session, since: datetime) -> list[ClosedAlert]:
             Alert.closed_at >= since,
         )
     )
+    levels = _Levels()
     return [
-        ClosedAlert(id_, zone_id or "", hazard, Level.parse(level), closed_at)
+        ClosedAlert(id_, zone_id or "", hazard, levels[level], closed_at)
         for id_, zone_id, hazard, level, closed_at in rows
         if closed_at is not None
     ]
+
+
+class _Levels(dict[str, Level]):
+    """Stored level names parsed once each (a province reads tens of thousands)."""
+
+    def __missing__(self, name: str) -> Level:
+        self[name] = level = Level.parse(name)
+        return level
 
 
 def apply_transitions(
@@ -369,33 +381,42 @@ def _update_continued(
     """
     continued = [t for t in transitions if t.kind is TransitionKind.CONTINUED]
     ids = [t.alert_id for t in continued if t.alert_id is not None]
-    stored = _stored(session, ids)
-    serialise = _json_serialiser(session)
-    calming: dict[datetime | None, list[int]] = {}  # calm clock → the alerts it is stored on
-    forecast: list[dict[str, Any]] = []
-    for t in continued:
-        assert t.alert_id is not None
-        calm_since, onset, until, evidence, authority = stored[t.alert_id]
-        a = t.assessment
-        if a is not None and a.level is not None and t.calm_since is None:
-            values = {
-                "onset": a.onset,
-                "until": a.until,
-                "evidence": dict(a.evidence),
-                "authority": a.authority,
-            }
-            if (calm_since, onset, until, evidence, authority) != (
-                None,
-                a.onset,
-                a.until,
-                serialise(values["evidence"]),
-                a.authority,
-            ):
-                forecast.append(
-                    {"b_id": t.alert_id, "calm_since": None, "updated_at": now} | values
-                )
-        elif calm_since != t.calm_since:
-            calming.setdefault(t.calm_since, []).append(t.alert_id)
+    with collector_paused():  # tens of thousands of rows, tuples and dicts: no cycle
+        stored = _stored(session, ids)
+        # zones with the same numbers share one evidence mapping (rules.evaluate):
+        # its JSON text is worked out once
+        texts: dict[int, str] = {}
+        serialise = _json_serialiser(session)
+        calming: dict[datetime | None, list[int]] = {}  # calm clock → the alerts it is stored on
+        forecast: list[dict[str, Any]] = []
+        for t in continued:
+            assert t.alert_id is not None
+            calm_since, onset, until, evidence, authority = stored[t.alert_id]
+            a = t.assessment
+            if a is not None and a.level is not None and t.calm_since is None:
+                text = texts.get(id(a.evidence))
+                if text is None:
+                    text = texts[id(a.evidence)] = serialise(dict(a.evidence))
+                if (calm_since, onset, until, evidence, authority) != (
+                    None,
+                    a.onset,
+                    a.until,
+                    text,
+                    a.authority,
+                ):
+                    forecast.append(
+                        {
+                            "b_id": t.alert_id,
+                            "calm_since": None,
+                            "updated_at": now,
+                            "onset": a.onset,
+                            "until": a.until,
+                            "evidence": dict(a.evidence),
+                            "authority": a.authority,
+                        }
+                    )
+            elif calm_since != t.calm_since:
+                calming.setdefault(t.calm_since, []).append(t.alert_id)
     table = Alert.metadata.tables[Alert.__tablename__]
     # Core, not the ORM: no object per alert
     for since, alert_ids in calming.items():
@@ -429,8 +450,11 @@ _Stored = tuple[datetime | None, datetime | None, datetime | None, str, str]
 
 
 def _stored(session: Session, ids: Sequence[int]) -> dict[int, _Stored]:
-    """What the alerts of `ids` store of what a continued transition may change."""
-    out: dict[int, _Stored] = {}
+    """What the alerts of `ids` store of what a continued transition may change.
+
+    Continued alerts are the open ones reconcile was given: every open hazard
+    alert is read in one query (no id list to send), and any of `ids` not
+    among them by id."""
     columns = (
         Alert.id,
         Alert.calm_since,
@@ -440,12 +464,27 @@ def _stored(session: Session, ids: Sequence[int]) -> dict[int, _Stored]:
         cast(Alert.evidence, Text),
         Alert.authority,
     )
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        rows = session.execute(select(*columns).where(Alert.id.in_(chunk)))
-        for alert_id, calm_since, onset, until, evidence, authority in rows:
-            out[alert_id] = (calm_since, onset, until, evidence, authority)
+    wanted = set(ids)
+    out: dict[int, _Stored] = {}
+
+    def read(*where: ColumnElement[bool]) -> None:
+        for alert_id, calm_since, onset, until, evidence, authority in session.execute(
+            select(*columns).where(*where)
+        ):
+            if alert_id in wanted:
+                out[alert_id] = (calm_since, onset, until, evidence, authority)
+
+    if ids:
+        read(*_open_hazard())
+    rest = [alert_id for alert_id in ids if alert_id not in out]
+    for start in range(0, len(rest), _CHUNK):
+        read(Alert.id.in_(rest[start : start + _CHUNK]))
     return out
+
+
+def _open_hazard() -> tuple[ColumnElement[bool], ...]:
+    """Where an alert is an open hazard alert."""
+    return (Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES))
 
 
 def _json_serialiser(session: Session) -> Callable[[Any], str]:

@@ -35,6 +35,7 @@ from dispatcher.feeds.openmeteo import (
     utc_datetime,
 )
 from dispatcher.feeds.qweather import is_qweather, location_param, parse_qweather
+from rules.collector import collector_paused
 from rules.types import ForecastBatch
 
 log = logging.getLogger("yujing.feed")
@@ -143,13 +144,16 @@ class ReplayFeed:
             if openmeteo:
                 log_missing_values(batch)
             return batch
-        payload = self._decode(data)
-        openmeteo = not is_qweather_recording(payload)
-        if openmeteo:
-            batch = self._openmeteo(payload, points, names)
-        else:
-            assert isinstance(payload, Mapping)
-            batch = self._qweather(payload, points, names)
+        # a province's recording decodes to millions of objects, none in a cycle
+        with collector_paused():
+            payload = self._decode(data)
+            openmeteo = not is_qweather_recording(payload)
+            if openmeteo:
+                batch = self._openmeteo(payload, points, names)
+            else:
+                assert isinstance(payload, Mapping)
+                batch = self._qweather(payload, points, names)
+            del payload  # freed here, by reference counting
         for values in batch.variables.values():
             values.setflags(write=False)  # shared by the polls that reuse it
         with _recent_lock:
