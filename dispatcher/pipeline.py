@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -89,6 +90,9 @@ class Pipeline:
     # a failing feed is logged when it starts failing and when it recovers, not every poll
     feed_health: Episode = field(
         default_factory=lambda: Episode(log, "forecast feed"), init=False, repr=False
+    )
+    _checksummed: tuple[weakref.ref[ForecastBatch], str] | None = field(
+        default=None, init=False, repr=False
     )
 
     def timing(self, ruleset: RuleSet) -> Timing:
@@ -213,7 +217,7 @@ class Pipeline:
                 variables=sorted(batch.variables),
                 first_time=_utc(batch.times[0]) if len(batch.times) else None,
                 last_time=_utc(batch.times[-1]) if len(batch.times) else None,
-                checksum=batch_checksum(batch),
+                checksum=self._checksum(batch),
                 # a usable run's notes: what it lacked (the hazards it left blind)
                 error=("partial: " + "; ".join(notes_of_run)) if notes_of_run else None,
             )
@@ -284,6 +288,16 @@ class Pipeline:
         if notes:
             self.on_enqueued()
         return PollResult(True, run_id, counts, len(notes))
+
+    def _checksum(self, batch: ForecastBatch) -> str:
+        """`batch_checksum` of `batch`; of the last poll's batch again (a replay's
+        unchanged recording gives the same one), not computed again."""
+        last = self._checksummed
+        if last is not None and last[0]() is batch:
+            return last[1]
+        checksum = batch_checksum(batch)
+        self._checksummed = (weakref.ref(batch), checksum)  # the batch is not kept alive
+        return checksum
 
     def record_start(self) -> bool:
         """At start-up: persist when watching the feed began (a brand-new database only),

@@ -299,6 +299,7 @@ def parse_openmeteo(
     delivered: dict[str, int] = dict.fromkeys(names, 0)  # locations that delivered each
     fatal: list[tuple[int, str]] = []  # (location, problem): the batch is refused
     masked: list[tuple[int, str]] = []  # (location, problem): masked as missing
+    seen: dict[tuple[int, int, str, int | None], tuple[FloatArray | None, list[str]]] = {}
     for index, location in enumerate(locations):
         where = labels[index]
         hourly, hourly_units = location.get("hourly"), location.get("hourly_units")
@@ -326,7 +327,13 @@ def parse_openmeteo(
         if not isinstance(hourly, Mapping) or not isinstance(hourly_units, Mapping):
             continue
         for name in names:  # checked even without a usable axis: every problem is told
-            values, problems = _variable(hourly, hourly_units, name, hours)
+            # a replay serves one recorded location to every point near it: the same
+            # objects again, read once
+            key = (id(hourly), id(hourly_units), name, hours)
+            read = seen.get(key)
+            if read is None:
+                read = seen[key] = _variable(hourly, hourly_units, name, hours)
+            values, problems = read
             masked.extend((index, problem) for problem in problems)
             if values is not None and hours is not None:
                 arrays[name][index] = values

@@ -57,6 +57,17 @@ async def test_a_variable_not_recorded_is_left_out_and_said() -> None:
     )
 
 
+async def test_a_variable_missing_where_several_points_share_a_location_is_said_for_each() -> None:
+    beside = ForecastPoint("p37.4500_110.8700", 37.45, 110.87)  # SEAT's recorded location too
+
+    batch = await ReplayFeed(RECORDING).fetch(
+        [SEAT, NORTH, beside], ["relative_humidity_2m", "snowfall"]
+    )
+
+    assert batch.problems == ("hourly.relative_humidity_2m is missing (all 3 locations)",)
+    assert np.array_equal(batch.variables["snowfall"][0], batch.variables["snowfall"][2])
+
+
 async def test_every_point_too_far_is_named_in_one_error() -> None:
     taiyuan = ForecastPoint("p37.8700_112.5500", 37.87, 112.55)
     xian = ForecastPoint("p34.2700_108.9500", 34.27, 108.95)
