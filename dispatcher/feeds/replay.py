@@ -50,7 +50,7 @@ _Key = tuple[
     int,
     float,
 ]
-_KEPT = 2  # recordings kept: a drill alternates two; each is a few MB of arrays a province
+_KEPT = 2  # batches kept (a drill may chain two recordings): a province's is ~60 MB of arrays
 _recent: OrderedDict[_Key, tuple[ForecastBatch, bool]] = OrderedDict()  # batch, Open-Meteo?
 _recent_lock = threading.Lock()  # fetches read in worker threads
 # points per block of the nearest-location search: a block's distances stay a few MB
