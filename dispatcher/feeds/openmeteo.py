@@ -24,7 +24,13 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import SecretStr
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, at_locations, check_variables
+from dispatcher.feeds.base import (
+    FeedError,
+    ForecastPoint,
+    at_locations,
+    check_variables,
+    log_missing_values,
+)
 from dispatcher.feeds.http import get_once
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import EXPECTED_UNITS
@@ -327,12 +333,8 @@ def parse_openmeteo(
         if not isinstance(hourly, Mapping) or not isinstance(hourly_units, Mapping):
             continue
         for name in names:  # checked even without a usable axis: every problem is told
-            # a replay serves one recorded location to every point near it: the same
-            # objects again, read once
-            key = (id(hourly), id(hourly_units), name, hours)
-            read = seen.get(key)
-            if read is None:
-                read = seen[key] = _variable(hourly, hourly_units, name, hours)
+            key = (id(hourly), id(hourly_units), name, hours)  # a replay repeats locations
+            read = seen[key] = seen.get(key) or _variable(hourly, hourly_units, name, hours)
             values, problems = read
             masked.extend((index, problem) for problem in problems)
             if values is not None and hours is not None:
@@ -362,18 +364,6 @@ def parse_openmeteo(
     )
     log_missing_values(batch)
     return batch
-
-
-def log_missing_values(batch: ForecastBatch) -> None:
-    """Log (INFO) how many values of each variable of `batch` are missing (NaN)."""
-    nulls = ", ".join(
-        f"{n}={c}" for n, v in batch.variables.items() if (c := int(np.isnan(v).sum()))
-    )
-    if nulls:
-        total = batch.shape[0] * batch.shape[1]
-        log.info(
-            "%s: missing values masked as NaN (of %d per variable): %s", batch.source, total, nulls
-        )
 
 
 def _variable(

@@ -27,13 +27,8 @@ from typing import TypeGuard
 
 import numpy as np
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables
-from dispatcher.feeds.openmeteo import (
-    hourly_times,
-    log_missing_values,
-    parse_openmeteo,
-    utc_datetime,
-)
+from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables, log_missing_values
+from dispatcher.feeds.openmeteo import hourly_times, parse_openmeteo, utc_datetime
 from dispatcher.feeds.qweather import is_qweather, location_param, parse_qweather
 from rules.collector import collector_paused
 from rules.types import ForecastBatch
