@@ -5,7 +5,7 @@ polls change none of them: `update_continued` reads what they store, compares
 it with what this poll's CONTINUED transitions say, and writes only the rows
 that differ — for the whole poll at once (they touch no other row, so their
 order does not matter). `dispatcher.alerts.hazards` calls it first thing when
-it applies a poll's transitions.
+it applies a poll's transitions (with the cyclic collector paused: `gcpause`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from dispatcher.alerts.reconcile import Transition, TransitionKind
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
 from dispatcher.storage.models import Alert
-from rules.collector import collector_paused
 
 __all__ = ["update_continued"]
 
@@ -47,42 +46,41 @@ def update_continued(
     """
     continued = [t for t in transitions if t.kind is TransitionKind.CONTINUED]
     ids = [t.alert_id for t in continued if t.alert_id is not None]
-    with collector_paused():  # tens of thousands of rows, tuples and dicts: no cycle
-        stored = _stored(session, ids)
-        # zones with the same numbers share one evidence mapping (rules.evaluate):
-        # its JSON text is worked out once
-        texts: dict[int, str] = {}
-        serialise = _json_serialiser(session)
-        calming: dict[datetime | None, list[int]] = {}  # calm clock → the alerts it is stored on
-        forecast: list[dict[str, Any]] = []
-        for t in continued:
-            assert t.alert_id is not None
-            calm_since, onset, until, evidence, authority = stored[t.alert_id]
-            a = t.assessment
-            if a is not None and a.level is not None and t.calm_since is None:
-                text = texts.get(id(a.evidence))
-                if text is None:
-                    text = texts[id(a.evidence)] = serialise(dict(a.evidence))
-                if (calm_since, onset, until, evidence, authority) != (
-                    None,
-                    a.onset,
-                    a.until,
-                    text,
-                    a.authority,
-                ):
-                    forecast.append(
-                        {
-                            "b_id": t.alert_id,
-                            "calm_since": None,
-                            "updated_at": now,
-                            "onset": a.onset,
-                            "until": a.until,
-                            "evidence": dict(a.evidence),
-                            "authority": a.authority,
-                        }
-                    )
-            elif calm_since != t.calm_since:
-                calming.setdefault(t.calm_since, []).append(t.alert_id)
+    stored = _stored(session, ids)
+    # zones with the same numbers share one evidence mapping (rules.evaluate):
+    # its JSON text is worked out once
+    texts: dict[int, str] = {}
+    serialise = _json_serialiser(session)
+    calming: dict[datetime | None, list[int]] = {}  # calm clock → the alerts it is stored on
+    forecast: list[dict[str, Any]] = []
+    for t in continued:
+        assert t.alert_id is not None
+        calm_since, onset, until, evidence, authority = stored[t.alert_id]
+        a = t.assessment
+        if a is not None and a.level is not None and t.calm_since is None:
+            text = texts.get(id(a.evidence))
+            if text is None:
+                text = texts[id(a.evidence)] = serialise(dict(a.evidence))
+            if (calm_since, onset, until, evidence, authority) != (
+                None,
+                a.onset,
+                a.until,
+                text,
+                a.authority,
+            ):
+                forecast.append(
+                    {
+                        "b_id": t.alert_id,
+                        "calm_since": None,
+                        "updated_at": now,
+                        "onset": a.onset,
+                        "until": a.until,
+                        "evidence": dict(a.evidence),
+                        "authority": a.authority,
+                    }
+                )
+        elif calm_since != t.calm_since:
+            calming.setdefault(t.calm_since, []).append(t.alert_id)
     table = Alert.metadata.tables[Alert.__tablename__]
     # Core, not the ORM: no object per alert
     for since, alert_ids in calming.items():

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from channels.base import Medium
 from channels.registry import medium_of
-from dispatcher import audit
+from dispatcher import audit, gcpause
 from dispatcher.alerts.continued import update_continued
 from dispatcher.alerts.events import open_events, open_hazard_zones, update_events
 from dispatcher.alerts.lifecycle import Closing, NewAlert, Opening, close_alerts, open_alerts
@@ -125,7 +125,9 @@ def apply_transitions(
     serialise_with_audit(session)
     # the poll's outbox rows and timers inserted together, its audit events chained
     # in one pass, at the end
-    with audit.batch(session), held.batch(session):
+    # … and the collector paused meanwhile (dispatcher.gcpause: a province's commit
+    # allocates enough to make it walk the whole heap again and again)
+    with gcpause.paused(), audit.batch(session), held.batch(session):
         return _apply(
             session,
             transitions,
@@ -340,19 +342,22 @@ def _hazard_text(
         authority=alert.authority,
     )
     bodies: dict[str, str] = {
-        kind.value: render_hazard(
+        name: render_hazard(
             message,
             wording.timezone,
             template=wording.template(t.hazard, alert.rule_id, kind),
             channel_kind=kind,
         )
-        for kind in Medium
+        for kind, name in _MEDIA
     }
     return AlertText(
         bodies[medium_of(channel)],
         f"{message.zone}{message.hazard}{message.level_zh}预警",
         bodies,
     )
+
+
+_MEDIA = tuple((kind, kind.value) for kind in Medium)
 
 
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:

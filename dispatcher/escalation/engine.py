@@ -63,7 +63,7 @@ from dispatcher.routing import Recipient
 from dispatcher.settings import Settings
 from dispatcher.states import AlertKind, AlertState, TimerKind, TimerStatus
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, EscalationTimer
+from dispatcher.storage.models import Alert, AlertFacts, EscalationTimer
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -91,6 +91,11 @@ class Escalation:
     actor: str = "escalation"
     # (alert id, person id, now) → signed ack link or None (dispatcher.acklinks)
     ack_link: Callable[[int, str, datetime], str | None] | None = None
+    # (id of a policy, alert kind) → (that policy, the share of it alerts of that kind do):
+    # a province opens tens of thousands of alerts on a handful of policies
+    _parts: dict[tuple[int, str], tuple[Policy, Policy]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def plain(cls, county: County, channel: str) -> Escalation:
@@ -129,16 +134,20 @@ class Escalation:
             return self
         return replace(self, default_channel=channel, channels=self.channels | {channel})
 
-    def policy_for(self, alert: Alert) -> Policy:
+    def policy_for(self, alert: AlertFacts) -> Policy:
         """The policy `alert` escalates by: a hazard alert does its zone's share of its
         level's policy, its event the bureau's share (`policy.zone_part`,
         `policy.bureau_part`); a system alert its own."""
         policy = self.policies.for_alert(alert)
-        if alert.kind == AlertKind.HAZARD:
-            return zone_part(policy, self.is_bureau)
-        if alert.kind == AlertKind.EVENT:
-            return bureau_part(policy, self.is_bureau)
-        return policy
+        if alert.kind not in (AlertKind.HAZARD, AlertKind.EVENT):
+            return policy
+        known = self._parts.get((id(policy), alert.kind))
+        if known is not None and known[0] is policy:
+            return known[1]
+        split = zone_part if alert.kind == AlertKind.HAZARD else bureau_part
+        part = split(policy, self.is_bureau)
+        self._parts[(id(policy), alert.kind)] = (policy, part)
+        return part
 
     @property
     def _terms(self) -> dict[str, Any]:
@@ -166,7 +175,7 @@ class Escalation:
     def start(
         self,
         session: Session,
-        alert: Alert,
+        alert: AlertFacts,
         *,
         transition: str,
         text: AlertText,
@@ -401,7 +410,7 @@ class Escalation:
                 )
 
     def _timer(
-        self, alert: Alert, planned: PlannedStep, due: datetime, now: datetime
+        self, alert: AlertFacts, planned: PlannedStep, due: datetime, now: datetime
     ) -> dict[str, Any]:
         """The column values of the timer row of `planned`."""
         return {
@@ -446,7 +455,7 @@ class Escalation:
 
     def _deadline_timer(
         self,
-        alert: Alert,
+        alert: AlertFacts,
         policy: Policy,
         text: AlertText,
         due: datetime,
@@ -473,7 +482,7 @@ class Escalation:
     def _fire(
         self,
         session: Session,
-        alert: Alert,
+        alert: AlertFacts,
         planned: PlannedStep,
         now: datetime,
         *,
