@@ -20,6 +20,11 @@ escalation, outbox rows, audit chain) on SQLite and, when
 - peak RSS of the process.
 
     .venv/bin/python bench/pipeline_bench.py [--zones 30000] [--database URL] [--config-only]
+        [--yaml]
+
+zones.yaml and people.yaml are written in JSON form (what a script exporting a
+province writes), or with `--yaml` in block YAML as an administrator writes
+them (the example county's layout); the loader reads both on its fast path.
 
 Targets (issue 14): cold-front poll ≤ 10 s on SQLite, ≤ 15 s on PostgreSQL;
 steady poll ≤ 3 s; config load of 30,000 zones ≤ 3 s; peak RSS ≤ 2 GB.
@@ -72,15 +77,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--config-only", action="store_true", help="time the configuration load alone, no polls"
     )
+    parser.add_argument(
+        "--yaml", action="store_true", help="write the zones and people in block YAML, not JSON"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the figures, not the daemon's log
     copies = max(1, args.zones // 40)
     with tempfile.TemporaryDirectory(prefix="yujing-pipeline-bench-") as tmp:
         work = Path(tmp)
         started = time.perf_counter()
-        config, cold, calm = province(work, copies)
+        config, cold, calm = province(work, copies, block_yaml=args.yaml)
         print(
-            f"province: {copies * 40:,} zones ({copies} copies of Liulin), "
+            f"province: {copies * 40:,} zones ({copies} copies of Liulin, "
+            f"{'block YAML' if args.yaml else 'JSON form'}), "
             f"built in {time.perf_counter() - started:.1f} s"
         )
         urls = [args.database] if args.database else [f"sqlite:///{work / 'bench.db'}"]
@@ -208,8 +217,11 @@ def _timed(function: Callable[..., _T], name: str, spent: dict[str, float]) -> C
     return timed
 
 
-def province(work: Path, copies: int) -> tuple[Path, Path, Path]:
-    """The county directory and the two recordings of `copies` copies of Liulin."""
+def province(work: Path, copies: int, *, block_yaml: bool = False) -> tuple[Path, Path, Path]:
+    """The county directory and the two recordings of `copies` copies of Liulin.
+
+    zones.yaml and people.yaml are JSON, or block YAML with `block_yaml`.
+    """
     config = work / "county"
     shutil.copytree(LIULIN, config, ignore=shutil.ignore_patterns("scenarios", "README.md"))
     zones = load_yaml(LIULIN / "zones.yaml").data["zones"]
@@ -238,13 +250,52 @@ def province(work: Path, copies: int) -> tuple[Path, Path, Path]:
                 role: [ids.get(pid, pid) for pid in held] for role, held in z["people"].items()
             }
             out_zones.append(zone)
-    (config / "zones.yaml").write_text(
-        json.dumps({"zones": out_zones}, ensure_ascii=False), encoding="utf-8"
-    )  # JSON is YAML
-    (config / "people.yaml").write_text(
-        json.dumps({"people": out_people}, ensure_ascii=False), encoding="utf-8"
-    )
+    write = _block_yaml if block_yaml else _json_form
+    (config / "zones.yaml").write_text(write({"zones": out_zones}), encoding="utf-8")
+    (config / "people.yaml").write_text(write({"people": out_people}), encoding="utf-8")
     return config, _recording(work, COLDWAVE, copies), _recording(work, CALM, copies)
+
+
+def _json_form(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False)  # JSON is YAML
+
+
+def _block_yaml(data: dict[str, list[dict[str, Any]]]) -> str:
+    """`{key: [entry, …]}` as the example county writes it: an entry per block, its
+    small mappings and lists in flow style (`location: {lat: …, lon: …}`)."""
+    ((key, entries),) = data.items()
+    lines = [f"{key}:"]
+    for entry in entries:
+        first = True
+        for name, value in entry.items():
+            lead = "  - " if first else "    "
+            first = False
+            if isinstance(value, dict) and any(isinstance(v, list) for v in value.values()):
+                lines.append(f"{lead}{name}:")  # people: one role a line
+                lines.extend(f"      {role}: {_flow(held)}" for role, held in value.items())
+            else:
+                lines.append(f"{lead}{name}: {_flow(value)}")
+    return "\n".join(lines) + "\n"
+
+
+_YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
+
+
+def _flow(value: Any) -> str:
+    """One value in flow style: text unquoted where YAML reads it back as that text."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, str):
+        plain = (
+            value
+            and value[0] not in "-?:,[]{}#&*!|>'\"%@`+.0123456789~=<"
+            and not any(c in value for c in ":#,[]{}\"' \t")
+            and value.lower() not in _YAML_WORDS
+        )
+        return value if plain else json.dumps(value, ensure_ascii=False)
+    return json.dumps(value)
 
 
 def _offset(copy: int) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ def record(
     """
     write_pending(session)  # a batch's events come first: they happened first
     (row,) = _chained(session, [Entry(at, actor, action, subject, data)])
+    row["data"] = json.loads(row["data"])  # the ORM's JSON column serialises it again
     id_ = session.scalar(insert(AuditEvent).returning(AuditEvent.id), row)
     assert id_ is not None
     return Appended(id_, row["prev_hash"], row["hash"])
@@ -168,8 +170,9 @@ def record_many(session: Session, entries: Sequence[Entry]) -> None:
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    # the table, not the model: many rows a statement, ids in chain order
-    insert_rows(session, AuditEvent, rows)
+    # the table, not the model: many rows a statement, ids in chain order; the data
+    # column is given as its canonical JSON, stored as hashed without a second dumps
+    insert_rows(session, AuditEvent, rows, json_text=("data",))
 
 
 def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]:
@@ -212,9 +215,9 @@ def _prepared(entry: Entry) -> _Prepared:
         "actor": entry.actor,
         "action": entry.action,
         "subject": entry.subject,
-        # stored as its JSON round trip: tuples become lists, int keys strings …
+        # stored as its canonical JSON: tuples become lists, int keys strings …
         # exactly as they come back from the column, so what is hashed is what is stored
-        "data": json.loads(data_json),
+        "data": data_json,
     }
     return _Prepared(row, data_json)
 
@@ -289,15 +292,23 @@ def _hash(
     """`chain_hash` with the data already in canonical JSON: the content's canonical
     JSON is spelled here key by key, in sorted order, around it (the same text)."""
 
-    def quoted(value: str) -> str:
-        return json.dumps(value, ensure_ascii=False)
-
     when = at.astimezone(UTC).isoformat(timespec="microseconds")
     content = (
-        f'{{"action":{quoted(action)},"actor":{quoted(actor)},"at":{quoted(when)},'
-        f'"data":{data_json},"subject":{quoted(subject)}}}'
+        f'{{"action":{_quoted(action)},"actor":{_quoted(actor)},"at":{_quoted(when)},'
+        f'"data":{data_json},"subject":{_quoted(subject)}}}'
     )
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+def _quoted(value: str) -> str:
+    """`value` as a JSON string, non-ASCII kept (as `_canonical_json` spells strings)."""
+    if _ESCAPED.search(value) is None:
+        return f'"{value}"'  # nothing to escape: most actions, actors, subjects, times
+    return json.dumps(value, ensure_ascii=False)
+
+
+# what JSON escapes in a string when non-ASCII is kept: quote, backslash, controls
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 def _canonical_json(value: Any) -> str:

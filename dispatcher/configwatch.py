@@ -34,6 +34,7 @@ takes those); broadcast.yaml is still checked with the rest.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -135,7 +136,12 @@ def load_county_config(
 ) -> CountyConfig:
     """Load the county, its roster and its escalation policies; ConfigError lists every problem."""
     with collector_paused():  # a province is a million small objects (rules.collector)
-        return _load_county_config(config_dir, ruleset, resolution_deg)
+        config = _load_county_config(config_dir, ruleset, resolution_deg)
+        # What was loaded is young: walked once now, it is moved to the oldest
+        # generation, where the collector ages it as usual; else the first two
+        # young collections after the pause would each walk all of it.
+        gc.collect(1)
+    return config
 
 
 def _load_county_config(

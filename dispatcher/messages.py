@@ -34,15 +34,16 @@ back to the built-in text, so a template mistake never stops a warning.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from channels.base import ChannelLimits, Medium
@@ -113,6 +114,81 @@ class HazardMessage:
     evidence: Mapping[str, float] = field(default_factory=dict)  # expression → value
     authority: str = ""  # who issued the official warning it relays (柳林县气象台); "" if none
 
+    @functools.cached_property
+    def _words(self) -> _Words:
+        """What it says besides where and which alert (asked once per medium)."""
+        return _Words.of(self)
+
+
+# A province's cold front renders tens of thousands of warnings that differ only in
+# their zone and code: everything else a built-in text says — times, spoken forms,
+# advice, the SMS around the zone — depends on the `_Words` alone, so it is rendered
+# once per batch with marks where the zone and the code go (`_ZONE_MARK`), and each
+# warning's text is that skeleton with its own zone and code put in. Where that
+# could differ from rendering the warning whole, the whole warning is rendered.
+
+
+class _Words(NamedTuple):
+    """What a built-in hazard text says besides where (zone, township, village) and
+    which alert (code, link, evidence): the same for every zone of a batch."""
+
+    kind: str
+    sender: str
+    hazard: str
+    level_zh: str
+    onset: datetime | None
+    until: datetime | None
+    now: datetime
+    advice: str
+    authority: str
+
+    @classmethod
+    def of(cls, message: HazardMessage) -> _Words:
+        return cls(
+            message.kind,
+            message.sender,
+            message.hazard,
+            message.level_zh,
+            message.onset,
+            message.until,
+            message.now,
+            message.advice,
+            message.authority,
+        )
+
+    def message(self) -> HazardMessage:
+        """A message saying these words of no zone and no alert."""
+        return HazardMessage(
+            kind=self.kind,
+            sender=self.sender,
+            hazard=self.hazard,
+            level_zh=self.level_zh,
+            zone="",
+            onset=self.onset,
+            now=self.now,
+            advice=self.advice,
+            code="",
+            until=self.until,
+            authority=self.authority,
+        )
+
+    def marked(self) -> bool:
+        """Whether a mark appears in the words themselves (then no skeleton is made)."""
+        return _marked(self.sender + self.hazard + self.level_zh + self.advice + self.authority)
+
+
+# private-use characters: where the zone and the code go in a skeleton
+_ZONE_MARK = "\ue000"
+_CODE_MARK = "\ue001"
+
+
+def _marked(text: str) -> bool:
+    return _ZONE_MARK in text or _CODE_MARK in text
+
+
+# bounds the skeletons kept: one per (words, timezone, medium) of a poll, a few hundred at most
+_SKELETONS = 4096
+
 
 def append_link(
     text: str, link: str | None, max_segments: int = SMS_MAX_SEGMENTS, *, code: str = ""
@@ -161,6 +237,7 @@ def _longest_prefix(text: str, suffix: str, max_segments: int) -> str:
     return text[:low]
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a batch asks the same few times thousands of times
 def local_time(moment: datetime, timezone: str) -> str:
     """'1月5日08时' in the county's timezone (the way Chinese warnings state times)."""
     local = moment.astimezone(ZoneInfo(timezone))
@@ -241,19 +318,18 @@ def render_hazard(
         return _broadcast_text(message, timezone, limits)
     if channel_kind == Medium.IM:
         return _im_text(message, timezone, limits)
-    return _sms_text(message, hazard_values(message, timezone))
+    return _sms_text(message, timezone)
 
 
 # --- sms
 
 
-def _sms_text(message: HazardMessage, values: dict[str, Any]) -> str:
+def _sms_text(message: HazardMessage, timezone: str) -> str:
     """The built-in SMS, with its acknowledgement link whenever a shortened text leaves room."""
-    advice = values["advice"]
-    values["advice"] = advice.rstrip("。") + "。" if advice else ""
+    render = _sms_renderer(message, timezone)
     if message.link:
         suffix = f"确认：{message.link}"
-        text, fits = _shorten_sms(message, values, suffix)
+        text, fits = _shorten_sms(message, render, suffix)
         if fits:
             return text + suffix
         log.info(
@@ -263,25 +339,80 @@ def _sms_text(message: HazardMessage, values: dict[str, Any]) -> str:
             message.code,
             SMS_MAX_SEGMENTS,
         )
-    text, _ = _shorten_sms(message, values, "")
+    text, _ = _shorten_sms(message, render, "")
     return text
 
 
-def _shorten_sms(message: HazardMessage, values: dict[str, Any], suffix: str) -> tuple[str, bool]:
+def _shorten_sms(
+    message: HazardMessage, render: Callable[[str, bool], str], suffix: str
+) -> tuple[str, bool]:
     """The built-in text, shortened until it and `suffix` fit in the SMS limit, and whether
-    they do: what matters least goes first, the advice, then the zone's tail."""
-    render = _compiled[message.kind].render
-    text = render(values)
+    they do: what matters least goes first, the advice, then the zone's tail.
+
+    `render(zone, advised)` is the text naming `zone`, with the advice or without."""
+    text = render(message.zone, True)
     if fits_sms(text + suffix, SMS_MAX_SEGMENTS):
         return text, True
-    values = {**values, "advice": ""}
-    text = render(values)
+    text = render(message.zone, False)
     zone = message.zone
     while not fits_sms(text + suffix, SMS_MAX_SEGMENTS) and len(zone) > 4:
         zone = zone[:-2]
-        values["zone"] = zone + "…"
-        text = render(values)
+        text = render(zone + "…", False)
     return text, fits_sms(text + suffix, SMS_MAX_SEGMENTS)
+
+
+def _sms_values(message: HazardMessage, timezone: str) -> dict[str, Any]:
+    values = hazard_values(message, timezone)
+    advice = values["advice"]
+    values["advice"] = advice.rstrip("。") + "。" if advice else ""
+    return values
+
+
+def _sms_renderer(message: HazardMessage, timezone: str) -> Callable[[str, bool], str]:
+    """`render(zone, advised)` for `_shorten_sms`: the batch's skeleton with this
+    warning's zone and code put in, or the template rendered whole."""
+    code = message.code
+    if message.kind in _SMS_SKELETON_KINDS and not _marked(message.zone + code):
+        words = message._words
+        advised = _sms_skeleton(words, timezone, True)
+        plain = _sms_skeleton(words, timezone, False)
+        if advised is not None and plain is not None:
+            return lambda zone, with_advice: (
+                (advised if with_advice else plain)
+                .replace(_CODE_MARK, code)
+                .replace(_ZONE_MARK, zone)
+            )
+    values = _sms_values(message, timezone)
+    render = _compiled[message.kind].render
+
+    def whole(zone: str, with_advice: bool) -> str:
+        return render({**values, "zone": zone, "advice": values["advice"] if with_advice else ""})
+
+    return whole
+
+
+@functools.lru_cache(maxsize=_SKELETONS)
+def _sms_skeleton(words: _Words, timezone: str, advised: bool) -> str | None:
+    """The built-in SMS of `words` with marks for the zone and the code (None when the
+    words themselves carry a mark)."""
+    if words.marked():
+        return None
+    values = _sms_values(words.message(), timezone)
+    values |= {"zone": _ZONE_MARK, "code": _CODE_MARK}
+    if not advised:
+        values["advice"] = ""
+    return _compiled[words.kind].render(values)
+
+
+# A built-in hazard text puts `zone` and `code` in verbatim and reads no other variable
+# that differs between zones: its skeleton is exact. Found from the templates
+# themselves, so a wording that one day reads the township goes the whole way.
+_SMS_SKELETON_KINDS = frozenset(
+    kind
+    for kind in ("new", "upgraded", "downgraded", "resolved")
+    if meta.find_undeclared_variables(_env.parse(TEMPLATES[kind]))
+    <= {"sender", "authority", "hazard", "level", "zone", "when", "advice", "code"}
+)
 
 
 # --- spoken texts: voice calls and village loudspeakers
@@ -294,6 +425,7 @@ _DAY_PARTS = ((6, "凌晨"), (9, "早上"), (12, "上午"), (13, "中午"), (18,
 _RELATIVE_DAYS = {-1: "昨天", 0: "今天", 1: "明天", 2: "后天"}
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a batch asks the same few times thousands of times
 def spoken_time(moment: datetime, timezone: str, now: datetime | None = None) -> str:
     """A time as it is said aloud: '1月7日上午9时', '1月7日晚上11时30分'; with `now`,
     '今天凌晨3时' / '明天下午2时' when the day is near.
@@ -396,45 +528,91 @@ def _spoken_warning(message: HazardMessage) -> str:
 def _voice_text(message: HazardMessage, timezone: str, limits: ChannelLimits | None) -> str:
     """What a call says: who calls, what, where, when, what to do (the channel adds 按1确认)."""
     area, spot = _place(message)
+    limit = limits.max_chars if limits and limits.max_chars else MAX_VOICE_CHARS
+    skeleton = _spoken_skeleton(message._words, timezone, Medium.VOICE)
 
     def say(zone: str) -> str:
         where = f"{area}的{zone}" if area and zone else area or zone
-        if message.kind == "resolved":
-            return speakable(
-                f"您好，这里是{message.sender}。{where}，{_spoken_warning(message)}，"
-                "预警条件已经结束，请继续做好巡查。"
-            )
-        return speakable(
-            f"您好，这里是{message.sender}。{_spoken_warning(message)}：{where}，"
-            f"{_spoken_when(message, timezone)}。{_spoken_advice(message.advice)}"
-        )
+        if skeleton is not None and _spliceable(where):
+            return skeleton.replace(_ZONE_MARK, where)
+        return speakable(_voice_words(message, timezone, where))
 
-    limit = limits.max_chars if limits and limits.max_chars else MAX_VOICE_CHARS
     return _fit_zone(spot, say, lambda text: len(text) <= limit, more="等")
+
+
+def _voice_words(message: HazardMessage, timezone: str, where: str) -> str:
+    """A call's words before `speakable`."""
+    if message.kind == "resolved":
+        return (
+            f"您好，这里是{message.sender}。{where}，{_spoken_warning(message)}，"
+            "预警条件已经结束，请继续做好巡查。"
+        )
+    return (
+        f"您好，这里是{message.sender}。{_spoken_warning(message)}：{where}，"
+        f"{_spoken_when(message, timezone)}。{_spoken_advice(message.advice)}"
+    )
 
 
 def _broadcast_text(message: HazardMessage, timezone: str, limits: ChannelLimits | None) -> str:
     """A loudspeaker script for villagers: attention, who, what, where, what to do, again."""
     _, spot = _place(message)
     village = message.village
+    skeleton = _spoken_skeleton(message._words, timezone, Medium.BROADCAST)
 
     def script(zone: str) -> str:
         where = f"{village}{zone}" if village else zone
-        warning = _spoken_warning(message)
-        if message.kind == "resolved":
-            core = f"{message.sender}通知：{where}一带，{warning}。"
-            closing = "请大家继续注意安全。"
-        else:
-            issued = f"发布{warning}" if message.kind == "new" else f"通知：{warning}"
-            core = (
-                f"{message.sender}{issued}。{where}一带，{_spoken_when(message, timezone)}。"
-                f"{_spoken_advice(message.advice)}"
-            )
-            closing = "请大家注意安全，远离危险边坡，听从村里安排。"
-        return speakable(f"各位村民请注意，各位村民请注意！{core}{closing}重复一遍：{core}")
+        if skeleton is not None and _spliceable(where):
+            return skeleton.replace(_ZONE_MARK, where)
+        return speakable(_broadcast_words(message, timezone, where))
 
     limit = limits.max_chars if limits and limits.max_chars else None
     return _fit_zone(spot, script, lambda text: limit is None or len(text) <= limit, more="等")
+
+
+def _broadcast_words(message: HazardMessage, timezone: str, where: str) -> str:
+    """A loudspeaker script before `speakable`."""
+    warning = _spoken_warning(message)
+    if message.kind == "resolved":
+        core = f"{message.sender}通知：{where}一带，{warning}。"
+        closing = "请大家继续注意安全。"
+    else:
+        issued = f"发布{warning}" if message.kind == "new" else f"通知：{warning}"
+        core = (
+            f"{message.sender}{issued}。{where}一带，{_spoken_when(message, timezone)}。"
+            f"{_spoken_advice(message.advice)}"
+        )
+        closing = "请大家注意安全，远离危险边坡，听从村里安排。"
+    return f"各位村民请注意，各位村民请注意！{core}{closing}重复一遍：{core}"
+
+
+_SPOKEN_WORDS = {Medium.VOICE: _voice_words, Medium.BROADCAST: _broadcast_words}
+
+
+@functools.lru_cache(maxsize=_SKELETONS)
+def _spoken_skeleton(words: _Words, timezone: str, medium: Medium) -> str | None:
+    """`speakable` of a spoken text of `words` with the zone mark where the place goes:
+    the text of a `_spliceable` place is this with the place put in. None when the
+    words themselves carry a mark."""
+    if words.marked():
+        return None
+    said = _SPOKEN_WORDS[medium](words.message(), timezone, _ZONE_MARK)
+    skeleton = speakable(said)
+    # every mark is kept (see _spliceable); a mark lost would lose a place
+    return skeleton if skeleton.count(_ZONE_MARK) == said.count(_ZONE_MARK) else None
+
+
+# A place `speakable` leaves alone wherever it stands, and whose neighbours it does not
+# change: Chinese characters, 、 between names, and digits between them (穆村镇307国道).
+# No pattern of _SPEAKABLE names one of these characters, and none matches a text that
+# starts at one or ends at one (a digit is rewritten only before %, ℃, ~, a unit: never
+# before a Chinese character); a lookaround that meets one sees a character like the
+# zone mark. So `speakable(text with the mark)` with the place put in for the mark is
+# `speakable(text with the place)` — tests/test_messages_skeleton.py holds both to it.
+_SPLICEABLE = re.compile(r"[\u4e00-\u9fff](?:[\u4e00-\u9fff、0-9]*[\u4e00-\u9fff])?")
+
+
+def _spliceable(place: str) -> bool:
+    return _SPLICEABLE.fullmatch(place) is not None
 
 
 # --- im: a group robot's post
@@ -464,28 +642,42 @@ def _im_text(message: HazardMessage, timezone: str, limits: ChannelLimits | None
 
 
 def _im_lines(message: HazardMessage, timezone: str, zone: str, advice: bool) -> str:
+    head, said, advised = _im_words(message._words, timezone)
+    lines = [*head, f"隐患点：{zone}"]
+    if message.township or message.village:
+        lines.append(f"乡镇村：{message.township}{message.village}")
+    lines.extend(advised if advice else said)
+    lines.append(f"编码：{message.code}")
+    if message.link:
+        lines.append(f"确认：{message.link}")
+    return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=_SKELETONS)
+def _im_words(
+    words: _Words, timezone: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The lines of a post of `words` before its zone (title, sender, source) and after
+    its township and village (time, or the all-clear; with the advice and without)."""
+    message = words.message()
     level = message.level_zh
     if message.kind == "resolved":
         title = f"✅【预警解除】{message.hazard}{level}预警解除"
     else:
         change = {"upgraded": "预警升级", "downgraded": "预警降级"}.get(message.kind, "")
         title = f"{_LEVEL_MARKS.get(level, '⚠️')}【{level}预警】{message.hazard}{change}"
-    lines = [title, f"发布：{message.sender}"]
+    head = [title, f"发布：{message.sender}"]
     if message.authority:
-        lines.append(f"来源：{message.authority}")
-    lines.append(f"隐患点：{zone}")
-    if message.township or message.village:
-        lines.append(f"乡镇村：{message.township}{message.village}")
+        head.append(f"来源：{message.authority}")
+    said: tuple[str, ...]
+    advised: tuple[str, ...]
     if message.kind == "resolved":
-        lines.append("说明：预警条件已结束，请继续做好巡查")
+        said = advised = ("说明：预警条件已结束，请继续做好巡查",)
     else:
-        lines.append(f"时间：{_written_when(message, timezone)}")
-        if advice and message.advice.strip():
-            lines.append(f"措施：{message.advice.strip().rstrip('。')}")
-    lines.append(f"编码：{message.code}")
-    if message.link:
-        lines.append(f"确认：{message.link}")
-    return "\n".join(lines)
+        said = (f"时间：{_written_when(message, timezone)}",)
+        advice = message.advice.strip()
+        advised = (*said, f"措施：{advice.rstrip('。')}") if advice else said
+    return tuple(head), said, advised
 
 
 def _written_when(message: HazardMessage, timezone: str) -> str:

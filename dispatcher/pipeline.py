@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.official.record import warnings_in_force
 from dispatcher.storage.models import ForecastRun
 from dispatcher.undecided import PARTIAL, explain
+from rules.collector import collector_paused
 from rules.evaluate import evaluate
 from rules.loader import RuleSet
 from rules.types import ForecastBatch, ZoneSpec
@@ -88,6 +90,9 @@ class Pipeline:
     # a failing feed is logged when it starts failing and when it recovers, not every poll
     feed_health: Episode = field(
         default_factory=lambda: Episode(log, "forecast feed"), init=False, repr=False
+    )
+    _checksummed: tuple[weakref.ref[ForecastBatch], str] | None = field(
+        default=None, init=False, repr=False
     )
 
     def timing(self, ruleset: RuleSet) -> Timing:
@@ -212,21 +217,24 @@ class Pipeline:
                 variables=sorted(batch.variables),
                 first_time=_utc(batch.times[0]) if len(batch.times) else None,
                 last_time=_utc(batch.times[-1]) if len(batch.times) else None,
-                checksum=batch_checksum(batch),
+                checksum=self._checksum(batch),
                 # a usable run's notes: what it lacked (the hazards it left blind)
                 error=("partial: " + "; ".join(notes_of_run)) if notes_of_run else None,
             )
             session.add(run)
             session.flush()
             timing = self.timing(ruleset)
-            transitions = reconcile(
-                assessments,
-                open_hazard_alerts(session),
-                now,
-                hold=timing.hold_of,
-                cooldown=timing.cooldown_of,
-                recently_resolved=recently_resolved(session, now - timing.longest_cooldown),
-            )
+            # a province's open alerts and transitions are tens of thousands of small
+            # objects, none in a cycle: the collector would walk them again and again
+            with collector_paused():
+                transitions = reconcile(
+                    assessments,
+                    open_hazard_alerts(session),
+                    now,
+                    hold=timing.hold_of,
+                    cooldown=timing.cooldown_of,
+                    recently_resolved=recently_resolved(session, now - timing.longest_cooldown),
+                )
             notes = apply_transitions(
                 session,
                 transitions,
@@ -280,6 +288,16 @@ class Pipeline:
         if notes:
             self.on_enqueued()
         return PollResult(True, run_id, counts, len(notes))
+
+    def _checksum(self, batch: ForecastBatch) -> str:
+        """`batch_checksum` of `batch`; of the last poll's batch again (a replay's
+        unchanged recording gives the same one), not computed again."""
+        last = self._checksummed
+        if last is not None and last[0]() is batch:
+            return last[1]
+        checksum = batch_checksum(batch)
+        self._checksummed = (weakref.ref(batch), checksum)  # the batch is not kept alive
+        return checksum
 
     def record_start(self) -> bool:
         """At start-up: persist when watching the feed began (a brand-new database only),

@@ -43,7 +43,7 @@ from dispatcher.escalation import ADMINISTRATOR_POLICY, AlertText, Escalation, o
 from dispatcher.messages import render_rules_refused, render_rules_restored
 from dispatcher.metrics import Metrics
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind
-from dispatcher.storage.models import Alert, AuditEvent
+from dispatcher.storage.models import Alert, AlertFacts, AuditEvent
 from dispatcher.web.state import RulesStatus
 from rules.config import ConfigError, Problem
 from rules.expr import condition_variables
@@ -194,7 +194,7 @@ class RefusalAlarm:
             alert.updated_at = now
             return None
 
-        def text(opened: Alert) -> AlertText:
+        def text(opened: AlertFacts) -> AlertText:
             body = render_rules_refused(
                 sender=county.sender,
                 since=now,

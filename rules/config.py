@@ -13,11 +13,17 @@ the data is hourly).
 ruamel.yaml parses in round-trip mode (it keeps line/column of every node); we
 convert the tree to plain Python and keep a map from the node's path (the same
 tuple pydantic uses as an error `loc`) to its position. Validation errors from
-pydantic are then reported at the exact node, all at once. A file in JSON
-form (JSON is YAML 1.2; a script exporting a province's 30,000 zones writes
-it) is read by the standard library's decoder instead, tens of times faster,
-and its positions are found by the round-trip loader only when an error needs
-them, so its errors name the same line and column (see `_fast_load`).
+pydantic are then reported at the exact node, all at once. That loader is
+slow (a minute for a province's 30,000 zones), so files are first read by a
+fast path: a file in JSON form (JSON is YAML 1.2; a script exporting a
+province's zones writes it) by the standard library's decoder, and any other
+file by libyaml's parser (PyYAML's C `CParser`), whose events are turned into
+plain data here with the round-trip loader's YAML 1.2 reading of every value
+(see `_fast_block_load`). Whatever the fast path cannot read exactly as the
+round-trip loader would (a tag, a merge key, `08:00`, a syntax error, a bound
+crossed) is left to the round-trip loader. Positions of a file read by the fast
+path are found by the round-trip loader only when an error needs them, so its
+errors name the same line and column.
 
 Every file is bounded before it can cost much memory or time (billion laughs,
 a file the size of a disk): at most `MAX_YAML_BYTES` (refused from its size,
@@ -48,6 +54,14 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.resolver import VersionedResolver
+
+try:  # libyaml through PyYAML: the fast path of block YAML (absent, the round trip reads it)
+    import yaml.events as lib_events
+    from yaml import YAMLError as LibYAMLError
+    from yaml.cyaml import CParser as LibYAMLParser
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    LibYAMLParser = None
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -298,14 +312,17 @@ def load_yaml_text(text: str, name: str, *, fast: bool = True) -> Document:
 
     With `fast` (the default), text in the JSON form of YAML (what a script
     exporting a province's zones writes) is read by the standard library's JSON
-    decoder, tens of times faster than the round-trip loader, and its positions
-    found only if an error needs them; any other text, or JSON that YAML would
-    read differently or that comes near a bound, is read by the round-trip loader.
+    decoder, and other text by libyaml (`_fast_block_load`), tens of times faster
+    than the round-trip loader, and its positions found only if an error needs
+    them; text that either would read differently from the round-trip loader,
+    or that comes near a bound, is read by the round-trip loader.
     """
     if len(text) > MAX_YAML_BYTES:
         raise _too_large(name, len(text.encode("utf-8")))
     if fast:
         data = _fast_load(text)
+        if data is _NOT_FAST and not _JSON_START.match(text):
+            data = _fast_block_load(text)
         if data is not _NOT_FAST:
             return Document(name, data, text=text)
     return _round_trip(text, name)
@@ -360,7 +377,9 @@ def _positions_of(text: str, name: str) -> dict[Loc, tuple[int, int]]:
     """The positions of a document the fast path read: its round-trip parse."""
     try:
         return _round_trip(text, name).positions
-    except ConfigError:  # not expected: the fast path reads only what YAML reads alike
+    # not expected: the fast path reads only what YAML reads alike; but ruamel
+    # has been seen to fail an assertion on odd comments (`| #` in a comment)
+    except (ConfigError, AssertionError):
         return {(): (1, 1)}
 
 
@@ -454,6 +473,195 @@ def _keys_within_bounds(data: Any) -> int | None:
             return None
         level = deeper
     return keys
+
+
+# What libyaml reads where the round-trip loader would refuse it or read it
+# otherwise: characters YAML 1.1 takes as line breaks and 1.2 does not; tabs,
+# which libyaml takes inside plain values and between tokens ("found character
+# '\t' that cannot start any token"); a block scalar's header followed by '#'
+# (`>#`, "expected chomping or indentation indicators"); an anchor or alias
+# name with a character libyaml ends it at and YAML 1.2 does not (`&a?b`). A
+# file with any of these is read by the round-trip loader.
+# (three patterns, not one alternation: each starting with a character class, the
+# regex engine skips to its candidates fast)
+_NOT_LIBYAML = (
+    re.compile("[\x85\u2028\u2029\t]"),
+    re.compile("[|>][-+0-9]*#"),
+    re.compile("[&*][0-9A-Za-z_-]*[^0-9A-Za-z_\\-\\s,\\[\\]{}]"),
+)
+# The first characters of a plain scalar that YAML 1.2 (the round-trip loader's
+# resolver) may read as something other than text, beyond true/false/null; the
+# rest (a letter, a CJK character) always read as text. A test checks this
+# against ruamel's resolver table.
+_RESOLVED_FIRST = frozenset("!&*+-.0123456789<=")
+_WORDS: dict[str, Any] = {
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+    **dict.fromkeys(("null", "Null", "NULL", "~", ""), None),
+}
+_DECIMAL = re.compile(r"[-+]?[0-9]+")
+_SIMPLE_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_RESOLVER = VersionedResolver()
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _plain_scalar(value: str) -> Any:
+    """A plain (unquoted) scalar as the round-trip loader (YAML 1.2) reads it.
+
+    `no`, `on`, `y` stay text (YAML 1.1 would make them booleans), `010` is
+    ten (1.1: eight), `1_000` and `0x1F` numbers, `08:00` text (1.1: 480):
+    where this is not certain, ruamel's own resolver decides, and anything it
+    reads as other than text or a plain number (a date, `.inf`, `<<`) makes the
+    round-trip loader read the file.
+    """
+    word = _WORDS.get(value, _NO_KEY)
+    if word is not _NO_KEY:
+        return word
+    if value[0] not in _RESOLVED_FIRST:
+        return value
+    if _DECIMAL.fullmatch(value):
+        return int(value)  # ValueError past 4,300 digits: the round trip says what
+    if _SIMPLE_FLOAT.fullmatch(value):
+        return float(value)
+    if str(_RESOLVER.resolve(ScalarNode, value, (True, False))) == _STR_TAG:
+        return value
+    raise _NotFast
+
+
+_NO_KEY: Any = object()
+"""No key read yet for the next value of an open mapping."""
+
+
+def _copy(data: Any) -> Any:
+    """A deep copy of plain data (what an alias repeats: the round trip copies it too)."""
+    if type(data) is dict:
+        return {key: _copy(value) for key, value in data.items()}
+    if type(data) is list:
+        return [_copy(value) for value in data]
+    return data
+
+
+def _fast_block_load(text: str) -> Any:
+    """`text` read by libyaml, or `_NOT_FAST` when the round-trip loader must read it.
+
+    libyaml only parses (into events); the data, each scalar's value and the
+    bounds are made here, as the round-trip loader makes them: values are
+    resolved by YAML 1.2 (`_plain_scalar`), an alias repeats a copy of its
+    anchor's data and counts against MAX_ALIAS_NODES and MAX_ALIAS_CHARS as the
+    composer counts it, nodes against MAX_YAML_NODES, nesting against
+    MAX_YAML_DEPTH. The round-trip loader reads the file instead when any of
+    these is crossed (it says where), on a syntax error (likewise), and for
+    what is rare in a county's files and read differently by YAML 1.1 or not
+    kept as plain data: tags and directives, merge keys, keys that are not text
+    or whole numbers, duplicate keys, YAML 1.1 line breaks, several documents.
+    """
+    if LibYAMLParser is None or _NOT_YAML_TEXT.search(text):
+        return _NOT_FAST
+    if any(pattern.search(text) for pattern in _NOT_LIBYAML):
+        return _NOT_FAST
+    try:
+        return _from_events(LibYAMLParser(text))
+    except (_NotFast, LibYAMLError, ValueError):
+        return _NOT_FAST
+
+
+def _from_events(parser: Any) -> Any:
+    """The plain data of the one document of `parser`'s events (see `_fast_block_load`)."""
+    scalar, alias = lib_events.ScalarEvent, lib_events.AliasEvent
+    mapping_start, sequence_start = lib_events.MappingStartEvent, lib_events.SequenceStartEvent
+    mapping_end, sequence_end = lib_events.MappingEndEvent, lib_events.SequenceEndEvent
+    document_start, stream_end = lib_events.DocumentStartEvent, lib_events.StreamEndEvent
+    get_event = parser.get_event
+    words, resolved_first = _WORDS, _RESOLVED_FIRST
+    root: Any = None
+    documents = 0
+    # the open collections: each one's parent, the parent's pending key, its
+    # anchor and what was counted before it (to size the anchor's subtree)
+    stack: list[tuple[Any, Any, str | None, int, int]] = []
+    container: Any = None  # the open collection (a dict or a list); None at the top
+    key: Any = _NO_KEY
+    anchors: dict[str, tuple[Any, int, int]] = {}  # anchor -> (data, nodes, characters)
+    written = 0  # nodes written in the text
+    nodes = chars = 0  # nodes and characters of the data, aliases repeated
+    alias_nodes = alias_chars = 0
+    while True:
+        event = get_event()
+        kind = type(event)
+        if kind is scalar:
+            if event.tag is not None:
+                raise _NotFast
+            text = event.value
+            if event.implicit[0]:  # plain: `_plain_scalar`, its common cases inline
+                value = words.get(text, _NO_KEY)
+                if value is _NO_KEY:
+                    value = _plain_scalar(text) if text[0] in resolved_first else text
+            else:
+                value = text
+            written += 1
+            nodes += 1
+            chars += len(text)
+            if event.anchor is not None:
+                if event.anchor in anchors:
+                    raise _NotFast
+                anchors[event.anchor] = (value, 1, len(text))
+        elif kind is mapping_start or kind is sequence_start:
+            if event.tag is not None or (type(container) is dict and key is _NO_KEY):
+                raise _NotFast  # a tag, or a list or mapping as a key
+            written += 1
+            nodes += 1
+            stack.append((container, key, event.anchor, nodes - 1, chars))
+            if len(stack) > _FAST_MAX_DEPTH:
+                raise _NotFast
+            container, key = ({} if kind is mapping_start else []), _NO_KEY
+            if written > MAX_YAML_NODES:
+                raise _NotFast
+            continue
+        elif kind is mapping_end or kind is sequence_end:
+            value = container
+            container, key, anchor, nodes_before, chars_before = stack.pop()
+            if anchor is not None:
+                if anchor in anchors:
+                    raise _NotFast
+                anchors[anchor] = (value, nodes - nodes_before, chars - chars_before)
+        elif kind is alias:
+            target = anchors.get(event.anchor)
+            if target is None or (type(container) is dict and key is _NO_KEY):
+                raise _NotFast  # undefined, recursive, or a key
+            data, size, length = target
+            alias_nodes += size
+            alias_chars += length
+            if alias_nodes > MAX_ALIAS_NODES or alias_chars > MAX_ALIAS_CHARS:
+                raise _NotFast
+            nodes += size
+            chars += length
+            value = _copy(data)
+        elif kind is document_start:
+            documents += 1
+            if documents > 1 or event.version is not None or event.tags:
+                raise _NotFast  # directives (%YAML 1.1 changes every value), or two documents
+            continue
+        elif kind is stream_end:
+            return root
+        else:  # the stream's start, the document's end
+            continue
+        if written > MAX_YAML_NODES:
+            raise _NotFast
+        # place `value` in the open collection
+        if type(container) is list:
+            container.append(value)
+        elif container is None:
+            root = value
+        elif key is _NO_KEY:
+            if type(value) is not str and type(value) is not int:
+                raise _NotFast  # None, a boolean or a float as a key: the round trip's own way
+            if type(value) is str and len(value) > _MAX_KEY_CHARS:
+                raise _NotFast
+            key = value
+        else:
+            if key in container:
+                raise _NotFast  # a duplicate key: YAML refuses it
+            container[key] = value
+            key = _NO_KEY
 
 
 def load_yaml(path: Path, display_name: str | None = None) -> Document:

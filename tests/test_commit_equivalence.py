@@ -55,6 +55,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
+from dispatcher.alerts import lifecycle
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.settings import Settings
@@ -213,9 +214,18 @@ def seeded_codes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.mark.parametrize("write_every", [None, 7], ids=["one-write", "written-in-parts"])
 def test_a_province_poll_commits_the_golden_rows(
-    db_url: str, tmp_path: Path, seeded_codes: None
+    db_url: str,
+    tmp_path: Path,
+    seeded_codes: None,
+    write_every: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if write_every is not None:
+        # a province's commit writes what it holds every few thousand alerts:
+        # here every 7, so the 160 alerts of this province are written in parts
+        monkeypatch.setattr(lifecycle, "_WRITE_EVERY", write_every)
     # given a province of two copies of Liulin on a fresh database, and a fixed clock
     config, cold, calm = province(tmp_path, COPIES)
     settings = Settings(
@@ -247,7 +257,11 @@ def test_a_province_poll_commits_the_golden_rows(
 
     # then the chain verifies and every row is the golden one
     assert problems == []
-    if os.environ.get("YUJING_WRITE_COMMIT_GOLDEN") and db_url.startswith("sqlite"):
+    if (
+        os.environ.get("YUJING_WRITE_COMMIT_GOLDEN")
+        and db_url.startswith("sqlite")
+        and write_every is None
+    ):
         GOLDEN.write_text(golden_text(portable(actual)), encoding="utf-8")
     expected = localised(json.loads(GOLDEN.read_text(encoding="utf-8")))
     assert {t: len(rows) for t, rows in actual.items()} == {

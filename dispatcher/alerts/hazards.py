@@ -28,13 +28,13 @@ from functools import partial
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from channels.base import Medium
 from channels.registry import medium_of
-from dispatcher import audit
+from dispatcher import audit, gcpause
+from dispatcher.alerts.continued import update_continued
 from dispatcher.alerts.events import open_events, open_hazard_zones, update_events
 from dispatcher.alerts.lifecycle import Closing, NewAlert, Opening, close_alerts, open_alerts
 from dispatcher.alerts.reconcile import ClosedAlert, OpenAlert, Transition, TransitionKind
@@ -70,8 +70,9 @@ def open_hazard_alerts(session: Session) -> list[OpenAlert]:
             Alert.kind == AlertKind.HAZARD, Alert.state.in_(OPEN_ALERT_STATES)
         )
     )  # columns, not objects: a province has tens of thousands open
+    levels = _Levels()
     return [
-        OpenAlert(id_, zone_id or "", hazard, Level.parse(level), calm_since)
+        OpenAlert(id_, zone_id or "", hazard, levels[level], calm_since)
         for id_, zone_id, hazard, level, calm_since in rows
     ]
 
@@ -85,11 +86,20 @@ def recently_resolved(session: Session, since: datetime) -> list[ClosedAlert]:
             Alert.closed_at >= since,
         )
     )
+    levels = _Levels()
     return [
-        ClosedAlert(id_, zone_id or "", hazard, Level.parse(level), closed_at)
+        ClosedAlert(id_, zone_id or "", hazard, levels[level], closed_at)
         for id_, zone_id, hazard, level, closed_at in rows
         if closed_at is not None
     ]
+
+
+class _Levels(dict[str, Level]):
+    """Stored level names parsed once each (a province reads tens of thousands)."""
+
+    def __missing__(self, name: str) -> Level:
+        self[name] = level = Level.parse(name)
+        return level
 
 
 def apply_transitions(
@@ -116,7 +126,9 @@ def apply_transitions(
     serialise_with_audit(session)
     # the poll's outbox rows and timers inserted together, its audit events chained
     # in one pass, at the end
-    with audit.batch(session), held.batch(session):
+    # … and the collector paused meanwhile (dispatcher.gcpause: a province's commit
+    # allocates enough to make it walk the whole heap again and again)
+    with gcpause.paused(), audit.batch(session), held.batch(session):
         return _apply(
             session,
             transitions,
@@ -147,7 +159,7 @@ def _apply(
         session,
         [t.alert_id for t in transitions if t.alert_id is not None and t.kind not in _NOT_LOADED],
     )
-    calm_started = _update_continued(session, transitions, now)
+    calm_started = update_continued(session, transitions, now)
     notifications: list[QueuedRow] = []
     # runs of one kind of transition are written together, runs in order: the
     # rows and audit events come out as when one transition was written at a time
@@ -376,7 +388,7 @@ def _hazard_text(
         )
 
     bodies: Mapping[str, str] = (
-        RenderedOnRead(render) if lazy else {kind.value: render(kind) for kind in Medium}
+        RenderedOnRead(render) if lazy else {name: render(kind) for kind, name in _MEDIA}
     )
     return AlertText(
         bodies[medium_of(channel)],
@@ -385,57 +397,14 @@ def _hazard_text(
     )
 
 
+_MEDIA = tuple((kind, kind.value) for kind in Medium)
+
+
 def _zone(county: County, zone_id: str) -> ZoneConfig | None:
     try:
         return county.zone(zone_id)
     except KeyError:  # a zone removed from the configuration while its alert is open
         return None
-
-
-def _update_continued(
-    session: Session, transitions: Sequence[Transition], now: datetime
-) -> set[int]:
-    """Alerts that stay open: their calm clock and latest forecast, for the whole poll
-    at once (they touch no other row, so their order does not matter); returns the
-    ids of those whose calm clock starts now."""
-    continued = [t for t in transitions if t.kind is TransitionKind.CONTINUED]
-    calm: dict[int, datetime | None] = {}
-    ids = [t.alert_id for t in continued if t.alert_id is not None]
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        found = session.execute(select(Alert.id, Alert.calm_since).where(Alert.id.in_(chunk)))
-        calm.update((alert_id, since) for alert_id, since in found)
-    calming, forecast = [], []
-    for t in continued:
-        assert t.alert_id is not None
-        values: dict[str, Any] = {"b_id": t.alert_id, "calm_since": t.calm_since, "updated_at": now}
-        if t.assessment is not None and t.assessment.level is not None and t.calm_since is None:
-            values |= {
-                "onset": t.assessment.onset,
-                "until": t.assessment.until,
-                "evidence": dict(t.assessment.evidence),
-                "authority": t.assessment.authority,
-            }
-            forecast.append(values)
-        else:
-            calming.append(values)
-    table = Alert.metadata.tables[Alert.__tablename__]
-    for rows in (calming, forecast):
-        if rows:
-            # Core, not the ORM: no object per alert; objects already loaded are expired
-            columns: dict[str, Any] = {key: bindparam(key) for key in rows[0] if key != "b_id"}
-            session.execute(
-                update(table).where(table.c.id == bindparam("b_id")).values(columns), rows
-            )
-    for alert_id in ids:
-        loaded = session.identity_map.get(identity_key(Alert, alert_id))
-        if loaded is not None:
-            session.expire(loaded)
-    return {
-        t.alert_id
-        for t in continued
-        if t.alert_id is not None and calm[t.alert_id] is None and t.calm_since is not None
-    }
 
 
 def _continue(session: Session, t: Transition, calm_started: bool, now: datetime) -> None:

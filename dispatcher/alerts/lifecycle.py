@@ -32,13 +32,15 @@ from dispatcher.escalation import AlertText, Escalation, Policy
 from dispatcher.escalation.told import AlertRef
 from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import AlertKind, AlertState
-from dispatcher.storage.models import Alert
+from dispatcher.storage import held
+from dispatcher.storage.models import Alert, AlertFacts
 
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
     "Closing",
     "NewAlert",
+    "OpenedAlert",
     "Opening",
     "close_alert",
     "close_alerts",
@@ -118,7 +120,7 @@ class Opening:
     the alert it supersedes (`previous`) and a policy replacing its own (`policy`)."""
 
     new: NewAlert
-    text: Callable[[Alert], AlertText]
+    text: Callable[[AlertFacts], AlertText]
     data: Mapping[str, Any]
     transition: str = TransitionKind.NEW.value
     previous: Alert | None = None
@@ -130,7 +132,7 @@ def open_alert(
     new: NewAlert,
     *,
     escalation: Escalation,
-    text: Callable[[Alert], AlertText],
+    text: Callable[[AlertFacts], AlertText],
     data: Mapping[str, Any],
     now: datetime,
     transition: str = TransitionKind.NEW.value,
@@ -147,63 +149,119 @@ def open_alert(
     commit.
     """
     opening = Opening(new, text, data, transition, previous, policy)
-    ((alert, notes),) = open_alerts(session, [opening], escalation=escalation, now=now)
+    ((opened, notes),) = open_alerts(session, [opening], escalation=escalation, now=now)
+    alert = session.get(Alert, opened.id)  # its one caller may change it: the object
+    assert alert is not None
     return alert, notes
 
 
 def open_alerts(
     session: Session, openings: Sequence[Opening], *, escalation: Escalation, now: datetime
-) -> list[tuple[Alert, list[QueuedRow]]]:
+) -> list[tuple[AlertFacts, list[QueuedRow]]]:
     """Open many alerts as `open_alert` opens one, in order; does not commit.
 
-    Their rows are inserted together (one flush: the ids go into idempotency
-    keys and audit subjects), then each one's `alert.{transition}` is audited
-    and its escalation started, as fresh: nothing was sent about an alert that
-    did not exist. Returns each alert with its notifications enqueued.
+    Their rows are inserted together, without an ORM object each (their ids,
+    read back in order, go into idempotency keys and audit subjects), then
+    each one's `alert.{transition}` is audited and its escalation started, as
+    fresh: nothing was sent about an alert that did not exist. Returns each
+    alert (an `OpenedAlert`) with its notifications enqueued.
     """
     codes = new_codes(session, len(openings))
     superseded = [opening.previous for opening in openings if opening.previous is not None]
     _end(session, superseded, AlertState.SUPERSEDED, now)
-    alerts: list[Alert] = []
-    for opening, code in zip(openings, codes, strict=True):
-        new, previous = opening.new, opening.previous
-        alerts.append(
-            Alert(
-                code=code,
-                kind=new.kind,
-                zone_id=new.zone_id,
-                hazard=new.hazard,
-                rule_id=new.rule_id,
-                title=new.title,
-                level=new.level,
-                state=AlertState.FIRING,
-                onset=new.onset,
-                until=new.until,
-                evidence=dict(new.evidence),
-                authority=new.authority,
-                opened_at=now,
-                updated_at=now,
-                supersedes_id=previous.id if previous else None,
-                forecast_run_id=new.forecast_run_id,
+    opened: list[tuple[AlertFacts, list[QueuedRow]]] = []
+    for start in range(0, len(openings), _WRITE_EVERY):
+        part = openings[start : start + _WRITE_EVERY]
+        rows = [
+            _row(opening, code, now) for opening, code in zip(part, codes[start:], strict=False)
+        ]
+        ids = _insert(session, rows)
+        for id_, row, opening in zip(ids, rows, part, strict=True):
+            alert = OpenedAlert(id=id_, **row)
+            _audit(session, alert, opening.transition, opening.data, now)
+            notes = escalation.start(
+                session,
+                alert,
+                transition=opening.transition,
+                text=opening.text(alert),
+                now=now,
+                previous=opening.previous,
+                policy=opening.policy,
+                fresh=True,
             )
-        )
-    session.add_all(alerts)
-    session.flush()
-    opened: list[tuple[Alert, list[QueuedRow]]] = []
-    for alert, opening in zip(alerts, openings, strict=True):
-        _audit(session, alert, opening.transition, opening.data, now)
-        notes = escalation.start(
-            session,
-            alert,
-            transition=opening.transition,
-            text=opening.text(alert),
-            now=now,
-            previous=opening.previous,
-            policy=opening.policy,
-            fresh=True,
-        )
-        opened.append((alert, notes))
+            opened.append((alert, notes))
+        if len(openings) > _WRITE_EVERY:
+            # a batch's rows and audit events so far written (in order, as at its end):
+            # memory stays bounded, and a long commit never sits idle in its
+            # transaction for long (a fenced one is ended after one lease idle)
+            held.write(session)
+            audit.write_pending(session)
     return opened
+
+
+# alerts opened between two writes of what a batch holds
+_WRITE_EVERY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedAlert:
+    """An alert row as `open_alerts` inserted it: its columns, without an ORM object
+    (a province's cold front opens tens of thousands). Reads as `AlertFacts`."""
+
+    id: int
+    code: str
+    kind: str
+    zone_id: str | None
+    hazard: str
+    rule_id: str
+    title: str
+    level: str
+    state: str
+    onset: datetime | None
+    until: datetime | None
+    evidence: dict[str, Any]
+    authority: str
+    opened_at: datetime
+    updated_at: datetime
+    supersedes_id: int | None
+    forecast_run_id: int | None
+    event_id: int | None
+    epoch: int
+
+
+def _row(opening: Opening, code: str, now: datetime) -> dict[str, Any]:
+    """The column values of the alert `opening` opens (all but its id)."""
+    new, previous = opening.new, opening.previous
+    return {
+        "code": code,
+        "kind": new.kind.value,
+        "zone_id": new.zone_id,
+        "hazard": new.hazard,
+        "rule_id": new.rule_id,
+        "title": new.title,
+        "level": new.level,
+        "state": AlertState.FIRING.value,
+        "onset": new.onset,
+        "until": new.until,
+        "evidence": dict(new.evidence),
+        "authority": new.authority,
+        "opened_at": now,
+        "updated_at": now,
+        "supersedes_id": previous.id if previous else None,
+        "forecast_run_id": new.forecast_run_id,
+        "event_id": None,
+        "epoch": 0,
+    }
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert alert rows in their order; their ids, in the same order."""
+    session.flush()  # what the caller changed goes first, as with session.add
+    ids = held.next_ids(session, Alert, len(rows))
+    held.insert_rows(
+        session, Alert, [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
+    )
+    return ids
 
 
 def close_alert(

@@ -70,7 +70,7 @@ from dispatcher.states import (
     priority_of,
 )
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, EscalationTimer, Notification
+from dispatcher.storage.models import Alert, AlertFacts, EscalationTimer, Notification
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -98,6 +98,11 @@ class Escalation:
     actor: str = "escalation"
     # (alert id, person id, now) → signed ack link or None (dispatcher.acklinks)
     ack_link: Callable[[int, str, datetime], str | None] | None = None
+    # (id of a policy, alert kind) → (that policy, the share of it alerts of that kind do):
+    # a province opens tens of thousands of alerts on a handful of policies
+    _parts: dict[tuple[int, str], tuple[Policy, Policy]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def plain(cls, county: County, channel: str) -> Escalation:
@@ -136,16 +141,20 @@ class Escalation:
             return self
         return replace(self, default_channel=channel, channels=self.channels | {channel})
 
-    def policy_for(self, alert: Alert) -> Policy:
+    def policy_for(self, alert: AlertFacts) -> Policy:
         """The policy `alert` escalates by: a hazard alert does its zone's share of its
         level's policy, its event the bureau's share (`policy.zone_part`,
         `policy.bureau_part`); a system alert its own."""
         policy = self.policies.for_alert(alert)
-        if alert.kind == AlertKind.HAZARD:
-            return zone_part(policy, self.is_bureau)
-        if alert.kind == AlertKind.EVENT:
-            return bureau_part(policy, self.is_bureau)
-        return policy
+        if alert.kind not in (AlertKind.HAZARD, AlertKind.EVENT):
+            return policy
+        known = self._parts.get((id(policy), alert.kind))
+        if known is not None and known[0] is policy:
+            return known[1]
+        split = zone_part if alert.kind == AlertKind.HAZARD else bureau_part
+        part = split(policy, self.is_bureau)
+        self._parts[(id(policy), alert.kind)] = (policy, part)
+        return part
 
     @property
     def _terms(self) -> dict[str, Any]:
@@ -173,7 +182,7 @@ class Escalation:
     def start(
         self,
         session: Session,
-        alert: Alert,
+        alert: AlertFacts,
         *,
         transition: str,
         text: AlertText,
@@ -391,7 +400,7 @@ class Escalation:
                 )
 
     def _timer(
-        self, alert: Alert, planned: PlannedStep, due: datetime, now: datetime
+        self, alert: AlertFacts, planned: PlannedStep, due: datetime, now: datetime
     ) -> dict[str, Any]:
         """The column values of the timer row of `planned`."""
         return {
@@ -436,7 +445,7 @@ class Escalation:
 
     def _deadline_timer(
         self,
-        alert: Alert,
+        alert: AlertFacts,
         policy: Policy,
         text: AlertText,
         due: datetime,
@@ -463,7 +472,7 @@ class Escalation:
     def _fire(
         self,
         session: Session,
-        alert: Alert,
+        alert: AlertFacts,
         planned: PlannedStep,
         now: datetime,
         *,

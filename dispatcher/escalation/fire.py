@@ -30,7 +30,7 @@ from dispatcher.roster import Roster
 from dispatcher.routing import Recipient, audiences, reaches_people, recipients
 from dispatcher.states import AlertKind, TimerKind
 from dispatcher.storage import held
-from dispatcher.storage.models import Acknowledgement, Alert, Notification
+from dispatcher.storage.models import Acknowledgement, AlertFacts, Notification
 
 __all__ = ["Firing", "fire"]
 
@@ -59,7 +59,7 @@ class Firing(Protocol):
 def fire(
     esc: Firing,
     session: Session,
-    alert: Alert,
+    alert: AlertFacts,
     planned: PlannedStep,
     now: datetime,
     *,
@@ -178,7 +178,7 @@ def fire(
     return notes, told
 
 
-def _acknowledged(session: Session, alert: Alert) -> set[str]:
+def _acknowledged(session: Session, alert: AlertFacts) -> set[str]:
     """Who acknowledged `alert` (an event: since its level last changed)."""
     acknowledged = select(Acknowledgement.person_id).where(Acknowledgement.alert_id == alert.id)
     if alert.kind == AlertKind.EVENT and alert.epoch:
@@ -189,7 +189,7 @@ def _acknowledged(session: Session, alert: Alert) -> set[str]:
     return set(session.scalars(acknowledged))
 
 
-def _enqueued(session: Session, alert: Alert, transition: str) -> set[str]:
+def _enqueued(session: Session, alert: AlertFacts, transition: str) -> set[str]:
     """The idempotency keys of the messages of `alert`'s `transition` already queued."""
     held.write(session)
     return set(

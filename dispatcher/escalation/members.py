@@ -23,7 +23,7 @@ from dispatcher.county import County
 from dispatcher.escalation.plan import AlertText, PlannedStep
 from dispatcher.eventtext import EventFacts, EventZone, render_event_all
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState, TimerKind
-from dispatcher.storage.models import Alert, AuditEvent
+from dispatcher.storage.models import Alert, AlertFacts, AuditEvent
 from rules.types import Level
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 
 def changed_at(
     session: Session,
-    event: Alert,
+    event: AlertFacts,
     actions: tuple[str, ...] = ("alert.upgraded", "alert.downgraded"),
 ) -> datetime | None:
     """When the event's level last changed (by one of `actions`); None: never.
@@ -101,7 +101,7 @@ def member_levels(members: Sequence[Alert]) -> dict[str, Level]:
 
 def event_text(
     county: County,
-    event: Alert,
+    event: AlertFacts,
     kind: str,
     zones: Mapping[str, Level],
     *,

@@ -19,7 +19,7 @@ from typing import Final
 from dispatcher.roster import ROSTER_ROLES
 from dispatcher.routing import ADMINISTRATOR, TOWNSHIP, VILLAGE
 from dispatcher.states import AlertKind
-from dispatcher.storage.models import Alert
+from dispatcher.storage.models import AlertFacts
 from rules.types import Level
 
 __all__ = [
@@ -170,7 +170,7 @@ class Policies:
             out.setdefault(policy.name, policy)
         return list(out.values())
 
-    def for_alert(self, alert: Alert) -> Policy:
+    def for_alert(self, alert: AlertFacts) -> Policy:
         """The rule's policy for this level, else the hazard's, else the level's."""
         if alert.kind == AlertKind.SYSTEM:
             return self.levels[SYSTEM_POLICY]

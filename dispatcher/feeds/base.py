@@ -14,6 +14,7 @@ only the first.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +24,8 @@ import numpy.typing as npt
 
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import EXPECTED_UNITS
+
+log = logging.getLogger("yujing.feed")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,18 @@ def batch_checksum(batch: ForecastBatch) -> str:
     return digest.hexdigest()
 
 
+def log_missing_values(batch: ForecastBatch) -> None:
+    """Log (INFO) how many values of each variable of `batch` are missing (NaN)."""
+    nulls = ", ".join(
+        f"{n}={c}" for n, v in batch.variables.items() if (c := int(np.isnan(v).sum()))
+    )
+    if nulls:
+        total = batch.shape[0] * batch.shape[1]
+        log.info(
+            "%s: missing values masked as NaN (of %d per variable): %s", batch.source, total, nulls
+        )
+
+
 _HOUR = np.timedelta64(3600, "s")
 
 
@@ -171,6 +186,7 @@ __all__ = [
     "at_locations",
     "batch_checksum",
     "check_variables",
+    "log_missing_values",
     "on_hours",
     "union_hours",
 ]

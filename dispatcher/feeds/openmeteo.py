@@ -24,7 +24,13 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import SecretStr
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, at_locations, check_variables
+from dispatcher.feeds.base import (
+    FeedError,
+    ForecastPoint,
+    at_locations,
+    check_variables,
+    log_missing_values,
+)
 from dispatcher.feeds.http import get_once
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import EXPECTED_UNITS
@@ -299,6 +305,7 @@ def parse_openmeteo(
     delivered: dict[str, int] = dict.fromkeys(names, 0)  # locations that delivered each
     fatal: list[tuple[int, str]] = []  # (location, problem): the batch is refused
     masked: list[tuple[int, str]] = []  # (location, problem): masked as missing
+    seen: dict[tuple[int, int, str, int | None], tuple[FloatArray | None, list[str]]] = {}
     for index, location in enumerate(locations):
         where = labels[index]
         hourly, hourly_units = location.get("hourly"), location.get("hourly_units")
@@ -326,7 +333,9 @@ def parse_openmeteo(
         if not isinstance(hourly, Mapping) or not isinstance(hourly_units, Mapping):
             continue
         for name in names:  # checked even without a usable axis: every problem is told
-            values, problems = _variable(hourly, hourly_units, name, hours)
+            key = (id(hourly), id(hourly_units), name, hours)  # a replay repeats locations
+            read = seen[key] = seen.get(key) or _variable(hourly, hourly_units, name, hours)
+            values, problems = read
             masked.extend((index, problem) for problem in problems)
             if values is not None and hours is not None:
                 arrays[name][index] = values
@@ -342,11 +351,7 @@ def parse_openmeteo(
     if said:
         log.warning("%s: masked as missing: %s", source, "; ".join(said))
     arrays = {name: values for name, values in arrays.items() if delivered[name]}
-    nulls = ", ".join(f"{n}={c}" for n, v in arrays.items() if (c := int(np.isnan(v).sum())))
-    if nulls:
-        total = len(points) * len(times)
-        log.info("%s: missing values masked as NaN (of %d per variable): %s", source, total, nulls)
-    return ForecastBatch(
+    batch = ForecastBatch(
         source=source,
         issued_at=issued_at.astimezone(UTC),
         point_ids=tuple(ids),
@@ -357,6 +362,8 @@ def parse_openmeteo(
         units=units,
         problems=said,
     )
+    log_missing_values(batch)
+    return batch
 
 
 def _variable(

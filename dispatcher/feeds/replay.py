@@ -13,8 +13,12 @@ to the response QWeather returned for it: `{"110.95,37.41": {"code": "200",
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,10 +27,29 @@ from typing import TypeGuard
 
 import numpy as np
 
-from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables
+from dispatcher.feeds.base import FeedError, ForecastPoint, check_variables, log_missing_values
 from dispatcher.feeds.openmeteo import hourly_times, parse_openmeteo, utc_datetime
 from dispatcher.feeds.qweather import is_qweather, location_param, parse_qweather
+from rules.collector import collector_paused
 from rules.types import ForecastBatch
+
+log = logging.getLogger("yujing.feed")
+
+# (file, content digest, points, variables, issued_at, past_days, reach) → the batch it gave
+_Key = tuple[
+    str,
+    bytes,
+    tuple[ForecastPoint, ...],
+    tuple[str, ...],
+    datetime | None,
+    int,
+    float,
+]
+_KEPT = 2  # batches kept (a drill may chain two recordings): a province's is ~60 MB of arrays
+_recent: OrderedDict[_Key, tuple[ForecastBatch, bool]] = OrderedDict()  # batch, Open-Meteo?
+_recent_lock = threading.Lock()  # fetches read in worker threads
+# points per block of the nearest-location search: a block's distances stay a few MB
+_BLOCK_CELLS = 1_000_000
 
 
 class ReplayFeed:
@@ -50,7 +73,8 @@ class ReplayFeed:
     `issued_at` is deterministic: the value given to the constructor or, without
     one, the first recorded hour plus `past_days` days — i.e. 00:00 UTC of the day
     the recording was requested, when it was made with that `past_days`. The file
-    is read on every fetch, so a drill may swap it between polls.
+    is read on every fetch, so a drill may swap it between polls; an unchanged
+    file gives the batch it gave before without being decoded again.
     """
 
     def __init__(
@@ -81,12 +105,7 @@ class ReplayFeed:
     ) -> ForecastBatch:
         """Hourly `variables` at `points` from the recording, or `FeedError`."""
         names = check_variables(variables)
-        payload = await asyncio.to_thread(self._read)
-        if is_qweather_recording(payload):
-            assert isinstance(payload, Mapping)
-            batch = self._qweather(payload, points, names)
-        else:
-            batch = self._openmeteo(payload, points, names)
+        batch = await asyncio.to_thread(self._batch, points, names)
         if self._rebase_to is None:
             return batch
         days = rebase_days(batch.issued_at, self._rebase_to())
@@ -95,6 +114,49 @@ class ReplayFeed:
             batch, issued_at=batch.issued_at + timedelta(days=days), times=batch.times + shift
         )
 
+    def _batch(self, points: Sequence[ForecastPoint], names: tuple[str, ...]) -> ForecastBatch:
+        """The batch the file holds now for `points`: decoded, or as decoded before when
+        the file's content and the request are the same (see the module docstring)."""
+        data = self._read_bytes()
+        key: _Key = (
+            str(self.path),
+            hashlib.sha256(data).digest(),
+            tuple(points),
+            names,
+            self._issued_at,
+            self._past_days,
+            self._max_distance,
+        )
+        with _recent_lock:
+            kept = _recent.get(key)
+            if kept is not None:
+                _recent.move_to_end(key)
+        if kept is not None:
+            batch, openmeteo = kept
+            # said again, as a live feed says them every poll
+            if batch.problems:
+                log.warning("%s: masked as missing: %s", batch.source, "; ".join(batch.problems))
+            if openmeteo:
+                log_missing_values(batch)
+            return batch
+        # a province's recording decodes to millions of objects, none in a cycle
+        with collector_paused():
+            payload = self._decode(data)
+            openmeteo = not is_qweather_recording(payload)
+            if openmeteo:
+                batch = self._openmeteo(payload, points, names)
+            else:
+                assert isinstance(payload, Mapping)
+                batch = self._qweather(payload, points, names)
+            del payload  # freed here, by reference counting
+        for values in batch.variables.values():
+            values.setflags(write=False)  # shared by the polls that reuse it
+        with _recent_lock:
+            _recent[key] = (batch, openmeteo)
+            while len(_recent) > _KEPT:
+                _recent.popitem(last=False)
+        return batch
+
     def _qweather(
         self, payload: Mapping[str, object], points: Sequence[ForecastPoint], names: Sequence[str]
     ) -> ForecastBatch:
@@ -102,7 +164,7 @@ class ReplayFeed:
         keys = list(payload)
         problems: list[str] = []
         coordinates = [self._qweather_coordinates(key, problems) for key in keys]
-        nearest = [self._nearest(point, coordinates, problems) for point in points]
+        nearest = self._nearest(points, coordinates, problems)
         if problems:  # every malformed location key, every point without a location
             raise FeedError("; ".join(problems), problems)
         responses = {
@@ -139,7 +201,7 @@ class ReplayFeed:
         coordinates = [
             self._coordinates(index, loc, problems) for index, loc in enumerate(recorded)
         ]
-        nearest = [self._nearest(point, coordinates, problems) for point in points]
+        nearest = self._nearest(points, coordinates, problems)
         if problems:  # every location without coordinates, every point without a location
             raise FeedError("; ".join(problems), problems)
         chosen = [recorded[index] for index in nearest]
@@ -153,13 +215,20 @@ class ReplayFeed:
         except FeedError as error:
             raise FeedError(f"{self.path.name}: {error.reason}", error.problems) from None
 
-    def _read(self) -> object:
+    def _read_bytes(self) -> bytes:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            return self.path.read_bytes()
         except OSError as error:
             raise FeedError(f"cannot read replay file {self.path}: {error.strerror}") from None
+
+    def _decode(self, data: bytes) -> object:
         try:
-            return json.loads(text)
+            return json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise FeedError(
+                f"cannot read replay file {self.path}: not UTF-8 "
+                f"(byte {error.start}: {error.reason})"
+            ) from None
         except json.JSONDecodeError as error:
             raise FeedError(
                 f"replay file {self.path} is not JSON (line {error.lineno}, "
@@ -188,27 +257,61 @@ class ReplayFeed:
         return math.nan, math.nan
 
     def _nearest(
-        self, point: ForecastPoint, coordinates: Sequence[tuple[float, float]], problems: list[str]
-    ) -> int:
-        """Index of the recorded location nearest to `point` (first one on a tie); -1 with a
-        problem noted when none is within reach."""
-        distances = [
-            math.hypot(lat - point.latitude, lon - point.longitude) for lat, lon in coordinates
-        ]
-        known = [k for k in range(len(distances)) if not math.isnan(distances[k])]
-        if not known:
-            return -1  # no location has coordinates: said once per location already
-        best = min(known, key=distances.__getitem__)
-        # at the distance itself is within it (one grid step, whatever the rounding)
-        if distances[best] > self._max_distance + 1e-9:
-            problems.append(
-                f"{self.path.name}: no recorded location within {self._max_distance}° of point "
-                f"{point.id} ({point.latitude:.4f}, {point.longitude:.4f}); "
-                f"the nearest, location {best}, is {distances[best]:.3f}° away: substituting it "
-                "is refused (record that point, or set YUJING_POINT_RESOLUTION_DEG)"
-            )
-            return -1
-        return best
+        self,
+        points: Sequence[ForecastPoint],
+        coordinates: Sequence[tuple[float, float]],
+        problems: list[str],
+    ) -> list[int]:
+        """Per point, the index of the recorded location nearest to it (first one on a
+        tie); -1 with a problem noted when none is within reach.
+
+        The distances are computed in numpy, a block of points at a time (a province
+        is thousands of points × thousands of locations); the few locations within a
+        rounding error of the nearest are measured again with `math.hypot`, so the
+        one chosen, and the distance compared with the reach, are exactly those of
+        measuring every location one by one.
+        """
+        if not points:
+            return []
+        lats = np.array([lat for lat, _ in coordinates], dtype=np.float64)
+        lons = np.array([lon for _, lon in coordinates], dtype=np.float64)
+        step = max(1, _BLOCK_CELLS // max(1, len(coordinates)))
+        candidates: list[list[int]] = [[] for _ in points]
+        for start in range(0, len(points), step):
+            block = points[start : start + step]
+            plat = np.array([p.latitude for p in block], dtype=np.float64)
+            plon = np.array([p.longitude for p in block], dtype=np.float64)
+            distances = np.hypot(lats[None, :] - plat[:, None], lons[None, :] - plon[:, None])
+            known = ~np.isnan(distances)  # NaN: a location without coordinates, never nearest
+            least = np.where(known, distances, np.inf).min(axis=1)
+            # within a rounding error of the least (an infinite least: every infinite one)
+            near = known & (distances <= (least + least * 1e-12)[:, None])
+            for row, column in zip(*np.nonzero(near), strict=True):
+                candidates[start + int(row)].append(int(column))
+        out = []
+        for point, near_ones in zip(points, candidates, strict=True):
+            if not near_ones:
+                out.append(-1)  # no location has coordinates: said once per location already
+                continue
+            measured = {
+                k: math.hypot(
+                    coordinates[k][0] - point.latitude, coordinates[k][1] - point.longitude
+                )
+                for k in near_ones
+            }
+            best = min(measured, key=lambda k: (measured[k], k))
+            # at the distance itself is within it (one grid step, whatever the rounding)
+            if measured[best] > self._max_distance + 1e-9:
+                problems.append(
+                    f"{self.path.name}: no recorded location within {self._max_distance}° of "
+                    f"point {point.id} ({point.latitude:.4f}, {point.longitude:.4f}); "
+                    f"the nearest, location {best}, is {measured[best]:.3f}° away: substituting "
+                    "it is refused (record that point, or set YUJING_POINT_RESOLUTION_DEG)"
+                )
+                out.append(-1)
+            else:
+                out.append(best)
+        return out
 
 
 def rebase_days(issued_at: datetime, now: datetime) -> int:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.states import NotificationStatus, priority_of
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, Notification
+from dispatcher.storage.models import Alert, AlertFacts, Notification
 
 OnFailed = Callable[[Session, Notification, str, datetime], object]
 """Called in the recording transaction when a row failed for good (see dispatcher.failover)."""
@@ -123,7 +123,7 @@ def enqueue(
 
 def queue(
     session: Session,
-    alert: Alert,
+    alert: AlertFacts,
     transition: str,
     recipient: Addressee,
     channel: str,
@@ -154,7 +154,7 @@ def queue(
 
 
 def _values(
-    alert: Alert | None,
+    alert: AlertFacts | None,
     transition: str,
     recipient: Addressee,
     channel: str,

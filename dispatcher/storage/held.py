@@ -12,16 +12,19 @@ an object as usual.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from dispatcher.storage.models import Base
 
-__all__ = ["batch", "hold", "insert_rows", "write"]
+__all__ = ["batch", "hold", "insert_rows", "next_ids", "write"]
 
 # session.info key: model → the column values held for it, in order
 _HELD = "yujing.held.rows"
@@ -65,8 +68,124 @@ def write(session: Session) -> None:
             rows.clear()
 
 
-def insert_rows(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` of `model`'s table in their order, by the table: one executemany,
-    without the ORM's bookkeeping for each row (psycopg pipelines it; ids ascend in
-    the rows' order on both databases). Nothing is read back."""
-    session.execute(insert(Base.metadata.tables[model.__tablename__]), rows)
+def insert_rows(
+    session: Session,
+    model: type[Base],
+    rows: list[dict[str, Any]],
+    *,
+    json_text: Collection[str] = (),
+) -> None:
+    """Insert `rows` of `model`'s table in their order: one executemany on the driver's
+    cursor (psycopg pipelines it; ids ascend in the rows' order on both databases).
+    Nothing is read back.
+
+    The statement is compiled once per table, columns and database, and each
+    value passes its column type's own bind processing, as `session.execute`
+    would do it, without SQLAlchemy's per-row bookkeeping (most of a province's
+    commit was that). The JSON columns named in `json_text` are given as JSON
+    text already (an audit event's canonical JSON) and stored as they are,
+    not serialised again. Every row has the first row's keys.
+    """
+    if not rows:
+        return
+    table = Base.metadata.tables[model.__tablename__]
+    connection = session.connection()
+    plan = _plan(table, tuple(rows[0]), frozenset(json_text), connection.dialect)
+    connection.exec_driver_sql(plan.sql, plan.parameters(rows))
+
+
+def next_ids(session: Session, model: type[Base], count: int) -> list[int]:
+    """The ids the next `count` rows of `model`'s table get, ascending, taken now: the
+    sequence's next values on PostgreSQL; on SQLite, where the caller's transaction
+    is the only writer (BEGIN IMMEDIATE), those after the largest id, as SQLite
+    itself gives them (rows are never deleted). Insert the rows with them."""
+    if count <= 0:
+        return []
+    table = Base.metadata.tables[model.__tablename__]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        taken = connection.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": count},
+        )
+        return sorted(id_ for (id_,) in taken)
+    last = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    return list(range(last + 1, last + 1 + count))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A compiled INSERT and how rows' values become its driver parameters."""
+
+    sql: str
+    names: tuple[str, ...]  # parameter names in the statement's order
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    # columns whose type stores None as a value of its own (JSON's 'null'), as SQLAlchemy does
+    evaluate_none: frozenset[str]
+    defaults: dict[str, Callable[[], Any]]  # columns the rows leave to a Python-side default
+    positional: bool
+
+    def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """Each row's driver parameters, computed column by column: a value repeated
+        down a column (a poll's one `now`, its channel) is processed once."""
+        columns = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            make = self.defaults.get(name)
+            values = [row[name] if make is None or name in row else make() for row in rows]
+            if process is not None:
+                values = _processed(values, process, name in self.evaluate_none)
+            columns.append(values)
+        if self.positional:
+            return list(zip(*columns, strict=True))
+        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _processed(values: list[Any], process: Callable[[Any], Any], evaluate_none: bool) -> list[Any]:
+    done: dict[Any, Any] = {} if evaluate_none else {None: None}
+    out = []
+    for value in values:
+        try:
+            result = done[value]
+        except KeyError:
+            result = done[value] = process(value)
+        except TypeError:  # unhashable (a JSON column's dict): processed each time
+            result = process(value)
+        out.append(result)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _plan(
+    table: Table, keys: tuple[str, ...], json_text: frozenset[str], dialect: Dialect
+) -> _Plan:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
+    defaults: dict[str, Callable[[], Any]] = {}
+    processors: list[Callable[[Any], Any] | None] = []
+    for name in names:
+        column = table.c[name]
+        if name not in keys:
+            # a column the rows leave out that has a scalar or callable default
+            default = column.default
+            if default is None or not (default.is_scalar or default.is_callable):
+                raise ValueError(f"{table.name}.{name}: no value and no Python-side default")
+            arg: Any = default.arg  # type: ignore[attr-defined]
+            defaults[name] = partial(_same, arg) if default.is_scalar else partial(arg, None)
+        if name in json_text:
+            processors.append(None)  # JSON text already: stored as given
+            continue
+        processors.append(column.type.dialect_impl(dialect).bind_processor(dialect))
+    evaluate_none = frozenset(
+        name
+        for name in names
+        if name not in json_text and getattr(table.c[name].type, "should_evaluate_none", False)
+    )
+    return _Plan(
+        compiled.string, names, tuple(processors), evaluate_none, defaults, compiled.positional
+    )
+
+
+def _same(value: Any) -> Any:
+    return value

@@ -8,7 +8,7 @@ happened (alerts, notifications, receipts, audit events) are never deleted.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -183,6 +183,46 @@ class Alert(Base):
     authority: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     __table_args__ = (Index("ix_alerts_state_zone_hazard", "state", "zone_id", "hazard"),)
+
+
+class AlertFacts(Protocol):
+    """What the opening of an alert reads of it: its columns, read-only.
+
+    An `Alert` is one; so is the lightweight row a poll opens thousands of
+    alerts with (`dispatcher.alerts.lifecycle.OpenedAlert`), inserted without
+    an ORM object each.
+    """
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def zone_id(self) -> str | None: ...
+    @property
+    def hazard(self) -> str: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def onset(self) -> datetime | None: ...
+    @property
+    def until(self) -> datetime | None: ...
+    @property
+    def evidence(self) -> dict[str, Any]: ...
+    @property
+    def event_id(self) -> int | None: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def authority(self) -> str: ...
 
 
 class Notification(Base):
@@ -434,6 +474,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "Acknowledgement",
     "Alert",
+    "AlertFacts",
     "AuditEvent",
     "Base",
     "ConsoleSession",

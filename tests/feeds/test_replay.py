@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
+import os
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +55,17 @@ async def test_a_variable_not_recorded_is_left_out_and_said() -> None:
     assert batch.problems == (
         "location 0 (p37.4300_110.8900): hourly.relative_humidity_2m is missing",
     )
+
+
+async def test_a_variable_missing_where_several_points_share_a_location_is_said_for_each() -> None:
+    beside = ForecastPoint("p37.4500_110.8700", 37.45, 110.87)  # SEAT's recorded location too
+
+    batch = await ReplayFeed(RECORDING).fetch(
+        [SEAT, NORTH, beside], ["relative_humidity_2m", "snowfall"]
+    )
+
+    assert batch.problems == ("hourly.relative_humidity_2m is missing (all 3 locations)",)
+    assert np.array_equal(batch.variables["snowfall"][0], batch.variables["snowfall"][2])
 
 
 async def test_every_point_too_far_is_named_in_one_error() -> None:
@@ -192,3 +207,105 @@ async def test_a_qweather_recording_says_every_location_problem_at_once(tmp_path
         "location 110.89,37.43: hourly.temperature_2m is masked as missing: "
         "hourly[3].temp is 'N/A', expected a number",
     )
+
+
+# --- re-polls: an unchanged recording is not decoded again, a changed one always is
+
+
+def grid_recording(path: Path, locations: list[tuple[float, float]], offset: float = 0.0) -> None:
+    """An Open-Meteo recording of `locations`, each one's temperature its index + `offset`."""
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "latitude": lat,
+                    "longitude": lon,
+                    "utc_offset_seconds": 0,
+                    "hourly_units": {"time": "unixtime", "temperature_2m": "°C"},
+                    "hourly": {
+                        "time": [1767225600, 1767229200],
+                        "temperature_2m": [index + offset, index + offset],
+                    },
+                }
+                for index, (lat, lon) in enumerate(locations)
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+
+async def test_a_re_poll_of_an_unchanged_recording_gives_the_batch_it_gave() -> None:
+    first = await ReplayFeed(RECORDING).fetch([SEAT, NORTH], ["snowfall", "temperature_2m"])
+    again = await ReplayFeed(RECORDING).fetch([SEAT, NORTH], ["temperature_2m", "snowfall"])
+    other = await ReplayFeed(RECORDING).fetch([NORTH, SEAT], ["snowfall", "temperature_2m"])
+
+    assert again is first  # not decoded again: the same batch, shared …
+    with pytest.raises(ValueError, match="read-only"):  # … so no poll may alter it
+        first.variables["temperature_2m"][0, 0] = 99.0
+    assert other is not first and other.point_ids == (NORTH.id, SEAT.id)  # other points
+
+
+async def test_a_recording_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
+    # given a recording polled once, then rewritten with the same size and time stamp
+    path = tmp_path / "drill.json"
+    grid_recording(path, [(37.43, 110.89)], offset=1.0)
+    feed = ReplayFeed(path)
+    first = await feed.fetch([SEAT], ["temperature_2m"])
+    stamp = path.stat()
+    grid_recording(path, [(37.43, 110.89)], offset=2.0)
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert path.stat().st_size == stamp.st_size
+
+    # when the same feed polls it again, then what it serves is what the file holds now
+    second = await feed.fetch([SEAT], ["temperature_2m"])
+    assert first.variables["temperature_2m"].tolist() == [[1.0, 1.0]]
+    assert second.variables["temperature_2m"].tolist() == [[2.0, 2.0]]
+
+
+async def test_a_re_poll_says_the_masked_variables_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    asked = ["relative_humidity_2m", "temperature_2m"]
+    with caplog.at_level(logging.WARNING, logger="yujing.feed"):
+        for _ in range(2):
+            await ReplayFeed(RECORDING).fetch([SEAT], asked)
+    said = [r.getMessage() for r in caplog.records if "masked as missing" in r.getMessage()]
+    assert (
+        said
+        == [
+            "replay:liulin_2026-01-03.json: masked as missing: location 0 (p37.4300_110.8900): "
+            "hourly.relative_humidity_2m is missing"
+        ]
+        * 2
+    )
+
+
+async def test_each_point_takes_the_nearest_location_of_thousands(tmp_path: Path) -> None:
+    # given a grid of recorded locations with some twice (ties) and some far away,
+    # and points anywhere among them, some exactly half-way between two
+    rng = random.Random(7)
+    grid = [(37.0 + 0.05 * i, 110.0 + 0.05 * j) for i in range(40) for j in range(40)]
+    recorded = [*grid, grid[17], grid[400], (10.0, 10.0)]
+    rng.shuffle(recorded)
+    path = tmp_path / "province.json"
+    grid_recording(path, recorded)
+    points = [
+        ForecastPoint(
+            f"p{k}", round(rng.uniform(37.0, 38.95), 4), round(rng.uniform(110, 111.9), 4)
+        )
+        for k in range(1400)  # more than one block of the search (`replay._BLOCK_CELLS`)
+    ] + [ForecastPoint("half", 37.025, 110.0), ForecastPoint("on", *grid[17])]
+
+    # when they are served
+    batch = await ReplayFeed(path, max_distance_deg=0.05).fetch(points, ["temperature_2m"])
+
+    # then each takes the location measuring every one says is nearest, the first on a tie
+    def nearest(point: ForecastPoint) -> int:
+        distances = [
+            math.hypot(lat - point.latitude, lon - point.longitude) for lat, lon in recorded
+        ]
+        return min(range(len(recorded)), key=distances.__getitem__)
+
+    assert batch.variables["temperature_2m"][:, 0].tolist() == [
+        float(nearest(point)) for point in points
+    ]

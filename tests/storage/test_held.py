@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.outbox.rows import HeldRow, queue
 from dispatcher.routing import Recipient
 from dispatcher.states import AlertKind, AlertState
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, Notification
+from dispatcher.storage.models import Alert, Base, EscalationTimer, Notification
 from tests.support import example_county
 
 NOW = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
@@ -100,3 +100,92 @@ def test_a_failed_batch_inserts_nothing(db: sessionmaker[Session]) -> None:
 
     with db() as session:
         assert session.scalar(select(func.count(Notification.id))) == 0
+
+
+# --- the driver-level insert stores exactly what SQLAlchemy's own insert stores
+
+
+def _stored(session: Session, table: str, key: str, value: object) -> dict[str, object]:
+    """One row as the database keeps it (raw driver values, not through the model)."""
+    row = session.execute(
+        text(f"SELECT * FROM {table} WHERE {key} = :value"), {"value": value}
+    ).one()
+    return {k: v for k, v in row._mapping.items() if k not in ("id", key)}
+
+
+def test_insert_rows_stores_what_sqlalchemy_stores(db: sessionmaker[Session]) -> None:
+    later = datetime(2026, 1, 6, 18, 30, 15, 123456, tzinfo=UTC)
+    with db.begin() as session:
+        alert = _alert(session)
+        notification = {
+            "alert_id": alert.id,
+            "transition": "new",
+            "person_id": None,
+            "recipient_name": "冯家沟村",
+            "address": "village:穆村镇/冯家沟村",
+            "channel": "console",
+            "body": '【柳林县】寒潮"黄色"预警\n回复1确认',
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": later,
+            "created_at": NOW,
+            "mentions": None,  # JSON's null, as SQLAlchemy stores it: not SQL NULL
+            "priority": 2,
+            "failover_of_id": None,
+        }
+        timer = {
+            "alert_id": alert.id,
+            "kind": "step",
+            "step": 1,
+            "round": 0,
+            "epoch": 0,
+            "due_at": later,
+            "status": "pending",
+            "plan": {"body": "正文", "targets": ["leader_on_duty"], "n": 1.5, "none": None},
+            "created_at": NOW,
+        }
+        session.execute(
+            insert(Base.metadata.tables["notifications"]),
+            [notification | {"idempotency_key": "by-sqlalchemy"}],
+        )
+        held.insert_rows(session, Notification, [notification | {"idempotency_key": "by-driver"}])
+        session.execute(
+            insert(Base.metadata.tables["escalation_timers"]), [timer | {"kind": "by-sqlalchemy"}]
+        )
+        held.insert_rows(session, EscalationTimer, [timer | {"kind": "by-driver"}])
+
+    with db() as session:
+        assert _stored(session, "notifications", "idempotency_key", "by-sqlalchemy") == _stored(
+            session, "notifications", "idempotency_key", "by-driver"
+        )
+        assert _stored(session, "escalation_timers", "kind", "by-sqlalchemy") == _stored(
+            session, "escalation_timers", "kind", "by-driver"
+        )
+        # and the model reads them back alike
+        by_driver = session.scalars(
+            select(Notification).where(Notification.idempotency_key == "by-driver")
+        ).one()
+        assert (by_driver.next_attempt_at, by_driver.mentions) == (later, None)
+
+
+def test_insert_rows_fills_python_side_defaults_and_keeps_order(
+    db: sessionmaker[Session],
+) -> None:
+    with db.begin() as session:
+        alert = _alert(session)
+        rows = [
+            {
+                "alert_id": alert.id,
+                "due_at": NOW,
+                "created_at": NOW,
+                "kind": f"k{i}",
+            }  # step, round, epoch, status and plan left to their defaults
+            for i in range(5)
+        ]
+        held.insert_rows(session, EscalationTimer, rows)
+
+    with db() as session:
+        timers = session.scalars(select(EscalationTimer).order_by(EscalationTimer.id)).all()
+        assert [t.kind for t in timers] == [f"k{i}" for i in range(5)]
+        assert {(t.step, t.round, t.epoch, t.status) for t in timers} == {(0, 0, 0, "pending")}
+        assert [t.plan for t in timers] == [{}] * 5
