@@ -160,7 +160,8 @@ def _processed(values: list[Any], process: Callable[[Any], Any], evaluate_none: 
 def _plan(
     table: Table, keys: tuple[str, ...], json_text: frozenset[str], dialect: Dialect
 ) -> _Plan:
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    # for_executemany: no RETURNING of the id PostgreSQL would otherwise be asked for
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
     names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
     defaults: dict[str, Callable[[], Any]] = {}
     processors: list[Callable[[Any], Any] | None] = []
