@@ -5,7 +5,7 @@ polls change none of them: `update_continued` reads what they store, compares
 it with what this poll's CONTINUED transitions say, and writes only the rows
 that differ — for the whole poll at once (they touch no other row, so their
 order does not matter). `dispatcher.alerts.hazards` calls it first thing when
-it applies a poll's transitions (with the cyclic collector paused: `gcpause`).
+it applies a poll's transitions (with the cyclic collector paused: `rules.collector`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from channels.base import Medium
 from channels.registry import medium_of
-from dispatcher import audit, gcpause
+from dispatcher import audit
 from dispatcher.alerts.continued import update_continued
 from dispatcher.alerts.events import open_events, open_hazard_zones, update_events
 from dispatcher.alerts.lifecycle import Closing, NewAlert, Opening, close_alerts, open_alerts
@@ -47,6 +47,7 @@ from dispatcher.outbox.rows import QueuedRow
 from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
 from dispatcher.storage import held
 from dispatcher.storage.models import Alert, AuditEvent
+from rules.collector import collector_paused
 from rules.types import Level
 
 __all__ = ["Wording", "apply_transitions", "open_hazard_alerts", "recently_resolved"]
@@ -126,9 +127,9 @@ def apply_transitions(
     serialise_with_audit(session)
     # the poll's outbox rows and timers inserted together, its audit events chained
     # in one pass, at the end
-    # … and the collector paused meanwhile (dispatcher.gcpause: a province's commit
+    # … and the collector paused meanwhile (rules.collector: a province's commit
     # allocates enough to make it walk the whole heap again and again)
-    with gcpause.paused(), audit.batch(session), held.batch(session):
+    with collector_paused(), audit.batch(session), held.batch(session):
         return _apply(
             session,
             transitions,
