@@ -57,20 +57,18 @@ from dispatcher.escalation.policy import (
 )
 from dispatcher.escalation.timers import cancel_escalation, cancel_escalations
 from dispatcher.escalation.told import AlertRef, Told, notified_people, told_of
-from dispatcher.outbox.rows import Addressee, HeldRow, QueuedRow, enqueue, idempotency_key
+from dispatcher.outbox.rows import QueuedRow, enqueue, queue
 from dispatcher.roster import Roster
 from dispatcher.routing import Recipient
 from dispatcher.settings import Settings
 from dispatcher.states import (
     AlertKind,
     AlertState,
-    NotificationStatus,
     TimerKind,
     TimerStatus,
-    priority_of,
 )
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, AlertFacts, EscalationTimer, Notification
+from dispatcher.storage.models import Alert, AlertFacts, EscalationTimer
 from rules.types import Level
 
 __all__ = ["AlertText", "Escalation", "enqueue", "on_channel"]
@@ -321,13 +319,18 @@ class Escalation:
         default_medium = medium_of(self.default_channel)
         for alert, text in tellings:
             people, audiences = told[alert.id]
-            telling = _Telling(session, alert, transition, now)
             body = text.for_medium(default_medium)
-            notes = [telling.queue(r, self.default_channel, body) for r in people]
+            notes = [
+                queue(session, alert, transition, r, self.default_channel, body, now)
+                for r in people
+            ]
             for key, name, address, channel in audiences:
                 if channel in self.channels:
                     body = text.for_medium(medium_of(channel))
-                    notes.append(telling.queue(Told(name, address), channel, body, audience=key))
+                    to = Told(name, address)
+                    notes.append(
+                        queue(session, alert, transition, to, channel, body, now, audience=key)
+                    )
             out.append(notes)
         return out
 
@@ -534,64 +537,6 @@ class Escalation:
                 "reason": "no_zone_waits",
             },
         )
-
-
-class _Telling:
-    """The outbox rows telling of one transition of one alert: the columns
-    `outbox.rows.queue` gives a row (keep the two alike: the commit's golden rows
-    hold them so), from the alert's id and level alone, not its object."""
-
-    def __init__(self, session: Session, alert: AlertRef, transition: str, now: datetime) -> None:
-        self.session = session
-        self.alert_id = alert.id
-        self.transition = transition
-        self.common: dict[str, Any] = {
-            "status": NotificationStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "mentions": None,
-            # the claim order when a rate limit binds (outbox.claim)
-            "priority": priority_of(alert.level),
-            "failover_of_id": None,
-        }
-
-    def queue(
-        self, recipient: Addressee, channel: str, body: str, *, audience: str | None = None
-    ) -> QueuedRow:
-        """Queue the row to `recipient` on `channel` (an audience that is no person by
-        its key): held inside a held-rows batch, else added as a `Notification`."""
-        person_id = recipient.person_id
-        who = person_id if person_id is not None else audience
-        if who is None:
-            raise ValueError(f"a row to {recipient.name!r}, no person, needs its audience key")
-        key = idempotency_key(self.alert_id, self.transition, who, channel)
-        values = {
-            "idempotency_key": key,
-            "alert_id": self.alert_id,
-            "transition": self.transition,
-            "person_id": person_id,
-            "recipient_name": recipient.name,
-            "address": recipient.address,
-            "channel": channel,
-            "body": body,
-            **self.common,
-        }
-        if held.hold(self.session, Notification, values):
-            return HeldRow(
-                key,
-                self.alert_id,
-                self.transition,
-                person_id,
-                recipient.name,
-                recipient.address,
-                channel,
-                body,
-                None,
-            )
-        row = Notification(**values)
-        self.session.add(row)
-        return row
 
 
 def _add_timers(session: Session, timers: Sequence[dict[str, Any]]) -> None:

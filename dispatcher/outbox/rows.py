@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.states import NotificationStatus, priority_of
 from dispatcher.storage import held
-from dispatcher.storage.models import Alert, AlertFacts, Notification
+from dispatcher.storage.models import Alert, Notification
 
 OnFailed = Callable[[Session, Notification, str, datetime], object]
 """Called in the recording transaction when a row failed for good (see dispatcher.failover)."""
@@ -49,6 +49,16 @@ class Addressee(Protocol):
     def name(self) -> str: ...
     @property
     def address(self) -> str: ...
+
+
+class AboutAlert(Protocol):
+    """What a row reads of the alert it tells of: an `Alert`, an alert a poll opened
+    (`AlertFacts`) or one it closes by its columns alone."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def level(self) -> str: ...
 
 
 class QueuedRow(Protocol):
@@ -123,7 +133,7 @@ def enqueue(
 
 def queue(
     session: Session,
-    alert: AlertFacts,
+    alert: AboutAlert,
     transition: str,
     recipient: Addressee,
     channel: str,
@@ -154,7 +164,7 @@ def queue(
 
 
 def _values(
-    alert: AlertFacts | None,
+    alert: AboutAlert | None,
     transition: str,
     recipient: Addressee,
     channel: str,
