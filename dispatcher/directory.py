@@ -12,7 +12,7 @@ one by one (30,000 zones took 50 s that way, most of it the unit of work).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.county import County
+from dispatcher.storage.held import insert_tuples
 from dispatcher.storage.models import Person, Zone, ZoneRole
 from rules.collector import collector_paused
 
@@ -83,7 +84,7 @@ def _sync(session: Session, county: County, point_of: Mapping[str, str], now: da
         )
     new = wanted - held
     if new:
-        _insert(session, table, ("zone_id", "person_id", "role"), sorted(new))
+        insert_tuples(session, table, ("zone_id", "person_id", "role"), sorted(new))
     session.flush()
 
 
@@ -116,7 +117,7 @@ def _upsert(
         if row[0] in known and known[row[0]] != (*row[1:], True)
     ]
     if new:
-        _insert(
+        insert_tuples(
             session,
             table,
             (*names, "active", "updated_at"),
@@ -135,61 +136,6 @@ def _upsert(
         session.execute(
             update(table).where(table.c.id.in_(chunk), table.c.active).values(active=False)
         )
-
-
-def _insert(
-    session: Session, table: Table, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """INSERT `rows` (tuples of the columns `names`) through the driver's own executemany.
-
-    Each value goes through its column type's bind processor, as SQLAlchemy
-    would put it, but a column at a time (`_processed`): SQLAlchemy's
-    executemany builds and processes a parameter set per row, a second of a
-    province's sync.
-    """
-    bind = session.get_bind()
-    dialect = bind.dialect
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    ]
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
-    )
-    values: Sequence[tuple[Any, ...]] = rows
-    if any(processor is not None for processor in processors):
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        for index, processor in enumerate(processors):
-            if processor is not None:
-                columns[index] = _processed(processor, columns[index])
-        values = list(zip(*columns, strict=True))
-    session.connection().exec_driver_sql(statement, list(values))
-
-
-def _processed(processor: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
-    """`values` through a column's bind processor, each distinct value once.
-
-    The columns that have a processor hold few distinct values (`updated_at`
-    and `active` one each, a zone's `tags` a few dozen combinations), and the
-    processors are slow Python (a timestamp's UTC check, a JSON encoding):
-    a province's sync processed a quarter of a million of them one by one.
-    """
-    done: dict[Any, Any] = {}
-    out: list[Any] = []
-    for value in values:
-        if type(value) is float:  # 0.0 == -0.0: not one key
-            out.append(processor(value))
-            continue
-        # the type too: True and 1 are equal keys, and processed alike or not
-        key = (type(value), tuple(value) if type(value) is list else value)
-        try:
-            out.append(done[key])
-        except KeyError:
-            done[key] = processed = processor(value)
-            out.append(processed)
-        except TypeError:  # unhashable (a dict): processed on its own
-            out.append(processor(value))
-    return out
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
