@@ -113,6 +113,15 @@ def _insert(
 ) -> None:
     connection = session.connection()
     plan = _plan(table, tuple(columns), frozenset(json_text), connection.dialect)
+    if connection.dialect.name == "postgresql":
+        # COPY: the server takes a province's rows a third faster than as many
+        # INSERTs, in the same transaction (the driver connection is the session's)
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(plan.copy_sql) as copy:
+            for values in plan.parameters(columns, count, positional=True):
+                copy.write_row(values)
+        return
     connection.exec_driver_sql(plan.sql, plan.parameters(columns, count))
 
 
@@ -142,12 +151,15 @@ class _Plan:
     """A compiled INSERT and how rows' values become its driver parameters."""
 
     sql: str
+    copy_sql: str  # the same columns by COPY … FROM STDIN (PostgreSQL)
     names: tuple[str, ...]  # parameter names in the statement's order
     processors: tuple[Callable[[Any], Any] | None, ...]
     defaults: dict[str, Callable[[], Any]]  # columns the rows leave to a Python-side default
     positional: bool
 
-    def parameters(self, given: dict[str, list[Any]], count: int) -> list[Any]:
+    def parameters(
+        self, given: dict[str, list[Any]], count: int, *, positional: bool = False
+    ) -> list[Any]:
         """Each row's driver parameters from the columns' values, computed column by
         column: a value repeated down a column (a poll's one `now`, its channel) is
         processed once."""
@@ -158,7 +170,7 @@ class _Plan:
                 make = self.defaults[name]
                 values = [make() for _ in range(count)]
             columns.append(values if process is None else _processed(process, values))
-        if self.positional:
+        if self.positional or positional:
             return list(zip(*columns, strict=True))
         return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
 
@@ -206,7 +218,9 @@ def _plan(
             processors.append(None)  # JSON text already: stored as given
             continue
         processors.append(column.type.dialect_impl(dialect).bind_processor(dialect))
-    return _Plan(compiled.string, names, tuple(processors), defaults, compiled.positional)
+    quote = dialect.identifier_preparer.quote
+    copy_sql = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
+    return _Plan(compiled.string, copy_sql, names, tuple(processors), defaults, compiled.positional)
 
 
 def _same(value: Any) -> Any:
