@@ -3,11 +3,16 @@
 A poll that opens thousands of alerts would otherwise build an ORM object
 for each of their messages and timers and have the unit of work insert them
 one by one. Inside `batch(session)`, `hold` keeps a row's column values
-instead, and `write` inserts everything held with one multi-row statement
-per table, in the order held (so ids come out as one insert at a time would
-give them). A reader of those tables inside the batch calls `write` first.
-Nothing is held outside a batch: `hold` then says so, and the caller adds
-an object as usual.
+instead, and `write` inserts everything held with one statement per table,
+in the order held (so ids come out as one insert at a time would give them).
+A reader of those tables inside the batch calls `write` first. Nothing is
+held outside a batch: `hold` then says so, and the caller adds an object as
+usual.
+
+`insert_rows` is the one bulk insert underneath (the audit chain's events and
+the directory sync use it too): the driver's own `executemany` on SQLite,
+`COPY … FROM STDIN` on PostgreSQL, each value processed by its column's type
+as SQLAlchemy would, a column at a time.
 """
 
 from __future__ import annotations
@@ -75,9 +80,9 @@ def insert_rows(
     *,
     json_text: Collection[str] = (),
 ) -> None:
-    """Insert `rows` of `model`'s table in their order: one executemany on the driver's
-    cursor (psycopg pipelines it; ids ascend in the rows' order on both databases).
-    Nothing is read back.
+    """Insert `rows` of `model`'s table in their order, in the session's transaction:
+    one executemany on the driver's cursor on SQLite, one COPY on PostgreSQL (ids
+    ascend in the rows' order on both). Nothing is read back.
 
     The statement is compiled once per table, columns and database, and each
     value passes its column type's own bind processing, as `session.execute`
