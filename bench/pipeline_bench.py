@@ -120,7 +120,7 @@ def run(url: str, config: Path, cold: Path, calm: Path, *, polls: bool = True) -
     for start in ("first start", "restart"):  # a fresh database, then the same one
         if rt is not None:
             asyncio.run(rt.aclose())
-        with load_phases() as spent:
+        with timed_calls(LOAD_PHASES) as spent:
             loaded, cpu = time.perf_counter(), time.process_time()
             rt = runtime_module.open_runtime(
                 settings, clock=clock, console=io.StringIO(), wake=lambda: None
@@ -146,7 +146,7 @@ def run(url: str, config: Path, cold: Path, calm: Path, *, polls: bool = True) -
         for name, recording, now in rounds:
             rt.pipeline.feed = ReplayFeed(recording)
             clock.now = now
-            with phases() as spent:
+            with timed_calls(POLL_PHASES) as spent:
                 started, cpu = time.perf_counter(), time.process_time()
                 result = asyncio.run(rt.pipeline.poll())
                 total, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -168,34 +168,24 @@ class _Clock:
         return self.now
 
 
-@contextmanager
-def load_phases() -> Iterator[dict[str, float]]:
-    """Time the configuration load's two parts (timing only)."""
-    spent: dict[str, float] = {}
-    wrapped = [
-        (runtime_module, "load_county_config", "files"),
-        (runtime_module, "sync_directory", "directory"),
-    ]
-    originals = [(module, attr, getattr(module, attr)) for module, attr, _ in wrapped]
-    for module, attr, name in wrapped:
-        setattr(module, attr, _timed(getattr(module, attr), name, spent))
-    try:
-        yield spent
-    finally:
-        for module, attr, original in originals:
-            setattr(module, attr, original)
+# what the bench times, by wrapping what the runtime calls (timing only)
+LOAD_PHASES = [
+    (runtime_module, "load_county_config", "files"),
+    (runtime_module, "sync_directory", "directory"),
+]
+POLL_PHASES = [
+    (pipeline_module, "evaluate", "evaluate"),
+    (pipeline_module, "reconcile", "reconcile"),
+    (pipeline_module, "apply_transitions", "commit"),
+    (hazards_module, "update_events", "events"),
+]
 
 
 @contextmanager
-def phases() -> Iterator[dict[str, float]]:
-    """Time the poll's phases by wrapping what the pipeline calls (timing only)."""
+def timed_calls(wrapped: list[tuple[Any, str, str]]) -> Iterator[dict[str, float]]:
+    """Within, each (module, function, phase) of `wrapped` adds the seconds it takes
+    to its phase in the dict yielded; the functions are put back after."""
     spent: dict[str, float] = {}
-    wrapped = [
-        (pipeline_module, "evaluate", "evaluate"),
-        (pipeline_module, "reconcile", "reconcile"),
-        (pipeline_module, "apply_transitions", "commit"),
-        (hazards_module, "update_events", "events"),
-    ]
     originals = [(module, attr, getattr(module, attr)) for module, attr, _ in wrapped]
     for module, attr, name in wrapped:
         setattr(module, attr, _timed(getattr(module, attr), name, spent))
