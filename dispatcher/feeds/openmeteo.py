@@ -31,7 +31,7 @@ from dispatcher.feeds.base import (
     check_variables,
     log_missing_values,
 )
-from dispatcher.feeds.http import get_once
+from dispatcher.feeds.http import Retry, get_once, json_or_none, with_retries
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import EXPECTED_UNITS
 
@@ -164,10 +164,8 @@ class OpenMeteoFeed:
 
     async def _get(self, params: Mapping[str, str | int], points: int) -> object:
         """GET with retries; the decoded JSON body of a 200 response."""
-        attempts = self._retries + 1
-        problem = "no attempt made"
-        for attempt in range(attempts):
-            retry_after: float | None = None
+
+        async def attempt() -> object:
             answer = await get_once(
                 self._client,
                 self._url,
@@ -177,44 +175,41 @@ class OpenMeteoFeed:
                 bad_url="bad feed URL",
             )
             if isinstance(answer, str):
-                problem = answer
-            else:
-                response = answer
-                status = response.status_code
-                if status == 200:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise FeedError("HTTP 200 but the body is not JSON") from None
-                reason = self._redact(_reason(_json_or_none(response)))
-                if status != 429 and status < 500:
-                    # 400 with {"error": true, "reason": ...}: the request is wrong;
-                    # repeating it cannot help.
-                    raise FeedError(f"HTTP {status}: {reason}" if reason else f"HTTP {status}")
-                problem = f"HTTP {status}" + (f" ({reason})" if reason else "")
-                if status in (429, 503):
-                    retry_after = _retry_after(response, self._clock())
-            if attempt == attempts - 1:
-                break
-            delay = self._backoff * 2**attempt
-            if retry_after is not None:
-                if retry_after > self._max_retry_after:
-                    raise FeedError(
-                        f"{problem}: server asks to wait {retry_after:.0f} s (Retry-After), "
-                        f"more than {self._max_retry_after:.0f} s; not retrying this poll"
-                    )
-                delay = retry_after
+                return Retry(answer)
+            status = answer.status_code
+            if status == 200:
+                try:
+                    return answer.json()
+                except ValueError:
+                    raise FeedError("HTTP 200 but the body is not JSON") from None
+            reason = self._redact(_reason(json_or_none(answer)))
+            if status != 429 and status < 500:
+                # 400 with {"error": true, "reason": ...}: the request is wrong;
+                # repeating it cannot help.
+                raise FeedError(f"HTTP {status}: {reason}" if reason else f"HTTP {status}")
+            problem = f"HTTP {status}" + (f" ({reason})" if reason else "")
+            wait = _retry_after(answer, self._clock()) if status in (429, 503) else None
+            return Retry(problem, wait)
+
+        def warn(problem: str, number: int, delay: float) -> None:
             log.warning(
                 "%s: request for %d points failed: %s; retry %d of %d in %.1f s",
                 self.source,
                 points,
                 problem,
-                attempt + 1,
+                number,
                 self._retries,
                 delay,
             )
-            await self._sleep(delay)
-        raise FeedError(f"{problem} after {attempts} attempts")
+
+        return await with_retries(
+            attempt,
+            retries=self._retries,
+            backoff=self._backoff,
+            sleep=self._sleep,
+            warn=warn,
+            max_wait=self._max_retry_after,
+        )
 
     def _redact(self, text: str) -> str:
         """`text` with the API key masked, should a server or exception echo it."""
@@ -223,13 +218,6 @@ class OpenMeteoFeed:
             if secret:
                 text = text.replace(secret, "***")
         return text
-
-
-def _json_or_none(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _reason(body: object) -> str:

@@ -49,7 +49,7 @@ from dispatcher.feeds.base import (
     on_hours,
     union_hours,
 )
-from dispatcher.feeds.http import get_once
+from dispatcher.feeds.http import Retry, get_once, json_or_none, with_retries
 from dispatcher.feeds.qweather_auth import QWeatherAuth
 from rules.types import FloatArray, ForecastBatch
 from rules.variables import VARIABLES
@@ -190,49 +190,42 @@ class QWeatherClient:
     async def get(self, url: str, params: Mapping[str, str], where: str) -> object:
         """GET with retries; the decoded body of a successful answer, else `FeedError`
         (one line: `where`, the status, QWeather's code and what to do)."""
-        attempts = self._retries + 1
-        problem = "no attempt made"
-        for attempt in range(attempts):
-            headers = self._auth.headers()
+
+        async def attempt() -> object:
             answer = await get_once(
                 self._client,
                 url,
                 params=params,
-                headers=headers,
+                headers=self._auth.headers(),
                 timeout=self._timeout,
                 redact=self._redact,
                 bad_url="bad QWeather API host",
             )
             if isinstance(answer, str):
-                problem = answer
-            else:
-                response = answer
-                body = _json_or_none(response)
-                error = _error_of(body)
-                status = response.status_code
-                if status == 200 and error is None:
-                    if body is None:
-                        raise FeedError("QWeather: HTTP 200 but the body is not JSON")
-                    return body
-                code, detail = error if error is not None else (status, "")
-                code = code or status
-                text = self._redact(qweather_error(code, detail))
-                said = f"{where}: HTTP {status}, {text}"
-                if code not in _RETRIED and status not in _RETRIED:
-                    raise FeedError(said)
-                problem = said
-            if attempt == attempts - 1:
-                break
-            delay = self._backoff * 2**attempt
+                return Retry(answer)
+            body = json_or_none(answer)
+            error = _error_of(body)
+            status = answer.status_code
+            if status == 200 and error is None:
+                if body is None:
+                    raise FeedError("QWeather: HTTP 200 but the body is not JSON")
+                return body
+            code, detail = error if error is not None else (status, "")
+            code = code or status
+            text = self._redact(qweather_error(code, detail))
+            said = f"{where}: HTTP {status}, {text}"
+            if code not in _RETRIED and status not in _RETRIED:
+                raise FeedError(said)
+            return Retry(said)
+
+        def warn(problem: str, number: int, delay: float) -> None:
             log.warning(
-                "qweather: %s; retry %d of %d in %.1f s",
-                problem,
-                attempt + 1,
-                self._retries,
-                delay,
+                "qweather: %s; retry %d of %d in %.1f s", problem, number, self._retries, delay
             )
-            await self._sleep(delay)
-        raise FeedError(f"{problem} after {attempts} attempts")
+
+        return await with_retries(
+            attempt, retries=self._retries, backoff=self._backoff, sleep=self._sleep, warn=warn
+        )
 
     def _redact(self, text: str) -> str:
         for secret in self._auth.secrets():
@@ -326,13 +319,6 @@ def servable(names: Sequence[str]) -> tuple[str, ...]:
             f"QWeather serves none of {', '.join(names)} (it serves {', '.join(sorted(SERVES))})"
         )
     return served
-
-
-def _json_or_none(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 # --- the response parser (the live feed and the replay of a recording both use it)
