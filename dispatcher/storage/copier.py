@@ -26,10 +26,12 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+import psycopg
 from psycopg import Connection as DriverConnection
 from psycopg.copy import Copy, FileWriter
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 __all__ = ["Copier", "copy_data"]
 
@@ -61,6 +63,7 @@ class Copier:
         self._driver: DriverConnection[Any] = driver
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=_QUEUED)
         self._error: BaseException | None = None
+        self._reported = False  # the error raised in the poll's thread already
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="yujing-copy", daemon=True)
         self._thread.start()
@@ -73,7 +76,7 @@ class Copier:
 
     def drain(self) -> None:
         """Wait until every COPY handed over was sent and answered; raise the first
-        that failed."""
+        that failed (again at each drain: a batch never ends well after it)."""
         self._jobs.join()
         self._raise()
 
@@ -87,10 +90,14 @@ class Copier:
 
     def _raise(self) -> None:
         if self._error is not None:
+            self._reported = True
             raise self._error
 
     def _before_statement(self, *_: Any) -> None:
-        self.drain()
+        self._jobs.join()
+        if not self._reported:
+            # once: the statements that roll the failure back (to a savepoint) must run
+            self._raise()
 
     def _run(self) -> None:
         while True:
@@ -101,10 +108,18 @@ class Copier:
                 if self._error is None and not self._stopping:
                     self._copy(*job)
             except BaseException as exc:  # raised in the poll's thread at the next drain
-                self._error = exc
+                self._error = _as_sqlalchemy(exc, job)
             finally:
                 self._jobs.task_done()
 
     def _copy(self, sql: str, data: bytes) -> None:
         with self._driver.cursor() as cursor, cursor.copy(sql) as copy:
             copy.write(data)
+
+
+def _as_sqlalchemy(exc: BaseException, job: tuple[str, bytes] | None) -> BaseException:
+    """A driver's error as SQLAlchemy raises it for a statement (IntegrityError for a
+    duplicate key …), whichever thread met it: callers catch those."""
+    if isinstance(exc, psycopg.Error) and job is not None:
+        return DBAPIError.instance(job[0], None, exc, psycopg.Error)
+    return exc

@@ -106,3 +106,23 @@ def test_a_batch_sends_its_copies_from_a_second_thread_on_postgresql_alone(
         assert len(_copiers()) == (1 if postgres else 0)
         assert isinstance(session.info.get("yujing.held.copier"), Copier) is postgres
     assert not _copiers()
+
+
+def test_a_failed_copy_in_a_savepoint_is_raised_as_the_database_error_it_is(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Raised to the next statement (or send) as SQLAlchemy raises a failed insert,
+    whichever thread met it; the savepoint's own rollback then runs."""
+    with (
+        pytest.raises(IntegrityError, match=r"(?i)unique|duplicate"),
+        sessions.begin() as session,
+        held.batch(session),
+        session.begin_nested(),
+    ):
+        held.insert_rows(session, ForecastRun, _runs(1, 10))
+        held.insert_rows(session, ForecastRun, _runs(5, 10))  # ids 5–14: 5–10 taken
+        held.insert_rows(session, ForecastRun, _runs(100, 1))
+        session.execute(text("SELECT 1"))
+    assert not _copiers()
+    with sessions() as session:
+        assert _count(session) == 0
