@@ -12,11 +12,12 @@ one by one (30,000 zones took 50 s that way, most of it the unit of work).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from dispatcher.county import County
@@ -82,10 +83,49 @@ def _sync(session: Session, county: County, point_of: Mapping[str, str], now: da
             ),
             [{"z": z, "p": p, "r": r} for z, p, r in gone],
         )
-    new = wanted - held
+    new = sorted(wanted - held)
     if new:
-        insert_tuples(session, table, ("zone_id", "person_id", "role"), sorted(new))
+        with _references_checked_once(session, table, whole=not held):
+            insert_tuples(session, table, ("zone_id", "person_id", "role"), new)
     session.flush()
+
+
+@contextmanager
+def _references_checked_once(session: Session, table: Table, *, whole: bool) -> Iterator[None]:
+    """Within, rows inserted into `table` have their foreign keys checked once for
+    the whole table as the block ends, not row by row — on PostgreSQL, when the
+    table is filled `whole` (it was empty: a first start).
+
+    PostgreSQL checks a foreign key by a trigger per inserted row, a query and a
+    row lock each: a province's 131,250 roles took 1.4 s of the server's time,
+    0.3 s without. Here the table's foreign keys are dropped and added again —
+    the definitions the database holds, by the same names — in a savepoint of
+    the sync's transaction: adding one checks every row in one join, and a row
+    without its zone or person fails the sync as the row-by-row check would. If
+    anything in the block fails, the savepoint's rollback puts the constraints
+    back; no other transaction sees the table without them (ALTER TABLE holds
+    the table's exclusive lock until commit, on an empty table). DEFERRABLE
+    keys would not help: the deferred checks are the same per-row queries.
+    """
+    if not whole or session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    with session.begin_nested():
+        connection = session.connection()
+        keys = connection.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = CAST(:table AS regclass) AND contype = 'f' ORDER BY conname"
+            ),
+            {"table": table.name},
+        ).all()
+        quote = connection.dialect.identifier_preparer.quote
+        altered = f"ALTER TABLE {quote(table.name)}"
+        for name, _ in keys:
+            connection.exec_driver_sql(f"{altered} DROP CONSTRAINT {quote(name)}")
+        yield
+        for name, definition in keys:
+            connection.exec_driver_sql(f"{altered} ADD CONSTRAINT {quote(name)} {definition}")
 
 
 def _upsert(
