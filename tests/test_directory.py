@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, func, insert, inspect, select
+from sqlalchemy.engine.interfaces import ReflectedForeignKeyConstraint
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,7 +78,7 @@ def test_a_sync_writes_every_zone_person_and_role_then_only_what_changed(
     assert roles(sessions) == wanted_roles(county)
 
 
-def foreign_keys(engine: Engine) -> list[dict[str, object]]:
+def foreign_keys(engine: Engine) -> list[ReflectedForeignKeyConstraint]:
     keys = inspect(engine).get_foreign_keys(ZoneRole.__tablename__)
     return sorted(keys, key=lambda key: str(key["name"]))
 
