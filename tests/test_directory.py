@@ -123,3 +123,14 @@ def test_a_first_sync_naming_nobody_writes_nothing_and_the_references_stay_check
                 insert(ZoneRole).values(zone_id=zone_id, person_id=person_id, role=role)
             )
     assert roles(sessions) == wanted_roles(county)
+
+
+def test_a_sync_that_fails_half_way_through_preparing_its_rows_writes_nothing(
+    sessions: sessionmaker[Session], county: County
+) -> None:
+    # given forecast points known for every zone but the last (the people are
+    # written, and the zones being prepared, when that is found out)
+    points = {z.id: f"pt-{z.id}" for z in county.zones[:-1]}
+    with pytest.raises(KeyError), sessions.begin() as session:
+        sync_directory(session, county, points, FIRST)
+    assert counts(sessions) == (0, 0, 0)
