@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from threading import Thread
 from typing import TextIO
 
 import httpx
@@ -287,15 +287,26 @@ def _load_while_migrating(settings: Settings, ruleset: RuleSet) -> CountyConfig:
 
     Parsing a province's files is the client's work (1.6 s of CPU at 30,000
     zones); creating a fresh PostgreSQL database's schema is the server's (0.4 s,
-    the client idle meanwhile), so they go side by side. When the files are
-    invalid, their ConfigError is raised as before, once the migration (one
-    transaction, applied whole or not at all) has ended; a migration's error
-    comes after the files are known to be valid.
+    the client idle meanwhile), so they go side by side. Invalid files are
+    reported at once, as before, without waiting for the database (it may not
+    answer; the migration is one transaction, applied whole or not at all, and
+    its thread does not keep the process alive); the database's error comes
+    once the files are known to be valid.
     """
-    with ThreadPoolExecutor(1, thread_name_prefix="yujing-migrate") as pool:
-        migrated = pool.submit(upgrade, settings.database_url)
-        config = load_county_config(settings.config_dir, ruleset, settings.point_resolution_deg)
-        migrated.result()
+    failed: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            upgrade(settings.database_url)
+        except BaseException as exc:
+            failed.append(exc)
+
+    migration = Thread(target=migrate, name="yujing-migrate", daemon=True)
+    migration.start()
+    config = load_county_config(settings.config_dir, ruleset, settings.point_resolution_deg)
+    migration.join()
+    if failed:
+        raise failed[0]
     return config
 
 
