@@ -14,7 +14,8 @@ escalation, outbox rows, audit chain) on SQLite and, when
 - config load (`open_runtime`: county files parsed and checked, directory synced
   into the database; the two printed apart, and a restart on the same database);
 - the cold-front poll, split into fetch (replay), evaluate (rules), reconcile,
-  and commit (alerts, events, notifications, timers, audit);
+  and commit (alerts, events, notifications, timers, audit), and how much of
+  it was spent waiting on the database (its statements, COPYs and commits);
 - a steady poll (nothing changed), a first calm poll (calm clocks start) and
   the all-clear poll once every hold has passed (the calm recording);
 - peak RSS of the process.
@@ -58,6 +59,7 @@ import dispatcher.pipeline as pipeline_module  # noqa: E402
 import dispatcher.runtime as runtime_module  # noqa: E402
 from dispatcher.feeds.replay import ReplayFeed  # noqa: E402
 from dispatcher.settings import Settings  # noqa: E402
+from dispatcher.storage.copier import Copier  # noqa: E402
 from rules.config import load_yaml  # noqa: E402
 
 LIULIN = ROOT / "examples" / "liulin"
@@ -146,14 +148,16 @@ def run(url: str, config: Path, cold: Path, calm: Path, *, polls: bool = True) -
         for name, recording, now in rounds:
             rt.pipeline.feed = ReplayFeed(recording)
             clock.now = now
-            with timed_calls(POLL_PHASES) as spent:
+            with timed_calls(POLL_PHASES + database_calls(rt.engine)) as spent:
                 started, cpu = time.perf_counter(), time.process_time()
                 result = asyncio.run(rt.pipeline.poll())
                 total, cpu = time.perf_counter() - started, time.process_time() - cpu
             changed = {k: v for k, v in result.transitions.items() if k != "continued"}
+            waited = spent.pop("database", 0.0)
             detail = ", ".join(f"{k} {v:.1f} s" for k, v in spent.items())
             print(
-                f"  {name:10} poll {total:5.1f} s ({cpu:.1f} s CPU; {detail}); "
+                f"  {name:10} poll {total:5.1f} s ({cpu:.1f} s CPU; {detail}; of all that "
+                f"waiting on the database {waited:.1f} s); "
                 f"transitions {changed or 'none'}, {result.notifications:,} notifications"
             )
     finally:
@@ -179,6 +183,16 @@ POLL_PHASES = [
     (pipeline_module, "apply_transitions", "commit"),
     (hazards_module, "update_events", "events"),
 ]
+
+
+def database_calls(engine: Any) -> list[tuple[Any, str, str]]:
+    """What a poll waits on the database for: its statements and commits, and on
+    PostgreSQL the COPYs the copier thread sends (`Copier.drain`: the time the
+    poll waited for them, not the time they took beside it). Printed as
+    "database", a part of the phases it falls in."""
+    dialect = engine.dialect
+    calls = [(dialect, name, "database") for name in ("do_execute", "do_executemany")]
+    return [*calls, (dialect, "do_commit", "database"), (Copier, "drain", "database")]
 
 
 @contextmanager

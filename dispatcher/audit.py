@@ -51,6 +51,8 @@ AUDIT_CHAIN_LOCK_KEY = int.from_bytes(b"YJAUDIT\x00", "big")
 
 # session.info key of the events an open `batch` holds, in order
 _PENDING = "yujing.audit.pending"
+# session.info key of the chain's last hash as this session's open batch left it
+_TAIL = "yujing.audit.tail"
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def batch(session: Session) -> Iterator[None]:
         write_pending(session)
     finally:
         session.info.pop(_PENDING, None)
+        session.info.pop(_TAIL, None)
 
 
 def write_pending(session: Session) -> None:
@@ -192,16 +195,23 @@ def _chain(session: Session, prepared: list[_Prepared]) -> list[dict[str, Any]]:
     rows = [p.row for p in prepared]
     if not rows:
         return rows
-    serialise_with_audit(session)
     session.flush()  # whatever the caller changed goes first, as with session.add
-    prev_hash = (
-        session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
-        or GENESIS_HASH
-    )
+    prev_hash: str | None = session.info.get(_TAIL)
+    if prev_hash is None:
+        serialise_with_audit(session)
+        prev_hash = (
+            session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+            or GENESIS_HASH
+        )
     for row, data_json in prepared:
         digest = _hash(prev_hash, row["at"], row["actor"], row["action"], row["subject"], data_json)
         row["prev_hash"], row["hash"] = prev_hash, digest
         prev_hash = digest
+    if _PENDING in session.info:
+        # inside a batch the chain lock is held and every event goes through here:
+        # the tail is known, and its next part is chained without asking (its
+        # rows may still be on their way to PostgreSQL, `held.batch`)
+        session.info[_TAIL] = prev_hash
     return rows
 
 

@@ -170,12 +170,20 @@ def open_alerts(
     superseded = [opening.previous for opening in openings if opening.previous is not None]
     _end(session, superseded, AlertState.SUPERSEDED, now)
     opened: list[tuple[AlertFacts, list[QueuedRow]]] = []
+    session.flush()  # what the caller changed goes first, as with session.add
+    # every id at once: no query between two parts (a part's rows may still be
+    # on their way to PostgreSQL, `held.batch`), and the same ids as part by part
+    all_ids = held.next_ids(session, Alert, len(openings))
     for start in range(0, len(openings), _WRITE_EVERY):
         part = openings[start : start + _WRITE_EVERY]
         rows = [
             _row(opening, code, now) for opening, code in zip(part, codes[start:], strict=False)
         ]
-        ids = _insert(session, rows)
+        ids = all_ids[start : start + _WRITE_EVERY]
+        session.flush()  # (nothing, unless the part before changed objects)
+        held.insert_rows(
+            session, Alert, [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
+        )
         for id_, row, opening in zip(ids, rows, part, strict=True):
             alert = OpenedAlert(id=id_, **row)
             _audit(session, alert, opening.transition, opening.data, now)
@@ -252,16 +260,6 @@ def _row(opening: Opening, code: str, now: datetime) -> dict[str, Any]:
         "event_id": None,
         "epoch": 0,
     }
-
-
-def _insert(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert alert rows in their order; their ids, in the same order."""
-    session.flush()  # what the caller changed goes first, as with session.add
-    ids = held.next_ids(session, Alert, len(rows))
-    held.insert_rows(
-        session, Alert, [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
-    )
-    return ids
 
 
 def close_alert(

@@ -12,7 +12,10 @@ usual.
 `insert_rows` is the one bulk insert underneath (the audit chain's events and
 the directory sync use it too): the driver's own `executemany` on SQLite,
 `COPY … FROM STDIN` on PostgreSQL, each value processed by its column's type
-as SQLAlchemy would, a column at a time.
+as SQLAlchemy would, a column at a time. Inside a batch on PostgreSQL the
+COPYs are sent by a second thread while the batch goes on
+(`dispatcher.storage.copier`); any statement on the session's connection
+waits for them first, and the batch's end waits for all of them.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from dispatcher.storage.copier import Copier, copy_data
 from dispatcher.storage.models import Base
 
 __all__ = ["batch", "hold", "insert_rows", "insert_tuples", "next_ids", "write"]
 
 # session.info key: model → the column values held for it, in order
 _HELD = "yujing.held.rows"
+# session.info key: the batch's `Copier` (PostgreSQL), once it has written something
+_COPIER = "yujing.held.copier"
 
 
 @contextmanager
@@ -47,8 +53,14 @@ def batch(session: Session) -> Iterator[None]:
     try:
         yield
         write(session)
+        copier: Copier | None = session.info.get(_COPIER)
+        if copier is not None:
+            copier.drain()  # every COPY answered: an error is the batch's
     finally:
         session.info.pop(_HELD, None)
+        copier = session.info.pop(_COPIER, None)
+        if copier is not None:
+            copier.close()
 
 
 def hold(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
@@ -123,8 +135,17 @@ def _insert(
         # INSERTs, in the same transaction (the driver connection is the session's)
         driver = connection.connection.driver_connection
         assert driver is not None
+        rows = plan.parameters(columns, count, positional=True)
+        if _HELD in session.info:
+            # inside a batch, sent by a second thread while this one goes on
+            # preparing the next rows (the server works on its own core meanwhile)
+            copier = session.info.get(_COPIER)
+            if copier is None:
+                copier = session.info[_COPIER] = Copier(connection)
+            copier.send(plan.copy_sql, copy_data(driver, rows))
+            return
         with driver.cursor() as cursor, cursor.copy(plan.copy_sql) as copy:
-            for values in plan.parameters(columns, count, positional=True):
+            for values in rows:
                 copy.write_row(values)
         return
     connection.exec_driver_sql(plan.sql, plan.parameters(columns, count))

@@ -36,7 +36,7 @@ def test_json_columns_keep_chinese_as_written_and_read_back_the_same(engine: Eng
     with session_factory(engine).begin() as session:
         insert_rows(session, ForecastRun, [{"id": 2, **run, "variables": ["降水"]}])
     with engine.connect() as connection:
-        stored = dict(
+        stored: dict[int, str] = dict(
             connection.execute(text("SELECT id, CAST(variables AS TEXT) FROM forecast_runs")).all()
         )
     assert stored[1].replace(" ", "") == '["气温","🟠"]'

@@ -1,0 +1,110 @@
+"""PostgreSQL COPYs sent by a second thread while the poll goes on preparing rows.
+
+A province's cold front writes half a million rows. On PostgreSQL the server
+takes them on its own core, but a COPY made in line keeps the client waiting
+until the server is done, and leaves the server idle while the client
+prepares the next rows: a third of the poll was that wait. Inside a held-rows
+batch (`dispatcher.storage.held`), each COPY's data is formatted here, in this
+thread, and handed to a `Copier`: a thread that sends the COPYs one after the
+other, in the order given, on the session's own connection and so in its
+transaction.
+
+Nothing else may be said on the connection meanwhile: before any statement
+SQLAlchemy executes on it, the copier is drained, so that statement sees every
+row handed over before it (and the connection is free). A COPY that fails
+stops the ones after it; its error is raised at the next drain (the next
+statement, or the batch's end), and the caller's transaction rolls back as if
+the insert had failed in line. `close` drops what was not sent yet and waits
+for the COPY under way, so no COPY outlives its batch.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from psycopg import Connection as DriverConnection
+from psycopg.copy import Copy, FileWriter
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+__all__ = ["Copier", "copy_data"]
+
+# COPYs handed over and not sent yet: a slow server holds the poll back at
+# this many (a poll writes four tables every 2,000 alerts) instead of memory
+# growing without bound
+_QUEUED: Final = 16
+
+
+def copy_data(driver: DriverConnection[Any], rows: Iterable[Sequence[Any]]) -> bytes:
+    """`rows` in COPY's text format, each value adapted as the driver adapts it
+    in `cursor.copy(...).write_row` (the way psycopg documents for writing
+    COPY data elsewhere than to the server: `Copy` with a `FileWriter`)."""
+    buffer = io.BytesIO()
+    with driver.cursor() as cursor, Copy(cursor, writer=FileWriter(buffer)) as copy:
+        for row in rows:
+            copy.write_row(row)
+    return buffer.getvalue()
+
+
+class Copier:
+    """A thread sending COPYs, in order, on one connection that nothing else uses
+    until `drain` (every statement on the connection drains it first)."""
+
+    def __init__(self, connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, DriverConnection)
+        self._connection = connection
+        self._driver: DriverConnection[Any] = driver
+        self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=_QUEUED)
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="yujing-copy", daemon=True)
+        self._thread.start()
+        event.listen(connection, "before_cursor_execute", self._before_statement)
+
+    def send(self, sql: str, data: bytes) -> None:
+        """Hand over one COPY (`sql` … FROM STDIN, with `data` in its text format)."""
+        self._raise()
+        self._jobs.put((sql, data))
+
+    def drain(self) -> None:
+        """Wait until every COPY handed over was sent and answered; raise the first
+        that failed."""
+        self._jobs.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Stop: COPYs not begun are dropped (a failed batch rolls back), the one
+        under way is waited for, and the connection is the caller's again."""
+        self._stopping = True
+        self._jobs.put(None)
+        self._thread.join()
+        event.remove(self._connection, "before_cursor_execute", self._before_statement)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _before_statement(self, *_: Any) -> None:
+        self.drain()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None and not self._stopping:
+                    self._copy(*job)
+            except BaseException as exc:  # raised in the poll's thread at the next drain
+                self._error = exc
+            finally:
+                self._jobs.task_done()
+
+    def _copy(self, sql: str, data: bytes) -> None:
+        with self._driver.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.write(data)
