@@ -20,7 +20,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
-from dispatcher.county import County, ZoneConfig
+from dispatcher.county import County
 from dispatcher.storage.held import batch, insert_tuples
 from dispatcher.storage.models import Person, Zone, ZoneRole
 from rules.collector import collector_paused
@@ -79,17 +79,14 @@ def _sync(session: Session, county: County, point_of: Mapping[str, str], now: da
         ]
         _upsert(session, Zone, ZONES, zones, zones_known, now)
 
-        # roles are configuration, not history: the table is made to hold exactly
-        # these. Sorted as (zone, person, role), as sorting them all would (zone ids
-        # are unique), by sorting the zones and then each zone's few roles.
-        wanted = [
+        # roles are configuration, not history: the table is made to hold exactly these
+        wanted = {
             (z.id, person_id, role)
-            for z in sorted(county.zones, key=_zone_id)
-            for person_id, role in sorted(
-                {(person_id, role) for role, ids in z.people.items() for person_id in ids}
-            )
-        ]
-        gone = held.difference(wanted)
+            for z in county.zones
+            for role, person_ids in z.people.items()
+            for person_id in person_ids
+        }
+        gone = held - wanted
         if gone:
             session.execute(
                 delete(table).where(
@@ -99,7 +96,7 @@ def _sync(session: Session, county: County, point_of: Mapping[str, str], now: da
                 ),
                 [{"z": z, "p": p, "r": r} for z, p, r in gone],
             )
-        new = [row for row in wanted if row not in held] if held else wanted
+        new = sorted(wanted - held)
         if new:
             insert_tuples(session, table, ROLES, new)
     session.flush()
@@ -200,10 +197,6 @@ def _upsert(
         session.execute(
             update(table).where(table.c.id.in_(chunk), table.c.active).values(active=False)
         )
-
-
-def _zone_id(zone: ZoneConfig) -> str:
-    return zone.id
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
