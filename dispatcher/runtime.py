@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from threading import Thread
 from typing import TextIO
 
 import httpx
@@ -56,6 +57,7 @@ from dispatcher.storage.db import make_engine, session_factory
 from dispatcher.storage.migrate import upgrade
 from dispatcher.storage.models import Notification
 from dispatcher.web.state import RulesStatus
+from rules.ruleset import RuleSet
 
 log = logging.getLogger("yujing")
 
@@ -280,6 +282,34 @@ def qweather_warnings(
     )
 
 
+def _load_while_migrating(settings: Settings, ruleset: RuleSet) -> CountyConfig:
+    """The county's configuration, its files parsed while the database is migrated.
+
+    Parsing a province's files is the client's work (1.6 s of CPU at 30,000
+    zones); creating a fresh PostgreSQL database's schema is the server's (0.4 s,
+    the client idle meanwhile), so they go side by side. Invalid files are
+    reported at once, as before, without waiting for the database (it may not
+    answer; the migration is one transaction, applied whole or not at all, and
+    its thread does not keep the process alive); the database's error comes
+    once the files are known to be valid.
+    """
+    failed: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            upgrade(settings.database_url)
+        except BaseException as exc:
+            failed.append(exc)
+
+    migration = Thread(target=migrate, name="yujing-migrate", daemon=True)
+    migration.start()
+    config = load_county_config(settings.config_dir, ruleset, settings.point_resolution_deg)
+    migration.join()
+    if failed:
+        raise failed[0]
+    return config
+
+
 def open_runtime(
     settings: Settings,
     *,
@@ -300,10 +330,9 @@ def open_runtime(
     """
     county_files = config_snapshot(settings.config_dir)
     ruleset, rule_files = load_watched(settings.config_dir / "rules")
-    config = load_county_config(settings.config_dir, ruleset, settings.point_resolution_deg)
+    config = _load_while_migrating(settings, ruleset)
     county, roster, policies = config.county, config.roster, config.policies
     points, point_of = config.points, config.point_of
-    upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
 

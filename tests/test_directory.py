@@ -1,6 +1,8 @@
 """The directory sync mirrors the county's zones, people and roles into the database.
 
 Set-based (bulk statements, only what changed is written); on both databases.
+A first start fills the roles with their references checked once for the
+whole table on PostgreSQL: the same constraints hold, before and after.
 """
 
 from __future__ import annotations
@@ -8,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Engine, func, insert, inspect, select
+from sqlalchemy.engine.interfaces import ReflectedForeignKeyConstraint
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.county import County
@@ -71,3 +76,61 @@ def test_a_sync_writes_every_zone_person_and_role_then_only_what_changed(
     with sessions() as session:
         assert session.get_one(Zone, first.id).active is True
     assert roles(sessions) == wanted_roles(county)
+
+
+def foreign_keys(engine: Engine) -> list[ReflectedForeignKeyConstraint]:
+    keys = inspect(engine).get_foreign_keys(ZoneRole.__tablename__)
+    return sorted(keys, key=lambda key: str(key["name"]))
+
+
+def counts(sessions: sessionmaker[Session]) -> tuple[int, int, int]:
+    with sessions() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Zone)) or 0,
+            session.scalar(select(func.count()).select_from(Person)) or 0,
+            session.scalar(select(func.count()).select_from(ZoneRole)) or 0,
+        )
+
+
+def test_a_first_sync_naming_nobody_writes_nothing_and_the_references_stay_checked(
+    engine: Engine, sessions: sessionmaker[Session], county: County
+) -> None:
+    points = {z.id: f"pt-{z.id}" for z in county.zones}
+    keys = foreign_keys(engine)
+    assert {key["referred_table"] for key in keys} == {"zones", "people"}
+    # given a county whose last zone names, among its people, someone the county does not have
+    last = county.zones[-1]
+    role = next(iter(last.people))
+    stray = last.model_copy(update={"people": {**last.people, role: ["p-nobody"]}})
+    broken = dataclasses.replace(county, zones=[*county.zones[:-1], stray])
+
+    # when it is synced into an empty database, the sync fails as a whole
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        sync_directory(session, broken, points, FIRST)
+    assert counts(sessions) == (0, 0, 0)
+    assert foreign_keys(engine) == keys
+
+    # and a valid first sync keeps the same constraints, which refuse a role of
+    # nobody, or at no zone, afterwards
+    with sessions.begin() as session:
+        sync_directory(session, county, points, FIRST)
+    assert roles(sessions) == wanted_roles(county)
+    assert foreign_keys(engine) == keys
+    person = next(iter(county.people))
+    for zone_id, person_id in ((last.id, "p-nobody"), ("LL-nowhere", person)):
+        with pytest.raises(IntegrityError), sessions.begin() as session:
+            session.execute(
+                insert(ZoneRole).values(zone_id=zone_id, person_id=person_id, role=role)
+            )
+    assert roles(sessions) == wanted_roles(county)
+
+
+def test_a_sync_that_fails_half_way_through_preparing_its_rows_writes_nothing(
+    sessions: sessionmaker[Session], county: County
+) -> None:
+    # given forecast points known for every zone but the last (the people are
+    # written, and the zones being prepared, when that is found out)
+    points = {z.id: f"pt-{z.id}" for z in county.zones[:-1]}
+    with pytest.raises(KeyError), sessions.begin() as session:
+        sync_directory(session, county, points, FIRST)
+    assert counts(sessions) == (0, 0, 0)

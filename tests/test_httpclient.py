@@ -7,6 +7,7 @@ answer, so the requests in flight per pool can be seen.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -71,6 +72,16 @@ def test_pools_split_the_connections_evenly() -> None:
         PooledTransport(0)
     with pytest.raises(ValueError, match="at least 1"):
         PooledTransport(4, pool_size=0)
+
+
+def test_the_pools_share_one_tls_context_that_verifies_certificates() -> None:
+    # building one reads the CA bundle: once per client, not once per pool
+    transport = PooledTransport(40)
+    contexts = {id(pool._pool._ssl_context) for pool in transport._pools}
+    assert transport.pools == 5 and len(contexts) == 1
+    context = transport._pools[0]._pool._ssl_context
+    assert context is not None and context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
 
 
 async def test_requests_go_to_the_least_loaded_pool_and_release_when_read() -> None:
