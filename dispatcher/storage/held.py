@@ -186,7 +186,8 @@ def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any
     done: dict[Any, Any] = {}
     out: list[Any] = []
     for value in values:
-        if type(value) is float:  # 0.0 == -0.0: not one key
+        # 0.0 == -0.0: not one key; a dict (a JSON column's: a timer's plan) cannot be one
+        if type(value) is float or type(value) is dict:
             out.append(process(value))
             continue
         # the type too: True and 1 are equal keys, and may be processed differently
@@ -196,7 +197,7 @@ def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any
         except KeyError:
             done[key] = result = process(value)
             out.append(result)
-        except TypeError:  # unhashable (a JSON column's dict): processed on its own
+        except TypeError:  # unhashable otherwise (a list of dicts): processed on its own
             out.append(process(value))
     return out
 
