@@ -384,6 +384,7 @@ class Escalation:
     def _plans(
         self, policy: Policy, text: AlertText, transition: str, epoch: int = 0
     ) -> Iterator[PlannedStep]:
+        bodies = dict(text.bodies)  # one copy for all the alert's steps: none changes it
         for index, step in enumerate(policy.steps):
             for round_, delay in step.rounds():
                 first = step.after == timedelta(0) and round_ == 0
@@ -397,7 +398,7 @@ class Escalation:
                     step=index,
                     round=round_,
                     delay=delay,
-                    bodies=dict(text.bodies),
+                    bodies=bodies,
                     broadcast=step.broadcast,
                     im=step.im,
                 )
