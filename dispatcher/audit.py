@@ -295,19 +295,17 @@ def _hash(
     """`chain_hash` with the data already in canonical JSON: the content's canonical
     JSON is spelled here key by key, in sorted order, around it (the same text)."""
 
-    when = _utc_iso(at)
-    content = (
-        f'{{"action":{_quoted(action)},"actor":{_quoted(actor)},"at":{_quoted(when)},'
-        f'"data":{data_json},"subject":{_quoted(subject)}}}'
-    )
+    content = f'{_head(action, actor, at)}"data":{data_json},"subject":{_quoted(subject)}}}'
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
 
 
-@lru_cache(maxsize=64)
-def _utc_iso(at: datetime) -> str:
-    """`at` in UTC, ISO 8601 with microseconds: once per instant, not per event (a
-    poll's thousands of events share its `now`; equal instants spell the same here)."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+@lru_cache(maxsize=256)
+def _head(action: str, actor: str, at: datetime) -> str:
+    """The content's canonical JSON up to its data: `{"action":…,"actor":…,"at":…,`.
+    A poll's thousands of events have a few actions and actors and one `at`: each
+    head is spelled once. (Equal instants in other time zones spell the same: UTC.)"""
+    when = at.astimezone(UTC).isoformat(timespec="microseconds")
+    return f'{{"action":{_quoted(action)},"actor":{_quoted(actor)},"at":{_quoted(when)},'
 
 
 def _quoted(value: str) -> str:
