@@ -44,7 +44,7 @@ from channels.registry import medium_of
 from dispatcher import acklinks, audit, logs
 from dispatcher.county import County
 from dispatcher.escalation.config import warn_unconfigured
-from dispatcher.escalation.fire import fire
+from dispatcher.escalation.fire import Ways, fire, resolve_ways
 from dispatcher.escalation.members import event_reminder
 from dispatcher.escalation.plan import AlertText, PlannedStep, overdue_transition, step_transition
 from dispatcher.escalation.policy import (
@@ -100,6 +100,10 @@ class Escalation:
     # (id of a policy, alert kind) → (that policy, the share of it alerts of that kind do):
     # a province opens tens of thousands of alerts on a handful of policies
     _parts: dict[tuple[int, str], tuple[Policy, Policy]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    # a step's channel names → how they are sent here (`ways`)
+    _ways: dict[tuple[str, ...], Ways] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
     # (id of a policy, epoch) → (that policy, its firings at once, later): `_schedule`
@@ -179,6 +183,15 @@ class Escalation:
             return name, False
         logs.log_once(log, "channel %s not configured here: using %s", name, self.default_channel)
         return self.default_channel, True
+
+    def ways(self, names: tuple[str, ...]) -> Ways:
+        """How a step naming the channels `names` sends (`fire.resolve_ways`): worked out once
+        per step's names, as every alert's step asks (`channel_for` depends on this
+        escalation alone, and says a fallback once per process anyway)."""
+        known = self._ways.get(names)
+        if known is None:
+            known = self._ways[names] = resolve_ways(names, self.channel_for)
+        return known
 
     # --- an alert opens, changes level or ends
 
