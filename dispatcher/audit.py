@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import insert, select, text
@@ -120,12 +121,11 @@ def append(
     The event's data is checked (timezone, plain JSON) at once either way, so
     a mistake is raised where it was made.
     """
-    entry = Entry(at, actor, action, subject, data)
     pending: list[_Prepared] | None = session.info.get(_PENDING)
     if pending is None:
         record(session, at=at, actor=actor, action=action, subject=subject, data=data)
         return
-    pending.append(_prepared(entry))
+    pending.append(_prepared(at, actor, action, subject, data))
 
 
 @contextmanager
@@ -180,7 +180,7 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def _chained(session: Session, entries: Sequence[Entry]) -> list[dict[str, Any]]:
     """The rows that append `entries` to the chain: locked, hashed, ready to insert."""
-    return _chain(session, [_prepared(entry) for entry in entries])
+    return _chain(session, [_prepared(e.at, e.actor, e.action, e.subject, e.data) for e in entries])
 
 
 class _Prepared(NamedTuple):
@@ -215,16 +215,19 @@ def _chain(session: Session, prepared: list[_Prepared]) -> list[dict[str, Any]]:
     return rows
 
 
-def _prepared(entry: Entry) -> _Prepared:
-    """The stored columns of `entry` (before its place in the chain), checked."""
-    if entry.at.tzinfo is None or entry.at.utcoffset() is None:
+def _prepared(
+    at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any] | None
+) -> _Prepared:
+    """The stored columns of an event (an `Entry`'s fields; a batch's `append` builds
+    no `Entry`), before its place in the chain, checked."""
+    if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("audit event time must be timezone-aware (pass UTC)")
-    data_json = _data_json(entry.data or {})
+    data_json = _data_json(data or {})
     row = {
-        "at": entry.at.astimezone(UTC),
-        "actor": entry.actor,
-        "action": entry.action,
-        "subject": entry.subject,
+        "at": at.astimezone(UTC),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
         # stored as its canonical JSON: tuples become lists, int keys strings …
         # exactly as they come back from the column, so what is hashed is what is stored
         "data": data_json,
@@ -302,12 +305,17 @@ def _hash(
     """`chain_hash` with the data already in canonical JSON: the content's canonical
     JSON is spelled here key by key, in sorted order, around it (the same text)."""
 
-    when = at.astimezone(UTC).isoformat(timespec="microseconds")
-    content = (
-        f'{{"action":{_quoted(action)},"actor":{_quoted(actor)},"at":{_quoted(when)},'
-        f'"data":{data_json},"subject":{_quoted(subject)}}}'
-    )
+    content = f'{_head(action, actor, at)}"data":{data_json},"subject":{_quoted(subject)}}}'
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _head(action: str, actor: str, at: datetime) -> str:
+    """The content's canonical JSON up to its data: `{"action":…,"actor":…,"at":…,`.
+    A poll's thousands of events have a few actions and actors and one `at`: each
+    head is spelled once. (Equal instants in other time zones spell the same: UTC.)"""
+    when = at.astimezone(UTC).isoformat(timespec="microseconds")
+    return f'{{"action":{_quoted(action)},"actor":{_quoted(actor)},"at":{_quoted(when)},'
 
 
 def _quoted(value: str) -> str:
@@ -321,17 +329,23 @@ def _quoted(value: str) -> str:
 _ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
+# NaN and infinities are not JSON and PostgreSQL refuses them: fail here, clearly.
+# One encoder for every event (json.dumps with options builds one per call); it
+# keeps no state between calls.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+)
+
+
 def _canonical_json(value: Any) -> str:
-    # NaN and infinities are not JSON and PostgreSQL refuses them: fail here, clearly
-    return json.dumps(
-        value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    )
+    return _CANONICAL.encode(value)
 
 
 def _data_json(data: Mapping[str, Any]) -> str:
     """The canonical JSON of an event's data; ValueError when it is no plain JSON."""
     try:
-        return _canonical_json(dict(data))
+        # a mapping that is no dict (a MappingProxy, say) is no JSON object to the encoder
+        return _canonical_json(data if type(data) is dict else dict(data))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"audit data must be plain JSON (strings as keys): {exc}") from exc
 

@@ -345,9 +345,14 @@ class County:
     township_codes: Mapping[str, str] = field(default_factory=dict)
     # routing looks zones up once per transition: keep that O(1) for large counties
     _by_id: dict[str, ZoneConfig] = field(init=False, repr=False, compare=False)
+    # zone id → `people_of` it, as first asked: every message of a zone's alerts asks
+    _people_of: dict[str, tuple[tuple[str, PersonConfig], ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {zone.id: zone for zone in self.zones})
+        object.__setattr__(self, "_people_of", {})
 
     def duty_officers(self) -> list[PersonConfig]:
         """The bureau's duty officers (值班员), in file order."""
@@ -368,18 +373,21 @@ class County:
         except KeyError:
             raise KeyError(f"no zone {zone_id!r} in the county configuration") from None
 
-    def people_of(self, zone_id: str) -> list[tuple[str, PersonConfig]]:
+    def people_of(self, zone_id: str) -> tuple[tuple[str, PersonConfig], ...]:
         """(role, person) of a zone in ROLE_LABELS order, then file order within a role.
 
         A person who holds two roles at the zone appears once per role; a person
         listed twice under one role appears once.
         """
-        zone = self.zone(zone_id)
-        out: list[tuple[str, PersonConfig]] = []
-        for role in ROLE_LABELS:
-            for person_id in dict.fromkeys(zone.people.get(role, ())):
-                out.append((role, self.people[person_id]))
-        return out
+        known = self._people_of.get(zone_id)
+        if known is None:
+            zone = self.zone(zone_id)
+            known = self._people_of[zone_id] = tuple(
+                (role, self.people[person_id])
+                for role in ROLE_LABELS
+                for person_id in dict.fromkeys(zone.people.get(role, ()))
+            )
+        return known
 
     def township_group(self, township: str) -> str | None:
         """The key of the township's group (county.yaml `townships:`), or None."""

@@ -94,7 +94,10 @@ _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 _compiled = {kind: _env.from_string(text) for kind, text in TEMPLATES.items()}
 
 
-@dataclass(frozen=True)
+# Not frozen: a province's cold front builds one or more per alert, tens of thousands,
+# and a frozen dataclass sets each field through object.__setattr__ (twice the cost).
+# Nothing changes one once built; none is hashed (`evidence` is a mapping).
+@dataclass
 class HazardMessage:
     """Everything a hazard warning text is made of."""
 

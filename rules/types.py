@@ -15,12 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+# Level → its Chinese colour name (`Level.zh`), by value
+_LEVEL_ZH: Final = {1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}
 
 
 class Level(enum.IntEnum):
@@ -31,15 +34,18 @@ class Level(enum.IntEnum):
     ORANGE = 3
     RED = 4
 
+    # `_name_` and `_value_`, not the `name` and `value` properties: a province's
+    # poll reads these a few times per alert, and an enum's property costs a call
+
     @property
     def key(self) -> str:
         """Lower-case English name as written in YAML and stored in the database."""
-        return self.name.lower()
+        return self._name_.lower()
 
     @property
     def zh(self) -> str:
         """Chinese colour name as used in official signals (蓝色/黄色/橙色/红色)."""
-        return {1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}[self.value]
+        return _LEVEL_ZH[self._value_]
 
     @classmethod
     def parse(cls, text: str) -> Level:

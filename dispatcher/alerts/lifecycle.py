@@ -211,7 +211,10 @@ def open_alerts(
 _WRITE_EVERY = 2000
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a province's cold front builds one or more per alert, tens of thousands,
+# and a frozen dataclass sets each field through object.__setattr__ (twice the cost).
+# Nothing changes one once built; none is hashed (`evidence` is a dict).
+@dataclass(slots=True)
 class OpenedAlert:
     """An alert row as `open_alerts` inserted it: its columns, without an ORM object
     (a province's cold front opens tens of thousands). Reads as `AlertFacts`."""

@@ -31,7 +31,7 @@ carry links, and only to a person's own message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -44,7 +44,7 @@ from channels.registry import medium_of
 from dispatcher import acklinks, audit, logs
 from dispatcher.county import County
 from dispatcher.escalation.config import warn_unconfigured
-from dispatcher.escalation.fire import fire
+from dispatcher.escalation.fire import Ways, fire, resolve_ways
 from dispatcher.escalation.members import event_reminder
 from dispatcher.escalation.plan import AlertText, PlannedStep, overdue_transition, step_transition
 from dispatcher.escalation.policy import (
@@ -52,6 +52,7 @@ from dispatcher.escalation.policy import (
     DEFAULT_DEADLINES,
     Policies,
     Policy,
+    Step,
     bureau_part,
     zone_part,
 )
@@ -100,6 +101,14 @@ class Escalation:
     # a province opens tens of thousands of alerts on a handful of policies
     _parts: dict[tuple[int, str], tuple[Policy, Policy]] = field(
         default_factory=dict, init=False, compare=False, repr=False
+    )
+    # a step's channel names → how they are sent here (`ways`)
+    _ways: dict[tuple[str, ...], Ways] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    # (id of a policy, epoch) → (that policy, its firings at once, later): `_schedule`
+    _schedules: dict[tuple[int, int], tuple[Policy, tuple[_Firing, ...], tuple[_Firing, ...]]] = (
+        field(default_factory=dict, init=False, compare=False, repr=False)
     )
 
     @classmethod
@@ -175,6 +184,15 @@ class Escalation:
         logs.log_once(log, "channel %s not configured here: using %s", name, self.default_channel)
         return self.default_channel, True
 
+    def ways(self, names: tuple[str, ...]) -> Ways:
+        """How a step naming the channels `names` sends (`fire.resolve_ways`): worked out once
+        per step's names, as every alert's step asks (`channel_for` depends on this
+        escalation alone, and says a fallback once per process anyway)."""
+        known = self._ways.get(names)
+        if known is None:
+            known = self._ways[names] = resolve_ways(names, self.channel_for)
+        return known
+
     # --- an alert opens, changes level or ends
 
     def start(
@@ -205,12 +223,7 @@ class Escalation:
         if previous is not None:
             cancel_escalation(session, previous, at=now, actor=self.actor, reason="superseded")
             told = notified_people(session, previous, self.county)
-        planned = list(self._plans(policy, text, transition, alert.epoch))
-        now_items = [item for item in planned if item.delay == timedelta(0)]
-        later = sorted(
-            (item for item in planned if item.delay > timedelta(0)),
-            key=lambda item: item.delay,
-        )
+        now_items, later = self._plans(policy, text, transition, alert.epoch)
         notes: list[QueuedRow] = []
         reached = False
         keys: set[str] | None = set() if fresh else None
@@ -383,24 +396,54 @@ class Escalation:
 
     def _plans(
         self, policy: Policy, text: AlertText, transition: str, epoch: int = 0
-    ) -> Iterator[PlannedStep]:
-        for index, step in enumerate(policy.steps):
-            for round_, delay in step.rounds():
-                first = step.after == timedelta(0) and round_ == 0
-                yield PlannedStep(
-                    policy=policy.name,
-                    targets=step.targets,
-                    people=step.people,
-                    channels=step.channels,
-                    transition=transition if first else step_transition(index, round_, epoch),
-                    body=text.body,
-                    step=index,
-                    round=round_,
-                    delay=delay,
-                    bodies=dict(text.bodies),
-                    broadcast=step.broadcast,
-                    im=step.im,
-                )
+    ) -> tuple[list[PlannedStep], list[PlannedStep]]:
+        """Every firing of `policy` for an alert with `text`: those due at once (in the
+        policy's order), then the later ones by delay (the policy's order among equal
+        delays). The first step goes out under the alert's `transition`."""
+        bodies = dict(text.bodies)  # one copy for all the alert's steps: none changes it
+
+        def planned(firing: _Firing) -> PlannedStep:
+            step = firing.step
+            return PlannedStep(
+                policy=policy.name,
+                targets=step.targets,
+                people=step.people,
+                channels=step.channels,
+                transition=firing.transition or transition,
+                body=text.body,
+                step=firing.index,
+                round=firing.round,
+                delay=firing.delay,
+                bodies=bodies,
+                broadcast=step.broadcast,
+                im=step.im,
+            )
+
+        at_once, later = self._schedule(policy, epoch)
+        return [planned(f) for f in at_once], [planned(f) for f in later]
+
+    def _schedule(
+        self, policy: Policy, epoch: int
+    ) -> tuple[tuple[_Firing, ...], tuple[_Firing, ...]]:
+        """The firings of `policy` at `epoch`, due at once and later (`_plans`): worked
+        out once per policy, as its alerts open by the thousand."""
+        known = self._schedules.get((id(policy), epoch))
+        if known is not None and known[0] is policy:
+            return known[1], known[2]
+        firings = [
+            _Firing(index, step, round_, delay, step_transition(index, round_, epoch))
+            for index, step in enumerate(policy.steps)
+            for round_, delay in step.rounds()
+        ]
+        # the first step (no delay, first round) goes out under the alert's transition
+        at_once = tuple(
+            replace(f, transition=None) if f.step.after == timedelta(0) and f.round == 0 else f
+            for f in firings
+            if f.delay == timedelta(0)
+        )
+        later = tuple(sorted((f for f in firings if f.delay > timedelta(0)), key=_delay))
+        self._schedules[(id(policy), epoch)] = (policy, at_once, later)
+        return at_once, later
 
     def _timer(
         self, alert: AlertFacts, planned: PlannedStep, due: datetime, now: datetime
@@ -537,6 +580,22 @@ class Escalation:
                 "reason": "no_zone_waits",
             },
         )
+
+
+@dataclass(frozen=True)
+class _Firing:
+    """One firing of a policy's step: which step, which round, when after the opening,
+    under which transition (None: the alert's own, for the first step)."""
+
+    index: int
+    step: Step
+    round: int
+    delay: timedelta
+    transition: str | None
+
+
+def _delay(firing: _Firing) -> timedelta:
+    return firing.delay
 
 
 def _add_timers(session: Session, timers: Sequence[dict[str, Any]]) -> None:

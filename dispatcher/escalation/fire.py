@@ -54,6 +54,29 @@ class Firing(Protocol):
     def ack_link(self) -> Callable[[int, str, datetime], str | None] | None: ...
 
     def channel_for(self, name: str) -> tuple[str, bool]: ...
+    def ways(self, names: tuple[str, ...]) -> Ways: ...
+
+
+#: (name as a step gives it, the channel used, whether that fell back to the default)
+Way = tuple[str, str, bool]
+#: a step's channels as sent here: those that address people, the others used
+Ways = tuple[tuple[Way, ...], tuple[str, ...]]
+
+
+def resolve_ways(names: Sequence[str], channel_for: Callable[[str], tuple[str, bool]]) -> Ways:
+    """The channels `names` are sent on (`channel_for` each, each channel used once):
+    those for people, and those that reach no person (`Firing.ways` keeps them)."""
+    used_ways: list[Way] = []
+    for name in names:
+        used, fell_back = channel_for(name)
+        if used not in {c for _, c, _ in used_ways}:
+            used_ways.append((name, used, fell_back))
+    # a person is addressed by phone only: a step naming a robot or the
+    # loudspeakers for people would queue a phone number as their address
+    return (
+        tuple(way for way in used_ways if reaches_people(way[1])),
+        tuple(used for _, used, _ in used_ways if not reaches_people(used)),
+    )
 
 
 def fire(
@@ -85,15 +108,7 @@ def fire(
     people = list(routed.recipients)
     seen = {r.person_id for r in people}
     people.extend(r for r in extra if r.person_id not in seen)
-    channels: list[tuple[str, str, bool]] = []
-    for name in planned.channels:
-        used, fell_back = esc.channel_for(name)
-        if used not in {c for _, c, _ in channels}:
-            channels.append((name, used, fell_back))
-    # a person is addressed by phone only: a step naming a robot or the
-    # loudspeakers for people would queue a phone number as their address
-    not_for_people = [used for _, used, _ in channels if not reaches_people(used)]
-    channels = [c for c in channels if reaches_people(c[1])]
+    channels, not_for_people = esc.ways(planned.channels)
     # two steps firing together may name one recipient: one message each way
     already = fresh if fresh is not None else _enqueued(session, alert, planned.transition)
     notes: list[QueuedRow] = []
@@ -171,7 +186,7 @@ def fire(
             "skipped_acknowledged": sorted(r.person_id for r in people if r.person_id in acked),
             "unrostered": routed.unrostered,
             "channel_fallbacks": [f"{n}→{u}" for n, u, fb in channels if fb],
-            **({"not_for_people": not_for_people} if not_for_people else {}),
+            **({"not_for_people": list(not_for_people)} if not_for_people else {}),
             **({"unreached": unreached} if unreached else {}),
         },
     )

@@ -122,7 +122,10 @@ def parse_step_transition(transition: str) -> StepTransition | None:
     return StepTransition(int(match[1]), int(match[2] or 0), int(match[3] or 0))
 
 
-@dataclass(frozen=True)
+# Not frozen: a province's cold front plans several firings for each of tens of
+# thousands of alerts, and a frozen dataclass sets each of the 14 fields through
+# object.__setattr__ (twice the cost). Nothing changes a planned step once built.
+@dataclass(slots=True)
 class PlannedStep:
     """One planned firing: whom to tell (targets, people; audiences `broadcast`, `im`),
     how (channels), what (`bodies`, one per medium; `body`, the default channel's).

@@ -84,7 +84,10 @@ class QueuedRow(Protocol):
     def mentions(self) -> list[str] | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a province's cold front builds one or more per alert, tens of thousands,
+# and a frozen dataclass sets each field through object.__setattr__ (twice the cost).
+# Nothing changes one once built; none is hashed (`mentions` is a list).
+@dataclass(slots=True)
 class HeldRow:
     """An outbox row held for a batch insert (no id until it is written)."""
 
@@ -146,7 +149,8 @@ def queue(
     """`enqueue` a row about `alert`; inside a held-rows batch, held for the batch's
     insert (no ORM object, no flush), else added as a `Notification`."""
     values = _values(alert, transition, recipient, channel, body, now, audience, mentions)
-    if held.hold(session, Notification, values | {"failover_of_id": None}):
+    values["failover_of_id"] = None  # a fresh dict: no copy of it for this one column
+    if held.hold(session, Notification, values):
         return HeldRow(
             values["idempotency_key"],
             values["alert_id"],

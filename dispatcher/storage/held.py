@@ -206,19 +206,26 @@ def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any
     too: SQLAlchemy passes it to the processor, and JSON makes it 'null')."""
     done: dict[Any, Any] = {}
     out: list[Any] = []
+    last, last_result = object(), None
     for value in values:
-        if type(value) is float:  # 0.0 == -0.0: not one key
-            out.append(process(value))
+        if value is last:  # the object of the row before (a poll's `now`, None): no lookup
+            out.append(last_result)
+            continue
+        last = value
+        # 0.0 == -0.0: not one key; a dict (a JSON column's: a timer's plan) cannot be one
+        if type(value) is float or type(value) is dict:
+            last_result = process(value)
+            out.append(last_result)
             continue
         # the type too: True and 1 are equal keys, and may be processed differently
         key = (type(value), tuple(value) if type(value) is list else value)
         try:
-            out.append(done[key])
+            last_result = done[key]
         except KeyError:
-            done[key] = result = process(value)
-            out.append(result)
-        except TypeError:  # unhashable (a JSON column's dict): processed on its own
-            out.append(process(value))
+            done[key] = last_result = process(value)
+        except TypeError:  # unhashable otherwise (a list of dicts): processed on its own
+            last_result = process(value)
+        out.append(last_result)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -10,7 +11,16 @@ import pytest
 from sqlalchemy import JSON, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatcher.audit import GENESIS_HASH, Appended, Entry, event_hash, record, record_many, verify
+from dispatcher.audit import (
+    GENESIS_HASH,
+    Appended,
+    Entry,
+    chain_hash,
+    event_hash,
+    record,
+    record_many,
+    verify,
+)
 from dispatcher.storage.models import AuditEvent
 
 T0 = datetime(2025, 1, 15, 0, 0, tzinfo=UTC)
@@ -75,6 +85,38 @@ def test_the_hash_is_sha256_of_prev_hash_and_canonical_json(
     )
     expected = hashlib.sha256((GENESIS_HASH + canonical).encode("utf-8")).hexdigest()
     assert event.hash == expected
+
+
+def test_every_instant_actor_and_action_is_hashed_as_the_recipe_says() -> None:
+    # given events at one instant spelled in two time zones, at the next microsecond,
+    # by two actors, of two actions (the hash spells each head once and reuses it)
+    instants = [T0, T0.astimezone(timezone(timedelta(hours=8))), T0 + timedelta(microseconds=1)]
+    for at in instants:
+        for actor in ("system", 'p-"007"'):
+            for action in ("alert.new", "escalation.step"):
+                # then each hash is the documented recipe's, whatever came before it
+                content = json.dumps(
+                    {
+                        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+                        "actor": actor,
+                        "action": action,
+                        "subject": "alert:1",
+                        "data": {"n": 1},
+                    },
+                    sort_keys=True,
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                )
+                expected = hashlib.sha256((GENESIS_HASH + content).encode()).hexdigest()
+                hashed = chain_hash(
+                    GENESIS_HASH,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    subject="alert:1",
+                    data={"n": 1},
+                )
+                assert hashed == expected, (at, actor, action)
 
 
 def test_data_is_stored_as_its_json_round_trip(sessions: sessionmaker[Session]) -> None:
