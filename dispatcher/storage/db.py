@@ -41,7 +41,11 @@ def json_text(value: Any) -> str:
     A province's escalation timers hold every warning text in four media; spelled
     in escapes they were twice the bytes to write, fsync and (PostgreSQL) parse.
     A module-level function: the driver warns of closures as serialisers."""
-    return json.dumps(value, ensure_ascii=False)
+    return _JSON.encode(value)
+
+
+# one encoder for all (json.dumps with an option builds one per call); it keeps no state
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
