@@ -141,6 +141,9 @@ def batch(session: Session) -> Iterator[None]:
         yield
         return
     session.info[_PENDING] = []
+    # the chain locked and its tail read now, before the block's rows are on their
+    # way to PostgreSQL (`held.batch`): chaining them later waits for nothing
+    session.info[_TAIL] = _tail(session)
     try:
         yield
         write_pending(session)
@@ -195,14 +198,11 @@ def _chain(session: Session, prepared: list[_Prepared]) -> list[dict[str, Any]]:
     rows = [p.row for p in prepared]
     if not rows:
         return rows
-    session.flush()  # whatever the caller changed goes first, as with session.add
     prev_hash: str | None = session.info.get(_TAIL)
     if prev_hash is None:
-        serialise_with_audit(session)
-        prev_hash = (
-            session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
-            or GENESIS_HASH
-        )
+        prev_hash = _tail(session)
+    else:
+        session.flush()  # whatever the caller changed goes first, as with session.add
     for row, data_json in prepared:
         digest = _hash(prev_hash, row["at"], row["actor"], row["action"], row["subject"], data_json)
         row["prev_hash"], row["hash"] = prev_hash, digest
@@ -213,6 +213,16 @@ def _chain(session: Session, prepared: list[_Prepared]) -> list[dict[str, Any]]:
         # rows may still be on their way to PostgreSQL, `held.batch`)
         session.info[_TAIL] = prev_hash
     return rows
+
+
+def _tail(session: Session) -> str:
+    """The chain's last hash, read under the chain's lock (taken here if not yet)."""
+    serialise_with_audit(session)
+    session.flush()  # whatever the caller changed goes first, as with session.add
+    return (
+        session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+        or GENESIS_HASH
+    )
 
 
 def _prepared(

@@ -38,7 +38,7 @@ from dispatcher.states import OPEN_ALERT_STATES, AlertKind, AlertState
 from dispatcher.storage.models import Alert, AuditEvent
 from rules.types import Level
 
-__all__ = ["open_events", "open_hazard_zones", "update_events"]
+__all__ = ["open_events", "open_hazard_zones", "plan_events", "update_events"]
 
 log = logging.getLogger("yujing.events")
 
@@ -77,6 +77,21 @@ def open_events(session: Session) -> dict[str, Alert]:
     return events
 
 
+def plan_events(
+    before: Mapping[str, Mapping[str, Level]],
+    events: Mapping[str, Alert],
+    transitions: Sequence[Transition],
+) -> list[EventChange]:
+    """What this poll's `transitions` do to each hazard's event (`grouping.group`):
+    `before` is `open_hazard_zones` and `events` is `open_events`, both read
+    before the transitions are written."""
+    states = {
+        hazard: EventState(event.id, hazard, Level.parse(event.level), dict(before.get(hazard, {})))
+        for hazard, event in events.items()
+    }
+    return group(states, zones_after(before, transitions))
+
+
 def update_events(
     session: Session,
     before: Mapping[str, Mapping[str, Level]],
@@ -88,22 +103,31 @@ def update_events(
     hazard_name: Callable[[str], str],
     escalation: Escalation,
     forecast_run_id: int | None,
+    changes: Sequence[EventChange] | None = None,
+    ids: Mapping[str, int] | None = None,
 ) -> list[QueuedRow]:
     """Open, change and end events for this poll's `transitions`; does not commit.
 
     `before` is `open_hazard_zones` and `events` is `open_events`, both read
-    before the transitions were written. Returns the notifications enqueued.
+    before the transitions were written; `changes` are their `plan_events`
+    when already worked out, and `ids` the ids taken for the new events
+    (hazard → id). Returns the notifications enqueued.
     """
-    states = {
-        hazard: EventState(event.id, hazard, Level.parse(event.level), dict(before.get(hazard, {})))
-        for hazard, event in events.items()
-    }
+    if changes is None:
+        changes = plan_events(before, events, transitions)
     notes: list[QueuedRow] = []
     current = dict(events)
-    for change in group(states, zones_after(before, transitions)):
+    for change in changes:
         if change.kind is EventChangeKind.NEW:
             event, told = _open(
-                session, change, now, county, hazard_name, escalation, forecast_run_id
+                session,
+                change,
+                now,
+                county,
+                hazard_name,
+                escalation,
+                forecast_run_id,
+                (ids or {}).get(change.hazard),
             )
             current[change.hazard] = event
             notes.extend(told)
@@ -193,6 +217,7 @@ def _open(
     hazard_name: Callable[[str], str],
     escalation: Escalation,
     forecast_run_id: int | None,
+    id_: int | None,
 ) -> tuple[Alert, list[QueuedRow]]:
     assert change.level is not None
     session.flush()  # a statement on the table does not flush the session itself
@@ -221,6 +246,7 @@ def _open(
         ),
         data=_audit_data(change),
         now=now,
+        id_=id_,
     )
 
 

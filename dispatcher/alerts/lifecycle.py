@@ -111,6 +111,7 @@ class NewAlert:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     forecast_run_id: int | None = None
     authority: str = ""  # who issued the official warning it relays
+    event_id: int | None = None  # the event it joins, when known as it opens
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def open_alert(
     transition: str = TransitionKind.NEW.value,
     previous: Alert | None = None,
     policy: Policy | None = None,
+    id_: int | None = None,
 ) -> tuple[Alert, list[QueuedRow]]:
     """Open an alert: its row, `alert.{transition}` audited, its escalation started.
 
@@ -145,18 +147,24 @@ def open_alert(
     it); `data` is the audit event's, after the code. With `previous` (the
     alert of another level this one replaces) that one is marked superseded
     and its escalation handed over. `policy` replaces the one escalation.yaml
-    gives the alert. Returns the alert and the notifications enqueued; does not
-    commit.
+    gives the alert. `id_` is the id taken for it beforehand (`held.next_ids`).
+    Returns the alert and the notifications enqueued; does not commit.
     """
     opening = Opening(new, text, data, transition, previous, policy)
-    ((opened, notes),) = open_alerts(session, [opening], escalation=escalation, now=now)
+    ids = None if id_ is None else [id_]
+    ((opened, notes),) = open_alerts(session, [opening], escalation=escalation, now=now, ids=ids)
     alert = session.get(Alert, opened.id)  # its one caller may change it: the object
     assert alert is not None
     return alert, notes
 
 
 def open_alerts(
-    session: Session, openings: Sequence[Opening], *, escalation: Escalation, now: datetime
+    session: Session,
+    openings: Sequence[Opening],
+    *,
+    escalation: Escalation,
+    now: datetime,
+    ids: Sequence[int] | None = None,
 ) -> list[tuple[AlertFacts, list[QueuedRow]]]:
     """Open many alerts as `open_alert` opens one, in order; does not commit.
 
@@ -164,7 +172,8 @@ def open_alerts(
     read back in order, go into idempotency keys and audit subjects), then
     each one's `alert.{transition}` is audited and its escalation started, as
     fresh: nothing was sent about an alert that did not exist. Returns each
-    alert (an `OpenedAlert`) with its notifications enqueued.
+    alert (an `OpenedAlert`) with its notifications enqueued. `ids` are theirs
+    when taken beforehand (`held.next_ids`), else they are taken here.
     """
     codes = new_codes(session, len(openings))
     superseded = [opening.previous for opening in openings if opening.previous is not None]
@@ -173,7 +182,9 @@ def open_alerts(
     session.flush()  # what the caller changed goes first, as with session.add
     # every id at once: no query between two parts (a part's rows may still be
     # on their way to PostgreSQL, `held.batch`), and the same ids as part by part
-    all_ids = held.next_ids(session, Alert, len(openings))
+    all_ids = list(ids) if ids is not None else held.next_ids(session, Alert, len(openings))
+    if len(all_ids) != len(openings):
+        raise ValueError(f"{len(openings)} alerts to open, {len(all_ids)} ids taken for them")
     for start in range(0, len(openings), _WRITE_EVERY):
         part = openings[start : start + _WRITE_EVERY]
         rows = [
@@ -260,7 +271,7 @@ def _row(opening: Opening, code: str, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "supersedes_id": previous.id if previous else None,
         "forecast_run_id": new.forecast_run_id,
-        "event_id": None,
+        "event_id": new.event_id,
         "epoch": 0,
     }
 

@@ -177,7 +177,10 @@ class Alert(Base):
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     forecast_run_id: Mapped[int | None] = mapped_column(ForeignKey("forecast_runs.id"))
     # a hazard alert's event (an alert of kind event); None on events and system alerts
-    event_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    # checked at commit in a poll that names a new event (`held.defer_event_key`)
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alerts.id", deferrable=True, initially="IMMEDIATE"), index=True
+    )
     epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     # who issued the official warning a relayed alert repeats (CAP senderName); "" otherwise
     authority: Mapped[str] = mapped_column(String(200), default="", server_default="")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.outbox.rows import HeldRow, queue
@@ -200,3 +201,47 @@ def test_insert_rows_asks_for_nothing_back(db: sessionmaker[Session]) -> None:
             Base.metadata.tables["notifications"], ("body", "idempotency_key"), frozenset(), dialect
         )
         assert "RETURNING" not in plan.sql.upper()
+
+
+# --- a poll's zone alerts name their event before it is written: the key checked at commit
+
+
+def _zone_alert(session: Session, id_: int, event_id: int) -> None:
+    row = {
+        "id": id_,
+        "code": f"C{id_:03d}",
+        "kind": AlertKind.HAZARD,
+        "hazard": "cold_wave",
+        "rule_id": "r",
+        "title": "寒潮",
+        "level": "yellow",
+        "state": AlertState.FIRING,
+        "opened_at": NOW,
+        "updated_at": NOW,
+        "event_id": event_id,
+    }
+    session.execute(insert(Alert), row)
+
+
+def test_a_deferred_event_key_lets_a_zone_alert_name_its_event_before_it_is_written(
+    db: sessionmaker[Session],
+) -> None:
+    with db.begin() as session:
+        held.defer_event_key(session)
+        _zone_alert(session, 1, event_id=2)
+        _zone_alert(session, 2, event_id=2)  # the "event" written after its zone
+    with db() as session:
+        assert session.get_one(Alert, 1).event_id == 2
+
+
+def test_a_deferred_event_key_still_refuses_an_event_that_never_comes(
+    db: sessionmaker[Session],
+) -> None:
+    with pytest.raises(IntegrityError), db.begin() as session:
+        held.defer_event_key(session)
+        _zone_alert(session, 1, event_id=99)
+    with db() as session:
+        assert session.scalar(select(func.count(Alert.id))) == 0
+    # and without deferring it, the key is checked as the row is written
+    with pytest.raises(IntegrityError), db.begin() as session:
+        _zone_alert(session, 1, event_id=99)
