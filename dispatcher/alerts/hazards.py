@@ -159,13 +159,12 @@ def _apply(
     changes = plan_events(before, events, transitions)
     # every alert the poll opens takes its id now, the new events' after the zone
     # alerts' (as when each opened in turn): a zone alert is written with its
-    # event's id, not rewritten to join it (60,000 took PostgreSQL 1.3 s)
+    # event's id, not rewritten to join it (60,000 took PostgreSQL 1.3 s); the
+    # key is checked at commit (models.Alert.event_id)
     opening = sum(1 for t in transitions if _stage(t) is TransitionKind.NEW)
     new_events = [c.hazard for c in changes if c.kind is EventChangeKind.NEW]
     ids = held.next_ids(session, Alert, opening + len(new_events))
     event_ids = dict(zip(new_events, ids[opening:], strict=True))
-    if event_ids:
-        held.defer_event_key(session)
     event_of = {hazard: event.id for hazard, event in events.items()} | event_ids
     zone_ids = iter(ids[:opening])
     # the alerts that resolve or are superseded, loaded at once and held here

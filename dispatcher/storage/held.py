@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from dispatcher.storage.copier import Copier, copy_data
 from dispatcher.storage.models import Base, UtcDateTime
 
-__all__ = ["batch", "defer_event_key", "hold", "insert_rows", "insert_tuples", "next_ids", "write"]
+__all__ = ["batch", "hold", "insert_rows", "insert_tuples", "next_ids", "write"]
 
 # session.info key: model → the column values held for it, in order
 _HELD = "yujing.held.rows"
@@ -149,18 +149,6 @@ def _insert(
                 copy.write_row(values)
         return
     connection.exec_driver_sql(plan.sql, plan.parameters(columns, count))
-
-
-def defer_event_key(session: Session) -> None:
-    """Have the key `alerts.event_id → alerts.id` checked when this transaction
-    commits, not row by row: a poll writes its zone alerts naming an event that
-    is written after them (their ids were all taken at once). On SQLite every
-    key of the transaction is deferred so (SQLite defers all or none); a key
-    broken then fails the commit, and nothing of the transaction is kept."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET CONSTRAINTS fk_alerts_event_id_alerts DEFERRED"))
-    else:
-        session.execute(text("PRAGMA defer_foreign_keys = ON"))
 
 
 def next_ids(session: Session, model: type[Base], count: int) -> list[int]:

@@ -177,9 +177,9 @@ class Alert(Base):
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     forecast_run_id: Mapped[int | None] = mapped_column(ForeignKey("forecast_runs.id"))
     # a hazard alert's event (an alert of kind event); None on events and system alerts
-    # checked at commit in a poll that names a new event (`held.defer_event_key`)
+    # checked at commit: a poll writes its zone alerts naming the event it opens after them
     event_id: Mapped[int | None] = mapped_column(
-        ForeignKey("alerts.id", deferrable=True, initially="IMMEDIATE"), index=True
+        ForeignKey("alerts.id", deferrable=True, initially="DEFERRED"), index=True
     )
     epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     # who issued the official warning a relayed alert repeats (CAP senderName); "" otherwise

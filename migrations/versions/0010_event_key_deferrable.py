@@ -1,4 +1,4 @@
-"""a zone alert's key to its event may be checked at commit
+"""a zone alert's key to its event is checked at commit
 
 Revision ID: 0010
 Revises: 0009
@@ -7,11 +7,12 @@ Create Date: 2026-12-08 02:40:00.000000
 A poll takes the ids of every alert it opens at once, so a zone alert is
 written naming the event it joins before that event's row is (the event opens
 after its zones, as before, and keeps the id it had). The key
-`alerts.event_id → alerts.id` may therefore be checked at the end of the
-poll's transaction (`SET CONSTRAINTS … DEFERRED` there, issue 14); it is
-checked at once everywhere else. (SQLite defers a transaction's keys by
-`PRAGMA defer_foreign_keys` whatever the declaration; its table is rebuilt
-with the declaration all the same, so the schema is the models'.)
+`alerts.event_id → alerts.id` is therefore checked when a transaction
+commits, not row by row (issue 14): a key still broken then fails the commit.
+Only this key: SQLite's `PRAGMA defer_foreign_keys` would defer every key of
+the transaction, and with a violation outstanding it looks for the children
+of each row inserted into a parent table through every deferred key — by a
+whole scan where a key has no index (`alerts.supersedes_id`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """a zone alert's key to its event may be checked at commit"""
+    """a zone alert's key to its event is checked at commit"""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "ALTER TABLE alerts ALTER CONSTRAINT fk_alerts_event_id_alerts "
-            "DEFERRABLE INITIALLY IMMEDIATE"
+            "DEFERRABLE INITIALLY DEFERRED"
         )
         return
     _recreate_key(deferrable=True)
@@ -55,5 +56,5 @@ def _recreate_key(*, deferrable: bool) -> None:
             ["event_id"],
             ["id"],
             deferrable=True if deferrable else None,
-            initially="IMMEDIATE" if deferrable else None,
+            initially="DEFERRED" if deferrable else None,
         )
