@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 __all__ = ["Copier", "copy_data"]
 
 # COPYs handed over and not sent yet: a slow server holds the poll back at
-# this many (a poll writes four tables every 1,000 alerts) instead of memory
+# this many (a poll writes four tables every 2,000 alerts) instead of memory
 # growing without bound
 _QUEUED: Final = 16
 
