@@ -36,7 +36,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def json_text(value: Any) -> str:
-    """A JSON column's stored text: Chinese kept as it is, not spelled \\uXXXX.
+    """A JSON column's stored text: Chinese kept as it is, not spelled as \\u escapes.
 
     A province's escalation timers hold every warning text in four media; spelled
     in escapes they were twice the bytes to write, fsync and (PostgreSQL) parse.

@@ -27,7 +27,7 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_commits_that_survive_a_power_c
 
 
 def test_json_columns_keep_chinese_as_written_and_read_back_the_same(engine: Engine) -> None:
-    """A timer's plan holds a warning's texts: stored as UTF-8, not as \\uXXXX escapes
+    """A timer's plan holds a warning's texts: stored as UTF-8, not as \\u escapes
     (half the bytes to write and fsync), and read back as given — ORM and bulk insert."""
     at = datetime(2026, 1, 6, 16, tzinfo=UTC)
     run = {"source": "回放", "started_at": at, "finished_at": at, "ok": True}
