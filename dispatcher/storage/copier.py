@@ -1,27 +1,36 @@
-"""PostgreSQL COPYs sent by a second thread while the poll goes on preparing rows.
+"""A batch's inserts sent by a second thread while the poll goes on preparing rows.
 
-A province's cold front writes half a million rows. On PostgreSQL the server
-takes them on its own core, but a COPY made in line keeps the client waiting
-until the server is done, and leaves the server idle while the client
-prepares the next rows: a third of the poll was that wait. Inside a held-rows
-batch (`dispatcher.storage.held`), each COPY's data is formatted here, in this
-thread, and handed to a `Copier`: a thread that sends the COPYs one after the
-other, in the order given, on the session's own connection and so in its
-transaction.
+A province's cold front writes half a million rows. The database's own work
+on them (PostgreSQL's server; SQLite's library, in this process) could run on
+the machine's other core, but an insert made in line keeps the poll waiting
+until it is done, and the database idle while the poll prepares the next
+rows: a third of the poll was that wait. Inside a held-rows batch
+(`dispatcher.storage.held`), each table part's rows are put in the form the
+database takes in bulk, here, in this thread, and handed to a `Copier`: a
+thread that sends them one after the other, in the order given, on the
+session's own connection and so in its transaction.
+
+- PostgreSQL: `COPY … FROM STDIN` with the data in COPY's text format.
+- SQLite: INSERT statements of up to `ROWS_PER_INSERT` rows each. The driver
+  lets go of the interpreter lock while SQLite runs a statement, so a
+  statement of hundreds of rows runs beside the poll's Python; row by row (an
+  `executemany`) the thread would wait for the lock at every row, behind a
+  poll that holds it (measured: 0.9 s of inserts took 467 s).
 
 Nothing else may be said on the connection meanwhile: before any statement
 SQLAlchemy executes on it, the copier is drained, so that statement sees every
-row handed over before it (and the connection is free). A COPY that fails
+row handed over before it (and the connection is free). A part that fails
 stops the ones after it; its error is raised at the next drain (the next
 statement, or the batch's end), and the caller's transaction rolls back as if
 the insert had failed in line. `close` drops what was not sent yet and waits
-for the COPY under way, so no COPY outlives its batch.
+for the part under way, so no insert outlives its batch.
 """
 
 from __future__ import annotations
 
 import io
 import queue
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -33,12 +42,20 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["Copier", "copy_data"]
+__all__ = ["ROWS_PER_INSERT", "Copier", "Inserts", "copy_data"]
 
-# COPYs handed over and not sent yet: a slow server holds the poll back at
+# parts handed over and not sent yet: a slow database holds the poll back at
 # this many (a poll writes four tables every 2,000 alerts) instead of memory
 # growing without bound
 _QUEUED: Final = 16
+
+# rows per SQLite INSERT: long enough that the thread seldom needs the lock
+# (binding a statement's values takes it); within SQLite's 32,766 parameters
+ROWS_PER_INSERT: Final = 500
+SQLITE_PARAMETERS: Final = 32_766
+
+# a SQLite part: its INSERT statements, each with its rows' values in one flat list
+Inserts = list[tuple[str, list[Any]]]
 
 
 def copy_data(driver: DriverConnection[Any], rows: Iterable[Sequence[Any]]) -> bytes:
@@ -53,15 +70,15 @@ def copy_data(driver: DriverConnection[Any], rows: Iterable[Sequence[Any]]) -> b
 
 
 class Copier:
-    """A thread sending COPYs, in order, on one connection that nothing else uses
-    until `drain` (every statement on the connection drains it first)."""
+    """A thread sending a batch's parts, in order, on one connection that nothing
+    else uses until `drain` (every statement on the connection drains it first)."""
 
     def __init__(self, connection: Connection) -> None:
         driver = connection.connection.driver_connection
-        assert isinstance(driver, DriverConnection)
+        assert isinstance(driver, DriverConnection | sqlite3.Connection)
         self._connection = connection
-        self._driver: DriverConnection[Any] = driver
-        self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=_QUEUED)
+        self._driver = driver
+        self._jobs: queue.Queue[tuple[str, bytes | Inserts] | None] = queue.Queue(maxsize=_QUEUED)
         self._error: BaseException | None = None
         self._reported = False  # the error raised in the poll's thread already
         self._stopping = False
@@ -71,17 +88,25 @@ class Copier:
 
     def send(self, sql: str, data: bytes) -> None:
         """Hand over one COPY (`sql` … FROM STDIN, with `data` in its text format)."""
+        assert isinstance(self._driver, DriverConnection)
         self._raise()
         self._jobs.put((sql, data))
 
+    def send_inserts(self, sql: str, inserts: Inserts) -> None:
+        """Hand over one SQLite part: `inserts`, of the rows of the one-row `sql`
+        (named when the part fails)."""
+        assert isinstance(self._driver, sqlite3.Connection)
+        self._raise()
+        self._jobs.put((sql, inserts))
+
     def drain(self) -> None:
-        """Wait until every COPY handed over was sent and answered; raise the first
+        """Wait until every part handed over was sent and answered; raise the first
         that failed (again at each drain: a batch never ends well after it)."""
         self._jobs.join()
         self._raise()
 
     def close(self) -> None:
-        """Stop: COPYs not begun are dropped (a failed batch rolls back), the one
+        """Stop: parts not begun are dropped (a failed batch rolls back), the one
         under way is waited for, and the connection is the caller's again."""
         self._stopping = True
         self._jobs.put(None)
@@ -106,20 +131,32 @@ class Copier:
                 if job is None:
                     return
                 if self._error is None and not self._stopping:
-                    self._copy(*job)
+                    self._write(*job)
             except BaseException as exc:  # raised in the poll's thread at the next drain
                 self._error = _as_sqlalchemy(exc, job)
             finally:
                 self._jobs.task_done()
 
-    def _copy(self, sql: str, data: bytes) -> None:
-        with self._driver.cursor() as cursor, cursor.copy(sql) as copy:
-            copy.write(data)
+    def _write(self, sql: str, data: bytes | Inserts) -> None:
+        if isinstance(data, bytes):
+            assert isinstance(self._driver, DriverConnection)
+            with self._driver.cursor() as cursor, cursor.copy(sql) as copy:
+                copy.write(data)
+            return
+        assert isinstance(self._driver, sqlite3.Connection)
+        inserter = self._driver.cursor()
+        try:
+            for statement, values in data:
+                inserter.execute(statement, values)
+        finally:
+            inserter.close()
 
 
-def _as_sqlalchemy(exc: BaseException, job: tuple[str, bytes] | None) -> BaseException:
+def _as_sqlalchemy(exc: BaseException, job: tuple[str, Any] | None) -> BaseException:
     """A driver's error as SQLAlchemy raises it for a statement (IntegrityError for a
     duplicate key …), whichever thread met it: callers catch those."""
-    if isinstance(exc, psycopg.Error) and job is not None:
-        return DBAPIError.instance(job[0], None, exc, psycopg.Error)
+    if job is not None:
+        for driver_error in (psycopg.Error, sqlite3.Error):
+            if isinstance(exc, driver_error):
+                return DBAPIError.instance(job[0], None, exc, driver_error)
     return exc

@@ -12,10 +12,10 @@ usual.
 `insert_rows` is the one bulk insert underneath (the audit chain's events and
 the directory sync use it too): the driver's own `executemany` on SQLite,
 `COPY … FROM STDIN` on PostgreSQL, each value processed by its column's type
-as SQLAlchemy would, a column at a time. Inside a batch on PostgreSQL the
-COPYs are sent by a second thread while the batch goes on
-(`dispatcher.storage.copier`); any statement on the session's connection
-waits for them first, and the batch's end waits for all of them.
+as SQLAlchemy would, a column at a time. Inside a batch the rows are sent by
+a second thread while the batch goes on (`dispatcher.storage.copier`; on
+SQLite as INSERTs of hundreds of rows each); any statement on the session's
+connection waits for them first, and the batch's end waits for all of them.
 """
 
 from __future__ import annotations
@@ -27,17 +27,23 @@ from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
-from dispatcher.storage.copier import Copier, copy_data
+from dispatcher.storage.copier import (
+    ROWS_PER_INSERT,
+    SQLITE_PARAMETERS,
+    Copier,
+    Inserts,
+    copy_data,
+)
 from dispatcher.storage.models import Base, UtcDateTime
 
 __all__ = ["batch", "hold", "insert_rows", "insert_tuples", "next_ids", "write"]
 
 # session.info key: model → the column values held for it, in order
 _HELD = "yujing.held.rows"
-# session.info key: the batch's `Copier` (PostgreSQL), once it has written something
+# session.info key: the batch's `Copier`, once it has written something
 _COPIER = "yujing.held.copier"
 
 
@@ -55,7 +61,7 @@ def batch(session: Session) -> Iterator[None]:
         write(session)
         copier: Copier | None = session.info.get(_COPIER)
         if copier is not None:
-            copier.drain()  # every COPY answered: an error is the batch's
+            copier.drain()  # every part answered: an error is the batch's
     finally:
         session.info.pop(_HELD, None)
         copier = session.info.pop(_COPIER, None)
@@ -130,25 +136,35 @@ def _insert(
 ) -> None:
     connection = session.connection()
     plan = _plan(table, tuple(columns), frozenset(json_text), connection.dialect)
+    batched = _HELD in session.info
     if connection.dialect.name == "postgresql":
         # COPY: the server takes a province's rows a third faster than as many
         # INSERTs, in the same transaction (the driver connection is the session's)
         driver = connection.connection.driver_connection
         assert driver is not None
         rows = plan.parameters(columns, count, positional=True)
-        if _HELD in session.info:
+        if batched:
             # inside a batch, sent by a second thread while this one goes on
             # preparing the next rows (the server works on its own core meanwhile)
-            copier = session.info.get(_COPIER)
-            if copier is None:
-                copier = session.info[_COPIER] = Copier(connection)
-            copier.send(plan.copy_sql, copy_data(driver, rows))
+            _copier(session, connection).send(plan.copy_sql, copy_data(driver, rows))
             return
         with driver.cursor() as cursor, cursor.copy(plan.copy_sql) as copy:
             for values in rows:
                 copy.write_row(values)
         return
+    if batched:
+        # SQLite runs each statement of hundreds of rows without the interpreter
+        # lock, on the other core, while this thread prepares the next rows
+        _copier(session, connection).send_inserts(plan.sql, plan.inserts(columns, count))
+        return
     connection.exec_driver_sql(plan.sql, plan.parameters(columns, count))
+
+
+def _copier(session: Session, connection: Connection) -> Copier:
+    copier: Copier | None = session.info.get(_COPIER)
+    if copier is None:
+        copier = session.info[_COPIER] = Copier(connection)
+    return copier
 
 
 def next_ids(session: Session, model: type[Base], count: int) -> list[int]:
@@ -186,9 +202,31 @@ class _Plan:
     def parameters(
         self, given: dict[str, list[Any]], count: int, *, positional: bool = False
     ) -> list[Any]:
-        """Each row's driver parameters from the columns' values, computed column by
-        column: a value repeated down a column (a poll's one `now`, its channel) is
-        processed once."""
+        """Each row's driver parameters from the columns' values."""
+        columns = self._columns(given, count)
+        if self.positional or positional:
+            return list(zip(*columns, strict=True))
+        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    def inserts(self, given: dict[str, list[Any]], count: int) -> Inserts:
+        """The rows as SQLite INSERTs of up to `ROWS_PER_INSERT` rows each, their
+        values in one flat list, row after row (positional parameters)."""
+        assert self.positional
+        columns = self._columns(given, count)
+        width = len(columns)
+        per = max(1, min(ROWS_PER_INSERT, SQLITE_PARAMETERS // width))
+        inserts: Inserts = []
+        for start in range(0, count, per):
+            rows = min(per, count - start)
+            values: list[Any] = [None] * (rows * width)
+            for position, column in enumerate(columns):
+                values[position::width] = column[start : start + rows]
+            inserts.append((_rows_sql(self.sql, rows), values))
+        return inserts
+
+    def _columns(self, given: dict[str, list[Any]], count: int) -> list[list[Any]]:
+        """The driver's values, column by column in the statement's order: a value
+        repeated down a column (a poll's one `now`, its channel) is processed once."""
         columns = []
         for name, process in zip(self.names, self.processors, strict=True):
             values = given.get(name)
@@ -196,9 +234,15 @@ class _Plan:
                 make = self.defaults[name]
                 values = [make() for _ in range(count)]
             columns.append(values if process is None else _processed(process, values))
-        if self.positional or positional:
-            return list(zip(*columns, strict=True))
-        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
+        return columns
+
+
+@lru_cache(maxsize=256)
+def _rows_sql(sql: str, rows: int) -> str:
+    """The one-row INSERT `sql` (… VALUES (?, …)) of `rows` rows."""
+    head, values, one = sql.partition(" VALUES ")
+    assert values and one.startswith("(") and one.endswith(")"), sql
+    return f"{head} VALUES {', '.join([one] * rows)}"
 
 
 def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:

@@ -1,5 +1,6 @@
-"""A batch's COPYs sent by a second thread (PostgreSQL): seen by the next statement,
-their failure the batch's, nothing left behind; the same batch on SQLite in line."""
+"""A batch's rows sent by a second thread (COPYs on PostgreSQL, INSERTs of many rows
+on SQLite): seen by the next statement, their failure the batch's, nothing left
+behind."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
 from dispatcher.storage import held
-from dispatcher.storage.copier import Copier
+from dispatcher.storage.copier import ROWS_PER_INSERT, Copier
 from dispatcher.storage.models import AuditEvent, ForecastRun
 
 AT = datetime(2026, 1, 6, 16, tzinfo=UTC)
@@ -97,15 +98,54 @@ def test_audit_events_chained_in_parts_of_a_batch_verify(
         assert actions[-2:] == ["a.middle", "a.end"]
 
 
-def test_a_batch_sends_its_copies_from_a_second_thread_on_postgresql_alone(
+def test_a_batch_sends_its_rows_from_a_second_thread(
     sessions: sessionmaker[Session],
 ) -> None:
     with sessions.begin() as session, held.batch(session):
         held.insert_rows(session, ForecastRun, _runs(1, 10))
-        postgres = session.get_bind().dialect.name == "postgresql"
-        assert len(_copiers()) == (1 if postgres else 0)
-        assert isinstance(session.info.get("yujing.held.copier"), Copier) is postgres
+        assert len(_copiers()) == 1
+        assert isinstance(session.info.get("yujing.held.copier"), Copier)
     assert not _copiers()
+
+
+def test_rows_in_statements_of_many_rows_keep_every_value_and_their_order(
+    sessions: sessionmaker[Session],
+) -> None:
+    """More rows than one statement takes, and a remainder: each row's values, None,
+    Chinese text, JSON and instants, come back as given, in the ids' order."""
+    count = 2 * ROWS_PER_INSERT + 37
+    runs = [
+        {
+            "id": 1 + i,
+            "source": f"回放{i}",
+            "started_at": AT.replace(minute=i % 60),
+            "finished_at": AT,
+            "ok": i % 2 == 0,
+            "points": i,
+            "variables": [f"气温{i}", "降水"][: i % 3],
+            "first_time": None if i % 3 else AT,
+            "error": None if i % 5 else f"第{i}次：超时",
+        }
+        for i in range(count)
+    ]
+    with sessions.begin() as session, held.batch(session):
+        held.insert_rows(session, ForecastRun, runs)
+    with sessions() as session:
+        stored = session.scalars(select(ForecastRun).order_by(ForecastRun.id)).all()
+        assert [
+            {
+                "id": r.id,
+                "source": r.source,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "ok": r.ok,
+                "points": r.points,
+                "variables": r.variables,
+                "first_time": r.first_time,
+                "error": r.error,
+            }
+            for r in stored
+        ] == runs
 
 
 def test_a_failed_copy_in_a_savepoint_is_raised_as_the_database_error_it_is(
