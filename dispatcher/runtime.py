@@ -53,7 +53,12 @@ from dispatcher.outbox import DeliveryWorker
 from dispatcher.pipeline import Pipeline, PollResult
 from dispatcher.rulewatch import RulesInForce, RuleWatch, load_watched
 from dispatcher.settings import Settings
-from dispatcher.storage.db import make_engine, session_factory
+from dispatcher.storage.db import (
+    Checkpointer,
+    checkpoint_in_background,
+    make_engine,
+    session_factory,
+)
 from dispatcher.storage.migrate import upgrade
 from dispatcher.storage.models import Notification
 from dispatcher.web.state import RulesStatus
@@ -95,6 +100,7 @@ class Runtime:
     failover: Failover | None = None  # where a message goes when its channel failed
     metrics: Metrics | None = None  # polls, sends, reloads (what /metrics adds to the database's)
     official: OfficialWatch | None = None  # the CAP sources' poll, when any is configured
+    checkpointer: Checkpointer | None = None  # SQLite: WAL checkpoints off the commits
     # called with each reloaded county configuration, after the swap (the console's roster)
     on_swap: list[Callable[[CountyConfig], None]] = field(default_factory=list)
 
@@ -182,6 +188,12 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        self.close_database()
+
+    def close_database(self) -> None:
+        """Stop the checkpoints' thread (SQLite) and close the engine's connections."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 
@@ -444,6 +456,7 @@ def open_runtime(
         failover=failover,
         metrics=metrics,
         official=official,
+        checkpointer=checkpoint_in_background(engine),
     )
     configwatch.record_start()
     log.info(

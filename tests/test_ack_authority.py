@@ -60,7 +60,7 @@ def client(db_url: str) -> Iterator[tuple[Runtime, TestClient]]:
     )
     with TestClient(create_app(state)) as http:
         yield rt, http
-    rt.engine.dispose()
+    rt.close_database()
 
 
 def post_signed(http: TestClient, path: str, form: dict[str, str]) -> str:

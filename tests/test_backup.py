@@ -60,7 +60,7 @@ async def cold_wave(db_url: str) -> None:
             rt.pipeline.escalate()
             await drain(rt.worker)
     finally:
-        rt.engine.dispose()
+        rt.close_database()
 
 
 @pytest.fixture

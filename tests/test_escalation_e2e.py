@@ -62,7 +62,7 @@ def runtime(db_url: str, county_dir: Path) -> Iterator[tuple[Runtime, Clock, io.
     )
     rt = open_runtime(settings, clock=clock, console=console, wake=lambda: None)
     yield rt, clock, console
-    rt.engine.dispose()
+    rt.close_database()
 
 
 def sms_reply(client: TestClient, sender: str, body: str) -> str:

@@ -45,7 +45,7 @@ def runtime(db_url: str) -> Iterator[tuple[Runtime, Clock]]:
     settings = webhook_settings(LIULIN, db_url)
     rt = open_runtime(settings, clock=clock, console=io.StringIO(), wake=lambda: None)
     yield rt, clock
-    rt.engine.dispose()
+    rt.close_database()
 
 
 def reply(rt: Runtime, clock: Clock, sender: str, body: str) -> str:

@@ -81,7 +81,7 @@ def runtime(db_url: str) -> Iterator[tuple[Runtime, Clock]]:
     clock = Clock(AT)
     rt = make_runtime(LIULIN, db_url, clock)
     yield rt, clock
-    rt.engine.dispose()
+    rt.close_database()
 
 
 async def test_metrics_after_the_cold_wave_drill(runtime: tuple[Runtime, Clock]) -> None:
@@ -249,7 +249,7 @@ async def test_a_refused_rules_edit_and_a_failed_send_are_counted(
         await drain(rt.worker)
         got = scrape(state)
     finally:
-        rt.engine.dispose()
+        rt.close_database()
     assert got["yujing_rules_reloads_total"] == {labels(outcome="refused"): 1}
     assert got["yujing_rules_error"] == {(): 1.0}
     assert got["yujing_alerts_open"][labels(kind="system", hazard="rules_refused", level="orange")]
@@ -261,7 +261,7 @@ async def test_a_refused_rules_edit_and_a_failed_send_are_counted(
 def empty_runtime(db_url: str) -> Iterator[Runtime]:
     rt = make_runtime(LIULIN, db_url, Clock(AT))
     yield rt
-    rt.engine.dispose()
+    rt.close_database()
 
 
 def token_state(rt: Runtime, host: str, token: str | None) -> AppState:
