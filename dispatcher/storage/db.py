@@ -89,12 +89,12 @@ def checkpoint_in_background(
     database file themselves; a `Checkpointer` thread does it (None otherwise).
 
     SQLite checkpoints in the commit that fills the WAL past 1,000 pages, so a
-    province's cold-front poll waited 0.3 s (of 0.8 s) at its commit for its
-    half a million rows to be copied once more. In a thread of its own, on its
-    own connection, SQLite copies them on the other core: the driver lets go of
+    province's cold-front poll waited half of its 1.0 s commit for its half a
+    million rows to be copied once more. In a thread of its own, on its own
+    connection, SQLite copies them on the other core: the driver lets go of
     the interpreter lock meanwhile, and a PASSIVE checkpoint waits for no one.
-    Call before the engine's first connection; `stop` the thread before
-    disposing of the engine."""
+    The engine's pooled connections are closed (the next ones open without
+    checkpoints); `stop` the thread before disposing of the engine."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
