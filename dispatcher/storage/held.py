@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 
 from dispatcher.storage.copier import (
     ROWS_PER_INSERT,
-    SQLITE_PARAMETERS,
     Copier,
     Inserts,
     copy_data,
@@ -155,7 +154,8 @@ def _insert(
     if batched:
         # SQLite runs each statement of hundreds of rows without the interpreter
         # lock, on the other core, while this thread prepares the next rows
-        _copier(session, connection).send_inserts(plan.sql, plan.inserts(columns, count))
+        copier = _copier(session, connection)
+        copier.send_inserts(plan.sql, plan.inserts(columns, count, copier.parameters))
         return
     connection.exec_driver_sql(plan.sql, plan.parameters(columns, count))
 
@@ -208,13 +208,13 @@ class _Plan:
             return list(zip(*columns, strict=True))
         return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
 
-    def inserts(self, given: dict[str, list[Any]], count: int) -> Inserts:
-        """The rows as SQLite INSERTs of up to `ROWS_PER_INSERT` rows each, their
-        values in one flat list, row after row (positional parameters)."""
+    def inserts(self, given: dict[str, list[Any]], count: int, parameters: int) -> Inserts:
+        """The rows as SQLite INSERTs of up to `ROWS_PER_INSERT` rows and `parameters`
+        values each, their values in one flat list, row after row (positional)."""
         assert self.positional
         columns = self._columns(given, count)
         width = len(columns)
-        per = max(1, min(ROWS_PER_INSERT, SQLITE_PARAMETERS // width))
+        per = max(1, min(ROWS_PER_INSERT, parameters // width))
         inserts: Inserts = []
         for start in range(0, count, per):
             rows = min(per, count - start)

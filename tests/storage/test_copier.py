@@ -4,18 +4,22 @@ behind."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher import audit
 from dispatcher.storage import held
 from dispatcher.storage.copier import ROWS_PER_INSERT, Copier
-from dispatcher.storage.models import AuditEvent, ForecastRun
+from dispatcher.storage.db import make_engine
+from dispatcher.storage.models import AuditEvent, Base, ForecastRun
 
 AT = datetime(2026, 1, 6, 16, tzinfo=UTC)
 
@@ -166,3 +170,22 @@ def test_a_failed_copy_in_a_savepoint_is_raised_as_the_database_error_it_is(
     assert not _copiers()
     with sessions() as session:
         assert _count(session) == 0
+
+
+def test_a_sqlite_taking_fewer_parameters_gets_shorter_inserts(tmp_path: Path) -> None:
+    """SQLite before 3.32 takes 999 parameters a statement: the rows still all go in."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+
+    @event.listens_for(engine, "connect")
+    def as_before_3_32(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    Base.metadata.create_all(engine)
+
+    count = ROWS_PER_INSERT + 1  # 501 rows of five columns: 2,505 parameters in one
+    with sessionmaker(engine).begin() as session, held.batch(session):
+        held.insert_rows(session, ForecastRun, _runs(1, count))
+    with sessionmaker(engine)() as session:
+        assert _count(session) == count
+        assert session.get_one(ForecastRun, count).source == f"回放{count - 1}"
+    engine.dispose()
