@@ -227,17 +227,20 @@ def test_a_leader_busy_in_a_long_job_keeps_the_lease_and_commits(
     engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
     install_fence(sessions)
-    a = Leadership(engine, lease_seconds=LEASE, instance="a")
-    b = Leadership(engine, lease_seconds=LEASE, instance="b")
+    # twice the usual lease: the keeper renews every LEASE / 4, and a machine busy
+    # with other tests may hold its thread back for longer than one short lease
+    lease = 2 * LEASE
+    a = Leadership(engine, lease_seconds=lease, instance="a")
+    b = Leadership(engine, lease_seconds=lease, instance="b")
     assert a.refresh()
     # given a poll that holds a's event loop (no renewal from the loop) for
     # several leases
     with keeper(a), leader_work(a):
-        deadline = time.monotonic() + 4 * LEASE
+        deadline = time.monotonic() + 4 * lease
         while time.monotonic() < deadline:
             # then the standby never takes over meanwhile
             assert not b.refresh(), "a busy leader lost its lease"
-            time.sleep(LEASE / 3)
+            time.sleep(lease / 3)
         # and the long job's write at its end commits with a's epoch
         write_as_leader(sessions, a, "poll.long")
     assert written(sessions, "poll.long") == 1
