@@ -58,10 +58,9 @@ from dispatcher import audit
 from dispatcher.alerts import lifecycle
 from dispatcher.feeds.replay import ReplayFeed
 from dispatcher.runtime import Runtime, open_runtime
-from dispatcher.settings import Settings
 from dispatcher.storage.models import Alert, AuditEvent, EscalationTimer, Notification
 from rules.config import load_yaml
-from tests.support import LIULIN
+from tests.support import LIULIN, replay_settings
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "commit_golden.json"
 COLDWAVE = LIULIN / "scenarios" / "coldwave-2026-01.json"
@@ -228,15 +227,8 @@ def test_a_province_poll_commits_the_golden_rows(
         monkeypatch.setattr(lifecycle, "_WRITE_EVERY", write_every)
     # given a province of two copies of Liulin on a fresh database, and a fixed clock
     config, cold, calm = province(tmp_path, COPIES)
-    settings = Settings(
-        _env_file=None,
-        config_dir=config,
-        database_url=db_url,
-        feed="replay",
-        replay_file=cold,
-        replay_rebase=False,
-        channel="console",
-        secret_key=SecretStr("commit-equivalence"),
+    settings = replay_settings(
+        config, db_url, replay_file=cold, secret_key=SecretStr("commit-equivalence")
     )
     clock = _Clock()
     rt = open_runtime(settings, clock=clock, console=io.StringIO(), wake=lambda: None)

@@ -18,10 +18,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from dispatcher.runtime import open_runtime
-from dispatcher.settings import Settings
 from rules.config import ConfigError
-from tests.processes import COLDWAVE, COUNTY
-from tests.support import Clock
+from tests.processes import COUNTY
+from tests.support import Clock, replay_settings
 from tests.test_config_reload import AT, BROKEN_ZONE, add_zone
 
 # nothing listens on port 1 of this machine: the connection is refused at once
@@ -35,15 +34,7 @@ def county_copy(tmp_path: Path) -> Path:
 
 
 def open_on(county: Path, database_url: str) -> None:
-    settings = Settings(
-        _env_file=None,
-        config_dir=county,
-        database_url=database_url,
-        feed="replay",
-        replay_file=COLDWAVE,
-        replay_rebase=False,
-        channel="console",
-    )
+    settings = replay_settings(county, database_url)
     open_runtime(settings, clock=Clock(AT), console=io.StringIO(), wake=lambda: None)
 
 
